@@ -1,0 +1,218 @@
+"""The ``conclave`` command line. Errors become one readable message here, at the edge, and nowhere else."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from conclave import __version__
+from conclave.errors import ConclaveError
+
+app = typer.Typer(
+    name="conclave",
+    help="Local-first multi-agent question answering with chain-of-abstraction reasoning.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+_DEBUG = {"on": False}
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"conclave {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks and debug logs."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """Conclave: planner, retriever, reasoner and critic answer together, on local or remote models."""
+    _DEBUG["on"] = debug or bool(os.environ.get("CONCLAVE_DEBUG"))
+    logging.basicConfig(level=logging.DEBUG if _DEBUG["on"] else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if not _DEBUG["on"]:
+        for noisy in ("httpx", "autogen_core", "autogen_agentchat", "chromadb", "sentence_transformers"):
+            logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+def settings_from_cli(**overrides: Any) -> Any:
+    """Settings with command-line overrides on top (None values are ignored)."""
+    from conclave.settings import load_settings
+
+    return load_settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+# --------------------------------------------------------------------------------------------------- ask
+@app.command()
+def ask(
+    question: str = typer.Argument(..., help="The question to answer."),
+    model: str | None = typer.Option(None, "--model", "-m", help="Model spec for every role (embedded, ollama/NAME, openai/NAME)."),
+    method: str | None = typer.Option(None, "--method", help="coa (default), cot, react or direct."),
+    collection: str | None = typer.Option(None, "--collection", "-c", help="Knowledge collection to search."),
+    samples: int | None = typer.Option(None, "--samples", min=1, max=16, help="CoA: chains to sample and vote on."),
+    trace: bool = typer.Option(False, "--trace", help="Print the agents' trace as it happens."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object: answer, model, usage, timings, trace."),
+) -> None:
+    """Answer a question, streaming the answer, then the model and token usage."""
+    from conclave.cli.render import TraceRenderer
+
+    overrides: dict[str, Any] = {"model": model, "method": method, "collection": collection}
+    if samples is not None:
+        from conclave.settings import load_settings
+
+        base = load_settings()
+        overrides["coa"] = {**base.coa.model_dump(), "samples": samples}
+    settings = settings_from_cli(**overrides)
+    renderer = TraceRenderer(out, err, trace=trace and not as_json, stream=not as_json)
+    result = asyncio.run(_ask(question, settings, renderer))
+    if as_json:
+        typer.echo(json.dumps(result, ensure_ascii=False))
+    if not result["ok"]:
+        raise typer.Exit(1)
+
+
+async def _ask(question: str, settings: Any, renderer: Any) -> dict[str, Any]:
+    from workflows.runner import build_context, run_question, total_usage
+
+    ctx = await build_context(question, settings)
+    events = []
+    async for event in run_question(ctx):
+        events.append(event)
+        renderer.handle(event)
+    finished = events[-1]
+    answer_event = next((e for e in reversed(events) if e.kind == "answer"), None)
+    failure = next((e for e in events if e.kind == "run_failed"), None)
+    if failure is not None:
+        raise ConclaveError(failure.error, hint=failure.hint)  # type: ignore[attr-defined]
+    usage = finished.usage  # type: ignore[attr-defined]
+    return {
+        "ok": finished.ok,  # type: ignore[attr-defined]
+        "question": ctx.question,
+        "answer": answer_event.text if answer_event else "",  # type: ignore[attr-defined]
+        "value": answer_event.value if answer_event else None,  # type: ignore[attr-defined]
+        "sources": [s.__dict__ for s in answer_event.sources] if answer_event else [],  # type: ignore[attr-defined]
+        "method": ctx.method,
+        "model": ctx.models["reasoner"],
+        "models": ctx.models,
+        "usage": {"total": total_usage(usage), "agents": usage},
+        "timings": {"seconds": round(finished.seconds, 3)},  # type: ignore[attr-defined]
+        "trace": [e.to_dict() for e in events],
+    }
+
+
+# ------------------------------------------------------------------------------------------------ models
+@app.command()
+def models(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """List the models usable now: embedded, Ollama's (when it answers), configured OpenAI-compatible endpoints."""
+    from rich.table import Table
+
+    from conclave.models.discovery import list_models
+
+    settings = settings_from_cli()
+    entries = asyncio.run(list_models(settings))
+    if as_json:
+        typer.echo(json.dumps([e.__dict__ for e in entries]))
+        return
+    table = Table(title="Models", title_justify="left")
+    table.add_column("spec")
+    table.add_column("usable")
+    table.add_column("detail", overflow="fold")
+    for e in entries:
+        table.add_row(e.spec, "[green]yes[/]" if e.available else "[red]no[/]", e.detail)
+    out.print(table)
+
+
+# ------------------------------------------------------------------------------------------------ config
+@config_app.command("show")
+def config_show(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Print the effective settings and where each value came from (secrets masked)."""
+    from rich.table import Table
+
+    from conclave.settings import load_settings_with_origins
+
+    loaded = load_settings_with_origins()
+    data = loaded.settings.redacted()
+    if as_json:
+        typer.echo(json.dumps({"settings": data, "origins": loaded.origins}, default=str))
+        return
+    table = Table(title="Effective settings (highest precedence: flags > CONCLAVE_* env > .env > settings.toml > default)",
+                  title_justify="left")
+    table.add_column("setting")
+    table.add_column("value", overflow="fold")
+    table.add_column("from")
+    for key, value in data.items():
+        origin = loaded.origins.get(key, "default")
+        if isinstance(value, dict) and value and all(not isinstance(v, dict) for v in value.values()):
+            for sub, subval in value.items():
+                table.add_row(f"{key}.{sub}", json.dumps(subval), origin)
+        else:
+            table.add_row(key, json.dumps(value, default=str), origin)
+    out.print(table)
+
+
+# ------------------------------------------------------------------------------------------------- edge
+def _register_subcommands() -> None:
+    """Commands from other areas register themselves; a missing area must not break the rest."""
+    import importlib
+
+    for module in ("conclave.cli.knowledge", "conclave.cli.chat", "conclave.cli.evaluate"):
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            continue
+        mod.register(app)
+
+
+_register_subcommands()
+
+
+def main() -> None:
+    """Entry point: run the app; ConclaveError -> one message + fix; Ctrl-C -> exit 130."""
+    try:
+        code = app(standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)
+    except ConclaveError as exc:
+        if _DEBUG["on"]:
+            raise
+        err.print(f"[bold red]error:[/] {exc.message}")
+        if exc.hint:
+            err.print(f"  [bold]fix:[/] {exc.hint}")
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err.print("\n[yellow]interrupted[/]")
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort as exc:
+        if isinstance(exc.__cause__, KeyboardInterrupt):
+            err.print("[yellow]interrupted[/]")
+            sys.exit(130)
+        err.print("aborted")
+        sys.exit(1)
+    except Exception as exc:  # click usage errors and the like
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if _DEBUG["on"]:
+            raise
+        err.print(f"[bold red]error:[/] unexpected {type(exc).__name__}: {exc}")
+        err.print("  [bold]fix:[/] run again with --debug for the traceback, and report it")
+        sys.exit(1)

@@ -1,0 +1,206 @@
+"""Typed events a run yields; the CLI, the TUI and the evaluation harness only consume these.
+
+Every event is a frozen dataclass with a ``kind`` tag and ``to_dict()`` for JSON (traces, sessions, reports).
+Events carry plain data only (no model SDK objects), so consumers need not import AutoGen.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: ClassVar[str] = "event"
+    at: float = field(default_factory=time.time, kw_only=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["kind"] = self.kind
+        return data
+
+
+@dataclass(frozen=True)
+class RunStarted(Event):
+    kind: ClassVar[str] = "run_started"
+    question: str
+    method: str
+    models: dict[str, str]
+    collection: str | None = None
+
+
+@dataclass(frozen=True)
+class PlanMade(Event):
+    kind: ClassVar[str] = "plan"
+    subquestions: list[dict[str, Any]]
+    """Each: {"question": str, "needs": "knowledge" | "calculation" | "none", "query": str | None}."""
+    raw: str = ""
+
+
+@dataclass(frozen=True)
+class Passage:
+    id: str
+    source: str
+    text: str
+    score: float
+    title: str = ""
+
+
+@dataclass(frozen=True)
+class Retrieved(Event):
+    kind: ClassVar[str] = "retrieval"
+    query: str
+    passages: list[Passage]
+
+
+@dataclass(frozen=True)
+class ChainDrafted(Event):
+    kind: ClassVar[str] = "chain"
+    text: str
+    """The chain in text form, with placeholders."""
+    form: str = "json"
+    attempt: int = 0
+    sample: int = 0
+
+
+@dataclass(frozen=True)
+class ChainRejected(Event):
+    """The chain failed to parse or validate; the reasoner gets these errors back (a re-plan)."""
+
+    kind: ClassVar[str] = "replan"
+    errors: list[str]
+    attempt: int = 0
+    sample: int = 0
+
+
+@dataclass(frozen=True)
+class StepStarted(Event):
+    kind: ClassVar[str] = "step_started"
+    step_id: str
+    tool: str
+    args: dict[str, Any]
+    sample: int = 0
+
+
+@dataclass(frozen=True)
+class StepFinished(Event):
+    kind: ClassVar[str] = "step_finished"
+    step_id: str
+    tool: str
+    status: str
+    """``ok`` | ``failed`` | ``timeout`` | ``skipped``."""
+    value: str | None = None
+    error: str | None = None
+    started: float = 0.0
+    ended: float = 0.0
+    sample: int = 0
+
+
+@dataclass(frozen=True)
+class VoteCast(Event):
+    kind: ClassVar[str] = "vote"
+    answers: list[str | None]
+    winner: str | None
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Critique(Event):
+    kind: ClassVar[str] = "critique"
+    verdict: str
+    """``accept`` | ``revise``."""
+    reasons: list[str]
+    round: int = 0
+
+
+@dataclass(frozen=True)
+class ToolCalled(Event):
+    """A tool call outside a chain (the ``react`` method)."""
+
+    kind: ClassVar[str] = "tool_call"
+    tool: str
+    args: dict[str, Any]
+    result: str
+    is_error: bool = False
+
+
+@dataclass(frozen=True)
+class AnswerDelta(Event):
+    """A piece of the final answer as it streams."""
+
+    kind: ClassVar[str] = "answer_delta"
+    text: str
+    agent: str = "answer"
+
+
+@dataclass(frozen=True)
+class Usage(Event):
+    kind: ClassVar[str] = "usage"
+    agent: str
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    calls: int = 1
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class AnswerReady(Event):
+    kind: ClassVar[str] = "answer"
+    text: str
+    sources: list[Passage] = field(default_factory=list)
+    value: str | None = None
+    """The bare answer value (e.g. the reified number) when the method has one."""
+
+
+@dataclass(frozen=True)
+class RunFinished(Event):
+    kind: ClassVar[str] = "run_finished"
+    answer: str
+    seconds: float
+    usage: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Per agent: {"calls", "prompt_tokens", "completion_tokens"}."""
+    ok: bool = True
+
+
+@dataclass(frozen=True)
+class RunFailed(Event):
+    kind: ClassVar[str] = "run_failed"
+    error: str
+    hint: str | None = None
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.kind: cls
+    for cls in (
+        RunStarted,
+        PlanMade,
+        Retrieved,
+        ChainDrafted,
+        ChainRejected,
+        StepStarted,
+        StepFinished,
+        VoteCast,
+        Critique,
+        ToolCalled,
+        AnswerDelta,
+        Usage,
+        AnswerReady,
+        RunFinished,
+        RunFailed,
+    )
+}
+
+
+def event_from_dict(data: dict[str, Any]) -> Event:
+    """Rebuild an event from ``to_dict()`` output (sessions and run folders store them as JSON)."""
+    data = dict(data)
+    cls = EVENT_TYPES[data.pop("kind")]
+    if cls in (Retrieved,):
+        data["passages"] = [Passage(**p) for p in data["passages"]]
+    if cls is AnswerReady:
+        data["sources"] = [Passage(**p) for p in data.get("sources", [])]
+    return cls(**data)

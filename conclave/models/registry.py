@@ -1,0 +1,88 @@
+"""Spec string -> ``ChatCompletionClient``: a registry keyed by the spec's prefix, SDKs imported lazily."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from autogen_core.models import ChatCompletionClient
+
+from conclave.errors import BackendError
+from conclave.models.embedded import EmbeddedChatCompletionClient, bundled_model_path
+from conclave.models.resilience import ResilientClient
+from conclave.models.spec import ModelSpec, parse_spec
+from conclave.settings import Role, Settings
+
+log = logging.getLogger(__name__)
+
+
+async def make_client(spec: str | ModelSpec | None, settings: Settings) -> ChatCompletionClient:
+    """Build the client a spec names (``None``: the automatic default, see :func:`default_spec`)."""
+    if spec is None:
+        spec = await default_spec(settings)
+    parsed = spec if isinstance(spec, ModelSpec) else parse_spec(spec)
+    if parsed.provider == "embedded":
+        path = parsed.gguf_path or bundled_model_path()
+        inner: ChatCompletionClient = EmbeddedChatCompletionClient(
+            Path(path),
+            name=str(parsed),
+            n_ctx=settings.context_length,
+            temperature=settings.temperature,
+            max_tokens=settings.max_tokens,
+        )
+        # In-process: nothing transient to retry, but errors still get one shape.
+        return ResilientClient(inner, spec=str(parsed), where="the embedded model", max_retries=0)
+    if parsed.provider == "ollama":
+        from conclave.models.ollama import build_ollama_client
+
+        host = settings.ollama_host.rstrip("/")
+        inner = await build_ollama_client(
+            parsed.name,
+            host=host,
+            num_ctx=settings.context_length,
+            temperature=settings.temperature,
+            max_tokens=settings.max_tokens,
+            timeout=settings.request_timeout,
+        )
+        return ResilientClient(inner, spec=str(parsed), where=host, max_retries=settings.max_retries)
+    from conclave.models.openai_compat import build_openai_client
+
+    inner, where = build_openai_client(parsed.name, settings)
+    return ResilientClient(inner, spec=str(parsed), where=where, max_retries=settings.max_retries)
+
+
+_DEFAULT_CACHE: dict[str, str] = {}
+
+
+async def default_spec(settings: Settings) -> str:
+    """An Ollama model if Ollama answers and has one (a chat model), else ``embedded``."""
+    host = settings.ollama_host.rstrip("/")
+    if host in _DEFAULT_CACHE:
+        return _DEFAULT_CACHE[host]
+    from conclave.models.ollama import tags
+
+    choice = "embedded"
+    try:
+        models = await tags(host, timeout=1.5)
+    except BackendError:
+        models = []
+    for entry in models:
+        name = str(entry.get("name") or entry.get("model") or "")
+        if name and "embed" not in name:
+            choice = f"ollama/{name}"
+            break
+    log.debug("default model: %s", choice)
+    _DEFAULT_CACHE[host] = choice
+    return choice
+
+
+async def role_spec(settings: Settings, role: Role) -> str:
+    """The spec a role runs on: its own setting, else ``model``, else the automatic default."""
+    return settings.role_model(role) or await default_spec(settings)
+
+
+def client_name(client: ChatCompletionClient) -> str:
+    """The spec string a client was built from."""
+    if isinstance(client, ResilientClient):
+        return client.spec
+    return getattr(client, "name", type(client).__name__)

@@ -1,0 +1,213 @@
+"""A wrapper that gives every backend the same failure behaviour.
+
+Transient failures (connection refused, timeouts, HTTP 429/5xx) are retried with exponential backoff, a bounded
+number of times, and only before any token has been streamed; everything else, and the last transient failure, becomes
+one :class:`~conclave.errors.BackendError` whose hint says what to do. SDK exception types never leave this module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncGenerator, Mapping, Sequence
+from typing import Any, Literal
+
+from autogen_core import CancellationToken
+from autogen_core.models import (
+    ChatCompletionClient,
+    CreateResult,
+    LLMMessage,
+    ModelCapabilities,
+    ModelInfo,
+    RequestUsage,
+)
+from autogen_core.tools import Tool, ToolSchema
+from pydantic import BaseModel
+
+from conclave.errors import (
+    AuthenticationFailed,
+    BackendError,
+    BackendUnavailable,
+    ConclaveError,
+    ModelNotFound,
+)
+
+log = logging.getLogger(__name__)
+
+
+class _Transient(Exception):
+    def __init__(self, error: ConclaveError):
+        super().__init__(error.message)
+        self.error = error
+
+
+def classify(exc: BaseException, *, spec: str, where: str) -> ConclaveError | _Transient:
+    """Map an SDK/network exception to our error; wrap retryable ones in ``_Transient``."""
+    if isinstance(exc, ConclaveError):
+        return exc
+    try:
+        import openai
+    except ImportError:  # pragma: no cover
+        openai = None  # type: ignore[assignment]
+    try:
+        import ollama
+    except ImportError:  # pragma: no cover
+        ollama = None  # type: ignore[assignment]
+    import httpx
+
+    if openai is not None:
+        if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
+            return AuthenticationFailed(
+                f"{where} rejected the API key for {spec} (HTTP {exc.status_code})",
+                hint="set a valid key in OPENAI_API_KEY or `openai_api_key` in settings.toml",
+            )
+        if isinstance(exc, openai.NotFoundError):
+            return ModelNotFound(
+                f"{where} does not serve model {spec.split('/', 1)[-1]!r} (HTTP 404)",
+                hint="check the model name with `conclave models` or the provider's model list",
+            )
+        if isinstance(exc, openai.RateLimitError | openai.InternalServerError):
+            return _Transient(BackendError(f"{where} answered HTTP {exc.status_code} for {spec}", hint="try again later"))
+        if isinstance(exc, openai.APITimeoutError):
+            return _Transient(
+                BackendError(f"{where} did not answer in time for {spec}", hint="check the server, or raise request_timeout")
+            )
+        if isinstance(exc, openai.APIConnectionError):
+            return _Transient(
+                BackendUnavailable(f"cannot reach {where} for {spec}", hint="check the base URL and that the server is running")
+            )
+        if isinstance(exc, openai.APIStatusError):
+            return BackendError(f"{where} answered HTTP {exc.status_code} for {spec}: {_short(exc.message)}")
+        if isinstance(exc, openai.APIResponseValidationError):
+            return BackendError(f"{where} sent a reply that is not an OpenAI-compatible response", hint="check the base URL")
+    if ollama is not None and isinstance(exc, ollama.ResponseError):
+        text = str(exc.error)
+        if exc.status_code == 404 and "not found" in text:
+            name = spec.split("/", 1)[-1]
+            return ModelNotFound(f"Ollama at {where} has no model {name!r}", hint=f"run `ollama pull {name}`")
+        if exc.status_code >= 500 or exc.status_code == 429:
+            return _Transient(BackendError(f"Ollama at {where} failed: {_short(text)}", hint="see the Ollama server log"))
+        return BackendError(f"Ollama at {where} refused the request: {_short(text)}")
+    if isinstance(exc, httpx.TimeoutException | TimeoutError):
+        return _Transient(BackendError(f"{where} did not answer in time for {spec}", hint="check the server, or raise request_timeout"))
+    if isinstance(exc, httpx.ConnectError | ConnectionError | httpx.RemoteProtocolError):
+        if spec.startswith("ollama/"):
+            return _Transient(ollama_unreachable(where))
+        return _Transient(BackendUnavailable(f"cannot reach {where} for {spec}", hint="check the URL and that the server is running"))
+    if isinstance(exc, json.JSONDecodeError | ValueError | KeyError | TypeError):
+        return BackendError(f"{where} sent a reply {spec} could not understand: {_short(str(exc))}", hint="check the URL points at the right kind of server")
+    return BackendError(f"{spec} failed: {type(exc).__name__}: {_short(str(exc))}")
+
+
+def ollama_unreachable(host: str) -> BackendUnavailable:
+    return BackendUnavailable(
+        f"Ollama is not running at {host}",
+        hint="start it with `ollama serve` (or set OLLAMA_HOST), or use --model embedded",
+    )
+
+
+def _short(text: str, limit: int = 200) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class ResilientClient(ChatCompletionClient):
+    """Wraps a backend client: bounded retries with backoff for transient errors, one clear error otherwise."""
+
+    def __init__(self, inner: ChatCompletionClient, *, spec: str, where: str, max_retries: int = 3, backoff: float = 0.5):
+        self.inner = inner
+        self.spec = spec
+        self.where = where
+        self.max_retries = max_retries
+        self.backoff = backoff
+
+    async def _sleep(self, attempt: int) -> None:
+        await asyncio.sleep(min(8.0, self.backoff * (2**attempt)))
+
+    async def create(
+        self,
+        messages: Sequence[LLMMessage],
+        *,
+        tools: Sequence[Tool | ToolSchema] = [],
+        tool_choice: Tool | Literal["auto", "required", "none"] = "auto",
+        json_output: bool | type[BaseModel] | None = None,
+        extra_create_args: Mapping[str, Any] = {},
+        cancellation_token: CancellationToken | None = None,
+    ) -> CreateResult:
+        for attempt in range(self.max_retries + 1):
+            try:
+                return await self.inner.create(
+                    messages,
+                    tools=tools,
+                    tool_choice=tool_choice,
+                    json_output=json_output,
+                    extra_create_args=extra_create_args,
+                    cancellation_token=cancellation_token,
+                )
+            except (asyncio.CancelledError, KeyboardInterrupt):
+                raise
+            except Exception as exc:
+                error = classify(exc, spec=self.spec, where=self.where)
+                if isinstance(error, _Transient) and attempt < self.max_retries:
+                    log.info("retrying %s after %s (attempt %d)", self.spec, error, attempt + 1)
+                    await self._sleep(attempt)
+                    continue
+                raise (error.error if isinstance(error, _Transient) else error) from exc
+        raise AssertionError("unreachable")
+
+    async def create_stream(
+        self,
+        messages: Sequence[LLMMessage],
+        *,
+        tools: Sequence[Tool | ToolSchema] = [],
+        tool_choice: Tool | Literal["auto", "required", "none"] = "auto",
+        json_output: bool | type[BaseModel] | None = None,
+        extra_create_args: Mapping[str, Any] = {},
+        cancellation_token: CancellationToken | None = None,
+    ) -> AsyncGenerator[str | CreateResult, None]:
+        for attempt in range(self.max_retries + 1):
+            started = False
+            try:
+                async for item in self.inner.create_stream(
+                    messages,
+                    tools=tools,
+                    tool_choice=tool_choice,
+                    json_output=json_output,
+                    extra_create_args=extra_create_args,
+                    cancellation_token=cancellation_token,
+                ):
+                    started = True
+                    yield item
+                return
+            except (asyncio.CancelledError, KeyboardInterrupt, GeneratorExit):
+                raise
+            except Exception as exc:
+                error = classify(exc, spec=self.spec, where=self.where)
+                if isinstance(error, _Transient) and not started and attempt < self.max_retries:
+                    await self._sleep(attempt)
+                    continue
+                raise (error.error if isinstance(error, _Transient) else error) from exc
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    def actual_usage(self) -> RequestUsage:
+        return self.inner.actual_usage()
+
+    def total_usage(self) -> RequestUsage:
+        return self.inner.total_usage()
+
+    def count_tokens(self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = []) -> int:
+        return self.inner.count_tokens(messages, tools=tools)
+
+    def remaining_tokens(self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = []) -> int:
+        return self.inner.remaining_tokens(messages, tools=tools)
+
+    @property
+    def capabilities(self) -> ModelCapabilities:  # type: ignore[override]
+        return self.inner.capabilities  # type: ignore[no-any-return]
+
+    @property
+    def model_info(self) -> ModelInfo:
+        return self.inner.model_info

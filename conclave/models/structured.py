@@ -1,0 +1,114 @@
+"""JSON-schema-constrained output, one call for every backend.
+
+llama.cpp compiles the schema to a grammar, Ollama takes it as ``format``, OpenAI-compatible hosts as
+``response_format`` (``json_schema``, falling back to llama.cpp-server style ``json_object`` + ``schema`` for hosts that
+do not know ``json_schema``). The reply is validated either way: a host that ignores the schema cannot slip bad data
+through.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+from autogen_core.models import ChatCompletionClient, CreateResult, LLMMessage
+from pydantic import BaseModel, ValidationError
+
+from conclave.errors import BackendError
+from conclave.models.embedded import EmbeddedChatCompletionClient
+from conclave.models.resilience import ResilientClient
+
+T = TypeVar("T", bound=BaseModel)
+
+
+class StructuredOutputError(BackendError):
+    """The model's reply did not match the schema."""
+
+    def __init__(self, message: str, *, raw: str):
+        super().__init__(message, hint="try again, or use a larger model")
+        self.raw = raw
+
+
+def _backend(client: ChatCompletionClient) -> ChatCompletionClient:
+    while isinstance(client, ResilientClient):
+        client = client.inner
+    # The response cache and other wrappers keep the real client in `client`/`_client`.
+    inner = getattr(client, "client", None)
+    if isinstance(inner, ChatCompletionClient):
+        return _backend(inner)
+    return client
+
+
+def schema_args(client: ChatCompletionClient, schema: dict[str, Any], name: str, *, fallback: bool = False) -> dict[str, Any]:
+    """The ``extra_create_args`` that constrain this client's output to ``schema``."""
+    backend = _backend(client)
+    if isinstance(backend, EmbeddedChatCompletionClient):
+        return {"json_schema": schema}
+    from autogen_ext.models.ollama import OllamaChatCompletionClient
+
+    if isinstance(backend, OllamaChatCompletionClient):
+        return {"format": schema}
+    if fallback:
+        return {"response_format": {"type": "json_object", "schema": schema}}
+    return {
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {"name": re.sub(r"[^A-Za-z0-9_-]", "_", name)[:64] or "output", "schema": schema, "strict": False},
+        }
+    }
+
+
+def extract_json(text: str) -> Any:
+    """Parse JSON from a reply, tolerating code fences and prose around one object."""
+    text = text.strip()
+    fenced = re.search(r"```(?:json)?\s*(.*?)```", text, re.DOTALL)
+    if fenced:
+        text = fenced.group(1).strip()
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        start, end = text.find("{"), text.rfind("}")
+        if start != -1 and end > start:
+            return json.loads(text[start : end + 1])
+        raise
+
+
+async def complete_json(
+    client: ChatCompletionClient,
+    messages: Sequence[LLMMessage],
+    schema: dict[str, Any],
+    *,
+    name: str = "output",
+    extra: dict[str, Any] | None = None,
+) -> tuple[Any, CreateResult]:
+    """One constrained call; returns the parsed JSON (not yet validated against ``schema``) and the raw result."""
+    args = {**(extra or {}), **schema_args(client, schema, name)}
+    try:
+        result = await client.create(messages, extra_create_args=args)
+    except BackendError as exc:
+        # Hosts that predate `json_schema` (llama.cpp's server among them) answer 400 to it: use their dialect.
+        if "response_format" in args and "HTTP 400" in exc.message:
+            args = {**(extra or {}), **schema_args(client, schema, name, fallback=True)}
+            result = await client.create(messages, extra_create_args=args)
+        else:
+            raise
+    raw = result.content if isinstance(result.content, str) else str(result.content)
+    try:
+        return extract_json(raw), result
+    except json.JSONDecodeError as exc:
+        raise StructuredOutputError(f"the model's reply is not JSON: {exc.msg}", raw=raw) from exc
+
+
+async def complete_structured(
+    client: ChatCompletionClient, messages: Sequence[LLMMessage], schema_model: type[T], *, extra: dict[str, Any] | None = None
+) -> T:
+    """One constrained call returning a validated instance of ``schema_model``."""
+    data, _ = await complete_json(client, messages, schema_model.model_json_schema(), name=schema_model.__name__, extra=extra)
+    try:
+        return schema_model.model_validate(data)
+    except ValidationError as exc:
+        raise StructuredOutputError(
+            f"the model's reply does not match {schema_model.__name__}: {exc.errors()[0]['msg']}", raw=json.dumps(data)
+        ) from exc

@@ -1,0 +1,245 @@
+"""One frozen settings object, with the origin of every value.
+
+Precedence, highest first:
+
+1. keyword arguments to :func:`load_settings` (what CLI flags set);
+2. ``CONCLAVE_*`` environment variables (nested fields with ``__``: ``CONCLAVE_ROLES__CRITIC``), and the
+   standard ``OLLAMA_HOST``, ``OPENAI_BASE_URL``, ``OPENAI_API_KEY`` for the fields they name;
+3. a ``.env`` file in the working directory (same names as the environment);
+4. ``$CONCLAVE_HOME/settings.toml``;
+5. the defaults below.
+
+``CONCLAVE_HOME`` itself comes from keyword, environment or ``.env`` only (the TOML file lives inside it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from dotenv import dotenv_values
+from platformdirs import user_data_dir
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from conclave.errors import ConfigError
+
+ROLES = ("planner", "retriever", "reasoner", "critic", "judge")
+Role = Literal["planner", "retriever", "reasoner", "critic", "judge"]
+
+# Standard variables other tools already use, read as well as their CONCLAVE_ names (lower precedence).
+_ALIASES = {
+    "ollama_host": "OLLAMA_HOST",
+    "openai_base_url": "OPENAI_BASE_URL",
+    "openai_api_key": "OPENAI_API_KEY",
+}
+_SECRET_FIELDS = {"openai_api_key"}
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class RoleModels(_Frozen):
+    """Per-role model specs; ``None`` means the top-level ``model`` setting."""
+
+    planner: str | None = None
+    retriever: str | None = None
+    reasoner: str | None = None
+    critic: str | None = None
+    judge: str | None = None
+
+
+class ModelInfoOverride(_Frozen):
+    """Capabilities of an OpenAI-compatible model the client library does not know by name."""
+
+    vision: bool = False
+    function_calling: bool = True
+    json_output: bool = True
+    structured_output: bool = True
+    family: str = "unknown"
+    context_length: int = 8192
+
+
+class CoASettings(_Frozen):
+    """Chain-of-abstraction knobs."""
+
+    samples: int = Field(1, ge=1, le=16)
+    sample_temperature: float = Field(0.7, ge=0.0, le=2.0)
+    max_replans: int = Field(2, ge=0, le=5)
+    max_critic_rounds: int = Field(2, ge=0, le=5)
+    max_steps: int = Field(12, ge=1, le=64)
+    tool_timeout: float = Field(30.0, gt=0)
+    use_critic: bool = True
+    few_shot: Literal["fixed", "similar"] = "fixed"
+
+
+class Settings(_Frozen):
+    """Effective configuration of one Conclave process."""
+
+    home: Path = Field(default_factory=lambda: Path(user_data_dir("conclave", appauthor=False)))
+    model: str | None = None
+    roles: RoleModels = RoleModels()
+    method: Literal["coa", "cot", "react", "direct"] = "coa"
+    collection: str = "demo"
+    embedder: str = "local"
+    chroma_url: str | None = None
+    chunk_size: int = Field(800, ge=100, le=20000)
+    chunk_overlap: int = Field(100, ge=0, le=5000)
+    top_k: int = Field(4, ge=1, le=50)
+    ollama_host: str = "http://127.0.0.1:11434"
+    openai_base_url: str | None = None
+    openai_api_key: SecretStr | None = None
+    openai_model_info: dict[str, ModelInfoOverride] = Field(default_factory=dict)
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    max_tokens: int = Field(768, ge=16, le=32768)
+    context_length: int = Field(4096, ge=512, le=262144)
+    request_timeout: float = Field(120.0, gt=0)
+    max_retries: int = Field(3, ge=0, le=10)
+    cache: bool = True
+    coa: CoASettings = CoASettings()
+
+    def role_model(self, role: Role) -> str | None:
+        """The model spec for a role (``None``: choose automatically)."""
+        return getattr(self.roles, role) or self.model
+
+    @property
+    def chroma_path(self) -> Path:
+        return self.home / "chroma"
+
+    @property
+    def sessions_path(self) -> Path:
+        return self.home / "sessions.sqlite"
+
+    @property
+    def runs_path(self) -> Path:
+        return self.home / "runs"
+
+    @property
+    def cache_path(self) -> Path:
+        return self.home / "cache"
+
+    def redacted(self) -> dict[str, Any]:
+        """Settings as plain JSON data with secrets masked (safe for traces, manifests and logs)."""
+        data = self.model_dump(mode="json")
+        for name in _SECRET_FIELDS:
+            if data.get(name):
+                data[name] = mask_secret(getattr(self, name).get_secret_value())
+        return data
+
+
+def mask_secret(value: str) -> str:
+    """Show only enough of a secret to recognise it."""
+    if len(value) <= 8:
+        return "****"
+    return f"{value[:3]}…{value[-2:]}"
+
+
+def _nest(flat: dict[str, str], prefix: str) -> dict[str, Any]:
+    """Turn ``CONCLAVE_ROLES__CRITIC=x`` style keys into nested dicts."""
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        if value is None or not key.upper().startswith(prefix):
+            continue
+        path = key[len(prefix) :].lower().split("__")
+        node = out
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                break
+        else:
+            node[path[-1]] = value
+    return out
+
+
+def _from_variables(variables: dict[str, str | None]) -> dict[str, Any]:
+    values = _nest({k: v for k, v in variables.items() if v is not None}, "CONCLAVE_")
+    for field, name in _ALIASES.items():
+        if field not in values and variables.get(name):
+            values[field] = variables[name]
+    # Structured values (e.g. CONCLAVE_OPENAI_MODEL_INFO='{"m": {...}}') are given as JSON.
+    for key, value in list(values.items()):
+        if isinstance(value, str) and value.lstrip()[:1] in "{[":
+            try:
+                values[key] = json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"CONCLAVE_{key.upper()} is not valid JSON: {exc}", hint="quote it as JSON") from exc
+    return values
+
+
+class LoadedSettings:
+    """Settings plus the origin of each top-level value (for ``conclave config show``)."""
+
+    def __init__(self, settings: Settings, origins: dict[str, str]):
+        self.settings = settings
+        self.origins = origins
+
+
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_settings_with_origins(
+    *, env: dict[str, str] | None = None, dotenv_path: Path | None = None, **overrides: Any
+) -> LoadedSettings:
+    """Read every source in precedence order and record where each top-level value came from."""
+    environ = dict(os.environ if env is None else env)
+    dotenv_file = dotenv_path if dotenv_path is not None else Path.cwd() / ".env"
+    dotenv_vars: dict[str, str | None] = dict(dotenv_values(dotenv_file)) if dotenv_file.is_file() else {}
+
+    layers: list[tuple[str, dict[str, Any]]] = []
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    env_values = _from_variables(environ)  # type: ignore[arg-type]
+    dotenv_vals = _from_variables(dotenv_vars)
+
+    home_raw = overrides.get("home") or env_values.get("home") or dotenv_vals.get("home")
+    home = Path(home_raw).expanduser() if home_raw else Settings.model_fields["home"].get_default(
+        call_default_factory=True
+    )
+    toml_path = Path(home) / "settings.toml"
+    toml_values: dict[str, Any] = {}
+    if toml_path.is_file():
+        try:
+            toml_values = tomllib.loads(toml_path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{toml_path} is not valid TOML: {exc}", hint="fix or remove the file") from exc
+
+    layers = [
+        (f"file {toml_path}", toml_values),
+        (f"file {dotenv_file}", dotenv_vals),
+        ("environment", env_values),
+        ("command line", overrides),
+    ]
+    merged: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+    for origin, values in layers:
+        merged = _merge(merged, values)
+        for key in values:
+            origins[key] = origin
+    merged["home"] = str(home)
+    try:
+        settings = Settings.model_validate(merged)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])} ({origins.get(str(err['loc'][0]), 'default')}): {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(
+            f"invalid settings: {problems}", hint="see `conclave config show` and README 'Configuration'"
+        ) from exc
+    for name in Settings.model_fields:
+        origins.setdefault(name, "default")
+    return LoadedSettings(settings, origins)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """The effective settings (see the module docstring for precedence)."""
+    return load_settings_with_origins(**overrides).settings

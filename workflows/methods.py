@@ -1,0 +1,115 @@
+"""The methods Conclave can answer with, all on the same models and tools so they can be compared.
+
+``direct`` (one call), ``cot`` (chain of thought, no tools), ``react`` (tool calls interleaved with reasoning) and
+``coa`` (the team: plan, retrieve, abstract chain, reify, critique). Each is an async generator of events.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+from autogen_core.models import AssistantMessage, CreateResult, LLMMessage, SystemMessage, UserMessage
+
+from agents.prompting import load_prompt
+from conclave.events import AnswerDelta, AnswerReady, Event, Usage
+from conclave.models import client_name
+from workflows.runner import RunContext
+
+_ANSWER_LINE = re.compile(r"(?im)^\s*(?:final\s+)?answer\s*[:：]\s*(.+?)\s*$")
+
+
+def answer_value(text: str) -> str | None:
+    """The value on the last ``Answer:`` line, if any."""
+    found = _ANSWER_LINE.findall(text)
+    return found[-1].strip().rstrip(".") if found else None
+
+
+def history_messages(ctx: RunContext) -> list[LLMMessage]:
+    out: list[LLMMessage] = []
+    for question, answer in ctx.history[-4:]:
+        out.append(UserMessage(content=question, source="user"))
+        out.append(AssistantMessage(content=answer, source="assistant"))
+    return out
+
+
+class StreamedCall:
+    """Stream one model call as AnswerDelta events; afterwards ``text`` and ``result`` hold the outcome."""
+
+    def __init__(self, client: Any, messages: Sequence[LLMMessage], *, agent: str, extra: dict[str, Any] | None = None,
+                 emit: bool = True):
+        self.client = client
+        self.messages = list(messages)
+        self.agent = agent
+        self.extra = extra or {}
+        self.emit = emit
+        self.text = ""
+        self.result: CreateResult | None = None
+
+    async def events(self) -> AsyncIterator[Event]:
+        started = time.perf_counter()
+        parts: list[str] = []
+        async for item in self.client.create_stream(self.messages, extra_create_args=self.extra):
+            if isinstance(item, CreateResult):
+                self.result = item
+            else:
+                parts.append(item)
+                if self.emit:
+                    yield AnswerDelta(text=item, agent=self.agent)
+        self.text = "".join(parts)
+        if self.result is not None and isinstance(self.result.content, str) and not self.text:
+            self.text = self.result.content
+            if self.emit and self.text:
+                yield AnswerDelta(text=self.text, agent=self.agent)
+        usage = self.result.usage if self.result is not None else None
+        yield Usage(
+            agent=self.agent,
+            model=client_name(self.client),
+            prompt_tokens=usage.prompt_tokens if usage else 0,
+            completion_tokens=usage.completion_tokens if usage else 0,
+            seconds=time.perf_counter() - started,
+        )
+
+
+async def run_direct(ctx: RunContext) -> AsyncIterator[Event]:
+    """One call, no tools."""
+    messages: list[LLMMessage] = [SystemMessage(content=load_prompt("direct")), *history_messages(ctx),
+                                  UserMessage(content=ctx.question, source="user")]
+    call = StreamedCall(ctx.clients["reasoner"], messages, agent="reasoner")
+    async for event in call.events():
+        yield event
+    yield AnswerReady(text=call.text.strip(), value=answer_value(call.text))
+
+
+async def run_cot(ctx: RunContext) -> AsyncIterator[Event]:
+    """Chain of thought: think step by step, no tools."""
+    messages: list[LLMMessage] = [SystemMessage(content=load_prompt("cot")), *history_messages(ctx),
+                                  UserMessage(content=ctx.question, source="user")]
+    call = StreamedCall(ctx.clients["reasoner"], messages, agent="reasoner")
+    async for event in call.events():
+        yield event
+    yield AnswerReady(text=call.text.strip(), value=answer_value(call.text))
+
+
+async def run_react(ctx: RunContext) -> AsyncIterator[Event]:
+    from workflows.react import run_react as _run
+
+    async for event in _run(ctx):
+        yield event
+
+
+async def run_coa(ctx: RunContext) -> AsyncIterator[Event]:
+    from workflows.team import run_coa as _run
+
+    async for event in _run(ctx):
+        yield event
+
+
+METHOD_RUNNERS: dict[str, Callable[[RunContext], AsyncIterator[Event]]] = {
+    "direct": run_direct,
+    "cot": run_cot,
+    "react": run_react,
+    "coa": run_coa,
+}

@@ -1,0 +1,106 @@
+"""Run one question with a method; every interface consumes the events this yields."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from conclave.errors import ConclaveError, ConfigError
+from conclave.events import Event, RunFailed, RunFinished, RunStarted, Usage
+from conclave.settings import Settings
+
+METHODS = ("coa", "cot", "react", "direct")
+
+
+@dataclass
+class RunContext:
+    """What a method needs: settings, the question, the chat history, and model clients per role."""
+
+    settings: Settings
+    question: str
+    method: str
+    models: dict[str, str]
+    clients: dict[str, Any]
+    collection: str | None
+    history: list[tuple[str, str]] = field(default_factory=list)
+    """Earlier (question, answer) pairs of the conversation."""
+    tools: dict[str, Any] | None = None
+
+
+async def build_context(
+    question: str,
+    settings: Settings,
+    *,
+    method: str | None = None,
+    collection: str | None = None,
+    history: list[tuple[str, str]] | None = None,
+    clients: dict[str, Any] | None = None,
+    tools: dict[str, Any] | None = None,
+) -> RunContext:
+    """Resolve roles to clients (shared when roles name the same spec)."""
+    from conclave.models import client_name, make_client, role_spec
+
+    method = method or settings.method
+    if method not in METHODS:
+        raise ConfigError(f"unknown method {method!r}", hint=f"use one of: {', '.join(METHODS)}")
+    if not question or not question.strip():
+        raise ConfigError("the question is empty", hint="ask something, e.g. conclave ask \"What does Adam combine?\"")
+    roles = ("planner", "retriever", "reasoner", "critic")
+    resolved: dict[str, Any] = dict(clients or {})
+    by_spec: dict[str, Any] = {}
+    for client in resolved.values():
+        by_spec.setdefault(client_name(client), client)
+    for role in roles:
+        if role in resolved:
+            continue
+        spec = await role_spec(settings, role)  # type: ignore[arg-type]
+        if spec not in by_spec:
+            by_spec[spec] = await make_client(spec, settings)
+        resolved[role] = by_spec[spec]
+    models = {role: client_name(resolved[role]) for role in roles}
+    return RunContext(
+        settings=settings,
+        question=question.strip(),
+        method=method,
+        models=models,
+        clients=resolved,
+        collection=collection or settings.collection,
+        history=list(history or []),
+        tools=tools,
+    )
+
+
+async def run_question(ctx: RunContext) -> AsyncIterator[Event]:
+    """Run ``ctx.method`` and yield its events, framed by RunStarted and RunFinished/RunFailed."""
+    from workflows import methods
+
+    started = time.perf_counter()
+    yield RunStarted(question=ctx.question, method=ctx.method, models=ctx.models, collection=ctx.collection)
+    usage: dict[str, dict[str, int]] = {}
+    answer = ""
+    try:
+        async for event in methods.METHOD_RUNNERS[ctx.method](ctx):
+            if isinstance(event, Usage):
+                slot = usage.setdefault(event.agent, {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0})
+                slot["calls"] += event.calls
+                slot["prompt_tokens"] += event.prompt_tokens
+                slot["completion_tokens"] += event.completion_tokens
+            if event.kind == "answer":
+                answer = event.text  # type: ignore[attr-defined]
+            yield event
+    except ConclaveError as exc:
+        yield RunFailed(error=exc.message, hint=exc.hint)
+        yield RunFinished(answer=answer, seconds=time.perf_counter() - started, usage=usage, ok=False)
+        return
+    yield RunFinished(answer=answer, seconds=time.perf_counter() - started, usage=usage)
+
+
+def total_usage(usage: dict[str, dict[str, int]]) -> dict[str, int]:
+    """Sum per-agent usage."""
+    out = {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0}
+    for slot in usage.values():
+        for key in out:
+            out[key] += slot.get(key, 0)
+    return out
