@@ -85,4 +85,7 @@ def client_name(client: ChatCompletionClient) -> str:
     """The spec string a client was built from."""
     if isinstance(client, ResilientClient):
         return client.spec
-    return getattr(client, "name", type(client).__name__)
+    inner = getattr(client, "client", None)  # autogen-ext's ChatCompletionCache and similar wrappers
+    if isinstance(inner, ChatCompletionClient):
+        return client_name(inner)
+    return str(getattr(client, "conclave_name", None) or getattr(client, "name", None) or type(client).__name__)

@@ -1,0 +1,132 @@
+"""What the four roles share: the team's working state and a small AgentChat agent base.
+
+The agents pass a short text message along the GraphFlow (that is what drives its edges and what AutoGen's
+transcript shows); the structured work products (plan, passages, chains, reified chains, verdicts) live on one
+``TeamState`` so no agent has to re-parse another's prose.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from autogen_agentchat.agents import BaseChatAgent
+from autogen_agentchat.base import Response
+from autogen_agentchat.messages import BaseChatMessage, TextMessage
+from autogen_core import CancellationToken
+from autogen_core.models import ChatCompletionClient, CreateResult, LLMMessage
+
+from conclave.events import Event, Passage, Usage
+from conclave.models import client_name
+from conclave.settings import Settings
+
+Emit = Callable[[Event], Awaitable[None] | None]
+
+
+@dataclass
+class SubQuestion:
+    question: str
+    needs: str = "none"
+    query: str = ""
+
+
+@dataclass
+class Candidate:
+    """One sampled chain: its final form after repairs, and what reification made of it."""
+
+    sample: int
+    chain: Any | None = None
+    errors: list[str] = field(default_factory=list)
+    reified: Any | None = None
+    raw: str = ""
+    messages: list[LLMMessage] = field(default_factory=list)
+    """The reasoner's conversation for this sample (only the broken chain goes back on re-plan)."""
+
+
+@dataclass
+class TeamState:
+    """The team's blackboard for one question."""
+
+    settings: Settings
+    question: str
+    tools: dict[str, Any]
+    collection: str | None
+    emit: Emit
+    history: list[tuple[str, str]] = field(default_factory=list)
+    subquestions: list[SubQuestion] = field(default_factory=list)
+    passages: list[Passage] = field(default_factory=list)
+    candidates: list[Candidate] = field(default_factory=list)
+    chosen: Candidate | None = None
+    critic_rounds: int = 0
+    verdict: str | None = None
+    reasons: list[str] = field(default_factory=list)
+    vote_counts: dict[str, int] = field(default_factory=dict)
+    answer_text: str = ""
+    answer_value: str | None = None
+    sources: list[Passage] = field(default_factory=list)
+    failure: str | None = None
+
+    async def publish(self, event: Event) -> None:
+        result = self.emit(event)
+        if asyncio.iscoroutine(result):
+            await result
+
+
+async def tracked_create(
+    state: TeamState,
+    agent: str,
+    client: ChatCompletionClient,
+    messages: Sequence[LLMMessage],
+    *,
+    extra: dict[str, Any] | None = None,
+    cancellation_token: CancellationToken | None = None,
+) -> CreateResult:
+    """One model call whose token usage is published as a Usage event for ``agent``."""
+    started = time.perf_counter()
+    result = await client.create(messages, extra_create_args=extra or {}, cancellation_token=cancellation_token)
+    await state.publish(
+        Usage(
+            agent=agent,
+            model=client_name(client),
+            prompt_tokens=result.usage.prompt_tokens,
+            completion_tokens=result.usage.completion_tokens,
+            seconds=time.perf_counter() - started,
+        )
+    )
+    return result
+
+
+class RoleAgent(BaseChatAgent):
+    """An AgentChat agent whose turn is one async ``act`` on the team state, returning a short summary."""
+
+    def __init__(self, name: str, description: str, state: TeamState):
+        super().__init__(name=name, description=description)
+        self.state = state
+
+    @property
+    def produced_message_types(self) -> Sequence[type[BaseChatMessage]]:
+        return (TextMessage,)
+
+    async def act(self, cancellation_token: CancellationToken) -> str:
+        raise NotImplementedError
+
+    async def on_messages(self, messages: Sequence[BaseChatMessage], cancellation_token: CancellationToken) -> Response:
+        summary = await self.act(cancellation_token)
+        return Response(chat_message=TextMessage(content=summary, source=self.name))
+
+    async def on_reset(self, cancellation_token: CancellationToken) -> None:
+        """State belongs to one question; a new question gets a new team."""
+
+
+def passages_block(passages: Sequence[Passage], *, limit: int = 600) -> str:
+    """Numbered passages for a prompt, each clipped to ``limit`` characters."""
+    lines = []
+    for i, p in enumerate(passages, 1):
+        text = " ".join(p.text.split())
+        if len(text) > limit:
+            text = text[: limit - 1] + "…"
+        lines.append(f"[{i}] ({p.source}) {text}")
+    return "\n".join(lines)

@@ -1,0 +1,87 @@
+"""The critic: checks the reified chain and draft answer against the passages and the question."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from autogen_core import CancellationToken
+from autogen_core.models import ChatCompletionClient, SystemMessage, UserMessage
+from pydantic import BaseModel, Field
+
+from agents.base import RoleAgent, TeamState, passages_block, tracked_create
+from agents.prompting import load_prompt
+from conclave.events import Critique
+from conclave.models import StructuredOutputError
+from conclave.models.structured import extract_json, schema_args
+
+
+class Verdict(BaseModel):
+    verdict: Literal["accept", "revise"]
+    reasons: list[str] = Field(default_factory=list, max_length=5)
+
+
+class Critic(RoleAgent):
+    def __init__(self, state: TeamState, client: ChatCompletionClient):
+        super().__init__("critic", "Checks the worked chain against the question and passages.", state)
+        self.client = client
+
+    def mechanical_problems(self) -> list[str]:
+        """Problems that need no model to see: failed steps, no answer value."""
+        chosen = self.state.chosen
+        if chosen is None or chosen.chain is None:
+            errors = self.state.candidates[0].errors if self.state.candidates else []
+            return ["no valid chain could be built: " + "; ".join(errors[:3])]
+        reified = chosen.reified
+        problems = [f"step {r.step_id} {r.status}: {r.error}" for r in reified.results if r.status in ("failed", "timeout")]
+        if reified.answer_value is None and not problems:
+            problems.append("the chain's answer placeholder has no value")
+        return problems
+
+    async def act(self, cancellation_token: CancellationToken) -> str:
+        state = self.state
+        budget_left = state.critic_rounds < state.settings.coa.max_critic_rounds
+        problems = self.mechanical_problems()
+        if problems:
+            verdict = Verdict(verdict="revise", reasons=problems)
+        elif not state.settings.coa.use_critic:
+            verdict = Verdict(verdict="accept", reasons=["critic disabled (coa.use_critic = false)"])
+        else:
+            verdict = await self.judge(cancellation_token)
+        if verdict.verdict == "revise" and not budget_left:
+            verdict = Verdict(verdict="accept", reasons=verdict.reasons + ["revision budget spent: keeping this answer"])
+        if verdict.verdict == "revise" and state.chosen is None:
+            verdict = Verdict(verdict="accept", reasons=verdict.reasons + ["nothing to revise"])
+        state.verdict = verdict.verdict
+        state.reasons = verdict.reasons
+        await state.publish(Critique(verdict=verdict.verdict, reasons=verdict.reasons, round=state.critic_rounds))
+        if verdict.verdict == "revise":
+            state.critic_rounds += 1
+        return f"verdict: {verdict.verdict}"
+
+    async def judge(self, cancellation_token: CancellationToken) -> Verdict:
+        state = self.state
+        chosen = state.chosen
+        assert chosen is not None and chosen.reified is not None
+        parts = []
+        if state.passages:
+            parts.append("Passages:\n" + passages_block(state.passages, limit=300))
+        parts.append(f"Question: {state.question}")
+        parts.append("Worked chain (tool values filled in):\n" + chosen.reified.filled_text())
+        parts.append(f"Final value: {chosen.reified.answer_value}")
+        messages = [SystemMessage(content=load_prompt("critic")), UserMessage(content="\n\n".join(parts), source="user")]
+        try:
+            result = await tracked_create(
+                state, "critic", self.client, messages,
+                extra={**schema_args(self.client, Verdict.model_json_schema(), "verdict"), "max_tokens": 160},
+                cancellation_token=cancellation_token,
+            )
+            raw = result.content if isinstance(result.content, str) else ""
+            return Verdict.model_validate(extract_json(raw))
+        except (StructuredOutputError, ValueError):
+            # An unreadable verdict is not a reason to throw away a chain that reified cleanly.
+            return Verdict(verdict="accept", reasons=["the critic's reply was not a valid verdict"])
+
+
+def build_critic(state: TeamState, client: ChatCompletionClient) -> Critic:
+    """The critic agent for one question."""
+    return Critic(state, client)

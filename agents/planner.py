@@ -1,0 +1,63 @@
+"""The planner: sub-questions, and which of them need knowledge or calculation (structured output)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from autogen_core import CancellationToken
+from autogen_core.models import ChatCompletionClient, SystemMessage, UserMessage
+from pydantic import BaseModel, Field
+
+from agents.base import RoleAgent, SubQuestion, TeamState, tracked_create
+from agents.prompting import load_prompt
+from conclave.events import PlanMade
+from conclave.models import StructuredOutputError
+from conclave.models.structured import extract_json, schema_args
+
+
+class PlannedQuestion(BaseModel):
+    question: str = Field(max_length=300)
+    needs: Literal["knowledge", "calculation", "none"]
+    query: str = Field("", max_length=200)
+
+
+class Plan(BaseModel):
+    subquestions: list[PlannedQuestion] = Field(min_length=1, max_length=3)
+
+
+def fallback_plan(question: str, has_collection: bool) -> list[SubQuestion]:
+    """When the model's plan is unusable: one sub-question, the question itself."""
+    return [SubQuestion(question=question, needs="knowledge" if has_collection else "none", query=question)]
+
+
+class Planner(RoleAgent):
+    def __init__(self, state: TeamState, client: ChatCompletionClient):
+        super().__init__("planner", "Splits the question into sub-questions and says what each needs.", state)
+        self.client = client
+
+    async def act(self, cancellation_token: CancellationToken) -> str:
+        state = self.state
+        user = f"Question: {state.question}"
+        if state.history:
+            last_q, last_a = state.history[-1]
+            user = f"Earlier question: {last_q}\nEarlier answer: {last_a[:300]}\n\n" + user
+        messages = [SystemMessage(content=load_prompt("planner")), UserMessage(content=user, source="user")]
+        raw = ""
+        try:
+            result = await tracked_create(
+                state, "planner", self.client, messages,
+                extra={**schema_args(self.client, Plan.model_json_schema(), "plan"), "max_tokens": 256},
+                cancellation_token=cancellation_token,
+            )
+            raw = result.content if isinstance(result.content, str) else ""
+            plan = Plan.model_validate(extract_json(raw))
+            state.subquestions = [SubQuestion(p.question, p.needs, p.query or p.question) for p in plan.subquestions]
+        except (StructuredOutputError, ValueError):
+            state.subquestions = fallback_plan(state.question, state.collection is not None)
+        await state.publish(PlanMade(subquestions=[vars(s) for s in state.subquestions], raw=raw))
+        return "plan: " + "; ".join(f"{s.question} ({s.needs})" for s in state.subquestions)
+
+
+def build_planner(state: TeamState, client: ChatCompletionClient) -> Planner:
+    """The planner agent for one question."""
+    return Planner(state, client)

@@ -1,0 +1,160 @@
+"""The reasoner: writes the whole solution as an abstract chain; never computes a value itself.
+
+JSON form under constrained decoding where the backend supports it, text form otherwise. A chain that fails to
+parse or validate goes back with the exact errors, only the broken chain and the errors (cheap), a bounded number of
+times. With ``coa.samples`` > 1 it draws several chains at a temperature for the team to vote on.
+
+The chain engine is injected (``ChainKit``) so this module does not depend on ``workflows``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from autogen_core import CancellationToken
+from autogen_core.models import AssistantMessage, ChatCompletionClient, LLMMessage, SystemMessage, UserMessage
+
+from agents.base import Candidate, RoleAgent, TeamState, passages_block, tracked_create
+from agents.prompting import load_prompt
+from conclave.events import ChainDrafted, ChainRejected
+from conclave.models.structured import schema_args
+
+
+@dataclass(frozen=True)
+class ChainKit:
+    """The chain engine as the reasoner sees it."""
+
+    parse: Callable[[str], Any]
+    """raw model text -> chain; raises an exception whose str() says what is wrong and where."""
+    validate: Callable[[Any], list[str]]
+    """chain -> error messages (empty when valid)."""
+    render: Callable[[Any], str]
+    schema: dict[str, Any]
+
+
+def tool_lines(tools: dict[str, Any]) -> str:
+    """One line per tool for the prompt: name, description, arguments."""
+    lines = []
+    for name, tool in tools.items():
+        schema = tool.args_schema.model_json_schema() if getattr(tool, "args_schema", None) else {}
+        args = ", ".join(
+            f"{arg}: {spec.get('type', 'any')}" for arg, spec in (schema.get("properties") or {}).items()
+        )
+        lines.append(f"- {name}({args}): {(tool.description or '').strip().splitlines()[0]}")
+    return "\n".join(lines)
+
+
+def uses_json_form(client: ChatCompletionClient) -> bool:
+    info = client.model_info
+    return bool(info.get("structured_output") or info.get("json_output"))
+
+
+class Reasoner(RoleAgent):
+    def __init__(self, state: TeamState, client: ChatCompletionClient, kit: ChainKit):
+        super().__init__("reasoner", "Writes the solution as an abstract chain with placeholders.", state)
+        self.client = client
+        self.kit = kit
+        self.json_form = uses_json_form(client)
+
+    def system_prompt(self) -> str:
+        text = load_prompt("reasoner").replace("{tools}", tool_lines(self.state.tools))
+        if not self.json_form:
+            text += "\n\n" + load_prompt("reasoner_text")
+        return text
+
+    def user_prompt(self) -> str:
+        state = self.state
+        parts = []
+        if state.passages:
+            parts.append("Passages:\n" + passages_block(state.passages))
+        subs = [s for s in state.subquestions if s.question.strip() and s.question.strip() != state.question]
+        if subs:
+            parts.append("Plan:\n" + "\n".join(f"- {s.question} ({s.needs})" for s in subs))
+        parts.append(f"Question: {state.question}")
+        parts.append("Chain:" if self.json_form else "Write the chain:")
+        return "\n\n".join(parts)
+
+    async def _draft(self, candidate: Candidate, cancellation_token: CancellationToken, *, attempt_base: int = 0) -> None:
+        """Ask for a chain and repair it until it validates or the re-plan budget is spent."""
+        state = self.state
+        settings = state.settings
+        extra: dict[str, Any] = {"max_tokens": min(settings.max_tokens, 64 + 96 * settings.coa.max_steps)}
+        if self.json_form:
+            extra.update(schema_args(self.client, self.kit.schema, "chain"))
+        if candidate.sample > 0:
+            extra.update({"temperature": settings.coa.sample_temperature, "seed": candidate.sample})
+        for attempt in range(attempt_base, attempt_base + settings.coa.max_replans + 1):
+            result = await tracked_create(state, "reasoner", self.client, candidate.messages, extra=extra,
+                                          cancellation_token=cancellation_token)
+            raw = result.content if isinstance(result.content, str) else json.dumps(str(result.content))
+            candidate.raw = raw
+            try:
+                chain = self.kit.parse(raw)
+                errors = self.kit.validate(chain)
+                shown = self.kit.render(chain)
+            except Exception as exc:  # parse errors are the model's mistakes: they go back to it
+                chain, errors, shown = None, [str(exc)], raw
+            if result.finish_reason == "length" and errors:
+                errors.append("the chain was cut off at the length limit: write fewer, shorter steps")
+            await state.publish(ChainDrafted(text=shown, form="json" if self.json_form else "text",
+                                             attempt=attempt, sample=candidate.sample))
+            if not errors:
+                candidate.chain, candidate.errors = chain, []
+                return
+            candidate.chain, candidate.errors = None, errors
+            await state.publish(ChainRejected(errors=errors, attempt=attempt, sample=candidate.sample))
+            if attempt < attempt_base + settings.coa.max_replans:
+                # Re-plan cheaply: the broken chain and its exact errors, nothing else of the conversation.
+                candidate.messages = candidate.messages[:2] + [
+                    AssistantMessage(content=raw, source="reasoner"),
+                    UserMessage(content="This chain is invalid:\n" + "\n".join(f"- {e}" for e in errors)
+                                + "\nWrite the whole corrected chain.", source="user"),
+                ]
+
+    async def act(self, cancellation_token: CancellationToken) -> str:
+        state = self.state
+        if state.chosen is not None and state.verdict == "revise":
+            return await self.revise(cancellation_token)
+        base: list[LLMMessage] = [SystemMessage(content=self.system_prompt()),
+                                  UserMessage(content=self.user_prompt(), source="user")]
+        state.candidates = [Candidate(sample=i, messages=list(base)) for i in range(state.settings.coa.samples)]
+        if self.client.model_info.get("family") == "unknown" and _is_embedded(self.client):
+            # One in-process model: concurrent requests would only queue behind its lock.
+            for candidate in state.candidates:
+                await self._draft(candidate, cancellation_token)
+        else:
+            await asyncio.gather(*(self._draft(c, cancellation_token) for c in state.candidates))
+        valid = sum(1 for c in state.candidates if c.chain is not None)
+        return f"chains: {valid} of {len(state.candidates)} valid"
+
+    async def revise(self, cancellation_token: CancellationToken) -> str:
+        """The critic asked for a revision: send back the chosen chain, its values and the critic's reasons."""
+        state = self.state
+        chosen = state.chosen
+        assert chosen is not None
+        filled = chosen.reified.filled_text() if chosen.reified is not None else chosen.raw
+        candidate = Candidate(sample=0, messages=chosen.messages[:2] + [
+            AssistantMessage(content=chosen.raw, source="reasoner"),
+            UserMessage(content=f"With the tools' values filled in, the chain reads:\n{filled}\n\nA reviewer asks for a "
+                        "revision:\n" + "\n".join(f"- {r}" for r in state.reasons) + "\nWrite the whole corrected chain.",
+                        source="user"),
+        ])
+        await self._draft(candidate, cancellation_token, attempt_base=state.critic_rounds * 10)
+        state.candidates = [candidate]
+        state.chosen = None
+        return "chains: revised " + ("valid" if candidate.chain is not None else "invalid")
+
+
+def _is_embedded(client: ChatCompletionClient) -> bool:
+    from conclave.models import client_name
+
+    return client_name(client).startswith("embedded")
+
+
+def build_reasoner(state: TeamState, client: ChatCompletionClient, kit: ChainKit) -> Reasoner:
+    """The reasoner agent for one question."""
+    return Reasoner(state, client, kit)

@@ -1,0 +1,91 @@
+"""Settings precedence: flags > CONCLAVE_* env > .env > settings.toml > defaults, with origins recorded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conclave.errors import ConfigError
+from conclave.settings import load_settings, load_settings_with_origins, mask_secret
+
+
+def write_toml(home: Path, text: str) -> None:
+    (home / "settings.toml").write_text(text, encoding="utf-8")
+
+
+def test_defaults_when_nothing_is_configured(conclave_home: Path) -> None:
+    loaded = load_settings_with_origins()
+    s = loaded.settings
+    assert s.home == conclave_home
+    assert s.model is None and s.method == "coa" and s.embedder == "local"
+    assert loaded.origins["model"] == "default"
+    assert loaded.origins["home"] == "environment"
+
+
+def test_each_layer_overrides_the_one_below(conclave_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_toml(conclave_home, 'model = "ollama/from-toml"\ncollection = "toml-col"\nchunk_size = 500\ntop_k = 7\n')
+    (tmp_path / ".env").write_text("CONCLAVE_MODEL=ollama/from-dotenv\nCONCLAVE_COLLECTION=dotenv-col\nCONCLAVE_CHUNK_SIZE=600\n")
+    monkeypatch.setenv("CONCLAVE_MODEL", "ollama/from-env")
+    monkeypatch.setenv("CONCLAVE_COLLECTION", "env-col")
+    loaded = load_settings_with_origins(model="embedded")
+    s = loaded.settings
+    assert s.model == "embedded" and loaded.origins["model"] == "command line"
+    assert s.collection == "env-col" and loaded.origins["collection"] == "environment"
+    assert s.chunk_size == 600 and loaded.origins["chunk_size"].startswith("file ") and ".env" in loaded.origins["chunk_size"]
+    assert s.top_k == 7 and "settings.toml" in loaded.origins["top_k"]
+
+
+def test_nested_values_merge_across_layers(conclave_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_toml(conclave_home, '[roles]\ncritic = "ollama/big"\n[coa]\nsamples = 3\n')
+    monkeypatch.setenv("CONCLAVE_ROLES__JUDGE", "openai/gpt-4o-mini")
+    s = load_settings(model="embedded")
+    assert s.role_model("critic") == "ollama/big"
+    assert s.role_model("judge") == "openai/gpt-4o-mini"
+    assert s.role_model("planner") == "embedded"  # falls back to `model`
+    assert s.coa.samples == 3 and s.coa.max_replans == 2
+
+
+def test_standard_variables_are_read_below_conclave_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CONCLAVE_OLLAMA_HOST")
+    monkeypatch.setenv("OLLAMA_HOST", "http://127.0.0.1:1234")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-1234567890")
+    s = load_settings()
+    assert s.ollama_host == "http://127.0.0.1:1234"
+    assert s.openai_api_key is not None and s.openai_api_key.get_secret_value() == "sk-test-1234567890"
+    monkeypatch.setenv("CONCLAVE_OLLAMA_HOST", "http://127.0.0.1:4321")
+    assert load_settings().ollama_host == "http://127.0.0.1:4321"
+
+
+def test_secrets_are_masked_in_redacted_output(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-verysecretvalue99")
+    data = load_settings().redacted()
+    assert "verysecret" not in str(data)
+    assert data["openai_api_key"] == mask_secret("sk-verysecretvalue99")
+    assert "sk-verysecretvalue99" not in repr(load_settings())
+
+
+def test_settings_are_frozen() -> None:
+    s = load_settings()
+    with pytest.raises(Exception):
+        s.model = "embedded"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("toml", "needle"),
+    [("chunk_size = 5", "chunk_size"), ('method = "magic"', "method"), ("this is not toml", "not valid TOML")],
+)
+def test_invalid_settings_name_the_field_and_source(conclave_home: Path, toml: str, needle: str) -> None:
+    write_toml(conclave_home, toml)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert needle in info.value.message
+
+
+def test_json_values_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONCLAVE_OPENAI_MODEL_INFO", '{"my-model": {"vision": true, "family": "llama"}}')
+    s = load_settings()
+    assert s.openai_model_info["my-model"].vision is True
+    monkeypatch.setenv("CONCLAVE_OPENAI_MODEL_INFO", "{broken")
+    with pytest.raises(ConfigError):
+        load_settings()

@@ -1,0 +1,204 @@
+"""The CoA team with scripted models (ReplayChatCompletionClient): orchestration logic only, no model quality."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from autogen_core.models import ModelInfo
+from autogen_ext.models.replay import ReplayChatCompletionClient
+from langchain_core.tools import StructuredTool
+
+from conclave.events import Event
+from conclave.settings import load_settings
+from workflows.runner import build_context, run_question
+
+JSON_INFO: ModelInfo = {
+    "vision": False,
+    "function_calling": False,
+    "json_output": True,
+    "structured_output": True,
+    "family": "unknown",
+}
+PENS = ("A shop sells pens at 3 dollars each. Tom buys 12 pens and pays with a 50 dollar bill. "
+        "How much change does he get?")
+PLAN = json.dumps({"subquestions": [
+    {"question": "What do 12 pens cost?", "needs": "calculation", "query": ""},
+    {"question": "What is the change from 50 dollars?", "needs": "calculation", "query": ""},
+]})
+
+
+def chain(*steps: tuple[str, str, str, dict[str, Any]], answer: str) -> str:
+    return json.dumps({"steps": [{"thought": t, "id": i, "tool": tool, "args": a} for t, i, tool, a in steps],
+                       "answer": answer})
+
+
+GOOD_CHAIN = chain(("12 pens at 3 dollars each", "y1", "calculator", {"expression": "3 * 12"}),
+                   ("change from the 50 dollar bill", "y2", "calculator", {"expression": "50 - y1"}), answer="y2")
+ACCEPT = json.dumps({"verdict": "accept", "reasons": ["the steps match the question"]})
+
+
+def calculator_tool() -> StructuredTool:
+    from tools.calculator import evaluate
+
+    def calculator(expression: str) -> str:
+        """Evaluate an arithmetic expression exactly."""
+        return evaluate(expression).text
+
+    return StructuredTool.from_function(calculator, name="calculator")
+
+
+def failing_tool() -> StructuredTool:
+    def lookup(query: str) -> str:
+        """Look something up (always fails)."""
+        raise RuntimeError("lookup service is down")
+
+    return StructuredTool.from_function(lookup, name="lookup")
+
+
+async def run(script: list[str], *, question: str = PENS, tools: dict[str, Any] | None = None,
+              info: ModelInfo = JSON_INFO, **settings: Any) -> tuple[list[Event], ReplayChatCompletionClient]:
+    client = ReplayChatCompletionClient(script, model_info=info)
+    ctx = await build_context(
+        question, load_settings(**settings), method="coa",
+        clients={role: client for role in ("planner", "retriever", "reasoner", "critic")},
+        tools=tools if tools is not None else {"calculator": calculator_tool()},
+    )
+    ctx.collection = None  # these scenarios need no knowledge store
+    events = [e async for e in run_question(ctx)]
+    return events, client
+
+
+def kinds(events: list[Event]) -> list[str]:
+    return [e.kind for e in events]
+
+
+def answer(events: list[Event]) -> Any:
+    return next(e for e in events if e.kind == "answer")
+
+
+async def test_accept_on_first_try_answers_14() -> None:
+    events, _ = await run([PLAN, GOOD_CHAIN, ACCEPT])
+    k = kinds(events)
+    assert k[0] == "run_started" and k[-1] == "run_finished"
+    assert k.index("plan") < k.index("chain") < k.index("step_started") < k.index("critique") < k.index("answer")
+    assert answer(events).value == "14"
+    assert "**Answer: 14**" in answer(events).text
+    steps = [e for e in events if e.kind == "step_finished"]
+    assert [(s.step_id, s.value, s.status) for s in steps] == [("y1", "36", "ok"), ("y2", "14", "ok")]
+    finished = events[-1]
+    assert finished.ok and set(finished.usage) == {"planner", "reasoner", "critic"}
+
+
+async def test_revise_then_accept() -> None:
+    wrong = chain(("pens", "y1", "calculator", {"expression": "3 + 12"}),
+                  ("change", "y2", "calculator", {"expression": "50 - y1"}), answer="y2")
+    revise = json.dumps({"verdict": "revise", "reasons": ["step y1 adds the price and the count; multiply them"]})
+    events, _ = await run([PLAN, wrong, revise, GOOD_CHAIN, ACCEPT])
+    critiques = [e for e in events if e.kind == "critique"]
+    assert [c.verdict for c in critiques] == ["revise", "accept"]
+    assert answer(events).value == "14"
+    assert len([e for e in events if e.kind == "chain"]) == 2
+
+
+async def test_invalid_chain_is_sent_back_and_replanned() -> None:
+    broken = chain(("change first", "y1", "calculator", {"expression": "50 - y2"}),
+                   ("pens", "y2", "calculator", {"expression": "3 * 12"}), answer="y1")
+    events, client = await run([PLAN, broken, GOOD_CHAIN, ACCEPT])
+    rejected = [e for e in events if e.kind == "replan"]
+    assert len(rejected) == 1 and any("y2" in err for err in rejected[0].errors)
+    assert answer(events).value == "14"
+
+
+async def test_prose_instead_of_json_ends_with_could_not_build_a_chain() -> None:
+    prose = "The answer is fourteen dollars because pens are cheap."
+    events, _ = await run([PLAN, prose, prose, prose], max_tokens=512)
+    assert len([e for e in events if e.kind == "replan"]) == 3  # first try + 2 re-plans
+    final = answer(events)
+    assert final.value is None
+    assert "could not build a valid chain" in final.text
+
+
+async def test_tool_failure_skips_dependents_and_critic_asks_for_revision() -> None:
+    bad = chain(("look up the price", "y1", "lookup", {"query": "pen price"}),
+                ("cost of 12 pens", "y2", "calculator", {"expression": "y1 * 12"}), answer="y2")
+    tools = {"calculator": calculator_tool(), "lookup": failing_tool()}
+    events, _ = await run([PLAN, bad, GOOD_CHAIN, ACCEPT], tools=tools)
+    first_round = [e for e in events if e.kind == "step_finished"][:2]
+    assert [(s.step_id, s.status) for s in first_round] == [("y1", "failed"), ("y2", "skipped")]
+    critiques = [e for e in events if e.kind == "critique"]
+    assert critiques[0].verdict == "revise" and "y1" in critiques[0].reasons[0]
+    assert answer(events).value == "14"
+
+
+async def test_critic_rounds_are_bounded() -> None:
+    revise = json.dumps({"verdict": "revise", "reasons": ["not sure"]})
+    script = [PLAN] + [GOOD_CHAIN, revise] * 3 + [GOOD_CHAIN]
+    events, _ = await run(script)
+    critiques = [e for e in events if e.kind == "critique"]
+    assert [c.verdict for c in critiques] == ["revise", "revise", "accept"]
+    assert "revision budget spent" in critiques[-1].reasons[-1]
+    assert answer(events).value == "14"
+
+
+async def test_text_form_when_the_backend_has_no_structured_output() -> None:
+    info: ModelInfo = {**JSON_INFO, "json_output": False, "structured_output": False}
+    text_chain = "Tom pays [3 * 12 = y1] dollars, so his change is [50 - y1 = y2]. Answer: y2"
+    events, _ = await run([PLAN, text_chain, ACCEPT], info=info)
+    assert next(e for e in events if e.kind == "chain").form == "text"
+    assert answer(events).value == "14"
+
+
+async def test_self_consistency_votes_on_reified_answers() -> None:
+    wrong = chain(("pens", "y1", "calculator", {"expression": "3 + 12"}),
+                  ("change", "y2", "calculator", {"expression": "50 - y1"}), answer="y2")
+    events, _ = await run([PLAN, wrong, GOOD_CHAIN, GOOD_CHAIN, ACCEPT], coa={"samples": 3})
+    vote = next(e for e in events if e.kind == "vote")
+    assert vote.winner == "14" and vote.counts == {"35": 1, "14": 2}
+    assert answer(events).value == "14"
+    samples = {e.sample for e in events if e.kind == "step_finished"}
+    assert samples == {0, 1, 2}
+
+
+async def test_empty_question_is_a_clear_error() -> None:
+    from conclave.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="empty"):
+        await build_context("   ", load_settings(), clients={"planner": ReplayChatCompletionClient([])})
+
+
+async def test_backend_failure_becomes_run_failed() -> None:
+    from autogen_core.models import ChatCompletionClient
+
+    from conclave.errors import BackendUnavailable
+
+    class Down(ReplayChatCompletionClient):
+        async def create(self, *args: Any, **kwargs: Any) -> Any:
+            raise BackendUnavailable("Ollama is not running at http://127.0.0.1:9", hint="start it with `ollama serve`")
+
+    client: ChatCompletionClient = Down([], model_info=JSON_INFO)
+    ctx = await build_context(PENS, load_settings(), method="coa",
+                              clients={r: client for r in ("planner", "retriever", "reasoner", "critic")},
+                              tools={"calculator": calculator_tool()})
+    ctx.collection = None
+    events = [e async for e in run_question(ctx)]
+    failed = next(e for e in events if e.kind == "run_failed")
+    assert "not running" in failed.error and "ollama serve" in (failed.hint or "")
+    assert events[-1].kind == "run_finished" and not events[-1].ok
+
+
+async def test_cancelling_a_run_stops_it() -> None:
+    slow_events: list[str] = []
+
+    async def consume() -> None:
+        events, _ = await run([PLAN, GOOD_CHAIN, ACCEPT])
+        slow_events.extend(kinds(events))
+
+    task = asyncio.create_task(consume())
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert "answer" not in slow_events

@@ -1,0 +1,80 @@
+"""The ``react`` baseline: an AutoGen ``AssistantAgent`` calling the same tools interleaved with its reasoning.
+
+Decoding waits on every tool call here — the cost chain-of-abstraction avoids — so this is the comparison that
+matters for the paper's claim. Iterations are bounded.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+from autogen_agentchat.agents import AssistantAgent
+from autogen_agentchat.base import TaskResult
+from autogen_agentchat.messages import (
+    ModelClientStreamingChunkEvent,
+    TextMessage,
+    ToolCallExecutionEvent,
+    ToolCallRequestEvent,
+    ToolCallSummaryMessage,
+)
+
+from agents.prompting import load_prompt
+from conclave.events import AnswerDelta, AnswerReady, Event, ToolCalled, Usage
+from conclave.models import client_name
+from workflows.methods import answer_value
+from workflows.runner import RunContext
+
+MAX_TOOL_ITERATIONS = 6
+
+
+async def run_react(ctx: RunContext) -> AsyncIterator[Event]:
+    """Answer with a tool-calling assistant; yields tool calls, usage and the streamed answer."""
+    from tools.registry import build_tools, to_autogen_tools
+
+    store = None
+    if ctx.collection:
+        from workflows.team import open_store
+
+        store = await open_store(ctx)
+    tools = ctx.tools if ctx.tools is not None else build_tools(ctx.settings, store=store)
+    client = ctx.clients["reasoner"]
+    agent = AssistantAgent(
+        "reasoner",
+        model_client=client,
+        tools=to_autogen_tools(tools),
+        system_message=load_prompt("react") + (f"\nSearch the collection {ctx.collection!r}." if ctx.collection else ""),
+        max_tool_iterations=MAX_TOOL_ITERATIONS,
+        reflect_on_tool_use=True,
+        model_client_stream=True,
+    )
+    pending: dict[str, tuple[str, dict]] = {}
+    final = ""
+    streamed = False
+    model = client_name(client)
+    async for item in agent.run_stream(task=ctx.question):
+        if isinstance(item, TaskResult):
+            break
+        usage = getattr(item, "models_usage", None)
+        if usage is not None and (usage.prompt_tokens or usage.completion_tokens):
+            yield Usage(agent="reasoner", model=model, prompt_tokens=usage.prompt_tokens,
+                        completion_tokens=usage.completion_tokens)
+        if isinstance(item, ModelClientStreamingChunkEvent):
+            streamed = True
+            yield AnswerDelta(text=item.content, agent="reasoner")
+        elif isinstance(item, ToolCallRequestEvent):
+            for call in item.content:
+                try:
+                    args = json.loads(call.arguments or "{}")
+                except json.JSONDecodeError:
+                    args = {"raw": call.arguments}
+                pending[call.id] = (call.name, args)
+        elif isinstance(item, ToolCallExecutionEvent):
+            for res in item.content:
+                name, args = pending.pop(res.call_id, (res.name, {}))
+                yield ToolCalled(tool=name, args=args, result=res.content, is_error=bool(res.is_error))
+        elif isinstance(item, TextMessage | ToolCallSummaryMessage) and item.source == "reasoner":
+            final = item.content
+    if final and not streamed:
+        yield AnswerDelta(text=final, agent="reasoner")
+    yield AnswerReady(text=final.strip(), value=answer_value(final))

@@ -1,0 +1,267 @@
+"""The CoA team: an AgentChat ``GraphFlow`` with deterministic edges.
+
+    planner -> retriever -> reasoner -> reifier -> critic -> writer
+                              ^                      |
+                              +------ revise --------+
+
+No model chooses who speaks next (small local models cannot do it reliably). Reification is not an LLM: it parses
+nothing, it runs the validated chains' tool calls level by level and votes across samples. Every agent publishes
+typed events onto one queue, which :func:`run_coa` yields while the flow runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import re
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from typing import Any
+
+from autogen_agentchat.conditions import MaxMessageTermination
+from autogen_agentchat.teams import DiGraphBuilder, GraphFlow
+from autogen_core import CancellationToken
+from autogen_core.models import CreateResult, SystemMessage, UserMessage
+
+from agents.base import RoleAgent, TeamState, passages_block
+from agents.critic import build_critic
+from agents.planner import build_planner
+from agents.prompting import load_prompt
+from agents.reasoner import ChainKit, build_reasoner
+from agents.retriever import build_retriever
+from conclave.errors import BackendError, ConclaveError
+from conclave.events import AnswerDelta, AnswerReady, Event, Passage, StepFinished, StepStarted, Usage, VoteCast
+from conclave.models import client_name
+from workflows.runner import RunContext
+
+_CITATION = re.compile(r"\[(\d{1,2})\]")
+
+
+def chain_kit(tools: dict[str, Any], max_steps: int) -> ChainKit:
+    """The chain engine, packaged for the reasoner."""
+    from workflows.coa import chain_json_schema, parse_chain, render, validate
+
+    def check(chain: Any) -> list[str]:
+        return [str(getattr(e, "message", e)) for e in validate(chain, tools, max_steps=max_steps)]
+
+    return ChainKit(parse=parse_chain, validate=check, render=render, schema=chain_json_schema(tools, max_steps=max_steps))
+
+
+def normalise_value(value: Any) -> str | None:
+    """Answers that mean the same number vote together (``14``, ``14.0``, ``14.000``)."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    try:
+        from decimal import Decimal, InvalidOperation
+
+        number = Decimal(text.replace(",", ""))
+        return format(number.normalize(), "f") if number == number.to_integral_value() else str(number.normalize())
+    except (InvalidOperation, ValueError):
+        return " ".join(text.lower().split())
+
+
+class Reifier(RoleAgent):
+    """Fills every valid chain in with tool results (concurrently), then votes on the answers."""
+
+    def __init__(self, state: TeamState):
+        super().__init__("reifier", "Runs the chain's tool calls and fills in the placeholders.", state)
+
+    async def act(self, cancellation_token: CancellationToken) -> str:
+        from workflows.coa import reify
+
+        state = self.state
+
+        async def run(candidate: Any) -> None:
+            async def forward(event: Event) -> None:
+                if isinstance(event, StepStarted | StepFinished):
+                    event = dataclasses.replace(event, sample=candidate.sample)
+                await state.publish(event)
+
+            candidate.reified = await reify(candidate.chain, state.tools, timeout=state.settings.coa.tool_timeout,
+                                            on_event=forward)
+
+        valid = [c for c in state.candidates if c.chain is not None]
+        await asyncio.gather(*(run(c) for c in valid))
+        if not valid:
+            state.chosen = None
+            return "reified: nothing (no valid chain)"
+        values = [normalise_value(c.reified.answer_value) for c in valid]
+        counts = Counter(v for v in values if v is not None)
+        if counts:
+            top = max(counts.values())
+            # Ties go to the earliest sample (sample 0 is drawn at the configured temperature).
+            winner = next(v for v in values if v is not None and counts[v] == top)
+            state.chosen = next(c for c, v in zip(valid, values, strict=True) if v == winner)
+        else:
+            winner = None
+            state.chosen = valid[0]
+        state.vote_counts = dict(counts)
+        if len(state.candidates) > 1:
+            await state.publish(VoteCast(answers=[normalise_value(c.reified.answer_value) if c.reified else None
+                                                  for c in state.candidates], winner=winner, counts=dict(counts)))
+        return f"reified: answer {state.chosen.reified.answer_value}"
+
+
+class Writer(RoleAgent):
+    """Composes the final answer from the reified chain, citing sources; streams it when a model writes it."""
+
+    def __init__(self, state: TeamState, client: Any):
+        super().__init__("writer", "Writes the final answer from the reified chain.", state)
+        self.client = client
+
+    def used_knowledge(self) -> bool:
+        chosen = self.state.chosen
+        tools_used = {s.tool for s in chosen.chain.steps} if chosen and chosen.chain else set()
+        return bool(self.state.passages) and ("search_knowledge" in tools_used or not tools_used - {"calculator"})
+
+    async def act(self, cancellation_token: CancellationToken) -> str:
+        state = self.state
+        chosen = state.chosen
+        if chosen is None or chosen.reified is None:
+            errors = state.candidates[0].errors if state.candidates else ["no chain"]
+            state.answer_text = ("I could not build a valid chain for this question. Last errors:\n"
+                                 + "\n".join(f"- {e}" for e in errors))
+            await state.publish(AnswerDelta(text=state.answer_text, agent="writer"))
+            return "answer: none"
+        reified = chosen.reified
+        state.answer_value = None if reified.answer_value is None else str(reified.answer_value)
+        if self.used_knowledge():
+            await self.compose(cancellation_token)
+        else:
+            state.answer_text = f"{reified.filled_text().strip()}\n\n**Answer: {state.answer_value}**"
+            await state.publish(AnswerDelta(text=state.answer_text, agent="writer"))
+        return "answer: written"
+
+    async def compose(self, cancellation_token: CancellationToken) -> None:
+        state = self.state
+        chosen = state.chosen
+        assert chosen is not None and chosen.reified is not None
+        user = (f"Passages:\n{passages_block(state.passages)}\n\nWorked chain:\n{chosen.reified.filled_text()}\n\n"
+                f"Question: {state.question}\nAnswer:")
+        messages = [SystemMessage(content=load_prompt("writer")), UserMessage(content=user, source="user")]
+        started = time.perf_counter()
+        parts: list[str] = []
+        result: CreateResult | None = None
+        async for item in self.client.create_stream(messages, extra_create_args={"max_tokens": 256},
+                                                    cancellation_token=cancellation_token):
+            if isinstance(item, CreateResult):
+                result = item
+            else:
+                parts.append(item)
+                await state.publish(AnswerDelta(text=item, agent="writer"))
+        text = "".join(parts) or (result.content if result and isinstance(result.content, str) else "")
+        if not parts and text:
+            await state.publish(AnswerDelta(text=text, agent="writer"))
+        state.answer_text = text.strip()
+        cited = sorted({int(n) for n in _CITATION.findall(text) if 0 < int(n) <= len(state.passages)})
+        state.sources = [state.passages[n - 1] for n in cited] or list(state.passages[:3])
+        if result is not None:
+            await state.publish(Usage(agent="writer", model=client_name(self.client),
+                                      prompt_tokens=result.usage.prompt_tokens,
+                                      completion_tokens=result.usage.completion_tokens,
+                                      seconds=time.perf_counter() - started))
+
+
+class _AgentFailed(Exception):
+    pass
+
+
+def _guard(agent: RoleAgent, errors: list[BaseException]) -> RoleAgent:
+    """Keep a user-facing error's type across AgentChat's runtime (which would wrap it in a RuntimeError)."""
+    act = agent.act
+
+    async def guarded(cancellation_token: CancellationToken) -> str:
+        try:
+            return await act(cancellation_token)
+        except ConclaveError as exc:
+            errors.append(exc)
+            raise _AgentFailed(exc.message) from exc
+
+    agent.act = guarded  # type: ignore[method-assign]
+    return agent
+
+
+async def open_store(ctx: RunContext) -> Any:
+    """The knowledge store, with the demo collection ingested on first use."""
+    from tools.demo import ensure_demo_collection
+    from tools.store import KnowledgeStore
+
+    store = await asyncio.to_thread(KnowledgeStore.open, ctx.settings)
+    if ctx.collection == "demo":
+        await ensure_demo_collection(ctx.settings, store)
+    return store
+
+
+async def build_team(ctx: RunContext, emit: Any, store: Any, tools: dict[str, Any]) -> tuple[GraphFlow, TeamState, list[BaseException]]:
+    """The GraphFlow for one question, and its shared state."""
+    state = TeamState(settings=ctx.settings, question=ctx.question, tools=tools, collection=ctx.collection if store else None,
+                      emit=emit, history=ctx.history)
+    errors: list[BaseException] = []
+    kit = chain_kit(tools, ctx.settings.coa.max_steps)
+    planner = _guard(build_planner(state, ctx.clients["planner"]), errors)
+    retriever = _guard(build_retriever(state, store), errors)
+    reasoner = _guard(build_reasoner(state, ctx.clients["reasoner"], kit), errors)
+    reifier = _guard(Reifier(state), errors)
+    critic = _guard(build_critic(state, ctx.clients["critic"]), errors)
+    writer = _guard(Writer(state, ctx.clients["reasoner"]), errors)
+    builder = DiGraphBuilder()
+    for agent in (planner, retriever, reasoner, reifier, critic, writer):
+        builder.add_node(agent)
+    builder.add_edge(planner, retriever)
+    builder.add_edge(retriever, reasoner, activation_group="first_draft")
+    builder.add_edge(reasoner, reifier)
+    builder.add_edge(reifier, critic)
+    builder.add_edge(critic, reasoner, condition=lambda m: "verdict: revise" in m.to_model_text(), activation_group="revision")
+    builder.add_edge(critic, writer, condition=lambda m: "verdict: accept" in m.to_model_text())
+    builder.set_entry_point(planner)
+    # One pass is 6 messages plus the task; each revision adds 3. The bound is a backstop: the critic enforces it first.
+    limit = 1 + 6 + 3 * (ctx.settings.coa.max_critic_rounds + 1)
+    flow = GraphFlow(participants=builder.get_participants(), graph=builder.build(),
+                     termination_condition=MaxMessageTermination(limit))
+    return flow, state, errors
+
+
+async def run_coa(ctx: RunContext) -> AsyncIterator[Event]:
+    """Answer with the team, yielding its events as they happen."""
+    from tools.registry import build_tools
+
+    store = await open_store(ctx) if ctx.collection else None
+    tools = ctx.tools if ctx.tools is not None else build_tools(ctx.settings, store=store)
+    queue: asyncio.Queue[Event | None] = asyncio.Queue()
+    flow, state, errors = await build_team(ctx, queue.put, store, tools)
+    token = CancellationToken()
+
+    crashed: list[BaseException] = []
+
+    async def drive() -> None:
+        try:
+            async for _ in flow.run_stream(task=ctx.question, cancellation_token=token):
+                pass
+        except Exception as exc:  # agent errors arrive wrapped by AgentChat; the original is in `errors`
+            crashed.append(exc)
+        finally:
+            await queue.put(None)
+
+    task = asyncio.create_task(drive())
+    try:
+        while (event := await queue.get()) is not None:
+            yield event
+        await task
+    except BaseException:
+        token.cancel()
+        task.cancel()
+        raise
+    finally:
+        if not task.done():
+            token.cancel()
+            task.cancel()
+    if errors:
+        raise errors[0]
+    if crashed:
+        raise BackendError(f"the team stopped: {crashed[0]}", hint="run again with --debug for details")
+    yield AnswerReady(text=state.answer_text, sources=list(state.sources), value=state.answer_value)
+
+
+__all__ = ["Passage", "build_team", "run_coa"]
