@@ -17,7 +17,7 @@ from conclave.models.structured import extract_json, schema_args
 
 class Verdict(BaseModel):
     verdict: Literal["accept", "revise"]
-    reasons: list[str] = Field(default_factory=list, max_length=5)
+    reasons: list[str] = Field(default_factory=list, max_length=5)  # no string maxLength: see agents/planner.py
 
 
 class Critic(RoleAgent):
@@ -32,7 +32,7 @@ class Critic(RoleAgent):
             errors = self.state.candidates[0].errors if self.state.candidates else []
             return ["no valid chain could be built: " + "; ".join(errors[:3])]
         reified = chosen.reified
-        problems = [f"step {r.step_id} {r.status}: {r.error}" for r in reified.results if r.status in ("failed", "timeout")]
+        problems = [f"step {r.step_id} {r.status}: {r.error}" for r in reified.results.values() if r.status in ("failed", "timeout")]
         if reified.answer_value is None and not problems:
             problems.append("the chain's answer placeholder has no value")
         return problems

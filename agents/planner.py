@@ -15,10 +15,12 @@ from conclave.models import StructuredOutputError
 from conclave.models.structured import extract_json, schema_args
 
 
+# No string length limits in these schemas: llama.cpp expands maxLength into nested grammar rules, which makes
+# constrained decoding slow and, past its limits, fails to compile. Lengths are clipped after parsing instead.
 class PlannedQuestion(BaseModel):
-    question: str = Field(max_length=300)
+    question: str
     needs: Literal["knowledge", "calculation", "none"]
-    query: str = Field("", max_length=200)
+    query: str = ""
 
 
 class Plan(BaseModel):
@@ -51,7 +53,7 @@ class Planner(RoleAgent):
             )
             raw = result.content if isinstance(result.content, str) else ""
             plan = Plan.model_validate(extract_json(raw))
-            state.subquestions = [SubQuestion(p.question, p.needs, p.query or p.question) for p in plan.subquestions]
+            state.subquestions = [SubQuestion(p.question[:300], p.needs, (p.query or p.question)[:200]) for p in plan.subquestions]
         except (StructuredOutputError, ValueError):
             state.subquestions = fallback_plan(state.question, state.collection is not None)
         await state.publish(PlanMade(subquestions=[vars(s) for s in state.subquestions], raw=raw))

@@ -45,7 +45,10 @@ def chain_kit(tools: dict[str, Any], max_steps: int) -> ChainKit:
     def check(chain: Any) -> list[str]:
         return [str(getattr(e, "message", e)) for e in validate(chain, tools, max_steps=max_steps)]
 
-    return ChainKit(parse=parse_chain, validate=check, render=render, schema=chain_json_schema(tools, max_steps=max_steps))
+    # Bounds in the schema are fine for validation; the embedded backend strips them from its grammar
+    # (conclave.models.embedded.grammar_safe) and the step budget is enforced by validation and the token budget.
+    schema = chain_json_schema(tools, max_steps=max_steps)
+    return ChainKit(parse=parse_chain, validate=check, render=render, schema=schema)
 
 
 def normalise_value(value: Any) -> str | None:

@@ -124,6 +124,32 @@ def _load(path: Path, n_ctx: int) -> _SharedModel:
         return shared
 
 
+_GRAMMAR_UNSAFE = {"maxLength", "minLength", "maxItems", "minItems", "maximum", "minimum", "exclusiveMaximum",
+                   "exclusiveMinimum", "description", "title", "examples", "default"}
+
+
+def grammar_safe(schema: Any) -> Any:
+    """A copy of a JSON schema without the bounds llama.cpp unrolls into nested grammar rules.
+
+    ``maxLength: 2000`` becomes 2000 nested optional rules; past a limit llama.cpp refuses the grammar (and
+    llama-cpp-python crashes), well before that decoding slows to a crawl. Replies are validated against the full
+    schema afterwards, so nothing is lost but speed of failure.
+    """
+    if isinstance(schema, dict):
+        out = {}
+        for key, value in schema.items():
+            if key in _GRAMMAR_UNSAFE and not (key == "minItems" and value in (0, 1)):
+                continue
+            if key == "properties" and isinstance(value, dict):
+                out[key] = {name: grammar_safe(sub) for name, sub in value.items()}
+            else:
+                out[key] = grammar_safe(value)
+        return out
+    if isinstance(schema, list):
+        return [grammar_safe(item) for item in schema]
+    return schema
+
+
 def _text(content: Any) -> str:
     if isinstance(content, str):
         return content
@@ -241,14 +267,14 @@ class EmbeddedChatCompletionClient(ChatCompletionClient):
         from llama_cpp import LlamaGrammar
 
         shared = self._model()
-        key = json.dumps(schema, sort_keys=True)
-        grammar = shared.grammars.get(key)
+        text = json.dumps(grammar_safe(schema))  # property order matters: the grammar writes them in this order
+        grammar = shared.grammars.get(text)
         if grammar is None:
             try:
-                grammar = LlamaGrammar.from_json_schema(key, verbose=False)
+                grammar = LlamaGrammar.from_json_schema(text, verbose=False)
             except Exception as exc:  # llama.cpp raises bare exceptions for schemas it cannot compile
                 raise BackendError(f"llama.cpp cannot turn this JSON schema into a grammar: {exc}") from exc
-            shared.grammars[key] = grammar
+            shared.grammars[text] = grammar
         return grammar
 
     def _prepare(
