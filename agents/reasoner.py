@@ -10,17 +10,27 @@ The chain engine is injected (``ChainKit``) so this module does not depend on ``
 from __future__ import annotations
 
 import asyncio
-import json
+import re
+import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from autogen_core import CancellationToken
-from autogen_core.models import AssistantMessage, ChatCompletionClient, LLMMessage, SystemMessage, UserMessage
+from autogen_core.models import (
+    AssistantMessage,
+    ChatCompletionClient,
+    CreateResult,
+    LLMMessage,
+    SystemMessage,
+    UserMessage,
+)
 
-from agents.base import Candidate, RoleAgent, TeamState, passages_block, tracked_create
+from agents.base import Candidate, RoleAgent, TeamState, passages_block
 from agents.prompting import load_prompt
-from conclave.events import ChainDrafted, ChainRejected
+from conclave.events import ChainDrafted, ChainRejected, Usage
+from conclave.models import client_name
 from conclave.models.structured import schema_args
 
 
@@ -88,9 +98,7 @@ class Reasoner(RoleAgent):
         if candidate.sample > 0:
             extra.update({"temperature": settings.coa.sample_temperature, "seed": candidate.sample})
         for attempt in range(attempt_base, attempt_base + settings.coa.max_replans + 1):
-            result = await tracked_create(state, "reasoner", self.client, candidate.messages, extra=extra,
-                                          cancellation_token=cancellation_token)
-            raw = result.content if isinstance(result.content, str) else json.dumps(str(result.content))
+            raw, finish = await self._generate(candidate.messages, extra, cancellation_token)
             candidate.raw = raw
             try:
                 chain = self.kit.parse(raw)
@@ -98,7 +106,10 @@ class Reasoner(RoleAgent):
                 shown = self.kit.render(chain)
             except Exception as exc:  # parse errors are the model's mistakes: they go back to it
                 chain, errors, shown = None, [str(exc)], raw
-            if result.finish_reason == "length" and errors:
+            if finish == "budget":
+                errors.append(f"the chain ran past {settings.coa.max_steps} steps (or repeated itself) and was "
+                              f"stopped: solve it in at most {settings.coa.max_steps} distinct steps")
+            elif finish == "length" and errors:
                 errors.append("the chain was cut off at the length limit: write fewer, shorter steps")
             await state.publish(ChainDrafted(text=shown, form="json" if self.json_form else "text",
                                              attempt=attempt, sample=candidate.sample))
@@ -114,6 +125,43 @@ class Reasoner(RoleAgent):
                     UserMessage(content="This chain is invalid:\n" + "\n".join(f"- {e}" for e in errors)
                                 + "\nWrite the whole corrected chain.", source="user"),
                 ]
+
+    async def _generate(self, messages: list[LLMMessage], extra: dict[str, Any],
+                        cancellation_token: CancellationToken) -> tuple[str, str]:
+        """Stream one chain, stopping a looping generation at the step budget rather than at the token limit."""
+        state = self.state
+        started = time.perf_counter()
+        budget = StepBudget(state.settings.coa.max_steps, json_form=self.json_form)
+        parts: list[str] = []
+        result: CreateResult | None = None
+        finish = "stop"
+        stream = self.client.create_stream(messages, extra_create_args=extra, cancellation_token=cancellation_token)
+        try:
+            async for item in stream:
+                if isinstance(item, CreateResult):
+                    result = item  # not `break`: some clients finish their bookkeeping after the last yield
+                    continue
+                parts.append(item)
+                if budget.exceeded("".join(parts)):
+                    finish = "budget"
+                    break
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]
+        raw = "".join(parts)
+        if result is not None:
+            finish = result.finish_reason if result.finish_reason == "length" else finish
+            if not raw and isinstance(result.content, str):
+                raw = result.content
+            prompt, completion = result.usage.prompt_tokens, result.usage.completion_tokens
+        else:
+            try:
+                prompt = self.client.count_tokens(messages)
+            except Exception:  # a count is nice to have; a backend without one must not fail the run
+                prompt = 0
+            completion = len(parts)
+        await state.publish(Usage(agent="reasoner", model=client_name(self.client), prompt_tokens=prompt,
+                                  completion_tokens=completion, seconds=time.perf_counter() - started))
+        return raw, finish
 
     async def act(self, cancellation_token: CancellationToken) -> str:
         state = self.state
@@ -149,9 +197,26 @@ class Reasoner(RoleAgent):
         return "chains: revised " + ("valid" if candidate.chain is not None else "invalid")
 
 
-def _is_embedded(client: ChatCompletionClient) -> bool:
-    from conclave.models import client_name
+class StepBudget:
+    """Notices a chain that has run past its step budget or started repeating the same step."""
 
+    _JSON_STEP = re.compile(r'"id"\s*:\s*"[yY]\d+"')
+    _TEXT_STEP = re.compile(r"(?:=|->)\s*[yY]\d+\s*\]")
+    _THOUGHT = re.compile(r'"thought"\s*:\s*"((?:[^"\\]|\\.)*)"')
+
+    def __init__(self, max_steps: int, *, json_form: bool):
+        self.max_steps = max_steps
+        self.json_form = json_form
+
+    def exceeded(self, text: str) -> bool:
+        pattern = self._JSON_STEP if self.json_form else self._TEXT_STEP
+        if len(pattern.findall(text)) > self.max_steps:
+            return True
+        thoughts = [" ".join(t.lower().split()) for t in self._THOUGHT.findall(text)]
+        return any(count >= 3 for count in Counter(thoughts).values())
+
+
+def _is_embedded(client: ChatCompletionClient) -> bool:
     return client_name(client).startswith("embedded")
 
 

@@ -202,3 +202,28 @@ async def test_cancelling_a_run_stops_it() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert "answer" not in slow_events
+
+
+async def test_a_looping_chain_is_stopped_by_the_step_budget() -> None:
+    looping = chain(*[(f"add one more pen {i}", f"y{i}", "calculator", {"expression": f"{i} + 1"}) for i in range(1, 9)],
+                    answer="y8")
+    # The replay client serves a reply again when its stream is closed early, so every attempt loops here.
+    events, _ = await run([PLAN, looping, looping, looping], coa={"max_steps": 3})
+    rejected = [e for e in events if e.kind == "replan"]
+    assert len(rejected) == 3
+    assert all(any("ran past 3 steps" in err for err in r.errors) for r in rejected)
+    drafted = [e for e in events if e.kind == "chain"]
+    assert all(d.text.count('"id"') <= 4 for d in drafted)  # stopped at the budget, not at the token limit
+    assert answer(events).value is None
+
+
+def test_step_budget_notices_repetition() -> None:
+    from agents.reasoner import StepBudget
+
+    budget = StepBudget(12, json_form=True)
+    step = '{"thought": "add the pens", "id": "y%d", "tool": "calculator", "args": {"expression": "1+1"}}, '
+    assert not budget.exceeded('{"steps": [' + step % 1 + step % 2)
+    assert budget.exceeded('{"steps": [' + step % 1 + step % 2 + step % 3)
+    text_budget = StepBudget(2, json_form=False)
+    assert not text_budget.exceeded("a [1 + 1 = y1] b [y1 * 2 = y2]")
+    assert text_budget.exceeded("a [1 + 1 = y1] b [y1 * 2 = y2] c [y2 - 1 = y3]")

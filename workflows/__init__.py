@@ -1,0 +1,1 @@
+"""How Conclave answers: the chain-of-abstraction engine (``workflows.coa``), the team, methods and runners."""

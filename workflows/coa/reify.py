@@ -1,0 +1,271 @@
+"""``reify``: fill a chain's placeholders by running its tools, level by level, each level concurrently.
+
+A step's level is one more than the deepest step it uses, so every call in a level can run at once
+(``asyncio.gather``). A step whose input failed, timed out or was skipped is ``skipped``: it never runs with a
+literal ``y1`` in its arguments. Times are ``time.perf_counter()`` readings (seconds; compare and subtract them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from fractions import Fraction
+from typing import Any
+
+from conclave.events import Event, StepFinished, StepStarted
+from workflows.coa.model import PLACEHOLDER_RE, Arg, Chain, Concat, Lit, Ref, Step
+from workflows.coa.render import render_filled
+from workflows.coa.validate import ChainError, bind_chain, find_tool, format_errors, validate
+
+__all__ = ["reify", "ReifiedChain", "StepResult", "InvalidChainError", "chain_levels", "value_text"]
+
+EventCallback = Callable[[Event], Awaitable[None] | None]
+
+
+class InvalidChainError(ValueError):
+    """``reify`` was given a chain that does not validate; ``errors`` are what ``validate`` reported."""
+
+    def __init__(self, errors: list[ChainError]):
+        super().__init__("the chain is not valid:\n" + format_errors(errors))
+        self.errors = errors
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What happened to one step: ``ok`` with a value, ``failed``/``timeout`` with an error, or ``skipped``."""
+
+    step_id: str
+    tool: str
+    status: str
+    value: Any = None
+    text: str | None = None
+    """The value as text, as it is substituted into later steps and the answer."""
+    error: str | None = None
+    args: dict[str, Any] = field(default_factory=dict)
+    """The arguments the tool was called with (placeholders filled in)."""
+    started: float = 0.0
+    ended: float = 0.0
+    level: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """Whether the step produced a value."""
+        return self.status == "ok"
+
+    @property
+    def seconds(self) -> float:
+        """How long the call took."""
+        return self.ended - self.started
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for traces (the raw value is left out; ``text`` carries it)."""
+        return {
+            "step_id": self.step_id,
+            "tool": self.tool,
+            "status": self.status,
+            "text": self.text,
+            "error": self.error,
+            "args": self.args,
+            "started": self.started,
+            "ended": self.ended,
+            "level": self.level,
+        }
+
+
+@dataclass(frozen=True)
+class ReifiedChain:
+    """A chain with its tool results; ``answer_value`` is the filled-in answer, or None if any part is missing."""
+
+    chain: Chain
+    results: Mapping[str, StepResult]
+    levels: tuple[tuple[str, ...], ...]
+    answer_value: str | None
+    started: float
+    ended: float
+
+    @property
+    def ok(self) -> bool:
+        """Every step succeeded and the answer has a value."""
+        return self.answer_value is not None and all(r.ok for r in self.results.values())
+
+    @property
+    def values(self) -> dict[str, str]:
+        """Placeholder -> value text, for the steps that succeeded."""
+        return {sid: r.text for sid, r in self.results.items() if r.ok and r.text is not None}
+
+    def filled_text(self) -> str:
+        """The chain in the text form with values in place of the placeholders that have one."""
+        return render_filled(self.chain, self.values)
+
+    def failures(self) -> list[str]:
+        """One line per step that did not succeed, for the reasoner or the critic."""
+        return [f"{r.step_id} ({r.tool}): {r.status}: {r.error}" for r in self.results.values() if not r.ok]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for traces."""
+        return {
+            "steps": [r.to_dict() for r in self.results.values()],
+            "levels": [list(level) for level in self.levels],
+            "answer_value": self.answer_value,
+            "filled": self.filled_text(),
+            "ok": self.ok,
+            "seconds": self.ended - self.started,
+        }
+
+
+def chain_levels(chain: Chain) -> tuple[tuple[str, ...], ...]:
+    """Step ids grouped by dependency depth: level 0 uses no placeholder, level n uses something of level n-1."""
+    depth: dict[str, int] = {}
+    for step in chain.steps:
+        depth[step.id] = 1 + max((depth[r] for r in step.refs() if r in depth), default=-1)
+    levels: list[list[str]] = [[] for _ in range(max(depth.values(), default=-1) + 1)]
+    for step in chain.steps:
+        levels[depth[step.id]].append(step.id)
+    return tuple(tuple(level) for level in levels)
+
+
+async def reify(
+    chain: Chain,
+    tools: Mapping[str, Any],
+    *,
+    timeout: float | None = 30.0,
+    on_event: EventCallback | None = None,
+    sample: int = 0,
+) -> ReifiedChain:
+    """Run the chain's tool calls (validated first; raises InvalidChainError) and fill in its placeholders."""
+    errors = validate(chain, tools, single_answer=False)
+    if errors:
+        raise InvalidChainError(errors)
+    bound = bind_chain(chain, tools)
+    levels = chain_levels(bound)
+    steps = {step.id: step for step in bound.steps}
+    results: dict[str, StepResult] = {}
+
+    async def emit(event: Event) -> None:
+        if on_event is not None:
+            outcome = on_event(event)
+            if inspect.isawaitable(outcome):
+                await outcome
+
+    async def run(step: Step, level: int) -> None:
+        tool_name = find_tool(step.tool, tools) or step.tool
+        missing = [ref for ref in step.refs() if not results[ref].ok]
+        if missing:
+            now = time.perf_counter()
+            reason = ", ".join(f"{ref} ({results[ref].status})" for ref in missing)
+            result = StepResult(
+                step.id, tool_name, "skipped", error=f"not run: it needs {reason}", started=now, ended=now, level=level
+            )
+        else:
+            args = {name: _substitute(arg, results) for name, arg in step.args.items()}
+            await emit(StepStarted(step_id=step.id, tool=tool_name, args=args, sample=sample))
+            result = await _call(step, tool_name, tools[tool_name], args, timeout, level)
+        results[step.id] = result
+        await emit(StepFinished(
+            step_id=step.id, tool=tool_name, status=result.status, value=result.text, error=result.error,
+            started=result.started, ended=result.ended, sample=sample,
+        ))
+
+    started = time.perf_counter()
+    for level, ids in enumerate(levels):
+        await asyncio.gather(*(run(steps[sid], level) for sid in ids))
+    ended = time.perf_counter()
+    ordered = {step.id: results[step.id] for step in bound.steps}
+    return ReifiedChain(
+        chain=bound,
+        results=ordered,
+        levels=levels,
+        answer_value=_answer_value(bound, ordered),
+        started=started,
+        ended=ended,
+    )
+
+
+async def _call(
+    step: Step, tool_name: str, tool: Any, args: dict[str, Any], timeout: float | None, level: int
+) -> StepResult:
+    started = time.perf_counter()
+    try:
+        value = await asyncio.wait_for(tool.ainvoke(args), timeout)
+    except TimeoutError:
+        return StepResult(step.id, tool_name, "timeout", error=f"{tool_name} did not finish within {timeout:g} s",
+                          args=args, started=started, ended=time.perf_counter(), level=level)
+    except Exception as exc:  # any tool failure belongs to the step, not to the run
+        return StepResult(step.id, tool_name, "failed", error=_error_text(exc), args=args,
+                          started=started, ended=time.perf_counter(), level=level)
+    return StepResult(step.id, tool_name, "ok", value=value, text=value_text(value), args=args,
+                      started=started, ended=time.perf_counter(), level=level)
+
+
+def _error_text(exc: BaseException) -> str:
+    message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    hint = getattr(exc, "hint", None)
+    text = f"{message} ({hint})" if hint else message
+    text = " ".join(text.split())
+    return text if len(text) <= 500 else text[:497] + "..."
+
+
+def value_text(value: Any) -> str:
+    """A tool result as the text that replaces its placeholder."""
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() and abs(value) < 1e16 else repr(value)
+    if isinstance(value, Fraction):
+        return str(value.numerator) if value.denominator == 1 else repr(float(value))
+    if isinstance(value, Decimal):
+        return format(value.normalize(), "f")
+    text = getattr(value, "text", None)
+    if isinstance(text, str):
+        return text
+    content = getattr(value, "content", None)
+    if isinstance(content, str):
+        return content.strip()
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, ensure_ascii=False, default=str)
+    return str(value)
+
+
+def _fill(text: str, results: Mapping[str, StepResult]) -> str:
+    def one(match: Any) -> str:
+        result = results.get(match.group(0))
+        return result.text if result is not None and result.ok and result.text is not None else match.group(0)
+
+    return PLACEHOLDER_RE.sub(one, text)
+
+
+def _substitute(arg: Arg, results: Mapping[str, StepResult]) -> Any:
+    if isinstance(arg, Ref):
+        result = results[arg.id]
+        # Structured results (a list of passages) pass through whole; everything else as its text.
+        return result.value if isinstance(result.value, (list, dict)) else result.text
+    if isinstance(arg, Concat):
+        return "".join(_substitute(part, results) if isinstance(part, Ref) else _fill(str(part.value), results)
+                       for part in arg.parts)
+    return _fill_value(arg.value, results)
+
+
+def _fill_value(value: Any, results: Mapping[str, StepResult]) -> Any:
+    if isinstance(value, str):
+        return _fill(value, results)
+    if isinstance(value, list):
+        return [_fill_value(v, results) for v in value]
+    if isinstance(value, dict):
+        return {k: _fill_value(v, results) for k, v in value.items()}
+    return value
+
+
+def _answer_value(chain: Chain, results: Mapping[str, StepResult]) -> str | None:
+    refs = chain.answer_refs()
+    if not refs or any(ref not in results or not results[ref].ok for ref in refs):
+        return None
+    return _fill(chain.answer, results)
