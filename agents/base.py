@@ -60,6 +60,8 @@ class TeamState:
     passages: list[Passage] = field(default_factory=list)
     candidates: list[Candidate] = field(default_factory=list)
     chosen: Candidate | None = None
+    tied: list[Candidate] = field(default_factory=list)
+    """Candidates whose answers tied for the most votes; the critic breaks the tie."""
     critic_rounds: int = 0
     verdict: str | None = None
     reasons: list[str] = field(default_factory=list)

@@ -41,7 +41,9 @@ class Critic(RoleAgent):
         state = self.state
         budget_left = state.critic_rounds < state.settings.coa.max_critic_rounds
         problems = self.mechanical_problems()
-        if problems:
+        if state.tied and state.settings.coa.use_critic:
+            verdict = await self.break_tie(cancellation_token)
+        elif problems:
             verdict = Verdict(verdict="revise", reasons=problems)
         elif not state.settings.coa.use_critic:
             verdict = Verdict(verdict="accept", reasons=["critic disabled (coa.use_critic = false)"])
@@ -57,6 +59,21 @@ class Critic(RoleAgent):
         if verdict.verdict == "revise":
             state.critic_rounds += 1
         return f"verdict: {verdict.verdict}"
+
+    async def break_tie(self, cancellation_token: CancellationToken) -> Verdict:
+        """Samples tied in the vote: the first tied chain the critic accepts wins."""
+        state = self.state
+        tied, state.tied = state.tied, []
+        verdict = Verdict(verdict="revise", reasons=["no tied chain was accepted"])
+        for candidate in tied:
+            state.chosen = candidate
+            problems = self.mechanical_problems()
+            verdict = Verdict(verdict="revise", reasons=problems) if problems else await self.judge(cancellation_token)
+            if verdict.verdict == "accept":
+                verdict = Verdict(verdict="accept", reasons=[f"tie broken in favour of "
+                                                             f"{candidate.reified.answer_value}", *verdict.reasons])
+                break
+        return verdict
 
     async def judge(self, cancellation_token: CancellationToken) -> Verdict:
         state = self.state

@@ -97,6 +97,9 @@ class Reifier(RoleAgent):
             # Ties go to the earliest sample (sample 0 is drawn at the configured temperature).
             winner = next(v for v in values if v is not None and counts[v] == top)
             state.chosen = next(c for c, v in zip(valid, values, strict=True) if v == winner)
+            leaders = [v for v, n in counts.items() if n == top]
+            if len(leaders) > 1:
+                state.tied = [next(c for c, v in zip(valid, values, strict=True) if v == lead) for lead in leaders]
         else:
             winner = None
             state.chosen = valid[0]

@@ -227,3 +227,15 @@ def test_step_budget_notices_repetition() -> None:
     text_budget = StepBudget(2, json_form=False)
     assert not text_budget.exceeded("a [1 + 1 = y1] b [y1 * 2 = y2]")
     assert text_budget.exceeded("a [1 + 1 = y1] b [y1 * 2 = y2] c [y2 - 1 = y3]")
+
+
+async def test_a_tied_vote_is_broken_by_the_critic() -> None:
+    wrong = chain(("pens", "y1", "calculator", {"expression": "3 + 12"}),
+                  ("change", "y2", "calculator", {"expression": "50 - y1"}), answer="y2")
+    reject = json.dumps({"verdict": "revise", "reasons": ["y1 should multiply"]})
+    events, _ = await run([PLAN, wrong, GOOD_CHAIN, reject, ACCEPT], coa={"samples": 2})
+    vote = next(e for e in events if e.kind == "vote")
+    assert vote.counts == {"35": 1, "14": 1}
+    critique = next(e for e in events if e.kind == "critique")
+    assert critique.verdict == "accept" and "tie broken in favour of 14" in critique.reasons[0]
+    assert answer(events).value == "14"
