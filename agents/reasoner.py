@@ -44,6 +44,8 @@ class ChainKit:
     """chain -> error messages (empty when valid)."""
     render: Callable[[Any], str]
     schema: dict[str, Any]
+    examples: Callable[[str], list[tuple[str, str, str]]] | None = None
+    """question -> similar solved examples as (question, JSON chain, text chain), when configured."""
 
 
 def tool_lines(tools: dict[str, Any]) -> str:
@@ -84,6 +86,11 @@ class Reasoner(RoleAgent):
         subs = [s for s in state.subquestions if s.question.strip() and s.question.strip() != state.question]
         if subs:
             parts.append("Plan:\n" + "\n".join(f"- {s.question} ({s.needs})" for s in subs))
+        if self.kit.examples is not None:
+            shots = self.kit.examples(state.question)
+            if shots:
+                parts.append("Solved examples of similar questions:\n" + "\n".join(
+                    f"Example question: {q}\nExample chain: {j if self.json_form else t}" for q, j, t in shots))
         parts.append(f"Question: {state.question}")
         parts.append("Chain:" if self.json_form else "Write the chain:")
         return "\n\n".join(parts)

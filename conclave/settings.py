@@ -74,6 +74,11 @@ class CoASettings(_Frozen):
     tool_timeout: float = Field(30.0, gt=0)
     use_critic: bool = True
     few_shot: Literal["fixed", "similar"] = "fixed"
+    """``similar``: add the chains of the training questions most like this one (needs ``examples_file``)."""
+    examples_file: Path | None = None
+    """GSM8K-format JSONL (question, answer with <<a*b=c>> notes) whose answers are converted to example chains."""
+    examples_limit: int = Field(2000, ge=10, le=100000)
+    examples_k: int = Field(3, ge=1, le=8)
 
 
 class Settings(_Frozen):

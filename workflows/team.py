@@ -16,6 +16,7 @@ import dataclasses
 import re
 import time
 from collections import Counter
+from pathlib import Path
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -30,7 +31,7 @@ from agents.planner import build_planner
 from agents.prompting import load_prompt
 from agents.reasoner import ChainKit, build_reasoner
 from agents.retriever import build_retriever
-from conclave.errors import BackendError, ConclaveError
+from conclave.errors import BackendError, ConclaveError, ConfigError
 from conclave.events import AnswerDelta, AnswerReady, Event, Passage, StepFinished, StepStarted, Usage, VoteCast
 from conclave.models import client_name
 from workflows.runner import RunContext
@@ -38,7 +39,29 @@ from workflows.runner import RunContext
 _CITATION = re.compile(r"\[(\d{1,2})\]")
 
 
-def chain_kit(tools: dict[str, Any], max_steps: int) -> ChainKit:
+_BANKS: dict[tuple[str, int, str], Any] = {}
+
+
+def example_picker(settings: Any) -> Any:
+    """``coa.few_shot = "similar"``: a function question -> similar converted training chains."""
+    coa = settings.coa
+    if coa.few_shot != "similar":
+        return None
+    if coa.examples_file is None:
+        raise ConfigError("coa.few_shot is 'similar' but coa.examples_file is not set",
+                          hint="set CONCLAVE_COA__EXAMPLES_FILE to a GSM8K-format train.jsonl")
+    from conclave.embeddings import get_embedder
+    from workflows.coa.examples import ExampleBank
+
+    key = (str(coa.examples_file), coa.examples_limit, settings.embedder)
+    if key not in _BANKS:
+        _BANKS[key] = ExampleBank.build(Path(coa.examples_file), get_embedder(settings.embedder, settings),
+                                        settings.cache_path, limit=coa.examples_limit)
+    bank = _BANKS[key]
+    return lambda question: [(e.question, e.chain_json, e.chain_text) for e in bank.nearest(question, coa.examples_k)]
+
+
+def chain_kit(tools: dict[str, Any], max_steps: int, settings: Any = None) -> ChainKit:
     """The chain engine, packaged for the reasoner."""
     from workflows.coa import chain_json_schema, parse_chain, render, validate
 
@@ -48,7 +71,8 @@ def chain_kit(tools: dict[str, Any], max_steps: int) -> ChainKit:
     # Bounds in the schema are fine for validation; the embedded backend strips them from its grammar
     # (conclave.models.embedded.grammar_safe) and the step budget is enforced by validation and the token budget.
     schema = chain_json_schema(tools, max_steps=max_steps)
-    return ChainKit(parse=parse_chain, validate=check, render=render, schema=schema)
+    examples = example_picker(settings) if settings is not None else None
+    return ChainKit(parse=parse_chain, validate=check, render=render, schema=schema, examples=examples)
 
 
 def normalise_value(value: Any) -> str | None:
@@ -205,7 +229,7 @@ async def build_team(ctx: RunContext, emit: Any, store: Any, tools: dict[str, An
     state = TeamState(settings=ctx.settings, question=ctx.question, tools=tools, collection=ctx.collection if store else None,
                       emit=emit, history=ctx.history)
     errors: list[BaseException] = []
-    kit = chain_kit(tools, ctx.settings.coa.max_steps)
+    kit = await asyncio.to_thread(chain_kit, tools, ctx.settings.coa.max_steps, ctx.settings)
     planner = _guard(build_planner(state, ctx.clients["planner"]), errors)
     retriever = _guard(build_retriever(state, store), errors)
     reasoner = _guard(build_reasoner(state, ctx.clients["reasoner"], kit), errors)
