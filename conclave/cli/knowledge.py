@@ -1,0 +1,274 @@
+"""Knowledge and tool commands: ingest, collections, search, forget, tools, tool.
+
+``register(app)`` adds them to the ``conclave`` app. Heavy imports (Chroma, the embedding model, LangChain) happen
+inside the commands so that ``conclave --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from conclave.errors import ToolInputError
+
+__all__ = ["parse_tool_args", "register"]
+
+_out = Console(highlight=False, soft_wrap=True)
+_err = Console(stderr=True, highlight=False, soft_wrap=True)
+_MAX_SKIPPED_SHOWN = 20
+
+
+def _settings(**overrides: Any) -> Any:
+    from conclave.settings import load_settings
+
+    return load_settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def _display_path(source: str) -> str:
+    """A source path relative to the working directory when it lies below it."""
+    try:
+        rel = os.path.relpath(source)
+    except ValueError:
+        return source
+    return source if rel.startswith("..") else rel
+
+
+def parse_tool_args(pairs: list[str], schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``key=value`` pairs to a dict; values are JSON when they parse (unless the schema says string)."""
+    props = (schema or {}).get("properties", {})
+    args: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ToolInputError(f"--arg {pair!r} is not key=value", hint='e.g. --arg expression="2 * 3"')
+        if props.get(key, {}).get("type") == "string":
+            args[key] = raw
+            continue
+        try:
+            args[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            args[key] = raw
+    return args
+
+
+def register(app: typer.Typer) -> None:
+    """Add the knowledge and tool commands to ``app``."""
+
+    @app.command()
+    def ingest(
+        paths: list[Path] = typer.Argument(..., help="Files and folders to ingest."),
+        collection: str | None = typer.Option(
+            None, "--collection", "-c", help="Collection to fill (default: settings)."
+        ),
+        include: list[str] = typer.Option(
+            [], "--include", help="Only files matching this glob (repeatable)."
+        ),
+        exclude: list[str] = typer.Option(
+            [], "--exclude", help="Skip files matching this glob (repeatable)."
+        ),
+        prune: bool = typer.Option(
+            False, "--prune", help="Remove chunks of files under PATHS that are gone."
+        ),
+        as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    ) -> None:
+        """Ingest Markdown, text, reST, HTML, PDF and source files; unchanged files are skipped."""
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        from tools.ingest import IngestProgress
+        from tools.ingest import ingest as run_ingest
+
+        settings = _settings()
+        name = collection or settings.collection
+        columns = (
+            TextColumn("[bold]ingest[/]"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("files"),
+            TextColumn("{task.fields[chunks]} chunks, {task.fields[rate]:.1f} chunks/s"),
+            TimeElapsedColumn(),
+            TextColumn("[dim]{task.fields[current]}[/]"),
+        )
+        with Progress(*columns, console=_err, transient=True, disable=as_json) as bar:
+            task = bar.add_task("ingest", total=None, chunks=0, rate=0.0, current="")
+
+            def on_progress(p: IngestProgress) -> None:
+                rate = p.chunks_added / p.elapsed if p.elapsed > 0 else 0.0
+                bar.update(
+                    task,
+                    total=p.files_total,
+                    completed=p.files_done,
+                    chunks=p.chunks_added,
+                    rate=rate,
+                    current=escape(p.current[-50:]),
+                )
+
+            report = run_ingest(
+                paths, name, settings, include=include, exclude=exclude, prune=prune, progress=on_progress
+            )
+        if as_json:
+            typer.echo(json.dumps(report.to_dict()))
+            return
+        _print_report(report)
+
+    @app.command()
+    def collections(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+        """List collections with their chunk counts and embedders."""
+        from rich.table import Table
+
+        from tools.store import KnowledgeStore
+
+        settings = _settings()
+        infos = KnowledgeStore.open(settings).list_collections_sync()
+        if as_json:
+            typer.echo(json.dumps([i.__dict__ for i in infos]))
+            return
+        if not infos:
+            _out.print("No collections yet. Create one with `conclave ingest PATH --collection NAME`.")
+            return
+        table = Table(
+            title=f"Collections in {escape(settings.chroma_url or str(settings.chroma_path))}",
+            title_justify="left",
+        )
+        table.add_column("name")
+        table.add_column("chunks", justify="right")
+        table.add_column("embedder")
+        table.add_column("dim", justify="right")
+        for info in infos:
+            table.add_row(
+                escape(info.name), str(info.count), escape(info.embedder), str(info.dimension or "?")
+            )
+        _out.print(table)
+
+    @app.command()
+    def search(
+        query: str = typer.Argument(..., help="What to look for."),
+        k: int = typer.Option(5, "-k", "--k", min=1, max=100, help="How many passages."),
+        collection: str | None = typer.Option(
+            None, "--collection", "-c", help="Collection (default: settings)."
+        ),
+        as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    ) -> None:
+        """Show the passages most similar to QUERY, best first, with scores and sources."""
+        from tools.store import KnowledgeStore
+
+        settings = _settings()
+        name = collection or settings.collection
+        passages = KnowledgeStore.open(settings).search_sync(query, k, name)
+        if as_json:
+            typer.echo(json.dumps([p.__dict__ for p in passages], ensure_ascii=False))
+            return
+        if not passages:
+            _out.print(f"No passages in collection {escape(name)!r}.")
+            return
+        for rank, p in enumerate(passages, 1):
+            text = " ".join(p.text.split())
+            if len(text) > 300:
+                text = text[:299] + "…"
+            title = f" — {escape(p.title)}" if p.title else ""
+            _out.print(
+                f"[bold]{rank}.[/] [cyan]{p.score:.3f}[/]  {escape(_display_path(p.source))}{title}  [dim]\\[{p.id[:12]}][/]"
+            )
+            _out.print(f"   {escape(text)}")
+
+    @app.command()
+    def forget(
+        name: str = typer.Argument(..., help="Collection to delete."),
+        yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    ) -> None:
+        """Delete a collection and all its chunks."""
+        from tools.store import KnowledgeStore
+
+        store = KnowledgeStore.open(_settings())
+        count = store.count_sync(name)
+        if not yes and not typer.confirm(f"Delete collection {name!r} with {count} chunks?", default=False):
+            _err.print("Nothing deleted.")
+            raise typer.Exit(1)
+        store.forget_sync(name)
+        _out.print(f"Deleted collection {escape(name)!r} ({count} chunks).")
+
+    @app.command("tools")
+    def list_tools(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+        """List the tools with their argument schemas."""
+        from tools.registry import build_tools, tool_schemas
+
+        schemas = tool_schemas(build_tools(_settings()))
+        if as_json:
+            typer.echo(json.dumps(schemas))
+            return
+        for name, info in schemas.items():
+            _out.print(f"[bold]{name}[/] — {escape(info['description'])}")
+            _out.print(escape(json.dumps(info["parameters"], indent=2)))
+            _out.print()
+
+    @app.command("tool")
+    def run_one_tool(
+        name: str = typer.Argument(..., help="Tool name (see `conclave tools`)."),
+        arg: list[str] = typer.Option(
+            [], "--arg", "-a", help="key=value (value parsed as JSON when it parses)."
+        ),
+        as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    ) -> None:
+        """Run one tool directly, e.g. `conclave tool calculator --arg expression="2 * 3"`."""
+        from tools.registry import build_tools, run_tool, tool_schemas
+
+        registry = build_tools(_settings())
+        schema = tool_schemas(registry).get(name, {}).get("parameters")
+        args = parse_tool_args(arg, schema)
+        result = run_tool(registry, name, args)
+        note = None
+        exact = None
+        if name == "calculator":
+            from tools.calculator import evaluate
+
+            exact = evaluate(str(args["expression"])).exact
+            if not exact:
+                note = "rounded: the exact value has more digits (12 decimal places, at least 12 significant digits)"
+        if as_json:
+            payload: dict[str, Any] = {"tool": name, "args": args, "result": result}
+            if exact is not None:
+                payload["exact"] = exact
+            typer.echo(json.dumps(payload, ensure_ascii=False))
+            return
+        typer.echo(result)
+        if note:
+            _err.print(f"[dim]note: {note}[/]")
+
+
+def _print_report(report: Any) -> None:
+    from rich.table import Table
+
+    table = Table(
+        title=f"Ingested into {escape(report.collection)!r}", title_justify="left", show_header=False
+    )
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    rows = [
+        ("files seen", report.files_seen),
+        ("files ingested (new or changed)", report.files_ingested),
+        ("files unchanged", report.files_unchanged),
+        ("files skipped", report.files_skipped),
+        ("files pruned", report.files_pruned),
+        ("chunks added", report.chunks_added),
+        ("chunks removed", report.chunks_removed),
+        ("chunks in collection", report.chunks_total),
+    ]
+    for what, count in rows:
+        table.add_row(what, str(count))
+    table.add_row("seconds", f"{report.seconds:.1f}")
+    _out.print(table)
+    if report.skipped:
+        skipped = Table(title="Skipped files", title_justify="left")
+        skipped.add_column("file", overflow="fold")
+        skipped.add_column("reason")
+        for item in report.skipped[:_MAX_SKIPPED_SHOWN]:
+            skipped.add_row(escape(item.path), escape(item.reason))
+        if len(report.skipped) > _MAX_SKIPPED_SHOWN:
+            skipped.add_row(f"… and {len(report.skipped) - _MAX_SKIPPED_SHOWN} more", "")
+        _out.print(skipped)

@@ -1,0 +1,112 @@
+"""The tool registry: LangChain tools, schema validation, AutoGen adapters."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from autogen_core import CancellationToken
+from langchain_core.tools import BaseTool
+
+from conclave.errors import StoreError, ToolInputError
+from conclave.events import Passage
+from conclave.settings import load_settings
+from tools.registry import arun_tool, build_tools, format_passages, run_tool, to_autogen_tools, tool_schemas
+
+
+@pytest.fixture
+def tools() -> dict[str, BaseTool]:
+    return build_tools(load_settings())
+
+
+def test_registry_names_descriptions_and_schemas(tools: dict[str, BaseTool]) -> None:
+    assert list(tools) == ["search_knowledge", "calculator", "vector_math"]
+    schemas = tool_schemas(tools)
+    for name, info in schemas.items():
+        assert info["description"] and "\n" not in info["description"], name
+        assert info["parameters"]["type"] == "object"
+    assert schemas["search_knowledge"]["parameters"]["required"] == ["query"]
+    assert set(schemas["search_knowledge"]["parameters"]["properties"]) == {"query", "k", "collection"}
+    assert set(schemas["vector_math"]["parameters"]["properties"]) == {"expression", "variables"}
+
+
+def test_run_tool_returns_bare_results(tools: dict[str, BaseTool]) -> None:
+    assert run_tool(tools, "calculator", {"expression": "(1,234 + 15% of 80) / 3"}) == "415.333333333333"
+    assert (
+        json.loads(run_tool(tools, "vector_math", {"expression": "dot(a, a)", "variables": {"a": [3, 4]}}))
+        == 25
+    )
+
+
+async def test_arun_tool(tools: dict[str, BaseTool]) -> None:
+    assert await arun_tool(tools, "calculator", {"expression": "2 ** 10"}) == "1024"
+
+
+@pytest.mark.parametrize(
+    ("name", "args", "message"),
+    [
+        ("calculator", {}, "expression: Field required"),
+        ("calculator", {"expression": 5}, "expression: Input should be a valid string"),
+        ("calculator", {"expression": "1", "x": 1}, "x: Extra inputs are not permitted"),
+        ("search_knowledge", {"query": "q", "k": 0}, "k: Input should be greater than or equal to 1"),
+        ("search_knowledge", {"query": ""}, "query: String should have at least 1 character"),
+        (
+            "vector_math",
+            {"expression": "a", "variables": [1]},
+            "variables: Input should be a valid dictionary",
+        ),
+        ("nope", {}, "unknown tool 'nope'"),
+    ],
+)
+def test_schema_violations_raise_tool_input_error(
+    tools: dict[str, BaseTool], name: str, args: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ToolInputError) as info:
+        run_tool(tools, name, args)
+    assert message in info.value.message
+    assert "Traceback" not in info.value.message
+    assert info.value.hint
+
+
+def test_format_passages() -> None:
+    passages = [
+        Passage("abc123", "/notes/adam.md", "Adam  combines\nmomentum.", 0.91234, "Optimisers > Adam")
+    ]
+    assert (
+        format_passages(passages)
+        == "1. [abc123] (/notes/adam.md, score 0.912) Optimisers > Adam — Adam combines momentum."
+    )
+    assert format_passages([]) == "No passages found."
+
+
+async def test_autogen_adapters_run_the_tools(tools: dict[str, BaseTool]) -> None:
+    adapters = to_autogen_tools(tools)
+    by_name = {a.name: a for a in adapters}
+    assert set(by_name) == set(tools)
+    assert by_name["calculator"].schema["parameters"]["required"] == ["expression"]
+    result = await by_name["calculator"].run_json(
+        {"expression": "(1,234 + 15% of 80) / 3"}, CancellationToken()
+    )
+    assert result == "415.333333333333"
+    assert len(to_autogen_tools(list(tools.values()))) == 3
+
+
+@pytest.mark.integration
+async def test_search_tool_goes_through_the_store(conclave_home: Path, tmp_path: Path) -> None:
+    from tests.integration.test_store import FakeEmbedder
+    from tools.ingest import ingest
+    from tools.store import KnowledgeStore
+
+    settings = load_settings()
+    store = KnowledgeStore.open(settings, embedder=FakeEmbedder())
+    (tmp_path / "n.md").write_text("# Note\n\nexact text")
+    ingest([tmp_path / "n.md"], "demo", settings, store=store)
+    registry = build_tools(settings, store)
+    # The hash embedder puts identical texts at distance 0, so the exact embedded text is found first.
+    sync = run_tool(registry, "search_knowledge", {"query": "Note\n\n# Note\n\nexact text", "k": 1})
+    assert sync.startswith("1. [") and "n.md, score 1.000) Note — # Note exact text" in sync
+    found = await arun_tool(registry, "search_knowledge", {"query": "anything", "collection": "demo"})
+    assert found.startswith("1. [")
+    with pytest.raises(StoreError, match="no collection named 'other'"):
+        run_tool(registry, "search_knowledge", {"query": "x", "collection": "other"})

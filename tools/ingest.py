@@ -1,0 +1,286 @@
+"""Ingest files and folders into a collection, idempotently and safely under interruption.
+
+How consistency works: a chunk's id is a hash of (source path, position, text), so the set of ids a file should
+have is known before anything is written. For each file the store is compared with that set: nothing missing
+and nothing extra means *unchanged*; otherwise the missing chunks are embedded and added first, and only once all
+of them are in are the file's stale chunks deleted. A kill at any moment therefore leaves, per file, either its
+old chunks, or its old chunks plus some new ones; a re-run adds what is missing and deletes what is stale, ending
+with exactly the ids of a clean ingest. Nothing else records progress: the chunk ids in the store are the manifest.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from conclave.errors import ConfigError
+from tools.chunking import Chunk, SkipFile, chunk_id, load_document, split_document
+
+if TYPE_CHECKING:
+    from conclave.settings import Settings
+    from tools.store import KnowledgeStore
+
+__all__ = ["BATCH_SIZE", "IngestProgress", "IngestReport", "SkippedFile", "discover_files", "ingest"]
+
+BATCH_SIZE = 64
+_SKIP_DIRS = {"node_modules", "__pycache__", "venv", "site-packages", "dist", "build"}
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    """A file that was not ingested, and why."""
+
+    path: str
+    reason: str
+
+
+@dataclass
+class IngestReport:
+    """What one ingest run did."""
+
+    collection: str
+    files_seen: int = 0
+    files_ingested: int = 0
+    files_unchanged: int = 0
+    skipped: list[SkippedFile] = field(default_factory=list)
+    files_pruned: int = 0
+    chunks_added: int = 0
+    chunks_removed: int = 0
+    chunks_total: int = 0
+    seconds: float = 0.0
+
+    @property
+    def files_skipped(self) -> int:
+        return len(self.skipped)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON data (for --json output and run records)."""
+        return {
+            "collection": self.collection,
+            "files_seen": self.files_seen,
+            "files_ingested": self.files_ingested,
+            "files_unchanged": self.files_unchanged,
+            "files_skipped": self.files_skipped,
+            "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
+            "files_pruned": self.files_pruned,
+            "chunks_added": self.chunks_added,
+            "chunks_removed": self.chunks_removed,
+            "chunks_total": self.chunks_total,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclass(frozen=True)
+class IngestProgress:
+    """A progress update: files handled so far and chunks embedded so far."""
+
+    files_done: int
+    files_total: int
+    chunks_added: int
+    current: str
+    elapsed: float
+
+
+@dataclass(frozen=True)
+class _File:
+    path: Path
+    name: str
+    explicit: bool
+
+    @property
+    def source(self) -> str:
+        return self.path.as_posix()
+
+
+def _matches(name: str, patterns: Sequence[str]) -> bool:
+    base = name.rsplit("/", 1)[-1]
+    return any(fnmatch.fnmatch(name, p) or fnmatch.fnmatch(base, p) for p in patterns)
+
+
+def discover_files(
+    paths: Iterable[str | Path], include: Sequence[str] | None = None, exclude: Sequence[str] | None = None
+) -> tuple[list[_File], list[Path]]:
+    """The files to ingest (sorted, de-duplicated) and the resolved roots; a missing path is a ConfigError.
+
+    Globs match a file's path relative to the folder given (``docs/*.md``) or its bare name (``*.md``). Hidden
+    files and folders and dependency folders (``node_modules``, ``__pycache__``, virtualenvs) are not walked.
+    """
+    include = list(include or [])
+    exclude = list(exclude or [])
+    files: dict[Path, _File] = {}
+    roots: list[Path] = []
+    for raw in paths:
+        root = Path(raw).expanduser()
+        if not root.exists():
+            raise ConfigError(
+                f"no such file or folder: {raw}", hint="check the path (ingest takes files and folders)"
+            )
+        root = root.resolve()
+        roots.append(root)
+        if root.is_file():
+            candidates = [(root, root.name, True)]
+        else:
+            candidates = []
+            for dirpath, dirnames, filenames in os.walk(root):
+                dirnames[:] = sorted(
+                    d
+                    for d in dirnames
+                    if not d.startswith(".")
+                    and d not in _SKIP_DIRS
+                    and not (Path(dirpath, d) / "pyvenv.cfg").exists()
+                )
+                for filename in sorted(filenames):
+                    if filename.startswith("."):
+                        continue
+                    full = Path(dirpath, filename)
+                    candidates.append((full, full.relative_to(root).as_posix(), False))
+        for full, name, explicit in candidates:
+            if include and not _matches(name, include):
+                continue
+            if exclude and _matches(name, exclude):
+                continue
+            if full.is_file() or full.is_symlink():
+                files.setdefault(full, _File(full, name, explicit))
+    return sorted(files.values(), key=lambda f: f.source), roots
+
+
+@dataclass
+class _Pending:
+    file: _File
+    missing: int
+    stale: list[str]
+
+
+def ingest(
+    paths: Iterable[str | Path],
+    collection: str,
+    settings: Settings,
+    *,
+    include: Sequence[str] | None = None,
+    exclude: Sequence[str] | None = None,
+    prune: bool = False,
+    progress: Callable[[IngestProgress], None] | None = None,
+    store: KnowledgeStore | None = None,
+    batch_size: int = BATCH_SIZE,
+) -> IngestReport:
+    """Ingest files and folders into ``collection``; re-running is idempotent (see the module docstring)."""
+    from tools.store import KnowledgeStore, validate_collection_name
+
+    started = time.monotonic()
+    validate_collection_name(collection)
+    if settings.chunk_overlap >= settings.chunk_size:
+        raise ConfigError(
+            f"chunk_overlap ({settings.chunk_overlap}) must be smaller than chunk_size ({settings.chunk_size})",
+            hint="set CONCLAVE_CHUNK_OVERLAP below CONCLAVE_CHUNK_SIZE",
+        )
+    files, roots = discover_files(paths, include, exclude)
+    store = store or KnowledgeStore.open(settings)
+    col = store.get_or_create_collection(collection)
+    report = IngestReport(collection=collection, files_seen=len(files))
+
+    existing: dict[str, set[str]] = {}
+    for cid, meta in store.all_metadata(col).items():
+        existing.setdefault(str(meta.get("source", "")), set()).add(cid)
+
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    queue: list[tuple[str, Chunk, dict[str, Any], _Pending]] = []
+    kept_sources: set[str] = set()
+    files_done = 0
+
+    def tick(current: str) -> None:
+        if progress is not None:
+            progress(
+                IngestProgress(
+                    files_done, len(files), report.chunks_added, current, time.monotonic() - started
+                )
+            )
+
+    def finish(pending: _Pending) -> None:
+        # All new chunks of this file are in: only now is it safe to drop its old ones.
+        if pending.stale:
+            store.call(col.delete, ids=pending.stale)
+            report.chunks_removed += len(pending.stale)
+        report.files_ingested += 1
+
+    def flush() -> None:
+        if not queue:
+            return
+        batch = queue[:]
+        queue.clear()
+        vectors = store.embedder.embed_documents([c.embed_text for _, c, _, _ in batch])
+        store.call(
+            col.add,
+            ids=[cid for cid, _, _, _ in batch],
+            embeddings=vectors,
+            documents=[c.text for _, c, _, _ in batch],
+            metadatas=[meta for _, _, meta, _ in batch],
+        )
+        report.chunks_added += len(batch)
+        for _, _, _, pending in batch:
+            pending.missing -= 1
+            if pending.missing == 0:
+                finish(pending)
+        tick(batch[-1][3].file.name)
+
+    for file in files:
+        tick(file.name)
+        try:
+            doc = load_document(file.path, explicit=file.explicit)
+            chunks = split_document(doc, settings.chunk_size, settings.chunk_overlap, name=file.path.name)
+            if not chunks:
+                raise SkipFile("empty")
+        except SkipFile as skip:
+            report.skipped.append(SkippedFile(file.name, skip.reason))
+            files_done += 1
+            continue
+        kept_sources.add(file.source)
+        ids = [chunk_id(file.source, c.index, c.text) for c in chunks]
+        have = existing.get(file.source, set())
+        wanted = set(ids)
+        missing = [(cid, c) for cid, c in zip(ids, chunks, strict=True) if cid not in have]
+        stale = sorted(have - wanted)
+        if not missing and not stale:
+            report.files_unchanged += 1
+            files_done += 1
+            continue
+        pending = _Pending(file, len(missing), stale)
+        if not missing:
+            finish(pending)
+        for cid, chunk in missing:
+            meta = {
+                "source": file.source,
+                "name": file.name,
+                "title": chunk.title,
+                "chunk_index": chunk.index,
+                "kind": doc.kind,
+                "ingested_at": now,
+            }
+            queue.append((cid, chunk, meta, pending))
+            if len(queue) >= batch_size:
+                flush()
+        files_done += 1
+    flush()
+
+    if prune:
+        for source, ids_of_source in sorted(existing.items()):
+            if source in kept_sources or not _under_any(source, roots):
+                continue
+            store.call(col.delete, ids=sorted(ids_of_source))
+            report.chunks_removed += len(ids_of_source)
+            report.files_pruned += 1
+
+    report.chunks_total = int(store.call(col.count))
+    report.seconds = time.monotonic() - started
+    tick("")
+    return report
+
+
+def _under_any(source: str, roots: list[Path]) -> bool:
+    path = Path(source)
+    return any(path == root or root in path.parents for root in roots)

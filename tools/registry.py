@@ -1,0 +1,192 @@
+"""The tool registry: LangChain tools keyed by name, their AutoGen adapters, and a validated runner.
+
+Later layers build chain schemas from ``build_tools(...)`` (names, descriptions and pydantic argument schemas) and
+run tool calls through :func:`run_tool` / :func:`arun_tool`, which turn schema violations into ToolInputError.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from langchain_core.tools import BaseTool, StructuredTool
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from conclave.errors import ToolInputError
+from conclave.events import Passage
+from tools.calculator import evaluate
+from tools.vector_math import evaluate_vector
+
+if TYPE_CHECKING:
+    from conclave.settings import Settings
+    from tools.store import KnowledgeStore
+
+__all__ = [
+    "CalculatorArgs",
+    "SearchKnowledgeArgs",
+    "VectorMathArgs",
+    "arun_tool",
+    "build_tools",
+    "format_passages",
+    "run_tool",
+    "to_autogen_tools",
+    "tool_schemas",
+]
+
+
+class SearchKnowledgeArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    query: str = Field(min_length=1, max_length=2000, description="what to look for, in words")
+    k: int = Field(5, ge=1, le=50, description="how many passages to return")
+    collection: str | None = Field(None, description="collection to search (default: the configured one)")
+
+
+class CalculatorArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    expression: str = Field(
+        min_length=1,
+        max_length=10_000,
+        description="arithmetic, e.g. (1,234 + 15% of 80) / 3; functions sqrt log exp round min max abs",
+    )
+
+
+class VectorMathArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    expression: str = Field(
+        min_length=1,
+        max_length=2_000,
+        description="e.g. (2 / len(y)) * transpose(X) @ (X @ w - y); functions dot transpose matmul mean sum norm",
+    )
+    variables: dict[str, Any] = Field(
+        default_factory=dict, description="named numbers, vectors (lists) or matrices (lists of lists)"
+    )
+
+
+def format_passages(passages: list[Passage]) -> str:
+    """Passages as text a model can read and cite: ``[id] (source, score) text``."""
+    if not passages:
+        return "No passages found."
+    lines = []
+    for rank, p in enumerate(passages, 1):
+        title = f" {p.title} —" if p.title else ""
+        lines.append(f"{rank}. [{p.id}] ({p.source}, score {p.score:.3f}){title} {' '.join(p.text.split())}")
+    return "\n".join(lines)
+
+
+def build_tools(settings: Settings, store: KnowledgeStore | None = None) -> dict[str, BaseTool]:
+    """The registered tools, keyed by name; the store is opened on the first knowledge search if not given."""
+    holder: dict[str, KnowledgeStore] = {}
+    if store is not None:
+        holder["store"] = store
+
+    def get_store() -> KnowledgeStore:
+        if "store" not in holder:
+            from tools.store import KnowledgeStore
+
+            holder["store"] = KnowledgeStore.open(settings)
+        return holder["store"]
+
+    def search_sync(query: str, k: int = 5, collection: str | None = None) -> str:
+        return format_passages(get_store().search_sync(query, k, collection))
+
+    async def search_async(query: str, k: int = 5, collection: str | None = None) -> str:
+        return format_passages(await get_store().search(query, k, collection))
+
+    def calculator(expression: str) -> str:
+        return evaluate(expression).text
+
+    def vector_math(expression: str, variables: dict[str, Any] | None = None) -> str:
+        return evaluate_vector(expression, variables or {})
+
+    tools: list[BaseTool] = [
+        StructuredTool.from_function(
+            func=search_sync,
+            coroutine=search_async,
+            name="search_knowledge",
+            description="Search the knowledge collection; returns ranked passages with ids, sources and scores.",
+            args_schema=SearchKnowledgeArgs,
+        ),
+        StructuredTool.from_function(
+            func=calculator,
+            name="calculator",
+            description="Exact arithmetic on one expression (+ - * / ** %, 15% of 80, 1,234); returns the number.",
+            args_schema=CalculatorArgs,
+        ),
+        StructuredTool.from_function(
+            func=vector_math,
+            name="vector_math",
+            description="Vector/matrix arithmetic over named arrays (dot, transpose, @, mean, sum, norm); returns JSON.",
+            args_schema=VectorMathArgs,
+        ),
+    ]
+    return {t.name: t for t in tools}
+
+
+def tool_schemas(tools: Mapping[str, BaseTool]) -> dict[str, dict[str, Any]]:
+    """name -> {"description", "parameters" (JSON schema)} for every tool."""
+    out = {}
+    for name, tool in tools.items():
+        schema = tool.args_schema
+        params = (
+            schema.model_json_schema() if isinstance(schema, type) and issubclass(schema, BaseModel) else {}
+        )
+        out[name] = {"description": tool.description, "parameters": params}
+    return out
+
+
+def _validated(
+    tools: Mapping[str, BaseTool], name: str, args: Mapping[str, Any]
+) -> tuple[BaseTool, dict[str, Any]]:
+    tool = tools.get(name)
+    if tool is None:
+        raise ToolInputError(f"unknown tool {name!r}", hint=f"available tools: {', '.join(sorted(tools))}")
+    if not isinstance(args, Mapping):
+        raise ToolInputError(
+            f"{name}: arguments must be an object, got {type(args).__name__}", hint=_usage(tool)
+        )
+    schema = tool.args_schema
+    if isinstance(schema, type) and issubclass(schema, BaseModel):
+        try:
+            model = schema.model_validate(dict(args))
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'arguments'}: {err['msg']}" for err in exc.errors()
+            )
+            raise ToolInputError(f"{name}: invalid arguments: {problems}", hint=_usage(tool)) from None
+        return tool, model.model_dump()
+    return tool, dict(args)
+
+
+def _usage(tool: BaseTool) -> str:
+    schema = tool.args_schema
+    if isinstance(schema, type) and issubclass(schema, BaseModel):
+        fields = schema.model_json_schema().get("properties", {})
+        required = set(schema.model_json_schema().get("required", []))
+        parts = [f"{k}{'' if k in required else '?'}: {v.get('type', 'any')}" for k, v in fields.items()]
+        return f"{tool.name} takes {{{', '.join(parts)}}}"
+    return f"see `conclave tools` for {tool.name}'s arguments"
+
+
+def run_tool(tools: Mapping[str, BaseTool], name: str, args: Mapping[str, Any]) -> str:
+    """Validate ``args`` against the tool's schema and run it; bad arguments raise ToolInputError."""
+    tool, clean = _validated(tools, name, args)
+    return _as_text(tool.invoke(clean))
+
+
+async def arun_tool(tools: Mapping[str, BaseTool], name: str, args: Mapping[str, Any]) -> str:
+    """Async :func:`run_tool` (uses the tool's coroutine when it has one)."""
+    tool, clean = _validated(tools, name, args)
+    return _as_text(await tool.ainvoke(clean))
+
+
+def _as_text(result: Any) -> str:
+    return result if isinstance(result, str) else json.dumps(result)
+
+
+def to_autogen_tools(tools: Mapping[str, BaseTool] | Iterable[BaseTool]) -> list[Any]:
+    """The tools wrapped for AutoGen agents (autogen-ext's LangChainToolAdapter)."""
+    from autogen_ext.tools.langchain import LangChainToolAdapter
+
+    items = tools.values() if isinstance(tools, Mapping) else tools
+    return [LangChainToolAdapter(t) for t in items]

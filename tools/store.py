@@ -1,0 +1,335 @@
+"""The Chroma knowledge store: collections of embedded chunks, searched by similarity.
+
+A store is a persistent Chroma client under ``settings.chroma_path`` or, when ``settings.chroma_url`` is set, an
+HTTP client to a Chroma server (``chroma run --path ...``). Every collection records the embedder that filled it
+and the vector dimension; searching it with another embedder is an error naming the right one. The async methods
+run Chroma (and the embedding model) in a worker thread so they never block an event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlparse
+
+from conclave.errors import ConclaveError, ConfigError, StoreError
+from conclave.events import Passage
+
+if TYPE_CHECKING:
+    from conclave.embeddings import Embedder
+    from conclave.settings import Settings
+
+__all__ = ["COLLECTION_NAME_RULES", "CollectionInfo", "KnowledgeStore", "validate_collection_name"]
+
+T = TypeVar("T")
+
+COLLECTION_NAME_RULES = (
+    "3-512 characters from a-z, A-Z, 0-9, '.', '_' and '-', starting and ending with a letter or digit"
+)
+_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{1,510})[A-Za-z0-9]$")
+MAX_K = 100
+_PAGE = 1000
+
+
+@dataclass(frozen=True)
+class CollectionInfo:
+    """A collection's name, chunk count and the embedder that filled it."""
+
+    name: str
+    count: int
+    embedder: str
+    dimension: int | None
+
+
+def validate_collection_name(name: str) -> str:
+    """Return ``name`` if Chroma accepts it, else raise ConfigError with Chroma's naming rules."""
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ConfigError(
+            f"invalid collection name {name!r}",
+            hint=f"collection names need {COLLECTION_NAME_RULES}, e.g. my-notes",
+        )
+    return name
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    import httpx
+
+    if isinstance(
+        exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, ConnectionError)
+    ):
+        return True
+    text = str(exc).lower()
+    return "could not connect" in text or "connection refused" in text
+
+
+class KnowledgeStore:
+    """Collections of chunks in Chroma, with the embedder each was built with."""
+
+    def __init__(
+        self, settings: Settings, client: Any, *, embedder: Embedder | None = None, location: str = ""
+    ):
+        self.settings = settings
+        self.client = client
+        self.location = location
+        self._embedder = embedder
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------ opening
+
+    @classmethod
+    def open(cls, settings: Settings, *, embedder: Embedder | None = None) -> KnowledgeStore:
+        """A store on the configured Chroma: a server when ``chroma_url`` is set, else the persistent folder."""
+        import chromadb
+
+        chroma_settings = chromadb.Settings(anonymized_telemetry=False, allow_reset=False)
+        if settings.chroma_url:
+            url = settings.chroma_url
+            parsed = urlparse(url if "://" in url else f"http://{url}")
+            if not parsed.hostname:
+                raise ConfigError(
+                    f"invalid Chroma URL {url!r}", hint="use e.g. CONCLAVE_CHROMA_URL=http://127.0.0.1:8000"
+                )
+            port = parsed.port or (443 if parsed.scheme == "https" else 8000)
+            try:
+                client = chromadb.HttpClient(
+                    host=parsed.hostname, port=port, ssl=parsed.scheme == "https", settings=chroma_settings
+                )
+            except Exception as exc:  # chromadb raises ValueError when the server does not answer
+                raise cls._server_down(url, settings) from exc
+            return cls(settings, client, embedder=embedder, location=url)
+        path = settings.chroma_path
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            client = chromadb.PersistentClient(path=str(path), settings=chroma_settings)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot open the knowledge store at {path}: {exc}", hint="check the folder's permissions"
+            ) from exc
+        return cls(settings, client, embedder=embedder, location=str(path))
+
+    @staticmethod
+    def _server_down(url: str, settings: Settings) -> StoreError:
+        return StoreError(
+            f"the Chroma server at {url} is not answering",
+            hint=f"start it with `chroma run --path {settings.chroma_path} --port {urlparse(url).port or 8000}`, "
+            "or unset CONCLAVE_CHROMA_URL to use the local folder",
+        )
+
+    @property
+    def embedder(self) -> Embedder:
+        """The configured embedder (created on first use: loading a model takes seconds)."""
+        if self._embedder is None:
+            from conclave.embeddings import get_embedder
+
+            with self._lock:
+                if self._embedder is None:
+                    self._embedder = get_embedder(self.settings.embedder, self.settings)
+        return self._embedder
+
+    def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a Chroma call, turning a vanished server into a StoreError that names it."""
+        try:
+            return fn(*args, **kwargs)
+        except ConclaveError:
+            raise
+        except Exception as exc:
+            if self.settings.chroma_url and _is_connection_error(exc):
+                raise self._server_down(self.settings.chroma_url, self.settings) from exc
+            raise
+
+    _call = call  # the earlier private name; workflows/evaluation/knowledge.py uses it
+
+    # ------------------------------------------------------------ collections
+
+    def _names(self) -> list[str]:
+        cols = self.call(self.client.list_collections)
+        return sorted(c if isinstance(c, str) else c.name for c in cols)
+
+    def exists_sync(self, name: str) -> bool:
+        """Whether a collection of that name exists."""
+        validate_collection_name(name)
+        return name in self._names()
+
+    def get_collection(self, name: str) -> Any:
+        """The Chroma collection, or StoreError listing the collections that exist."""
+        validate_collection_name(name)
+        from chromadb.errors import NotFoundError
+
+        try:
+            return self.call(self.client.get_collection, name, embedding_function=None)
+        except (NotFoundError, ValueError) as exc:
+            if isinstance(exc, ValueError) and "does not exist" not in str(exc):
+                raise
+            names = self._names()
+            existing = ", ".join(names) if names else "none yet"
+            raise StoreError(
+                f"no collection named {name!r} (existing: {existing})",
+                hint="create it with `conclave ingest PATH --collection NAME`, or pick one from `conclave collections`",
+            ) from exc
+
+    def get_or_create_collection(self, name: str) -> Any:
+        """The collection for writing, created with this store's embedder if it does not exist yet."""
+        validate_collection_name(name)
+        embedder = self.embedder
+        if name in self._names():
+            collection = self.get_collection(name)
+            self.check_embedder(collection)
+            return collection
+        return self.call(
+            self.client.get_or_create_collection,
+            name,
+            metadata={"embedder": embedder.name, "dimension": embedder.dimension},
+            configuration={"hnsw": {"space": "cosine"}},
+            embedding_function=None,
+        )
+
+    def check_embedder(self, collection: Any) -> None:
+        """Raise StoreError when the collection was built with another embedder than this store's."""
+        from conclave.embeddings import spec_for_embedder_name
+
+        meta = collection.metadata or {}
+        recorded = meta.get("embedder")
+        current = self.embedder.name
+        if recorded and recorded != current:
+            raise StoreError(
+                f"collection {collection.name!r} was built with embedder {recorded!r}, "
+                f"but the current embedder is {current!r}",
+                hint=f"set CONCLAVE_EMBEDDER={spec_for_embedder_name(recorded)} to use it, "
+                "or re-ingest into a new collection",
+            )
+        dimension = meta.get("dimension")
+        if recorded and dimension and int(dimension) != self.embedder.dimension:
+            raise StoreError(
+                f"collection {collection.name!r} holds {dimension}-dimensional vectors but {current!r} "
+                f"makes {self.embedder.dimension}-dimensional ones",
+                hint="re-ingest into a new collection",
+            )
+
+    def list_collections_sync(self) -> list[CollectionInfo]:
+        """Every collection with its chunk count and embedder."""
+        infos = []
+        for name in self._names():
+            col = self.call(self.client.get_collection, name, embedding_function=None)
+            meta = col.metadata or {}
+            dim = meta.get("dimension")
+            infos.append(
+                CollectionInfo(
+                    name=name,
+                    count=self.call(col.count),
+                    embedder=str(meta.get("embedder", "unknown")),
+                    dimension=int(dim) if dim is not None else None,
+                )
+            )
+        return infos
+
+    def count_sync(self, name: str) -> int:
+        """How many chunks a collection holds (StoreError if it does not exist)."""
+        return int(self.call(self.get_collection(name).count))
+
+    def forget_sync(self, name: str) -> int:
+        """Delete a collection; returns how many chunks it held."""
+        collection = self.get_collection(name)
+        count = self.call(collection.count)
+        self.call(self.client.delete_collection, name)
+        return int(count)
+
+    # ------------------------------------------------------------ search
+
+    def search_sync(self, query: str, k: int = 5, collection: str | None = None) -> list[Passage]:
+        """The ``k`` passages most similar to ``query``, best first; score is cosine similarity in [0, 1]."""
+        return self.search_many_sync([query], k, collection)[0]
+
+    def search_many_sync(
+        self, queries: list[str], k: int = 5, collection: str | None = None
+    ) -> list[list[Passage]]:
+        """:meth:`search_sync` for several queries at once (one batched embedding call, one Chroma query)."""
+        for query in queries:
+            if not isinstance(query, str) or not query.strip():
+                raise StoreError(
+                    "the search query is empty", hint="search for some words, e.g. 'what is Adam'"
+                )
+        if not 1 <= k <= MAX_K:
+            raise StoreError(f"k must be between 1 and {MAX_K} (got {k})", hint="use e.g. -k 5")
+        col = self.get_collection(collection or self.settings.collection)
+        self.check_embedder(col)
+        count = self.call(col.count)
+        if count == 0 or not queries:
+            return [[] for _ in queries]
+        vectors = (
+            self.embedder.embed_documents(list(queries))
+            if len(queries) > 1
+            else [self.embedder.embed_query(queries[0])]
+        )
+        result = self.call(
+            col.query,
+            query_embeddings=vectors,
+            n_results=min(k, count),
+            include=["documents", "metadatas", "distances"],
+        )
+        return [
+            self._passages(ids, docs, metas, dists)
+            for ids, docs, metas, dists in zip(
+                result["ids"], result["documents"], result["metadatas"], result["distances"], strict=True
+            )
+        ]
+
+    @staticmethod
+    def _passages(ids: list[str], docs: list[Any], metas: list[Any], dists: list[float]) -> list[Passage]:
+        passages = []
+        for pid, doc, meta, dist in zip(ids, docs, metas, dists, strict=True):
+            meta = meta or {}
+            score = min(1.0, max(0.0, 1.0 - float(dist)))
+            passages.append(
+                Passage(
+                    id=pid,
+                    source=str(meta.get("source", "")),
+                    text=doc or "",
+                    score=round(score, 4),
+                    title=str(meta.get("title", "")),
+                )
+            )
+        passages.sort(key=lambda p: p.score, reverse=True)
+        return passages
+
+    # ------------------------------------------------------------ helpers for ingestion
+
+    def all_metadata(self, collection: Any, where: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+        """id -> metadata for every chunk in the collection (optionally filtered), read in pages."""
+        out: dict[str, dict[str, Any]] = {}
+        offset = 0
+        while True:
+            page = self.call(collection.get, where=where, include=["metadatas"], limit=_PAGE, offset=offset)
+            ids = page["ids"]
+            for cid, meta in zip(ids, page["metadatas"] or [{}] * len(ids), strict=True):
+                out[cid] = dict(meta or {})
+            if len(ids) < _PAGE:
+                return out
+            offset += _PAGE
+
+    # ------------------------------------------------------------ async API
+
+    async def search(self, query: str, k: int = 5, collection: str | None = None) -> list[Passage]:
+        """Async :meth:`search_sync` (runs in a worker thread)."""
+        return await asyncio.to_thread(self.search_sync, query, k, collection)
+
+    async def search_many(
+        self, queries: list[str], k: int = 5, collection: str | None = None
+    ) -> list[list[Passage]]:
+        """Async :meth:`search_many_sync`."""
+        return await asyncio.to_thread(self.search_many_sync, queries, k, collection)
+
+    async def list_collections(self) -> list[CollectionInfo]:
+        """Async :meth:`list_collections_sync`."""
+        return await asyncio.to_thread(self.list_collections_sync)
+
+    async def forget(self, name: str) -> int:
+        """Async :meth:`forget_sync`."""
+        return await asyncio.to_thread(self.forget_sync, name)
+
+    async def exists(self, name: str) -> bool:
+        """Async :meth:`exists_sync`."""
+        return await asyncio.to_thread(self.exists_sync, name)
