@@ -159,8 +159,14 @@ def _nest(flat: dict[str, str], prefix: str) -> dict[str, Any]:
     return out
 
 
+# CONCLAVE_ variables that are not settings: the test suite's own, and the CLI's debug switch.
+_NOT_SETTINGS = ("CONCLAVE_TEST_", "CONCLAVE_DEBUG")
+
+
 def _from_variables(variables: dict[str, str | None]) -> dict[str, Any]:
-    values = _nest({k: v for k, v in variables.items() if v is not None}, "CONCLAVE_")
+    values = _nest(
+        {k: v for k, v in variables.items() if v is not None and not k.upper().startswith(_NOT_SETTINGS)}, "CONCLAVE_"
+    )
     for field, name in _ALIASES.items():
         if field not in values and variables.get(name):
             values[field] = variables[name]

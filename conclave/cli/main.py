@@ -45,8 +45,12 @@ def _root(
     _DEBUG["on"] = debug or bool(os.environ.get("CONCLAVE_DEBUG"))
     logging.basicConfig(level=logging.DEBUG if _DEBUG["on"] else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if not _DEBUG["on"]:
-        for noisy in ("httpx", "autogen_core", "autogen_agentchat", "chromadb", "sentence_transformers"):
-            logging.getLogger(noisy).setLevel(logging.ERROR)
+        # Errors reach the user once, as one message at the edge; libraries' own tracebacks stay out of the way.
+        for noisy in ("httpx", "autogen_core", "autogen_agentchat", "autogen_ext", "chromadb", "sentence_transformers",
+                      "openai", "ollama"):
+            logger = logging.getLogger(noisy)
+            logger.setLevel(logging.CRITICAL)
+            logger.propagate = False
 
 
 def settings_from_cli(**overrides: Any) -> Any:

@@ -32,7 +32,7 @@ def resolve_model_info(model: str, settings: Settings) -> ModelInfo:
         from autogen_ext.models.openai._model_info import get_info
 
         return get_info(model)
-    except (KeyError, ImportError):
+    except (KeyError, ValueError, ImportError):
         # A self-hosted model we know nothing about: assume the common OpenAI-compatible feature set.
         return {
             "vision": False,

@@ -67,6 +67,9 @@ def classify(exc: BaseException, *, spec: str, where: str) -> ConclaveError | _T
                 f"{where} does not serve model {spec.split('/', 1)[-1]!r} (HTTP 404)",
                 hint="check the model name with `conclave models` or the provider's model list",
             )
+        if isinstance(exc, openai.APIStatusError) and _mentions_response_format(exc):
+            # A host that does not know a response_format dialect (llama.cpp's server answers 500): not transient.
+            return BackendError(f"{where} rejected response_format for {spec} (HTTP {exc.status_code}): {_short(exc.message)}")
         if isinstance(exc, openai.RateLimitError | openai.InternalServerError):
             return _Transient(BackendError(f"{where} answered HTTP {exc.status_code} for {spec}", hint="try again later"))
         if isinstance(exc, openai.APITimeoutError):
@@ -95,9 +98,18 @@ def classify(exc: BaseException, *, spec: str, where: str) -> ConclaveError | _T
         if spec.startswith("ollama/"):
             return _Transient(ollama_unreachable(where))
         return _Transient(BackendUnavailable(f"cannot reach {where} for {spec}", hint="check the URL and that the server is running"))
+    if spec.startswith("openai/") and isinstance(exc, AttributeError | json.JSONDecodeError):
+        # The SDK hands back a plain string when a 200 reply is not JSON (an HTML page, a proxy's error page).
+        return BackendError(f"{where} is not an OpenAI-compatible server (its reply is not JSON)",
+                            hint="check OPENAI_BASE_URL: it usually ends in /v1")
     if isinstance(exc, json.JSONDecodeError | ValueError | KeyError | TypeError):
         return BackendError(f"{where} sent a reply {spec} could not understand: {_short(str(exc))}", hint="check the URL points at the right kind of server")
     return BackendError(f"{spec} failed: {type(exc).__name__}: {_short(str(exc))}")
+
+
+def _mentions_response_format(exc: Any) -> bool:
+    text = f"{getattr(exc, 'message', '')} {getattr(exc, 'body', '')}".lower()
+    return "response_format" in text or "json_schema" in text
 
 
 def ollama_unreachable(host: str) -> BackendUnavailable:
@@ -166,8 +178,12 @@ class ResilientClient(ChatCompletionClient):
         extra_create_args: Mapping[str, Any] = {},
         cancellation_token: CancellationToken | None = None,
     ) -> AsyncGenerator[str | CreateResult, None]:
+        stream_kwargs: dict[str, Any] = {}
+        if type(self.inner).__name__ == "OpenAIChatCompletionClient":
+            stream_kwargs["include_usage"] = True  # hosts that honour stream_options report real usage
         for attempt in range(self.max_retries + 1):
             started = False
+            chunks = 0
             try:
                 async for item in self.inner.create_stream(
                     messages,
@@ -176,8 +192,13 @@ class ResilientClient(ChatCompletionClient):
                     json_output=json_output,
                     extra_create_args=extra_create_args,
                     cancellation_token=cancellation_token,
+                    **stream_kwargs,
                 ):
                     started = True
+                    if isinstance(item, CreateResult):
+                        item = self._with_usage(item, messages, chunks)
+                    else:
+                        chunks += 1
                     yield item
                 return
             except (asyncio.CancelledError, KeyboardInterrupt, GeneratorExit):
@@ -189,6 +210,16 @@ class ResilientClient(ChatCompletionClient):
                     continue
                 raise (error.error if isinstance(error, _Transient) else error) from exc
 
+    def _with_usage(self, result: CreateResult, messages: Sequence[LLMMessage], chunks: int) -> CreateResult:
+        """Hosts that send no usage with a stream (llama.cpp's server among them) get an estimate, not zeros."""
+        if result.usage.prompt_tokens or result.usage.completion_tokens:
+            return result
+        try:
+            prompt = self.count_tokens(messages)
+        except Exception:  # counting is best effort (unknown tokenizers)
+            prompt = 0
+        return result.model_copy(update={"usage": RequestUsage(prompt_tokens=prompt, completion_tokens=chunks)})
+
     async def close(self) -> None:
         await self.inner.close()
 
@@ -199,6 +230,10 @@ class ResilientClient(ChatCompletionClient):
         return self.inner.total_usage()
 
     def count_tokens(self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = []) -> int:
+        if type(self.inner).__name__ == "OpenAIChatCompletionClient":
+            # autogen counts with tiktoken, which fetches its tables from the internet on first use: estimate instead
+            # (about four characters a token), so counting never blocks on a network that is not there.
+            return sum(len(str(getattr(m, "content", ""))) for m in messages) // 4 + 4 * len(messages)
         return self.inner.count_tokens(messages, tools=tools)
 
     def remaining_tokens(self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = []) -> int:

@@ -84,14 +84,17 @@ async def complete_json(
     extra: dict[str, Any] | None = None,
 ) -> tuple[Any, CreateResult]:
     """One constrained call; returns the parsed JSON (not yet validated against ``schema``) and the raw result."""
-    args = {**(extra or {}), **schema_args(client, schema, name)}
+    fallback = bool(getattr(client, "conclave_json_object_schema", False))
+    args = {**(extra or {}), **schema_args(client, schema, name, fallback=fallback)}
     try:
         result = await client.create(messages, extra_create_args=args)
     except BackendError as exc:
-        # Hosts that predate `json_schema` (llama.cpp's server among them) answer 400 to it: use their dialect.
-        if "response_format" in args and "HTTP 400" in exc.message:
+        # Hosts that predate `json_schema` (llama.cpp's server among them) reject it (400, or 500 for llama.cpp):
+        # switch to their dialect, and remember it for this client.
+        if "response_format" in args and not fallback and ("HTTP 400" in exc.message or "response_format" in exc.message):
             args = {**(extra or {}), **schema_args(client, schema, name, fallback=True)}
             result = await client.create(messages, extra_create_args=args)
+            client.conclave_json_object_schema = True  # type: ignore[attr-defined]
         else:
             raise
     raw = result.content if isinstance(result.content, str) else str(result.content)

@@ -1,0 +1,306 @@
+"""CLI for scripted runs and evaluation: ``run``, ``workflow schema``, ``eval`` (+ ``compare``, ``export-traces``),
+``synth``.
+
+``eval`` is a command group whose callback runs an evaluation when no subcommand follows, so both
+``conclave eval --dataset ...`` and ``conclave eval compare A B`` work. Heavy imports happen inside the commands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _settings(**overrides: Any) -> Any:
+    from conclave.settings import load_settings
+
+    return load_settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def _interrupted(run_id: str | None, command: str) -> typer.Exit:
+    err.print("\n[yellow]interrupted[/]" + (f" — finished items are saved; resume with: [bold]{command} --resume "
+                                             f"{run_id}[/]" if run_id else ""))
+    return typer.Exit(130)
+
+
+# ---------------------------------------------------------------------------------------------------- eval
+
+eval_app = typer.Typer(
+    help="Evaluate methods x models on a data set (`conclave eval --dataset KIND:PATH ...`), compare runs, export traces.",
+    invoke_without_command=True,
+    no_args_is_help=False,
+)
+
+
+@eval_app.callback()
+def eval_main(
+    ctx: typer.Context,
+    dataset: str | None = typer.Option(None, "--dataset", "-d", help="KIND:PATH; KIND = gsm8k, svamp, squad, hotpotqa or jsonl."),
+    method: list[str] = typer.Option([], "--method", help="Method(s) to run: coa, react, cot, direct (repeatable)."),
+    model: list[str] = typer.Option([], "--model", "-m", help="Model spec(s), each runs every role (repeatable)."),
+    scorer: list[str] = typer.Option([], "--scorer", help="numeric, exact_match, f1, contains, recall, correctness, faithfulness (repeatable; the first decides accuracy)."),
+    limit: int | None = typer.Option(None, "--limit", "-n", min=1, help="Run only this many items."),
+    seed: int | None = typer.Option(None, "--seed", help="Sample the items at random with this seed (default: the first N)."),
+    concurrency: int = typer.Option(4, "--concurrency", min=1, max=64, help="Units in flight (the embedded model always runs one at a time)."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Do not use or fill the LLM response cache."),
+    resume: str | None = typer.Option(None, "--resume", help="Continue the run with this id (its recorded configuration wins)."),
+    strict: bool = typer.Option(False, "--strict", help="Fail on any malformed record instead of skipping it."),
+    collection: str | None = typer.Option(None, "--collection", "-c", help="Search this collection (for data sets without contexts)."),
+    judge: str | None = typer.Option(None, "--judge", help="Model spec for the judge scorers (default: the judge role)."),
+    k: int | None = typer.Option(None, "--k", min=1, max=50, help="recall@k cut-off (default: top_k)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Run methods x models over the same items; writes items.jsonl, summary.json, report.md, report.html."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if dataset is None and resume is None:
+        typer.echo(ctx.get_help())
+        raise typer.Exit(0)
+    from workflows.evaluation import EvalConfig
+
+    config = EvalConfig(dataset=dataset or "jsonl:-", methods=method or ["cot"], models=model, scorers=scorer,
+                        limit=limit, seed=seed, concurrency=concurrency, cache=not no_cache, strict=strict,
+                        collection=collection, judge=judge, k=k)
+    if resume and (dataset or method or model):
+        err.print(f"[dim]resuming {resume}: its recorded data set, methods and models are used[/]")
+    settings = _settings()
+    started = time.perf_counter()
+    state: dict[str, Any] = {"run_id": resume}
+    try:
+        result = asyncio.run(_run_eval(config, settings, resume, state, quiet=as_json))
+    except KeyboardInterrupt:
+        raise _interrupted(state.get("run_id"), "conclave eval") from None
+    seconds = time.perf_counter() - started
+    summary = result.summary
+    if as_json:
+        typer.echo(json.dumps({"run_id": result.run_id, "run_dir": str(result.run_dir), "seconds": round(seconds, 2),
+                               "summary": summary}, default=str))
+    else:
+        _print_summary(summary, result, seconds)
+    if summary["units"] and summary["failed_units"] == summary["units"]:
+        first = next((r.get("error") for r in result.records if r.get("error")), "unknown error")
+        from conclave.errors import BackendError
+
+        raise BackendError(f"every item failed: {first}", hint="fix the backend and resume with "
+                           f"`conclave eval --resume {result.run_id}`")
+
+
+async def _run_eval(config: Any, settings: Any, resume: str | None, state: dict[str, Any], *, quiet: bool) -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from workflows.evaluation import run_eval
+
+    progress = Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("acc {task.fields[acc]}"), TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
+        console=err, transient=False, disable=quiet,
+    )
+    task_id = progress.add_task("eval", total=None, acc="–")
+
+    def on_start(run_id: str, run_dir: Path) -> None:
+        state["run_id"] = run_id
+        if not quiet:
+            err.print(f"run [bold]{run_id}[/] in {run_dir}")
+
+    def on_progress(update: Any) -> None:
+        acc = "–" if update.accuracy is None else f"{100 * update.accuracy:.1f}%"
+        progress.update(task_id, total=update.total, completed=update.done, acc=acc)
+
+    def on_note(message: str) -> None:
+        if not quiet:
+            progress.console.print(f"[dim]{message}[/]")
+
+    with progress:
+        return await run_eval(config, settings, resume=resume, on_progress=on_progress, on_note=on_note,
+                              on_start=on_start)
+
+
+def _print_summary(summary: dict[str, Any], result: Any, seconds: float) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"Evaluation {result.run_id}", title_justify="left")
+    for column in ("method", "model", "accuracy", "95% CI", "n", "latency p50", "tokens/item", "failed"):
+        table.add_column(column)
+    for cell in summary["cells"]:
+        acc = "–" if cell["accuracy"] is None else f"{100 * cell['accuracy']:.1f}%"
+        lo, hi = cell["ci95"]
+        p50 = cell["latency"]["p50"]
+        table.add_row(cell["method"], cell["model"], acc, f"{100 * lo:.0f}–{100 * hi:.0f}%", str(cell["scored"]),
+                      "–" if p50 is None else f"{p50:.2f}s", f"{cell['tokens']['total_mean'] or 0:.0f}",
+                      str(cell["failed"]))
+    out.print(table)
+    for comp in summary["comparisons"]:
+        out.print(f"{comp['a']} vs {comp['b']}: won {comp['a_only']}, lost {comp['b_only']} of {comp['paired']} "
+                  f"paired (McNemar p = {comp['p_value']:.3g})")
+    calls = sum(result.backend_calls.values())
+    cache_note = " — served entirely from the cache" if calls == 0 and summary["units"] else ""
+    out.print(f"backend calls this run: {calls}{cache_note}; {seconds:.1f}s")
+    out.print(f"report: {result.run_dir / 'report.html'}")
+
+
+@eval_app.command("compare")
+def eval_compare(
+    run_a: str = typer.Argument(..., help="RUN[:METHOD[@MODEL]]"),
+    run_b: str = typer.Argument(..., help="RUN[:METHOD[@MODEL]]"),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Paired comparison of two runs on the same items: won, lost, McNemar's exact test."""
+    from rich.table import Table
+
+    from workflows.evaluation import compare_runs
+
+    comparisons = compare_runs(_settings(), run_a, run_b)
+    if as_json:
+        typer.echo(json.dumps([c.to_dict() for c in comparisons]))
+        return
+    table = Table(title="Paired comparison (McNemar exact)", title_justify="left")
+    for column in ("A", "B", "paired", "A won", "A lost", "both right", "both wrong", "acc A", "acc B", "p"):
+        table.add_column(column)
+    for c in comparisons:
+        table.add_row(c.a, c.b, str(c.paired), str(c.a_only), str(c.b_only), str(c.both_right), str(c.both_wrong),
+                      "–" if c.a_accuracy is None else f"{100 * c.a_accuracy:.1f}%",
+                      "–" if c.b_accuracy is None else f"{100 * c.b_accuracy:.1f}%", f"{c.p_value:.3g}")
+    out.print(table)
+    for c in comparisons:
+        out.print(f"{c.a} vs {c.b}: {c.verdict()}")
+
+
+@eval_app.command("export-traces")
+def eval_export(
+    run: str = typer.Argument(..., help="Run id or folder."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Output JSONL (default: RUN/chains.jsonl)."),
+    only_correct: bool = typer.Option(False, "--only-correct", help="Only items whose answer scored correct."),
+    no_system: bool = typer.Option(False, "--no-system", help="Leave out the system message."),
+) -> None:
+    """Accepted CoA chains as chat-format JSONL (question -> chain) for fine-tuning."""
+    from workflows.evaluation import export_traces
+    from workflows.evaluation.runs import find_run
+
+    folder = find_run(_settings(), run)
+    report = export_traces(folder, output or folder / "chains.jsonl", only_correct=only_correct,
+                           with_system=not no_system)
+    out.print(f"exported {report.exported} chain(s) to {report.path}")
+    out.print(f"left out: {report.without_chain} without a chain (not coa), {report.not_accepted} not accepted, "
+              f"{report.not_correct} not correct")
+
+
+# ------------------------------------------------------------------------------------------------ workflows
+
+workflow_app = typer.Typer(help="Workflow files (see `conclave run`).", no_args_is_help=True)
+
+
+@workflow_app.command("schema")
+def workflow_schema() -> None:
+    """Print the JSON schema of workflow YAML files."""
+    from workflows.workflow_file import workflow_json_schema
+
+    typer.echo(json.dumps(workflow_json_schema(), indent=2))
+
+
+@workflow_app.command("validate")
+def workflow_validate(path: Path = typer.Argument(..., help="Workflow YAML file.")) -> None:
+    """Check a workflow file; errors point at file:line:column."""
+    from workflows.workflow_file import load_workflow
+
+    workflow = load_workflow(path)
+    out.print(f"{path}: valid ({len(workflow.steps)} steps: {', '.join(workflow.step_ids())})")
+
+
+def run(
+    workflow: Path | None = typer.Argument(None, help="Workflow YAML file (omit with --resume)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Validate and show the plan; run nothing."),
+    resume: str | None = typer.Option(None, "--resume", help="Continue this workflow run: finished steps and items are skipped."),
+    as_json: bool = typer.Option(False, "--json", help="Print the step outputs as JSON."),
+) -> None:
+    """Run a scripted workflow: ingest, ask, batch, synthesize, eval and report steps."""
+    from workflows.workflow_run import run_workflow
+
+    if workflow is None and resume is None:
+        from conclave.errors import ConfigError
+
+        raise ConfigError("no workflow file given", hint="conclave run WORKFLOW.yaml (or --resume RUN_ID)")
+    state: dict[str, Any] = {"run_id": resume}
+
+    def on_start(run_id: str, run_dir: Path) -> None:
+        state["run_id"] = run_id
+        if not as_json:
+            err.print(f"run [bold]{run_id}[/] in {run_dir}")
+
+    def on_step(plan: Any, status: str) -> None:
+        if as_json:
+            return
+        detail = json.dumps({k: v for k, v in plan.args.items() if v not in (None, [], {}, False)}, default=str)
+        err.print(f"[bold]{plan.id}[/] ({plan.kind}) {status}" + (f"  [dim]{detail}[/]" if status in ("planned", "running") else ""))
+
+    def on_note(message: str) -> None:
+        if not as_json:
+            err.print(f"  [dim]{message}[/]")
+
+    settings = _settings()
+    try:
+        result = asyncio.run(run_workflow(workflow, settings, resume=resume, dry_run=dry_run, on_note=on_note,
+                                          on_step=on_step, on_start=on_start))
+    except KeyboardInterrupt:
+        raise _interrupted(state.get("run_id"), "conclave run") from None
+    if as_json:
+        typer.echo(json.dumps({"run_id": result.run_id, "run_dir": str(result.run_dir) if result.run_dir else None,
+                               "dry_run": dry_run, "steps": [p.__dict__ for p in result.steps],
+                               "outputs": result.outputs, "skipped": result.skipped}, default=str))
+    elif dry_run:
+        out.print(f"{workflow}: valid; {len(result.steps)} step(s) would run (dry run: nothing was run)")
+    else:
+        out.print(f"workflow finished in {result.seconds:.1f}s ({len(result.skipped)} step(s) skipped as finished): "
+                  f"{result.run_dir}")
+
+
+# ---------------------------------------------------------------------------------------------------- synth
+
+
+def synth(
+    collection: str | None = typer.Option(None, "--collection", "-c", help="Collection whose chunks to use (default: the configured one)."),
+    n: int = typer.Option(50, "-n", "--count", min=1, max=10000, help="Pairs to keep."),
+    output: Path = typer.Option(..., "--output", "-o", help="Output JSONL (question, answer, gold_ids)."),
+    model: str | None = typer.Option(None, "--model", "-m", help="Model that writes and answers the questions."),
+    judge: str | None = typer.Option(None, "--judge", help="Model that rates the pairs (default: the judge role)."),
+    per_chunk: int = typer.Option(2, "--per-chunk", min=1, max=5, help="Questions to ask per chunk."),
+    min_similarity: float = typer.Option(0.45, "--min-similarity", min=0.0, max=1.0, help="Embedding similarity of question+answer to its chunk."),
+    min_rating: int = typer.Option(4, "--min-rating", min=1, max=5, help="Lowest judge rating kept."),
+    seed: int = typer.Option(0, "--seed", help="Chunk sampling seed."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Do not use the LLM response cache."),
+) -> None:
+    """Synthesize question-answer pairs from a collection's chunks, keeping only grounded ones."""
+    from workflows.synth import SynthConfig, synthesize
+
+    settings = _settings(cache=False if no_cache else None)
+    config = SynthConfig(collection=collection or settings.collection, n=n, questions_per_chunk=per_chunk,
+                         min_similarity=min_similarity, min_rating=min_rating, seed=seed, model=model, judge=judge)
+
+    def on_progress(kept: int, total: int, rejected: Any) -> None:
+        err.print(f"[dim]kept {kept}/{total}, rejected {sum(rejected.values())}[/]")
+
+    try:
+        report = asyncio.run(synthesize(settings, config, output, on_progress=on_progress))
+    except KeyboardInterrupt:
+        raise _interrupted(None, "conclave synth") from None
+    out.print(f"kept {report.kept} pair(s) from {report.chunks_used} chunk(s) of {config.collection}: {report.path}")
+    if report.rejected:
+        out.print("rejected: " + ", ".join(f"{reason} {count}" for reason, count in report.rejected.most_common()))
+    if report.kept < n:
+        out.print(f"[yellow]fewer than {n} pairs passed the filters[/] (lower --min-rating/--min-similarity or ingest more)")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``run``, ``workflow``, ``eval`` and ``synth`` to the main app."""
+    app.command("run")(run)
+    app.add_typer(workflow_app, name="workflow")
+    app.add_typer(eval_app, name="eval")
+    app.command("synth")(synth)

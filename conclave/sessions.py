@@ -1,0 +1,356 @@
+"""Chat sessions in SQLite: sessions, their messages, each answer's trace (a JSON list of run events), and the
+settings in force (redacted).
+
+Every message is written (and committed) the moment it completes, and the database runs in WAL mode, so a crash
+or ``kill`` loses nothing said before it. Session ids are short random hex strings; any unique prefix finds one.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from conclave.errors import ConfigError
+
+__all__ = [
+    "Message",
+    "SessionInfo",
+    "SessionNotFound",
+    "SessionStore",
+    "export_json",
+    "export_markdown",
+]
+
+Role = Literal["user", "assistant"]
+Status = Literal["ok", "failed", "cancelled"]
+TITLE_LIMIT = 60
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+    id       TEXT PRIMARY KEY,
+    title    TEXT NOT NULL DEFAULT '',
+    created  REAL NOT NULL,
+    updated  REAL NOT NULL,
+    settings TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS messages (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+    role       TEXT NOT NULL CHECK (role IN ('user', 'assistant')),
+    content    TEXT NOT NULL,
+    created    REAL NOT NULL,
+    status     TEXT NOT NULL DEFAULT 'ok',
+    meta       TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS messages_by_session ON messages(session_id, id);
+CREATE TABLE IF NOT EXISTS traces (
+    message_id INTEGER PRIMARY KEY REFERENCES messages(id) ON DELETE CASCADE,
+    events     TEXT NOT NULL
+);
+"""
+
+
+class SessionNotFound(ConfigError):
+    """No session has the given id (or the prefix is ambiguous)."""
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """One session's header: id, title, times, message count and the settings in force (redacted)."""
+
+    id: str
+    title: str
+    created: float
+    updated: float
+    messages: int = 0
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Message:
+    """One message. Assistant messages carry ``meta`` (method, models, usage, seconds, sources) and a trace."""
+
+    id: int
+    session_id: str
+    role: Role
+    content: str
+    created: float
+    status: Status = "ok"
+    meta: dict[str, Any] = field(default_factory=dict)
+    trace: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _title_from(text: str) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= TITLE_LIMIT else line[: TITLE_LIMIT - 1].rstrip() + "…"
+
+
+class SessionStore:
+    """The sessions database. Thread-safe (one connection behind a lock); every write commits at once."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        clock: Callable[[], float] = time.time,
+        new_id: Callable[[], str] = lambda: secrets.token_hex(4),
+    ):
+        self.path = Path(path)
+        self._clock = clock
+        self._new_id = new_id
+        self._lock = threading.Lock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.execute("PRAGMA busy_timeout=5000")
+            self._db.executescript(_SCHEMA)
+        except (sqlite3.Error, OSError) as exc:
+            raise ConfigError(
+                f"cannot open the sessions database {self.path}: {exc}",
+                hint="check that CONCLAVE_HOME is writable, or move the damaged file aside",
+            ) from exc
+
+    @classmethod
+    def open(cls, settings: Any) -> SessionStore:
+        """The store at ``settings.sessions_path``."""
+        return cls(settings.sessions_path)
+
+    def close(self) -> None:
+        """Close the connection."""
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return list(self._db.execute(sql, args).fetchall())
+
+    # ------------------------------------------------------------------ sessions
+
+    def create(self, title: str = "", settings: dict[str, Any] | None = None) -> SessionInfo:
+        """Start a new, empty session."""
+        now = self._clock()
+        session_id = self._new_id()
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO sessions (id, title, created, updated, settings) VALUES (?, ?, ?, ?, ?)",
+                (session_id, title.strip(), now, now, json.dumps(settings or {}, default=str)),
+            )
+        return SessionInfo(session_id, title.strip(), now, now, 0, dict(settings or {}))
+
+    def resolve(self, session_id: str) -> str:
+        """The full id for an id or a unique prefix of one."""
+        key = session_id.strip()
+        if not key:
+            raise SessionNotFound("no session id given", hint="see `conclave sessions list`")
+        rows = self._query("SELECT id FROM sessions WHERE id = ?", (key,))
+        if rows:
+            return str(rows[0][0])
+        escaped = key.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        rows = self._query("SELECT id FROM sessions WHERE id LIKE ? ESCAPE '\\'", (escaped + "%",))
+        if len(rows) == 1:
+            return str(rows[0][0])
+        if not rows:
+            raise SessionNotFound(f"no session {key!r}", hint="see `conclave sessions list` for the ids")
+        raise SessionNotFound(f"session id {key!r} is ambiguous ({len(rows)} match)", hint="give more characters")
+
+    def get(self, session_id: str) -> SessionInfo:
+        """One session's header (id or unique prefix)."""
+        full = self.resolve(session_id)
+        rows = self._query(
+            "SELECT s.id, s.title, s.created, s.updated, s.settings, "
+            "(SELECT COUNT(*) FROM messages m WHERE m.session_id = s.id) FROM sessions s WHERE s.id = ?",
+            (full,),
+        )
+        sid, title, created, updated, settings, count = rows[0]
+        return SessionInfo(sid, title, created, updated, count, json.loads(settings))
+
+    def list_sessions(self) -> list[SessionInfo]:
+        """Every session, most recently updated first."""
+        rows = self._query(
+            "SELECT s.id, s.title, s.created, s.updated, s.settings, "
+            "(SELECT COUNT(*) FROM messages m WHERE m.session_id = s.id) FROM sessions s "
+            "ORDER BY s.updated DESC, s.created DESC, s.id"
+        )
+        return [SessionInfo(r[0], r[1], r[2], r[3], r[5], json.loads(r[4])) for r in rows]
+
+    def rename(self, session_id: str, title: str) -> SessionInfo:
+        """Give a session a new title."""
+        full = self.resolve(session_id)
+        title = " ".join(title.split())
+        if not title:
+            raise ConfigError("a session title cannot be empty", hint="type a title, e.g. 'adam notes'")
+        with self._tx() as db:
+            db.execute("UPDATE sessions SET title = ? WHERE id = ?", (title, full))
+        return self.get(full)
+
+    def delete(self, session_id: str) -> None:
+        """Delete a session with its messages and traces."""
+        full = self.resolve(session_id)
+        with self._tx() as db:
+            db.execute("DELETE FROM sessions WHERE id = ?", (full,))
+
+    def update_settings(self, session_id: str, settings: dict[str, Any]) -> None:
+        """Record the settings now in force (pass ``Settings.redacted()``: secrets must never reach the file)."""
+        full = self.resolve(session_id)
+        with self._tx() as db:
+            db.execute("UPDATE sessions SET settings = ? WHERE id = ?", (json.dumps(settings, default=str), full))
+
+    # ------------------------------------------------------------------ messages
+
+    def add_message(
+        self,
+        session_id: str,
+        role: Role,
+        content: str,
+        *,
+        status: Status = "ok",
+        meta: dict[str, Any] | None = None,
+        trace: list[dict[str, Any]] | None = None,
+    ) -> Message:
+        """Append one completed message (and its trace) and commit; the first question titles an untitled session."""
+        full = self.resolve(session_id)
+        now = self._clock()
+        meta = dict(meta or {})
+        with self._tx() as db:
+            cursor = db.execute(
+                "INSERT INTO messages (session_id, role, content, created, status, meta) VALUES (?, ?, ?, ?, ?, ?)",
+                (full, role, content, now, status, json.dumps(meta, default=str)),
+            )
+            message_id = int(cursor.lastrowid or 0)
+            if trace is not None:
+                db.execute(
+                    "INSERT INTO traces (message_id, events) VALUES (?, ?)",
+                    (message_id, json.dumps(trace, default=str, ensure_ascii=False)),
+                )
+            db.execute("UPDATE sessions SET updated = ? WHERE id = ?", (now, full))
+            if role == "user":
+                db.execute("UPDATE sessions SET title = ? WHERE id = ? AND title = ''", (_title_from(content), full))
+        return Message(message_id, full, role, content, now, status, meta, list(trace or []))
+
+    def messages(self, session_id: str) -> list[Message]:
+        """A session's messages in order, with their traces."""
+        full = self.resolve(session_id)
+        rows = self._query(
+            "SELECT m.id, m.role, m.content, m.created, m.status, m.meta, t.events FROM messages m "
+            "LEFT JOIN traces t ON t.message_id = m.id WHERE m.session_id = ? ORDER BY m.id",
+            (full,),
+        )
+        return [
+            Message(r[0], full, r[1], r[2], r[3], r[4], json.loads(r[5]), json.loads(r[6]) if r[6] else [])
+            for r in rows
+        ]
+
+    def history(self, session_id: str) -> list[tuple[str, str]]:
+        """(question, answer) pairs the model should see: answered questions only, in order."""
+        pairs: list[tuple[str, str]] = []
+        question: str | None = None
+        for message in self.messages(session_id):
+            if message.role == "user":
+                question = message.content
+            elif question is not None and message.status == "ok" and message.content.strip():
+                pairs.append((question, message.content))
+                question = None
+        return pairs
+
+    # ------------------------------------------------------------------ export
+
+    def export(self, session_id: str, path: Path, fmt: Literal["md", "json"] = "md") -> Path:
+        """Write a session to ``path`` as Markdown or JSON; returns the path."""
+        info = self.get(session_id)
+        messages = self.messages(info.id)
+        text = (
+            export_markdown(info, messages)
+            if fmt == "md"
+            else json.dumps(export_json(info, messages), indent=2, ensure_ascii=False, default=str) + "\n"
+        )
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot write {path}: {exc}", hint="choose a writable path") from exc
+        return path
+
+
+def _when(ts: float) -> str:
+    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
+
+
+def export_json(info: SessionInfo, messages: list[Message]) -> dict[str, Any]:
+    """The whole session as JSON data: header, settings, messages with meta and traces."""
+    return {
+        "id": info.id,
+        "title": info.title,
+        "created": info.created,
+        "updated": info.updated,
+        "settings": info.settings,
+        "messages": [
+            {
+                "role": m.role,
+                "content": m.content,
+                "created": m.created,
+                "status": m.status,
+                "meta": m.meta,
+                "trace": m.trace,
+            }
+            for m in messages
+        ],
+    }
+
+
+def export_markdown(info: SessionInfo, messages: list[Message]) -> str:
+    """The conversation as Markdown: questions, answers with method/model/timing, and cited sources."""
+    lines = [f"# {info.title or 'Conclave session'}", ""]
+    lines.append(f"Session `{info.id}` · started {_when(info.created)} · last message {_when(info.updated)}")
+    settings = info.settings
+    if settings:
+        model = settings.get("model") or "automatic"
+        lines.append(f"Method `{settings.get('method', '?')}` · model `{model}` · collection "
+                     f"`{settings.get('collection', '?')}`")
+    lines.append("")
+    for m in messages:
+        if m.role == "user":
+            lines += ["## You", "", m.content.strip(), ""]
+            continue
+        facts = [str(m.meta.get("method", ""))]
+        models = m.meta.get("models") or {}
+        if models:
+            facts.append(", ".join(sorted(set(map(str, models.values())))))
+        if m.meta.get("seconds") is not None:
+            facts.append(f"{float(m.meta['seconds']):.1f} s")
+        if m.status != "ok":
+            facts.append(m.status)
+        heading = "## Conclave" + (f" ({' · '.join(f for f in facts if f)})" if any(facts) else "")
+        body = m.content.strip() or ("_(no answer: " + str(m.meta.get("error", m.status)) + ")_")
+        lines += [heading, "", body, ""]
+        sources = m.meta.get("sources") or []
+        if sources:
+            lines.append("Sources:")
+            lines.append("")
+            for i, s in enumerate(sources, 1):
+                snippet = " ".join(str(s.get("text", "")).split())
+                snippet = snippet if len(snippet) <= 160 else snippet[:159] + "…"
+                lines.append(f"{i}. `{s.get('source', '?')}` — {snippet}")
+            lines.append("")
+    return "\n".join(lines).rstrip() + "\n"

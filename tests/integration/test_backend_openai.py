@@ -1,0 +1,111 @@
+"""The OpenAI-compatible backend against llama-cpp-python's own server (bundled model) on loopback."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from autogen_core.models import ChatCompletionClient, validate_model_info
+
+from conclave.errors import BackendError
+from conclave.models import make_client
+from conclave.settings import Settings, load_settings
+from tests.fixtures.models import check_chat, check_stream, check_structured, question
+from tests.fixtures.servers import OPENAI_SERVER_MODEL, Behaviour, FlakyEndpoint
+
+SPEC = f"openai/{OPENAI_SERVER_MODEL}"
+
+
+# How a user describes a self-hosted model the client library does not know by name (README "Backends").
+SERVER_MODEL_INFO = {
+    OPENAI_SERVER_MODEL: {"function_calling": False, "json_output": True, "structured_output": True}
+}
+
+
+def openai_settings(base_url: str, **extra: object) -> Settings:
+    values: dict[str, object] = {
+        "openai_base_url": base_url,
+        "openai_model_info": SERVER_MODEL_INFO,
+        "temperature": 0.0,
+        "max_tokens": 48,
+    }
+    return load_settings(**{**values, **extra})
+
+
+@pytest.fixture
+async def client(llama_server: str) -> ChatCompletionClient:
+    return await make_client(SPEC, openai_settings(llama_server))
+
+
+@pytest.mark.integration
+async def test_chat(client: ChatCompletionClient) -> None:
+    await check_chat(client)
+
+
+@pytest.mark.integration
+async def test_stream(client: ChatCompletionClient) -> None:
+    await check_stream(client)
+
+
+@pytest.mark.integration
+@pytest.mark.slow  # grammar-constrained decoding is slow per token in llama.cpp
+async def test_structured_output(llama_server: str) -> None:
+    client = await make_client(SPEC, openai_settings(llama_server, max_tokens=64))
+    await check_structured(client)
+
+
+@pytest.mark.integration
+async def test_local_server_needs_no_key(llama_server: str) -> None:
+    """A self-hosted base URL works without OPENAI_API_KEY (llama.cpp, vLLM, LM Studio accept any key)."""
+    settings = openai_settings(llama_server)
+    assert settings.openai_api_key is None
+    result = await (await make_client(SPEC, settings)).create(question())
+    assert isinstance(result.content, str) and result.content
+
+
+async def test_model_info_from_settings_for_unknown_names() -> None:
+    settings = load_settings(
+        openai_base_url="http://127.0.0.1:9/v1",
+        openai_model_info={
+            OPENAI_SERVER_MODEL: {"vision": True, "function_calling": False, "family": "smollm"}
+        },
+    )
+    client = await make_client(SPEC, settings)
+    info = client.model_info
+    validate_model_info(info)
+    assert info["vision"] is True
+    assert info["function_calling"] is False
+    assert info["family"] == "smollm"
+
+
+async def test_model_info_for_unknown_name_without_settings_is_valid() -> None:
+    client = await make_client(
+        "openai/some-self-hosted-model", load_settings(openai_base_url="http://127.0.0.1:9/v1")
+    )
+    validate_model_info(client.model_info)
+
+
+async def test_model_info_of_a_model_the_library_knows() -> None:
+    client = await make_client("openai/gpt-4o", load_settings(openai_api_key="sk-test-not-real"))
+    info = client.model_info
+    assert info["vision"] is True
+    assert info["function_calling"] is True
+    assert info["family"] == "gpt-4o"
+
+
+async def test_request_carries_settings_and_no_name_field(
+    flaky_endpoint: Callable[[Behaviour], FlakyEndpoint],
+) -> None:
+    """On the wire: max_tokens and temperature from settings, no `name` on messages (some hosts reject it)."""
+    endpoint = flaky_endpoint("500")
+    settings = openai_settings(endpoint.base_url, max_tokens=33, max_retries=0, request_timeout=5)
+    client = await make_client(SPEC, settings)
+    with pytest.raises(BackendError):
+        await client.create(question())
+    body = endpoint.bodies[-1]
+    assert isinstance(body, dict)
+    assert body["model"] == OPENAI_SERVER_MODEL
+    assert body.get("max_tokens") == 33 or body.get("max_completion_tokens") == 33
+    assert body["temperature"] == 0.0
+    assert [m["role"] for m in body["messages"]] == ["system", "user"]
+    assert all("name" not in m for m in body["messages"]), body["messages"]
