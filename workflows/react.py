@@ -54,7 +54,7 @@ async def run_react(ctx: RunContext) -> AsyncIterator[Event]:
     model = client_name(client)
     async for item in agent.run_stream(task=ctx.question):
         if isinstance(item, TaskResult):
-            break
+            continue  # let the stream end by itself: closing it early trips AutoGen's telemetry context
         usage = getattr(item, "models_usage", None)
         if usage is not None and (usage.prompt_tokens or usage.completion_tokens):
             yield Usage(agent="reasoner", model=model, prompt_tokens=usage.prompt_tokens,

@@ -47,7 +47,7 @@ def _root(
     if not _DEBUG["on"]:
         # Errors reach the user once, as one message at the edge; libraries' own tracebacks stay out of the way.
         for noisy in ("httpx", "autogen_core", "autogen_agentchat", "autogen_ext", "chromadb", "sentence_transformers",
-                      "openai", "ollama"):
+                      "openai", "ollama", "opentelemetry"):
             logger = logging.getLogger(noisy)
             logger.setLevel(logging.CRITICAL)
             logger.propagate = False

@@ -344,6 +344,9 @@ class EmbeddedChatCompletionClient(ChatCompletionClient):
                 finish_reason = "function_calls"
             elif isinstance(data, dict) and "answer" in data:
                 content = str(data["answer"])
+            elif data is None and text.lstrip().startswith('{"answer"'):
+                # Cut off at the token limit inside the answer string: keep what was said, not the JSON around it.
+                content = text.split(":", 1)[1].strip().lstrip('"').rstrip('"}').strip()
         return CreateResult(finish_reason=finish_reason, content=content, usage=usage, cached=False)
 
     # -- the ChatCompletionClient interface -------------------------------------------------------------------
