@@ -32,8 +32,8 @@ async def run_react(ctx: RunContext) -> AsyncIterator[Event]:
     """Answer with a tool-calling assistant; yields tool calls, usage and the streamed answer."""
     from tools.registry import build_tools, to_autogen_tools
 
-    store = None
-    if ctx.collection:
+    store = ctx.store
+    if store is None and ctx.collection:
         from workflows.team import open_store
 
         store = await open_store(ctx)

@@ -27,6 +27,8 @@ class RunContext:
     history: list[tuple[str, str]] = field(default_factory=list)
     """Earlier (question, answer) pairs of the conversation."""
     tools: dict[str, Any] | None = None
+    store: Any = None
+    """The knowledge store; opened on demand when None."""
 
 
 async def build_context(

@@ -151,10 +151,18 @@ class Writer(RoleAgent):
         chosen = state.chosen
         if chosen is None or chosen.reified is None:
             errors = state.candidates[0].errors if state.candidates else ["no chain"]
-            state.answer_text = ("I could not build a valid chain for this question. Last errors:\n"
-                                 + "\n".join(f"- {e}" for e in errors))
-            await state.publish(AnswerDelta(text=state.answer_text, agent="writer"))
-            return "answer: none"
+            failure = ("I could not build a valid chain for this question. Last errors:\n"
+                       + "\n".join(f"- {e}" for e in errors))
+            if state.passages:
+                # The passages were still found: answer from them, and say plainly that no chain checked it.
+                await self.compose(cancellation_token, worked=None)
+                note = "\n\n_" + failure.replace("\n", " ") + "_"
+                state.answer_text += note
+                await state.publish(AnswerDelta(text=note, agent="writer"))
+            else:
+                state.answer_text = failure
+                await state.publish(AnswerDelta(text=state.answer_text, agent="writer"))
+            return "answer: no chain"
         reified = chosen.reified
         state.answer_value = None if reified.answer_value is None else str(reified.answer_value)
         if self.used_knowledge():
@@ -164,12 +172,13 @@ class Writer(RoleAgent):
             await state.publish(AnswerDelta(text=state.answer_text, agent="writer"))
         return "answer: written"
 
-    async def compose(self, cancellation_token: CancellationToken) -> None:
+    async def compose(self, cancellation_token: CancellationToken, worked: str | None = "chain") -> None:
         state = self.state
         chosen = state.chosen
-        assert chosen is not None and chosen.reified is not None
-        user = (f"Passages:\n{passages_block(state.passages)}\n\nWorked chain:\n{chosen.reified.filled_text()}\n\n"
-                f"Question: {state.question}\nAnswer:")
+        work = ""
+        if worked and chosen is not None and chosen.reified is not None:
+            work = f"Worked chain:\n{chosen.reified.filled_text()}\n\n"
+        user = f"Passages:\n{passages_block(state.passages)}\n\n{work}Question: {state.question}\nAnswer:"
         messages = [SystemMessage(content=load_prompt("writer")), UserMessage(content=user, source="user")]
         started = time.perf_counter()
         parts: list[str] = []
@@ -257,7 +266,7 @@ async def run_coa(ctx: RunContext) -> AsyncIterator[Event]:
     """Answer with the team, yielding its events as they happen."""
     from tools.registry import build_tools
 
-    store = await open_store(ctx) if ctx.collection else None
+    store = ctx.store if ctx.store is not None else (await open_store(ctx) if ctx.collection else None)
     tools = ctx.tools if ctx.tools is not None else build_tools(ctx.settings, store=store)
     queue: asyncio.Queue[Event | None] = asyncio.Queue()
     flow, state, errors = await build_team(ctx, queue.put, store, tools)

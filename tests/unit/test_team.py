@@ -239,3 +239,67 @@ async def test_a_tied_vote_is_broken_by_the_critic() -> None:
     critique = next(e for e in events if e.kind == "critique")
     assert critique.verdict == "accept" and "tie broken in favour of 14" in critique.reasons[0]
     assert answer(events).value == "14"
+
+
+class FixedStore:
+    """A knowledge store that always finds the same passages (orchestration only; the real store has its tests)."""
+
+    def __init__(self) -> None:
+        from conclave.events import Passage
+
+        self.queries: list[str] = []
+        self.passages = [
+            Passage(id="c1", source="notes/optimisers.md", text="Adam combines momentum with RMSprop scaling.", score=0.9),
+            Passage(id="c2", source="notes/sgd.md", text="SGD updates weights against the gradient.", score=0.4),
+        ]
+
+    async def search(self, query: str, k: int = 5, collection: str | None = None) -> list[Any]:
+        self.queries.append(query)
+        return self.passages[:k]
+
+
+KNOWLEDGE_PLAN = json.dumps({"subquestions": [
+    {"question": "What does Adam combine?", "needs": "knowledge", "query": "Adam optimiser combines"}]})
+
+
+async def run_with_store(script: list[str], question: str) -> tuple[list[Event], FixedStore]:
+    client = ReplayChatCompletionClient(script, model_info=JSON_INFO)
+    store = FixedStore()
+    ctx = await build_context(question, load_settings(), method="coa",
+                              clients={role: client for role in ("planner", "retriever", "reasoner", "critic")},
+                              tools={"calculator": calculator_tool(), "search_knowledge": search_tool(store)})
+    ctx.store = store
+    return [e async for e in run_question(ctx)], store
+
+
+def search_tool(store: FixedStore) -> StructuredTool:
+    async def search_knowledge(query: str) -> str:
+        """Search the collection."""
+        found = await store.search(query)
+        return " ".join(p.text for p in found[:1])
+
+    return StructuredTool.from_function(coroutine=search_knowledge, name="search_knowledge")
+
+
+async def test_retrieval_with_citations() -> None:
+    knowledge_chain = chain(("find what Adam combines", "y1", "search_knowledge", {"query": "Adam combines"}), answer="y1")
+    events, store = await run_with_store(
+        [KNOWLEDGE_PLAN, knowledge_chain, ACCEPT, "Adam combines momentum with RMSprop-style scaling [1]."],
+        "What does Adam combine?")
+    assert store.queries[:2] == ["Adam optimiser combines", "What does Adam combine?"]
+    retrieved = [e for e in events if e.kind == "retrieval"]
+    assert [p.id for p in retrieved[0].passages] == ["c1", "c2"]
+    final = answer(events)
+    assert "[1]" in final.text and [s.id for s in final.sources] == ["c1"]
+    deltas = "".join(e.text for e in events if e.kind == "answer_delta")
+    assert deltas.strip() == final.text
+    assert "writer" in events[-1].usage
+
+
+async def test_no_valid_chain_still_answers_from_passages_and_says_so() -> None:
+    prose = "Adam is great."
+    events, _ = await run_with_store([KNOWLEDGE_PLAN, prose, prose, prose, "Adam combines momentum and RMSprop [1]."],
+                                     "What does Adam combine?")
+    final = answer(events)
+    assert final.text.startswith("Adam combines momentum and RMSprop [1].")
+    assert "could not build a valid chain" in final.text and final.value is None
