@@ -83,7 +83,7 @@ class Critic(RoleAgent):
         if state.passages:
             parts.append("Passages:\n" + passages_block(state.passages, limit=300))
         parts.append(f"Question: {state.question}")
-        parts.append("Worked chain (tool values filled in):\n" + chosen.reified.filled_text())
+        parts.append("Worked chain (tool values filled in):\n" + chosen.reified.filled_text(limit=300))
         parts.append(f"Final value: {chosen.reified.answer_value}")
         messages = [SystemMessage(content=load_prompt("critic")), UserMessage(content="\n\n".join(parts), source="user")]
         try:

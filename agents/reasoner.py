@@ -191,7 +191,7 @@ class Reasoner(RoleAgent):
         state = self.state
         chosen = state.chosen
         assert chosen is not None
-        filled = chosen.reified.filled_text() if chosen.reified is not None else chosen.raw
+        filled = chosen.reified.filled_text(limit=300) if chosen.reified is not None else chosen.raw
         candidate = Candidate(sample=0, messages=chosen.messages[:2] + [
             AssistantMessage(content=chosen.raw, source="reasoner"),
             UserMessage(content=f"With the tools' values filled in, the chain reads:\n{filled}\n\nA reviewer asks for a "

@@ -177,7 +177,7 @@ class Writer(RoleAgent):
         chosen = state.chosen
         work = ""
         if worked and chosen is not None and chosen.reified is not None:
-            work = f"Worked chain:\n{chosen.reified.filled_text()}\n\n"
+            work = f"Worked chain:\n{chosen.reified.filled_text(limit=300)}\n\n"
         user = f"Passages:\n{passages_block(state.passages)}\n\n{work}Question: {state.question}\nAnswer:"
         messages = [SystemMessage(content=load_prompt("writer")), UserMessage(content=user, source="user")]
         started = time.perf_counter()

@@ -98,9 +98,16 @@ class ReifiedChain:
         """Placeholder -> value text, for the steps that succeeded."""
         return {sid: r.text for sid, r in self.results.items() if r.ok and r.text is not None}
 
-    def filled_text(self) -> str:
-        """The chain in the text form with values in place of the placeholders that have one."""
-        return render_filled(self.chain, self.values)
+    def filled_text(self, limit: int | None = None) -> str:
+        """The chain in the text form with values in place of the placeholders that have one.
+
+        ``limit`` clips each value to that many characters (a search result can be pages long; a prompt needs the
+        gist, and the passages are given in full elsewhere).
+        """
+        values = self.values
+        if limit is not None:
+            values = {k: v if len(v) <= limit else v[: limit - 1] + "…" for k, v in values.items()}
+        return render_filled(self.chain, values)
 
     def failures(self) -> list[str]:
         """One line per step that did not succeed, for the reasoner or the critic."""
