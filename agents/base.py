@@ -63,6 +63,8 @@ class TeamState:
     tied: list[Candidate] = field(default_factory=list)
     """Candidates whose answers tied for the most votes; the critic breaks the tie."""
     critic_rounds: int = 0
+    stalled: bool = False
+    """The reasoner answered a revision request with the same chain."""
     verdict: str | None = None
     reasons: list[str] = field(default_factory=list)
     vote_counts: dict[str, int] = field(default_factory=dict)

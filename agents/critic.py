@@ -49,7 +49,9 @@ class Critic(RoleAgent):
             verdict = Verdict(verdict="accept", reasons=["critic disabled (coa.use_critic = false)"])
         else:
             verdict = await self.judge(cancellation_token)
-        if verdict.verdict == "revise" and not budget_left:
+        if verdict.verdict == "revise" and state.stalled:
+            verdict = Verdict(verdict="accept", reasons=verdict.reasons + ["the revision repeated the same chain: keeping it"])
+        elif verdict.verdict == "revise" and not budget_left:
             verdict = Verdict(verdict="accept", reasons=verdict.reasons + ["revision budget spent: keeping this answer"])
         if verdict.verdict == "revise" and state.chosen is None:
             verdict = Verdict(verdict="accept", reasons=verdict.reasons + ["nothing to revise"])

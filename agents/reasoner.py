@@ -95,15 +95,17 @@ class Reasoner(RoleAgent):
         parts.append("Chain:" if self.json_form else "Write the chain:")
         return "\n\n".join(parts)
 
-    async def _draft(self, candidate: Candidate, cancellation_token: CancellationToken, *, attempt_base: int = 0) -> None:
+    async def _draft(self, candidate: Candidate, cancellation_token: CancellationToken, *, attempt_base: int = 0,
+                     revision: int = 0) -> None:
         """Ask for a chain and repair it until it validates or the re-plan budget is spent."""
         state = self.state
         settings = state.settings
         extra: dict[str, Any] = {"max_tokens": min(settings.max_tokens, 64 + 96 * settings.coa.max_steps)}
         if self.json_form:
             extra.update(schema_args(self.client, self.kit.schema, "chain"))
-        if candidate.sample > 0:
-            extra.update({"temperature": settings.coa.sample_temperature, "seed": candidate.sample})
+        if candidate.sample > 0 or revision:
+            # Samples, and revisions (at temperature 0 a model tends to write the rejected chain again), are drawn warm.
+            extra.update({"temperature": settings.coa.sample_temperature, "seed": candidate.sample + 100 * revision})
         for attempt in range(attempt_base, attempt_base + settings.coa.max_replans + 1):
             raw, finish = await self._generate(candidate.messages, extra, cancellation_token)
             candidate.raw = raw
@@ -198,7 +200,11 @@ class Reasoner(RoleAgent):
                         "revision:\n" + "\n".join(f"- {r}" for r in state.reasons) + "\nWrite the whole corrected chain.",
                         source="user"),
         ])
-        await self._draft(candidate, cancellation_token, attempt_base=state.critic_rounds * 10)
+        await self._draft(candidate, cancellation_token, attempt_base=state.critic_rounds * 10,
+                          revision=state.critic_rounds)
+        if candidate.chain is not None and chosen.chain is not None and \
+                self.kit.render(candidate.chain) == self.kit.render(chosen.chain):
+            state.stalled = True  # the same chain again: another round would only repeat it
         state.candidates = [candidate]
         state.chosen = None
         return "chains: revised " + ("valid" if candidate.chain is not None else "invalid")

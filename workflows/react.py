@@ -30,14 +30,15 @@ MAX_TOOL_ITERATIONS = 6
 
 async def run_react(ctx: RunContext) -> AsyncIterator[Event]:
     """Answer with a tool-calling assistant; yields tool calls, usage and the streamed answer."""
-    from tools.registry import build_tools, to_autogen_tools
+    from tools.registry import to_autogen_tools
+    from workflows.team import available_tools
 
     store = ctx.store
     if store is None and ctx.collection:
         from workflows.team import open_store
 
         store = await open_store(ctx)
-    tools = ctx.tools if ctx.tools is not None else build_tools(ctx.settings, store=store)
+    tools = ctx.tools if ctx.tools is not None else available_tools(ctx.settings, store)
     client = ctx.clients["reasoner"]
     agent = AssistantAgent(
         "reasoner",

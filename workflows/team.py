@@ -262,12 +262,21 @@ async def build_team(ctx: RunContext, emit: Any, store: Any, tools: dict[str, An
     return flow, state, errors
 
 
-async def run_coa(ctx: RunContext) -> AsyncIterator[Event]:
-    """Answer with the team, yielding its events as they happen."""
+def available_tools(settings: Any, store: Any) -> dict[str, Any]:
+    """The registered tools, without knowledge search when there is no collection to search."""
     from tools.registry import build_tools
 
+    tools = build_tools(settings, store=store)
+    if store is None:
+        # Offering a search that can only fail invites the model to "look up" what it should compute.
+        tools.pop("search_knowledge", None)
+    return tools
+
+
+async def run_coa(ctx: RunContext) -> AsyncIterator[Event]:
+    """Answer with the team, yielding its events as they happen."""
     store = ctx.store if ctx.store is not None else (await open_store(ctx) if ctx.collection else None)
-    tools = ctx.tools if ctx.tools is not None else build_tools(ctx.settings, store=store)
+    tools = ctx.tools if ctx.tools is not None else available_tools(ctx.settings, store)
     queue: asyncio.Queue[Event | None] = asyncio.Queue()
     flow, state, errors = await build_team(ctx, queue.put, store, tools)
     token = CancellationToken()

@@ -135,7 +135,8 @@ async def test_tool_failure_skips_dependents_and_critic_asks_for_revision() -> N
 
 async def test_critic_rounds_are_bounded() -> None:
     revise = json.dumps({"verdict": "revise", "reasons": ["not sure"]})
-    script = [PLAN] + [GOOD_CHAIN, revise] * 3 + [GOOD_CHAIN]
+    variant = GOOD_CHAIN.replace("12 pens at 3 dollars each", "twelve pens, three dollars apiece")
+    script = [PLAN, GOOD_CHAIN, revise, variant, revise, GOOD_CHAIN, revise, variant]
     events, _ = await run(script)
     critiques = [e for e in events if e.kind == "critique"]
     assert [c.verdict for c in critiques] == ["revise", "revise", "accept"]
@@ -303,3 +304,12 @@ async def test_no_valid_chain_still_answers_from_passages_and_says_so() -> None:
     final = answer(events)
     assert final.text.startswith("Adam combines momentum and RMSprop [1].")
     assert "could not build a valid chain" in final.text and final.value is None
+
+
+async def test_a_revision_that_repeats_the_chain_ends_the_loop() -> None:
+    revise = json.dumps({"verdict": "revise", "reasons": ["check y1"]})
+    events, _ = await run([PLAN, GOOD_CHAIN, revise, GOOD_CHAIN, revise, GOOD_CHAIN])
+    critiques = [e for e in events if e.kind == "critique"]
+    assert [c.verdict for c in critiques] == ["revise", "accept"]
+    assert "repeated the same chain" in critiques[-1].reasons[-1]
+    assert len([e for e in events if e.kind == "chain"]) == 2
