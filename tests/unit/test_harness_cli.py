@@ -1,0 +1,111 @@
+"""The CLI over the harness: eval compare, eval export-traces, workflow schema, run --dry-run, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from conclave.cli.main import app
+from conclave.errors import ConfigError, WorkflowError
+from conclave.settings import load_settings
+from tests.unit.test_harness import Factory, write_gsm8k
+from workflows.evaluation import EvalConfig, run_eval
+from workflows.evaluation.export import accepted_chain, export_traces
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "workflows"
+runner = CliRunner()
+
+
+async def _two_runs(tmp_path: Path) -> tuple[str, str]:
+    dataset = f"gsm8k:{write_gsm8k(tmp_path / 'dev.jsonl')}"
+    settings = load_settings()
+    cot = await run_eval(EvalConfig(dataset=dataset, methods=["cot"], models=["openai/scripted"]), settings,
+                         client_factory=Factory())
+    direct = await run_eval(EvalConfig(dataset=dataset, methods=["direct"], models=["openai/scripted"]), settings,
+                            client_factory=Factory())
+    return cot.run_id, direct.run_id
+
+
+async def test_eval_compare_pairs_two_runs(tmp_path: Path, conclave_home: Path) -> None:
+    run_a, run_b = await _two_runs(tmp_path)
+    result = runner.invoke(app, ["eval", "compare", run_a, run_b, "--json"])
+    assert result.exit_code == 0, result.output
+    [comp] = json.loads(result.output)
+    assert (comp["paired"], comp["a_only"], comp["b_only"], comp["both_right"]) == (4, 2, 0, 1)
+    assert comp["p_value"] == 0.5
+    table = runner.invoke(app, ["eval", "compare", f"{run_a}:cot", f"{run_b}:direct@openai/scripted"])
+    assert table.exit_code == 0 and "no significant difference (p = 0.5)" in table.output
+    missing = runner.invoke(app, ["eval", "compare", f"{run_a}:coa", run_b])
+    assert isinstance(missing.exception, ConfigError) and "has no results for 'coa'" in missing.exception.message
+    unknown = runner.invoke(app, ["eval", "compare", "eval-nope", run_b])
+    assert isinstance(unknown.exception, ConfigError) and "no run 'eval-nope'" in unknown.exception.message
+
+
+def _chain_trace(verdict: str | None) -> list[dict[str, object]]:
+    trace: list[dict[str, object]] = [
+        {"kind": "chain", "text": "[3 * 12 = y1] [50 - y1 = y2]. Answer: y2 y1", "attempt": 0, "sample": 0},
+        {"kind": "replan", "errors": ["two placeholders"], "attempt": 0, "sample": 0},
+        {"kind": "chain", "text": "[3 * 12 = y1] [50 - y1 = y2]. Answer: y2", "attempt": 1, "sample": 0},
+    ]
+    if verdict:
+        trace.append({"kind": "critique", "verdict": verdict, "reasons": [], "round": 0})
+    return trace
+
+
+def test_accepted_chain_is_the_last_valid_one_the_critic_accepted() -> None:
+    assert accepted_chain(_chain_trace("accept")) == "[3 * 12 = y1] [50 - y1 = y2]. Answer: y2"
+    assert accepted_chain(_chain_trace(None)) == "[3 * 12 = y1] [50 - y1 = y2]. Answer: y2"
+    assert accepted_chain(_chain_trace("revise")) is None
+    assert accepted_chain(_chain_trace("accept")[:2]) is None
+
+
+def test_export_traces_writes_chat_jsonl(tmp_path: Path, conclave_home: Path) -> None:
+    run = conclave_home / "runs" / "eval-x"
+    run.mkdir(parents=True)
+    (run / "manifest.json").write_text("{}")
+    records = [
+        {"key": "a|coa|m", "item_id": "a", "method": "coa", "model": "m", "question": "Change from 50?",
+         "correct": True, "value": "14", "gold": ["14"], "trace": _chain_trace("accept")},
+        {"key": "b|coa|m", "item_id": "b", "method": "coa", "model": "m", "question": "Wrong one?",
+         "correct": False, "value": "3", "gold": ["4"], "trace": _chain_trace("accept")},
+        {"key": "c|coa|m", "item_id": "c", "method": "coa", "model": "m", "question": "Revised?",
+         "correct": True, "value": "1", "gold": ["1"], "trace": _chain_trace("revise")},
+        {"key": "a|cot|m", "item_id": "a", "method": "cot", "model": "m", "question": "Change from 50?",
+         "correct": True, "value": "14", "gold": ["14"], "trace": [{"kind": "answer", "text": "14"}]},
+    ]
+    (run / "items.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+
+    report = export_traces(run, tmp_path / "all.jsonl")
+    assert (report.exported, report.without_chain, report.not_accepted) == (2, 1, 1)
+    result = runner.invoke(app, ["eval", "export-traces", "eval-x", "--only-correct", "-o", str(tmp_path / "c.jsonl")])
+    assert result.exit_code == 0, result.output
+    assert "exported 1 chain(s)" in result.output
+    [line] = [json.loads(x) for x in (tmp_path / "c.jsonl").read_text().splitlines()]
+    assert [m["role"] for m in line["messages"]] == ["system", "user", "assistant"]
+    assert line["messages"][1]["content"] == "Change from 50?"
+    assert line["messages"][2]["content"] == "[3 * 12 = y1] [50 - y1 = y2]. Answer: y2"
+    assert line["metadata"]["item_id"] == "a" and line["metadata"]["correct"] is True
+
+
+def test_workflow_schema_and_dry_run(conclave_home: Path) -> None:
+    schema = runner.invoke(app, ["workflow", "schema"])
+    assert schema.exit_code == 0 and json.loads(schema.output)["title"] == "Workflow"
+    dry = runner.invoke(app, ["run", str(EXAMPLES / "math-eval.yaml"), "--dry-run", "--json"])
+    assert dry.exit_code == 0, dry.output
+    data = json.loads(dry.output)
+    assert data["dry_run"] and [s["kind"] for s in data["steps"]] == ["ask", "eval", "eval", "report"]
+    assert not (conclave_home / "runs").exists()
+
+
+def test_bad_workflow_and_bad_eval_arguments(tmp_path: Path, conclave_home: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: w\nsteps:\n  - ask:\n      question: q\n      method: magic\n")
+    result = runner.invoke(app, ["run", str(path)])
+    assert isinstance(result.exception, WorkflowError)
+    assert result.exception.message.startswith(f"{path}:5:7: steps[0].ask.method")
+    bad = runner.invoke(app, ["eval", "--dataset", "gsm8k:/nope.jsonl", "--model", "embedded"])
+    assert isinstance(bad.exception, ConfigError) and "data set file not found" in bad.exception.message
+    helped = runner.invoke(app, ["eval"])
+    assert helped.exit_code == 0 and "compare" in helped.output and "--dataset" in helped.output

@@ -1,0 +1,24 @@
+"""The evaluation harness: data sets, scorers, the method x model matrix, the response cache, reports, comparison."""
+
+from workflows.evaluation.compare import Comparison, compare_records, compare_runs, mcnemar_exact
+from workflows.evaluation.datasets import DATASET_KINDS, Dataset, Item, load_dataset
+from workflows.evaluation.export import export_traces
+from workflows.evaluation.harness import EvalConfig, EvalProgress, EvalResult, run_eval
+from workflows.evaluation.scorers import SCORERS
+
+__all__ = [
+    "DATASET_KINDS",
+    "SCORERS",
+    "Comparison",
+    "Dataset",
+    "EvalConfig",
+    "EvalProgress",
+    "EvalResult",
+    "Item",
+    "compare_records",
+    "compare_runs",
+    "export_traces",
+    "load_dataset",
+    "mcnemar_exact",
+    "run_eval",
+]

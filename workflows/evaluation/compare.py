@@ -1,0 +1,138 @@
+"""Paired comparison of two sets of results on the same items: items won and lost, McNemar's exact test.
+
+McNemar's test looks only at the discordant items (right in one, wrong in the other). Under the null hypothesis that
+both are equally good each discordant item is a fair coin, so the exact two-sided p-value is a binomial tail:
+``p = min(1, 2 * P[X <= min(b, c)])`` with ``X ~ Binomial(b + c, 1/2)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from math import comb
+from pathlib import Path
+from typing import Any
+
+from conclave.errors import ConfigError
+
+__all__ = ["Comparison", "compare_records", "compare_runs", "load_cells", "mcnemar_exact"]
+
+
+def mcnemar_exact(b: int, c: int) -> float:
+    """Exact two-sided McNemar p-value for ``b`` items only A got right and ``c`` only B got right."""
+    if b < 0 or c < 0:
+        raise ValueError("counts must be non-negative")
+    n = b + c
+    if n == 0:
+        return 1.0
+    k = min(b, c)
+    tail = sum(comb(n, i) for i in range(k + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A against B on the items both answered."""
+
+    a: str
+    b: str
+    paired: int
+    both_right: int
+    a_only: int
+    """Items A won (A right, B wrong)."""
+    b_only: int
+    """Items A lost."""
+    both_wrong: int
+    a_accuracy: float | None
+    b_accuracy: float | None
+    p_value: float
+    unpaired: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def verdict(self, alpha: float = 0.05) -> str:
+        if self.paired == 0:
+            return "no items in common"
+        if self.p_value >= alpha:
+            return f"no significant difference (p = {self.p_value:.3g})"
+        better = self.a if self.a_only > self.b_only else self.b
+        return f"{better} is better (p = {self.p_value:.3g})"
+
+
+def compare_records(a: list[dict[str, Any]], b: list[dict[str, Any]], *, a_name: str = "A",
+                    b_name: str = "B") -> Comparison:
+    """Pair records by item id; items either side could not score (judge missing) are left out."""
+    right_a = {r["item_id"]: bool(r["correct"]) for r in a if r.get("correct") is not None}
+    right_b = {r["item_id"]: bool(r["correct"]) for r in b if r.get("correct") is not None}
+    common = sorted(set(right_a) & set(right_b))
+    table = {"both": 0, "a": 0, "b": 0, "none": 0}
+    for item in common:
+        x, y = right_a[item], right_b[item]
+        table["both" if x and y else "a" if x else "b" if y else "none"] += 1
+    n = len(common)
+    return Comparison(
+        a=a_name, b=b_name, paired=n, both_right=table["both"], a_only=table["a"], b_only=table["b"],
+        both_wrong=table["none"],
+        a_accuracy=(table["both"] + table["a"]) / n if n else None,
+        b_accuracy=(table["both"] + table["b"]) / n if n else None,
+        p_value=mcnemar_exact(table["a"], table["b"]),
+        unpaired=len(set(right_a) ^ set(right_b)),
+    )
+
+
+def load_cells(run_dir: Path) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """A run's latest record per unit, grouped by (method, model)."""
+    from workflows.evaluation.runs import read_jsonl
+
+    records, _ = read_jsonl(run_dir / "items.jsonl")
+    latest = {r["key"]: r for r in records if "key" in r}
+    cells: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for record in latest.values():
+        cells.setdefault((record["method"], record["model"]), []).append(record)
+    return cells
+
+
+def _select(cells: dict[tuple[str, str], list[dict[str, Any]]], selector: str | None, run: str) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    if not selector:
+        return cells
+    method, _, model = selector.partition("@")
+    chosen = {key: recs for key, recs in cells.items() if key[0] == method and (not model or key[1] == model)}
+    if not chosen:
+        have = ", ".join(f"{m}@{s}" for m, s in sorted(cells))
+        raise ConfigError(f"run {run} has no results for {selector!r}", hint=f"it has: {have}")
+    return chosen
+
+
+def compare_runs(settings: Any, run_a: str, run_b: str) -> list[Comparison]:
+    """Compare two runs (``RUN[:METHOD[@MODEL]]``); cells with the same method and model are paired, or the only
+    cell of each run with the other's."""
+    from workflows.evaluation.runs import find_run
+
+    def open_run(spec: str) -> tuple[str, dict[tuple[str, str], list[dict[str, Any]]]]:
+        run, _, selector = spec.partition(":")
+        folder = find_run(settings, run)
+        cells = load_cells(folder)
+        if not cells:
+            raise ConfigError(f"run {run} has no finished items", hint="run or resume it first")
+        return folder.name, _select(cells, selector or None, run)
+
+    name_a, cells_a = open_run(run_a)
+    name_b, cells_b = open_run(run_b)
+    common = sorted(set(cells_a) & set(cells_b))
+    if name_a == name_b:
+        common = []  # comparing a cell with itself says nothing
+    pairs = [(key, key) for key in common]
+    if not pairs:
+        if len(cells_a) == 1 and len(cells_b) == 1:
+            pairs = [(next(iter(cells_a)), next(iter(cells_b)))]
+        else:
+            raise ConfigError(
+                "the runs have no method/model in common to pair",
+                hint="pick one result set on each side, e.g. RUN_A:coa@embedded RUN_B:cot@embedded",
+            )
+    out = []
+    for key_a, key_b in pairs:
+        label_a = f"{name_a}:{key_a[0]}@{key_a[1]}"
+        label_b = f"{name_b}:{key_b[0]}@{key_b[1]}"
+        out.append(compare_records(cells_a[key_a], cells_b[key_b], a_name=label_a, b_name=label_b))
+    return out

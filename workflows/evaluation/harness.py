@@ -1,0 +1,441 @@
+"""The evaluation harness: a matrix of methods x models over the same items, scored, cached, resumable.
+
+The harness knows nothing about how a method works: it runs each (item, method, model) unit through
+``workflows.runner.run_question`` and reads the typed events — usage per agent, chains and re-plans, tool calls,
+critic rounds, retrieved passages, the answer. Results are appended to ``items.jsonl`` (fsynced) as units finish;
+``--resume`` skips finished units; the report is rebuilt from that file at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from conclave.errors import ConclaveError, ConfigError
+from conclave.events import Event
+from conclave.settings import Settings
+from workflows.evaluation import runs
+from workflows.evaluation.cache import CacheSet, ClientFactory, item_backend_calls
+from workflows.evaluation.datasets import Dataset, Item, load_dataset, select_items
+from workflows.evaluation.judge import Judge
+from workflows.evaluation.scorers import (
+    DETERMINISTIC_SCORERS,
+    Outcome,
+    Score,
+    default_scorers,
+    resolve_scorers,
+    score_deterministic,
+)
+
+__all__ = ["EvalConfig", "EvalProgress", "EvalResult", "outcome_from_events", "run_eval", "unit_key"]
+
+ROLES = ("planner", "retriever", "reasoner", "critic")
+# `format_passages` in tools.registry: "1. [id] (source, score 0.812) ..." — how react's search results name passages.
+_SEARCH_LINE = re.compile(r"^\s*\d+\.\s+\[([^\]]+)\]\s+\(([^,]*),", re.MULTILINE)
+
+
+class EvalConfig(BaseModel):
+    """What an evaluation run does; stored as ``config.json`` so ``--resume`` repeats it exactly."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    dataset: str = Field(..., description="KIND:PATH, KIND one of gsm8k, svamp, squad, hotpotqa, jsonl")
+    methods: list[str] = Field(default_factory=lambda: ["cot"], min_length=1)
+    models: list[str] = Field(default_factory=list, description="model specs; empty = the configured roles")
+    scorers: list[str] = Field(default_factory=list, description="empty = the data set's defaults")
+    limit: int | None = Field(None, ge=1)
+    seed: int | None = None
+    concurrency: int = Field(4, ge=1, le=64)
+    cache: bool = True
+    strict: bool = False
+    collection: str | None = Field(None, description="search this collection (data sets without their own contexts)")
+    judge: str | None = Field(None, description="model spec for the judge (default: the judge role)")
+    k: int | None = Field(None, ge=1, le=50, description="recall@k cut-off (default: settings.top_k)")
+    use_roles: bool = Field(False, description="no --model given: each role runs on its configured model")
+
+
+@dataclass(frozen=True)
+class EvalProgress:
+    """Where a run is: units done (including ones finished before a resume), passes so far, time."""
+
+    done: int
+    total: int
+    correct: int
+    scored: int
+    resumed: int
+    elapsed: float
+    last: dict[str, Any] | None = None
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.correct / self.scored if self.scored else None
+
+
+@dataclass
+class EvalResult:
+    """A finished (or interrupted) run."""
+
+    run_id: str
+    run_dir: Path
+    records: list[dict[str, Any]]
+    summary: dict[str, Any]
+    backend_calls: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def unit_key(item_id: str, method: str, model: str) -> str:
+    """The identity of one result (item x method x model)."""
+    return f"{item_id}|{method}|{model}"
+
+
+def _search_ids(text: str, k: int | None) -> list[str]:
+    out: list[str] = []
+    for pid, source in _SEARCH_LINE.findall(text or "")[:k]:
+        out.append(pid.strip())
+        if source.strip():
+            out.append(source.strip())
+    return out
+
+
+def outcome_from_events(events: Sequence[Event], k: int | None = None) -> tuple[Outcome, dict[str, Any]]:
+    """What the scorers need and the per-item statistics, read from a run's events only.
+
+    Retrieved ids are the top ``k`` passages of every search the run made (a multi-hop question searches more
+    than once), so recall@k asks: did any search put the gold context in its top k?
+    """
+    text, value = "", None
+    ids: list[str] = []
+    passages: dict[str, str] = {}
+    retrieved = False
+    stats = {"llm_calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "tool_calls": 0, "replans": 0,
+             "critic_rounds": 0, "usage": {}, "latency": None, "ok": True, "error": None}
+    for event in events:
+        kind = event.kind
+        data: Any = event
+        if kind == "answer":
+            text, value = data.text, data.value
+            for p in data.sources:
+                passages.setdefault(p.id, p.text)
+        elif kind == "retrieval":
+            retrieved = True
+            for p in data.passages[:k]:
+                ids.extend([p.id, p.source] if p.source else [p.id])
+                passages.setdefault(p.id, p.text)
+        elif kind == "tool_call":
+            stats["tool_calls"] += 1
+            if data.tool == "search_knowledge" and not data.is_error:
+                retrieved = True
+                ids.extend(_search_ids(data.result, k))
+        elif kind == "step_finished":
+            if data.status != "skipped":
+                stats["tool_calls"] += 1
+        elif kind == "replan":
+            stats["replans"] += 1
+        elif kind == "critique":
+            stats["critic_rounds"] += 1
+        elif kind == "run_failed":
+            stats["ok"] = False
+            stats["error"] = data.error
+        elif kind == "run_finished":
+            stats["latency"] = round(data.seconds, 4)
+            stats["ok"] = stats["ok"] and data.ok
+            stats["usage"] = data.usage
+            for slot in data.usage.values():
+                stats["llm_calls"] += slot.get("calls", 0)
+                stats["prompt_tokens"] += slot.get("prompt_tokens", 0)
+                stats["completion_tokens"] += slot.get("completion_tokens", 0)
+    outcome = Outcome(text=text, value=value, retrieved_ids=tuple(dict.fromkeys(i for i in ids if i)),
+                      passages=tuple(passages.values()), retrieved=retrieved)
+    return outcome, stats
+
+
+class _Matrix:
+    """Everything a run needs once its configuration is resolved."""
+
+    def __init__(self, config: EvalConfig, settings: Settings, dataset: Dataset, items: list[Item], scorers: list[str],
+                 collection: str | None, k: int):
+        self.config = config
+        self.settings = settings
+        self.dataset = dataset
+        self.items = items
+        self.scorers = scorers
+        self.collection = collection
+        self.k = k
+
+
+def _validate(config: EvalConfig) -> None:
+    from conclave.models import parse_spec
+    from workflows.runner import METHODS
+
+    for method in config.methods:
+        if method not in METHODS:
+            raise ConfigError(f"unknown method {method!r}", hint=f"use one of: {', '.join(METHODS)}")
+    for spec in [*config.models, *([config.judge] if config.judge else [])]:
+        parse_spec(spec)
+    resolve_scorers(config.scorers)
+
+
+async def _resolve(config: EvalConfig, settings: Settings, on_note: Callable[[str], None]) -> tuple[EvalConfig, _Matrix]:
+    from conclave.models import role_spec
+
+    _validate(config)
+    dataset = load_dataset(config.dataset, strict=config.strict)
+    items = select_items(dataset.items, limit=config.limit, seed=config.seed)
+    has_gold = any(i.gold_ids for i in items)
+    numeric = all(i.answer_kind == "number" for i in items)
+    scorers = resolve_scorers(config.scorers) or default_scorers(dataset.kind, numeric=numeric, has_gold_ids=has_gold)
+    use_roles = config.use_roles or not config.models
+    # Without --model the cell is named after the reasoner's model and every role keeps its configured one.
+    models = list(dict.fromkeys(config.models)) or [await role_spec(settings, "reasoner")]
+    collection = config.collection
+    if dataset.contexts:
+        from workflows.evaluation.knowledge import ensure_contexts
+
+        on_note(f"checking the {len(dataset.contexts)} contexts of {dataset.name} in the knowledge store")
+        collection, added = await ensure_contexts(settings, dataset)
+        if added:
+            on_note(f"ingested {added} contexts into collection {collection}")
+    resolved = config.model_copy(update={"models": models, "scorers": scorers, "collection": collection,
+                                             "use_roles": use_roles})
+    k = config.k or settings.top_k
+    return resolved, _Matrix(resolved, settings, dataset, items, scorers, collection, k)
+
+
+async def run_eval(
+    config: EvalConfig,
+    settings: Settings,
+    *,
+    resume: str | None = None,
+    run_dir: Path | None = None,
+    on_progress: Callable[[EvalProgress], None] | None = None,
+    on_note: Callable[[str], None] | None = None,
+    on_start: Callable[[str, Path], None] | None = None,
+    client_factory: ClientFactory | None = None,
+) -> EvalResult:
+    """Run (or resume) an evaluation and write items.jsonl, summary.json, report.md and report.html."""
+    from workflows.evaluation import report
+
+    note = on_note or (lambda _msg: None)
+    started = time.perf_counter()
+    if resume is not None or (run_dir is not None and (run_dir / "config.json").is_file()):
+        run_dir = run_dir if run_dir is not None else runs.find_run(settings, resume or "")
+        kind = runs.read_json(run_dir / "manifest.json").get("kind") if (run_dir / "manifest.json").is_file() else None
+        if kind not in (None, "eval"):
+            raise ConfigError(f"run {run_dir.name} is a {kind} run, not an evaluation",
+                              hint=f"resume it with `conclave run --resume {run_dir.name}`")
+        try:
+            stored = EvalConfig.model_validate(runs.read_json(run_dir / "config.json"))
+        except ValidationError as exc:
+            raise ConfigError(f"{run_dir / 'config.json'} is not an evaluation config: {exc.errors()[0]['msg']}",
+                              hint="resume an `eval` run (workflow runs resume with `conclave run --resume`)") from exc
+        # The recorded configuration wins (same items, methods, models); only how fast it runs may change.
+        config = stored.model_copy(update={"concurrency": config.concurrency})
+        resolved, matrix = await _resolve(config, settings, note)
+        run_id = run_dir.name
+        fresh = False
+    else:
+        resolved, matrix = await _resolve(config, settings, note)
+        if run_dir is None:
+            run_id = runs.new_run_id("eval")
+            run_dir = runs.create_run_dir(settings, run_id)
+        else:
+            run_id = run_dir.name
+            try:
+                run_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise runs.RunFolderError(f"cannot create the run folder {run_dir}: {exc.strerror or exc}",
+                                          hint="make CONCLAVE_HOME writable") from exc
+        fresh = True
+
+    if on_start is not None:
+        on_start(run_id, run_dir)
+    run_settings = settings.model_copy(update={"cache": resolved.cache, **({"collection": matrix.collection}
+                                                                            if matrix.collection else {})})
+    caches = CacheSet(run_settings, enabled=resolved.cache, factory=client_factory)
+    try:
+        judge_spec = None
+        if any(s not in DETERMINISTIC_SCORERS for s in matrix.scorers):
+            from conclave.models import role_spec
+
+            judge_spec = resolved.judge or await role_spec(settings, "judge")
+        if fresh:
+            runs.write_json(run_dir / "config.json", resolved.model_dump(mode="json"), run_id=run_id)
+            models = {"cells": resolved.models, "judge": judge_spec,
+                      "roles": {role: settings.role_model(role) for role in (*ROLES, "judge")}}
+            manifest = runs.build_manifest(run_settings, kind="eval", run_id=run_id,
+                                           config=resolved.model_dump(mode="json"), models=models)
+            manifest["dataset"] = {"kind": matrix.dataset.kind, "path": str(matrix.dataset.path.resolve()),
+                                   "items_total": len(matrix.dataset.items), "items_selected": len(matrix.items),
+                                   "contexts": len(matrix.dataset.contexts),
+                                   "problems": [str(p) for p in matrix.dataset.problems],
+                                   "collection": matrix.collection}
+            runs.write_json(run_dir / "manifest.json", manifest, run_id=run_id)
+        for problem in matrix.dataset.problems[:10]:
+            note(f"skipped malformed record: {matrix.dataset.path}: {problem}")
+        if len(matrix.dataset.problems) > 10:
+            note(f"... and {len(matrix.dataset.problems) - 10} more malformed records")
+        records = await _execute(matrix, run_settings, caches, run_dir, run_id, judge_spec, on_progress, started)
+    finally:
+        await caches.close()
+    summary = report.write_reports(run_dir, records, run_id=run_id)
+    return EvalResult(run_id, run_dir, records, summary, caches.backend_calls(), time.perf_counter() - started)
+
+
+async def _execute(matrix: _Matrix, settings: Settings, caches: CacheSet, run_dir: Path, run_id: str,
+                   judge_spec: str | None, on_progress: Callable[[EvalProgress], None] | None,
+                   started: float) -> list[dict[str, Any]]:
+    log = runs.JsonlLog(run_dir / "items.jsonl", run_id=run_id)
+    previous = log.load()
+    latest = {r["key"]: r for r in previous if "key" in r}
+    # Failed units (backend down, a crash) run again on resume; answered ones are kept as they are.
+    finished = {key for key, r in latest.items() if r.get("ok", False)}
+    units = [(item, method, model) for model in matrix.config.models for method in matrix.config.methods
+             for item in matrix.items]
+    todo = [u for u in units if unit_key(u[0].id, u[1], u[2]) not in finished]
+    wanted = {unit_key(i.id, m, s) for i, m, s in units}
+    kept = [r for key, r in latest.items() if key in finished and key in wanted]
+    runs.write_json(run_dir / "status.json", {"status": "running", "units": len(units), "done": len(kept)}, run_id=run_id)
+
+    limits: dict[str, asyncio.Semaphore] = {}
+
+    def limit(spec: str) -> asyncio.Semaphore:
+        if spec not in limits:
+            # One in-process model serves one request at a time anyway; parallel items would only queue and
+            # distort each other's latency.
+            limits[spec] = asyncio.Semaphore(1 if spec.startswith("embedded") else matrix.config.concurrency)
+        return limits[spec]
+
+    judge = None
+    if judge_spec is not None:
+        judge = Judge(await caches.client(judge_spec), limit=limit(judge_spec))
+    counts = {"done": len(kept), "correct": sum(1 for r in kept if r.get("correct")),
+              "scored": sum(1 for r in kept if r.get("correct") is not None)}
+    new_records: list[dict[str, Any]] = []
+    queue: asyncio.Queue[tuple[Item, str, str]] = asyncio.Queue()
+    for unit in todo:
+        queue.put_nowait(unit)
+
+    def report_progress(last: dict[str, Any] | None) -> None:
+        if on_progress is not None:
+            on_progress(EvalProgress(counts["done"], len(units), counts["correct"], counts["scored"], len(kept),
+                                     time.perf_counter() - started, last))
+
+    report_progress(None)
+
+    async def worker() -> None:
+        while True:
+            try:
+                item, method, model = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            record = await _run_unit(matrix, settings, caches, item, method, model, judge, limit(model))
+            log.append(record)
+            new_records.append(record)
+            counts["done"] += 1
+            if record["correct"] is not None:
+                counts["scored"] += 1
+                counts["correct"] += int(bool(record["correct"]))
+            report_progress(record)
+
+    status = "interrupted"
+    try:
+        workers = [asyncio.create_task(worker()) for _ in range(min(matrix.config.concurrency, max(1, len(todo))))]
+        try:
+            await asyncio.gather(*workers)
+        except BaseException:
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+            raise
+        status = "finished"
+    finally:
+        try:
+            runs.write_json(run_dir / "status.json", {"status": status, "units": len(units),
+                                                      "done": counts["done"]}, run_id=run_id)
+        except ConclaveError:
+            pass  # the original error (disk full, Ctrl-C) matters more than the status file
+    order = {unit_key(i.id, m, s): n for n, (i, m, s) in enumerate(units)}
+    records = {r["key"]: r for r in [*kept, *new_records]}
+    return sorted(records.values(), key=lambda r: order.get(r["key"], len(order)))
+
+
+async def _clients_for(caches: CacheSet, model: str, settings: Settings, use_roles: bool) -> dict[str, Any]:
+    if not use_roles:
+        client = await caches.client(model)
+        return {role: client for role in ROLES}
+    from conclave.models import role_spec
+
+    return {role: await caches.client(await role_spec(settings, role)) for role in ROLES}  # type: ignore[arg-type]
+
+
+async def _run_unit(matrix: _Matrix, settings: Settings, caches: CacheSet, item: Item, method: str, model: str,
+                    judge: Judge | None, limit: asyncio.Semaphore) -> dict[str, Any]:
+    from workflows.runner import build_context, run_question
+
+    calls = item_backend_calls()
+    events: list[Event] = []
+    crash: str | None = None
+    async with limit:
+        try:
+            ctx = await build_context(item.question, settings, method=method, 
+                                        clients=await _clients_for(caches, model, settings, matrix.config.use_roles))
+            # Data sets without contexts get no knowledge at all (not the default collection).
+            ctx.collection = matrix.collection
+            async for event in run_question(ctx):
+                if event.kind != "answer_delta":
+                    events.append(event)
+        except ConclaveError as exc:
+            crash = exc.message
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # a bug in a method must not end a long run; the item records it
+            crash = f"{type(exc).__name__}: {exc}"
+    outcome, stats = outcome_from_events(events, matrix.k)
+    if crash is not None:
+        stats["ok"], stats["error"] = False, crash
+    scores: dict[str, Score] = {}
+    for name in matrix.scorers:
+        if name in DETERMINISTIC_SCORERS:
+            scores[name] = score_deterministic(name, outcome, item.answers, item.gold_ids, matrix.k)
+        elif judge is None:
+            scores[name] = Score(None, None, "no judge", missing=True)
+        elif name == "correctness":
+            scores[name] = await judge.correctness(item.question, item.answers, outcome)
+        else:
+            scores[name] = await judge.faithfulness(outcome)
+    primary = scores[matrix.scorers[0]]
+    return {
+        "key": unit_key(item.id, method, model),
+        "item_id": item.id,
+        "method": method,
+        "model": model,
+        "question": item.question,
+        "gold": list(item.answers),
+        "gold_ids": list(item.gold_ids),
+        "answer": outcome.text,
+        "value": outcome.value,
+        "correct": primary.passed,
+        "scores": {name: s.to_dict() for name, s in scores.items()},
+        "latency": stats["latency"],
+        "llm_calls": stats["llm_calls"],
+        "prompt_tokens": stats["prompt_tokens"],
+        "completion_tokens": stats["completion_tokens"],
+        "usage": stats["usage"],
+        "tool_calls": stats["tool_calls"],
+        "replans": stats["replans"],
+        "critic_rounds": stats["critic_rounds"],
+        "retrieved_ids": list(outcome.retrieved_ids),
+        "backend_calls": calls[0],
+        "cached": calls[0] == 0 and stats["llm_calls"] > 0,
+        "ok": stats["ok"],
+        "error": stats["error"],
+        "finished_at": time.time(),
+        "trace": [e.to_dict() for e in events],
+    }

@@ -1,0 +1,391 @@
+"""Summaries and reports of an evaluation run: ``summary.json``, ``report.md`` and a self-contained ``report.html``.
+
+The HTML report carries its plots as inline SVG written here (no script, no CDN, no network): accuracy per method and
+model with 95% Wilson intervals, latency distributions, and tokens per item. Everything is computed from the
+records in ``items.jsonl``, so a report can be rebuilt at any time.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import statistics
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+from workflows.evaluation import runs
+from workflows.evaluation.compare import compare_records
+
+__all__ = ["summarize", "render_markdown", "render_html", "wilson_interval", "write_reports"]
+
+_PALETTE = ("#4269d0", "#efb118", "#ff725c", "#6cc5b0", "#3ca951", "#ff8ab7", "#a463f2", "#97bbf5", "#9c6b4e")
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval for a proportion (sensible at 0 and n, unlike the normal approximation)."""
+    if n == 0:
+        return (0.0, 0.0)
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def _quantile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return 0.0
+    pos = (len(ordered) - 1) * q
+    low, high = math.floor(pos), math.ceil(pos)
+    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return round(statistics.fmean(values), 4) if values else None
+
+
+def _cells(records: Sequence[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    cells: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for record in records:
+        cells.setdefault((record["method"], record["model"]), []).append(record)
+    return cells
+
+
+def summarize(records: Sequence[dict[str, Any]], *, run_id: str = "", meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Per (method, model): accuracy with its interval, every scorer's mean, latency, tokens, calls, failures."""
+    scorers: list[str] = []
+    for record in records:
+        for name in record.get("scores", {}):
+            if name not in scorers:
+                scorers.append(name)
+    cells_out = []
+    for (method, model), recs in _cells(records).items():
+        scored = [r for r in recs if r.get("correct") is not None]
+        correct = sum(1 for r in scored if r["correct"])
+        low, high = wilson_interval(correct, len(scored))
+        latencies = [float(r["latency"]) for r in recs if r.get("latency") is not None]
+        totals = [r.get("prompt_tokens", 0) + r.get("completion_tokens", 0) for r in recs]
+        per_scorer = {}
+        for name in scorers:
+            values = [r["scores"][name]["value"] for r in recs if name in r.get("scores", {})
+                      and r["scores"][name].get("value") is not None]
+            passes = [r["scores"][name]["passed"] for r in recs if name in r.get("scores", {})
+                      and r["scores"][name].get("passed") is not None]
+            per_scorer[name] = {
+                "mean": _mean(values),
+                "pass_rate": round(sum(passes) / len(passes), 4) if passes else None,
+                "n": len(values),
+                "missing": sum(1 for r in recs if r.get("scores", {}).get(name, {}).get("missing")),
+            }
+        cells_out.append({
+            "method": method,
+            "model": model,
+            "items": len(recs),
+            "scored": len(scored),
+            "correct": correct,
+            "accuracy": round(correct / len(scored), 4) if scored else None,
+            "ci95": [round(low, 4), round(high, 4)],
+            "failed": sum(1 for r in recs if not r.get("ok", True)),
+            "scores": per_scorer,
+            "latency": {
+                "mean": _mean(latencies),
+                "p50": round(_quantile(latencies, 0.5), 4) if latencies else None,
+                "p90": round(_quantile(latencies, 0.9), 4) if latencies else None,
+                "max": round(max(latencies), 4) if latencies else None,
+            },
+            "tokens": {
+                "prompt_mean": _mean([r.get("prompt_tokens", 0) for r in recs]),
+                "completion_mean": _mean([r.get("completion_tokens", 0) for r in recs]),
+                "total_mean": _mean(totals),
+                "total": sum(totals),
+            },
+            "llm_calls_mean": _mean([r.get("llm_calls", 0) for r in recs]),
+            "tool_calls_mean": _mean([r.get("tool_calls", 0) for r in recs]),
+            "replans_mean": _mean([r.get("replans", 0) for r in recs]),
+            "critic_rounds_mean": _mean([r.get("critic_rounds", 0) for r in recs]),
+            "backend_calls": sum(r.get("backend_calls", 0) for r in recs),
+            "cached_items": sum(1 for r in recs if r.get("cached")),
+        })
+    comparisons = []
+    cells = _cells(records)
+    for key_a, key_b in combinations(list(cells), 2):
+        comp = compare_records(cells[key_a], cells[key_b], a_name=f"{key_a[0]}@{key_a[1]}",
+                               b_name=f"{key_b[0]}@{key_b[1]}")
+        comparisons.append(comp.to_dict())
+    return {
+        "run_id": run_id,
+        "generated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "primary_scorer": scorers[0] if scorers else None,
+        "scorers": scorers,
+        "units": len(records),
+        "backend_calls": sum(r.get("backend_calls", 0) for r in records),
+        "cached_units": sum(1 for r in records if r.get("cached")),
+        "failed_units": sum(1 for r in records if not r.get("ok", True)),
+        "cells": cells_out,
+        "comparisons": comparisons,
+        **({"meta": meta} if meta else {}),
+    }
+
+
+# ------------------------------------------------------------------------------------------------ markdown
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.1f}%"
+
+
+def _num(value: float | None, digits: int = 2) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def render_markdown(summary: dict[str, Any]) -> str:
+    """The summary as a Markdown report."""
+    meta = summary.get("meta", {})
+    lines = [f"# Evaluation {summary['run_id']}", ""]
+    dataset = meta.get("dataset") or {}
+    if dataset:
+        lines.append(f"Data set: `{dataset.get('kind')}:{dataset.get('path')}` — {dataset.get('items_selected')} of "
+                     f"{dataset.get('items_total')} items" + (f", collection `{dataset['collection']}`"
+                                                              if dataset.get("collection") else ""))
+        if dataset.get("problems"):
+            lines.append(f"Skipped {len(dataset['problems'])} malformed record(s): "
+                         + "; ".join(dataset["problems"][:5]))
+    lines.append(f"Primary scorer: `{summary['primary_scorer']}`. Units: {summary['units']}; backend calls: "
+                 f"{summary['backend_calls']}; served wholly from cache: {summary['cached_units']}; failed: "
+                 f"{summary['failed_units']}.")
+    lines += ["", "| method | model | accuracy | 95% CI | n | " + " | ".join(summary["scorers"])
+              + " | latency p50 (s) | p90 (s) | tokens/item | LLM calls | tool calls | re-plans | critic rounds |",
+              "|" + "---|" * (13 + len(summary["scorers"]))]
+    for cell in summary["cells"]:
+        scores = " | ".join(_num(cell["scores"][s]["mean"], 3) for s in summary["scorers"])
+        lines.append(
+            f"| {cell['method']} | {cell['model']} | {_pct(cell['accuracy'])} | {_pct(cell['ci95'][0])}–"
+            f"{_pct(cell['ci95'][1])} | {cell['scored']} | {scores} | {_num(cell['latency']['p50'])} | "
+            f"{_num(cell['latency']['p90'])} | {_num(cell['tokens']['total_mean'], 0)} | {_num(cell['llm_calls_mean'], 1)} | "
+            f"{_num(cell['tool_calls_mean'], 1)} | {_num(cell['replans_mean'], 1)} | {_num(cell['critic_rounds_mean'], 1)} |"
+        )
+    if summary["comparisons"]:
+        lines += ["", "## Paired comparisons (McNemar's exact test)", "",
+                  "| A | B | paired | A won | A lost | p-value | verdict |", "|---|---|---|---|---|---|---|"]
+        for comp in summary["comparisons"]:
+            verdict = _verdict(comp)
+            lines.append(f"| {comp['a']} | {comp['b']} | {comp['paired']} | {comp['a_only']} | {comp['b_only']} | "
+                         f"{comp['p_value']:.3g} | {verdict} |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def _verdict(comp: dict[str, Any]) -> str:
+    if not comp["paired"]:
+        return "no items in common"
+    if comp["p_value"] >= 0.05:
+        return "no significant difference"
+    return f"{comp['a'] if comp['a_only'] > comp['b_only'] else comp['b']} better"
+
+
+# ------------------------------------------------------------------------------------------------ SVG plots
+
+
+def _esc(text: Any) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _svg(width: int, height: int, body: list[str], title: str) -> str:
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" '
+            f'height="{height}" role="img" aria-label="{_esc(title)}" font-family="system-ui, sans-serif" '
+            f'font-size="12"><title>{_esc(title)}</title>' + "".join(body) + "</svg>")
+
+
+def accuracy_svg(cells: Sequence[dict[str, Any]]) -> str:
+    """Bars of accuracy per cell with 95% interval whiskers."""
+    width, left, right, top, bottom = 90 + 120 * max(1, len(cells)), 50, 20, 44, 46
+    height = 300
+    plot_h = height - top - bottom
+    step = (width - left - right) / max(1, len(cells))
+    methods = list(dict.fromkeys(c["method"] for c in cells))
+    body = [f'<text x="{left}" y="18" font-weight="bold">Accuracy (95% Wilson interval)</text>']
+    for tick in range(0, 101, 25):
+        y = top + plot_h * (1 - tick / 100)
+        body.append(f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>'
+                    f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{tick}%</text>')
+    for i, cell in enumerate(cells):
+        x = left + step * i + step * 0.2
+        w = step * 0.6
+        acc = cell["accuracy"] or 0.0
+        y = top + plot_h * (1 - acc)
+        color = _PALETTE[methods.index(cell["method"]) % len(_PALETTE)]
+        body.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{w:.1f}" height="{top + plot_h - y:.1f}" fill="{color}">'
+                    f'<title>{_esc(cell["method"])} @ {_esc(cell["model"])}: {_pct(cell["accuracy"])} '
+                    f'({cell["correct"]}/{cell["scored"]})</title></rect>')
+        lo, hi = cell["ci95"]
+        cx = x + w / 2
+        y_lo, y_hi = top + plot_h * (1 - lo), top + plot_h * (1 - hi)
+        body.append(f'<line x1="{cx:.1f}" x2="{cx:.1f}" y1="{y_lo:.1f}" y2="{y_hi:.1f}" stroke="#222"/>'
+                    f'<line x1="{cx - 6:.1f}" x2="{cx + 6:.1f}" y1="{y_lo:.1f}" y2="{y_lo:.1f}" stroke="#222"/>'
+                    f'<line x1="{cx - 6:.1f}" x2="{cx + 6:.1f}" y1="{y_hi:.1f}" y2="{y_hi:.1f}" stroke="#222"/>')
+        body.append(f'<text x="{cx:.1f}" y="{y_hi - 6:.1f}" text-anchor="middle">{_pct(cell["accuracy"])}</text>')
+        body.append(f'<text x="{cx:.1f}" y="{top + plot_h + 16}" text-anchor="middle">{_esc(cell["method"])}</text>'
+                    f'<text x="{cx:.1f}" y="{top + plot_h + 31}" text-anchor="middle" fill="#555">'
+                    f'{_esc(_short(_model_label(cell["model"]), 14))}</text>')
+    return _svg(int(width), height, body, "Accuracy per method and model")
+
+
+def _short(text: str, limit: int = 16) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _model_label(spec: str) -> str:
+    """A model spec short enough for an axis: GGUF paths shown by file name."""
+    if spec.startswith("embedded:"):
+        name = Path(spec[len("embedded:"):]).name
+        return "embedded:" + (name[:-5] if name.endswith(".gguf") else name)
+    return spec
+
+
+def distribution_svg(groups: Sequence[tuple[str, Sequence[float]]], title: str, unit: str) -> str:
+    """Horizontal box plots (quartiles, whiskers at min/max) with every value as a dot."""
+    left, right, top, row = 250, 40, 34, 42
+    width = 720
+    height = top + row * max(1, len(groups)) + 36
+    values = [v for _, vs in groups for v in vs]
+    step = _nice_step(max(values) / 4 if values and max(values) > 0 else 0.25)
+    ticks = max(1, math.ceil((max(values) if values else 1.0) / step - 1e-9))
+    hi = step * ticks
+    scale = (width - left - right) / hi
+    body = [f'<text x="10" y="18" font-weight="bold">{_esc(title)}</text>']
+    for t in range(ticks + 1):
+        value = step * t
+        x = left + value * scale
+        body.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top - 6}" y2="{height - 30}" stroke="#eee"/>'
+                    f'<text x="{x:.1f}" y="{height - 14}" text-anchor="middle">{_tick(value)}{_esc(unit)}</text>')
+    for i, (label, vs) in enumerate(groups):
+        y = top + row * i + row / 2
+        color = _PALETTE[i % len(_PALETTE)]
+        body.append(f'<text x="{left - 8}" y="{y + 4:.1f}" text-anchor="end">{_esc(_short(label, 34))}</text>')
+        if not vs:
+            continue
+        q1, med, q3 = (_quantile(vs, q) for q in (0.25, 0.5, 0.75))
+        lo, top_v = min(vs), max(vs)
+        body.append(f'<line x1="{left + lo * scale:.1f}" x2="{left + top_v * scale:.1f}" y1="{y:.1f}" y2="{y:.1f}" '
+                    f'stroke="#444"/>')
+        body.append(f'<rect x="{left + q1 * scale:.1f}" y="{y - 10:.1f}" width="{max(1.0, (q3 - q1) * scale):.1f}" '
+                    f'height="20" fill="{color}" fill-opacity="0.35" stroke="{color}"><title>{_esc(label)}: median '
+                    f'{_tick(med)}{_esc(unit)}, quartiles {_tick(q1)}–{_tick(q3)}, n={len(vs)}</title></rect>')
+        body.append(f'<line x1="{left + med * scale:.1f}" x2="{left + med * scale:.1f}" y1="{y - 10:.1f}" '
+                    f'y2="{y + 10:.1f}" stroke="#111" stroke-width="2"/>')
+        for j, v in enumerate(vs[:400]):
+            jitter = ((j * 7919) % 17 - 8) * 0.9  # deterministic spread, so reports are reproducible
+            body.append(f'<circle cx="{left + v * scale:.1f}" cy="{y + jitter:.1f}" r="2" fill="{color}" '
+                        f'fill-opacity="0.8"/>')
+    return _svg(width, int(height), body, title)
+
+
+def _nice_step(raw: float) -> float:
+    """The smallest 1, 2, 2.5 or 5 x 10^k at or above ``raw`` (axis ticks people can read)."""
+    power = 10 ** math.floor(math.log10(raw))
+    for factor in (1, 2, 2.5, 5, 10):
+        if factor * power >= raw:
+            return factor * power
+    return 10 * power
+
+
+def _tick(value: float) -> str:
+    if value >= 100:
+        return f"{value:.0f}"
+    if value >= 10 or value == int(value):
+        return f"{value:.0f}" if value == int(value) else f"{value:.1f}"
+    return f"{value:g}"
+
+
+# ---------------------------------------------------------------------------------------------------- HTML
+
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1100px;padding:0 1rem;color:#222}
+table{border-collapse:collapse;margin:1rem 0;font-size:13px}th,td{border:1px solid #ddd;padding:4px 8px;text-align:left;
+vertical-align:top}th{background:#f5f5f5}td.ok{color:#1a7f37}td.bad{color:#c62828}.plots svg{display:block;margin:1rem 0}
+code{background:#f5f5f5;padding:0 3px}details{margin:1rem 0}.muted{color:#666}
+"""
+
+
+def render_html(summary: dict[str, Any], records: Sequence[dict[str, Any]]) -> str:
+    """A single self-contained HTML page: tables, inline SVG plots, every item."""
+    cells = summary["cells"]
+    by_cell = _cells(records)
+    latency = [(f"{c['method']} @ {_model_label(c['model'])}", [float(r["latency"]) for r in by_cell[(c["method"], c["model"])]
+                                                  if r.get("latency") is not None]) for c in cells]
+    tokens = [(f"{c['method']} @ {_model_label(c['model'])}", [float(r.get("prompt_tokens", 0) + r.get("completion_tokens", 0))
+                                                 for r in by_cell[(c["method"], c["model"])]]) for c in cells]
+    md_rows = []
+    for cell in cells:
+        scores = "".join(f"<td>{_num(cell['scores'][s]['mean'], 3)}</td>" for s in summary["scorers"])
+        md_rows.append(
+            f"<tr><td>{_esc(cell['method'])}</td><td>{_esc(cell['model'])}</td><td>{_pct(cell['accuracy'])}</td>"
+            f"<td>{_pct(cell['ci95'][0])}–{_pct(cell['ci95'][1])}</td><td>{cell['scored']}</td>{scores}"
+            f"<td>{_num(cell['latency']['p50'])}</td><td>{_num(cell['latency']['p90'])}</td>"
+            f"<td>{_num(cell['tokens']['total_mean'], 0)}</td><td>{_num(cell['llm_calls_mean'], 1)}</td>"
+            f"<td>{_num(cell['tool_calls_mean'], 1)}</td><td>{_num(cell['replans_mean'], 1)}</td>"
+            f"<td>{_num(cell['critic_rounds_mean'], 1)}</td><td>{cell['failed']}</td></tr>")
+    score_heads = "".join(f"<th>{_esc(s)}</th>" for s in summary["scorers"])
+    comp_rows = "".join(
+        f"<tr><td>{_esc(c['a'])}</td><td>{_esc(c['b'])}</td><td>{c['paired']}</td><td>{c['a_only']}</td>"
+        f"<td>{c['b_only']}</td><td>{c['p_value']:.3g}</td><td>{_esc(_verdict(c))}</td></tr>"
+        for c in summary["comparisons"])
+    item_rows = []
+    for r in records:
+        verdict = "–" if r.get("correct") is None else ("✓" if r["correct"] else "✗")
+        css = "" if r.get("correct") is None else ("ok" if r["correct"] else "bad")
+        answer = (r.get("value") or r.get("answer") or "")[:300]
+        error = f' <span class="muted">({_esc(r["error"])})</span>' if r.get("error") else ""
+        item_rows.append(
+            f"<tr><td>{_esc(r['item_id'])}</td><td>{_esc(r['method'])}</td><td>{_esc(_short(_model_label(r['model']), 24))}</td>"
+            f"<td>{_esc(r['question'][:200])}</td><td>{_esc(' | '.join(r.get('gold', []))[:120])}</td>"
+            f"<td>{_esc(answer)}{error}</td><td class=\"{css}\">{verdict}</td><td>{_num(r.get('latency'))}</td>"
+            f"<td>{r.get('prompt_tokens', 0) + r.get('completion_tokens', 0)}</td></tr>")
+    meta = summary.get("meta", {})
+    dataset = meta.get("dataset") or {}
+    problems = dataset.get("problems") or []
+    problem_html = (f"<details><summary>{len(problems)} malformed record(s) skipped</summary><ul>"
+                    + "".join(f"<li>{_esc(p)}</li>" for p in problems[:100]) + "</ul></details>") if problems else ""
+    config = meta.get("config") or {}
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Conclave evaluation {_esc(summary['run_id'])}</title>
+<style>{_CSS}</style></head><body>
+<h1>Evaluation <code>{_esc(summary['run_id'])}</code></h1>
+<p>Data set <code>{_esc(config.get('dataset', dataset.get('path', '')))}</code>
+{_esc(dataset.get('items_selected', ''))} items{(', collection <code>' + _esc(dataset['collection']) + '</code>') if dataset.get('collection') else ''}.
+Primary scorer <code>{_esc(summary['primary_scorer'])}</code>. Units {summary['units']}, backend calls {summary['backend_calls']},
+served wholly from cache {summary['cached_units']}, failed {summary['failed_units']}. Generated {_esc(summary['generated'])}.</p>
+{problem_html}
+<table><tr><th>method</th><th>model</th><th>accuracy</th><th>95% CI</th><th>n</th>{score_heads}<th>latency p50 (s)</th>
+<th>p90 (s)</th><th>tokens/item</th><th>LLM calls</th><th>tool calls</th><th>re-plans</th><th>critic rounds</th><th>failed</th></tr>
+{''.join(md_rows)}</table>
+<div class="plots">
+{accuracy_svg(cells)}
+{distribution_svg(latency, "Latency per item", "s")}
+{distribution_svg(tokens, "Tokens per item (prompt + completion)", "")}
+</div>
+{('<h2>Paired comparisons (McNemar exact)</h2><table><tr><th>A</th><th>B</th><th>paired</th><th>A won</th><th>A lost</th><th>p</th><th>verdict</th></tr>' + comp_rows + '</table>') if comp_rows else ''}
+<h2>Items</h2>
+<table><tr><th>item</th><th>method</th><th>model</th><th>question</th><th>gold</th><th>answer</th><th></th><th>s</th><th>tokens</th></tr>
+{''.join(item_rows)}</table>
+<p class="muted">Full traces are in items.jsonl next to this file.</p>
+</body></html>
+"""
+
+
+def write_reports(run_dir: Path, records: Sequence[dict[str, Any]], *, run_id: str) -> dict[str, Any]:
+    """Write summary.json, report.md and report.html into ``run_dir``; returns the summary."""
+    meta: dict[str, Any] = {}
+    manifest_path = run_dir / "manifest.json"
+    if manifest_path.is_file():
+        manifest = runs.read_json(manifest_path)
+        meta = {"dataset": manifest.get("dataset"), "config": manifest.get("config"), "models": manifest.get("models")}
+    summary = summarize(records, run_id=run_id, meta=meta)
+    runs.write_json(run_dir / "summary.json", summary, run_id=run_id)
+    runs.write_text(run_dir / "report.md", render_markdown(summary), run_id=run_id)
+    runs.write_text(run_dir / "report.html", render_html(summary, records), run_id=run_id)
+    return summary

@@ -1,0 +1,228 @@
+"""Run folders under ``$CONCLAVE_HOME/runs/``: ids, manifests, atomic JSON and append-only, fsynced JSONL.
+
+A run folder is the unit of reproducibility and of resumption: ``manifest.json`` records what produced it (settings
+with secrets masked, model specs, prompt hashes, package versions, git revision), and per-item results are appended
+to JSONL and fsynced as they finish, so a killed process loses at most the item in flight.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from conclave.errors import ConclaveError, ConfigError
+from conclave.settings import Settings
+
+__all__ = [
+    "RunFolderError",
+    "JsonlLog",
+    "build_manifest",
+    "create_run_dir",
+    "find_run",
+    "git_revision",
+    "new_run_id",
+    "package_versions",
+    "read_json",
+    "read_jsonl",
+    "write_json",
+]
+
+_PACKAGES = ("conclave", "autogen-agentchat", "autogen-core", "autogen-ext", "llama-cpp-python", "langchain-core",
+             "chromadb", "sentence-transformers", "pydantic", "typer")
+
+
+class RunFolderError(ConclaveError):
+    """The run folder cannot be written (permissions, disk full); finished items stay on disk."""
+
+
+def _write_error(path: Path, exc: OSError, run_id: str | None = None) -> RunFolderError:
+    reason = exc.strerror or str(exc)
+    resume = f"; finished items are kept: resume with --resume {run_id}" if run_id else ""
+    return RunFolderError(f"cannot write {path}: {reason}",
+                          hint=f"free disk space or make CONCLAVE_HOME writable{resume}")
+
+
+def new_run_id(prefix: str) -> str:
+    """``<prefix>-YYYYmmdd-HHMMSS-xxxx`` (sortable, unique enough for one machine)."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return f"{prefix}-{stamp}-{secrets.token_hex(2)}"
+
+
+def create_run_dir(settings: Settings, run_id: str) -> Path:
+    """Make ``runs/<run_id>``; a clear RunFolderError when that is impossible."""
+    folder = settings.runs_path / run_id
+    try:
+        folder.mkdir(parents=True, exist_ok=False)
+    except FileExistsError as exc:
+        raise ConfigError(f"run {run_id} already exists", hint=f"resume it with --resume {run_id}") from exc
+    except OSError as exc:
+        raise RunFolderError(f"cannot create the run folder {folder}: {exc.strerror or exc}",
+                             hint="make CONCLAVE_HOME writable (or set CONCLAVE_HOME to a writable folder)") from exc
+    return folder
+
+
+def find_run(settings: Settings, run: str) -> Path:
+    """A run folder from its id (under ``runs/``) or a path; ConfigError listing recent runs otherwise."""
+    candidates = [Path(run).expanduser(), settings.runs_path / run]
+    for path in candidates:
+        if path.is_dir() and (path / "manifest.json").is_file():
+            return path
+    recent = sorted((p.name for p in settings.runs_path.glob("*") if p.is_dir()), reverse=True)[:5] \
+        if settings.runs_path.is_dir() else []
+    listed = f" (recent: {', '.join(recent)})" if recent else " (there are no runs yet)"
+    raise ConfigError(f"no run {run!r} under {settings.runs_path}{listed}",
+                      hint="give a run id from `ls $CONCLAVE_HOME/runs` or the path of a run folder")
+
+
+def write_json(path: Path, data: Any, *, run_id: str | None = None) -> None:
+    """Write JSON atomically (temp file + rename), so a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with tmp.open("w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=2, ensure_ascii=False, default=str)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise _write_error(path, exc, run_id) from exc
+
+
+def write_text(path: Path, text: str, *, run_id: str | None = None) -> None:
+    """Write a text file atomically."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise _write_error(path, exc, run_id) from exc
+
+
+def read_json(path: Path) -> Any:
+    """Parse a JSON file; ConfigError naming the file when it is missing or broken."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path} is missing", hint="is this a Conclave run folder?") from exc
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path} is not valid JSON: {exc.msg}", hint="the run folder is damaged") from exc
+
+
+def read_jsonl(path: Path) -> tuple[list[dict[str, Any]], int]:
+    """The complete records of a JSONL file and the byte length they span (a torn last line is left out)."""
+    if not path.is_file():
+        return [], 0
+    raw = path.read_bytes()
+    records: list[dict[str, Any]] = []
+    good = 0
+    start = 0
+    while start < len(raw):
+        end = raw.find(b"\n", start)
+        if end == -1:
+            break  # a line without its newline was being written when the process died
+        line = raw[start:end].strip()
+        if line:
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError:
+                break
+            if isinstance(value, dict):
+                records.append(value)
+        start = end + 1
+        good = start
+    return records, good
+
+
+class JsonlLog:
+    """Append-only JSONL whose every record is flushed and fsynced before ``append`` returns."""
+
+    def __init__(self, path: Path, *, run_id: str | None = None):
+        self.path = path
+        self.run_id = run_id
+
+    def load(self) -> list[dict[str, Any]]:
+        """Records written so far; a torn last line (killed mid-write) is cut off so appends stay valid."""
+        records, good = read_jsonl(self.path)
+        if self.path.is_file() and self.path.stat().st_size != good:
+            try:
+                with self.path.open("r+b") as fh:
+                    fh.truncate(good)
+                    os.fsync(fh.fileno())
+            except OSError as exc:
+                raise _write_error(self.path, exc, self.run_id) from exc
+        return records
+
+    def append(self, record: dict[str, Any]) -> None:
+        """Write one record durably."""
+        line = json.dumps(record, ensure_ascii=False, default=str) + "\n"
+        try:
+            with self.path.open("a", encoding="utf-8") as fh:
+                fh.write(line)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:
+            raise _write_error(self.path, exc, self.run_id) from exc
+
+    def extend(self, records: Iterable[dict[str, Any]]) -> None:
+        for record in records:
+            self.append(record)
+
+
+def package_versions() -> dict[str, str]:
+    """Installed versions of the packages that shape results."""
+    out = {}
+    for name in _PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def git_revision() -> dict[str, Any] | None:
+    """The source tree's git commit and whether it has uncommitted changes (None outside a checkout)."""
+    root = Path(__file__).resolve().parents[2]
+    if not (root / ".git").exists():
+        return None
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        status = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                                capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if head.returncode != 0:
+        return {"commit": None, "dirty": True}
+    return {"commit": head.stdout.strip(), "dirty": bool(status.stdout.strip())}
+
+
+def build_manifest(settings: Settings, *, kind: str, run_id: str, config: dict[str, Any],
+                   models: dict[str, Any]) -> dict[str, Any]:
+    """What produced a run: everything needed to reproduce it, with secrets masked."""
+    from agents.prompting import prompt_hashes
+    from workflows.evaluation import prompts
+
+    return {
+        "run_id": run_id,
+        "kind": kind,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created_unix": time.time(),
+        "command": [Path(sys.argv[0]).name, *sys.argv[1:]] if sys.argv else [],
+        "config": config,
+        "models": models,
+        "settings": settings.redacted(),
+        "prompt_hashes": {**prompt_hashes(), **{f"evaluation/{k}": v for k, v in prompts.hashes().items()}},
+        "packages": package_versions(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "git": git_revision(),
+    }

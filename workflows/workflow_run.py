@@ -1,0 +1,359 @@
+"""Run a workflow file: one run folder with a manifest, per-step outputs, resumable step by step and item by item.
+
+Layout of ``$CONCLAVE_HOME/runs/<run id>/``: ``workflow.yaml`` (the file as run), ``run.json`` (where it came from),
+``manifest.json``, ``steps.jsonl`` (one fsynced line per finished step, with its outputs) and ``steps/<id>/`` (each
+step's files). ``--resume`` re-reads the stored workflow, skips finished steps, and resumes the unfinished one where
+it stopped (batch answers and eval items are appended as they finish).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from conclave.errors import ConclaveError, ConfigError, WorkflowError
+from conclave.settings import Settings
+from workflows.evaluation import runs
+from workflows.evaluation.cache import CacheSet, ClientFactory
+from workflows.workflow_file import REFERENCE, Workflow, load_workflow, parse_workflow, step_kind
+
+__all__ = ["StepPlan", "WorkflowResult", "plan_workflow", "run_workflow", "workflow_settings"]
+
+Note = Callable[[str], None]
+ROLES = ("planner", "retriever", "reasoner", "critic", "judge")
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    """One step as it will run."""
+
+    id: str
+    kind: str
+    args: dict[str, Any]
+
+
+@dataclass
+class WorkflowResult:
+    """A finished (or dry-run) workflow."""
+
+    run_id: str | None
+    run_dir: Path | None
+    steps: list[StepPlan]
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def workflow_settings(workflow: Workflow, settings: Settings, source: str = "workflow") -> Settings:
+    """The settings a workflow runs with: its overrides, models and collection on top of ``settings``."""
+    from conclave.settings import Settings as SettingsModel
+
+    data = settings.model_dump()
+    data.update(workflow.settings)
+    roles = dict(data.get("roles") or {})
+    for role in ROLES:
+        spec = getattr(workflow.models, role)
+        if spec:
+            roles[role] = spec
+    data["roles"] = roles
+    if workflow.models.default:
+        data["model"] = workflow.models.default
+    if workflow.collection:
+        data["collection"] = workflow.collection
+    try:
+        return SettingsModel.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise WorkflowError(f"{source}: settings.{where}: {err['msg']}", hint="fix the workflow's settings block") from exc
+
+
+def plan_workflow(workflow: Workflow) -> list[StepPlan]:
+    """The steps in order, with their ids and arguments (references still unresolved)."""
+    return [StepPlan(sid, step_kind(step) or "?", getattr(step, step_kind(step) or "").model_dump())
+            for sid, step in zip(workflow.step_ids(), workflow.steps, strict=True)]
+
+
+def _resolve(value: Any, outputs: dict[str, dict[str, Any]]) -> Any:
+    """Substitute ``${steps.ID.FIELD}`` with earlier outputs (validated at load time, so they exist)."""
+    if isinstance(value, str):
+        whole = REFERENCE.fullmatch(value.strip())
+        if whole:
+            return outputs[whole.group(1)][whole.group(2)]
+        return REFERENCE.sub(lambda m: str(outputs[m.group(1)][m.group(2)]), value)
+    if isinstance(value, dict):
+        return {k: _resolve(v, outputs) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve(v, outputs) for v in value]
+    return value
+
+
+def _path(raw: str, base: Path) -> Path:
+    path = Path(raw).expanduser()
+    return path if path.is_absolute() else (base / path)
+
+
+# ---------------------------------------------------------------------------------------------------- steps
+
+
+class _Runner:
+    def __init__(self, workflow: Workflow, settings: Settings, run_dir: Path, run_id: str, base: Path,
+                 note: Note, client_factory: ClientFactory | None, on_eval_progress: Callable[[Any], None] | None):
+        self.workflow = workflow
+        self.settings = settings
+        self.run_dir = run_dir
+        self.run_id = run_id
+        self.base = base
+        self.note = note
+        self.caches = CacheSet(settings, enabled=settings.cache, factory=client_factory)
+        self.client_factory = client_factory
+        self.on_eval_progress = on_eval_progress
+
+    def step_dir(self, step_id: str) -> Path:
+        folder = self.run_dir / "steps" / step_id
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise runs.RunFolderError(f"cannot create {folder}: {exc.strerror or exc}",
+                                      hint=f"free disk space or fix permissions, then resume with --resume {self.run_id}") from exc
+        return folder
+
+    async def clients(self) -> dict[str, Any]:
+        from conclave.models import role_spec
+
+        return {role: await self.caches.client(await role_spec(self.settings, role))  # type: ignore[arg-type]
+                for role in ("planner", "retriever", "reasoner", "critic")}
+
+    async def answer(self, question: str, method: str | None, collection: str | None) -> dict[str, Any]:
+        from workflows.runner import build_context, run_question
+
+        ctx = await build_context(question, self.settings, method=method, collection=collection,
+                                  clients=await self.clients())
+        events = [e async for e in run_question(ctx) if e.kind != "answer_delta"]
+        answer = next((e for e in reversed(events) if e.kind == "answer"), None)
+        failure = next((e for e in events if e.kind == "run_failed"), None)
+        finished = events[-1]
+        return {
+            "question": ctx.question,
+            "method": ctx.method,
+            "models": ctx.models,
+            "answer": getattr(answer, "text", ""),
+            "value": getattr(answer, "value", None),
+            "sources": [s.__dict__ for s in getattr(answer, "sources", [])],
+            "ok": failure is None,
+            "error": getattr(failure, "error", None),
+            "seconds": round(getattr(finished, "seconds", 0.0), 3),
+            "usage": getattr(finished, "usage", {}),
+            "trace": [e.to_dict() for e in events],
+        }
+
+    async def ingest(self, step_id: str, args: dict[str, Any]) -> dict[str, Any]:
+        from tools.ingest import ingest
+
+        collection = args["collection"] or self.settings.collection
+        paths = [_path(p, self.base) for p in args["paths"]]
+        report = await asyncio.to_thread(ingest, paths, collection, self.settings, include=args["include"],
+                                         exclude=args["exclude"], prune=args["prune"])
+        runs.write_json(self.step_dir(step_id) / "ingest.json", report.to_dict(), run_id=self.run_id)
+        self.note(f"{step_id}: {report.files_ingested} file(s) ingested, {report.files_unchanged} unchanged, "
+                  f"{report.chunks_total} chunks in {collection}")
+        return {"collection": collection, "chunks": report.chunks_total, "files": report.files_seen}
+
+    async def ask(self, step_id: str, args: dict[str, Any]) -> dict[str, Any]:
+        result = await self.answer(args["question"], args["method"], args["collection"])
+        path = self.step_dir(step_id) / "answer.json"
+        runs.write_json(path, result, run_id=self.run_id)
+        if not result["ok"]:
+            raise WorkflowError(f"step {step_id}: {result['error']}", hint=f"fix it, then resume with --resume {self.run_id}")
+        self.note(f"{step_id}: {result['answer'][:200]}")
+        return {"answer": result["answer"], "value": result["value"], "output": str(path)}
+
+    def _questions(self, path: Path) -> list[tuple[str, str]]:
+        if not path.is_file():
+            raise WorkflowError(f"questions file not found: {path}", hint="check the batch step's `questions` path")
+        out = []
+        lines = path.read_text(encoding="utf-8").splitlines()
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            if path.suffix.lower() in (".jsonl", ".json"):
+                try:
+                    record = json.loads(line)
+                    question = record["question"]
+                    if not isinstance(question, str) or not question.strip():
+                        raise KeyError("question")
+                except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                    raise WorkflowError(f"{path}:{number}: expected a JSON object with a 'question' string",
+                                        hint="fix that line of the questions file") from exc
+                out.append((str(record.get("id") or f"line-{number}"), question.strip()))
+            else:
+                out.append((f"line-{number}", line.strip()))
+        return out
+
+    async def batch(self, step_id: str, args: dict[str, Any]) -> dict[str, Any]:
+        questions = self._questions(_path(str(args["questions"]), self.base))
+        if args["limit"]:
+            questions = questions[: args["limit"]]
+        log = runs.JsonlLog(self.step_dir(step_id) / "answers.jsonl", run_id=self.run_id)
+        done = {r.get("id") for r in log.load()}
+        for qid, question in questions:
+            if qid in done:
+                continue
+            result = await self.answer(question, args["method"], args["collection"])
+            log.append({"id": qid, **{k: v for k, v in result.items()}})
+        self.note(f"{step_id}: {len(questions)} answer(s) in {log.path}")
+        return {"output": str(log.path), "count": len(questions)}
+
+    async def synthesize(self, step_id: str, args: dict[str, Any]) -> dict[str, Any]:
+        from workflows.synth import SynthConfig, synthesize
+
+        config = SynthConfig(collection=args["collection"] or self.settings.collection, n=args["n"],
+                             questions_per_chunk=args["questions_per_chunk"], min_similarity=args["min_similarity"],
+                             min_rating=args["min_rating"], seed=args["seed"])
+        out = self.step_dir(step_id) / "qa.jsonl"
+        # Not resumed item by item: a re-run is served from the response cache.
+        report = await synthesize(self.settings, config, out, caches=self.caches)
+        self.note(f"{step_id}: kept {report.kept} pair(s); rejected {dict(report.rejected)}")
+        return {"output": str(out), "kept": report.kept, "collection": config.collection}
+
+    async def eval(self, step_id: str, args: dict[str, Any]) -> dict[str, Any]:
+        from workflows.evaluation import EvalConfig, run_eval
+
+        dataset = args["dataset"]
+        kind, _, raw_path = dataset.partition(":")
+        dataset = f"{kind}:{_path(raw_path.strip(), self.base)}"
+        models = args["models"] or []
+        config = EvalConfig(dataset=dataset, methods=args["methods"], models=models, scorers=args["scorers"],
+                            limit=args["limit"], seed=args["seed"], concurrency=args["concurrency"], cache=args["cache"],
+                            strict=args["strict"], collection=args["collection"], judge=args["judge"])
+        result = await run_eval(config, self.settings, run_dir=self.step_dir(step_id), on_note=self.note,
+                                on_progress=self.on_eval_progress, client_factory=self.client_factory)
+        cells = result.summary["cells"]
+        accuracy = cells[0]["accuracy"] if len(cells) == 1 else {f"{c['method']}@{c['model']}": c["accuracy"] for c in cells}
+        self.note(f"{step_id}: " + ", ".join(f"{c['method']}@{c['model']} {c['accuracy']}" for c in cells))
+        return {"run_id": result.run_id, "run_dir": str(result.run_dir), "output": str(result.run_dir / "summary.json"),
+                "report": str(result.run_dir / "report.html"), "accuracy": accuracy}
+
+    async def report(self, step_id: str, args: dict[str, Any], outputs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        from workflows.evaluation.report import write_reports
+
+        records: list[dict[str, Any]] = []
+        several = len(args["runs"]) > 1
+        for ref in args["runs"]:
+            folder = Path(outputs[ref]["run_dir"])
+            rows, _ = runs.read_jsonl(folder / "items.jsonl")
+            latest = {r["key"]: r for r in rows if "key" in r}
+            for record in latest.values():
+                if several:
+                    # Different eval steps may run the same method on different data: keep their cells apart.
+                    record = {**record, "method": f"{ref}/{record['method']}"}
+                records.append(record)
+        folder = self.step_dir(step_id)
+        write_reports(folder, records, run_id=f"{self.run_id}/{step_id}")
+        return {"output": str(folder / "report.html"), "markdown": str(folder / "report.md")}
+
+    async def run_step(self, plan: StepPlan, outputs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        args = _resolve(plan.args, outputs)
+        if plan.kind == "report":
+            return await self.report(plan.id, args, outputs)
+        handler = getattr(self, plan.kind)
+        result: dict[str, Any] = await handler(plan.id, args)
+        return result
+
+
+# ---------------------------------------------------------------------------------------------------- runner
+
+
+async def run_workflow(
+    path: Path | None,
+    settings: Settings,
+    *,
+    resume: str | None = None,
+    dry_run: bool = False,
+    on_note: Note | None = None,
+    on_step: Callable[[StepPlan, str], None] | None = None,
+    on_start: Callable[[str, Path], None] | None = None,
+    on_eval_progress: Callable[[Any], None] | None = None,
+    client_factory: ClientFactory | None = None,
+) -> WorkflowResult:
+    """Validate and run a workflow (or only validate and plan it with ``dry_run``)."""
+    note = on_note or (lambda _m: None)
+    started = time.perf_counter()
+    if resume is not None:
+        run_dir = runs.find_run(settings, resume)
+        info = runs.read_json(run_dir / "run.json") if (run_dir / "run.json").is_file() else None
+        if not info or info.get("kind") != "workflow":
+            raise ConfigError(f"run {resume} is not a workflow run", hint="resume eval runs with `conclave eval --resume`")
+        text = (run_dir / "workflow.yaml").read_text(encoding="utf-8")
+        workflow = parse_workflow(text, info.get("source", str(run_dir / "workflow.yaml")))
+        base = Path(info["base_dir"])
+        source = info.get("source", "workflow")
+    else:
+        if path is None:
+            raise ConfigError("no workflow file given", hint="conclave run WORKFLOW.yaml (or --resume RUN_ID)")
+        workflow = load_workflow(path)
+        text = path.read_text(encoding="utf-8")
+        base = path.resolve().parent
+        source = str(path)
+        run_dir = None
+    run_settings = workflow_settings(workflow, settings, source)
+    plans = plan_workflow(workflow)
+    if dry_run:
+        for plan in plans:
+            if on_step is not None:
+                on_step(plan, "planned")
+        return WorkflowResult(None, None, plans, seconds=time.perf_counter() - started)
+
+    if run_dir is None:
+        slug = re.sub(r"[^A-Za-z0-9-]+", "-", workflow.name).strip("-")[:40] or "workflow"
+        run_id = runs.new_run_id(f"wf-{slug}")
+        run_dir = runs.create_run_dir(settings, run_id)
+        runs.write_text(run_dir / "workflow.yaml", text, run_id=run_id)
+        runs.write_json(run_dir / "run.json", {"kind": "workflow", "source": source, "base_dir": str(base),
+                                               "name": workflow.name}, run_id=run_id)
+        models = {role: run_settings.role_model(role) for role in ROLES}  # type: ignore[arg-type]
+        manifest = runs.build_manifest(run_settings, kind="workflow", run_id=run_id,
+                                       config={"workflow": workflow.model_dump(mode="json"), "source": source},
+                                       models=models)
+        runs.write_json(run_dir / "manifest.json", manifest, run_id=run_id)
+    run_id = run_dir.name
+    if on_start is not None:
+        on_start(run_id, run_dir)
+    log = runs.JsonlLog(run_dir / "steps.jsonl", run_id=run_id)
+    finished = {r["step"]: r["outputs"] for r in log.load() if r.get("status") == "finished"}
+    result = WorkflowResult(run_id, run_dir, plans)
+    runner = _Runner(workflow, run_settings, run_dir, run_id, base, note, client_factory, on_eval_progress)
+    try:
+        for plan in plans:
+            if plan.id in finished:
+                result.outputs[plan.id] = finished[plan.id]
+                result.skipped.append(plan.id)
+                if on_step is not None:
+                    on_step(plan, "skipped (finished earlier)")
+                continue
+            if on_step is not None:
+                on_step(plan, "running")
+            step_started = time.perf_counter()
+            try:
+                outputs = await runner.run_step(plan, result.outputs)
+            except ConclaveError as exc:
+                raise type(exc)(f"step {plan.id} ({plan.kind}): {exc.message}",
+                                hint=(exc.hint or "") + f" — then resume with --resume {run_id}") from exc
+            result.outputs[plan.id] = outputs
+            log.append({"step": plan.id, "kind": plan.kind, "status": "finished", "outputs": outputs,
+                        "seconds": round(time.perf_counter() - step_started, 3)})
+            if on_step is not None:
+                on_step(plan, "finished")
+    finally:
+        await runner.caches.close()
+    result.seconds = time.perf_counter() - started
+    runs.write_json(run_dir / "outputs.json", result.outputs, run_id=run_id)
+    return result
