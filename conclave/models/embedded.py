@@ -10,6 +10,7 @@ thread-safe), and a RAM prompt cache so a static prompt prefix is evaluated once
 from __future__ import annotations
 
 import asyncio
+import atexit
 import importlib.util
 import json
 import os
@@ -113,6 +114,20 @@ def _BoundedStateCache(max_entries: int) -> Any:  # noqa: N802 - a class built o
 
 _MODELS: dict[tuple[str, int], _SharedModel] = {}
 _MODELS_LOCK = threading.Lock()
+
+
+@atexit.register
+def _close_models() -> None:
+    """Free models before interpreter teardown (llama-cpp-python's own finalizer fails once its C bindings are gone)."""
+    for shared in list(_MODELS.values()):
+        # A generation thread stopped by Ctrl-C finishes its current token first; never free a model under it.
+        if not shared.lock.acquire(timeout=2.0):
+            continue
+        try:
+            shared.llama.close()
+        except Exception:  # shutting down: nothing useful to do with an error here
+            pass
+    _MODELS.clear()
 
 
 def _load(path: Path, n_ctx: int) -> _SharedModel:
@@ -414,6 +429,12 @@ class EmbeddedChatCompletionClient(ChatCompletionClient):
         if cancellation_token is not None:
             cancellation_token.add_callback(stop.set)
 
+        def post(item: tuple[str, Any]) -> None:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+            except RuntimeError:  # the consumer's loop is gone (stopped early, or the program is exiting)
+                stop.set()
+
         def produce() -> None:
             finish = "stop"
             pieces = 0
@@ -428,13 +449,13 @@ class EmbeddedChatCompletionClient(ChatCompletionClient):
                         delta = choice.get("delta", {}).get("content")
                         if delta:
                             pieces += 1
-                            loop.call_soon_threadsafe(queue.put_nowait, ("delta", delta))
+                            post(("delta", delta))
                         if choice.get("finish_reason"):
                             finish = choice["finish_reason"]
                     total = int(shared.llama.n_tokens)
-                loop.call_soon_threadsafe(queue.put_nowait, ("done", (finish, pieces, total)))
+                post(("done", (finish, pieces, total)))
             except Exception as exc:  # surfaced in the event loop below
-                loop.call_soon_threadsafe(queue.put_nowait, ("error", exc))
+                post(("error", exc))
 
         worker = threading.Thread(target=produce, name="conclave-embedded", daemon=True)
         worker.start()
