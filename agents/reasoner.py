@@ -157,6 +157,8 @@ class Reasoner(RoleAgent):
         finally:
             await stream.aclose()  # type: ignore[attr-defined]
         raw = "".join(parts)
+        if finish == "budget":
+            remember_stopped_stream(self.client, messages, extra, parts)
         if result is not None:
             finish = result.finish_reason if result.finish_reason == "length" else finish
             if not raw and isinstance(result.content, str):
@@ -208,6 +210,21 @@ class Reasoner(RoleAgent):
         state.candidates = [candidate]
         state.chosen = None
         return "chains: revised " + ("valid" if candidate.chain is not None else "invalid")
+
+
+def remember_stopped_stream(client: Any, messages: list[LLMMessage], extra: dict[str, Any], parts: list[str]) -> None:
+    """A response cache stores a stream only when it ends; store one we stopped at the step budget, so a repeated run
+    replays it (and stops at the same place) instead of asking the model again."""
+    check, store = getattr(client, "_check_cache", None), getattr(client, "store", None)
+    if check is None or store is None:
+        return
+    cached, key = check(messages, [], None, extra)
+    if cached is None:
+        from autogen_core.models import RequestUsage
+
+        final = CreateResult(finish_reason="stop", content="".join(parts), cached=False,
+                             usage=RequestUsage(prompt_tokens=0, completion_tokens=len(parts)))
+        store.set(key, [*parts, final])
 
 
 class StepBudget:
