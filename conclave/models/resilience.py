@@ -32,6 +32,7 @@ from conclave.errors import (
     ConclaveError,
     ModelNotFound,
 )
+from conclave.models.delegating import DelegatingClient
 
 log = logging.getLogger(__name__)
 
@@ -124,11 +125,11 @@ def _short(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-class ResilientClient(ChatCompletionClient):
+class ResilientClient(DelegatingClient):
     """Wraps a backend client: bounded retries with backoff for transient errors, one clear error otherwise."""
 
     def __init__(self, inner: ChatCompletionClient, *, spec: str, where: str, max_retries: int = 3, backoff: float = 0.5):
-        self.inner = inner
+        super().__init__(inner)
         self.spec = spec
         self.where = where
         self.max_retries = max_retries
@@ -220,29 +221,9 @@ class ResilientClient(ChatCompletionClient):
             prompt = 0
         return result.model_copy(update={"usage": RequestUsage(prompt_tokens=prompt, completion_tokens=chunks)})
 
-    async def close(self) -> None:
-        await self.inner.close()
-
-    def actual_usage(self) -> RequestUsage:
-        return self.inner.actual_usage()
-
-    def total_usage(self) -> RequestUsage:
-        return self.inner.total_usage()
-
     def count_tokens(self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = []) -> int:
         if type(self.inner).__name__ == "OpenAIChatCompletionClient":
             # autogen counts with tiktoken, which fetches its tables from the internet on first use: estimate instead
             # (about four characters a token), so counting never blocks on a network that is not there.
             return sum(len(str(getattr(m, "content", ""))) for m in messages) // 4 + 4 * len(messages)
         return self.inner.count_tokens(messages, tools=tools)
-
-    def remaining_tokens(self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = []) -> int:
-        return self.inner.remaining_tokens(messages, tools=tools)
-
-    @property
-    def capabilities(self) -> ModelCapabilities:  # type: ignore[override]
-        return self.inner.capabilities  # type: ignore[no-any-return]
-
-    @property
-    def model_info(self) -> ModelInfo:
-        return self.inner.model_info

@@ -22,6 +22,7 @@ from autogen_core.models import ChatCompletionClient, CreateResult, LLMMessage, 
 from autogen_core.tools import Tool, ToolSchema
 from pydantic import BaseModel
 
+from conclave.models.delegating import DelegatingClient
 from conclave.settings import Settings
 
 __all__ = ["BackendCounter", "CacheSet", "cache_dir", "item_backend_calls"]
@@ -47,11 +48,11 @@ def cache_dir(settings: Settings, spec: str) -> Path:
     return settings.cache_path / f"{slug}-{hashlib.sha256(knobs.encode()).hexdigest()[:10]}"
 
 
-class BackendCounter(ChatCompletionClient):
+class BackendCounter(DelegatingClient):
     """A transparent wrapper that counts calls reaching ``client`` (the real backend)."""
 
     def __init__(self, client: ChatCompletionClient):
-        self.client = client  # `client` is the attribute client_name() and schema_args() look through
+        super().__init__(client)
         self.calls = 0
 
     def _count(self) -> None:
@@ -60,58 +61,14 @@ class BackendCounter(ChatCompletionClient):
         if counter is not None:
             counter[0] += 1
 
-    async def create(
-        self,
-        messages: Sequence[LLMMessage],
-        *,
-        tools: Sequence[Tool | ToolSchema] = [],
-        tool_choice: Tool | Literal["auto", "required", "none"] = "auto",
-        json_output: bool | type[BaseModel] | None = None,
-        extra_create_args: Mapping[str, Any] = {},
-        cancellation_token: CancellationToken | None = None,
-    ) -> CreateResult:
+    async def create(self, messages: Sequence[LLMMessage], **kwargs: Any) -> CreateResult:
         self._count()
-        return await self.client.create(messages, tools=tools, tool_choice=tool_choice, json_output=json_output,
-                                        extra_create_args=extra_create_args, cancellation_token=cancellation_token)
+        return await super().create(messages, **kwargs)
 
-    async def create_stream(
-        self,
-        messages: Sequence[LLMMessage],
-        *,
-        tools: Sequence[Tool | ToolSchema] = [],
-        tool_choice: Tool | Literal["auto", "required", "none"] = "auto",
-        json_output: bool | type[BaseModel] | None = None,
-        extra_create_args: Mapping[str, Any] = {},
-        cancellation_token: CancellationToken | None = None,
-    ) -> AsyncGenerator[str | CreateResult, None]:
+    async def create_stream(self, messages: Sequence[LLMMessage], **kwargs: Any) -> AsyncGenerator[str | CreateResult, None]:
         self._count()
-        async for item in self.client.create_stream(messages, tools=tools, tool_choice=tool_choice,
-                                                    json_output=json_output, extra_create_args=extra_create_args,
-                                                    cancellation_token=cancellation_token):
+        async for item in super().create_stream(messages, **kwargs):
             yield item
-
-    async def close(self) -> None:
-        await self.client.close()
-
-    def actual_usage(self) -> RequestUsage:
-        return self.client.actual_usage()
-
-    def total_usage(self) -> RequestUsage:
-        return self.client.total_usage()
-
-    def count_tokens(self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = []) -> int:
-        return self.client.count_tokens(messages, tools=tools)
-
-    def remaining_tokens(self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = []) -> int:
-        return self.client.remaining_tokens(messages, tools=tools)
-
-    @property
-    def capabilities(self) -> ModelCapabilities:  # type: ignore[override]
-        return self.client.capabilities  # type: ignore[no-any-return]
-
-    @property
-    def model_info(self) -> ModelInfo:
-        return self.client.model_info
 
 
 async def _default_factory(spec: str, settings: Settings) -> ChatCompletionClient:
