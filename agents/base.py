@@ -68,6 +68,8 @@ class TeamState:
     verdict: str | None = None
     reasons: list[str] = field(default_factory=list)
     vote_counts: dict[str, int] = field(default_factory=dict)
+    sampling: bool = False
+    """Self-consistency with early stopping is under way: the reifier asks for more chains until enough agree."""
     answer_text: str = ""
     answer_value: str | None = None
     sources: list[Passage] = field(default_factory=list)

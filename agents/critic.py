@@ -45,6 +45,8 @@ class Critic(RoleAgent):
             verdict = await self.break_tie(cancellation_token)
         elif problems:
             verdict = Verdict(verdict="revise", reasons=problems)
+        elif (agreed := self.agreement()) is not None:
+            verdict = Verdict(verdict="accept", reasons=[agreed])
         elif not state.settings.coa.use_critic:
             verdict = Verdict(verdict="accept", reasons=["critic disabled (coa.use_critic = false)"])
         else:
@@ -61,6 +63,18 @@ class Critic(RoleAgent):
         if verdict.verdict == "revise":
             state.critic_rounds += 1
         return f"verdict: {verdict.verdict}"
+
+    def agreement(self) -> str | None:
+        """Independent samples that agree on the answer are stronger evidence than one more model judgement."""
+        state = self.state
+        counts = state.vote_counts
+        if len(state.candidates) < 2 or not counts or state.tied:
+            return None
+        top = max(counts.values())
+        if top < 2:
+            return None
+        winner = max(counts, key=counts.__getitem__)
+        return f"{top} of {len(state.candidates)} sampled chains agree on {winner}"
 
     async def break_tie(self, cancellation_token: CancellationToken) -> Verdict:
         """Samples tied in the vote: the first tied chain the critic accepts wins."""

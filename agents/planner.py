@@ -37,8 +37,18 @@ class Planner(RoleAgent):
         super().__init__("planner", "Splits the question into sub-questions and says what each needs.", state)
         self.client = client
 
+    def needs_model(self) -> bool:
+        """``coa.plan = auto``: a plan pays for itself when there is knowledge to search or a conversation to
+        resolve; a self-contained question (arithmetic) goes to the reasoner as it is."""
+        mode = self.state.settings.coa.plan
+        return mode == "always" or (mode == "auto" and (self.state.collection is not None or bool(self.state.history)))
+
     async def act(self, cancellation_token: CancellationToken) -> str:
         state = self.state
+        if not self.needs_model():
+            state.subquestions = fallback_plan(state.question, state.collection is not None)
+            await state.publish(PlanMade(subquestions=[vars(s) for s in state.subquestions], raw=""))
+            return "plan: the question as it is"
         user = f"Question: {state.question}"
         if state.history:
             last_q, last_a = state.history[-1]

@@ -178,15 +178,25 @@ class Reasoner(RoleAgent):
         state = self.state
         if state.chosen is not None and state.verdict == "revise":
             return await self.revise(cancellation_token)
-        base: list[LLMMessage] = [SystemMessage(content=self.system_prompt()),
-                                  UserMessage(content=self.user_prompt(), source="user")]
-        state.candidates = [Candidate(sample=i, messages=list(base)) for i in range(state.settings.coa.samples)]
+        coa = state.settings.coa
+        if state.sampling and state.candidates:
+            # The reifier found no agreement yet: one more chain, from the same opening messages.
+            fresh = [Candidate(sample=len(state.candidates), messages=list(state.candidates[0].messages[:2]))]
+        else:
+            base: list[LLMMessage] = [SystemMessage(content=self.system_prompt()),
+                                      UserMessage(content=self.user_prompt(), source="user")]
+            # With early stopping, draw only as many chains as must agree; the reifier asks for more when they do not.
+            state.sampling = coa.samples > 1 and coa.agree > 0
+            first = min(coa.samples, coa.agree) if state.sampling else coa.samples
+            fresh = [Candidate(sample=i, messages=list(base)) for i in range(first)]
+            state.candidates = []
         if self.client.model_info.get("family") == "unknown" and _is_embedded(self.client):
             # One in-process model: concurrent requests would only queue behind its lock.
-            for candidate in state.candidates:
+            for candidate in fresh:
                 await self._draft(candidate, cancellation_token)
         else:
-            await asyncio.gather(*(self._draft(c, cancellation_token) for c in state.candidates))
+            await asyncio.gather(*(self._draft(c, cancellation_token) for c in fresh))
+        state.candidates.extend(fresh)
         valid = sum(1 for c in state.candidates if c.chain is not None)
         return f"chains: {valid} of {len(state.candidates)} valid"
 

@@ -67,6 +67,12 @@ class CoASettings(_Frozen):
     """Chain-of-abstraction knobs."""
 
     samples: int = Field(1, ge=1, le=16)
+    """Chains to draw at most and vote on (self-consistency)."""
+    agree: int = Field(2, ge=0, le=16)
+    """Stop sampling early once this many chains agree on the answer (and no other answer ties); 0 draws all."""
+    plan: Literal["auto", "always", "never"] = "auto"
+    """Whether the planner calls the model: ``auto`` does when there is a collection to search or a conversation to
+    resolve; a self-contained question (arithmetic) goes straight to the reasoner."""
     sample_temperature: float = Field(0.7, ge=0.0, le=2.0)
     max_replans: int = Field(2, ge=0, le=5)
     max_critic_rounds: int = Field(2, ge=0, le=5)

@@ -12,6 +12,54 @@ from conclave.events import Event, RunFailed, RunFinished, RunStarted, Usage
 from conclave.settings import Settings
 
 METHODS = ("coa", "cot", "react", "direct")
+# Short names for chain-of-abstraction options in a method variant (``coa:k=5``).
+_COA_ALIASES = {"k": "samples", "critic": "use_critic"}
+
+
+def parse_method(spec: str) -> tuple[str, dict[str, Any]]:
+    """``NAME`` or ``NAME:key=value,...`` -> (name, options). Only ``coa`` takes options: its ``coa.*`` settings
+    (``samples``/``k``, ``agree``, ``use_critic``/``critic``, ``plan``, ``few_shot``, ...), so one evaluation can
+    compare variants such as ``coa:k=1`` and ``coa:k=5``."""
+    name, _, rest = spec.strip().partition(":")
+    name = name.strip()
+    if name not in METHODS:
+        raise ConfigError(f"unknown method {name!r}", hint=f"use one of: {', '.join(METHODS)} "
+                          "(options after a colon, e.g. coa:k=5)")
+    options: dict[str, Any] = {}
+    if not rest.strip():
+        return name, options
+    if name != "coa":
+        raise ConfigError(f"method {name!r} takes no options (got {spec!r})",
+                          hint="only coa has variants, e.g. coa:k=5,critic=false")
+    from conclave.settings import CoASettings
+
+    for part in rest.split(","):
+        key, eq, value = (x.strip() for x in part.partition("="))
+        key = _COA_ALIASES.get(key, key)
+        if not eq or key not in CoASettings.model_fields:
+            raise ConfigError(f"bad option {part.strip()!r} in method {spec!r}",
+                              hint="write key=value with a coa setting, e.g. coa:k=5,agree=2,critic=false "
+                                   f"(settings: {', '.join(CoASettings.model_fields)})")
+        options[key] = value
+    return name, options
+
+
+def apply_method(settings: Settings, spec: str) -> tuple[str, Settings]:
+    """The method's name and the settings its options give (validated like any coa setting)."""
+    from pydantic import ValidationError
+
+    from conclave.settings import CoASettings
+
+    name, options = parse_method(spec)
+    if not options:
+        return name, settings
+    try:
+        coa = CoASettings.model_validate({**settings.coa.model_dump(), **options})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise ConfigError(f"bad option {err['loc'][0]}={options.get(str(err['loc'][0]))!r} in method {spec!r}: "
+                          f"{err['msg']}", hint="see `conclave config show` for the coa settings and their values") from exc
+    return name, settings.model_copy(update={"coa": coa})
 
 
 @dataclass
@@ -44,9 +92,7 @@ async def build_context(
     """Resolve roles to clients (shared when roles name the same spec)."""
     from conclave.models import client_name, make_client, role_spec
 
-    method = method or settings.method
-    if method not in METHODS:
-        raise ConfigError(f"unknown method {method!r}", hint=f"use one of: {', '.join(METHODS)}")
+    method, settings = apply_method(settings, method or settings.method)
     if not question or not question.strip():
         raise ConfigError("the question is empty", hint="ask something, e.g. conclave ask \"What does Adam combine?\"")
     roles = ("planner", "retriever", "reasoner", "critic")

@@ -110,12 +110,21 @@ class Reifier(RoleAgent):
                                             on_event=forward)
 
         valid = [c for c in state.candidates if c.chain is not None]
-        await asyncio.gather(*(run(c) for c in valid))
+        # Earlier samples were reified in an earlier turn; only the new chains run their tools.
+        await asyncio.gather(*(run(c) for c in valid if c.reified is None))
+        values = [normalise_value(c.reified.answer_value) for c in valid]
+        counts = Counter(v for v in values if v is not None)
+        if state.sampling:
+            ranked = counts.most_common(2)
+            settled = bool(ranked) and ranked[0][1] >= state.settings.coa.agree and \
+                (len(ranked) == 1 or ranked[1][1] < ranked[0][1])
+            if not settled and len(state.candidates) < state.settings.coa.samples:
+                return f"reified: more samples ({len(state.candidates)} drawn, no agreement yet)"
+            state.sampling = False
+        state.tied = []
         if not valid:
             state.chosen = None
             return "reified: nothing (no valid chain)"
-        values = [normalise_value(c.reified.answer_value) for c in valid]
-        counts = Counter(v for v in values if v is not None)
         if counts:
             top = max(counts.values())
             # Ties go to the earliest sample (sample 0 is drawn at the configured temperature).
@@ -251,12 +260,15 @@ async def build_team(ctx: RunContext, emit: Any, store: Any, tools: dict[str, An
     builder.add_edge(planner, retriever)
     builder.add_edge(retriever, reasoner, activation_group="first_draft")
     builder.add_edge(reasoner, reifier)
-    builder.add_edge(reifier, critic)
+    builder.add_edge(reifier, reasoner, condition=lambda m: "reified: more samples" in m.to_model_text(),
+                     activation_group="sampling")
+    builder.add_edge(reifier, critic, condition=lambda m: "reified: more samples" not in m.to_model_text())
     builder.add_edge(critic, reasoner, condition=lambda m: "verdict: revise" in m.to_model_text(), activation_group="revision")
     builder.add_edge(critic, writer, condition=lambda m: "verdict: accept" in m.to_model_text())
     builder.set_entry_point(planner)
-    # One pass is 6 messages plus the task; each revision adds 3. The bound is a backstop: the critic enforces it first.
-    limit = 1 + 6 + 3 * (ctx.settings.coa.max_critic_rounds + 1)
+    # One pass is 6 messages plus the task; each revision adds 3, each extra sampling round 2. The bound is a
+    # backstop: the critic and the reifier enforce theirs first.
+    limit = 1 + 6 + 3 * (ctx.settings.coa.max_critic_rounds + 1) + 2 * ctx.settings.coa.samples
     flow = GraphFlow(participants=builder.get_participants(), graph=builder.build(),
                      termination_condition=MaxMessageTermination(limit))
     return flow, state, errors

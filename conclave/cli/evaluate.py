@@ -176,21 +176,35 @@ def eval_compare(
 
 @eval_app.command("export-traces")
 def eval_export(
-    run: str = typer.Argument(..., help="Run id or folder."),
-    output: Path | None = typer.Option(None, "--output", "-o", help="Output JSONL (default: RUN/chains.jsonl)."),
-    only_correct: bool = typer.Option(False, "--only-correct", help="Only items whose answer scored correct."),
+    run: list[str] = typer.Argument(None, help="Run id(s) or folder(s) whose accepted chains to export."),
+    gsm8k: list[Path] = typer.Option([], "--gsm8k", help="GSM8K-format training JSONL whose answers are converted to chains (repeatable)."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Output JSONL (default with one run: RUN/chains.jsonl)."),
+    only_correct: bool = typer.Option(False, "--only-correct", help="Only run items whose answer scored correct."),
     no_system: bool = typer.Option(False, "--no-system", help="Leave out the system message."),
+    form: str = typer.Option("text", "--form", help="Chain form: text ([48 / 2 = y1]) or json."),
+    limit: int | None = typer.Option(None, "--limit", "-n", min=1, help="At most this many chains per training file."),
 ) -> None:
-    """Accepted CoA chains as chat-format JSONL (question -> chain) for fine-tuning."""
-    from workflows.evaluation import export_traces
+    """CoA chains as chat-format JSONL (question -> chain) for fine-tuning: accepted chains of evaluation runs and
+    GSM8K training answers converted to chains."""
+    from conclave.errors import ConfigError
+    from workflows.evaluation import export_chains
     from workflows.evaluation.runs import find_run
 
-    folder = find_run(_settings(), run)
-    report = export_traces(folder, output or folder / "chains.jsonl", only_correct=only_correct,
-                           with_system=not no_system)
+    settings = _settings()
+    folders = [find_run(settings, r) for r in run or []]
+    if output is None:
+        if len(folders) != 1 or gsm8k:
+            raise ConfigError("where should the chains go?", hint="give --output FILE.jsonl")
+        output = folders[0] / "chains.jsonl"
+    report = export_chains(output, runs=folders, gsm8k=gsm8k, only_correct=only_correct, with_system=not no_system,
+                           form=form, limit=limit)
     out.print(f"exported {report.exported} chain(s) to {report.path}")
-    out.print(f"left out: {report.without_chain} without a chain (not coa), {report.not_accepted} not accepted, "
-              f"{report.not_correct} not correct")
+    if folders:
+        out.print(f"left out of the runs: {report.without_chain} without a chain (not coa), {report.not_accepted} "
+                  f"not accepted, {report.not_correct} not correct")
+    if gsm8k:
+        out.print(f"converted from training data: {report.converted}; {report.not_convertible} item(s) without "
+                  "usable calculator notes left out")
 
 
 # ------------------------------------------------------------------------------------------------ workflows

@@ -65,7 +65,7 @@ def settings_from_cli(**overrides: Any) -> Any:
 def ask(
     question: str = typer.Argument(..., help="The question to answer."),
     model: str | None = typer.Option(None, "--model", "-m", help="Model spec for every role (embedded, ollama/NAME, openai/NAME)."),
-    method: str | None = typer.Option(None, "--method", help="coa (default), cot, react or direct."),
+    method: str | None = typer.Option(None, "--method", help="coa (default), cot, react or direct; coa options after a colon (coa:k=5,critic=false)."),
     collection: str | None = typer.Option(None, "--collection", "-c", help="Knowledge collection to search."),
     samples: int | None = typer.Option(None, "--samples", min=1, max=16, help="CoA: chains to sample and vote on."),
     trace: bool = typer.Option(False, "--trace", help="Print the agents' trace as it happens."),
@@ -74,7 +74,9 @@ def ask(
     """Answer a question, streaming the answer, then the model and token usage."""
     from conclave.cli.render import TraceRenderer
 
-    overrides: dict[str, Any] = {"model": model, "method": method, "collection": collection}
+    # A variant (coa:k=5) is resolved by build_context; settings hold only the plain method name.
+    overrides: dict[str, Any] = {"model": model, "method": method if method and ":" not in method else None,
+                                 "collection": collection}
     if samples is not None:
         from conclave.settings import load_settings
 
@@ -82,17 +84,17 @@ def ask(
         overrides["coa"] = {**base.coa.model_dump(), "samples": samples}
     settings = settings_from_cli(**overrides)
     renderer = TraceRenderer(out, err, trace=trace and not as_json, stream=not as_json)
-    result = asyncio.run(_ask(question, settings, renderer))
+    result = asyncio.run(_ask(question, settings, renderer, method))
     if as_json:
         typer.echo(json.dumps(result, ensure_ascii=False))
     if not result["ok"]:
         raise typer.Exit(1)
 
 
-async def _ask(question: str, settings: Any, renderer: Any) -> dict[str, Any]:
+async def _ask(question: str, settings: Any, renderer: Any, method: str | None = None) -> dict[str, Any]:
     from workflows.runner import build_context, run_question, total_usage
 
-    ctx = await build_context(question, settings)
+    ctx = await build_context(question, settings, method=method)
     events = []
     async for event in run_question(ctx):
         events.append(event)

@@ -89,6 +89,71 @@ def test_export_traces_writes_chat_jsonl(tmp_path: Path, conclave_home: Path) ->
     assert line["metadata"]["item_id"] == "a" and line["metadata"]["correct"] is True
 
 
+def test_export_converts_gsm8k_training_answers_and_combines_with_runs(tmp_path: Path, conclave_home: Path) -> None:
+    from workflows.coa import parse_chain, reify
+    from workflows.coa.render import render
+    from tools.registry import build_tools
+    from conclave.settings import load_settings
+
+    train = tmp_path / "train.jsonl"
+    items = [
+        {"question": "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
+                     "How many clips did Natalia sell altogether in April and May?",
+         "answer": "Natalia sold 48/2 = <<48/2=24>>24 clips in May.\nNatalia sold 48+24 = <<48+24=72>>72 clips "
+                   "altogether in April and May.\n#### 72"},
+        {"question": "No notes here?", "answer": "It is just 5.\n#### 5"},
+        {"question": "A wrong note?", "answer": "2+2 = <<2+2=5>>5\n#### 5"},
+    ]
+    train.write_text("".join(json.dumps(i) + "\n" for i in items) + "not json\n")
+    result = runner.invoke(app, ["eval", "export-traces", "--gsm8k", str(train), "-o", str(tmp_path / "t.jsonl")])
+    assert result.exit_code == 0, result.output
+    assert "exported 1 chain(s)" in result.output and "3 item(s) without usable calculator notes" in result.output
+    [line] = [json.loads(x) for x in (tmp_path / "t.jsonl").read_text().splitlines()]
+    assert line["metadata"] == {"source": "gsm8k", "file": "train.jsonl", "line": 1, "gold": ["72"]}
+    chain_text = line["messages"][2]["content"]
+    assert "[48 / 2 = y1]" in chain_text and chain_text.endswith("Answer: y2")
+    # The exported chain is a real chain: it parses and reifies to the gold answer.
+    tools = build_tools(load_settings())
+    import asyncio
+
+    reified = asyncio.run(reify(parse_chain(chain_text), tools))
+    assert str(reified.answer_value) == "72"
+
+    as_json = runner.invoke(app, ["eval", "export-traces", "--gsm8k", str(train), "--form", "json", "--no-system",
+                                  "-o", str(tmp_path / "j.jsonl")])
+    assert as_json.exit_code == 0, as_json.output
+    [line] = [json.loads(x) for x in (tmp_path / "j.jsonl").read_text().splitlines()]
+    assert [m["role"] for m in line["messages"]] == ["user", "assistant"]
+    assert render(parse_chain(line["messages"][1]["content"])) == chain_text
+
+    # Runs and training data in one file; a run's chain in the JSON form too.
+    run = conclave_home / "runs" / "eval-y"
+    run.mkdir(parents=True)
+    (run / "manifest.json").write_text("{}")
+    (run / "items.jsonl").write_text(json.dumps(
+        {"key": "a|coa|m", "item_id": "a", "method": "coa", "model": "m", "question": "Change from 50?",
+         "correct": True, "value": "14", "gold": ["14"], "trace": _chain_trace("accept")}) + "\n")
+    both = runner.invoke(app, ["eval", "export-traces", "eval-y", "--gsm8k", str(train), "--form", "json",
+                               "-o", str(tmp_path / "both.jsonl")])
+    assert both.exit_code == 0, both.output
+    lines = [json.loads(x) for x in (tmp_path / "both.jsonl").read_text().splitlines()]
+    assert [x["metadata"]["source"] for x in lines] == ["run", "gsm8k"]
+    assert json.loads(lines[0]["messages"][2]["content"])["answer"] == "y2"
+
+
+def test_export_needs_a_source_and_an_output(tmp_path: Path, conclave_home: Path) -> None:
+    nothing = runner.invoke(app, ["eval", "export-traces", "-o", str(tmp_path / "x.jsonl")])
+    assert isinstance(nothing.exception, ConfigError) and "nothing to export" in nothing.exception.message
+    no_out = runner.invoke(app, ["eval", "export-traces", "--gsm8k", str(tmp_path / "t.jsonl")])
+    assert isinstance(no_out.exception, ConfigError) and "--output" in (no_out.exception.hint or "")
+    missing = runner.invoke(app, ["eval", "export-traces", "--gsm8k", str(tmp_path / "absent.jsonl"), "-o",
+                                  str(tmp_path / "x.jsonl")])
+    assert isinstance(missing.exception, ConfigError) and "training file not found" in missing.exception.message
+    bad_form = runner.invoke(app, ["eval", "export-traces", "--gsm8k", str(tmp_path / "absent.jsonl"), "--form", "xml",
+                                   "-o", str(tmp_path / "x.jsonl")])
+    assert isinstance(bad_form.exception, ConfigError) and "unknown chain form" in bad_form.exception.message
+
+
 def test_workflow_schema_and_dry_run(conclave_home: Path) -> None:
     schema = runner.invoke(app, ["workflow", "schema"])
     assert schema.exit_code == 0 and json.loads(schema.output)["title"] == "Workflow"

@@ -59,10 +59,12 @@ def failing_tool() -> StructuredTool:
 
 
 async def run(script: list[str], *, question: str = PENS, tools: dict[str, Any] | None = None,
-              info: ModelInfo = JSON_INFO, **settings: Any) -> tuple[list[Event], ReplayChatCompletionClient]:
+              info: ModelInfo = JSON_INFO, method_spec: str = "coa", **settings: Any) -> tuple[list[Event], ReplayChatCompletionClient]:
     client = ReplayChatCompletionClient(script, model_info=info)
+    # These scripts open with a plan; `coa.plan = auto` would skip the planner for a question without a collection.
+    settings["coa"] = {"plan": "always", **settings.get("coa", {})}
     ctx = await build_context(
-        question, load_settings(**settings), method="coa",
+        question, load_settings(**settings), method=method_spec,
         clients={role: client for role in ("planner", "retriever", "reasoner", "critic")},
         tools=tools if tools is not None else {"calculator": calculator_tool()},
     )
@@ -178,6 +180,10 @@ async def test_backend_failure_becomes_run_failed() -> None:
     class Down(ReplayChatCompletionClient):
         async def create(self, *args: Any, **kwargs: Any) -> Any:
             raise BackendUnavailable("Ollama is not running at http://127.0.0.1:9", hint="start it with `ollama serve`")
+
+        async def create_stream(self, *args: Any, **kwargs: Any) -> Any:  # the reasoner streams (no planner call here)
+            raise BackendUnavailable("Ollama is not running at http://127.0.0.1:9", hint="start it with `ollama serve`")
+            yield
 
     client: ChatCompletionClient = Down([], model_info=JSON_INFO)
     ctx = await build_context(PENS, load_settings(), method="coa",
@@ -313,3 +319,50 @@ async def test_a_revision_that_repeats_the_chain_ends_the_loop() -> None:
     assert [c.verdict for c in critiques] == ["revise", "accept"]
     assert "repeated the same chain" in critiques[-1].reasons[-1]
     assert len([e for e in events if e.kind == "chain"]) == 2
+
+
+async def test_without_a_collection_the_planner_makes_no_model_call() -> None:
+    events, client = await run([GOOD_CHAIN, ACCEPT], coa={"plan": "auto"})
+    plan = next(e for e in events if e.kind == "plan")
+    assert plan.raw == "" and [s["question"] for s in plan.subquestions] == [PENS]
+    assert answer(events).value == "14"
+    assert set(events[-1].usage) == {"reasoner", "critic"}
+
+
+async def test_sampling_stops_early_once_two_chains_agree() -> None:
+    # Five chains allowed; the first two agree, so no third chain is drawn and no critic call is needed.
+    events, client = await run([GOOD_CHAIN, GOOD_CHAIN, "never used", "never used", "never used"],
+                               coa={"samples": 5, "agree": 2, "plan": "auto"})
+    assert len([e for e in events if e.kind == "chain"]) == 2
+    vote = next(e for e in events if e.kind == "vote")
+    assert vote.counts == {"14": 2} and vote.answers == ["14", "14"]
+    critique = next(e for e in events if e.kind == "critique")
+    assert critique.verdict == "accept" and critique.reasons == ["2 of 2 sampled chains agree on 14"]
+    assert set(events[-1].usage) == {"reasoner"}
+    assert answer(events).value == "14"
+
+
+async def test_sampling_draws_more_until_an_answer_leads() -> None:
+    wrong = chain(("pens", "y1", "calculator", {"expression": "3 + 12"}),
+                  ("change", "y2", "calculator", {"expression": "50 - y1"}), answer="y2")
+    other = chain(("pens", "y1", "calculator", {"expression": "3 * 10"}),
+                  ("change", "y2", "calculator", {"expression": "50 - y1"}), answer="y2")
+    events, _ = await run([wrong, other, GOOD_CHAIN, GOOD_CHAIN, "never used"], coa={"samples": 5, "agree": 2, "plan": "auto"})
+    vote = next(e for e in events if e.kind == "vote")
+    assert vote.answers == ["35", "20", "14", "14"] and vote.winner == "14"
+    # Each sample's steps ran exactly once, although the reifier ran after every new chain.
+    finished = [(e.sample, e.step_id) for e in events if e.kind == "step_finished"]
+    assert sorted(finished) == [(i, y) for i in range(4) for y in ("y1", "y2")]
+    assert answer(events).value == "14"
+
+
+async def test_agree_zero_draws_every_sample() -> None:
+    events, _ = await run([GOOD_CHAIN, GOOD_CHAIN, GOOD_CHAIN, ACCEPT], coa={"samples": 3, "agree": 0, "plan": "auto"})
+    vote = next(e for e in events if e.kind == "vote")
+    assert vote.answers == ["14", "14", "14"]
+
+
+async def test_a_method_variant_sets_coa_options() -> None:
+    events, _ = await run([GOOD_CHAIN, GOOD_CHAIN], method_spec="coa:k=3,critic=false,plan=auto")
+    assert len([e for e in events if e.kind == "chain"]) == 2
+    assert answer(events).value == "14"

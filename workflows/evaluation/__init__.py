@@ -2,7 +2,7 @@
 
 from workflows.evaluation.compare import Comparison, compare_records, compare_runs, mcnemar_exact
 from workflows.evaluation.datasets import DATASET_KINDS, Dataset, Item, load_dataset
-from workflows.evaluation.export import export_traces
+from workflows.evaluation.export import export_chains, export_traces
 from workflows.evaluation.harness import EvalConfig, EvalProgress, EvalResult, run_eval
 from workflows.evaluation.scorers import SCORERS
 
@@ -17,6 +17,7 @@ __all__ = [
     "Item",
     "compare_records",
     "compare_runs",
+    "export_chains",
     "export_traces",
     "load_dataset",
     "mcnemar_exact",

@@ -1,8 +1,15 @@
-"""Export accepted chain-of-abstraction chains as chat-format JSONL for fine-tuning.
+"""Export chain-of-abstraction chains as chat-format JSONL for fine-tuning (LoRA and the like).
 
-The paper's models were trained on (question -> abstract chain) pairs. A run's trace holds every chain the reasoner
-drafted; the exported one is the last chain that validated, for items whose critic (if any) finally accepted it, and,
-with ``only_correct``, whose answer scored as correct.
+The paper's models were trained on (question -> abstract chain) pairs. Two sources give them:
+
+* evaluation runs: a run's trace holds every chain the reasoner drafted; the exported one is the last chain that
+  validated, for items whose critic (if any) finally accepted it, and, with ``only_correct``, whose answer scored
+  as correct;
+* GSM8K-format training files: each answer's calculator notes converted to a chain (``workflows.coa.gsm8k``), every
+  one checked by recomputing its notes, so no model is involved.
+
+Either form is written: ``text`` (``[48 / 2 = y1]``, what the system message describes) or ``json`` (the reasoner's
+constrained-decoding form).
 """
 
 from __future__ import annotations
@@ -15,10 +22,14 @@ from typing import Any
 
 from conclave.errors import ConfigError
 
-__all__ = ["ExportReport", "accepted_chain", "export_traces"]
+__all__ = ["ExportReport", "accepted_chain", "export_chains", "export_traces", "gsm8k_chain_lines"]
 
 SYSTEM = ("Solve the problem by writing an abstract chain of reasoning: every intermediate value is a placeholder "
           "(y1, y2, ...) filled in by a tool call, e.g. [3 * 12 = y1]. End with: Answer: yN")
+SYSTEM_JSON = ('Solve the problem by writing an abstract chain of reasoning as JSON: {"steps": [{"thought": ..., '
+               '"id": "y1", "tool": "calculator", "args": {"expression": "3 * 12"}}, ...], "answer": "yN"}; later '
+               "steps use earlier placeholders (y1, y2, ...) and tools fill in the values.")
+FORMS = ("text", "json")
 
 
 def accepted_chain(trace: Sequence[dict[str, Any]]) -> str | None:
@@ -41,45 +52,132 @@ class ExportReport:
 
     path: Path
     exported: int
-    without_chain: int
-    not_correct: int
-    not_accepted: int
+    without_chain: int = 0
+    not_correct: int = 0
+    not_accepted: int = 0
+    converted: int = 0
+    """Of ``exported``, chains converted from GSM8K training answers."""
+    not_convertible: int = 0
+    """Training items whose answer has no usable calculator notes (or a wrong one)."""
 
 
-def export_traces(run_dir: Path, out: Path, *, only_correct: bool = False, with_system: bool = True) -> ExportReport:
-    """Write one ``{"messages": [...], "metadata": {...}}`` line per accepted chain of the run."""
+def _chat_line(question: str, chain: str, metadata: dict[str, Any], *, form: str, with_system: bool) -> str:
+    system = SYSTEM_JSON if form == "json" else SYSTEM
+    messages = ([{"role": "system", "content": system}] if with_system else []) + [
+        {"role": "user", "content": question},
+        {"role": "assistant", "content": chain},
+    ]
+    return json.dumps({"messages": messages, "metadata": metadata}, ensure_ascii=False)
+
+
+def _check_form(form: str) -> None:
+    if form not in FORMS:
+        raise ConfigError(f"unknown chain form {form!r}", hint="use text or json")
+
+
+def run_chain_lines(run_dir: Path, *, only_correct: bool = False, with_system: bool = True,
+                    form: str = "text") -> tuple[list[str], dict[str, int]]:
+    """Chat lines for the accepted chains of one run, and counts of the items left out (and why)."""
+    from workflows.coa import parse_chain
+    from workflows.coa.render import render_json
     from workflows.evaluation.runs import read_jsonl
 
+    _check_form(form)
     records, _ = read_jsonl(run_dir / "items.jsonl")
     if not records:
         raise ConfigError(f"run {run_dir.name} has no finished items", hint="run or resume it first")
     latest = {r["key"]: r for r in records if "key" in r}
     lines: list[str] = []
-    without_chain = not_correct = not_accepted = 0
+    left = {"without_chain": 0, "not_correct": 0, "not_accepted": 0}
     for record in latest.values():
         trace = record.get("trace", [])
         if not any(e.get("kind") == "chain" for e in trace):
-            without_chain += 1
+            left["without_chain"] += 1
             continue
         if only_correct and not record.get("correct"):
-            not_correct += 1
+            left["not_correct"] += 1
             continue
         chain = accepted_chain(trace)
         if chain is None:
-            not_accepted += 1
+            left["not_accepted"] += 1
             continue
         value = record.get("value")
-        assistant = chain if value in (None, "") or "Answer:" in chain else f"{chain}\nAnswer: {value}"
-        messages = ([{"role": "system", "content": SYSTEM}] if with_system else []) + [
-            {"role": "user", "content": record["question"]},
-            {"role": "assistant", "content": assistant},
-        ]
-        metadata = {"run": run_dir.name, "item_id": record["item_id"], "method": record["method"],
+        if form == "json":
+            try:
+                assistant = render_json(parse_chain(chain))
+            except Exception:  # an accepted chain parsed once; one that no longer does is left out, not fatal
+                left["not_accepted"] += 1
+                continue
+        else:
+            assistant = chain if value in (None, "") or "Answer:" in chain else f"{chain}\nAnswer: {value}"
+        metadata = {"source": "run", "run": run_dir.name, "item_id": record["item_id"], "method": record["method"],
                     "model": record["model"], "correct": record.get("correct"), "gold": record.get("gold")}
-        lines.append(json.dumps({"messages": messages, "metadata": metadata}, ensure_ascii=False))
+        lines.append(_chat_line(record["question"], assistant, metadata, form=form, with_system=with_system))
+    return lines, left
+
+
+def gsm8k_chain_lines(path: Path, *, with_system: bool = True, form: str = "text",
+                      limit: int | None = None) -> tuple[list[str], int]:
+    """Chat lines for a GSM8K-format training file's answers converted to chains; and how many did not convert."""
+    from workflows.coa.gsm8k import GSM8KConversionError, convert_gsm8k_answer, gsm8k_gold
+    from workflows.coa.render import render, render_json
+
+    _check_form(form)
+    if not path.is_file():
+        raise ConfigError(f"training file not found: {path}", hint="give a GSM8K-format JSONL file (question, answer)")
+    lines: list[str] = []
+    skipped = 0
+    with path.open(encoding="utf-8") as fh:
+        for number, raw in enumerate(fh, 1):
+            if limit is not None and len(lines) >= limit:
+                break
+            if not raw.strip():
+                continue
+            try:
+                item = json.loads(raw)
+                chain = convert_gsm8k_answer(item["question"], item["answer"])
+                gold = gsm8k_gold(item["answer"])
+            except (json.JSONDecodeError, KeyError, TypeError, GSM8KConversionError):
+                skipped += 1
+                continue
+            text = render_json(chain) if form == "json" else render(chain)
+            metadata = {"source": "gsm8k", "file": path.name, "line": number, "gold": [gold]}
+            lines.append(_chat_line(item["question"], text, metadata, form=form, with_system=with_system))
+    return lines, skipped
+
+
+def _write(out: Path, lines: list[str]) -> None:
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+        tmp = out.with_name(out.name + ".part")
+        tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+        tmp.replace(out)
     except OSError as exc:
         raise ConfigError(f"cannot write {out}: {exc.strerror or exc}", hint="choose a writable output path") from exc
-    return ExportReport(out, len(lines), without_chain, not_correct, not_accepted)
+
+
+def export_chains(out: Path, *, runs: Sequence[Path] = (), gsm8k: Sequence[Path] = (), only_correct: bool = False,
+                  with_system: bool = True, form: str = "text", limit: int | None = None) -> ExportReport:
+    """One JSONL of chat examples from evaluation runs and converted GSM8K training files (``limit`` per file)."""
+    if not runs and not gsm8k:
+        raise ConfigError("nothing to export", hint="name an evaluation run and/or a GSM8K training file (--gsm8k)")
+    lines: list[str] = []
+    left = {"without_chain": 0, "not_correct": 0, "not_accepted": 0}
+    for run_dir in runs:
+        found, counts = run_chain_lines(run_dir, only_correct=only_correct, with_system=with_system, form=form)
+        lines.extend(found)
+        for key, n in counts.items():
+            left[key] += n
+    converted = not_convertible = 0
+    for path in gsm8k:
+        found, skipped = gsm8k_chain_lines(path, with_system=with_system, form=form, limit=limit)
+        lines.extend(found)
+        converted += len(found)
+        not_convertible += skipped
+    _write(out, lines)
+    return ExportReport(out, len(lines), converted=converted, not_convertible=not_convertible, **left)
+
+
+def export_traces(run_dir: Path, out: Path, *, only_correct: bool = False, with_system: bool = True) -> ExportReport:
+    """Write one ``{"messages": [...], "metadata": {...}}`` line per accepted chain of the run."""
+    return export_chains(out, runs=[run_dir], only_correct=only_correct, with_system=with_system)

@@ -172,11 +172,10 @@ class _Matrix:
 
 def _validate(config: EvalConfig) -> None:
     from conclave.models import parse_spec
-    from workflows.runner import METHODS
+    from workflows.runner import parse_method
 
     for method in config.methods:
-        if method not in METHODS:
-            raise ConfigError(f"unknown method {method!r}", hint=f"use one of: {', '.join(METHODS)}")
+        parse_method(method)
     for spec in [*config.models, *([config.judge] if config.judge else [])]:
         parse_spec(spec)
     resolve_scorers(config.scorers)
