@@ -60,6 +60,17 @@ def tool_lines(tools: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+_EXAMPLE_TOOL = re.compile(r'"tool"\s*:\s*"([^"]+)"')
+
+
+def examples_for_tools(prompt: str, tools: dict[str, Any]) -> str:
+    """The prompt without the worked examples that call a tool this run does not offer (an example of a knowledge
+    search, with no collection to search, only tempts a small model to "look up" what it should compute)."""
+    kept = [block for block in prompt.split("\n\n")
+            if not block.startswith("Example question:") or set(_EXAMPLE_TOOL.findall(block)) <= set(tools)]
+    return "\n\n".join(kept)
+
+
 def uses_json_form(client: ChatCompletionClient) -> bool:
     info = client.model_info
     return bool(info.get("structured_output") or info.get("json_output"))
@@ -73,7 +84,7 @@ class Reasoner(RoleAgent):
         self.json_form = uses_json_form(client)
 
     def system_prompt(self) -> str:
-        text = load_prompt("reasoner").replace("{tools}", tool_lines(self.state.tools))
+        text = examples_for_tools(load_prompt("reasoner"), self.state.tools).replace("{tools}", tool_lines(self.state.tools))
         if not self.json_form:
             text += "\n\n" + load_prompt("reasoner_text")
         return text

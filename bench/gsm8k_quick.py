@@ -53,8 +53,7 @@ async def main() -> None:
             if (method, item["id"]) in done:
                 continue
             gold = Decimal(item["answer"].rpartition("####")[2].strip().replace(",", ""))
-            ctx = await build_context(item["question"], settings, method=method)
-            ctx.collection = None
+            ctx = await build_context(item["question"], settings, method=method, knowledge=False)
             started = time.perf_counter()
             events = [e async for e in run_question(ctx)]
             answer = next((e for e in events if e.kind == "answer"), None)

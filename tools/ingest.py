@@ -213,14 +213,8 @@ def ingest(
             return
         batch = queue[:]
         queue.clear()
-        vectors = store.embedder.embed_documents([c.embed_text for _, c, _, _ in batch])
-        store.call(
-            col.add,
-            ids=[cid for cid, _, _, _ in batch],
-            embeddings=vectors,
-            documents=[c.text for _, c, _, _ in batch],
-            metadatas=[meta for _, _, meta, _ in batch],
-        )
+        store.add_passages(col, ids=[cid for cid, _, _, _ in batch], embed_texts=[c.embed_text for _, c, _, _ in batch],
+                           documents=[c.text for _, c, _, _ in batch], metadatas=[meta for _, _, meta, _ in batch])
         report.chunks_added += len(batch)
         for _, _, _, pending in batch:
             pending.missing -= 1

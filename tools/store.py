@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlparse
@@ -141,7 +141,13 @@ class KnowledgeStore:
                 raise self._server_down(self.settings.chroma_url, self.settings) from exc
             raise
 
-    _call = call  # the earlier private name; workflows/evaluation/knowledge.py uses it
+    def add_passages(self, collection: Any, ids: Sequence[str], embed_texts: Sequence[str], documents: Sequence[str],
+                     metadatas: Sequence[dict[str, Any]]) -> None:
+        """Embed ``embed_texts`` (what a search should match: a chunk with its heading, a context with its title) and
+        add them with their ``documents`` (what a search returns) in one call; ids must be new."""
+        vectors = self.embedder.embed_documents(list(embed_texts))
+        self.call(collection.add, ids=list(ids), embeddings=vectors, documents=list(documents),
+                  metadatas=list(metadatas))
 
     # ------------------------------------------------------------ collections
 

@@ -88,8 +88,10 @@ async def build_context(
     history: list[tuple[str, str]] | None = None,
     clients: dict[str, Any] | None = None,
     tools: dict[str, Any] | None = None,
+    knowledge: bool = True,
 ) -> RunContext:
-    """Resolve roles to clients (shared when roles name the same spec)."""
+    """Resolve roles to clients (shared when roles name the same spec). ``collection`` defaults to the configured
+    one; ``knowledge=False`` answers with no collection at all (arithmetic data sets)."""
     from conclave.models import client_name, make_client, role_spec
 
     method, settings = apply_method(settings, method or settings.method)
@@ -114,7 +116,7 @@ async def build_context(
         method=method,
         models=models,
         clients=resolved,
-        collection=collection or settings.collection,
+        collection=(collection or settings.collection) if knowledge else None,
         history=list(history or []),
         tools=tools,
     )

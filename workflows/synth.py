@@ -100,7 +100,7 @@ def _chunks(settings: Settings, collection: str) -> list[tuple[str, str, dict[st
     out: list[tuple[str, str, dict[str, Any]]] = []
     offset, page = 0, 500
     while True:
-        batch = store._call(col.get, include=["documents", "metadatas"], limit=page, offset=offset)
+        batch = store.call(col.get, include=["documents", "metadatas"], limit=page, offset=offset)
         for cid, doc, meta in zip(batch["ids"], batch["documents"] or [], batch["metadatas"] or [], strict=False):
             out.append((cid, doc or "", dict(meta or {})))
         if len(batch["ids"]) < page:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator
 
 from conclave.errors import WorkflowError
 
@@ -30,7 +30,19 @@ __all__ = [
     "workflow_json_schema",
 ]
 
-Method = Literal["coa", "cot", "react", "direct"]
+def _method(value: str) -> str:
+    """A method, optionally a coa variant (``coa:k=5``), checked now so a typo fails before any step runs."""
+    from conclave.errors import ConclaveError
+    from workflows.runner import parse_method
+
+    try:
+        parse_method(value)
+    except ConclaveError as exc:
+        raise ValueError(f"{exc.message}; {exc.hint}") from None
+    return value.strip()
+
+
+Method = Annotated[str, AfterValidator(_method), Field(description="coa, cot, react or direct; coa:k=5,... for a variant")]
 STEP_KINDS = ("ingest", "ask", "batch", "synthesize", "eval", "report")
 STEP_OUTPUTS: dict[str, tuple[str, ...]] = {
     "ingest": ("collection", "chunks", "files"),

@@ -21,7 +21,7 @@ from conclave.embeddings import (
 )
 from conclave.errors import AuthenticationFailed, BackendError, BackendUnavailable, ConfigError, ModelNotFound
 from conclave.settings import load_settings
-from tests.fixtures.chroma import _free_port
+from tests.fixtures.servers import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -139,7 +139,7 @@ def test_http_errors_map_to_conclave_errors(server: EmbedServer) -> None:
 
 
 def test_unreachable_servers_and_bad_specs() -> None:
-    closed = f"http://127.0.0.1:{_free_port()}"
+    closed = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(BackendUnavailable) as info:
         OllamaEmbedder("m", closed, max_retries=0).embed_query("x")
     assert closed in info.value.message and "ollama serve" in (info.value.hint or "")

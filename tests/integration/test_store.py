@@ -11,7 +11,8 @@ import pytest
 
 from conclave.errors import ConfigError, StoreError
 from conclave.settings import Settings, load_settings
-from tests.fixtures.chroma import _free_port, start_chroma_server
+from tests.fixtures.chroma import start_chroma_server
+from tests.fixtures.servers import free_port
 from tools.ingest import ingest
 from tools.store import KnowledgeStore, validate_collection_name
 
@@ -179,7 +180,7 @@ def test_valid_collection_names_are_accepted_by_chroma(conclave_home: Path) -> N
 
 
 def test_server_down_gives_url_and_how_to_start_it(conclave_home: Path) -> None:
-    url = f"http://127.0.0.1:{_free_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(StoreError) as info:
         KnowledgeStore.open(load_settings(chroma_url=url))
     assert url in info.value.message
@@ -203,6 +204,6 @@ def test_server_that_goes_away_gives_a_clear_error(tmp_path: Path, notes: Path) 
 def test_chroma_url_without_scheme_and_bad_url(conclave_home: Path) -> None:
     with pytest.raises(ConfigError, match="invalid Chroma URL"):
         KnowledgeStore.open(load_settings(chroma_url="http://"))
-    port = _free_port()
+    port = free_port()
     with pytest.raises(StoreError, match=f"127.0.0.1:{port}"):
         KnowledgeStore.open(load_settings(chroma_url=f"127.0.0.1:{port}"))

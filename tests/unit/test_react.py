@@ -27,8 +27,7 @@ async def test_react_calls_tools_in_turn_and_answers() -> None:
     )
     ctx = await build_context(PENS, load_settings(), method="react",
                               clients={r: client for r in ("planner", "retriever", "reasoner", "critic")},
-                              tools={"calculator": calculator_tool()})
-    ctx.collection = None
+                              tools={"calculator": calculator_tool()}, knowledge=False)
     events = [e async for e in run_question(ctx)]
     calls = [e for e in events if e.kind == "tool_call"]
     assert [(c.tool, c.result) for c in calls] == [("calculator", "36"), ("calculator", "14")]

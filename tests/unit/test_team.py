@@ -67,8 +67,8 @@ async def run(script: list[str], *, question: str = PENS, tools: dict[str, Any] 
         question, load_settings(**settings), method=method_spec,
         clients={role: client for role in ("planner", "retriever", "reasoner", "critic")},
         tools=tools if tools is not None else {"calculator": calculator_tool()},
+        knowledge=False,  # these scenarios need no knowledge store
     )
-    ctx.collection = None  # these scenarios need no knowledge store
     events = [e async for e in run_question(ctx)]
     return events, client
 
@@ -188,8 +188,7 @@ async def test_backend_failure_becomes_run_failed() -> None:
     client: ChatCompletionClient = Down([], model_info=JSON_INFO)
     ctx = await build_context(PENS, load_settings(), method="coa",
                               clients={r: client for r in ("planner", "retriever", "reasoner", "critic")},
-                              tools={"calculator": calculator_tool()})
-    ctx.collection = None
+                              tools={"calculator": calculator_tool()}, knowledge=False)
     events = [e async for e in run_question(ctx)]
     failed = next(e for e in events if e.kind == "run_failed")
     assert "not running" in failed.error and "ollama serve" in (failed.hint or "")
@@ -366,3 +365,14 @@ async def test_a_method_variant_sets_coa_options() -> None:
     events, _ = await run([GOOD_CHAIN, GOOD_CHAIN], method_spec="coa:k=3,critic=false,plan=auto")
     assert len([e for e in events if e.kind == "chain"]) == 2
     assert answer(events).value == "14"
+
+
+def test_examples_of_tools_not_offered_are_left_out_of_the_prompt() -> None:
+    from agents.prompting import load_prompt
+    from agents.reasoner import examples_for_tools
+
+    prompt = load_prompt("reasoner")
+    assert "search_knowledge" in prompt
+    math_only = examples_for_tools(prompt, {"calculator": object()})
+    assert "search_knowledge" not in math_only and "Natalia" in math_only and "Weng" in math_only
+    assert examples_for_tools(prompt, {"calculator": object(), "search_knowledge": object()}) == prompt

@@ -383,10 +383,10 @@ async def _run_unit(matrix: _Matrix, settings: Settings, caches: CacheSet, item:
     crash: str | None = None
     async with limit:
         try:
-            ctx = await build_context(item.question, settings, method=method, 
-                                        clients=await _clients_for(caches, model, settings, matrix.config.use_roles))
             # Data sets without contexts get no knowledge at all (not the default collection).
-            ctx.collection = matrix.collection
+            ctx = await build_context(item.question, settings, method=method, collection=matrix.collection,
+                                      knowledge=matrix.collection is not None,
+                                      clients=await _clients_for(caches, model, settings, matrix.config.use_roles))
             async for event in run_question(ctx):
                 if event.kind != "answer_delta":
                     events.append(event)

@@ -1,7 +1,7 @@
 """Put a data set's contexts into a collection of its own, once, so retrieval is part of what is scored.
 
 ``tools.ingest`` ingests files; evaluation needs raw paragraphs whose ids are the data set's own context ids (what
-gold ids name), so this small adapter writes them through the store's public collection API: one passage per
+gold ids name), so this small adapter writes them through the store's ``add_passages``: one passage per
 context, id = context id. Adding only the missing ids makes it idempotent and cheap to re-check.
 """
 
@@ -39,14 +39,10 @@ def _ensure_sync(settings: Settings, name: str, contexts: Sequence[Context], sou
     missing = [c for c in contexts if c.id not in have]
     for start in range(0, len(missing), _BATCH):
         batch = missing[start : start + _BATCH]
-        vectors = store.embedder.embed_documents([f"{c.title}\n\n{c.text}" if c.title else c.text for c in batch])
-        store._call(
-            collection.add,
-            ids=[c.id for c in batch],
-            embeddings=vectors,
-            documents=[c.text for c in batch],
-            metadatas=[{"source": source, "title": c.title, "context_id": c.id} for c in batch],
-        )
+        store.add_passages(collection, ids=[c.id for c in batch],
+                           embed_texts=[f"{c.title}\n\n{c.text}" if c.title else c.text for c in batch],
+                           documents=[c.text for c in batch],
+                           metadatas=[{"source": source, "title": c.title, "context_id": c.id} for c in batch])
         if progress is not None:
             progress(start + len(batch), len(missing))
     return len(missing)

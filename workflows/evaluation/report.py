@@ -158,14 +158,16 @@ def render_markdown(summary: dict[str, Any]) -> str:
                  f"{summary['backend_calls']}; served wholly from cache: {summary['cached_units']}; failed: "
                  f"{summary['failed_units']}.")
     lines += ["", "| method | model | accuracy | 95% CI | n | " + " | ".join(summary["scorers"])
-              + " | latency p50 (s) | p90 (s) | tokens/item | LLM calls | tool calls | re-plans | critic rounds |",
-              "|" + "---|" * (13 + len(summary["scorers"]))]
+              + " | latency mean (s) | p50 (s) | p90 (s) | completion tokens/item | tokens/item | LLM calls | tool calls "
+              "| re-plans | critic rounds |",
+              "|" + "---|" * (15 + len(summary["scorers"]))]
     for cell in summary["cells"]:
         scores = " | ".join(_num(cell["scores"][s]["mean"], 3) for s in summary["scorers"])
         lines.append(
             f"| {cell['method']} | {cell['model']} | {_pct(cell['accuracy'])} | {_pct(cell['ci95'][0])}–"
-            f"{_pct(cell['ci95'][1])} | {cell['scored']} | {scores} | {_num(cell['latency']['p50'])} | "
-            f"{_num(cell['latency']['p90'])} | {_num(cell['tokens']['total_mean'], 0)} | {_num(cell['llm_calls_mean'], 1)} | "
+            f"{_pct(cell['ci95'][1])} | {cell['scored']} | {scores} | {_num(cell['latency']['mean'])} | "
+            f"{_num(cell['latency']['p50'])} | {_num(cell['latency']['p90'])} | "
+            f"{_num(cell['tokens']['completion_mean'], 0)} | {_num(cell['tokens']['total_mean'], 0)} | {_num(cell['llm_calls_mean'], 1)} | "
             f"{_num(cell['tool_calls_mean'], 1)} | {_num(cell['replans_mean'], 1)} | {_num(cell['critic_rounds_mean'], 1)} |"
         )
     if summary["comparisons"]:
