@@ -107,6 +107,9 @@ class Settings(_Frozen):
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     max_tokens: int = Field(768, ge=16, le=32768)
     context_length: int = Field(4096, ge=512, le=262144)
+    embedded_threads: int | None = Field(None, ge=1, le=256)
+    """llama.cpp threads for the embedded backend; default: the CPUs this process may run on. On a machine shared
+    with other heavy work, fewer threads than cores avoids llama.cpp's threads waiting on each other."""
     request_timeout: float = Field(120.0, gt=0)
     max_retries: int = Field(3, ge=0, le=10)
     cache: bool = True

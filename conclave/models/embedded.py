@@ -112,7 +112,7 @@ def _BoundedStateCache(max_entries: int) -> Any:  # noqa: N802 - a class built o
     return BoundedStateCache(capacity_bytes=1 << 40)
 
 
-_MODELS: dict[tuple[str, int], _SharedModel] = {}
+_MODELS: dict[tuple[str, int, int], _SharedModel] = {}
 _MODELS_LOCK = threading.Lock()
 
 
@@ -130,8 +130,17 @@ def _close_models() -> None:
     _MODELS.clear()
 
 
-def _load(path: Path, n_ctx: int) -> _SharedModel:
-    key = (str(path), n_ctx)
+def default_threads() -> int:
+    """The CPUs this process may run on (its affinity, which a container or taskset may narrow), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _load(path: Path, n_ctx: int, n_threads: int | None = None) -> _SharedModel:
+    threads = n_threads or default_threads()
+    key = (str(path), n_ctx, threads)
     with _MODELS_LOCK:
         shared = _MODELS.get(key)
         if shared is None:
@@ -145,7 +154,7 @@ def _load(path: Path, n_ctx: int) -> _SharedModel:
                 llama = Llama(
                     model_path=str(path),
                     n_ctx=n_ctx,
-                    n_threads=max(1, os.cpu_count() or 1),
+                    n_threads=threads,
                     verbose=False,
                     seed=0,
                 )
@@ -271,8 +280,10 @@ class EmbeddedChatCompletionClient(ChatCompletionClient):
         temperature: float = 0.0,
         max_tokens: int = 768,
         seed: int = 0,
+        n_threads: int | None = None,
     ):
         self._path = check_gguf(model_path)
+        self._n_threads = n_threads
         self._name = name
         self._n_ctx = n_ctx
         self._temperature = temperature
@@ -293,7 +304,7 @@ class EmbeddedChatCompletionClient(ChatCompletionClient):
 
     def _model(self) -> _SharedModel:
         if self._shared is None:
-            self._shared = _load(self._path, self._n_ctx)
+            self._shared = _load(self._path, self._n_ctx, self._n_threads)
         return self._shared
 
     def _grammar(self, schema: Mapping[str, Any]) -> Any:

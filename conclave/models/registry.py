@@ -29,6 +29,7 @@ async def make_client(spec: str | ModelSpec | None, settings: Settings) -> ChatC
             n_ctx=settings.context_length,
             temperature=settings.temperature,
             max_tokens=settings.max_tokens,
+            n_threads=settings.embedded_threads,
         )
         # In-process: nothing transient to retry, but errors still get one shape.
         return ResilientClient(inner, spec=str(parsed), where="the embedded model", max_retries=0)
