@@ -125,6 +125,8 @@ class ToolCalled(Event):
     args: dict[str, Any]
     result: str
     is_error: bool = False
+    seconds: float = 0.0
+    """From the tool call's request to its result (react; coa's steps carry their own times)."""
 
 
 @dataclass(frozen=True)

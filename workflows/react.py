@@ -7,6 +7,7 @@ matters for the paper's claim. Iterations are bounded.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator
 
 from autogen_agentchat.agents import AssistantAgent
@@ -53,13 +54,18 @@ async def run_react(ctx: RunContext) -> AsyncIterator[Event]:
     final = ""
     streamed = False
     model = client_name(client)
+    # Model time: from the last boundary (start, or a tool's result) to the message carrying the call's usage;
+    # tool time: from the tool call request to its result.
+    mark = time.perf_counter()
     async for item in agent.run_stream(task=ctx.question):
         if isinstance(item, TaskResult):
             continue  # let the stream end by itself: closing it early trips AutoGen's telemetry context
         usage = getattr(item, "models_usage", None)
         if usage is not None and (usage.prompt_tokens or usage.completion_tokens):
+            now = time.perf_counter()
             yield Usage(agent="reasoner", model=model, prompt_tokens=usage.prompt_tokens,
-                        completion_tokens=usage.completion_tokens)
+                        completion_tokens=usage.completion_tokens, seconds=now - mark)
+            mark = now
         if isinstance(item, ModelClientStreamingChunkEvent):
             streamed = True
             yield AnswerDelta(text=item.content, agent="reasoner")
@@ -70,10 +76,14 @@ async def run_react(ctx: RunContext) -> AsyncIterator[Event]:
                 except json.JSONDecodeError:
                     args = {"raw": call.arguments}
                 pending[call.id] = (call.name, args)
+            mark = time.perf_counter()
         elif isinstance(item, ToolCallExecutionEvent):
+            now = time.perf_counter()
             for res in item.content:
                 name, args = pending.pop(res.call_id, (res.name, {}))
-                yield ToolCalled(tool=name, args=args, result=res.content, is_error=bool(res.is_error))
+                yield ToolCalled(tool=name, args=args, result=res.content, is_error=bool(res.is_error),
+                                 seconds=now - mark)
+            mark = now
         elif isinstance(item, TextMessage | ToolCallSummaryMessage) and item.source == "reasoner":
             final = item.content
     if final and not streamed:

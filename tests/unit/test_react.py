@@ -31,6 +31,10 @@ async def test_react_calls_tools_in_turn_and_answers() -> None:
     events = [e async for e in run_question(ctx)]
     calls = [e for e in events if e.kind == "tool_call"]
     assert [(c.tool, c.result) for c in calls] == [("calculator", "36"), ("calculator", "14")]
+    # Tool and model time are measured (the orchestration benchmark splits a run's wall time with them).
+    usages = [e for e in events if e.kind == "usage"]
+    assert usages and all(u.seconds > 0 for u in usages) and all(c.seconds > 0 for c in calls)
+    assert sum(u.seconds for u in usages) + sum(c.seconds for c in calls) <= events[-1].seconds
     final = next(e for e in events if e.kind == "answer")
     assert final.value == "14"
     assert events[-1].kind == "run_finished" and events[-1].ok
