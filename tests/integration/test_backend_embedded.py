@@ -87,10 +87,10 @@ async def test_abandoned_stream_releases_the_model(client: ChatCompletionClient)
 async def test_embedded_threads_setting_reaches_llama_cpp(embedded_spec: str) -> None:
     from conclave.models.embedded import default_threads
 
-    one = await make_client(embedded_spec, load_settings(max_tokens=8, context_length=2048, embedded_threads=1))
+    one = await make_client(embedded_spec, load_settings(max_tokens=16, context_length=2048, embedded_threads=1))
     await check_chat(one)
     inner = one.inner  # type: ignore[attr-defined]
     assert inner._model().llama.n_threads == 1
-    default = await make_client(embedded_spec, load_settings(max_tokens=8, context_length=2048))
+    default = await make_client(embedded_spec, load_settings(max_tokens=16, context_length=2048))
     await check_chat(default)
     assert default.inner._model().llama.n_threads == default_threads()  # type: ignore[attr-defined]
