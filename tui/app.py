@@ -36,7 +36,6 @@ from tui.screens import HelpScreen, SessionsScreen, binding_rows, key_label
 from tui.slash import SlashCommands
 from tui.status import ROLES, StatusBar, models_label
 from tui.trace import SourcesView, TracePanel
-from workflows.runner import METHODS
 
 __all__ = ["ConclaveApp"]
 
@@ -510,11 +509,12 @@ class ConclaveApp(App[None]):
         await self.slash.run(text)
 
     def set_method(self, method: str) -> None:
-        """Answer the next questions with ``method``."""
-        if method not in METHODS:
-            raise ConfigError(f"unknown method {method!r}", hint=f"use one of: {', '.join(METHODS)}")
-        self.update_settings(method=method)
-        self.notify(f"Method: {method}")
+        """Answer the next questions with ``method`` (a coa variant such as ``coa:k=3`` sets its coa options too)."""
+        from workflows.runner import apply_method
+
+        name, applied = apply_method(self.settings, method)
+        self.update_settings(method=name, coa=applied.coa)
+        self.notify(f"Method: {method.strip()}")
 
 
 def last_usage(messages: list[Message]) -> tuple[int | None, float | None]:

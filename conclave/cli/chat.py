@@ -23,13 +23,12 @@ def chat(
     from conclave.cli.main import settings_from_cli
     from tui import create_app
 
+    variant = None
     if method is not None:
-        from workflows.runner import METHODS
+        from workflows.runner import parse_method
 
-        if method not in METHODS:
-            from conclave.errors import ConfigError
-
-            raise ConfigError(f"unknown method {method!r}", hint=f"use one of: {', '.join(METHODS)}")
+        if parse_method(method)[1]:
+            variant, method = method, None  # a coa variant: applied to the app's settings below
     if model is not None:
         from conclave.models.spec import parse_spec
 
@@ -37,6 +36,12 @@ def chat(
     flags: dict[str, Any] = {"model": model, "method": method, "collection": collection}
     settings = settings_from_cli(**flags)
     pinned = {name for name, value in flags.items() if value is not None}
+    if variant is not None:
+        from workflows.runner import apply_method
+
+        name, settings = apply_method(settings, variant)
+        settings = settings.model_copy(update={"method": name})
+        pinned |= {"method", "coa"}
     if model is not None:
         pinned.add("roles")
     app = create_app(settings, session_id=session, pinned=pinned)

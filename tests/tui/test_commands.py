@@ -41,6 +41,11 @@ async def test_method_model_collection_and_trace_commands(settings: Settings, st
         await command(pilot, "/method telepathy")
         assert app.settings.method == "cot"
         assert any("unknown method 'telepathy'" in n and "fix: use one of" in n for n in notices(app))
+        await command(pilot, "/method coa:k=3,critic=false")
+        assert app.settings.method == "coa" and app.settings.coa.samples == 3 and not app.settings.coa.use_critic
+        await command(pilot, "/method coa:k=0")
+        assert app.settings.coa.samples == 3 and any("bad option samples='0'" in n for n in notices(app))
+        await command(pilot, "/method cot")
 
         await command(pilot, "/model embedded")
         assert app.settings.model == "embedded" and app.status_bar.state.models["critic"] == "embedded"
