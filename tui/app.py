@@ -15,7 +15,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Input, Label, ProgressBar, Static, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState
 
-from conclave.errors import ConclaveError, ConfigError
+from conclave.errors import ConclaveError
 from conclave.events import (
     AnswerDelta,
     AnswerReady,
