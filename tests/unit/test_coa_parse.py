@@ -270,3 +270,19 @@ def test_render_json_refuses_mixed_positional_and_keyword_arguments() -> None:
 def test_pathological_input_is_a_parse_error(text: str) -> None:
     with pytest.raises(ChainParseError):
         parse_chain(text)
+
+
+@pytest.mark.parametrize(("expression", "expected"), [
+    ("y3 = y1 + y2", "y1 + y2"),          # the step's own result named on the left (seen from Qwen 1.5B)
+    ("y1 + y2 = y3", "y1 + y2"),          # ... or on the right, as in the text form
+    ("Y3 = 2 * y1", "2 * y1"),
+    ("y2 = y1 + 1", "y2 = y1 + 1"),       # another placeholder: left for validation and the calculator to reject
+    ("1 + 1 = 2 = y3", "1 + 1 = 2 = y3"),
+    ("y1 + y2", "y1 + y2"),
+])
+def test_an_equation_naming_the_steps_own_result_keeps_its_expression(expression: str, expected: str) -> None:
+    chain = parse_chain(json.dumps({"steps": [
+        {"id": "y1", "tool": "calculator", "args": {"expression": "1"}},
+        {"id": "y2", "tool": "calculator", "args": {"expression": "2"}},
+        {"id": "y3", "tool": "calculator", "args": {"expression": expression}}], "answer": "y3"}))
+    assert str(chain.step("y3").args["expression"].value) == expected

@@ -177,9 +177,26 @@ def _step_from_json(item: Any, index: int, fail: Any) -> Step:
         args = {"expression": expression_arg(raw_args)}
     else:
         raise fail(f'{where} ({step_id}) has "args" that are not an object', '"args": {"name": value, ...}')
+    if tool.casefold() == CALCULATOR and isinstance(args.get("expression"), Lit):
+        args["expression"] = _without_own_result(args["expression"], step_id)
     thought = item.get("thought", "")
     thought = thought if isinstance(thought, str) else json.dumps(thought)
     return Step(id=step_id, tool=tool, args=args, positional=positional, thought=thought.strip())
+
+
+def _without_own_result(arg: Lit, step_id: str) -> Arg:
+    """``y3 = y1 + y2`` or ``y1 + y2 = y3`` as step y3's expression: the equation names the step's own result (the
+    text form's notation leaking into JSON); the expression is the other side. Any other ``=`` is left for the
+    calculator to reject."""
+    text = str(arg.value)
+    left, eq, right = text.partition("=")
+    if not eq or "=" in right:
+        return arg
+    if left.strip().lower() == step_id and right.strip():
+        return expression_arg(right)
+    if right.strip().lower() == step_id and left.strip():
+        return expression_arg(left)
+    return arg
 
 
 def _json_arg(value: Any, tool: str, key: str) -> Arg:
