@@ -99,13 +99,24 @@ def main() -> None:
     parser.add_argument("--against", default="cot", help="method for the paired table (default: cot)")
     parser.add_argument("--cached-from", default=None, help="method whose first chain others replayed from the cache")
     parser.add_argument("--show", type=int, default=0, help="print this many example items per failure class")
+    parser.add_argument("--pause", action="append", default=[], metavar="START:END",
+                        help="the run was stopped (SIGSTOP) between these Unix times: the item in flight gets the "
+                             "pause taken off its wall time (repeatable)")
     args = parser.parse_args()
+    pauses = [tuple(float(t) for t in spec.split(":")) for spec in args.pause]
     path = args.run / "items.jsonl" if args.run.is_dir() else args.run
     latest: dict[str, dict[str, Any]] = {}
     for line in path.read_text(encoding="utf-8").splitlines():
         if line.strip():
             record = json.loads(line)
             latest[record["key"]] = record
+    for record in latest.values():
+        ended = float(record.get("finished_at") or 0.0)
+        began = ended - float(record.get("latency") or 0.0)
+        for start, end in pauses:
+            if began < start and end < ended:
+                record["latency"] = float(record["latency"]) - (end - start)
+                print(f"(took the {end - start:.1f} s pause off {record['key']})")
     by_method: dict[str, list[dict[str, Any]]] = {}
     for record in latest.values():
         by_method.setdefault(record["method"], []).append(record)
@@ -158,8 +169,12 @@ def main() -> None:
         if against:
             pairs = Counter((bool(r.get("correct")), against.get(r["item_id"])) for r in recs
                             if r["item_id"] in against)
-            print(f"\nPaired with {args.against}: both right {pairs[(True, True)]}, only {method} "
-                  f"{pairs[(True, False)]}, only {args.against} {pairs[(False, True)]}, both wrong {pairs[(False, False)]}")
+            from workflows.evaluation.compare import mcnemar_exact
+
+            p_value = mcnemar_exact(pairs[(True, False)], pairs[(False, True)])
+            print(f"\nPaired with {args.against} on {sum(pairs.values())} items: both right {pairs[(True, True)]}, only "
+                  f"{method} {pairs[(True, False)]}, only {args.against} {pairs[(False, True)]}, both wrong "
+                  f"{pairs[(False, False)]}; McNemar exact p = {p_value:.3g}")
 
 
 if __name__ == "__main__":
