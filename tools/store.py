@@ -32,6 +32,7 @@ COLLECTION_NAME_RULES = (
 )
 _NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{1,510})[A-Za-z0-9]$")
 MAX_K = 100
+QUERY_HITS_PER_CALL = 8192  # queries x k per Chroma query call (see search_many_sync)
 _PAGE = 1000
 
 
@@ -252,7 +253,7 @@ class KnowledgeStore:
     def search_many_sync(
         self, queries: list[str], k: int = 5, collection: str | None = None
     ) -> list[list[Passage]]:
-        """:meth:`search_sync` for several queries at once (one batched embedding call, one Chroma query)."""
+        """:meth:`search_sync` for several queries at once (one batched embedding call; Chroma queried in batches)."""
         for query in queries:
             if not isinstance(query, str) or not query.strip():
                 raise StoreError(
@@ -270,18 +271,25 @@ class KnowledgeStore:
             if len(queries) > 1
             else [self.embedder.embed_query(queries[0])]
         )
-        result = self.call(
-            col.query,
-            query_embeddings=vectors,
-            n_results=min(k, count),
-            include=["documents", "metadatas", "distances"],
-        )
-        return [
-            self._passages(ids, docs, metas, dists)
-            for ids, docs, metas, dists in zip(
-                result["ids"], result["documents"], result["metadatas"], result["distances"], strict=True
+        n_results = min(k, count)
+        # Chroma looks every hit up in SQLite with one variable each, and SQLite allows 32,766 per statement
+        # ("too many SQL variables" at 5,397 queries x k=10), so long query lists go in batches.
+        batch = max(1, QUERY_HITS_PER_CALL // n_results)
+        found: list[list[Passage]] = []
+        for start in range(0, len(vectors), batch):
+            result = self.call(
+                col.query,
+                query_embeddings=vectors[start:start + batch],
+                n_results=n_results,
+                include=["documents", "metadatas", "distances"],
             )
-        ]
+            found.extend(
+                self._passages(ids, docs, metas, dists)
+                for ids, docs, metas, dists in zip(
+                    result["ids"], result["documents"], result["metadatas"], result["distances"], strict=True
+                )
+            )
+        return found
 
     @staticmethod
     def _passages(ids: list[str], docs: list[Any], metas: list[Any], dists: list[float]) -> list[Passage]:

@@ -155,6 +155,18 @@ async def test_async_search_does_not_block_the_event_loop(settings: Settings, na
     assert await store.forget(name) == 4
 
 
+def test_many_queries_at_once_are_answered_in_order(settings: Settings, name: str, notes: Path) -> None:
+    """9,000 queries x k=4 hits is more than SQLite's 32,766 variables per statement in one Chroma query."""
+    store = KnowledgeStore.open(settings, embedder=FakeEmbedder())
+    ingest([notes], name, settings, store=store)
+    queries = [f"question {i}" for i in range(9000)]
+    results = store.search_many_sync(queries, k=4, collection=name)
+    assert len(results) == 9000 and all(len(r) == 4 for r in results)
+    # Order is kept across batches: each result equals that query searched on its own.
+    for i in (0, 2047, 2048, 8999):
+        assert [p.id for p in results[i]] == [p.id for p in store.search_sync(queries[i], k=4, collection=name)]
+
+
 def test_empty_collection_and_bad_queries(settings: Settings, name: str) -> None:
     store = KnowledgeStore.open(settings)
     store.get_or_create_collection(name)
