@@ -29,9 +29,10 @@ from autogen_core.models import (
 
 from agents.base import Candidate, RoleAgent, TeamState, passages_block
 from agents.prompting import load_prompt
+from conclave.errors import BackendError
 from conclave.events import ChainDrafted, ChainRejected, Usage
 from conclave.models import client_name
-from conclave.models.structured import schema_args
+from conclave.models.structured import rejects_json_schema, schema_args
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,13 @@ class Reasoner(RoleAgent):
             # Samples, and revisions (at temperature 0 a model tends to write the rejected chain again), are drawn warm.
             extra.update({"temperature": settings.coa.sample_temperature, "seed": candidate.sample + 100 * revision})
         for attempt in range(attempt_base, attempt_base + settings.coa.max_replans + 1):
-            raw, finish = await self._generate(candidate.messages, extra, cancellation_token)
+            try:
+                raw, finish = await self._generate(candidate.messages, extra, cancellation_token)
+            except BackendError as exc:
+                if not (self.json_form and rejects_json_schema(self.client, exc, extra)):
+                    raise
+                extra.update(schema_args(self.client, self.kit.schema, "chain"))  # the host's older dialect
+                raw, finish = await self._generate(candidate.messages, extra, cancellation_token)
             candidate.raw = raw
             try:
                 chain = self.kit.parse(raw)

@@ -37,6 +37,9 @@ async def one_eval(settings: Any, method: str, limit: int, concurrency: int, cac
                         limit=limit, concurrency=concurrency, cache=cache)
     result = await run_eval(config, settings)
     recs = result.records
+    if recs and all(not r["ok"] for r in recs):
+        # A throughput of failures measures nothing: stop with what the harness said.
+        raise SystemExit(f"every item failed at concurrency {concurrency}, e.g.: {recs[0]['error']}")
     return {"concurrency": concurrency, "cache": cache, "seconds": result.seconds, "units": len(recs),
             "items_per_min": 60 * len(recs) / result.seconds, "backend_calls": sum(result.backend_calls.values()),
             "latency": [r["latency"] for r in recs if r["latency"] is not None],

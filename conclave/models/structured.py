@@ -17,7 +17,7 @@ from autogen_core.models import ChatCompletionClient, CreateResult, LLMMessage
 from pydantic import BaseModel, ValidationError
 
 from conclave.errors import BackendError
-from conclave.models.embedded import EmbeddedChatCompletionClient
+from conclave.models.embedded import EmbeddedChatCompletionClient, grammar_safe
 from conclave.models.resilience import ResilientClient
 
 T = TypeVar("T", bound=BaseModel)
@@ -42,7 +42,9 @@ def _backend(client: ChatCompletionClient) -> ChatCompletionClient:
 
 
 def schema_args(client: ChatCompletionClient, schema: dict[str, Any], name: str, *, fallback: bool = False) -> dict[str, Any]:
-    """The ``extra_create_args`` that constrain this client's output to ``schema``."""
+    """The ``extra_create_args`` that constrain this client's output to ``schema`` (in the ``json_object`` + ``schema``
+    dialect once the client's host has refused ``json_schema``, see :func:`rejects_json_schema`)."""
+    fallback = fallback or bool(getattr(client, "conclave_json_object_schema", False))
     backend = _backend(client)
     if isinstance(backend, EmbeddedChatCompletionClient):
         return {"json_schema": schema}
@@ -51,13 +53,28 @@ def schema_args(client: ChatCompletionClient, schema: dict[str, Any], name: str,
     if isinstance(backend, OllamaChatCompletionClient):
         return {"format": schema}
     if fallback:
-        return {"response_format": {"type": "json_object", "schema": schema}}
+        # llama-cpp-python's server compiles the schema into a grammar as the embedded backend does, and dies on the
+        # same unrolled bounds: send it the same grammar-safe copy (replies are validated against the full schema).
+        return {"response_format": {"type": "json_object", "schema": grammar_safe(schema)}}
     return {
         "response_format": {
             "type": "json_schema",
             "json_schema": {"name": re.sub(r"[^A-Za-z0-9_-]", "_", name)[:64] or "output", "schema": schema, "strict": False},
         }
     }
+
+
+def rejects_json_schema(client: ChatCompletionClient, exc: BackendError, args: dict[str, Any]) -> bool:
+    """Whether ``exc`` is the host refusing a ``json_schema`` response format. Hosts that predate it (llama.cpp's
+    server among them) answer 400, or 500 naming ``response_format``; if so, remember for this client that it takes
+    the ``json_object`` + ``schema`` dialect, so that :func:`schema_args` uses it from now on, and return True."""
+    response_format = args.get("response_format")
+    if not (isinstance(response_format, dict) and response_format.get("type") == "json_schema"):
+        return False
+    if "HTTP 400" not in exc.message and "response_format" not in exc.message:
+        return False
+    client.conclave_json_object_schema = True  # type: ignore[attr-defined]
+    return True
 
 
 def extract_json(text: str) -> Any:
@@ -84,19 +101,14 @@ async def complete_json(
     extra: dict[str, Any] | None = None,
 ) -> tuple[Any, CreateResult]:
     """One constrained call; returns the parsed JSON (not yet validated against ``schema``) and the raw result."""
-    fallback = bool(getattr(client, "conclave_json_object_schema", False))
-    args = {**(extra or {}), **schema_args(client, schema, name, fallback=fallback)}
+    args = {**(extra or {}), **schema_args(client, schema, name)}
     try:
         result = await client.create(messages, extra_create_args=args)
     except BackendError as exc:
-        # Hosts that predate `json_schema` (llama.cpp's server among them) reject it (400, or 500 for llama.cpp):
-        # switch to their dialect, and remember it for this client.
-        if "response_format" in args and not fallback and ("HTTP 400" in exc.message or "response_format" in exc.message):
-            args = {**(extra or {}), **schema_args(client, schema, name, fallback=True)}
-            result = await client.create(messages, extra_create_args=args)
-            client.conclave_json_object_schema = True  # type: ignore[attr-defined]
-        else:
+        if not rejects_json_schema(client, exc, args):
             raise
+        args = {**(extra or {}), **schema_args(client, schema, name)}
+        result = await client.create(messages, extra_create_args=args)
     raw = result.content if isinstance(result.content, str) else str(result.content)
     try:
         return extract_json(raw), result

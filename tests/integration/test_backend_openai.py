@@ -109,3 +109,23 @@ async def test_request_carries_settings_and_no_name_field(
     assert body["temperature"] == 0.0
     assert [m["role"] for m in body["messages"]] == ["system", "user"]
     assert all("name" not in m for m in body["messages"]), body["messages"]
+
+
+@pytest.mark.integration
+@pytest.mark.slow  # two grammar-constrained chains on llama.cpp's server
+async def test_coa_team_through_the_llama_cpp_server(llama_server: str) -> None:
+    """The reasoner streams its chain under a schema; llama.cpp's server refuses `json_schema` (HTTP 500), so the
+    team must switch to the server's `json_object` + `schema` dialect instead of failing the run."""
+    from workflows.runner import build_context, run_question
+
+    settings = openai_settings(llama_server, model=SPEC, max_tokens=96,
+                               coa={"max_replans": 0, "max_critic_rounds": 0, "samples": 2, "agree": 0})
+    ctx = await build_context("A pen costs 3 dollars. What do 4 pens cost?", settings, method="coa", knowledge=False)
+    events = [e async for e in run_question(ctx)]
+    failures = [e for e in events if e.kind == "run_failed"]
+    assert not failures, failures
+    finished = events[-1]
+    assert finished.kind == "run_finished" and finished.ok
+    # Both concurrently drawn samples reached the server and came back as chains.
+    assert sorted(e.sample for e in events if e.kind == "chain") == [0, 1]
+    assert finished.usage["reasoner"]["calls"] == 2
