@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.servers import OLLAMA_STUB_MODEL, REPO_ROOT, Behaviour, FlakyEndpoint, free_port
+from tests.fixtures.servers import OLLAMA_STUB_MODEL, REPO_ROOT, Behaviour, FlakyEndpoint, default_sigint, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -180,7 +180,7 @@ def test_ctrl_c_while_streaming_exits_130_without_traceback() -> None:
         [*cli_command(), "ask", "--model", "embedded", "--method", "direct",
          "Write a long story about a dragon who lives in a castle."],
         env=cli_env(CONCLAVE_MAX_TOKENS="3000", CONCLAVE_CONTEXT_LENGTH="4096"),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=default_sigint,
     )  # fmt: skip
     assert proc.stdout is not None
     try:

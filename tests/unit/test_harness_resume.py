@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from conclave.settings import load_settings
+from tests.fixtures.servers import default_sigint
 from tests.unit.test_harness import Factory, comparable, write_gsm8k
 from workflows.evaluation import EvalConfig, run_eval
 
@@ -41,7 +42,7 @@ def _start(tmp_path: Path, home: Path, dataset: str) -> tuple[subprocess.Popen[b
     env = {**os.environ, "CONCLAVE_HOME": str(home), "PYTHONPATH": str(ROOT)}
     stderr = tmp_path / "child.err"
     proc = subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.DEVNULL,
-                            stderr=stderr.open("wb"), cwd=tmp_path)
+                            stderr=stderr.open("wb"), cwd=tmp_path, preexec_fn=default_sigint)
     return proc, stderr
 
 
