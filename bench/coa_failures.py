@@ -103,6 +103,8 @@ def main() -> None:
                         help="the run was stopped (SIGSTOP) between these Unix times: the item in flight gets the "
                              "pause taken off its wall time (repeatable)")
     args = parser.parse_args()
+    from workflows.evaluation.compare import mcnemar_exact
+
     pauses = [tuple(float(t) for t in spec.split(":")) for spec in args.pause]
     path = args.run / "items.jsonl" if args.run.is_dir() else args.run
     latest: dict[str, dict[str, Any]] = {}
@@ -169,8 +171,6 @@ def main() -> None:
         if against:
             pairs = Counter((bool(r.get("correct")), against.get(r["item_id"])) for r in recs
                             if r["item_id"] in against)
-            from workflows.evaluation.compare import mcnemar_exact
-
             p_value = mcnemar_exact(pairs[(True, False)], pairs[(False, True)])
             print(f"\nPaired with {args.against} on {sum(pairs.values())} items: both right {pairs[(True, True)]}, only "
                   f"{method} {pairs[(True, False)]}, only {args.against} {pairs[(False, True)]}, both wrong "

@@ -41,10 +41,9 @@ def _backend(client: ChatCompletionClient) -> ChatCompletionClient:
     return client
 
 
-def schema_args(client: ChatCompletionClient, schema: dict[str, Any], name: str, *, fallback: bool = False) -> dict[str, Any]:
+def schema_args(client: ChatCompletionClient, schema: dict[str, Any], name: str) -> dict[str, Any]:
     """The ``extra_create_args`` that constrain this client's output to ``schema`` (in the ``json_object`` + ``schema``
     dialect once the client's host has refused ``json_schema``, see :func:`rejects_json_schema`)."""
-    fallback = fallback or bool(getattr(client, "conclave_json_object_schema", False))
     backend = _backend(client)
     if isinstance(backend, EmbeddedChatCompletionClient):
         return {"json_schema": schema}
@@ -52,7 +51,7 @@ def schema_args(client: ChatCompletionClient, schema: dict[str, Any], name: str,
 
     if isinstance(backend, OllamaChatCompletionClient):
         return {"format": schema}
-    if fallback:
+    if getattr(client, "conclave_json_object_schema", False):
         # llama-cpp-python's server compiles the schema into a grammar as the embedded backend does, and dies on the
         # same unrolled bounds: send it the same grammar-safe copy (replies are validated against the full schema).
         return {"response_format": {"type": "json_object", "schema": grammar_safe(schema)}}
