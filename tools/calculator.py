@@ -8,18 +8,34 @@ Syntax and rules (also in the README, "Calculator"):
 * ``+ - * /``, ``**`` (``^`` is accepted as a synonym), unary minus/plus, parentheses.
 * ``%`` right after an operand is a *percentage* (``15%`` is 0.15; ``15% of 80`` is 12); between two operands
   (``10 % 3``) it is *modulo*. A ``%`` followed by a number, a name or ``(`` is modulo, anything else percentage.
-* Functions ``sqrt log exp round min max abs`` (``log(x)`` is natural, ``log(x, base)``; ``round(x, ndigits=0)``
+* Functions ``sqrt log exp round min max abs floor ceil`` (``log(x)`` is natural, ``log(x, base)``; ``round(x, ndigits=0)``
   rounds half away from zero) and constants ``pi`` and ``e``.
 * Thousands separators: ``1,234`` and ``1,234,567.5``. A comma is a thousands separator when it follows a group of
   one to three digits, is followed by exactly three digits and then no further digit, *and* is not directly inside a
   function's argument list. Inside ``min(...)``/``max(...)``/``round(...)``/``log(...)`` a comma always separates
   arguments, so ``max(1,234)`` is 234; write ``max(1234, 5)`` or ``max((1,234), 5)`` there.
+* Numbers are written with decimal digits (``0``-``9``; the decimal digits of other scripts are read too).
+  Superscripts (``2²``), circled digits (``①``) and other digit-like characters are refused, naming the character:
+  write ``2**2``.
 * Results are exact decimals when the value terminates. Otherwise (``1/3``, ``sqrt(2)``) the text is rounded to 12
   decimal places (more for values below 1, so that at least 12 significant digits remain), and ``exact`` is False.
-  Inexact values of 1e15 or more, or below 1e-6, are written in scientific notation with 12 significant digits.
+  Inexact values of 1e15 or more, or below 1e-6, are written in scientific notation with 12 significant digits, and
+  so is any value whose decimal text would have more than 5,000 digits (``2**-16000``; ``exact`` is then False).
 
-Limits keep every evaluation fast: input length, nesting depth, and the size (in bits) of every intermediate value;
-``9**9**9`` fails at once with a clear message instead of computing.
+Limits keep every evaluation fast (microseconds for ordinary input, under a second even for 10,000 characters
+built to be slow): input length (10,000 characters), nesting depth (64), number literals (at most 4,932 digits,
+exponents up to ``e±1000``) and the size of every value:
+
+* A value is kept exact while its numerator and denominator have at most 16,384 bits (about 4,930 digits each).
+* A value whose exact form would be larger, but whose magnitude lies between 10^-4,850 and 10^4,850, is computed
+  with about 50 significant digits instead and marked as rounded: ``1000*(1+0.05/365)**(365*30)`` is
+  4481.228688524515 and ``e**100`` is 2.68811714182e+43. Values that are inexact anyway (from ``pi``, ``e``,
+  ``sqrt``, ``log``, ``exp``) are kept to about 50 significant digits as well.
+* A magnitude beyond that (``9**9**9``, ``10**100000``, ``0.5**100000``) fails at once with a clear message
+  instead of computing.
+
+No conversion between ``int`` and ``str`` is subject to Python's digit limit (``sys.get_int_max_str_digits``,
+4,300 by default): long numbers are read and written through :mod:`decimal`, and rounded in binary.
 """
 
 from __future__ import annotations
@@ -27,20 +43,39 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import Context, Decimal
+from decimal import MAX_EMAX, MIN_EMIN, Context, Decimal, DecimalException, localcontext
 from fractions import Fraction
 
 from conclave.errors import ToolInputError
 
-__all__ = ["MAX_BITS", "MAX_DEPTH", "MAX_INPUT_CHARS", "CalcResult", "evaluate", "format_fraction"]
+__all__ = [
+    "MAX_BITS",
+    "MAX_DEPTH",
+    "MAX_INPUT_CHARS",
+    "MAX_MAGNITUDE",
+    "MAX_NUMBER_DIGITS",
+    "CalcResult",
+    "evaluate",
+    "format_fraction",
+]
 
 MAX_INPUT_CHARS = 10_000
 MAX_DEPTH = 64
-MAX_BITS = 16_384  # ~4,900 decimal digits for any numerator or denominator
+MAX_BITS = 16_384  # exact values: at most this many bits (~4,930 decimal digits) in numerator and denominator
+MAX_NUMBER_DIGITS = int(MAX_BITS * math.log10(2))  # 4,932: a literal's digits always fit in MAX_BITS
+# Rounded values (about 50 significant digits) lie within 10^±MAX_MAGNITUDE, so that they too fit in MAX_BITS:
+# a 170-bit (or 50-digit) mantissa times 10^-4,850 has a denominator of at most about 16,280 bits.
+MAX_MAGNITUDE = 4_850
 DISPLAY_DECIMALS = 12
 _WORK_PREC = 50
-_MAX_EXP_ARG = 10_000
+_MAX_EXP_ARG = 10_000  # exp(10,000) is about 10^4,343, inside MAX_MAGNITUDE
 _MAX_NUMBER_EXPONENT = 1_000
+_MAX_ROUNDED_EXPONENT_DIGITS = 50  # a rounded power's exponent; more would need a base within 1e-45 of 1
+_MAX_PLAIN_DIGITS = 5_000  # longer decimal texts are written in scientific notation
+_SHORT_DIGITS = 600  # int(str) is safe up to here, whatever the (>= 640) sys.set_int_max_str_digits() limit
+_ROUND_BITS = 170  # a rounded value keeps 170 significant bits, a little over 50 decimal digits
+_INEXACT_BITS = 4 * _ROUND_BITS  # an inexact value is rounded again once its numerator/denominator is longer
+_LOG10_2 = math.log10(2)
 
 _PI = Fraction(Decimal("3.14159265358979323846264338327950288419716939937511"))
 _E = Fraction(Decimal("2.71828182845904523536028747135266249775724709369996"))
@@ -55,6 +90,12 @@ class CalcResult:
     text: str
     exact: bool
 
+    def __repr__(self) -> str:
+        # repr(Fraction) goes through str(int), which refuses numbers over sys.get_int_max_str_digits() digits.
+        bits = max(self.value.numerator.bit_length(), self.value.denominator.bit_length())
+        value = repr(self.value) if bits <= 2_000 else f"<Fraction of {bits:,} bits>"
+        return f"CalcResult(value={value}, text={self.text!r}, exact={self.exact!r})"
+
 
 @dataclass(frozen=True)
 class _Num:
@@ -67,7 +108,7 @@ class _Tok:
     kind: str  # "num" | "name" | "op" | "end"
     text: str
     pos: int
-    value: Fraction | None = None
+    value: _Num | None = None
 
 
 def _error(message: str, hint: str = _HINT) -> ToolInputError:
@@ -90,14 +131,20 @@ def _tokenize(src: str) -> list[_Tok]:
         if ch.isspace():
             i += 1
             continue
-        if ch.isdigit() or (ch == "." and i + 1 < n and src[i + 1].isdigit()):
+        if ch.isdecimal() or (ch == "." and i + 1 < n and src[i + 1].isdecimal()):
             allow_thousands = not stack or stack[-1] == "group"
             tok, i = _lex_number(src, i, allow_thousands)
             tokens.append(tok)
             continue
+        if ch.isnumeric():
+            # str.isdigit()/isnumeric() accept superscripts, circled digits, fractions; int() and Decimal do not.
+            raise _error(
+                f"unsupported character {ch!r} at position {i}: numbers are written with the digits 0-9",
+                hint="write 2**2 (or 2^2) for 2², 1 for ①, 1/2 for ½",
+            )
         if ch.isalpha() or ch == "_":
             j = i
-            while j < n and (src[j].isalnum() or src[j] == "_"):
+            while j < n and (src[j].isalpha() or src[j].isdecimal() or src[j] == "_"):
                 j += 1
             name = src[i:j]
             if name != "of" and name not in _FUNCTIONS and name not in _CONSTANTS:
@@ -142,7 +189,7 @@ def _lex_number(src: str, i: int, allow_thousands: bool) -> tuple[_Tok, int]:
     n = len(src)
     start = i
     j = i
-    while j < n and src[j].isdigit():
+    while j < n and src[j].isdecimal():
         j += 1
     int_part = src[i:j]
     if allow_thousands and 1 <= len(int_part) <= 3:
@@ -151,8 +198,8 @@ def _lex_number(src: str, i: int, allow_thousands: bool) -> tuple[_Tok, int]:
         while (
             k + 4 <= n
             and src[k] == ","
-            and src[k + 1 : k + 4].isdigit()
-            and (k + 4 == n or not src[k + 4].isdigit())
+            and src[k + 1 : k + 4].isdecimal()
+            and (k + 4 == n or not src[k + 4].isdecimal())
         ):
             groups.append(src[k + 1 : k + 4])
             k += 4
@@ -162,7 +209,7 @@ def _lex_number(src: str, i: int, allow_thousands: bool) -> tuple[_Tok, int]:
     frac_part = ""
     if j < n and src[j] == ".":
         k = j + 1
-        while k < n and src[k].isdigit():
+        while k < n and src[k].isdecimal():
             k += 1
         frac_part = src[j + 1 : k]
         j = k
@@ -173,9 +220,9 @@ def _lex_number(src: str, i: int, allow_thousands: bool) -> tuple[_Tok, int]:
         k = j + 1
         if k < n and src[k] in "+-":
             k += 1
-        if k < n and src[k].isdigit():
+        if k < n and src[k].isdecimal():
             m = k
-            while m < n and src[m].isdigit():
+            while m < n and src[m].isdecimal():
                 m += 1
             exponent = int(src[j + 1 : m]) if m - (j + 1) < 8 else 10**9
             if abs(exponent) > _MAX_NUMBER_EXPONENT:
@@ -189,52 +236,127 @@ def _lex_number(src: str, i: int, allow_thousands: bool) -> tuple[_Tok, int]:
             hint="write multiplication explicitly, e.g. 2 * pi",
         )
     digits = (int_part or "0") + frac_part
-    value = Fraction(int(digits), 10 ** len(frac_part)) * Fraction(10) ** exponent
+    if len(digits) > MAX_NUMBER_DIGITS:
+        raise _error(
+            f"number too long at position {start} "
+            f"({len(digits):,} digits; the limit is {MAX_NUMBER_DIGITS:,})",
+            hint="write long numbers with an exponent, e.g. 1.5e300",
+        )
+    # int(str) refuses more than sys.get_int_max_str_digits() digits (4,300 by default, 640 at the least): long
+    # literals go through Decimal, whose conversions have no such limit. Both read the decimal digits of any script.
+    mantissa = int(digits) if len(digits) <= _SHORT_DIGITS else int(Decimal(digits))
+    value = _fit(Fraction(mantissa, 10 ** len(frac_part)) * Fraction(10) ** exponent, True, "number")
     return _Tok("num", src[start:j], start, value), j
+
 
 
 # ---------------------------------------------------------------- arithmetic helpers
 
 
-def _check_size(value: Fraction) -> Fraction:
-    if value.numerator.bit_length() > MAX_BITS or value.denominator.bit_length() > MAX_BITS:
-        raise _error(
-            f"intermediate result too large (over {MAX_BITS} bits, about {int(MAX_BITS * 0.30103)} digits)",
-            hint="use smaller numbers or exponents",
-        )
-    return value
+def _magnitude_error(what: str, log10_value: float) -> ToolInputError:
+    """'<what> too large/small: ... about 10^N' for a value whose decimal logarithm is about log10_value."""
+    big = log10_value > 0
+    if abs(log10_value) < 1e15:
+        about = f"about 10^{log10_value:,.0f}"
+    elif math.isfinite(log10_value):
+        about = f"about 10^({log10_value:.3g})"
+    else:
+        about = f"beyond 10^({'' if big else '-'}10^300)"
+    return _error(
+        f"{what} too {'large' if big else 'small'}: {about} "
+        f"(the limit is about 10^{'' if big else '-'}{MAX_MAGNITUDE:,})",
+        hint="use smaller numbers or exponents" if big else "use larger numbers or smaller exponents",
+    )
 
 
-def _ctx() -> Context:
-    return Context(prec=_WORK_PREC, Emax=10**6, Emin=-(10**6))
+def _fit(value: Fraction, exact: bool, what: str = "intermediate result") -> _Num:
+    """Keep a value exact while it fits in MAX_BITS; else round it to 50 digits, or refuse an absurd magnitude.
+
+    A value that is already inexact is rounded as soon as it grows beyond a few hundred bits: its digits past the
+    50th mean nothing, and keeping it small keeps long chains (pi * pi * ..., a sum of rounded powers) fast.
+    """
+    num_bits, den_bits = value.numerator.bit_length(), value.denominator.bit_length()
+    if max(num_bits, den_bits) <= (MAX_BITS if exact else _INEXACT_BITS):
+        return _Num(value, exact)
+    log10_value = (num_bits - den_bits) * _LOG10_2  # within a bit of log10|value|; value != 0 here
+    if abs(log10_value) > MAX_MAGNITUDE:
+        raise _magnitude_error(what, log10_value)
+    mantissa, exp2 = _binary_round(value, _ROUND_BITS)
+    return _Num(Fraction(mantissa, 1 << -exp2) if exp2 < 0 else Fraction(mantissa << exp2), False)
+
+
+def _binary_round(value: Fraction, bits: int) -> tuple[int, int]:
+    """(m, e) with m * 2**e equal to value rounded to about ``bits`` significant bits, by integer arithmetic alone."""
+    num, den = value.numerator, value.denominator
+    shift = bits - (num.bit_length() - den.bit_length())  # value * 2**shift has about `bits` bits
+    if shift >= 0:
+        num <<= shift
+    else:
+        den <<= -shift
+    return (2 * num + den) // (2 * den), -shift  # round half up
+
+
+def _ctx(prec: int = _WORK_PREC) -> Context:
+    return Context(prec=prec, Emax=MAX_EMAX, Emin=MIN_EMIN)
 
 
 def _to_decimal(value: Fraction, ctx: Context) -> Decimal:
-    return ctx.divide(Decimal(value.numerator), Decimal(value.denominator))
+    """The value rounded to ``ctx.prec`` digits.
+
+    Never str(int) (limited to sys.get_int_max_str_digits() digits), and no Decimal(int) of a huge int either (its
+    conversion is quadratic: milliseconds at 16,000 bits): large values are first rounded in binary.
+    """
+    num, den = value.numerator, value.denominator
+    bits = 4 * ctx.prec + 64
+    if max(num.bit_length(), den.bit_length()) <= 2 * bits:
+        return ctx.divide(Decimal(num), Decimal(den))
+    mantissa, exp2 = _binary_round(value, bits)
+    return ctx.multiply(Decimal(mantissa), ctx.power(Decimal(2), exp2))
 
 
-def _from_decimal(value: Decimal, exact: bool) -> _Num:
-    return _Num(_check_size(Fraction(value)), exact)
+def _ln(value: Fraction, ctx: Context) -> Decimal:
+    """ln(value) for value > 0 to ``ctx.prec`` digits, also next to 1, where ln of the rounded value loses them all."""
+    x = value - 1
+    if x != 0 and abs(x) < Fraction(1, 10**20):
+        # ln(1 + x) = x - x²/2 + x³/3 - ...: from the exact x, four terms are good to 80 digits.
+        dx = _to_decimal(x, ctx)
+        with localcontext(ctx):  # Decimal operators round to the current context, not to ctx
+            return +(dx - dx * dx / 2 + dx * dx * dx / 3 - dx * dx * dx * dx / 4)
+    return ctx.ln(_to_decimal(value, ctx))
+
+
+def _from_decimal(value: Decimal, exact: bool, what: str = "intermediate result") -> _Num:
+    """A finite Decimal as an exact Fraction (then fitted), via its digits: no slow or limited int conversion."""
+    sign, digits, exponent = value.as_tuple()
+    assert isinstance(exponent, int)  # finite: the contexts trap overflow and invalid operations
+    if len(digits) <= _SHORT_DIGITS:
+        mantissa = int("".join(map(str, digits)))
+    else:
+        mantissa = int(Decimal((0, digits, 0)))
+    mantissa = -mantissa if sign else mantissa
+    fraction = Fraction(mantissa * 10**exponent) if exponent >= 0 else Fraction(mantissa, 10**-exponent)
+    return _fit(fraction, exact, what)
 
 
 def _iroot(value: int, k: int) -> int | None:
     """The exact integer k-th root of a non-negative int, or None."""
     if value < 2:
         return value
-    guess = (
-        round(math.exp(math.log(value) / k)) if value.bit_length() < 1000 else 1 << (value.bit_length() // k)
-    )
-    # Newton's method from the float guess; converges in a few steps and verifies exactly.
-    x = max(guess, 1)
+    if k == 2:
+        root = math.isqrt(value)
+        return root if root * root == value else None
+    # Start just above the root from a float estimate (good to ~38 bits at any size: math.log2 takes big ints);
+    # integer Newton steps from above then decrease monotonically to the floor of the root in a few steps.
+    e = math.log2(value) / k
+    whole = int(e)
+    x = (int(2 ** (e - whole) * 2**53) << whole >> 53) if whole > 53 else int(2**e)
+    x += (x >> 30) + 2
     for _ in range(200):
         y = ((k - 1) * x + value // x ** (k - 1)) // k
-        if abs(y - x) <= 1:
+        if y >= x:
             break
         x = y
-    for cand in (x - 1, x, x + 1):
-        if cand >= 0 and cand**k == value:
-            return cand
-    return None
+    return x if x**k == value else None
 
 
 def _power(base: _Num, exp: _Num) -> _Num:
@@ -248,14 +370,11 @@ def _power(base: _Num, exp: _Num) -> _Num:
             return _Num(Fraction(1) if k == 0 else Fraction(0), exact)
         if abs(b) == 1:
             return _Num(b ** (k % 2) if b < 0 else Fraction(1), exact)
-        size = max(b.numerator.bit_length(), b.denominator.bit_length())
-        if abs(k) > MAX_BITS or size * abs(k) > MAX_BITS * 1.02:
-            raise _error(
-                f"power too large: the result would have about {int(size * abs(k) * 0.30103):,} digits "
-                f"(limit about {int(MAX_BITS * 0.30103):,})",
-                hint="use smaller exponents",
-            )
-        return _Num(_check_size(b**k), exact)
+        largest = max(abs(b.numerator), b.denominator)
+        if abs(k).bit_length() <= 32 and abs(k) * math.log2(largest) <= MAX_BITS + 1:
+            return _fit(b**k, exact, "power")
+        # The exact value would be huge (its digits, not necessarily its magnitude): round to 50 digits.
+        return _rounded_power(b, p)
     if b < 0:
         raise _error("a negative number raised to a fractional power is not a real number")
     if b == 0:
@@ -271,13 +390,48 @@ def _power(base: _Num, exp: _Num) -> _Num:
             return _power(
                 _Num(Fraction(num_root, den_root), base.exact), _Num(Fraction(p.numerator), exp.exact)
             )
-    ctx = _ctx()
-    ln_b = _to_decimal(b, ctx).ln(ctx)
-    magnitude = abs(float(ln_b) * float(p)) / math.log(2)
-    if magnitude > MAX_BITS:
-        raise _error("power too large", hint="use smaller exponents")
-    result = ctx.power(_to_decimal(b, ctx), _to_decimal(p, ctx))
-    return _from_decimal(result, False)
+    return _rounded_power(b, p)
+
+
+def _log10_abs(value: Fraction) -> float:
+    """log10|value| as a float, for any size of numerator and denominator (math.log10 takes big ints)."""
+    return math.log10(abs(value.numerator)) - math.log10(value.denominator)
+
+
+def _rounded_power(b: Fraction, p: Fraction) -> _Num:
+    """b**p to 50 significant digits (b > 0, or b < 0 with a whole p), or a clear error for absurd magnitudes.
+
+    A float estimate of log10|b**p| refuses absurd magnitudes at once; the value is then exp(p * ln|b|) in Decimal,
+    with as many extra digits as p has, so that an exponent like 365*30 loses no accuracy to the rounded base.
+    """
+    log10_base = _log10_abs(b)
+    if log10_base != 0:
+        log10_log10 = math.log10(abs(log10_base)) + _log10_abs(p)
+        estimate = 10**log10_log10 if log10_log10 < 300 else math.inf
+        if (log10_base > 0) != (p > 0):
+            estimate = -estimate
+        if abs(estimate) > MAX_MAGNITUDE + 1:
+            raise _magnitude_error("power", estimate)
+    p_digits = max(1, int(_log10_abs(p)) + 1) if p else 1
+    if p_digits > _MAX_ROUNDED_EXPONENT_DIGITS:
+        raise _error(
+            f"power too large: the exponent has about {p_digits:,} digits "
+            f"(the limit is {_MAX_ROUNDED_EXPONENT_DIGITS} unless the base is 0, 1 or -1)",
+            hint="use smaller exponents",
+        )
+    ctx = _ctx(_WORK_PREC + p_digits + 10)
+    try:
+        ln_result = ctx.multiply(_ln(abs(b), ctx), _to_decimal(p, ctx))
+        log10_result = float(ln_result) / math.log(10)
+        if abs(log10_result) > MAX_MAGNITUDE:
+            raise _magnitude_error("power", log10_result)
+        result = ctx.exp(ln_result)
+    except DecimalException as exc:  # not expected within the bounds above; never let it escape as is
+        message = f"power cannot be computed ({type(exc).__name__})"
+        raise _error(message, hint="use smaller exponents") from exc
+    if b < 0 and p.numerator % 2:
+        result = ctx.minus(result)  # not -result: operators round to the thread's context (28 digits)
+    return _from_decimal(_ctx().plus(result), False, "power")
 
 
 def _sqrt(x: _Num) -> _Num:
@@ -295,13 +449,13 @@ def _log(x: _Num, base: _Num | None = None) -> _Num:
     if x.value == 1:
         return _Num(Fraction(0), exact)
     ctx = _ctx()
-    ln_x = _to_decimal(x.value, ctx).ln(ctx)
+    ln_x = _ln(x.value, ctx)
     if base is None:
         return _from_decimal(ln_x, False)
-    result = ctx.divide(ln_x, _to_decimal(base.value, ctx).ln(ctx))
+    result = ctx.divide(ln_x, _ln(base.value, ctx))
     # log(8, 2) is exactly 3: check integer candidates exactly.
-    candidate = int(result.to_integral_value())
-    if abs(candidate) <= MAX_BITS and abs(result - candidate) < Decimal("1e-30"):
+    candidate = int(result.to_integral_value()) if result.copy_abs() <= MAX_BITS else None
+    if candidate is not None and abs(result - candidate) < Decimal("1e-30"):
         bits = max(base.value.numerator.bit_length(), base.value.denominator.bit_length()) * abs(candidate)
         if bits <= MAX_BITS and base.value**candidate == x.value:
             return _Num(Fraction(candidate), exact)
@@ -328,7 +482,7 @@ def _round(x: _Num, ndigits: _Num | None = None) -> _Num:
     # Half away from zero, as people expect from a calculator (Python's round is half-to-even).
     magnitude = math.floor(abs(scaled) + Fraction(1, 2))
     rounded = Fraction(magnitude if scaled >= 0 else -magnitude) / scale
-    return _Num(rounded, x.exact)
+    return _fit(rounded, x.exact)
 
 
 def _minmax(pick: Callable[..., Fraction]) -> Callable[..., _Num]:
@@ -348,6 +502,8 @@ _FUNCTIONS: dict[str, tuple[Callable[..., _Num], int, int]] = {
     "min": (_minmax(min), 1, 1000),
     "max": (_minmax(max), 1, 1000),
     "abs": (lambda x: _Num(abs(x.value), x.exact), 1, 1),
+    "floor": (lambda x: _Num(Fraction(math.floor(x.value)), x.exact), 1, 1),
+    "ceil": (lambda x: _Num(Fraction(math.ceil(x.value)), x.exact), 1, 1),
 }
 _CONSTANTS = {"pi": _Num(_PI, False), "e": _Num(_E, False)}
 _ALLOWED = ", ".join([*_FUNCTIONS, *_CONSTANTS])
@@ -393,7 +549,7 @@ class _Parser:
             op = self._next().text
             right = self.multiplicative()
             value = left.value + right.value if op == "+" else left.value - right.value
-            left = _Num(_check_size(value), left.exact and right.exact)
+            left = _fit(value, left.exact and right.exact)
         return left
 
     def multiplicative(self) -> _Num:
@@ -403,14 +559,14 @@ class _Parser:
             right = self.unary()
             exact = left.exact and right.exact
             if op == "*":
-                left = _Num(_check_size(left.value * right.value), exact)
+                left = _fit(left.value * right.value, exact)
                 continue
             if right.value == 0:
                 raise _error("division by zero" if op == "/" else "modulo by zero")
             if op == "/":
-                left = _Num(_check_size(left.value / right.value), exact)
+                left = _fit(left.value / right.value, exact)
             else:
-                left = _Num(_check_size(left.value % right.value), exact)
+                left = _fit(left.value % right.value, exact)
         return left
 
     def unary(self) -> _Num:
@@ -443,13 +599,13 @@ class _Parser:
             )
             if not starts_operand:
                 self._next()
-                value = _Num(value.value / 100, value.exact)
+                value = _fit(value.value / 100, value.exact)
                 if self.tok.kind == "name" and self.tok.text == "of":
                     self._next()
                     self._enter()
                     whole = self.unary()
                     self.depth -= 1
-                    value = _Num(_check_size(value.value * whole.value), value.exact and whole.exact)
+                    value = _fit(value.value * whole.value, value.exact and whole.exact)
         elif self.tok.kind == "name" and self.tok.text == "of":
             raise _error("'of' must follow a percentage, e.g. 15% of 80")
         return value
@@ -458,7 +614,7 @@ class _Parser:
         tok = self._next()
         if tok.kind == "num":
             assert tok.value is not None
-            return _Num(_check_size(tok.value))
+            return tok.value  # the tokenizer already fitted it to the limits
         if tok.kind == "op" and tok.text == "(":
             self._enter()
             value = self.additive()
@@ -505,19 +661,30 @@ class _Parser:
 # ---------------------------------------------------------------- formatting
 
 
-def _terminates(value: Fraction) -> bool:
+def _terminating_places(value: Fraction) -> int | None:
+    """The decimal places of a terminating value (1/8 -> 3), or None when its expansion does not terminate."""
     d = value.denominator
-    for p in (2, 5):
-        while d % p == 0:
-            d //= p
-    return d == 1
+    twos = (d & -d).bit_length() - 1
+    d >>= twos
+    fives = 0
+    while d % 5 == 0:
+        d //= 5
+        fives += 1
+    return max(twos, fives) if d == 1 else None
+
+
+def _integer_digits(value: Fraction) -> int:
+    """An upper bound (by at most one) on the digits before the decimal point."""
+    bits = abs(value.numerator).bit_length() - value.denominator.bit_length() + 1
+    return max(1, int(bits * _LOG10_2) + 1)
 
 
 def _plain(value: Fraction, places: int) -> str:
     """Round to ``places`` decimals (half-even; ties cannot occur for non-terminating values) and strip zeros."""
     scaled = round(value * 10**places)
     sign = "-" if scaled < 0 else ""
-    digits = str(abs(scaled)).rjust(places + 1, "0")
+    # str(Decimal(int)), not str(int): the latter refuses more than sys.get_int_max_str_digits() digits.
+    digits = str(Decimal(abs(scaled))).rjust(places + 1, "0")
     whole, frac = digits[: len(digits) - places], digits[len(digits) - places :]
     frac = frac.rstrip("0")
     text = f"{sign}{whole}.{frac}" if frac else f"{sign}{whole}"
@@ -525,8 +692,7 @@ def _plain(value: Fraction, places: int) -> str:
 
 
 def _scientific(value: Fraction) -> str:
-    ctx = Context(prec=DISPLAY_DECIMALS)
-    dec = ctx.divide(Decimal(value.numerator), Decimal(value.denominator))
+    dec = _to_decimal(value, _ctx(2 * DISPLAY_DECIMALS))  # the format below rounds it to 12 digits
     mantissa, _, exponent = f"{dec:.{DISPLAY_DECIMALS - 1}e}".partition("e")
     mantissa = mantissa.rstrip("0").rstrip(".")
     return f"{mantissa}e{int(exponent):+d}"
@@ -534,16 +700,11 @@ def _scientific(value: Fraction) -> str:
 
 def format_fraction(value: Fraction, exact: bool = True) -> tuple[str, bool]:
     """Decimal text for a value and whether that text is exact (see the module docstring for the rule)."""
-    if exact and _terminates(value):
-        twos = fives = 0
-        d = value.denominator
-        while d % 2 == 0:
-            d //= 2
-            twos += 1
-        while d % 5 == 0:
-            d //= 5
-            fives += 1
-        return _plain(value, max(twos, fives)), True
+    terminating = _terminating_places(value) if exact else None
+    if terminating is not None:
+        if _integer_digits(value) + terminating <= _MAX_PLAIN_DIGITS:
+            return _plain(value, terminating), True
+        return _scientific(value), False
     if value == 0:
         return "0", False
     magnitude = abs(value)
@@ -553,6 +714,8 @@ def format_fraction(value: Fraction, exact: bool = True) -> tuple[str, bool]:
     if magnitude < 1:
         # Leading zeros after the point do not count towards the 12 significant digits.
         places += -math.floor(math.log10(magnitude.numerator) - math.log10(magnitude.denominator)) - 1
+    if _integer_digits(value) + places > _MAX_PLAIN_DIGITS:
+        return _scientific(value), False
     return _plain(value, places), False
 
 

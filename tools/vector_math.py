@@ -8,8 +8,15 @@ compiled or executed. Example, the gradient of the mean squared error of a linea
     evaluate_vector("(2 / len(y)) * transpose(X) @ (X @ w - y)", {"X": [[1, 1], [1, 2]], "w": [0, 0], "y": [1, 2]})
 
 Functions: ``dot transpose matmul mean sum norm sqrt abs exp log len size min max outer``. ``mean``, ``sum``,
-``min`` and ``max`` take an optional axis as a second argument. Results are JSON: a number, a list or a list of
-lists, with floats rounded to 12 significant digits.
+``min`` and ``max`` take an optional axis as a second argument (a vector has axis 0, a matrix axes 0 and 1; a single
+number has none, so ``mean(3, 0)`` is refused). Results are JSON: a number, a list or a list of lists, with floats
+rounded to 12 significant digits.
+
+Limits: at most 10,000 elements in any array or result (40,000 over all variables), 2 dimensions, 32 variables,
+2,000 characters of expression, nesting depth 32 and exponents of at most ±64. Numbers are 64-bit floats: every
+number given or computed must be finite (at most about 1.8e308 in size; a larger integer is refused, not rounded to
+infinity). Overflow, division by zero and invalid operations are refused with a clear message; underflow is not an
+error (``exp(-1000)`` is 0).
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ import ast
 import json
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -32,6 +39,7 @@ MAX_VARIABLES = 32
 MAX_EXPRESSION_CHARS = 2_000
 MAX_DEPTH = 32
 MAX_POWER = 64
+_FLOAT_MAX = float(np.finfo(float).max)  # about 1.8e308: larger Python ints cannot become floats
 _HINT = "e.g. expression='transpose(X) @ (X @ w - y)' with variables {'X': [[1, 2], [3, 4]], 'w': [1, 0], 'y': [1, 2]}"
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
@@ -56,9 +64,12 @@ def _check(value: Value) -> Value:
 def _axis(arr: np.ndarray, axis: Value | None) -> int | None:
     if axis is None:
         return None
+    if arr.ndim == 0:
+        raise _error("a single number has no axis: leave out the second argument, or pass a vector or matrix")
     a = np.asarray(axis)
-    if a.ndim != 0 or float(a) != int(a) or not -arr.ndim <= int(a) < max(arr.ndim, 1):
-        raise _error(f"axis must be a whole number valid for a {arr.ndim}-dimensional array")
+    if a.ndim != 0 or float(a) != int(a) or not -arr.ndim <= int(a) < arr.ndim:
+        valid = "0 (or -1)" if arr.ndim == 1 else "0 or 1 (or -1, -2)"
+        raise _error(f"axis must be a whole number valid for a {arr.ndim}-dimensional array: {valid}")
     return int(a)
 
 
@@ -154,7 +165,9 @@ def _binary(op: ast.operator, a: Value, b: Value) -> Value:
         raise _error(f"shapes {a_arr.shape} and {b_arr.shape} cannot be combined element-wise") from exc
     if math.prod(shape) > MAX_ELEMENTS:
         raise _error(f"element-wise result too large ({math.prod(shape):,} elements)")
-    with np.errstate(all="raise"):
+    # Overflow, division by zero and invalid operations raise FloatingPointError (turned into a clear error);
+    # underflow to zero or a subnormal number is an ordinary result (1e-200 * 1e-200 is 0), not an error.
+    with np.errstate(all="raise", under="ignore"):
         try:
             if isinstance(op, ast.Add):
                 return a_arr + b_arr
@@ -195,9 +208,7 @@ class _Evaluator:
         if isinstance(node, ast.Constant):
             if isinstance(node.value, bool) or not isinstance(node.value, (int, float)):
                 raise _error(f"only numbers are allowed as literals (got {node.value!r})")
-            if abs(node.value) > 1e300:
-                raise _error("number too large")
-            return float(node.value)
+            return _to_float(node.value, "number")
         if isinstance(node, ast.Name):
             if node.id in self.variables:
                 return self.variables[node.id]
@@ -228,7 +239,7 @@ class _Evaluator:
             if not lo <= len(node.args) <= hi:
                 raise _error(f"{node.func.id} takes {lo if lo == hi else f'{lo} or {hi}'} argument(s)")
             args = [self.eval(a) for a in node.args]
-            with np.errstate(all="raise"):
+            with np.errstate(all="raise", under="ignore"):
                 try:
                     return fn(*args)
                 except FloatingPointError as exc:
@@ -240,14 +251,40 @@ class _Evaluator:
         raise _error(f"{type(node).__name__} is not allowed in an expression")
 
 
+def _too_large(name: str) -> ToolInputError:
+    return _error(
+        f"{name} is too large: numbers must be finite and at most about 1.8e308 in size (64-bit floats)",
+        hint="scale the numbers down, e.g. work in thousands or use logarithms",
+    )
+
+
+def _to_float(value: int | float, name: str) -> float:
+    """A Python number as a finite float; an integer beyond the float range is refused, not an OverflowError."""
+    if isinstance(value, int) and abs(value) > _FLOAT_MAX:  # exact comparison: no conversion needed
+        raise _too_large(name)
+    number = float(value)
+    if math.isinf(number):
+        raise _too_large(name)
+    if math.isnan(number):
+        raise _error(f"{name} must be finite (not NaN)")
+    return number
+
+
 def _to_array(value: Any, name: str) -> Value:
     if isinstance(value, bool):
         raise _error(f"{name} must be a number or a list of numbers, not a boolean")
     if isinstance(value, (int, float)):
-        if not math.isfinite(value):
+        if isinstance(value, float) and not math.isfinite(value):
             raise _error(f"{name} must be finite")
-        return float(value)
+        return _to_float(value, name)
     if isinstance(value, np.ndarray):
+        if value.dtype.kind not in "iuf":
+            raise _error(f"{name} must hold only numbers (got an array of {value.dtype})")
+        value = value.astype(float)
+        if value.ndim > 2 or value.size > MAX_ELEMENTS or not np.all(np.isfinite(value)):
+            raise _error(
+                f"{name} must have at most 2 dimensions, {MAX_ELEMENTS:,} elements and finite numbers"
+            )
         return value
     if not isinstance(value, list):
         raise _error(f"{name} must be a number, a list or a list of lists (got {type(value).__name__})")
@@ -258,10 +295,14 @@ def _to_array(value: Any, name: str) -> Value:
                 if isinstance(item, (list, np.ndarray)):
                     continue
                 raise _error(f"{name} must hold only numbers (found {item!r})")
+            if isinstance(item, int) and abs(item) > _FLOAT_MAX:
+                raise _too_large(name)
 
     check_items(value)
     try:
         arr = np.array(value, dtype=float)
+    except OverflowError as exc:  # an integer beyond the float range, deeper than check_items looked
+        raise _too_large(name) from exc
     except (ValueError, TypeError) as exc:
         raise _error(f"{name} must be rectangular (all rows the same length) and numeric") from exc
     if arr.ndim > 2:
@@ -304,7 +345,14 @@ def evaluate_vector(expression: str, variables: dict[str, Any] | None = None) ->
         raise _error(
             f"expression too long ({len(expression):,} characters; the limit is {MAX_EXPRESSION_CHARS:,})"
         )
-    variables = dict(variables or {})
+    if variables is None:
+        variables = {}
+    if not isinstance(variables, Mapping):
+        raise _error(
+            "variables must be an object mapping names to numbers or lists "
+            f"(got {type(variables).__name__})"
+        )
+    variables = dict(variables)
     if len(variables) > MAX_VARIABLES:
         raise _error(f"too many variables ({len(variables)}; the limit is {MAX_VARIABLES})")
     arrays: dict[str, Value] = {}
@@ -320,7 +368,9 @@ def evaluate_vector(expression: str, variables: dict[str, Any] | None = None) ->
         tree = ast.parse(expression.strip(), mode="eval")
     except SyntaxError as exc:
         raise _error(f"syntax error: {exc.msg}") from exc
-    except (RecursionError, MemoryError, ValueError) as exc:
+    except ValueError as exc:  # e.g. "source code string cannot contain null bytes"
+        raise _error(f"the expression cannot be parsed: {exc}") from exc
+    except (RecursionError, MemoryError) as exc:
         raise _error("expression too complex to parse") from exc
     try:
         result = _Evaluator(arrays).eval(tree)

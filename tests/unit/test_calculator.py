@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 import time
+from decimal import Decimal
 from fractions import Fraction
 
 import pytest
@@ -10,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conclave.errors import ToolInputError
-from tools.calculator import MAX_DEPTH, evaluate, format_fraction
+from tools.calculator import MAX_DEPTH, CalcResult, evaluate, format_fraction
 
 # ------------------------------------------------------------------ generated expressions vs fractions
 
@@ -273,3 +275,217 @@ def test_huge_intermediate_values_are_bounded() -> None:
 def test_rejects_non_string() -> None:
     with pytest.raises(ToolInputError):
         evaluate(123)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------ limits: huge, tiny and unusual inputs
+
+
+def _timed(expression: str, limit: float = 0.5) -> object:
+    """Evaluate, returning the result or the ToolInputError; anything else fails the test. Always fast."""
+    started = time.perf_counter()
+    try:
+        outcome: object = evaluate(expression)
+    except ToolInputError as exc:
+        assert exc.hint, f"no hint for {expression[:60]!r}"
+        assert "\n" not in exc.message
+        outcome = exc
+    assert time.perf_counter() - started < limit, expression[:60]
+    return outcome
+
+
+def test_result_beyond_int_str_limit_is_formatted() -> None:
+    # 2**16000 has 4,817 digits: within the size limit, beyond Python's 4,300-digit int->str conversion limit.
+    result = _timed("2**8000*2**8000")
+    assert isinstance(result, CalcResult)
+    assert result.value == 2**16000
+    assert result.exact
+    assert Decimal(result.text) == Decimal(2**16000)
+
+
+def test_long_integer_literal_within_the_limit_is_read() -> None:
+    result = _timed("1" * 4_400 + " + 1")
+    assert isinstance(result, CalcResult)
+    assert result.value == int(Decimal("1" * 4_399 + "2"))
+    assert result.text == "1" * 4_399 + "2"
+
+
+@pytest.mark.parametrize(
+    "expression",
+    ["1" * 5_000, "1" * 5_000 + " + 1", "0." + "0" * 4_999 + "1", "1." + "5" * 5_000, "2 * " + "9" * 9_000],
+    ids=["5000-digits", "5000-digits-plus-1", "5000-decimals", "5001-digits-with-point", "9000-digits"],
+)
+def test_overlong_number_literal_is_refused(expression: str) -> None:
+    outcome = _timed(expression)
+    assert isinstance(outcome, ToolInputError)
+    assert "number too long" in outcome.message
+
+
+@pytest.mark.parametrize(
+    ("expression", "char"), [("2²", "²"), ("①", "①"), ("2**2²", "²"), ("³ + 1", "³"), ("pi²", "²")]
+)
+def test_unicode_digit_lookalikes_are_refused_by_name(expression: str, char: str) -> None:
+    outcome = _timed(expression)
+    assert isinstance(outcome, ToolInputError)
+    assert repr(char) in outcome.message
+    assert "ValueError" not in outcome.message
+
+
+def test_decimal_digits_of_other_scripts_still_read() -> None:
+    assert evaluate("٣ + 1").value == 4  # ARABIC-INDIC DIGIT THREE: a decimal digit, as int() reads it
+
+
+def test_daily_compound_interest_is_computed_rounded() -> None:
+    # 1000 * (1 + 0.05/365)**10950 is 4481.2286885245152477...: its exact value has ~42,851 digits.
+    result = _timed("1000*(1+0.05/365)**(365*30)")
+    assert isinstance(result, CalcResult)
+    assert not result.exact
+    assert result.text == "4481.228688524515"
+    assert abs(result.value - Fraction("4481.22868852451524775228008582748")) < Fraction(1, 10**25)
+
+
+def test_e_to_the_100_is_computed_rounded() -> None:
+    result = _timed("e**100")
+    assert isinstance(result, CalcResult)
+    assert (result.text, result.exact) == ("2.68811714182e+43", False)
+    expected = Fraction("26881171418161354484126255515800135873611118.7737")
+    assert abs(result.value / expected - 1) < Fraction(1, 10**40)
+
+
+@pytest.mark.parametrize(
+    ("expression", "text"),
+    [
+        ("(1 + 1/1000000) ** 1000000", "2.718280469319"),
+        ("1.5 ** 20000", "6.68622694845e+3521"),
+        ("(2/3) ** 20000", "1.49561181173e-3522"),
+        ("(-1.5) ** 20001", "-1.00293404227e+3522"),
+    ],
+)
+def test_large_exponents_with_ordinary_magnitude_are_rounded(expression: str, text: str) -> None:
+    result = _timed(expression)
+    assert isinstance(result, CalcResult)
+    assert (result.text, result.exact) == (text, False)
+
+
+def test_rounded_values_stay_bounded_in_long_chains() -> None:
+    # Each factor is exact (about 15,000 bits); their product's exact value is too big, its magnitude is not.
+    result = _timed("(7301/7300)**1200 * (7303/7302)**1200")
+    assert isinstance(result, CalcResult)
+    assert not result.exact
+    assert abs(float(result.value) - (7301 / 7300) ** 1200 * (7303 / 7302) ** 1200) < 1e-9
+    result = _timed(" * ".join(["pi"] * 150))
+    assert isinstance(result, CalcResult)
+    assert result.text == "3.7366369507e+74"
+
+
+@pytest.mark.parametrize(
+    ("expression", "message"),
+    [
+        ("9**9**9", "too large"),
+        ("10**100000", "too large"),
+        ("e**100000", "too large"),
+        ("(1 + 1/1000000) ** (10**12)", "too large"),
+        ("10**-100000", "too small"),
+        ("0.5 ** 100000", "too small"),
+        ("2 ** (10**30)", "too large"),
+        ("(-3) ** (10**30 + 1)", "too large"),
+        ("2 ** (2 ** 16000)", "too large"),
+        ("sqrt(2) ** (10**9)", "too large"),
+        ("exp(10000) * exp(10000)", "too large"),
+        ("1/exp(10000) * 1/exp(10000)", "too small"),
+    ],
+)
+def test_absurd_magnitudes_are_refused_fast(expression: str, message: str) -> None:
+    outcome = _timed(expression)
+    assert isinstance(outcome, ToolInputError)
+    assert message in outcome.message
+
+
+def test_power_of_one_with_huge_exponent_is_exact() -> None:
+    assert evaluate("1 ** (10**1000)").text == "1"
+    assert evaluate("(-1) ** (10**1000 + 1)").text == "-1"
+    assert evaluate("0 ** (10**1000)").text == "0"
+
+
+def test_long_terminating_decimal_is_shown_in_scientific_notation() -> None:
+    result = _timed("2 ** -16000")  # exact, terminating, but 16,000 decimal places
+    assert isinstance(result, CalcResult)
+    assert result.value == Fraction(1, 2**16000)
+    assert (result.text, result.exact) == ("3.31184022195e-4817", False)
+
+
+def test_format_fraction_never_hits_the_int_str_limit() -> None:
+    text, exact = format_fraction(Fraction(10**6000 + 1))
+    assert exact is False
+    assert text == "1e+6000"
+    text, exact = format_fraction(Fraction(1, 3) * 10**5000, exact=False)
+    assert (text, exact) == ("3.33333333333e+4999", False)
+
+
+@pytest.mark.parametrize(
+    ("expression", "text"),
+    [
+        ("log(1 + 1/10**4000)", "1e-4000"),
+        ("log(1 - 1/10**30)", "-1e-30"),
+        ("log(2, 1 + 1/10**60)", "6.9314718056e+59"),
+        ("log(2, 1 + 1/10**4000)", "6.9314718056e+3999"),
+    ],
+)
+def test_log_next_to_one_keeps_its_digits(expression: str, text: str) -> None:
+    result = _timed(expression)
+    assert isinstance(result, CalcResult)
+    assert (result.text, result.exact) == (text, False)
+
+
+def test_no_conversion_depends_on_the_int_str_limit() -> None:
+    previous = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(640)  # the lowest limit Python allows
+    try:
+        assert evaluate("2**8000*2**8000").value == 2**16000
+        assert evaluate("1" * 4_000 + " * 3").text == "3" * 4_000
+        result = evaluate("2**5000 / 3")
+        assert result.text.startswith("4708223440464753") and result.text.endswith("125.333333333333")
+        assert "bits" in repr(result)  # the repr leaves out a numerator too long for str()
+        assert evaluate("e**100").text == "2.68811714182e+43"
+        assert evaluate("1/3 + 1/10**700").text == "0.333333333333"
+    finally:
+        sys.set_int_max_str_digits(previous)
+
+
+_ATOMS = ["0", "1", "2", "7", "0.5", "10", "365", "1,234", "1e3", "pi", "e", "9" * 60, "²", "①", "٣", "x", "."]
+_JOINERS = ["+", "-", "*", "/", "**", "^", "%", " % ", "% of ", ",", "(", ")", " "]
+
+
+@st.composite
+def _token_soup(draw: st.DrawFn) -> str:
+    parts = draw(st.lists(st.sampled_from(_ATOMS + _JOINERS), min_size=1, max_size=14))
+    return "".join(parts)
+
+
+@st.composite
+def _grammar(draw: st.DrawFn, depth: int = 3) -> str:
+    if depth == 0 or draw(st.integers(0, 3)) == 0:
+        extra = ["1/3", "7301/7300", "1.000001", "(2/3)", "-1", "1" * 700, "2**16000", "(1 + 1/10**40)", "1e-999"]
+        return draw(st.sampled_from(_ATOMS + extra))
+    kind = draw(st.sampled_from(["bin", "pow", "call", "neg", "pct"]))
+    left = draw(_grammar(depth - 1))
+    if kind == "neg":
+        return f"-({left})"
+    if kind == "pct":
+        return f"({left})% of ({draw(_grammar(depth - 1))})"
+    if kind == "call":
+        name = draw(st.sampled_from(["sqrt", "log", "exp", "round", "min", "max", "abs"]))
+        if name in ("log", "round", "min", "max") and draw(st.booleans()):
+            return f"{name}({left}, {draw(_grammar(depth - 1))})"
+        return f"{name}({left})"
+    right = draw(_grammar(depth - 1))
+    op = "**" if kind == "pow" else draw(st.sampled_from(["+", "-", "*", "/", "%"]))
+    return f"({left}) {op} ({right})"
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(_grammar(), _token_soup()))
+def test_any_input_gives_a_result_or_a_tool_input_error(expression: str) -> None:
+    outcome = _timed(expression, limit=1.0)
+    if isinstance(outcome, CalcResult):
+        assert outcome.text
+        assert "\n" not in outcome.text

@@ -121,3 +121,91 @@ def test_rejections(expression: str, variables: dict[str, object], message: str)
     with pytest.raises(ToolInputError, match=message):
         evaluate_vector(expression, variables)  # type: ignore[arg-type]
     assert time.perf_counter() - started < 1.0
+
+
+# ------------------------------------------------------------------ limits: axes of numbers, huge and tiny values
+
+
+def _outcome(expression: str, variables: dict[str, object] | None = None) -> object:
+    """The JSON result or the ToolInputError; any other exception fails the test. Always fast."""
+    started = time.perf_counter()
+    try:
+        outcome: object = json.loads(evaluate_vector(expression, variables))  # type: ignore[arg-type]
+    except ToolInputError as exc:
+        assert exc.hint
+        assert "\n" not in exc.message
+        outcome = exc
+    assert time.perf_counter() - started < 1.0, expression[:60]
+    return outcome
+
+
+@pytest.mark.parametrize("expression", ["mean(3, 0)", "sum(3, 0)", "min(a, 0)", "max(a, -1)", "mean(a, 0)"])
+def test_axis_of_a_single_number_is_a_clear_error(expression: str) -> None:
+    outcome = _outcome(expression, {"a": 3})
+    assert isinstance(outcome, ToolInputError)
+    assert "axis" in outcome.message
+
+
+def test_reductions_of_a_single_number_without_axis() -> None:
+    assert run("mean(3)") == 3
+    assert run("sum(a)", a=4) == 4
+
+
+@pytest.mark.parametrize(
+    "value",
+    [10**309, -(10**400), [1, 10**309], [[1, 2], [3, 10**309]], [10**5000], 2**1024],
+    ids=["1e309", "-1e400", "list", "matrix", "1e5000-in-list", "2**1024"],
+)
+def test_integers_beyond_float_range_are_a_clear_error(value: object) -> None:
+    outcome = _outcome("a * 2", {"a": value})
+    assert isinstance(outcome, ToolInputError)
+    assert "too large" in outcome.message
+
+
+def test_large_but_finite_numbers_are_accepted() -> None:
+    assert run("a / 10", a=10**308) == 1e307
+    assert run("a", a=[2**1023]) == [pytest.approx(float(2**1023), rel=1e-11)]
+    assert run("1e305 * 2") == 2e305
+
+
+@pytest.mark.parametrize(
+    ("expression", "expected"), [("exp(-1000)", 0), ("1e-200 * 1e-200", 0), ("a / 1e308", [0])]
+)
+def test_underflow_to_zero_is_not_an_error(expression: str, expected: object) -> None:
+    assert run(expression, a=[1e-300]) == expected
+
+
+def test_variables_must_be_a_mapping() -> None:
+    for bad in ("abc", [1, 2], 3):
+        outcome = _outcome("1 + 1", bad)  # type: ignore[arg-type]
+        assert isinstance(outcome, ToolInputError)
+        assert "variables" in outcome.message
+
+
+_V_ATOMS = ["a", "M", "s", "0", "1", "2.5", "1e300", "-1", "[1, 2]", "[[1], [2]]", "[]"]
+
+
+@st.composite
+def _vector_expressions(draw: st.DrawFn, depth: int = 3) -> str:
+    if depth == 0 or draw(st.integers(0, 3)) == 0:
+        return draw(st.sampled_from(_V_ATOMS))
+    kind = draw(st.sampled_from(["bin", "call1", "call2", "neg"]))
+    left = draw(_vector_expressions(depth - 1))
+    if kind == "neg":
+        return f"-({left})"
+    if kind == "call1":
+        names = ["transpose", "mean", "sum", "norm", "sqrt", "abs", "exp", "log", "len", "size"]
+        name = draw(st.sampled_from(names))
+        return f"{name}({left})"
+    right = draw(_vector_expressions(depth - 1))
+    if kind == "call2":
+        name = draw(st.sampled_from(["dot", "matmul", "outer", "mean", "sum", "min", "max"]))
+        return f"{name}({left}, {right})"
+    op = draw(st.sampled_from(["+", "-", "*", "/", "**", "@"]))
+    return f"({left}) {op} ({right})"
+
+
+@settings(max_examples=400, deadline=None)
+@given(_vector_expressions(), st.sampled_from([3, 10**309, 0.5, [1, 2], [[1, 2], [3, 4]]]))
+def test_any_expression_gives_json_or_a_tool_input_error(expression: str, s: object) -> None:
+    _outcome(expression, {"a": [1.0, -2.0], "M": [[1, 2], [3, 4]], "s": s})
