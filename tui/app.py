@@ -27,6 +27,7 @@ from conclave.events import (
     event_from_dict,
 )
 from conclave.sessions import Message, SessionStore
+from conclave.terminal import safe_text
 from conclave.settings import RoleModels, Settings
 from tui.backend import Knowledge, Question, ResolveModels, RunQuestion
 from tui.commands import ConclaveCommands
@@ -64,7 +65,7 @@ def welcome_text(settings: Settings) -> Text:
     text.append("Ask a question", style="bold")
     text.append(f" — answered with {settings.method}")
     if settings.collection and settings.method in ("coa", "react"):
-        text.append(f", searching the '{settings.collection}' collection")
+        text.append(f", searching the '{safe_text(settings.collection)}' collection")
     text.append(".\n")
     text.append("Type / for commands (/help lists them), F1 for keys, Ctrl+P for the command palette.", style="dim")
     return text
@@ -212,7 +213,7 @@ class ConclaveApp(App[None]):
     def show_error(self, exc: ConclaveError, title: str = "Error") -> None:
         """A notification with the problem and its fix."""
         hint = f"\nfix: {exc.hint}" if exc.hint else ""
-        self.notify(f"{exc.message}{hint}", title=title, severity="error", timeout=12, markup=False)
+        self.notify(safe_text(f"{exc.message}{hint}"), title=title, severity="error", timeout=12, markup=False)
 
     # ------------------------------------------------------------------ input
 
@@ -245,7 +246,8 @@ class ConclaveApp(App[None]):
 
     def _set_title(self, title: str) -> None:
         label = f"Session {self.session_id}" if self.session_id else "New conversation"
-        self.conversation.border_title = f"{label} · {title}" if title and self.session_id else label
+        # A Text, not a str: Textual reads a str border title as markup, and a title is the user's first question.
+        self.conversation.border_title = Text(safe_text(f"{label} · {title}" if title and self.session_id else label))
 
     async def _answer(self, text: str) -> None:
         try:
@@ -321,8 +323,11 @@ class ConclaveApp(App[None]):
             }
             if failure is not None:
                 meta.update(error=failure.error, hint=failure.hint)
-            self.store.add_message(session_id, "assistant", content, status=outcome, meta=meta,
-                                   trace=[e.to_dict() for e in events if not isinstance(e, AnswerDelta)])
+            try:
+                self.store.add_message(session_id, "assistant", content, status=outcome, meta=meta,
+                                       trace=[e.to_dict() for e in events if not isinstance(e, AnswerDelta)])
+            except ConclaveError as exc:  # shown, not lost silently: the answer stays on screen
+                self.show_error(exc, title="Cannot save the answer")
             view.events = events
             await view.finish(None)
             view.set_heading(answer_heading(meta), status=outcome)
@@ -437,7 +442,7 @@ class ConclaveApp(App[None]):
         except ConclaveError as exc:
             self.show_error(exc, title="Export failed")
             return None
-        self.notify(f"Exported to {written}", title="Export", markup=False)
+        self.notify(safe_text(f"Exported to {written}"), title="Export", markup=False)
         return written
 
     # ------------------------------------------------------------------ panels
@@ -514,7 +519,7 @@ class ConclaveApp(App[None]):
 
         name, applied = apply_method(self.settings, method)
         self.update_settings(method=name, coa=applied.coa)
-        self.notify(f"Method: {method.strip()}")
+        self.notify(safe_text(f"Method: {method.strip()}"), markup=False)
 
 
 def last_usage(messages: list[Message]) -> tuple[int | None, float | None]:

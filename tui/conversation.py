@@ -1,4 +1,7 @@
-"""The conversation: questions, and answers rendered as Markdown that streams in as the model writes it."""
+"""The conversation: questions, and answers rendered as Markdown that streams in as the model writes it.
+
+What the model wrote and what documents say is shown without terminal escape sequences or other control
+characters (:func:`conclave.terminal.safe_text`)."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from textual.widgets import Markdown, Static
 from textual.widgets.markdown import MarkdownStream
 
 from conclave.events import Event, Passage
+from conclave.terminal import safe_text
 
 __all__ = ["AssistantMessage", "Conversation", "Following", "UserMessage"]
 
@@ -45,7 +49,7 @@ class UserMessage(Static):
     """A question as typed."""
 
     def __init__(self, text: str):
-        super().__init__(text, classes="user-message", markup=False)
+        super().__init__(safe_text(text), classes="user-message", markup=False)
         self.text = text
 
 
@@ -78,7 +82,7 @@ class AssistantMessage(Vertical):
         yield Static(self._sources_line(), classes="sources-line", markup=False)
 
     def _heading(self) -> Text:
-        text = Text(self.heading_text, style="bold")
+        text = Text(safe_text(self.heading_text), style="bold")
         if self.status == "running":
             text.append(" · answering…", style="italic")
         elif self.status != "ok":
@@ -92,7 +96,7 @@ class AssistantMessage(Vertical):
         for i, p in enumerate(self.sources, 1):
             if i > 1:
                 text.append(" · ", style="dim")
-            text.append(f"[{i}] {p.title or p.source}", style="dim")
+            text.append(f"[{i}] {safe_text(p.title or p.source)}", style="dim")
         return text
 
     def on_mount(self) -> None:
@@ -116,6 +120,7 @@ class AssistantMessage(Vertical):
         if self._stream is None:
             self._stream = Markdown.get_stream(self.markdown)
             self._flusher = self.set_interval(FLUSH_SECONDS, self._flush)
+        fragment = safe_text(fragment)  # a sequence split between fragments is harmless without its ESC
         self.streamed += fragment
         self._pending.append(fragment)
 
@@ -134,6 +139,8 @@ class AssistantMessage(Vertical):
             self._flusher.stop()
             self._flusher = None
         await self._flush()
+        if final_text is not None:
+            final_text = safe_text(final_text)
         if self._stream is not None:
             stream, self._stream = self._stream, None
             await stream.stop()
@@ -169,6 +176,7 @@ class Conversation(Following):
         message = AssistantMessage("", **kwargs)
         await self.mount(message)
         if text:
+            text = safe_text(text)
             await message.markdown.update(text)  # awaited, so the end is known when we scroll to it
             message.streamed = text
         self.follow()

@@ -18,6 +18,7 @@ from textual.widgets import Button, DataTable, Footer, Input, Label, Static
 
 from conclave.errors import ConclaveError
 from conclave.sessions import SessionInfo, SessionStore
+from conclave.terminal import safe_text
 from tui.commands import SLASH_COMMANDS
 
 __all__ = ["ConfirmDialog", "HelpScreen", "SessionsScreen", "TextDialog", "key_label"]
@@ -88,7 +89,7 @@ class TextDialog(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(self.prompt)
+            yield Label(safe_text(self.prompt), markup=False)
             yield Input(self.value, id="dialog-input")
             yield Static(Text("Enter to save · Esc to cancel", style="dim"))
 
@@ -111,7 +112,7 @@ class ConfirmDialog(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(self.question)
+            yield Label(safe_text(self.question), markup=False)
             with Horizontal(classes="buttons"):
                 yield Button("Yes (y)", variant="error", id="yes")
                 yield Button("No (n)", id="no")
@@ -166,7 +167,11 @@ class SessionsScreen(Screen[str | None]):
         table = self.query_one(DataTable)
         keep = self._selected() if table.row_count else self.current
         table.clear()
-        sessions = self.store.list_sessions()
+        try:
+            sessions = self.store.list_sessions()
+        except ConclaveError as exc:  # a damaged sessions file: say so, keep the screen usable
+            self.app.show_error(exc, title="Cannot read the sessions")  # type: ignore[attr-defined]
+            sessions = []
         for s in sessions:
             table.add_row(*self._cells(s), key=s.id)
         ids = {s.id for s in sessions}
@@ -180,7 +185,8 @@ class SessionsScreen(Screen[str | None]):
 
     def _cells(self, s: SessionInfo) -> tuple[Any, ...]:
         marker = "● " if s.id == self.current else "  "
-        return (Text(marker + s.id), s.title or "(untitled)", str(s.messages), when(s.updated))
+        return (Text(safe_text(marker + s.id)), Text(safe_text(s.title)) if s.title else "(untitled)", str(s.messages),
+                when(s.updated))
 
     def _selected(self) -> str | None:
         table = self.query_one(DataTable)
@@ -219,7 +225,8 @@ class SessionsScreen(Screen[str | None]):
             try:
                 self.store.rename(selected, title)
             except ConclaveError as exc:
-                self.notify(f"{exc.message}\nfix: {exc.hint}", severity="error")
+                hint = f"\nfix: {exc.hint}" if exc.hint else ""
+                self.notify(safe_text(f"{exc.message}{hint}"), severity="error", markup=False)
                 return
             self.reload()
 
@@ -235,7 +242,7 @@ class SessionsScreen(Screen[str | None]):
         def done(yes: bool | None) -> None:
             if yes:
                 self.store.delete(selected)
-                self.notify(f"deleted session {selected}")
+                self.notify(safe_text(f"deleted session {selected}"), markup=False)
                 self.reload()
 
         self.app.push_screen(ConfirmDialog(f"Delete session {selected} “{info.title}” and its messages?"), done)

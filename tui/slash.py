@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from rich.text import Text
 from textual.widgets import Label, ProgressBar
 
 from conclave.errors import ConclaveError, ConfigError
 from conclave.settings import RoleModels
+from conclave.terminal import safe_text
 from tui.backend import IngestUpdate
 from tui.commands import SlashError, parse_slash
 from tui.status import ROLES
@@ -31,7 +33,7 @@ class SlashCommands:
         try:
             name, args = parse_slash(text)
         except SlashError as exc:
-            self.app.notify(str(exc), severity="warning", markup=False)
+            self.app.notify(safe_text(exc), severity="warning", markup=False)
             return
         try:
             await getattr(self, f"_slash_{name}")(args)
@@ -71,7 +73,8 @@ class SlashCommands:
 
     async def _slash_method(self, args: list[str]) -> None:
         if not args:
-            self.app.notify(f"Method: {self.app.settings.method} (choose from {', '.join(METHODS)}: /method NAME)")
+            self.app.notify(safe_text(f"Method: {self.app.settings.method} (choose from {', '.join(METHODS)}: /method NAME)"),
+                            markup=False)
             return
         self.app.set_method(args[0].lower())
 
@@ -80,8 +83,8 @@ class SlashCommands:
 
         if not args:
             lines = [f"{role}: {self.app.models.get(role) or self.app.settings.role_model(role) or 'auto'}" for role in ROLES]
-            self.app.notify("\n".join(lines) + "\nchange with /model SPEC or /model ROLE SPEC", title="Models",
-                        markup=False)
+            self.app.notify(safe_text("\n".join(lines) + "\nchange with /model SPEC or /model ROLE SPEC"),
+                            title="Models", markup=False)
             return
         if len(args) > 2:
             raise ConfigError("/model takes a spec, or a role and a spec", hint="e.g. /model ollama/qwen2.5:1.5b")
@@ -91,13 +94,13 @@ class SlashCommands:
                 raise ConfigError(f"unknown role {role!r}", hint=f"roles: {', '.join(ROLES)}")
             self.app.models.pop(role, None)
             self.app.update_settings(roles=self.app.settings.roles.model_copy(update={role: spec}))
-            self.app.notify(f"{role} model: {spec}")
+            self.app.notify(safe_text(f"{role} model: {spec}"), markup=False)
             self.app.lookup_models()
             return
         spec = str(parse_spec(args[0]))
         self.app.models = {}
         self.app.update_settings(model=spec, roles=RoleModels())
-        self.app.notify(f"Model for every role: {spec}")
+        self.app.notify(safe_text(f"Model for every role: {spec}"), markup=False)
         self.app.lookup_models()
 
     async def _slash_collection(self, args: list[str]) -> None:
@@ -109,7 +112,7 @@ class SlashCommands:
             else:
                 name = validate_collection_name(args[0])
             self.app.update_settings(collection=name)
-            self.app.notify(f"Collection: {name}")
+            self.app.notify(safe_text(f"Collection: {name}"), markup=False)
             return
         self.app.run_worker(self._list_collections(), name="collections", group="knowledge", exit_on_error=False)
 
@@ -122,7 +125,8 @@ class SlashCommands:
         lines = [f"{'● ' if name == self.app.settings.collection else '  '}{name} ({count} chunks)"
                  for name, count in found]
         body = "\n".join(lines) if lines else "no collections yet: /ingest PATH adds one"
-        self.app.notify(f"{body}\nswitch with /collection NAME", title="Collections", markup=False, timeout=10)
+        self.app.notify(safe_text(f"{body}\nswitch with /collection NAME"), title="Collections", markup=False,
+                        timeout=10)
 
     async def _slash_search(self, args: list[str]) -> None:
         query = " ".join(args).strip()
@@ -155,15 +159,15 @@ class SlashCommands:
     def _ingest_progress(self, update: IngestUpdate) -> None:
         bar = self.app.query_one("#ingest-bar", ProgressBar)
         bar.update(total=max(1, update.files_total), progress=update.files_done)
-        self.app.query_one("#ingest-label", Label).update(
+        self.app.query_one("#ingest-label", Label).update(Text(safe_text(
             f"ingesting {update.files_done}/{update.files_total} files · {update.chunks_added} chunks · "
             f"{update.current}"
-        )
+        )))
 
     async def _ingest(self, paths: list[Path]) -> None:
         collection = self.app.settings.collection
         row = self.app.query_one("#ingest")
-        self.app.query_one("#ingest-label", Label).update(f"ingesting into {collection}…")
+        self.app.query_one("#ingest-label", Label).update(Text(safe_text(f"ingesting into {collection}…")))
         self.app.query_one("#ingest-bar", ProgressBar).update(total=None, progress=0)
         row.display = True
         try:
@@ -173,4 +177,4 @@ class SlashCommands:
             return
         finally:
             row.display = False
-        self.app.notify(summary, title="Ingested", markup=False, timeout=10)
+        self.app.notify(safe_text(summary), title="Ingested", markup=False, timeout=10)

@@ -8,6 +8,8 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import Static
 
+from conclave.terminal import safe_text
+
 __all__ = ["StatusBar", "StatusState", "models_label"]
 
 ROLES = ("planner", "retriever", "reasoner", "critic")
@@ -55,11 +57,11 @@ class StatusBar(Static):
         else:
             text.append(" ready ", style="bold")
         text.append("│ ", style="dim")
-        text.append(models_label(s.models), style="bold")
+        text.append(safe_text(models_label(s.models)), style="bold")
         text.append(" │ ", style="dim")
-        text.append(s.method or "?")
+        text.append(safe_text(s.method) if s.method else "?")
         text.append(" │ ", style="dim")
-        text.append(f"◆ {s.collection}" if s.collection else "no collection")
+        text.append(safe_text(f"◆ {s.collection}") if s.collection else "no collection")
         last = ([f"{s.tokens} tok"] if s.tokens is not None else []) + (
             [f"{s.seconds:.1f} s"] if s.seconds is not None else [])
         if last:

@@ -1,4 +1,7 @@
-"""The live trace of an answer (plan, retrieval, chain, reified steps, re-plans, votes, critic) and the sources view."""
+"""The live trace of an answer (plan, retrieval, chain, reified steps, re-plans, votes, critic) and the sources view.
+
+Everything shown came from models, documents or servers: it is built as ``rich.text.Text`` (never markup) and
+cleaned of terminal escape sequences and control characters (:func:`conclave.terminal.safe_rich_text`)."""
 
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ from conclave.events import (
     Usage,
     VoteCast,
 )
+from conclave.terminal import safe_rich_text, safe_text
 from tui.conversation import Following
 
 __all__ = ["SourcesView", "TracePanel", "describe", "short"]
@@ -194,14 +198,15 @@ class TracePanel(Following):
                 placeholder.remove()
         if isinstance(event, AnswerDelta):
             if self._writing is None:
-                self._writer = event.agent
-                self._writing = self._entry(Text(f"✎ {event.agent} is writing the answer…", style="dim"), "writing")
+                self._writer = safe_text(event.agent)
+                self._writing = self._entry(Text(f"✎ {self._writer} is writing the answer…", style="dim"), "writing")
             return
         if isinstance(event, (AnswerReady, RunFinished, RunFailed)) and self._writing is not None:
             self._writing.update(Text(f"✎ {self._writer} wrote the answer", style="dim"))
         text = describe(event)
         if text is None:
             return
+        text = safe_rich_text(text)
         if isinstance(event, StepFinished) and (event.sample, event.step_id) in self._steps:
             self._steps.pop((event.sample, event.step_id)).update(text)
             return
@@ -216,7 +221,7 @@ class SourcesView(VerticalScroll):
     def show(self, title: str, passages: list[Passage]) -> None:
         """Replace the view's content."""
         self.remove_children()
-        heading = Text(title, style="bold")
+        heading = Text(safe_text(title), style="bold")
         if not passages:
             heading.append("\nnothing to show", style="dim")
         widgets: list[Static] = [Static(heading, classes="sources-title", markup=False)]
@@ -228,6 +233,6 @@ class SourcesView(VerticalScroll):
             if p.title and p.source != p.title:
                 text.append(f"\n{p.source}", style="dim")
             text.append("\n" + short(p.text, 400))
-            widgets.append(Static(text, classes="passage", markup=False))
+            widgets.append(Static(safe_rich_text(text), classes="passage", markup=False))
         self.mount_all(widgets)
         self.scroll_home(animate=False)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 import typer
+
+from conclave.terminal import escape_markup, safe_text
 
 __all__ = ["register"]
 
@@ -79,7 +82,7 @@ def sessions_list(as_json: bool = typer.Option(False, "--json", help="Print JSON
     table.add_column("messages", justify="right")
     table.add_column("updated")
     for s in sessions:
-        table.add_row(s.id, s.title or "(untitled)", str(s.messages),
+        table.add_row(escape_markup(s.id), escape_markup(s.title) if s.title else "(untitled)", str(s.messages),
                       datetime.fromtimestamp(s.updated).strftime("%Y-%m-%d %H:%M"))
     out.print(table)
 
@@ -99,14 +102,16 @@ def sessions_export(
     store = _store()
     if output is not None:
         written = store.export(session, output, fmt)  # type: ignore[arg-type]
-        typer.echo(f"exported to {written}")
+        typer.echo(f"exported to {safe_text(written)}")
         return
     info = store.get(session)
     messages = store.messages(info.id)
     if fmt == "md":
-        typer.echo(export_markdown(info, messages), nl=False)
+        text = export_markdown(info, messages)
     else:
-        typer.echo(json.dumps(export_json(info, messages), indent=2, ensure_ascii=False, default=str))
+        text = json.dumps(export_json(info, messages), indent=2, ensure_ascii=False, default=str) + "\n"
+    # Piped or redirected, the export is exact; on a terminal, escape sequences in stored answers are not run.
+    typer.echo(safe_text(text) if sys.stdout.isatty() else text, nl=False)
 
 
 @sessions_app.command("rename")
@@ -116,7 +121,7 @@ def sessions_rename(
 ) -> None:
     """Rename a session."""
     info = _store().rename(session, title)
-    typer.echo(f"{info.id}: {info.title}")
+    typer.echo(safe_text(f"{info.id}: {info.title}"))
 
 
 @sessions_app.command("delete")
@@ -127,10 +132,10 @@ def sessions_delete(
     """Delete a session and its messages."""
     store = _store()
     info = store.get(session)
-    if not yes and not typer.confirm(f"delete session {info.id} “{info.title}” ({info.messages} messages)?"):
+    if not yes and not typer.confirm(safe_text(f"delete session {info.id} “{info.title}” ({info.messages} messages)?")):
         raise typer.Exit(1)
     store.delete(info.id)
-    typer.echo(f"deleted {info.id}")
+    typer.echo(safe_text(f"deleted {info.id}"))
 
 
 def register(app: typer.Typer) -> None:

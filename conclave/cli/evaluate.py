@@ -16,8 +16,10 @@ from typing import Any
 import typer
 from rich.console import Console
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+from conclave.terminal import escape_markup as escape
+
+out = Console(highlight=False, soft_wrap=True, emoji=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 
 def _settings(**overrides: Any) -> Any:
@@ -27,8 +29,8 @@ def _settings(**overrides: Any) -> Any:
 
 
 def _interrupted(run_id: str | None, command: str) -> typer.Exit:
-    err.print("\n[yellow]interrupted[/]" + (f" — finished items are saved; resume with: [bold]{command} --resume "
-                                             f"{run_id}[/]" if run_id else ""))
+    err.print("\n[yellow]interrupted[/]" + (f" — finished items are saved; resume with: [bold]{escape(command)} --resume "
+                                             f"{escape(run_id)}[/]" if run_id else ""))
     return typer.Exit(130)
 
 
@@ -71,7 +73,7 @@ def eval_main(
                         limit=limit, seed=seed, concurrency=concurrency, cache=not no_cache, strict=strict,
                         collection=collection, judge=judge, k=k)
     if resume and (dataset or method or model):
-        err.print(f"[dim]resuming {resume}: its recorded data set, methods and models are used[/]")
+        err.print(f"[dim]resuming {escape(resume)}: its recorded data set, methods and models are used[/]")
     settings = _settings()
     started = time.perf_counter()
     state: dict[str, Any] = {"run_id": resume}
@@ -109,7 +111,7 @@ async def _run_eval(config: Any, settings: Any, resume: str | None, state: dict[
     def on_start(run_id: str, run_dir: Path) -> None:
         state["run_id"] = run_id
         if not quiet:
-            err.print(f"run [bold]{run_id}[/] in {run_dir}")
+            err.print(f"run [bold]{escape(run_id)}[/] in {escape(run_dir)}")
 
     def on_progress(update: Any) -> None:
         acc = "–" if update.accuracy is None else f"{100 * update.accuracy:.1f}%"
@@ -117,7 +119,7 @@ async def _run_eval(config: Any, settings: Any, resume: str | None, state: dict[
 
     def on_note(message: str) -> None:
         if not quiet:
-            progress.console.print(f"[dim]{message}[/]")
+            progress.console.print(f"[dim]{escape(message)}[/]")
 
     with progress:
         return await run_eval(config, settings, resume=resume, on_progress=on_progress, on_note=on_note,
@@ -127,24 +129,24 @@ async def _run_eval(config: Any, settings: Any, resume: str | None, state: dict[
 def _print_summary(summary: dict[str, Any], result: Any, seconds: float) -> None:
     from rich.table import Table
 
-    table = Table(title=f"Evaluation {result.run_id}", title_justify="left")
+    table = Table(title=f"Evaluation {escape(result.run_id)}", title_justify="left")
     for column in ("method", "model", "accuracy", "95% CI", "n", "latency p50", "tokens/item", "failed"):
         table.add_column(column)
     for cell in summary["cells"]:
         acc = "–" if cell["accuracy"] is None else f"{100 * cell['accuracy']:.1f}%"
         lo, hi = cell["ci95"]
         p50 = cell["latency"]["p50"]
-        table.add_row(cell["method"], cell["model"], acc, f"{100 * lo:.0f}–{100 * hi:.0f}%", str(cell["scored"]),
+        table.add_row(escape(cell["method"]), escape(cell["model"]), acc, f"{100 * lo:.0f}–{100 * hi:.0f}%", str(cell["scored"]),
                       "–" if p50 is None else f"{p50:.2f}s", f"{cell['tokens']['total_mean'] or 0:.0f}",
                       str(cell["failed"]))
     out.print(table)
     for comp in summary["comparisons"]:
-        out.print(f"{comp['a']} vs {comp['b']}: won {comp['a_only']}, lost {comp['b_only']} of {comp['paired']} "
+        out.print(f"{escape(comp['a'])} vs {escape(comp['b'])}: won {comp['a_only']}, lost {comp['b_only']} of {comp['paired']} "
                   f"paired (McNemar p = {comp['p_value']:.3g})")
     calls = sum(result.backend_calls.values())
     cache_note = " — served entirely from the cache" if calls == 0 and summary["units"] else ""
     out.print(f"backend calls this run: {calls}{cache_note}; {seconds:.1f}s")
-    out.print(f"report: {result.run_dir / 'report.html'}")
+    out.print(f"report: {escape(result.run_dir / 'report.html')}")
 
 
 @eval_app.command("compare")
@@ -166,12 +168,12 @@ def eval_compare(
     for column in ("A", "B", "paired", "A won", "A lost", "both right", "both wrong", "acc A", "acc B", "p"):
         table.add_column(column)
     for c in comparisons:
-        table.add_row(c.a, c.b, str(c.paired), str(c.a_only), str(c.b_only), str(c.both_right), str(c.both_wrong),
+        table.add_row(escape(c.a), escape(c.b), str(c.paired), str(c.a_only), str(c.b_only), str(c.both_right), str(c.both_wrong),
                       "–" if c.a_accuracy is None else f"{100 * c.a_accuracy:.1f}%",
                       "–" if c.b_accuracy is None else f"{100 * c.b_accuracy:.1f}%", f"{c.p_value:.3g}")
     out.print(table)
     for c in comparisons:
-        out.print(f"{c.a} vs {c.b}: {c.verdict()}")
+        out.print(f"{escape(c.a)} vs {escape(c.b)}: {escape(c.verdict())}")
 
 
 @eval_app.command("export-traces")
@@ -198,7 +200,7 @@ def eval_export(
         output = folders[0] / "chains.jsonl"
     report = export_chains(output, runs=folders, gsm8k=gsm8k, only_correct=only_correct, with_system=not no_system,
                            form=form, limit=limit)
-    out.print(f"exported {report.exported} chain(s) to {report.path}")
+    out.print(f"exported {report.exported} chain(s) to {escape(report.path)}")
     if folders:
         out.print(f"left out of the runs: {report.without_chain} without a chain (not coa), {report.not_accepted} "
                   f"not accepted, {report.not_correct} not correct")
@@ -226,16 +228,21 @@ def workflow_validate(path: Path = typer.Argument(..., help="Workflow YAML file.
     from workflows.workflow_file import load_workflow
 
     workflow = load_workflow(path)
-    out.print(f"{path}: valid ({len(workflow.steps)} steps: {', '.join(workflow.step_ids())})")
+    out.print(f"{escape(path)}: valid ({len(workflow.steps)} steps: {escape(', '.join(workflow.step_ids()))})")
 
 
 def run(
     workflow: Path | None = typer.Argument(None, help="Workflow YAML file (omit with --resume)."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Validate and show the plan; run nothing."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Validate and show the plan, every endpoint and every path; run nothing."),
     resume: str | None = typer.Option(None, "--resume", help="Continue this workflow run: finished steps and items are skipped."),
+    allow_paths: list[Path] = typer.Option([], "--allow-paths", help="Also let the workflow read files under this folder (repeatable); by default it reads only under its own folder."),
+    allow_endpoint_overrides: bool = typer.Option(False, "--allow-endpoint-overrides", help="Let the workflow's settings choose endpoints and keys (openai_base_url, ollama_host, ...)."),
     as_json: bool = typer.Option(False, "--json", help="Print the step outputs as JSON."),
 ) -> None:
-    """Run a scripted workflow: ingest, ask, batch, synthesize, eval and report steps."""
+    """Run a scripted workflow: ingest, ask, batch, synthesize, eval and report steps.
+
+    A workflow file is untrusted (SECURITY.md): it cannot change where requests and keys go, nor read outside its own
+    folder, unless you allow it with the options below. `--dry-run` lists what it would touch."""
     from workflows.workflow_run import run_workflow
 
     if workflow is None and resume is None:
@@ -247,33 +254,50 @@ def run(
     def on_start(run_id: str, run_dir: Path) -> None:
         state["run_id"] = run_id
         if not as_json:
-            err.print(f"run [bold]{run_id}[/] in {run_dir}")
+            err.print(f"run [bold]{escape(run_id)}[/] in {escape(str(run_dir))}")
 
     def on_step(plan: Any, status: str) -> None:
         if as_json:
             return
         detail = json.dumps({k: v for k, v in plan.args.items() if v not in (None, [], {}, False)}, default=str)
-        err.print(f"[bold]{plan.id}[/] ({plan.kind}) {status}" + (f"  [dim]{detail}[/]" if status in ("planned", "running") else ""))
+        err.print(f"[bold]{escape(plan.id)}[/] ({escape(plan.kind)}) {escape(status)}"
+                  + (f"  [dim]{escape(detail)}[/]" if status in ("planned", "running") else ""))
 
     def on_note(message: str) -> None:
         if not as_json:
-            err.print(f"  [dim]{message}[/]")
+            err.print(f"  [dim]{escape(message)}[/]")
 
     settings = _settings()
     try:
         result = asyncio.run(run_workflow(workflow, settings, resume=resume, dry_run=dry_run, on_note=on_note,
-                                          on_step=on_step, on_start=on_start))
+                                          on_step=on_step, on_start=on_start, allow_paths=allow_paths,
+                                          allow_endpoint_overrides=allow_endpoint_overrides))
     except KeyboardInterrupt:
         raise _interrupted(state.get("run_id"), "conclave run") from None
+    access = result.access
     if as_json:
         typer.echo(json.dumps({"run_id": result.run_id, "run_dir": str(result.run_dir) if result.run_dir else None,
                                "dry_run": dry_run, "steps": [p.__dict__ for p in result.steps],
+                               "access": access.to_dict() if access else None,
                                "outputs": result.outputs, "skipped": result.skipped}, default=str))
     elif dry_run:
-        out.print(f"{workflow}: valid; {len(result.steps)} step(s) would run (dry run: nothing was run)")
+        for line in access.lines() if access else []:
+            out.print(escape(line))
+        out.print(f"{escape(str(workflow))}: valid; {len(result.steps)} step(s) would run (dry run: nothing was run)")
     else:
         out.print(f"workflow finished in {result.seconds:.1f}s ({len(result.skipped)} step(s) skipped as finished): "
-                  f"{result.run_dir}")
+                  f"{escape(str(result.run_dir))}")
+    if dry_run and access is not None:
+        from conclave.errors import WorkflowError
+
+        if access.endpoint_overrides and not allow_endpoint_overrides:
+            raise WorkflowError(f"the workflow sets {', '.join(access.endpoint_overrides)}: a real run refuses that",
+                                hint="remove them, or run with --allow-endpoint-overrides if you trust the file")
+        if access.blocked():
+            first = access.blocked()[0]
+            raise WorkflowError(f"{len(access.blocked())} path(s) lie outside the workflow's folder, e.g. "
+                                f"{first.path}: a real run refuses them",
+                                hint="move the files into the workflow's folder, or pass --allow-paths DIR")
 
 
 # ---------------------------------------------------------------------------------------------------- synth
@@ -295,7 +319,7 @@ def synth(
     from workflows.synth import SynthConfig, synthesize
 
     settings = _settings(cache=False if no_cache else None)
-    config = SynthConfig(collection=collection or settings.collection, n=n, questions_per_chunk=per_chunk,
+    config = SynthConfig(collection=settings.collection if collection is None else collection, n=n, questions_per_chunk=per_chunk,
                          min_similarity=min_similarity, min_rating=min_rating, seed=seed, model=model, judge=judge)
 
     def on_progress(kept: int, total: int, rejected: Any) -> None:
@@ -305,9 +329,10 @@ def synth(
         report = asyncio.run(synthesize(settings, config, output, on_progress=on_progress))
     except KeyboardInterrupt:
         raise _interrupted(None, "conclave synth") from None
-    out.print(f"kept {report.kept} pair(s) from {report.chunks_used} chunk(s) of {config.collection}: {report.path}")
+    out.print(f"kept {report.kept} pair(s) from {report.chunks_used} chunk(s) of {escape(config.collection)}: "
+              f"{escape(report.path)}")
     if report.rejected:
-        out.print("rejected: " + ", ".join(f"{reason} {count}" for reason, count in report.rejected.most_common()))
+        out.print("rejected: " + ", ".join(f"{escape(reason)} {count}" for reason, count in report.rejected.most_common()))
     if report.kept < n:
         out.print(f"[yellow]fewer than {n} pairs passed the filters[/] (lower --min-rating/--min-similarity or ingest more)")
 

@@ -13,14 +13,15 @@ from typing import Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
 from conclave.errors import ToolInputError
+from conclave.terminal import escape_markup as escape
+from conclave.terminal import safe_text
 
 __all__ = ["parse_tool_args", "register"]
 
-_out = Console(highlight=False, soft_wrap=True)
-_err = Console(stderr=True, highlight=False, soft_wrap=True)
+_out = Console(highlight=False, soft_wrap=True, emoji=False)
+_err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 _MAX_SKIPPED_SHOWN = 20
 
 
@@ -85,7 +86,7 @@ def register(app: typer.Typer) -> None:
         from tools.ingest import ingest as run_ingest
 
         settings = _settings()
-        name = collection or settings.collection
+        name = settings.collection if collection is None else collection
         columns = (
             TextColumn("[bold]ingest[/]"),
             BarColumn(),
@@ -110,7 +111,8 @@ def register(app: typer.Typer) -> None:
                 )
 
             report = run_ingest(
-                paths, name, settings, include=include, exclude=exclude, prune=prune, progress=on_progress
+                paths, name, settings, include=include, exclude=exclude, prune=prune, progress=on_progress,
+                on_warning=lambda message: _err.print(f"[yellow]warning:[/] {escape(message)}"),
             )
         if as_json:
             typer.echo(json.dumps(report.to_dict()))
@@ -159,21 +161,22 @@ def register(app: typer.Typer) -> None:
         from tools.store import KnowledgeStore
 
         settings = _settings()
-        name = collection or settings.collection
+        name = settings.collection if collection is None else collection
         passages = KnowledgeStore.open(settings).search_sync(query, k, name)
         if as_json:
             typer.echo(json.dumps([p.__dict__ for p in passages], ensure_ascii=False))
             return
         if not passages:
-            _out.print(f"No passages in collection {escape(name)!r}.")
+            _out.print(f"No passages in collection {escape(repr(name))}.")
             return
         for rank, p in enumerate(passages, 1):
             text = " ".join(p.text.split())
             if len(text) > 300:
                 text = text[:299] + "…"
             title = f" — {escape(p.title)}" if p.title else ""
+            chunk_id = escape("[" + p.id[:12] + "]")
             _out.print(
-                f"[bold]{rank}.[/] [cyan]{p.score:.3f}[/]  {escape(_display_path(p.source))}{title}  [dim]\\[{p.id[:12]}][/]"
+                f"[bold]{rank}.[/] [cyan]{p.score:.3f}[/]  {escape(_display_path(p.source))}{title}  [dim]{chunk_id}[/]"
             )
             _out.print(f"   {escape(text)}")
 
@@ -191,7 +194,7 @@ def register(app: typer.Typer) -> None:
             _err.print("Nothing deleted.")
             raise typer.Exit(1)
         store.forget_sync(name)
-        _out.print(f"Deleted collection {escape(name)!r} ({count} chunks).")
+        _out.print(f"Deleted collection {escape(repr(name))} ({count} chunks).")
 
     @app.command("tools")
     def list_tools(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
@@ -203,7 +206,7 @@ def register(app: typer.Typer) -> None:
             typer.echo(json.dumps(schemas))
             return
         for name, info in schemas.items():
-            _out.print(f"[bold]{name}[/] — {escape(info['description'])}")
+            _out.print(f"[bold]{escape(name)}[/] — {escape(info['description'])}")
             _out.print(escape(json.dumps(info["parameters"], indent=2)))
             _out.print()
 
@@ -215,10 +218,22 @@ def register(app: typer.Typer) -> None:
         ),
         as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     ) -> None:
-        """Run one tool directly, e.g. `conclave tool calculator --arg expression="2 * 3"`."""
+        """Run one tool directly, e.g. `conclave tool calculator --arg expression="2 * 3"`.
+
+        For search_knowledge, `--arg collection=NAME` and `--arg k=N` choose what a run would bind (a model calling
+        the tool can pass only `query`)."""
         from tools.registry import build_tools, run_tool, tool_schemas
 
-        registry = build_tools(_settings())
+        bound: dict[str, Any] = {}
+        if name == "search_knowledge":
+            run_args = [a for a in arg if a.partition("=")[0].strip() in ("collection", "k")]
+            arg = [a for a in arg if a not in run_args]
+            bound = parse_tool_args(run_args, {"properties": {"collection": {"type": "string"},
+                                                              "k": {"type": "integer"}}})
+            if "k" in bound and (not isinstance(bound["k"], int) or not 1 <= bound["k"] <= 50):
+                raise ToolInputError(f"search_knowledge: k must be a whole number from 1 to 50, got {bound['k']!r}",
+                                     hint="e.g. --arg k=5")
+        registry = build_tools(_settings(), collection=bound.get("collection"), k=bound.get("k"))
         schema = tool_schemas(registry).get(name, {}).get("parameters")
         args = parse_tool_args(arg, schema)
         result = run_tool(registry, name, args)
@@ -236,7 +251,7 @@ def register(app: typer.Typer) -> None:
                 payload["exact"] = exact
             typer.echo(json.dumps(payload, ensure_ascii=False))
             return
-        typer.echo(result)
+        typer.echo(safe_text(result))  # a search_knowledge result holds document text
         if note:
             _err.print(f"[dim]note: {note}[/]")
 
@@ -245,7 +260,7 @@ def _print_report(report: Any) -> None:
     from rich.table import Table
 
     table = Table(
-        title=f"Ingested into {escape(report.collection)!r}", title_justify="left", show_header=False
+        title=f"Ingested into {escape(repr(report.collection))}", title_justify="left", show_header=False
     )
     table.add_column("what")
     table.add_column("count", justify="right")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import logging
 import os
@@ -14,6 +15,7 @@ from rich.console import Console
 
 from conclave import __version__
 from conclave.errors import ConclaveError
+from conclave.terminal import escape_markup, safe_text
 
 app = typer.Typer(
     name="conclave",
@@ -25,8 +27,8 @@ app = typer.Typer(
 config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True, emoji=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 _DEBUG = {"on": False}
 
 
@@ -138,7 +140,7 @@ def models(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) ->
     table.add_column("usable")
     table.add_column("detail", overflow="fold")
     for e in entries:
-        table.add_row(e.spec, "[green]yes[/]" if e.available else "[red]no[/]", e.detail)
+        table.add_row(escape_markup(e.spec), "[green]yes[/]" if e.available else "[red]no[/]", escape_markup(e.detail))
     out.print(table)
 
 
@@ -164,17 +166,15 @@ def config_show(as_json: bool = typer.Option(False, "--json", help="Print JSON."
         origin = loaded.origins.get(key, "default")
         if isinstance(value, dict) and value and all(not isinstance(v, dict) for v in value.values()):
             for sub, subval in value.items():
-                table.add_row(f"{key}.{sub}", json.dumps(subval), origin)
+                table.add_row(escape_markup(f"{key}.{sub}"), escape_markup(json.dumps(subval)), escape_markup(origin))
         else:
-            table.add_row(key, json.dumps(value, default=str), origin)
+            table.add_row(escape_markup(key), escape_markup(json.dumps(value, default=str)), escape_markup(origin))
     out.print(table)
 
 
 # ------------------------------------------------------------------------------------------------- edge
 def _register_subcommands() -> None:
     """Commands from other areas register themselves; a missing area must not break the rest."""
-    import importlib
-
     for module in ("conclave.cli.knowledge", "conclave.cli.chat", "conclave.cli.evaluate"):
         try:
             mod = importlib.import_module(module)
@@ -188,17 +188,46 @@ def _register_subcommands() -> None:
 _register_subcommands()
 
 
+def _usage_error_types() -> tuple[type[BaseException], ...]:
+    """Click's exception base class, and typer's own copy of it: typer 0.29 vendors click (``typer._click``), so a
+    usage error (unknown command, bad option value) is typer's class there, click's with older typers."""
+    found: list[type[BaseException]] = []
+    for module in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            cls = importlib.import_module(module).ClickException
+        except (ImportError, AttributeError):
+            continue
+        if isinstance(cls, type) and issubclass(cls, BaseException) and cls not in found:
+            found.append(cls)
+    return tuple(found)
+
+
+def _show_usage_error(exc: Any) -> None:
+    """What typer prints for a usage error when it runs standalone: usage, the --help hint, the error."""
+    if isinstance(getattr(exc, "message", None), str):
+        exc.message = safe_text(exc.message)  # it may quote the command line: no escape sequences
+    try:
+        from typer.rich_utils import rich_format_error
+    except ImportError:  # a typer without rich formatting: click's plain text
+        exc.show()
+        return
+    rich_format_error(exc)
+
+
 def main() -> None:
-    """Entry point: run the app; ConclaveError -> one message + fix; Ctrl-C -> exit 130."""
+    """Entry point: run the app; ConclaveError -> one message + fix; usage errors -> usage + exit 2; Ctrl-C -> 130.
+
+    Messages and hints may carry text from outside (paths, model specs, server replies): they are printed as text,
+    never read as Rich markup, and without terminal escape sequences."""
     try:
         code = app(standalone_mode=False)
         sys.exit(code if isinstance(code, int) else 0)
     except ConclaveError as exc:
         if _DEBUG["on"]:
             raise
-        err.print(f"[bold red]error:[/] {exc.message}")
+        err.print(f"[bold red]error:[/] {escape_markup(exc.message)}")
         if exc.hint:
-            err.print(f"  [bold]fix:[/] {exc.hint}")
+            err.print(f"  [bold]fix:[/] {escape_markup(exc.hint)}")
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err.print("\n[yellow]interrupted[/]")
@@ -212,13 +241,11 @@ def main() -> None:
         err.print("aborted")
         sys.exit(1)
     except Exception as exc:  # click usage errors and the like
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
+        if isinstance(exc, _usage_error_types()):
+            _show_usage_error(exc)
+            sys.exit(exc.exit_code)  # type: ignore[attr-defined]
         if _DEBUG["on"]:
             raise
-        err.print(f"[bold red]error:[/] unexpected {type(exc).__name__}: {exc}")
+        err.print(f"[bold red]error:[/] unexpected {escape_markup(type(exc).__name__)}: {escape_markup(exc)}")
         err.print("  [bold]fix:[/] run again with --debug for the traceback, and report it")
         sys.exit(1)

@@ -1,4 +1,7 @@
-"""Print run events to a terminal: the streamed answer on stdout, the trace (when asked) as it happens."""
+"""Print run events to a terminal: the streamed answer on stdout, the trace (when asked) as it happens.
+
+Everything in an event came from a model, a document or a server: it is printed as text (Rich markup escaped) and
+without terminal escape sequences (``escape`` here is :func:`conclave.terminal.escape_markup`)."""
 
 from __future__ import annotations
 
@@ -6,9 +9,10 @@ import json
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
 
 from conclave.events import Event
+from conclave.terminal import escape_markup as escape
+from conclave.terminal import safe_text
 
 
 def _short(value: Any, limit: int = 160) -> str:
@@ -41,14 +45,15 @@ class TraceRenderer:
             if self.stream:
                 if not self._streaming and self.trace:
                     self.out.print("[bold]answer:[/]")
-                self.out.file.write(data["text"])
+                text = safe_text(data["text"])
+                self.out.file.write(text)
                 self.out.file.flush()
                 self._streaming = True
-                self._streamed += data["text"]
+                self._streamed += text
             return
         if kind == "answer":
             if self.stream and not self._streamed.strip():
-                self._line(data["text"])
+                self._line(escape(data["text"]))
             elif self._streaming:
                 self.out.file.write("\n")
                 self._streaming = False
@@ -69,8 +74,8 @@ class TraceRenderer:
             return
         if kind == "run_started" and self.stream:
             models = sorted(set(data["models"].values()))
-            self._line(f"[dim]{data['method']} · model {', '.join(models)}"
-                       + (f" · collection {data['collection']}" if data.get("collection") and data["method"] in ("coa", "react") else "")
+            self._line(f"[dim]{escape(data['method'])} · model {escape(', '.join(models))}"
+                       + (f" · collection {escape(data['collection'])}" if data.get("collection") and data["method"] in ("coa", "react") else "")
                        + "[/]")
             return
         if not self.trace:
@@ -78,14 +83,14 @@ class TraceRenderer:
         if kind == "plan":
             self._line("[bold cyan]plan[/]")
             for i, sub in enumerate(data["subquestions"], 1):
-                self._line(f"  {i}. {escape(sub.get('question', ''))} [dim]({sub.get('needs', '?')})[/]")
+                self._line(f"  {i}. {escape(sub.get('question', ''))} [dim]({escape(sub.get('needs', '?'))})[/]")
         elif kind == "retrieval":
             self._line(f"[bold cyan]retrieve[/] {escape(data['query'])}")
             for p in data["passages"]:
                 self._line(f"  [dim]{p['score']:.2f}[/] {escape(p['source'])} — {escape(_short(p['text'], 90))}")
         elif kind == "chain":
             label = f" sample {data['sample'] + 1}" if data.get("sample") else ""
-            self._line(f"[bold cyan]chain[/] (attempt {data['attempt'] + 1}{label}, {data['form']} form)")
+            self._line(f"[bold cyan]chain[/] (attempt {data['attempt'] + 1}{label}, {escape(data['form'])} form)")
             for line in data["text"].splitlines():
                 self._line(f"  {escape(line)}")
         elif kind == "replan":
@@ -96,18 +101,18 @@ class TraceRenderer:
             ms = (data["ended"] - data["started"]) * 1000
             value = data["value"] if data["status"] == "ok" else data.get("error") or data["status"]
             colour = "green" if data["status"] == "ok" else "red"
-            self._line(f"  [{colour}]{data['step_id']}[/] = {escape(_short(value, 100))} "
-                       f"[dim]({data['tool']}, {ms:.0f} ms, {data['status']})[/]")
+            self._line(f"  [{colour}]{escape(data['step_id'])}[/] = {escape(_short(value, 100))} "
+                       f"[dim]({escape(data['tool'])}, {ms:.0f} ms, {escape(data['status'])})[/]")
         elif kind == "vote":
             self._line(f"[bold cyan]vote[/] {escape(json.dumps(data['counts']))} -> {escape(str(data['winner']))}")
         elif kind == "critique":
             colour = "green" if data["verdict"] == "accept" else "yellow"
-            self._line(f"[bold {colour}]critic: {data['verdict']}[/]")
+            self._line(f"[bold {colour}]critic: {escape(data['verdict'])}[/]")
             for r in data["reasons"]:
                 self._line(f"  - {escape(r)}")
         elif kind == "tool_call":
-            self._line(f"[bold cyan]tool[/] {data['tool']}({escape(_short(data['args'], 80))}) -> {escape(_short(data['result'], 100))}")
+            self._line(f"[bold cyan]tool[/] {escape(data['tool'])}({escape(_short(data['args'], 80))}) -> {escape(_short(data['result'], 100))}")
         elif kind == "usage":
-            self._line(f"[dim]  {data['agent']}: {data['prompt_tokens']}+{data['completion_tokens']} tokens, {data['seconds']:.1f} s[/]")
+            self._line(f"[dim]  {escape(data['agent'])}: {data['prompt_tokens']}+{data['completion_tokens']} tokens, {data['seconds']:.1f} s[/]")
         elif kind == "run_failed":
             self._line(f"[red]failed: {escape(data['error'])}[/]")

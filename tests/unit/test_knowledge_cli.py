@@ -42,7 +42,7 @@ def test_tools_lists_schemas(app: typer.Typer) -> None:
     schemas = json.loads(result.stdout)
     assert set(schemas) == {"search_knowledge", "calculator", "vector_math"}
     assert schemas["calculator"]["parameters"]["required"] == ["expression"]
-    assert schemas["search_knowledge"]["parameters"]["properties"]["k"]["default"] == 5
+    assert list(schemas["search_knowledge"]["parameters"]["properties"]) == ["query"]
     text = runner.invoke(app, ["tools"])
     assert "calculator" in text.stdout and '"expression"' in text.stdout
 
@@ -87,7 +87,7 @@ def test_vector_math_tool_with_json_variables(app: typer.Typer) -> None:
         ),
         (
             ["tool", "search_knowledge", "--arg", "query=x", "--arg", "k=many"],
-            "k: Input should be a valid integer",
+            "k must be a whole number from 1 to 50",
         ),
         (["tool", "nope"], "unknown tool 'nope'"),
         (["tool", "calculator", "--arg", "expression=__import__('os')"], "unknown name '__import__'"),
