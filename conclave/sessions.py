@@ -3,12 +3,19 @@ settings in force (redacted).
 
 Every message is written (and committed) the moment it completes, and the database runs in WAL mode, so a crash
 or ``kill`` loses nothing said before it. Session ids are short random hex strings; any unique prefix finds one.
+
+The file the user has is never replaced: a missing or 0-byte ``sessions.sqlite`` (it holds nothing, so nothing can
+be lost) becomes a new, empty database; anything else that is not an intact Conclave sessions database (other
+bytes, a damaged SQLite file, another program's database) is a :class:`SessionStoreError` that says how to move it
+aside, raised before a single byte of it is written. Every failed read or write (disk full, locked, read-only,
+damaged) is a :class:`SessionStoreError` too, never swallowed.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
+import shlex
 import sqlite3
 import threading
 import time
@@ -26,6 +33,7 @@ __all__ = [
     "SessionInfo",
     "SessionNotFound",
     "SessionStore",
+    "SessionStoreError",
     "export_json",
     "export_markdown",
 ]
@@ -59,8 +67,49 @@ CREATE TABLE IF NOT EXISTS traces (
 """
 
 
+_COLUMNS = {
+    "sessions": {"id", "title", "created", "updated", "settings"},
+    "messages": {"id", "session_id", "role", "content", "created", "status", "meta"},
+    "traces": {"message_id", "events"},
+}
+_SQLITE_HEADER = b"SQLite format 3\x00"
+_DAMAGED = {"SQLITE_CORRUPT", "SQLITE_NOTADB"}
+
+
 class SessionNotFound(ConfigError):
     """No session has the given id (or the prefix is ambiguous)."""
+
+
+class SessionStoreError(ConfigError):
+    """The sessions database cannot be opened, read or written (damaged, disk full, locked, read-only)."""
+
+
+def _moved_aside(path: Path) -> str:
+    return (f"move it aside: mv {shlex.quote(str(path))} {shlex.quote(str(path) + '.bak')}; "
+            "a new, empty one is created on the next start")
+
+
+def _damaged(path: Path, why: str) -> SessionStoreError:
+    return SessionStoreError(f"the sessions database {path} is damaged ({why})", hint=_moved_aside(path))
+
+
+def _store_error(path: Path, doing: str, exc: sqlite3.Error) -> SessionStoreError:
+    """A one-line SessionStoreError for a failed SQLite call, with the fix for its cause."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    text = " ".join(str(exc).split())
+    if name in _DAMAGED or "malformed" in text or "not a database" in text:
+        return _damaged(path, text)
+    if name == "SQLITE_FULL" or "is full" in text:
+        return SessionStoreError(f"cannot {doing} the sessions database {path}: the disk is full",
+                                 hint="free some disk space and try again; everything saved before is kept")
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in text:
+        return SessionStoreError(f"cannot {doing} the sessions database {path}: it is locked by another program",
+                                 hint="close the other `conclave chat` (or whatever holds the file) and try again")
+    if name.startswith("SQLITE_READONLY") or "readonly" in text:
+        return SessionStoreError(f"cannot {doing} the sessions database {path}: it is read-only",
+                                 hint=f"make it writable: chmod u+w {shlex.quote(str(path))} (and its folder)")
+    return SessionStoreError(f"cannot {doing} the sessions database {path}: {text}",
+                             hint="check the disk and the permissions of CONCLAVE_HOME")
 
 
 @dataclass(frozen=True)
@@ -108,18 +157,73 @@ class SessionStore:
         self._clock = clock
         self._new_id = new_id
         self._lock = threading.Lock()
+        self._check_file()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.execute("PRAGMA busy_timeout=5000")
-            self._db.executescript(_SCHEMA)
         except (sqlite3.Error, OSError) as exc:
-            raise ConfigError(
-                f"cannot open the sessions database {self.path}: {exc}",
+            raise SessionStoreError(
+                f"cannot open the sessions database {self.path}: {' '.join(str(exc).split())}",
                 hint="check that CONCLAVE_HOME is writable, or move the damaged file aside",
             ) from exc
+        try:
+            self._prepare()
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _check_file(self) -> None:
+        """Refuse (without touching it) a non-empty file that is not an SQLite database.
+
+        SQLite itself would silently turn a 1-byte file into a new database; only a missing or 0-byte file, which
+        holds nothing, may become one.
+        """
+        try:
+            if not self.path.exists():
+                return
+            if not self.path.is_file():
+                raise SessionStoreError(f"the sessions database {self.path} is not a file",
+                                        hint=_moved_aside(self.path))
+            size = self.path.stat().st_size
+            with self.path.open("rb") as fh:
+                head = fh.read(100)
+        except OSError as exc:
+            raise SessionStoreError(f"cannot read the sessions database {self.path}: {exc.strerror or exc}",
+                                    hint="check the permissions of the file and of CONCLAVE_HOME") from exc
+        if not head:
+            return
+        if not head.startswith(_SQLITE_HEADER):
+            raise _damaged(self.path, "it is not an SQLite database")
+        page = int.from_bytes(head[16:18], "big") if len(head) >= 18 else 0
+        if len(head) < 100 or size < (65536 if page == 1 else page):
+            raise _damaged(self.path, f"it is cut short at {size} bytes")
+
+    def _prepare(self) -> None:
+        """Check the database (reading only), then switch it to WAL and create the tables it lacks."""
+        db = self._db
+        try:
+            db.execute("PRAGMA busy_timeout=5000")
+            problems = [str(r[0]) for r in db.execute("PRAGMA quick_check").fetchall()]
+            if problems != ["ok"]:
+                first = " ".join(" ".join(problems[:1]).split())
+                raise _damaged(self.path, first if len(first) <= 120 else first[:119] + "…")
+            tables = {str(r[0]) for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            ours = tables & set(_COLUMNS)
+            if tables - {"sqlite_sequence"} and not ours:
+                raise SessionStoreError(
+                    f"{self.path} is not a Conclave sessions database (it holds other tables: "
+                    f"{', '.join(sorted(tables)[:5])})", hint=_moved_aside(self.path))
+            for table in sorted(ours):
+                columns = {str(r[1]) for r in db.execute(f"PRAGMA table_info({table})")}
+                if not _COLUMNS[table] <= columns:
+                    raise SessionStoreError(
+                        f"{self.path} is not a Conclave sessions database (table {table} lacks "
+                        f"{', '.join(sorted(_COLUMNS[table] - columns))})", hint=_moved_aside(self.path))
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA foreign_keys=ON")
+            db.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise _store_error(self.path, "open", exc) from exc
 
     @classmethod
     def open(cls, settings: Any) -> SessionStore:
@@ -133,18 +237,30 @@ class SessionStore:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: committed on success, rolled back on any error; a failed write is a
+        SessionStoreError (disk full, locked, read-only, damaged), never silently lost."""
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
             try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    if self._db.in_transaction:
+                        try:
+                            self._db.execute("ROLLBACK")
+                        except sqlite3.Error:
+                            pass  # the error being raised says more than this one
+                    raise
+            except sqlite3.Error as exc:
+                raise _store_error(self.path, "save to", exc) from exc
 
     def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
-            return list(self._db.execute(sql, args).fetchall())
+            try:
+                return list(self._db.execute(sql, args).fetchall())
+            except sqlite3.Error as exc:
+                raise _store_error(self.path, "read", exc) from exc
 
     # ------------------------------------------------------------------ sessions
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import re
+import shlex
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlparse
 
@@ -47,13 +49,92 @@ class CollectionInfo:
 
 
 def validate_collection_name(name: str) -> str:
-    """Return ``name`` if Chroma accepts it, else raise ConfigError with Chroma's naming rules."""
+    """Return ``name`` if Chroma accepts it, else raise ConfigError with Chroma's naming rules.
+
+    An empty name is an error like any other invalid one, never a stand-in for the default collection.
+    """
     if not isinstance(name, str) or not _NAME.match(name):
-        raise ConfigError(
-            f"invalid collection name {name!r}",
-            hint=f"collection names need {COLLECTION_NAME_RULES}, e.g. my-notes",
-        )
+        what = f"invalid collection name {name!r}" + (": it is empty" if isinstance(name, str) and not name.strip()
+                                                      else "")
+        raise ConfigError(what, hint=f"collection names need {COLLECTION_NAME_RULES}, e.g. my-notes")
     return name
+
+
+_SQLITE_HEADER = b"SQLite format 3\x00"
+# What Chroma's (Rust) SQLite layer says when chroma.sqlite3 is damaged (SQLITE_NOTADB = 26, SQLITE_CORRUPT = 11).
+_DAMAGE_MARKERS = ("file is not a database", "malformed", "(code: 26)", "(code: 11)", "no such table")
+
+
+def _one_line(exc: BaseException, limit: int = 200) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    for prefix in ("Database error: ", "error returned from database: "):
+        text = text.removeprefix(prefix)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _looks_damaged(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return any(marker in text for marker in _DAMAGE_MARKERS)
+
+
+def _damaged_store(path: Path, why: str) -> StoreError:
+    """The one-line StoreError for a damaged persistent store; nothing is ever deleted to get past it."""
+    folder, aside = shlex.quote(str(path)), shlex.quote(f"{path}.bak")
+    return StoreError(
+        f"the knowledge store at {path} is damaged ({why})",
+        hint=f"nothing was deleted: move it aside with `mv {folder} {aside}` and ingest your files again, "
+        "or set CONCLAVE_HOME to a fresh folder and re-ingest there",
+    )
+
+
+def _check_store_folder(path: Path) -> None:
+    """Refuse a ``chroma.sqlite3`` that Chroma would silently replace or misread (checked before Chroma opens it).
+
+    A missing or 0-byte file in an otherwise empty folder holds nothing and becomes a new store. Anything else
+    that cannot be an SQLite database (other bytes, cut short below one page, or 0 bytes beside index data) would be
+    overwritten by Chroma or shown as an empty store; it is a StoreError instead, and the folder is left as it is.
+    """
+    db = path / "chroma.sqlite3"
+    try:
+        if not db.is_file():
+            return
+        size = db.stat().st_size
+        if size == 0:
+            if any(p.is_dir() for p in path.iterdir()):
+                raise _damaged_store(path, "chroma.sqlite3 is empty but the folder holds index data")
+            return
+        with db.open("rb") as fh:
+            head = fh.read(100)
+    except OSError as exc:
+        raise StoreError(f"cannot read the knowledge store at {path}: {exc.strerror or exc}",
+                         hint="check the folder's permissions") from exc
+    if not head.startswith(_SQLITE_HEADER):
+        raise _damaged_store(path, "chroma.sqlite3 is not an SQLite database")
+    page = int.from_bytes(head[16:18], "big") if len(head) >= 18 else 0
+    page = 65536 if page == 1 else page
+    if len(head) < 100 or size < page:
+        raise _damaged_store(path, f"chroma.sqlite3 is cut short ({size} bytes)")
+
+
+def _forget_failed_client(path: Path) -> None:
+    """Drop the half-started Chroma system a failed open leaves in chromadb's per-folder cache.
+
+    Otherwise the next open of the same folder in this process (after the user moved the damaged one aside, say)
+    gets that broken system back and fails with an unrelated AttributeError.
+    """
+    try:
+        from chromadb.api.shared_system_client import SharedSystemClient
+    except ImportError:  # pragma: no cover - another chromadb layout
+        return
+    systems = getattr(SharedSystemClient, "_identifier_to_system", None)
+    refcounts = getattr(SharedSystemClient, "_identifier_to_refcount", {})
+    if isinstance(systems, dict) and refcounts.get(str(path), 0) <= 0:
+        system = systems.pop(str(path), None)
+        if system is not None:
+            try:
+                system.stop()
+            except Exception:  # noqa: BLE001 - it failed to start; stopping it is best effort
+                pass
 
 
 def _is_connection_error(exc: BaseException) -> bool:
@@ -103,12 +184,22 @@ class KnowledgeStore:
                 raise cls._server_down(url, settings) from exc
             return cls(settings, client, embedder=embedder, location=url)
         path = settings.chroma_path
+        _check_store_folder(path)
         try:
             path.mkdir(parents=True, exist_ok=True)
             client = chromadb.PersistentClient(path=str(path), settings=chroma_settings)
         except OSError as exc:
             raise StoreError(
                 f"cannot open the knowledge store at {path}: {exc}", hint="check the folder's permissions"
+            ) from exc
+        except Exception as exc:  # chromadb's InternalError (and others) on a damaged or unreadable folder
+            _forget_failed_client(path)
+            if _looks_damaged(exc):
+                raise _damaged_store(path, _one_line(exc)) from exc
+            raise StoreError(
+                f"cannot open the knowledge store at {path}: {type(exc).__name__}: {_one_line(exc)}",
+                hint=f"if this persists the folder may be damaged: move it aside (mv {shlex.quote(str(path))} "
+                f"{shlex.quote(f'{path}.bak')}) and ingest again",
             ) from exc
         return cls(settings, client, embedder=embedder, location=str(path))
 
@@ -132,7 +223,7 @@ class KnowledgeStore:
         return self._embedder
 
     def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run a Chroma call, turning a vanished server into a StoreError that names it."""
+        """Run a Chroma call, turning a vanished server or a damaged store into a StoreError that names it."""
         try:
             return fn(*args, **kwargs)
         except ConclaveError:
@@ -140,6 +231,21 @@ class KnowledgeStore:
         except Exception as exc:
             if self.settings.chroma_url and _is_connection_error(exc):
                 raise self._server_down(self.settings.chroma_url, self.settings) from exc
+            if _looks_damaged(exc):
+                if self.settings.chroma_url:
+                    raise StoreError(
+                        f"the Chroma server at {self.settings.chroma_url} reports a damaged store "
+                        f"({_one_line(exc)})",
+                        hint="stop the server, move its --path folder aside and ingest again (nothing was deleted)",
+                    ) from exc
+                raise _damaged_store(self.settings.chroma_path, _one_line(exc)) from exc
+            from chromadb.errors import InternalError
+
+            if isinstance(exc, InternalError):
+                raise StoreError(
+                    f"the knowledge store at {self.location or self.settings.chroma_path} failed: {_one_line(exc)}",
+                    hint="try again; if it keeps failing, move the store folder aside and ingest again",
+                ) from exc
             raise
 
     def add_passages(self, collection: Any, ids: Sequence[str], embed_texts: Sequence[str], documents: Sequence[str],
@@ -261,7 +367,8 @@ class KnowledgeStore:
                 )
         if not 1 <= k <= MAX_K:
             raise StoreError(f"k must be between 1 and {MAX_K} (got {k})", hint="use e.g. -k 5")
-        col = self.get_collection(collection or self.settings.collection)
+        # Only None means "the configured collection": an empty name is invalid, not a way to reach the default.
+        col = self.get_collection(self.settings.collection if collection is None else collection)
         self.check_embedder(col)
         count = self.call(col.count)
         if count == 0 or not queries:

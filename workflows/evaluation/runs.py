@@ -8,13 +8,15 @@ to JSONL and fsynced as they finish, so a killed process loses at most the item 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -26,6 +28,8 @@ from conclave.settings import Settings
 __all__ = [
     "RunFolderError",
     "JsonlLog",
+    "JsonlProblem",
+    "JsonlScan",
     "build_manifest",
     "create_run_dir",
     "find_run",
@@ -34,8 +38,11 @@ __all__ = [
     "package_versions",
     "read_json",
     "read_jsonl",
+    "scan_jsonl",
     "write_json",
 ]
+
+log = logging.getLogger(__name__)
 
 _PACKAGES = ("conclave", "autogen-agentchat", "autogen-core", "autogen-ext", "llama-cpp-python", "langchain-core",
              "chromadb", "sentence-transformers", "pydantic", "typer")
@@ -118,56 +125,155 @@ def read_json(path: Path) -> Any:
         raise ConfigError(f"{path} is not valid JSON: {exc.msg}", hint="the run folder is damaged") from exc
 
 
-def read_jsonl(path: Path) -> tuple[list[dict[str, Any]], int]:
-    """The complete records of a JSONL file and the byte length they span (a torn last line is left out)."""
+@dataclass(frozen=True)
+class JsonlProblem:
+    """A line of a JSONL file that holds no record: its file, 1-based line number and what is wrong with it."""
+
+    path: Path
+    line: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.reason}"
+
+
+@dataclass
+class JsonlScan:
+    """What :func:`scan_jsonl` found: the records, the lines it skipped, and where the complete lines end.
+
+    ``end`` is the byte length of the file up to a torn last line (all of it when there is none); ``torn`` says
+    whether there is one, i.e. an unterminated last line that does not parse (a write cut short by a crash).
+    """
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    problems: list[JsonlProblem] = field(default_factory=list)
+    end: int = 0
+    torn: bool = False
+
+
+def _reason(exc: ValueError) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg.removesuffix(' at')}, column {exc.colno}"
+    return str(exc).split("\n")[0]
+
+
+def scan_jsonl(path: Path) -> JsonlScan:
+    """Every record of a JSONL file, skipping (and listing) the lines that are not a JSON object.
+
+    A damaged line in the middle costs only that line: the records before and after it are all kept. An
+    unterminated last line that parses is a whole record (only its newline is missing); one that does not is a
+    write torn by a crash, listed as a problem and marked in ``torn``/``end`` so a writer can cut it off.
+    """
+    scan = JsonlScan()
     if not path.is_file():
-        return [], 0
-    raw = path.read_bytes()
-    records: list[dict[str, Any]] = []
-    good = 0
+        return scan
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise RunFolderError(f"cannot read {path}: {exc.strerror or exc}",
+                             hint="make the run folder readable") from exc
     start = 0
+    number = 0
     while start < len(raw):
         end = raw.find(b"\n", start)
-        if end == -1:
-            break  # a line without its newline was being written when the process died
-        line = raw[start:end].strip()
-        if line:
+        last = end == -1
+        line = raw[start:] if last else raw[start:end]
+        number += 1
+        if line.strip():
             try:
                 value = json.loads(line)
-            except json.JSONDecodeError:
-                break
-            if isinstance(value, dict):
-                records.append(value)
+            except ValueError as exc:  # JSONDecodeError, or bytes that are not UTF-8
+                if last:
+                    scan.torn = True
+                    scan.problems.append(JsonlProblem(
+                        path, number, f"unfinished last line ({len(line)} bytes, cut short by a crash while it was "
+                        "written): ignored"))
+                    break
+                scan.problems.append(JsonlProblem(path, number, f"not valid JSON ({_reason(exc)}): line skipped"))
+            else:
+                if isinstance(value, dict):
+                    scan.records.append(value)
+                else:
+                    scan.problems.append(JsonlProblem(
+                        path, number, f"not a JSON object (a {type(value).__name__}): line skipped"))
+        if last:
+            start = len(raw)
+            break
         start = end + 1
-        good = start
-    return records, good
+    scan.end = start
+    return scan
+
+
+def read_jsonl(path: Path, *, problems: list[JsonlProblem] | None = None) -> tuple[list[dict[str, Any]], int]:
+    """The records of a JSONL file and the byte length up to a torn last line (see :func:`scan_jsonl`).
+
+    Lines that hold no record are skipped, never the records after them; they are added to ``problems`` when a
+    list is given, and logged as warnings (file:line: what is wrong) otherwise.
+    """
+    scan = scan_jsonl(path)
+    if problems is not None:
+        problems.extend(scan.problems)
+    else:
+        for problem in scan.problems:
+            log.warning("%s", problem)
+    return scan.records, scan.end
 
 
 class JsonlLog:
-    """Append-only JSONL whose every record is flushed and fsynced before ``append`` returns."""
+    """Append-only JSONL whose every record is flushed and fsynced before ``append`` returns.
 
-    def __init__(self, path: Path, *, run_id: str | None = None):
+    ``load`` skips damaged lines instead of stopping at them, and reports each one (``file:line: what``) to
+    ``on_problem`` (a logged warning when none is given); ``problems`` keeps those of the last load.
+    """
+
+    def __init__(self, path: Path, *, run_id: str | None = None,
+                 on_problem: Callable[[str], None] | None = None):
         self.path = path
         self.run_id = run_id
+        self.on_problem = on_problem
+        self.problems: list[JsonlProblem] = []
 
     def load(self) -> list[dict[str, Any]]:
-        """Records written so far; a torn last line (killed mid-write) is cut off so appends stay valid."""
-        records, good = read_jsonl(self.path)
-        if self.path.is_file() and self.path.stat().st_size != good:
+        """Records written so far. Damaged lines are skipped and reported but left in the file; a torn last line
+        (killed mid-write) is cut off, and a missing final newline added, so the next append starts a new line."""
+        scan = scan_jsonl(self.path)
+        self.problems = list(scan.problems)
+        for problem in scan.problems:
+            if self.on_problem is not None:
+                self.on_problem(str(problem))
+            else:
+                log.warning("%s", problem)
+        if self.path.is_file():
             try:
-                with self.path.open("r+b") as fh:
-                    fh.truncate(good)
-                    os.fsync(fh.fileno())
+                if scan.torn:
+                    with self.path.open("r+b") as fh:
+                        fh.truncate(scan.end)
+                        os.fsync(fh.fileno())
+                self._terminate_last_line()
             except OSError as exc:
                 raise _write_error(self.path, exc, self.run_id) from exc
-        return records
+        return scan.records
+
+    def _terminate_last_line(self) -> None:
+        with self.path.open("a+b") as fh:
+            if fh.seek(0, os.SEEK_END) == 0:
+                return
+            fh.seek(-1, os.SEEK_END)
+            if fh.read(1) != b"\n":
+                fh.write(b"\n")
+                fh.flush()
+                os.fsync(fh.fileno())
 
     def append(self, record: dict[str, Any]) -> None:
-        """Write one record durably."""
-        line = json.dumps(record, ensure_ascii=False, default=str) + "\n"
+        """Write one record durably, on a line of its own even when the file ends in an unfinished line."""
+        data = (json.dumps(record, ensure_ascii=False, default=str) + "\n").encode("utf-8")
         try:
-            with self.path.open("a", encoding="utf-8") as fh:
-                fh.write(line)
+            with self.path.open("a+b") as fh:
+                if fh.seek(0, os.SEEK_END) > 0:
+                    fh.seek(-1, os.SEEK_END)
+                    if fh.read(1) != b"\n":
+                        data = b"\n" + data
+                fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
         except OSError as exc:
