@@ -14,6 +14,11 @@ class ConclaveError(Exception):
     exit_code = 1
 
     def __init__(self, message: str, *, hint: str | None = None):
+        from conclave.redact import redact
+
+        # Errors are printed, traced, stored and reported: no secret may ride along (a server echoing a key).
+        message = redact(message)
+        hint = redact(hint) if hint else hint
         super().__init__(message)
         self.message = message
         self.hint = hint

@@ -10,19 +10,24 @@ Precedence, highest first:
 5. the defaults below.
 
 ``CONCLAVE_HOME`` itself comes from keyword, environment or ``.env`` only (the TOML file lives inside it).
+
+A ``.env`` in the working folder is untrusted (it comes with whatever folder the user is in): a value from it that
+changes where requests, documents and keys go (:data:`DOTENV_NOTICE_FIELDS`) or moves ``CONCLAVE_HOME`` is announced
+on stderr, once per process, whenever it takes effect.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
 from dotenv import dotenv_values
 from platformdirs import user_data_dir
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from conclave.errors import ConfigError
 
@@ -36,6 +41,9 @@ _ALIASES = {
     "openai_api_key": "OPENAI_API_KEY",
 }
 _SECRET_FIELDS = {"openai_api_key"}
+DOTENV_NOTICE_FIELDS = ("home", "openai_base_url", "ollama_host", "chroma_url", "openai_api_key")
+"""Settings that a ``.env`` file may only change out loud: where state lives and where requests and keys go."""
+_ANNOUNCED: set[tuple[str, str, str]] = set()
 
 
 class _Frozen(BaseModel):
@@ -112,8 +120,17 @@ class Settings(_Frozen):
     with other heavy work, fewer threads than cores avoids llama.cpp's threads waiting on each other."""
     request_timeout: float = Field(120.0, gt=0)
     max_retries: int = Field(3, ge=0, le=10)
+    retry_budget: float = Field(300.0, gt=0)
+    """Seconds a request may keep retrying in all: no retry starts that could not end (request_timeout) within it."""
     cache: bool = True
     coa: CoASettings = CoASettings()
+
+    @field_validator("collection")
+    @classmethod
+    def _collection_named(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("the collection name is empty (give a name such as demo or mydocs)")
+        return value
 
     def role_model(self, role: Role) -> str | None:
         """The model spec for a role (``None``: choose automatically)."""
@@ -192,9 +209,10 @@ def _from_variables(variables: dict[str, str | None]) -> dict[str, Any]:
 class LoadedSettings:
     """Settings plus the origin of each top-level value (for ``conclave config show``)."""
 
-    def __init__(self, settings: Settings, origins: dict[str, str]):
+    def __init__(self, settings: Settings, origins: dict[str, str], notices: list[str] | None = None):
         self.settings = settings
         self.origins = origins
+        self.notices = notices or []
 
 
 def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
@@ -257,7 +275,49 @@ def load_settings_with_origins(
         ) from exc
     for name in Settings.model_fields:
         origins.setdefault(name, "default")
-    return LoadedSettings(settings, origins)
+    if settings.openai_api_key is not None:
+        from conclave.redact import register_secret
+
+        register_secret(settings.openai_api_key.get_secret_value())
+    home_from_dotenv = not overrides.get("home") and not env_values.get("home") and bool(dotenv_vals.get("home"))
+    # With CONCLAVE_HOME from .env, the settings.toml inside it is the folder's too.
+    untrusted = {f"file {dotenv_file}", *([f"file {toml_path}"] if home_from_dotenv else [])}
+    notices = _dotenv_notices(settings, untrusted, origins, home_from_dotenv)
+    _announce(notices, dotenv_file)
+    return LoadedSettings(settings, origins, notices)
+
+
+def _dotenv_notices(settings: Settings, untrusted: set[str], origins: dict[str, str], home_from_dotenv: bool) -> list[str]:
+    """What a ``.env`` file (or the settings.toml of a home it chose) changed that decides where data, requests and
+    keys go."""
+    notices = []
+    for name in DOTENV_NOTICE_FIELDS:
+        from_dotenv = home_from_dotenv if name == "home" else origins.get(name) in untrusted
+        if not from_dotenv:
+            continue
+        value = getattr(settings, name)
+        shown = mask_secret(value.get_secret_value()) if isinstance(value, SecretStr) else str(value)
+        effect = {
+            "home": "Conclave's state (settings, cache, sessions, runs) is read from and written there",
+            "openai_base_url": "OpenAI-compatible requests, with the API key, are sent there",
+            "ollama_host": "Ollama requests are sent there",
+            "chroma_url": "documents and searches are sent to that Chroma server",
+            "openai_api_key": "requests are made with that key",
+        }[name]
+        notices.append(f"{name} = {shown} ({effect})")
+    return notices
+
+
+def _announce(notices: list[str], dotenv_file: Path) -> None:
+    fresh = [n for n in notices if (str(dotenv_file), n, "") not in _ANNOUNCED]
+    if not fresh:
+        return
+    for notice in fresh:
+        _ANNOUNCED.add((str(dotenv_file), notice, ""))
+    lines = "\n".join(f"  {n}" for n in fresh)
+    print(f"note: {dotenv_file} changes where Conclave sends or keeps data:\n{lines}\n"
+          "  (set these in your environment or settings.toml instead if you trust them; delete the file if you "
+          "do not)", file=sys.stderr)
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 __all__ = ["BATCH_SIZE", "IngestProgress", "IngestReport", "SkippedFile", "discover_files", "ingest"]
 
 BATCH_SIZE = 64
+CHUNKS_PER_SECOND = 16.5
+"""Measured ingest throughput with the local embedder on 2 cores (docs/PERFORMANCE.md, table 4): for estimates."""
+WARN_ABOVE_SECONDS = 120.0
 _SKIP_DIRS = {"node_modules", "__pycache__", "venv", "site-packages", "dist", "build"}
 
 
@@ -168,8 +171,15 @@ def ingest(
     progress: Callable[[IngestProgress], None] | None = None,
     store: KnowledgeStore | None = None,
     batch_size: int = BATCH_SIZE,
+    confine_to: Sequence[Path] | None = None,
+    on_warning: Callable[[str], None] | None = None,
 ) -> IngestReport:
-    """Ingest files and folders into ``collection``; re-running is idempotent (see the module docstring)."""
+    """Ingest files and folders into ``collection``; re-running is idempotent (see the module docstring).
+
+    ``confine_to``: folders every file must really lie in (after links are followed); a file linked from outside
+    them is skipped (a workflow file's ingest step reads only what the user allowed). ``on_warning`` hears, before
+    anything is embedded, when the input would take long (an estimate from its size).
+    """
     from tools.store import KnowledgeStore, validate_collection_name
 
     started = time.monotonic()
@@ -180,9 +190,22 @@ def ingest(
             hint="set CONCLAVE_CHUNK_OVERLAP below CONCLAVE_CHUNK_SIZE",
         )
     files, roots = discover_files(paths, include, exclude)
+    report = IngestReport(collection=collection, files_seen=len(files))
+    if confine_to is not None:
+        allowed = [Path(p).resolve() for p in confine_to]
+        inside = []
+        for file in files:
+            if _under_any(str(file.path.resolve()), allowed):
+                inside.append(file)
+            else:
+                report.skipped.append(SkippedFile(file.name, "a link to a file outside the allowed folders"))
+        files = inside
+    if on_warning is not None:
+        warning = size_warning(files, settings)
+        if warning:
+            on_warning(warning)
     store = store or KnowledgeStore.open(settings)
     col = store.get_or_create_collection(collection)
-    report = IngestReport(collection=collection, files_seen=len(files))
 
     existing: dict[str, set[str]] = {}
     for cid, meta in store.all_metadata(col).items():
@@ -273,6 +296,27 @@ def ingest(
     report.seconds = time.monotonic() - started
     tick("")
     return report
+
+
+def size_warning(files: Sequence[_File], settings: Settings) -> str | None:
+    """A warning with a time estimate when ingesting ``files`` (not yet in the store) would take long."""
+    total = 0
+    for file in files:
+        try:
+            total += file.path.stat().st_size
+        except OSError:
+            continue
+    chunks = total / max(1, settings.chunk_size - settings.chunk_overlap)
+    seconds = chunks / CHUNKS_PER_SECOND
+    if seconds < WARN_ABOVE_SECONDS:
+        return None
+    if seconds >= 3600:
+        took = f"{seconds / 3600:.1f} hours"
+    else:
+        took = f"{seconds / 60:.0f} minutes"
+    return (f"{total / 1e6:,.1f} MB of input is about {chunks:,.0f} chunks: embedding it takes about {took} on this "
+            f"kind of machine (~{CHUNKS_PER_SECOND:g} chunks/s); files already ingested and unchanged are skipped. "
+            "Ctrl-C stops safely; a re-run continues")
 
 
 def _under_any(source: str, roots: list[Path]) -> bool:

@@ -36,10 +36,11 @@ __all__ = [
 
 
 class SearchKnowledgeArgs(BaseModel):
+    """What the model may choose: the query only. The collection and the number of passages are bound by the run
+    (a model that read injected text in one collection must not be able to read another)."""
+
     model_config = ConfigDict(extra="forbid")
     query: str = Field(min_length=1, max_length=2000, description="what to look for, in words")
-    k: int = Field(5, ge=1, le=50, description="how many passages to return")
-    collection: str | None = Field(None, description="collection to search (default: the configured one)")
 
 
 class CalculatorArgs(BaseModel):
@@ -47,7 +48,7 @@ class CalculatorArgs(BaseModel):
     expression: str = Field(
         min_length=1,
         max_length=10_000,
-        description="arithmetic, e.g. (1,234 + 15% of 80) / 3; functions sqrt log exp round min max abs",
+        description="arithmetic, e.g. (1,234 + 15% of 80) / 3; functions sqrt log exp round min max abs floor ceil",
     )
 
 
@@ -74,8 +75,16 @@ def format_passages(passages: list[Passage]) -> str:
     return "\n".join(lines)
 
 
-def build_tools(settings: Settings, store: KnowledgeStore | None = None) -> dict[str, BaseTool]:
-    """The registered tools, keyed by name; the store is opened on the first knowledge search if not given."""
+def build_tools(
+    settings: Settings, store: KnowledgeStore | None = None, *, collection: str | None = None, k: int | None = None
+) -> dict[str, BaseTool]:
+    """The registered tools, keyed by name; the store is opened on the first knowledge search if not given.
+
+    ``search_knowledge`` searches ``collection`` (default: ``settings.collection``) for ``k`` passages (default:
+    ``settings.top_k``), both fixed here by the run: its schema offers the model the query alone.
+    """
+    bound_collection = settings.collection if collection is None else collection
+    bound_k = k or settings.top_k
     holder: dict[str, KnowledgeStore] = {}
     if store is not None:
         holder["store"] = store
@@ -87,11 +96,11 @@ def build_tools(settings: Settings, store: KnowledgeStore | None = None) -> dict
             holder["store"] = KnowledgeStore.open(settings)
         return holder["store"]
 
-    def search_sync(query: str, k: int = 5, collection: str | None = None) -> str:
-        return format_passages(get_store().search_sync(query, k, collection))
+    def search_sync(query: str) -> str:
+        return format_passages(get_store().search_sync(query, bound_k, bound_collection))
 
-    async def search_async(query: str, k: int = 5, collection: str | None = None) -> str:
-        return format_passages(await get_store().search(query, k, collection))
+    async def search_async(query: str) -> str:
+        return format_passages(await get_store().search(query, bound_k, bound_collection))
 
     def calculator(expression: str) -> str:
         return evaluate(expression).text
@@ -104,7 +113,8 @@ def build_tools(settings: Settings, store: KnowledgeStore | None = None) -> dict
             func=search_sync,
             coroutine=search_async,
             name="search_knowledge",
-            description="Search the knowledge collection; returns ranked passages with ids, sources and scores.",
+            description=f"Search the knowledge collection for {bound_k} passages; returns them ranked, with ids, "
+            "sources and scores.",
             args_schema=SearchKnowledgeArgs,
         ),
         StructuredTool.from_function(

@@ -39,13 +39,13 @@ async def run_react(ctx: RunContext) -> AsyncIterator[Event]:
         from workflows.team import open_store
 
         store = await open_store(ctx)
-    tools = ctx.tools if ctx.tools is not None else available_tools(ctx.settings, store)
+    tools = ctx.tools if ctx.tools is not None else available_tools(ctx.settings, store, ctx.collection)
     client = ctx.clients["reasoner"]
     agent = AssistantAgent(
         "reasoner",
         model_client=client,
         tools=to_autogen_tools(tools),
-        system_message=load_prompt("react") + (f"\nSearch the collection {ctx.collection!r}." if ctx.collection else ""),
+        system_message=load_prompt("react"),
         max_tool_iterations=MAX_TOOL_ITERATIONS,
         reflect_on_tool_use=True,
         model_client_stream=True,

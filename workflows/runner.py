@@ -97,6 +97,10 @@ async def build_context(
     method, settings = apply_method(settings, method or settings.method)
     if not question or not question.strip():
         raise ConfigError("the question is empty", hint="ask something, e.g. conclave ask \"What does Adam combine?\"")
+    if knowledge and collection is not None:
+        from tools.store import validate_collection_name
+
+        validate_collection_name(collection)  # '' is an error, never a stand-in for the default collection
     roles = ("planner", "retriever", "reasoner", "critic")
     resolved: dict[str, Any] = dict(clients or {})
     by_spec: dict[str, Any] = {}
@@ -116,7 +120,7 @@ async def build_context(
         method=method,
         models=models,
         clients=resolved,
-        collection=(collection or settings.collection) if knowledge else None,
+        collection=(settings.collection if collection is None else collection) if knowledge else None,
         history=list(history or []),
         tools=tools,
     )

@@ -274,11 +274,12 @@ async def build_team(ctx: RunContext, emit: Any, store: Any, tools: dict[str, An
     return flow, state, errors
 
 
-def available_tools(settings: Any, store: Any) -> dict[str, Any]:
-    """The registered tools, without knowledge search when there is no collection to search."""
+def available_tools(settings: Any, store: Any, collection: str | None = None) -> dict[str, Any]:
+    """The registered tools, without knowledge search when there is no collection to search; the search is bound
+    to ``collection`` (the run's) and ``settings.top_k``."""
     from tools.registry import build_tools
 
-    tools = build_tools(settings, store=store)
+    tools = build_tools(settings, store=store, collection=collection)
     if store is None:
         # Offering a search that can only fail invites the model to "look up" what it should compute.
         tools.pop("search_knowledge", None)
@@ -288,7 +289,7 @@ def available_tools(settings: Any, store: Any) -> dict[str, Any]:
 async def run_coa(ctx: RunContext) -> AsyncIterator[Event]:
     """Answer with the team, yielding its events as they happen."""
     store = ctx.store if ctx.store is not None else (await open_store(ctx) if ctx.collection else None)
-    tools = ctx.tools if ctx.tools is not None else available_tools(ctx.settings, store)
+    tools = ctx.tools if ctx.tools is not None else available_tools(ctx.settings, store, ctx.collection)
     queue: asyncio.Queue[Event | None] = asyncio.Queue()
     flow, state, errors = await build_team(ctx, queue.put, store, tools)
     token = CancellationToken()

@@ -417,9 +417,25 @@ def _fail(problems: list[Problem]) -> WorkflowError:
     return WorkflowError(first + more, hint="fix the workflow file (`conclave workflow schema` prints every field)")
 
 
+MAX_WORKFLOW_BYTES = 1_000_000
+
+
+def _refuse_aliases(text: str, source: str) -> None:
+    """YAML aliases (``*name``) let a few hundred bytes expand into gigabytes (an "alias bomb"); a workflow has no
+    need for them, so they are refused from the event stream, before anything is composed."""
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_WORKFLOW_BYTES:
+        raise WorkflowError(f"{source}: the workflow file is larger than {MAX_WORKFLOW_BYTES:,} bytes",
+                            hint="a workflow names steps; keep data in the files its steps read")
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.AliasEvent):
+            problem = Problem(source, event.start_mark, "YAML", f"alias *{event.anchor} is not allowed in workflow files")
+            raise WorkflowError(str(problem), hint="write the value out instead of using YAML anchors and aliases")
+
+
 def parse_workflow(text: str, source: str = "<workflow>") -> Workflow:
     """Parse and validate workflow YAML; WorkflowError at file:line:column otherwise."""
     try:
+        _refuse_aliases(text, source)
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:

@@ -12,7 +12,7 @@ import asyncio
 import json
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from conclave.errors import ConclaveError, ConfigError, WorkflowError
 from conclave.settings import Settings
 from workflows.evaluation import runs
 from workflows.evaluation.cache import CacheSet, ClientFactory
+from workflows.workflow_access import Access, PathPolicy, describe_access, refuse_endpoint_overrides
 from workflows.workflow_file import REFERENCE, Workflow, load_workflow, parse_workflow, step_kind
 
 __all__ = ["StepPlan", "WorkflowResult", "plan_workflow", "run_workflow", "workflow_settings"]
@@ -50,12 +51,19 @@ class WorkflowResult:
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    access: Access | None = None
 
 
-def workflow_settings(workflow: Workflow, settings: Settings, source: str = "workflow") -> Settings:
-    """The settings a workflow runs with: its overrides, models and collection on top of ``settings``."""
+def workflow_settings(workflow: Workflow, settings: Settings, source: str = "workflow", *,
+                      allow_endpoint_overrides: bool = False) -> Settings:
+    """The settings a workflow runs with: its overrides, models and collection on top of ``settings``.
+
+    A workflow that sets an endpoint or a credential is refused unless ``allow_endpoint_overrides``.
+    """
     from conclave.settings import Settings as SettingsModel
 
+    if not allow_endpoint_overrides:
+        refuse_endpoint_overrides(workflow.settings, source)
     data = settings.model_dump()
     data.update(workflow.settings)
     roles = dict(data.get("roles") or {})
@@ -96,22 +104,17 @@ def _resolve(value: Any, outputs: dict[str, dict[str, Any]]) -> Any:
     return value
 
 
-def _path(raw: str, base: Path) -> Path:
-    path = Path(raw).expanduser()
-    return path if path.is_absolute() else (base / path)
-
-
 # ---------------------------------------------------------------------------------------------------- steps
 
 
 class _Runner:
-    def __init__(self, workflow: Workflow, settings: Settings, run_dir: Path, run_id: str, base: Path,
+    def __init__(self, workflow: Workflow, settings: Settings, run_dir: Path, run_id: str, policy: PathPolicy,
                  note: Note, client_factory: ClientFactory | None, on_eval_progress: Callable[[Any], None] | None):
         self.workflow = workflow
         self.settings = settings
         self.run_dir = run_dir
         self.run_id = run_id
-        self.base = base
+        self.policy = policy
         self.note = note
         self.caches = CacheSet(settings, enabled=settings.cache, factory=client_factory)
         self.client_factory = client_factory
@@ -158,10 +161,10 @@ class _Runner:
     async def ingest(self, step_id: str, args: dict[str, Any]) -> dict[str, Any]:
         from tools.ingest import ingest
 
-        collection = args["collection"] or self.settings.collection
-        paths = [_path(p, self.base) for p in args["paths"]]
+        collection = self.settings.collection if args["collection"] is None else args["collection"]
+        paths = [self.policy.check(p, f"{step_id}: ingest path") for p in args["paths"]]
         report = await asyncio.to_thread(ingest, paths, collection, self.settings, include=args["include"],
-                                         exclude=args["exclude"], prune=args["prune"])
+                                         exclude=args["exclude"], prune=args["prune"], confine_to=self.policy.roots)
         runs.write_json(self.step_dir(step_id) / "ingest.json", report.to_dict(), run_id=self.run_id)
         self.note(f"{step_id}: {report.files_ingested} file(s) ingested, {report.files_unchanged} unchanged, "
                   f"{report.chunks_total} chunks in {collection}")
@@ -199,10 +202,11 @@ class _Runner:
         return out
 
     async def batch(self, step_id: str, args: dict[str, Any]) -> dict[str, Any]:
-        questions = self._questions(_path(str(args["questions"]), self.base))
+        questions = self._questions(self.policy.check(str(args["questions"]), f"{step_id}: questions file"))
         if args["limit"]:
             questions = questions[: args["limit"]]
-        log = runs.JsonlLog(self.step_dir(step_id) / "answers.jsonl", run_id=self.run_id)
+        log = runs.JsonlLog(self.step_dir(step_id) / "answers.jsonl", run_id=self.run_id,
+                            on_problem=lambda problem: self.note(f"skipped a damaged record: {problem}"))
         done = {r.get("id") for r in log.load()}
         for qid, question in questions:
             if qid in done:
@@ -215,7 +219,7 @@ class _Runner:
     async def synthesize(self, step_id: str, args: dict[str, Any]) -> dict[str, Any]:
         from workflows.synth import SynthConfig, synthesize
 
-        config = SynthConfig(collection=args["collection"] or self.settings.collection, n=args["n"],
+        config = SynthConfig(collection=self.settings.collection if args["collection"] is None else args["collection"], n=args["n"],
                              questions_per_chunk=args["questions_per_chunk"], min_similarity=args["min_similarity"],
                              min_rating=args["min_rating"], seed=args["seed"])
         out = self.step_dir(step_id) / "qa.jsonl"
@@ -229,7 +233,7 @@ class _Runner:
 
         dataset = args["dataset"]
         kind, _, raw_path = dataset.partition(":")
-        dataset = f"{kind}:{_path(raw_path.strip(), self.base)}"
+        dataset = f"{kind}:{self.policy.check(raw_path.strip(), f'{step_id}: data set')}"
         models = args["models"] or []
         config = EvalConfig(dataset=dataset, methods=args["methods"], models=models, scorers=args["scorers"],
                             limit=args["limit"], seed=args["seed"], concurrency=args["concurrency"], cache=args["cache"],
@@ -283,8 +287,16 @@ async def run_workflow(
     on_start: Callable[[str, Path], None] | None = None,
     on_eval_progress: Callable[[Any], None] | None = None,
     client_factory: ClientFactory | None = None,
+    allow_endpoint_overrides: bool = False,
+    allow_paths: Sequence[Path] = (),
 ) -> WorkflowResult:
-    """Validate and run a workflow (or only validate and plan it with ``dry_run``)."""
+    """Validate and run a workflow (or only validate and plan it with ``dry_run``).
+
+    The workflow may not set endpoints or credentials (unless ``allow_endpoint_overrides``) nor read files outside
+    its own folder, the run folder and ``allow_paths`` (see :mod:`workflows.workflow_access`). A dry run returns
+    every endpoint and path the run would touch in ``result.access``; a path outside the allowed folders is listed
+    there and refused by a real run before any step starts.
+    """
     note = on_note or (lambda _m: None)
     started = time.perf_counter()
     if resume is not None:
@@ -304,13 +316,20 @@ async def run_workflow(
         base = path.resolve().parent
         source = str(path)
         run_dir = None
-    run_settings = workflow_settings(workflow, settings, source)
+    run_settings = workflow_settings(workflow, settings, source,
+                                     allow_endpoint_overrides=allow_endpoint_overrides or dry_run)
     plans = plan_workflow(workflow)
+    policy = PathPolicy(base, allow_paths, run_dir)
+    access = describe_access(workflow, run_settings, policy, plans)
     if dry_run:
         for plan in plans:
             if on_step is not None:
                 on_step(plan, "planned")
-        return WorkflowResult(None, None, plans, seconds=time.perf_counter() - started)
+        return WorkflowResult(None, None, plans, seconds=time.perf_counter() - started, access=access)
+    if run_settings.coa.examples_file is not None and "examples_file" in (workflow.settings.get("coa") or {}):
+        policy.check(run_settings.coa.examples_file, "settings.coa.examples_file")
+    for use in access.blocked():
+        policy.check(use.raw, f"{use.step}.{use.field}")  # raises, naming the path and the flag that allows it
 
     if run_dir is None:
         slug = re.sub(r"[^A-Za-z0-9-]+", "-", workflow.name).strip("-")[:40] or "workflow"
@@ -327,10 +346,12 @@ async def run_workflow(
     run_id = run_dir.name
     if on_start is not None:
         on_start(run_id, run_dir)
-    log = runs.JsonlLog(run_dir / "steps.jsonl", run_id=run_id)
+    log = runs.JsonlLog(run_dir / "steps.jsonl", run_id=run_id,
+                        on_problem=lambda problem: note(f"skipped a damaged record: {problem}"))
     finished = {r["step"]: r["outputs"] for r in log.load() if r.get("status") == "finished"}
     result = WorkflowResult(run_id, run_dir, plans)
-    runner = _Runner(workflow, run_settings, run_dir, run_id, base, note, client_factory, on_eval_progress)
+    policy = PathPolicy(base, allow_paths, run_dir)
+    runner = _Runner(workflow, run_settings, run_dir, run_id, policy, note, client_factory, on_eval_progress)
     try:
         for plan in plans:
             if plan.id in finished:

@@ -3,6 +3,11 @@
 Transient failures (connection refused, timeouts, HTTP 429/5xx) are retried with exponential backoff, a bounded
 number of times, and only before any token has been streamed; everything else, and the last transient failure, becomes
 one :class:`~conclave.errors.BackendError` whose hint says what to do. SDK exception types never leave this module.
+
+Each retry is announced (a WARNING log line, which the CLI shows on stderr) and the whole wait is bounded: no retry
+starts that could not finish within ``retry_budget`` seconds of the first attempt (a hung endpoint with the default
+settings gives up after two timed-out attempts, not four). A remote reply with no content and no finish reason (an
+HTML page or a cut-off stream that the SDK reads as nothing) is an error, never an empty answer.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Any, Literal
 
@@ -35,6 +41,10 @@ from conclave.errors import (
 from conclave.models.delegating import DelegatingClient
 
 log = logging.getLogger(__name__)
+
+
+class _EmptyReply(Exception):
+    """A stream that ended with nothing in it (see ``ResilientClient._is_empty``)."""
 
 
 class _Transient(Exception):
@@ -128,15 +138,50 @@ def _short(text: str, limit: int = 200) -> str:
 class ResilientClient(DelegatingClient):
     """Wraps a backend client: bounded retries with backoff for transient errors, one clear error otherwise."""
 
-    def __init__(self, inner: ChatCompletionClient, *, spec: str, where: str, max_retries: int = 3, backoff: float = 0.5):
+    def __init__(self, inner: ChatCompletionClient, *, spec: str, where: str, max_retries: int = 3, backoff: float = 0.5,
+                 attempt_timeout: float | None = None, retry_budget: float | None = None):
         super().__init__(inner)
         self.spec = spec
         self.where = where
         self.max_retries = max_retries
         self.backoff = backoff
+        self.attempt_timeout = attempt_timeout
+        """How long one attempt may take at most (the backend's request timeout), for the retry budget."""
+        self.retry_budget = retry_budget
+        """No retry starts unless it could end within this many seconds of the first attempt's start."""
+        self.remote = not spec.startswith("embedded")
 
-    async def _sleep(self, attempt: int) -> None:
-        await asyncio.sleep(min(8.0, self.backoff * (2**attempt)))
+    def _delay(self, attempt: int) -> float:
+        return min(8.0, self.backoff * (2**attempt))
+
+    async def _retry_or_raise(self, error: ConclaveError | _Transient, attempt: int, started: float,
+                              streamed: bool, exc: BaseException | None) -> None:
+        """Sleep before the next attempt when a retry is allowed; raise the error otherwise."""
+        final = error.error if isinstance(error, _Transient) else error
+        if not isinstance(error, _Transient) or streamed or attempt >= self.max_retries:
+            raise final from exc
+        delay = self._delay(attempt)
+        if self.retry_budget is not None:
+            worst = time.monotonic() - started + delay + (self.attempt_timeout or 0.0)
+            if worst > self.retry_budget:
+                raise type(final)(f"{final.message} (gave up after {time.monotonic() - started:.0f} s and {attempt + 1} "
+                                  f"attempt(s): retry_budget is {self.retry_budget:g} s)", hint=final.hint) from exc
+        log.warning("%s — retrying in %.1f s (attempt %d of %d)", final.message, delay, attempt + 2, self.max_retries + 1)
+        await asyncio.sleep(delay)
+
+    def _is_empty(self, result: CreateResult, chunks: int) -> bool:
+        """A remote reply with nothing in it and no finish reason is a failure (an HTML page or broken JSON that the
+        SDK read as a stream of no events, a stream the server dropped), not an empty answer. A model that really
+        stopped at once says why (``stop``/``length``) and is left to the method to judge."""
+        return self.remote and not chunks and not result.content and result.finish_reason == "unknown"
+
+    def _empty_reply(self) -> _Transient:
+        """Retried like a dropped connection (nothing reached the caller); the last one is the error."""
+        return _Transient(BackendError(
+            f"{self.where} sent an empty reply for {self.spec} (no text and no tool call): it is probably not an "
+            "OpenAI-compatible/Ollama endpoint, or the reply was cut off",
+            hint="check the base URL (OpenAI-compatible ones usually end in /v1) and the server's log",
+        ))
 
     async def create(
         self,
@@ -148,9 +193,10 @@ class ResilientClient(DelegatingClient):
         extra_create_args: Mapping[str, Any] = {},
         cancellation_token: CancellationToken | None = None,
     ) -> CreateResult:
+        started = time.monotonic()
         for attempt in range(self.max_retries + 1):
             try:
-                return await self.inner.create(
+                result = await self.inner.create(
                     messages,
                     tools=tools,
                     tool_choice=tool_choice,
@@ -161,12 +207,12 @@ class ResilientClient(DelegatingClient):
             except (asyncio.CancelledError, KeyboardInterrupt):
                 raise
             except Exception as exc:
-                error = classify(exc, spec=self.spec, where=self.where)
-                if isinstance(error, _Transient) and attempt < self.max_retries:
-                    log.info("retrying %s after %s (attempt %d)", self.spec, error, attempt + 1)
-                    await self._sleep(attempt)
-                    continue
-                raise (error.error if isinstance(error, _Transient) else error) from exc
+                await self._retry_or_raise(classify(exc, spec=self.spec, where=self.where), attempt, started, False, exc)
+                continue
+            if self._is_empty(result, 0):
+                await self._retry_or_raise(self._empty_reply(), attempt, started, False, None)
+                continue
+            return result
         raise AssertionError("unreachable")
 
     async def create_stream(
@@ -182,6 +228,7 @@ class ResilientClient(DelegatingClient):
         stream_kwargs: dict[str, Any] = {}
         if type(self.inner).__name__ == "OpenAIChatCompletionClient":
             stream_kwargs["include_usage"] = True  # hosts that honour stream_options report real usage
+        began = time.monotonic()
         for attempt in range(self.max_retries + 1):
             started = False
             chunks = 0
@@ -195,21 +242,20 @@ class ResilientClient(DelegatingClient):
                     cancellation_token=cancellation_token,
                     **stream_kwargs,
                 ):
-                    started = True
                     if isinstance(item, CreateResult):
+                        if self._is_empty(item, chunks):
+                            raise _EmptyReply
                         item = self._with_usage(item, messages, chunks)
                     else:
                         chunks += 1
+                    started = True
                     yield item
                 return
             except (asyncio.CancelledError, KeyboardInterrupt, GeneratorExit):
                 raise
             except Exception as exc:
-                error = classify(exc, spec=self.spec, where=self.where)
-                if isinstance(error, _Transient) and not started and attempt < self.max_retries:
-                    await self._sleep(attempt)
-                    continue
-                raise (error.error if isinstance(error, _Transient) else error) from exc
+                error = self._empty_reply() if isinstance(exc, _EmptyReply) else classify(exc, spec=self.spec, where=self.where)
+                await self._retry_or_raise(error, attempt, began, started, exc)
 
     def _with_usage(self, result: CreateResult, messages: Sequence[LLMMessage], chunks: int) -> CreateResult:
         """Hosts that send no usage with a stream (llama.cpp's server among them) get an estimate, not zeros."""

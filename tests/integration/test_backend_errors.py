@@ -234,3 +234,54 @@ async def test_openai_never_answers(flaky_endpoint: Flaky) -> None:
     assert endpoint.chat_hits == 2
     assert "time" in info.value.message or "answer" in info.value.message
     assert_one_line(info.value)
+
+
+# -- issue 13: secrets, empty replies, bounded and visible retries ----------------------------------------------
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_server_echoing_the_key_never_puts_it_in_the_error(flaky_endpoint: Flaky, stream: bool) -> None:
+    """Class 3: the key a careless server echoes back is redacted where the error is made."""
+    endpoint = flaky_endpoint("echo_key")
+    with pytest.raises(BackendError) as info:
+        await build_and_call(f"openai/{OPENAI_SERVER_MODEL}", openai_settings(endpoint), stream=stream)
+    text = f"{info.value.message} {info.value.hint} {info.value!s} {info.value.args}"
+    assert endpoint.chat_hits >= 1
+    assert "Authorization" in text and "[redacted]" in text  # the server's message is kept, the key is not
+    assert FAKE_KEY not in text and FAKE_KEY[3:15] not in text
+
+
+@pytest.mark.parametrize("behaviour", ["garbage", "garbage_json"])
+async def test_openai_garbage_reply_when_streaming_is_an_error(flaky_endpoint: Flaky, behaviour: Behaviour) -> None:
+    """Class 5: an HTML page or broken JSON read as a stream is a failure, never an empty answer."""
+    endpoint = flaky_endpoint(behaviour)
+    with pytest.raises(BackendError) as info:
+        await build_and_call(f"openai/{OPENAI_SERVER_MODEL}", openai_settings(endpoint), stream=True)
+    assert endpoint.chat_hits >= 1
+    assert endpoint.base_url in info.value.message
+    assert_one_line(info.value)
+
+
+async def test_retries_are_announced(flaky_endpoint: Flaky, caplog: pytest.LogCaptureFixture) -> None:
+    """Class 6: each retry is shown as it happens (a WARNING the CLI prints), with the attempt number."""
+    endpoint = flaky_endpoint("500")
+    with caplog.at_level("WARNING", logger="conclave.models.resilience"), pytest.raises(BackendError):
+        await build_and_call(f"openai/{OPENAI_SERVER_MODEL}", openai_settings(endpoint, max_retries=2))
+    retries = [r.getMessage() for r in caplog.records if "retrying" in r.getMessage()]
+    assert len(retries) == 2 and "attempt 2 of 3" in retries[0] and "attempt 3 of 3" in retries[1], retries
+
+
+@pytest.mark.slow
+async def test_a_hung_endpoint_is_bounded_by_the_retry_budget(flaky_endpoint: Flaky) -> None:
+    """Class 6: with retries left, the total wait is still bounded (retry_budget), and the error says so."""
+    endpoint = flaky_endpoint("hang")
+    started = time.monotonic()
+    with pytest.raises(BackendError) as info:
+        await build_and_call(f"openai/{OPENAI_SERVER_MODEL}",
+                             openai_settings(endpoint, max_retries=5, request_timeout=2, retry_budget=5))
+    elapsed = time.monotonic() - started
+    assert endpoint.chat_hits == 2, "attempt 1 (2 s) + attempt 2 (2 s) fit in 5 s; a third could not"
+    assert elapsed < 8, elapsed
+    assert "retry_budget" in info.value.message
+    assert_one_line(info.value)
+

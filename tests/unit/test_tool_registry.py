@@ -27,7 +27,8 @@ def test_registry_names_descriptions_and_schemas(tools: dict[str, BaseTool]) -> 
         assert info["description"] and "\n" not in info["description"], name
         assert info["parameters"]["type"] == "object"
     assert schemas["search_knowledge"]["parameters"]["required"] == ["query"]
-    assert set(schemas["search_knowledge"]["parameters"]["properties"]) == {"query", "k", "collection"}
+    # The collection and k are the run's: the model chooses only what to look for (prompt-injection scope).
+    assert set(schemas["search_knowledge"]["parameters"]["properties"]) == {"query"}
     assert set(schemas["vector_math"]["parameters"]["properties"]) == {"expression", "variables"}
 
 
@@ -49,7 +50,8 @@ async def test_arun_tool(tools: dict[str, BaseTool]) -> None:
         ("calculator", {}, "expression: Field required"),
         ("calculator", {"expression": 5}, "expression: Input should be a valid string"),
         ("calculator", {"expression": "1", "x": 1}, "x: Extra inputs are not permitted"),
-        ("search_knowledge", {"query": "q", "k": 0}, "k: Input should be greater than or equal to 1"),
+        ("search_knowledge", {"query": "q", "k": 0}, "k: Extra inputs are not permitted"),
+        ("search_knowledge", {"query": "q", "collection": "secrets"}, "collection: Extra inputs are not permitted"),
         ("search_knowledge", {"query": ""}, "query: String should have at least 1 character"),
         (
             "vector_math",
@@ -104,9 +106,33 @@ async def test_search_tool_goes_through_the_store(conclave_home: Path, tmp_path:
     ingest([tmp_path / "n.md"], "demo", settings, store=store)
     registry = build_tools(settings, store)
     # The hash embedder puts identical texts at distance 0, so the exact embedded text is found first.
-    sync = run_tool(registry, "search_knowledge", {"query": "Note\n\n# Note\n\nexact text", "k": 1})
+    sync = run_tool(registry, "search_knowledge", {"query": "Note\n\n# Note\n\nexact text"})
     assert sync.startswith("1. [") and "n.md, score 1.000) Note — # Note exact text" in sync
-    found = await arun_tool(registry, "search_knowledge", {"query": "anything", "collection": "demo"})
+    found = await arun_tool(registry, "search_knowledge", {"query": "anything"})
     assert found.startswith("1. [")
     with pytest.raises(StoreError, match="no collection named 'other'"):
-        run_tool(registry, "search_knowledge", {"query": "x", "collection": "other"})
+        run_tool(build_tools(settings, store, collection="other"), "search_knowledge", {"query": "x"})
+
+
+@pytest.mark.integration
+async def test_search_is_bound_to_the_runs_collection_and_k(conclave_home: Path, tmp_path: Path) -> None:
+    """Text injected into one collection cannot make the model read another: the run fixes collection and k."""
+    from tests.integration.test_store import FakeEmbedder
+    from tools.ingest import ingest
+    from tools.store import KnowledgeStore
+
+    settings = load_settings(top_k=2)
+    store = KnowledgeStore.open(settings, embedder=FakeEmbedder())
+    for name in ("public", "private"):
+        folder = tmp_path / name
+        folder.mkdir()
+        for i in range(4):
+            (folder / f"{name}{i}.md").write_text(f"# {name} {i}\n\n{name} note number {i}")
+        ingest([folder], name, settings, store=store)
+    registry = build_tools(settings, store, collection="public")
+    found = await arun_tool(registry, "search_knowledge", {"query": "note"})
+    assert found.count("\n") == 1 and "private" not in found  # k=2 passages, both from the run's collection
+    with pytest.raises(ToolInputError, match="collection: Extra inputs are not permitted"):
+        await arun_tool(registry, "search_knowledge", {"query": "note", "collection": "private"})
+    with pytest.raises(ToolInputError, match="k: Extra inputs are not permitted"):
+        await arun_tool(registry, "search_knowledge", {"query": "note", "k": 50})

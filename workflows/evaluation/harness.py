@@ -280,7 +280,7 @@ async def run_eval(
             note(f"skipped malformed record: {matrix.dataset.path}: {problem}")
         if len(matrix.dataset.problems) > 10:
             note(f"... and {len(matrix.dataset.problems) - 10} more malformed records")
-        records = await _execute(matrix, run_settings, caches, run_dir, run_id, judge_spec, on_progress, started)
+        records = await _execute(matrix, run_settings, caches, run_dir, run_id, judge_spec, on_progress, started, note)
     finally:
         await caches.close()
     summary = report.write_reports(run_dir, records, run_id=run_id)
@@ -289,8 +289,9 @@ async def run_eval(
 
 async def _execute(matrix: _Matrix, settings: Settings, caches: CacheSet, run_dir: Path, run_id: str,
                    judge_spec: str | None, on_progress: Callable[[EvalProgress], None] | None,
-                   started: float) -> list[dict[str, Any]]:
-    log = runs.JsonlLog(run_dir / "items.jsonl", run_id=run_id)
+                   started: float, note: Callable[[str], None]) -> list[dict[str, Any]]:
+    log = runs.JsonlLog(run_dir / "items.jsonl", run_id=run_id,
+                        on_problem=lambda problem: note(f"skipped a damaged record (kept the rest): {problem}"))
     previous = log.load()
     latest = {r["key"]: r for r in previous if "key" in r}
     # Failed units (backend down, a crash) run again on resume; answered ones are kept as they are.
@@ -395,7 +396,9 @@ async def _run_unit(matrix: _Matrix, settings: Settings, caches: CacheSet, item:
         except (asyncio.CancelledError, KeyboardInterrupt):
             raise
         except Exception as exc:  # a bug in a method must not end a long run; the item records it
-            crash = f"{type(exc).__name__}: {exc}"
+            from conclave.redact import redact
+
+            crash = redact(f"{type(exc).__name__}: {exc}")
     outcome, stats = outcome_from_events(events, matrix.k)
     if crash is not None:
         stats["ok"], stats["error"] = False, crash
