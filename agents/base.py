@@ -44,6 +44,8 @@ class Candidate:
     raw: str = ""
     messages: list[LLMMessage] = field(default_factory=list)
     """The reasoner's conversation for this sample (only the broken chain goes back on re-plan)."""
+    eager: Any | None = None
+    """Program form: the tool runs started while the chain streamed (``workflows.coa.reify.EagerRun``)."""
 
 
 @dataclass

@@ -1,6 +1,8 @@
 """The reasoner: writes the whole solution as an abstract chain; never computes a value itself.
 
-JSON form under constrained decoding where the backend supports it, text form otherwise. A chain that fails to
+``coa.form`` picks the form: ``program`` (Python assignments, decoded freely and parsed line by line as they stream;
+each step whose inputs are done starts its tool at once, overlapping the rest of the decoding), ``json`` (under
+constrained decoding), ``text``; ``auto`` is JSON where the backend supports it, text otherwise. A chain that fails to
 parse or validate goes back with the exact errors, only the broken chain and the errors (cheap), a bounded number of
 times. With ``coa.samples`` > 1 it draws several chains at a temperature for the team to vote on.
 
@@ -47,6 +49,12 @@ class ChainKit:
     schema: dict[str, Any]
     examples: Callable[[str], list[tuple[str, str, str]]] | None = None
     """question -> similar solved examples as (question, JSON chain, text chain), when configured."""
+    to_program: Callable[[str], str] | None = None
+    """JSON chain -> the same chain in the program form (for examples)."""
+    stream: Callable[[], Any] | None = None
+    """A fresh line-by-line parser of a streamed program (``feed(delta) -> new steps``, ``closed``)."""
+    eager: Callable[[Callable[[Any], Any], int], Any] | None = None
+    """(on_event, sample) -> a runner that starts each streamed step's tool as soon as its inputs are done."""
 
 
 def tool_lines(tools: dict[str, Any]) -> str:
@@ -62,14 +70,23 @@ def tool_lines(tools: dict[str, Any]) -> str:
 
 
 _EXAMPLE_TOOL = re.compile(r'"tool"\s*:\s*"([^"]+)"')
+_EXAMPLE_CALL = re.compile(r"\b(search_knowledge|vector_math)\(")
 
 
 def examples_for_tools(prompt: str, tools: dict[str, Any]) -> str:
     """The prompt without the worked examples that call a tool this run does not offer (an example of a knowledge
     search, with no collection to search, only tempts a small model to "look up" what it should compute)."""
     kept = [block for block in prompt.split("\n\n")
-            if not block.startswith("Example question:") or set(_EXAMPLE_TOOL.findall(block)) <= set(tools)]
+            if not block.startswith("Example question:")
+            or set(_EXAMPLE_TOOL.findall(block)) | set(_EXAMPLE_CALL.findall(block)) <= set(tools)]
     return "\n\n".join(kept)
+
+
+def chain_form(setting: str, client: ChatCompletionClient) -> str:
+    """The form the reasoner writes: the setting, or for ``auto`` JSON where the backend has structured output."""
+    if setting != "auto":
+        return setting
+    return "json" if uses_json_form(client) else "text"
 
 
 def uses_json_form(client: ChatCompletionClient) -> bool:
@@ -82,13 +99,20 @@ class Reasoner(RoleAgent):
         super().__init__("reasoner", "Writes the solution as an abstract chain with placeholders.", state)
         self.client = client
         self.kit = kit
-        self.json_form = uses_json_form(client)
+        self.form = chain_form(state.settings.coa.form, client)
+        self.json_form = self.form == "json"
 
     def system_prompt(self) -> str:
-        text = examples_for_tools(load_prompt("reasoner"), self.state.tools).replace("{tools}", tool_lines(self.state.tools))
-        if not self.json_form:
+        name = "reasoner_program" if self.form == "program" else "reasoner"
+        text = examples_for_tools(load_prompt(name), self.state.tools).replace("{tools}", tool_lines(self.state.tools))
+        if self.form == "text":
             text += "\n\n" + load_prompt("reasoner_text")
         return text
+
+    def _shot(self, chain_json: str, chain_text: str) -> str:
+        if self.form == "program" and self.kit.to_program is not None:
+            return "\n" + self.kit.to_program(chain_json)
+        return chain_json if self.json_form else chain_text
 
     def user_prompt(self) -> str:
         state = self.state
@@ -101,10 +125,11 @@ class Reasoner(RoleAgent):
         if self.kit.examples is not None:
             shots = self.kit.examples(state.question)
             if shots:
+                label = "program" if self.form == "program" else "chain"
                 parts.append("Solved examples of similar questions:\n" + "\n".join(
-                    f"Example question: {q}\nExample chain: {j if self.json_form else t}" for q, j, t in shots))
+                    f"Example question: {q}\nExample {label}: {self._shot(j, t)}" for q, j, t in shots))
         parts.append(f"Question: {state.question}")
-        parts.append("Chain:" if self.json_form else "Write the chain:")
+        parts.append({"json": "Chain:", "program": "Program:"}.get(self.form, "Write the chain:"))
         return "\n\n".join(parts)
 
     async def _draft(self, candidate: Candidate, cancellation_token: CancellationToken, *, attempt_base: int = 0,
@@ -120,12 +145,12 @@ class Reasoner(RoleAgent):
             extra.update({"temperature": settings.coa.sample_temperature, "seed": candidate.sample + 100 * revision})
         for attempt in range(attempt_base, attempt_base + settings.coa.max_replans + 1):
             try:
-                raw, finish = await self._generate(candidate.messages, extra, cancellation_token)
+                raw, finish = await self._generate(candidate.messages, extra, cancellation_token, candidate)
             except BackendError as exc:
                 if not (self.json_form and rejects_json_schema(self.client, exc, extra)):
                     raise
                 extra.update(schema_args(self.client, self.kit.schema, "chain"))  # the host's older dialect
-                raw, finish = await self._generate(candidate.messages, extra, cancellation_token)
+                raw, finish = await self._generate(candidate.messages, extra, cancellation_token, candidate)
             candidate.raw = raw
             try:
                 chain = self.kit.parse(raw)
@@ -138,11 +163,13 @@ class Reasoner(RoleAgent):
                               f"stopped: solve it in at most {settings.coa.max_steps} distinct steps")
             elif finish == "length" and errors:
                 errors.append("the chain was cut off at the length limit: write fewer, shorter steps")
-            await state.publish(ChainDrafted(text=shown, form="json" if self.json_form else "text",
-                                             attempt=attempt, sample=candidate.sample))
+            await state.publish(ChainDrafted(text=shown, form=self.form, attempt=attempt, sample=candidate.sample))
             if not errors:
                 candidate.chain, candidate.errors = chain, []
                 return
+            if candidate.eager is not None:
+                candidate.eager.cancel()
+                candidate.eager = None
             candidate.chain, candidate.errors = None, errors
             await state.publish(ChainRejected(errors=errors, attempt=attempt, sample=candidate.sample))
             if attempt < attempt_base + settings.coa.max_replans:
@@ -154,11 +181,24 @@ class Reasoner(RoleAgent):
                 ]
 
     async def _generate(self, messages: list[LLMMessage], extra: dict[str, Any],
-                        cancellation_token: CancellationToken) -> tuple[str, str]:
-        """Stream one chain, stopping a looping generation at the step budget rather than at the token limit."""
+                        cancellation_token: CancellationToken, candidate: Candidate | None = None) -> tuple[str, str]:
+        """Stream one chain, stopping a looping generation at the step budget rather than at the token limit. In the
+        program form, each completed line is parsed as it arrives and its tool started at once (``candidate.eager``),
+        and decoding stops at the closing fence."""
         state = self.state
         started = time.perf_counter()
         budget = StepBudget(state.settings.coa.max_steps, json_form=self.json_form)
+        program = self.kit.stream() if self.form == "program" and self.kit.stream is not None else None
+        eager = None
+        if program is not None and candidate is not None and self.kit.eager is not None:
+            if candidate.eager is not None:
+                candidate.eager.cancel()
+            sample = candidate.sample
+
+            async def forward(event: Any) -> None:
+                await state.publish(event)
+
+            eager = candidate.eager = self.kit.eager(forward, sample)
         parts: list[str] = []
         result: CreateResult | None = None
         finish = "stop"
@@ -169,14 +209,23 @@ class Reasoner(RoleAgent):
                     result = item  # not `break`: some clients finish their bookkeeping after the last yield
                     continue
                 parts.append(item)
-                if budget.exceeded("".join(parts)):
+                if program is not None:
+                    for step in program.feed(item):
+                        if eager is not None:
+                            eager.start(step)
+                    if len(program.steps) > state.settings.coa.max_steps:
+                        finish = "budget"
+                        break
+                    if program.closed:
+                        break  # the closing fence: the rest would be prose
+                elif budget.exceeded("".join(parts)):
                     finish = "budget"
                     break
         finally:
             await stream.aclose()  # type: ignore[attr-defined]
         raw = "".join(parts)
-        if finish == "budget":
-            remember_stopped_stream(self.client, messages, extra, parts)
+        if finish == "budget" or (program is not None and program.closed and result is None):
+            remember_stopped_stream(self.client, messages, extra, parts)  # a repeated run replays it from the cache
         if result is not None:
             finish = result.finish_reason if result.finish_reason == "length" else finish
             if not raw and isinstance(result.content, str):

@@ -87,6 +87,10 @@ class CoASettings(_Frozen):
     max_steps: int = Field(12, ge=1, le=64)
     tool_timeout: float = Field(30.0, gt=0)
     use_critic: bool = True
+    form: Literal["auto", "program", "json", "text"] = "auto"
+    """How the reasoner writes chains: ``program`` (Python assignments, free decoding, parsed and reified as they
+    stream), ``json`` (grammar-constrained), ``text`` (brackets); ``auto``: json where the backend has structured
+    output, text otherwise."""
     few_shot: Literal["fixed", "similar"] = "fixed"
     """``similar``: add the chains of the training questions most like this one (needs ``examples_file``)."""
     examples_file: Path | None = None

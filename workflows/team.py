@@ -64,6 +64,16 @@ def example_picker(settings: Any) -> Any:
 def chain_kit(tools: dict[str, Any], max_steps: int, settings: Any = None) -> ChainKit:
     """The chain engine, packaged for the reasoner."""
     from workflows.coa import chain_json_schema, parse_chain, render, validate
+    from workflows.coa.program import ProgramStream, looks_like_program, parse_program, render_program
+    from workflows.coa.reify import EagerRun
+
+    def parse(text: str) -> Any:
+        return parse_program(text, tools) if looks_like_program(text) else parse_chain(text)
+
+    def to_program(chain_json: str) -> str:
+        return render_program(parse_chain(chain_json))
+
+    timeout = settings.coa.tool_timeout if settings is not None else 30.0
 
     def check(chain: Any) -> list[str]:
         return [str(getattr(e, "message", e)) for e in validate(chain, tools, max_steps=max_steps)]
@@ -72,7 +82,9 @@ def chain_kit(tools: dict[str, Any], max_steps: int, settings: Any = None) -> Ch
     # (conclave.models.embedded.grammar_safe) and the step budget is enforced by validation and the token budget.
     schema = chain_json_schema(tools, max_steps=max_steps)
     examples = example_picker(settings) if settings is not None else None
-    return ChainKit(parse=parse_chain, validate=check, render=render, schema=schema, examples=examples)
+    return ChainKit(parse=parse, validate=check, render=render, schema=schema, examples=examples,
+                    to_program=to_program, stream=lambda: ProgramStream(tools),
+                    eager=lambda on_event, sample: EagerRun(tools, timeout=timeout, on_event=on_event, sample=sample))
 
 
 def normalise_value(value: Any) -> str | None:
@@ -107,7 +119,7 @@ class Reifier(RoleAgent):
                 await state.publish(event)
 
             candidate.reified = await reify(candidate.chain, state.tools, timeout=state.settings.coa.tool_timeout,
-                                            on_event=forward)
+                                            on_event=forward, eager=candidate.eager)
 
         valid = [c for c in state.candidates if c.chain is not None]
         # Earlier samples were reified in an earlier turn; only the new chains run their tools.

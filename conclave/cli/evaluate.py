@@ -183,7 +183,7 @@ def eval_export(
     output: Path | None = typer.Option(None, "--output", "-o", help="Output JSONL (default with one run: RUN/chains.jsonl)."),
     only_correct: bool = typer.Option(False, "--only-correct", help="Only run items whose answer scored correct."),
     no_system: bool = typer.Option(False, "--no-system", help="Leave out the system message."),
-    form: str = typer.Option("text", "--form", help="Chain form: text ([48 / 2 = y1]) or json."),
+    form: str = typer.Option("text", "--form", help="Chain form: text ([48 / 2 = y1]), json or program (Python assignments)."),
     limit: int | None = typer.Option(None, "--limit", "-n", min=1, help="At most this many chains per training file."),
 ) -> None:
     """CoA chains as chat-format JSONL (question -> chain) for fine-tuning: accepted chains of evaluation runs and

@@ -115,9 +115,12 @@ class Chain:
     steps: tuple[Step, ...]
     answer: str
     tail: str = ""
+    names: Mapping[str, str] = field(default_factory=dict, compare=False)
+    """For the program form: the variable name the model gave each placeholder (``{"y1": "pens_cost"}``)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "steps", tuple(self.steps))
+        object.__setattr__(self, "names", dict(self.names))
 
     @property
     def ids(self) -> list[str]:

@@ -3,6 +3,10 @@
 A step's level is one more than the deepest step it uses, so every call in a level can run at once
 (``asyncio.gather``). A step whose input failed, timed out or was skipped is ``skipped``: it never runs with a
 literal ``y1`` in its arguments. Times are ``time.perf_counter()`` readings (seconds; compare and subtract them).
+
+:class:`EagerRun` reifies while the chain is still being decoded (the program form is parsed line by line): each step
+is started as soon as it is parsed and its inputs are done, so a slow tool overlaps the decoding of the rest. When the
+whole chain has validated, :func:`reify` takes over the eager results of the steps that are unchanged in it.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import inspect
 import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
@@ -20,9 +24,9 @@ from typing import Any
 from conclave.events import Event, StepFinished, StepStarted
 from workflows.coa.model import PLACEHOLDER_RE, Arg, Chain, Concat, Lit, Ref, Step
 from workflows.coa.render import render_filled
-from workflows.coa.validate import ChainError, bind_chain, find_tool, format_errors, validate
+from workflows.coa.validate import ChainError, bind_args, bind_chain, find_tool, format_errors, validate
 
-__all__ = ["reify", "ReifiedChain", "StepResult", "InvalidChainError", "chain_levels", "value_text"]
+__all__ = ["EagerRun", "reify", "ReifiedChain", "StepResult", "InvalidChainError", "chain_levels", "value_text"]
 
 EventCallback = Callable[[Event], Awaitable[None] | None]
 
@@ -143,8 +147,11 @@ async def reify(
     timeout: float | None = 30.0,
     on_event: EventCallback | None = None,
     sample: int = 0,
+    eager: EagerRun | None = None,
 ) -> ReifiedChain:
-    """Run the chain's tool calls (validated first; raises InvalidChainError) and fill in its placeholders."""
+    """Run the chain's tool calls (validated first; raises InvalidChainError) and fill in its placeholders.
+
+    With ``eager``, a step it already ran (or is running) with the same tool and arguments is not run again."""
     errors = validate(chain, tools, single_answer=False)
     if errors:
         raise InvalidChainError(errors)
@@ -152,6 +159,7 @@ async def reify(
     levels = chain_levels(bound)
     steps = {step.id: step for step in bound.steps}
     results: dict[str, StepResult] = {}
+    reused: set[str] = set()  # steps whose eager run (on the same inputs) stands
 
     async def emit(event: Event) -> None:
         if on_event is not None:
@@ -161,6 +169,12 @@ async def reify(
 
     async def run(step: Step, level: int) -> None:
         tool_name = find_tool(step.tool, tools) or step.tool
+        early = eager.task_for(step) if eager is not None else None
+        if early is not None and all(ref in reused for ref in step.refs()):
+            result = await early
+            results[step.id] = replace(result, level=level)
+            reused.add(step.id)
+            return  # its events went out when it ran
         missing = [ref for ref in step.refs() if not results[ref].ok]
         if missing:
             now = time.perf_counter()
@@ -191,6 +205,69 @@ async def reify(
         started=started,
         ended=ended,
     )
+
+
+class EagerRun:
+    """Runs a chain's steps as they are decoded (see the module docstring). :meth:`start` takes each parsed step once;
+    a step whose tool or arguments do not bind is left for :func:`reify`, and so are the steps that use it."""
+
+    def __init__(self, tools: Mapping[str, Any], *, timeout: float | None = 30.0,
+                 on_event: EventCallback | None = None, sample: int = 0):
+        self.tools = tools
+        self.timeout = timeout
+        self.on_event = on_event
+        self.sample = sample
+        self.steps: dict[str, Step] = {}
+        self.tasks: dict[str, asyncio.Task[StepResult]] = {}
+
+    def start(self, step: Step) -> bool:
+        """Schedule ``step`` (it waits for the steps it uses); False when it cannot run early."""
+        name = find_tool(step.tool, self.tools)
+        if name is None or step.id in self.tasks or any(ref not in self.tasks for ref in step.refs()):
+            return False
+        args, errors = bind_args(step, self.tools[name], name)
+        if errors:
+            return False
+        bound = replace(step, tool=name, args=args, positional=())
+        self.steps[step.id] = bound
+        self.tasks[step.id] = asyncio.ensure_future(self._run(bound, name))
+        return True
+
+    async def _run(self, step: Step, tool_name: str) -> StepResult:
+        deps = {ref: await self.tasks[ref] for ref in step.refs()}
+        missing = [ref for ref, result in deps.items() if not result.ok]
+        if missing:
+            now = time.perf_counter()
+            reason = ", ".join(f"{ref} ({deps[ref].status})" for ref in missing)
+            result = StepResult(step.id, tool_name, "skipped", error=f"not run: it needs {reason}", started=now,
+                                ended=now)
+        else:
+            args = {name: _substitute(arg, deps) for name, arg in step.args.items()}
+            await self._emit(StepStarted(step_id=step.id, tool=tool_name, args=args, sample=self.sample))
+            result = await _call(step, tool_name, self.tools[tool_name], args, self.timeout, 0)
+        await self._emit(StepFinished(step_id=step.id, tool=tool_name, status=result.status, value=result.text,
+                                      error=result.error, started=result.started, ended=result.ended,
+                                      sample=self.sample))
+        return result
+
+    async def _emit(self, event: Event) -> None:
+        if self.on_event is not None:
+            outcome = self.on_event(event)
+            if inspect.isawaitable(outcome):
+                await outcome
+
+    def task_for(self, step: Step) -> asyncio.Task[StepResult] | None:
+        """The eager run of ``step`` if the final chain's (bound) step is exactly what was started."""
+        started = self.steps.get(step.id)
+        if started is None or started.tool != step.tool or dict(started.args) != dict(step.args):
+            return None
+        return self.tasks[step.id]
+
+    def cancel(self) -> None:
+        """Stop what is still running (the chain was rejected or the run ended)."""
+        for task in self.tasks.values():
+            if not task.done():
+                task.cancel()
 
 
 async def _call(

@@ -8,8 +8,8 @@ The paper's models were trained on (question -> abstract chain) pairs. Two sourc
 * GSM8K-format training files: each answer's calculator notes converted to a chain (``workflows.coa.gsm8k``), every
   one checked by recomputing its notes, so no model is involved.
 
-Either form is written: ``text`` (``[48 / 2 = y1]``, what the system message describes) or ``json`` (the reasoner's
-constrained-decoding form).
+Any form is written: ``text`` (``[48 / 2 = y1]``, what the system message describes), ``json`` (the reasoner's
+constrained-decoding form) or ``program`` (Python assignments in a fenced block, the reasoner's program form).
 """
 
 from __future__ import annotations
@@ -29,7 +29,18 @@ SYSTEM = ("Solve the problem by writing an abstract chain of reasoning: every in
 SYSTEM_JSON = ('Solve the problem by writing an abstract chain of reasoning as JSON: {"steps": [{"thought": ..., '
                '"id": "y1", "tool": "calculator", "args": {"expression": "3 * 12"}}, ...], "answer": "yN"}; later '
                "steps use earlier placeholders (y1, y2, ...) and tools fill in the values.")
-FORMS = ("text", "json")
+SYSTEM_PROGRAM = ("Solve the problem by writing a short Python program of assignments in a ```python block: one "
+                  "quantity per line (name = arithmetic, or name = tool(arguments)), a comment above each line, the "
+                  "question's numbers written into the expressions; tools fill in every value. End with answer = name.")
+FORMS = ("text", "json", "program")
+
+
+def render_form(chain: Any, form: str) -> str:
+    """A chain in one of :data:`FORMS`."""
+    from workflows.coa.program import render_program
+    from workflows.coa.render import render, render_json
+
+    return {"json": render_json, "program": render_program}.get(form, render)(chain)
 
 
 def accepted_chain(trace: Sequence[dict[str, Any]]) -> str | None:
@@ -62,7 +73,7 @@ class ExportReport:
 
 
 def _chat_line(question: str, chain: str, metadata: dict[str, Any], *, form: str, with_system: bool) -> str:
-    system = SYSTEM_JSON if form == "json" else SYSTEM
+    system = {"json": SYSTEM_JSON, "program": SYSTEM_PROGRAM}.get(form, SYSTEM)
     messages = ([{"role": "system", "content": system}] if with_system else []) + [
         {"role": "user", "content": question},
         {"role": "assistant", "content": chain},
@@ -72,14 +83,13 @@ def _chat_line(question: str, chain: str, metadata: dict[str, Any], *, form: str
 
 def _check_form(form: str) -> None:
     if form not in FORMS:
-        raise ConfigError(f"unknown chain form {form!r}", hint="use text or json")
+        raise ConfigError(f"unknown chain form {form!r}", hint="use text, json or program")
 
 
 def run_chain_lines(run_dir: Path, *, only_correct: bool = False, with_system: bool = True,
                     form: str = "text") -> tuple[list[str], dict[str, int]]:
     """Chat lines for the accepted chains of one run, and counts of the items left out (and why)."""
     from workflows.coa import parse_chain
-    from workflows.coa.render import render_json
     from workflows.evaluation.runs import read_jsonl
 
     _check_form(form)
@@ -102,9 +112,9 @@ def run_chain_lines(run_dir: Path, *, only_correct: bool = False, with_system: b
             left["not_accepted"] += 1
             continue
         value = record.get("value")
-        if form == "json":
+        if form in ("json", "program"):
             try:
-                assistant = render_json(parse_chain(chain))
+                assistant = render_form(parse_chain(chain), form)
             except Exception:  # an accepted chain parsed once; one that no longer does is left out, not fatal
                 left["not_accepted"] += 1
                 continue
@@ -120,7 +130,6 @@ def gsm8k_chain_lines(path: Path, *, with_system: bool = True, form: str = "text
                       limit: int | None = None) -> tuple[list[str], int]:
     """Chat lines for a GSM8K-format training file's answers converted to chains; and how many did not convert."""
     from workflows.coa.gsm8k import GSM8KConversionError, convert_gsm8k_answer, gsm8k_gold
-    from workflows.coa.render import render, render_json
 
     _check_form(form)
     if not path.is_file():
@@ -140,7 +149,7 @@ def gsm8k_chain_lines(path: Path, *, with_system: bool = True, form: str = "text
             except (json.JSONDecodeError, KeyError, TypeError, GSM8KConversionError):
                 skipped += 1
                 continue
-            text = render_json(chain) if form == "json" else render(chain)
+            text = render_form(chain, form)
             metadata = {"source": "gsm8k", "file": path.name, "line": number, "gold": [gold]}
             lines.append(_chat_line(item["question"], text, metadata, form=form, with_system=with_system))
     return lines, skipped

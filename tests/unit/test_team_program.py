@@ -1,0 +1,102 @@
+"""The reasoner in the program form (issue 14): free decoding parsed line by line, and a slow tool that starts before
+the scripted model has finished writing the chain. Orchestration only: the model is scripted."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncGenerator, Sequence
+from typing import Any
+
+from autogen_core.models import CreateResult
+from autogen_ext.models.replay import ReplayChatCompletionClient
+from langchain_core.tools import StructuredTool
+
+from conclave.settings import load_settings
+from tests.unit.test_team import JSON_INFO, PENS, calculator_tool
+from workflows.runner import build_context, run_question
+
+LOOKUPS = '''```python
+# the unit price of a pen
+price = slow_lookup("price of one pen")
+# twelve pens at that price
+cost = price * 12
+# change from a 50 dollar bill
+change = 50 - cost
+answer = change
+```
+The program is done.'''
+
+
+class SlowStream(ReplayChatCompletionClient):
+    """Streams its scripted replies one character at a time, ``delay`` seconds apart (a model decoding)."""
+
+    def __init__(self, replies: list[str], delay: float):
+        super().__init__(replies, model_info=JSON_INFO)
+        self.delay = delay
+        self.finished_at: list[float] = []
+
+    async def create_stream(self, messages: Sequence[Any], **kwargs: Any) -> AsyncGenerator[str | CreateResult, None]:
+        kwargs.pop("include_usage", None)
+        result = await self.create(messages, **kwargs)  # the next reply, whole (newlines kept)
+        for ch in str(result.content):
+            await asyncio.sleep(self.delay)
+            yield ch
+        self.finished_at.append(time.perf_counter())
+        yield result
+
+
+def slow_lookup_tool(calls: list[float]) -> StructuredTool:
+    async def slow_lookup(query: str) -> str:
+        """Look up a fact (takes a second)."""
+        calls.append(time.perf_counter())
+        await asyncio.sleep(1.0)
+        return "3"
+
+    def sync(query: str) -> str:
+        """Look up a fact (the async path is the one used)."""
+        raise AssertionError("the async path is used")
+
+    return StructuredTool.from_function(func=sync, coroutine=slow_lookup, name="slow_lookup")
+
+
+async def test_a_slow_tool_starts_while_the_chain_is_still_being_written() -> None:
+    calls: list[float] = []
+    # ~290 characters at 5 ms: about 1.4 s of decoding after the first line, which the 1 s lookup overlaps.
+    client = SlowStream([LOOKUPS], delay=0.005)
+    settings = load_settings(coa={"form": "program", "use_critic": False, "plan": "never"})
+    ctx = await build_context(PENS, settings, method="coa", knowledge=False,
+                              clients={role: client for role in ("planner", "retriever", "reasoner", "critic")},
+                              tools={"calculator": calculator_tool(), "slow_lookup": slow_lookup_tool(calls)})
+    started = time.perf_counter()
+    events = [e async for e in run_question(ctx)]
+    elapsed = time.perf_counter() - started
+    answer = next(e for e in events if e.kind == "answer")
+    assert answer.value == "14", [e.to_dict() for e in events if e.kind in ("replan", "answer")]
+    assert len(calls) == 1, "the eager run is reused: the tool runs once"
+    chain = next(e for e in events if e.kind == "chain")
+    lookup_started = next(e for e in events if e.kind == "step_started" and e.tool == "slow_lookup")
+    # The tool started before the chain was drafted (decoding finished), and the run is shorter than decoding + 1 s.
+    assert lookup_started.at < chain.at
+    assert calls[0] < chain.at - 0.5
+    decode = len(LOOKUPS.split("```")[1]) * 0.005
+    assert elapsed < decode + 1.0, (elapsed, decode)
+    # Decoding stopped at the closing fence: the prose after it was never read.
+    assert "The program is done" not in chain.text
+
+
+async def test_a_rejected_program_goes_back_with_its_errors() -> None:
+    bad = "```python\nimport math\ncost = math.sqrt(36) * 12\nanswer = cost\n```"
+    good = "```python\ncost = 3 * 12\nchange = 50 - cost\nanswer = change\n```"
+    client = SlowStream([bad, good], delay=0)
+    settings = load_settings(coa={"form": "program", "use_critic": False, "plan": "never"})
+    ctx = await build_context(PENS, settings, method="coa", knowledge=False,
+                              clients={role: client for role in ("planner", "retriever", "reasoner", "critic")},
+                              tools={"calculator": calculator_tool()})
+    events = [e async for e in run_question(ctx)]
+    replans = [e for e in events if e.kind == "replan"]
+    assert len(replans) == 1 and any("imports are not allowed" in err for err in replans[0].errors)
+    assert any("not math.sqrt" in err for err in replans[0].errors)
+    assert next(e for e in events if e.kind == "answer").value == "14"
+    chains = [e for e in events if e.kind == "chain"]
+    assert [c.form for c in chains] == ["program", "program"]
