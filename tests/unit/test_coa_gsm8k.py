@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import pytest
 from langchain_core.tools import StructuredTool
@@ -170,17 +172,22 @@ def test_unchecked_conversion_keeps_wrong_notes() -> None:
     assert chain.steps[0] == calculator_step("y1", "2 + 2", "So y1.")
 
 
+def converted_items(lines: list[str]) -> Iterator[tuple[int, dict[str, Any], Chain]]:
+    """(index, item, chain) of every training line whose answer converts."""
+    for index, line in enumerate(lines):
+        item = json.loads(line)
+        try:
+            yield index, item, convert_gsm8k_answer(item["question"], item["answer"])
+        except GSM8KConversionError:
+            continue
+
+
 async def test_first_200_training_items(shared_data: Path) -> None:
     """Most training answers convert, and every converted chain reifies to the gold answer with the calculator."""
     lines = (shared_data / "gsm8k" / "train.jsonl").read_text(encoding="utf-8").splitlines()[:200]
     converted = correct = 0
     wrong: list[int] = []
-    for index, line in enumerate(lines):
-        item = json.loads(line)
-        try:
-            chain = convert_gsm8k_answer(item["question"], item["answer"])
-        except GSM8KConversionError:
-            continue
+    for index, item, chain in converted_items(lines):
         converted += 1
         assert parse_chain(render(chain)) == chain
         assert parse_chain(render_json(chain)) == chain
@@ -203,12 +210,7 @@ async def test_every_training_chain_in_program_form_reifies_to_gold(shared_data:
     lines = (shared_data / "gsm8k" / "train.jsonl").read_text(encoding="utf-8").splitlines()
     converted = 0
     wrong: list[int] = []
-    for index, line in enumerate(lines):
-        item = json.loads(line)
-        try:
-            chain = convert_gsm8k_answer(item["question"], item["answer"])
-        except GSM8KConversionError:
-            continue
+    for index, item, chain in converted_items(lines):
         converted += 1
         program = parse_program(render_program(chain), TOOLS)
         # The same steps (expressions re-spaced by Python's unparser), and a stable round trip from then on.

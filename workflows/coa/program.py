@@ -79,7 +79,9 @@ class ProgramError(ValueError):
     """A program-form chain that cannot be read; ``errors`` lists every fault, each as a message for the model."""
 
     def __init__(self, errors: list[str]):
-        self.errors = list(dict.fromkeys(errors))
+        unique = list(dict.fromkeys(errors))
+        # The layout rule once, after the faults (not repeated in every message the model reads).
+        self.errors = unique if any(_HINT in e for e in unique) else [*unique, f"the rule: {_HINT}"]
         super().__init__("; ".join(self.errors))
 
     @property
@@ -215,8 +217,8 @@ def _statements(module: ast.Module, code: str) -> tuple[list[_Statement], list[s
             continue  # a docstring or a bare string: prose, ignored
         else:
             kind = _FORBIDDEN.get(type(node), type(node).__name__)
-            errors.append(f"{where}: {kind} are not allowed; {_HINT}" if type(node) in _FORBIDDEN
-                          else f"{where}: only assignments are allowed, not {_source(lines, node)!r}; {_HINT}")
+            errors.append(f"{where}: {kind} are not allowed" if type(node) in _FORBIDDEN
+                          else f"{where}: only assignments are allowed, not {_source(lines, node)!r}")
     return out, errors
 
 
@@ -420,7 +422,7 @@ class _Converter:
                 isinstance(node.func.value, ast.Name) and node.func.value.id == "math":
             problems.append(f"line {line}: write {node.func.attr}(...), not math.{node.func.attr}(...) (no imports)")
             return "0"
-        problems.append(f"line {line}: {_kind(node)} are not allowed in arithmetic; {_HINT}")
+        problems.append(f"line {line}: {_kind(node)} are not allowed in arithmetic")
         return "0"
 
     def _wrap(self, node: ast.expr, problems: list[str], line: int) -> str:
