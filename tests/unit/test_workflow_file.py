@@ -186,3 +186,12 @@ async def test_dry_run_plans_without_a_run_folder(tmp_path: Path, conclave_home:
     assert [p.kind for p in result.steps] == ["ask", "batch", "eval", "report"]
     assert result.run_dir is None and factory.calls == 0
     assert not (conclave_home / "runs").exists()
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)
+async def test_every_example_workflow_validates_and_reads_only_what_it_names(path: Path, conclave_home: Path) -> None:
+    workflow = load_workflow(path)
+    result = await run_workflow(path, load_settings(), dry_run=True, client_factory=Factory(),
+                                allow_paths=[EXAMPLES.parents[2] / "shared" / "data", EXAMPLES.parent])
+    assert result.access is not None and not result.access.blocked(), result.access.lines()
+    assert [p.id for p in result.steps] == workflow.step_ids()
