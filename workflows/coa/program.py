@@ -26,16 +26,18 @@ be handed to the reifier while the rest is still being decoded.
 from __future__ import annotations
 
 import ast
+import copy
 import io
 import re
 import textwrap
 import tokenize
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from workflows.coa.model import CALCULATOR, Arg, Chain, Concat, Lit, Ref, Step
+from workflows.coa.model import CALCULATOR, Arg, Chain, Concat, Lit, Ref, Step, expression_arg
 from workflows.coa.parse import MATH_FUNCTIONS
+from workflows.coa.validate import find_tool, tool_fields
 
 __all__ = [
     "MAX_LINE_CHARS",
@@ -59,7 +61,7 @@ ANSWER = "answer"
 _FENCE_OPEN = re.compile(r"^[ \t]*```[ \t]*(?:python|py|python3)?[ \t]*$", re.IGNORECASE | re.MULTILINE)
 _FENCE_ANY = re.compile(r"^[ \t]*```[^\n]*$", re.MULTILINE)
 _ASSIGNMENT_LINE = re.compile(r"^[ \t]*[A-Za-z_]\w*[ \t]*=(?!=)")
-_OPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**", ast.Mod: "%"}
+_ARITH_OPS = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Pow, ast.Mod, ast.FloorDiv)
 _FORBIDDEN = {
     ast.Import: "imports", ast.ImportFrom: "imports", ast.Attribute: "attributes (a.b)", ast.Subscript: "subscripts (a[i])",
     ast.Lambda: "lambdas", ast.ListComp: "comprehensions", ast.SetComp: "comprehensions",
@@ -250,8 +252,6 @@ class _Converter:
     def tool_name(self, name: str) -> str | None:
         if self.tools is None:
             return None if name in MATH_FUNCTIONS else name
-        from workflows.coa.validate import find_tool
-
         return find_tool(name, self.tools)
 
     def convert(self, *, require_answer: bool = True) -> Chain:
@@ -299,7 +299,7 @@ class _Converter:
         expression = self.arithmetic(value, st.line)
         if expression is None:
             return None
-        return Step(id=step_id, tool=CALCULATOR, args={"expression": _expression_arg(expression)}, thought=st.thought)
+        return Step(id=step_id, tool=CALCULATOR, args={"expression": expression_arg(expression)}, thought=st.thought)
 
     def tool_step(self, st: _Statement, step_id: str, call: ast.Call) -> Step | None:
         assert isinstance(call.func, ast.Name)
@@ -321,10 +321,10 @@ class _Converter:
             if text is not None:
                 for var, ref in self.ids.items():
                     expression = re.sub(rf"\b{re.escape(var)}\b", ref, expression)
-            return Step(id=step_id, tool=CALCULATOR, args={"expression": _expression_arg(expression)}, thought=st.thought)
+            return Step(id=step_id, tool=CALCULATOR, args={"expression": expression_arg(expression)}, thought=st.thought)
         positional = tuple(a for a in (self.tool_arg(arg, st.line) for arg in call.args) if a is not None)
         args: dict[str, Arg] = {}
-        fields = _fields(self.tools.get(name)) if self.tools is not None else None
+        fields = tool_fields(self.tools[name]) if self.tools is not None else None
         for keyword in call.keywords:
             if keyword.arg is None:
                 self.errors.append(f"line {st.line}: **kwargs are not allowed in a tool call")
@@ -375,59 +375,46 @@ class _Converter:
         return None
 
     def arithmetic(self, node: ast.expr, line: int) -> str | None:
-        """Calculator text for an arithmetic expression, names replaced by their placeholders (checked by walking
-        the whitelist, then written back with Python's own minimal parentheses)."""
+        """Calculator text for an arithmetic expression, names replaced by their placeholders (checked against the
+        whitelist, then written back with Python's own minimal parentheses)."""
         problems: list[str] = []
-        self._arith(node, problems, line)
+        self._check_arith(node, problems, line)
         if problems:
             self.errors.extend(dict.fromkeys(problems))
             return None
-        return ast.unparse(_ToCalculator(self.ids).visit(_copy(node)))
+        return ast.unparse(_ToCalculator(self.ids).visit(copy.deepcopy(node)))
 
-    def _arith(self, node: ast.expr, problems: list[str], line: int) -> str:
+    def _check_arith(self, node: ast.expr, problems: list[str], line: int) -> None:
+        """Every fault of an arithmetic expression against the whitelist, into ``problems``."""
         if isinstance(node, ast.Constant):
             if isinstance(node.value, bool) or not isinstance(node.value, (int, float)):
                 problems.append(f"line {line}: arithmetic takes numbers, not {node.value!r}"
                                 + ("; a text argument belongs in a tool call" if isinstance(node.value, str) else ""))
-                return "0"
-            return repr(node.value) if isinstance(node.value, float) else str(node.value)
-        if isinstance(node, ast.Name):
-            if node.id in CONSTANTS and node.id not in self.ids:
-                return node.id
-            return self.ref(node.id, line) or "0"
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
-            sign = "-" if isinstance(node.op, ast.USub) else "+"
-            return f"{sign}{self._wrap(node.operand, problems, line)}"
-        if isinstance(node, ast.BinOp):
-            left = self._wrap(node.left, problems, line)
-            right = self._wrap(node.right, problems, line)
-            if isinstance(node.op, ast.FloorDiv):
-                return f"floor({left} / {right})"
-            op = _OPS.get(type(node.op))
-            if op is None:
+        elif isinstance(node, ast.Name):
+            if node.id not in CONSTANTS or node.id in self.ids:
+                self.ref(node.id, line)
+        elif isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+            self._check_arith(node.operand, problems, line)
+        elif isinstance(node, ast.BinOp):
+            self._check_arith(node.left, problems, line)
+            self._check_arith(node.right, problems, line)
+            if not isinstance(node.op, _ARITH_OPS):
                 problems.append(f"line {line}: the operator {type(node.op).__name__} is not arithmetic the calculator "
                                 "knows (use + - * / ** % //)")
-                return "0"
-            return f"{left} {op} {right}"
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
             if node.func.id not in MATH_FUNCTIONS:
                 problems.append(f"line {line}: a tool call must be the whole right-hand side: give "
                                 f"{node.func.id}(...) its own line")
-                return "0"
+                return
             if node.keywords:
                 problems.append(f"line {line}: {node.func.id}() takes no keyword arguments here")
-            args = ", ".join(self._arith(arg, problems, line) for arg in node.args)
-            return f"{node.func.id}({args})"
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and \
+            for arg in node.args:
+                self._check_arith(arg, problems, line)
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and \
                 isinstance(node.func.value, ast.Name) and node.func.value.id == "math":
             problems.append(f"line {line}: write {node.func.attr}(...), not math.{node.func.attr}(...) (no imports)")
-            return "0"
-        problems.append(f"line {line}: {_kind(node)} are not allowed in arithmetic")
-        return "0"
-
-    def _wrap(self, node: ast.expr, problems: list[str], line: int) -> str:
-        text = self._arith(node, problems, line)
-        return f"({text})" if isinstance(node, (ast.BinOp, ast.UnaryOp)) else text
+        else:
+            problems.append(f"line {line}: {_kind(node)} are not allowed in arithmetic")
 
 
 class _ToCalculator(ast.NodeTransformer):
@@ -447,26 +434,8 @@ class _ToCalculator(ast.NodeTransformer):
         return node
 
 
-def _copy(node: ast.expr) -> ast.expr:
-    import copy
-
-    return copy.deepcopy(node)
-
-
 def _kind(node: ast.AST) -> str:
     return _FORBIDDEN.get(type(node), f"{type(node).__name__} expressions")
-
-
-def _fields(tool: Any) -> list[str] | None:
-    from workflows.coa.validate import tool_fields
-
-    return tool_fields(tool) if tool is not None else None
-
-
-def _expression_arg(expression: str) -> Arg:
-    from workflows.coa.model import expression_arg
-
-    return expression_arg(expression)
 
 
 def parse_program(text: str, tools: Mapping[str, Any] | None = None) -> Chain:
@@ -499,7 +468,7 @@ class ProgramStream:
     text: str = ""
     closed: bool = False
     _emitted: list[Step] = field(default_factory=list)
-    _opened: bool = False
+    _parsed: int = -1  # length of the complete lines last parsed: a delta that completes no line re-parses nothing
 
     def feed(self, delta: str) -> list[Step]:
         if self.closed:
@@ -508,7 +477,6 @@ class ProgramStream:
         body = self.text.replace("\r\n", "\n").replace("\r", "\n")
         fences = list(_FENCE_ANY.finditer(body))
         if fences:
-            self._opened = True
             start = fences[0].end()
             closing = next((f for f in fences[1:] if f.group(0).strip() == "```"
                             and body[start : f.start()].strip()), None)
@@ -517,6 +485,9 @@ class ProgramStream:
                 body = body[: closing.start()]
         # Only complete lines count: the last line may still be growing.
         complete = body[: body.rfind("\n") + 1] if not self.closed else body + "\n"
+        if len(complete) == self._parsed:
+            return []
+        self._parsed = len(complete)
         try:
             chain = _prefix_chain(complete, self.tools)
         except ProgramError:
@@ -558,17 +529,13 @@ def render_program(chain: Chain, *, names: Mapping[str, str] | None = None, thou
     use = {sid: _identifier(mapping.get(sid, sid), sid) for sid in known}
     lines = []
     for step in chain.steps:
-        if thoughts and step.thought:
-            lines.extend(f"# {line}" for line in _wrap(step.thought))
+        if thoughts and step.thought.strip():
+            lines.append("# " + " ".join(step.thought.split()))
         lines.append(f"{use[step.id]} = {_rhs(step, use)}")
     answer = chain.answer.strip()
     target = use.get(answer, answer if answer.isidentifier() else repr(answer))
     lines.append(f"answer = {target}")
     return "```python\n" + "\n".join(lines) + "\n```"
-
-
-def _wrap(text: str) -> Iterable[str]:
-    return [" ".join(text.split())] if text.strip() else []
 
 
 def _identifier(name: str, fallback: str) -> str:
@@ -613,7 +580,4 @@ def _arg_text(arg: Arg, use: Mapping[str, str]) -> str:
         return use.get(arg.id, arg.id)
     if isinstance(arg, Concat):
         return " + ".join(_arg_text(p, use) for p in arg.parts)
-    value = arg.value
-    if isinstance(value, str):
-        return repr(value)
-    return repr(value)
+    return repr(arg.value)
