@@ -43,7 +43,7 @@ _ALIASES = {
 _SECRET_FIELDS = {"openai_api_key"}
 DOTENV_NOTICE_FIELDS = ("home", "openai_base_url", "ollama_host", "chroma_url", "openai_api_key")
 """Settings that a ``.env`` file may only change out loud: where state lives and where requests and keys go."""
-_ANNOUNCED: set[tuple[str, str, str]] = set()
+_ANNOUNCED: set[tuple[str, str]] = set()
 
 
 class _Frozen(BaseModel):
@@ -313,11 +313,11 @@ def _dotenv_notices(settings: Settings, untrusted: set[str], origins: dict[str, 
 
 
 def _announce(notices: list[str], dotenv_file: Path) -> None:
-    fresh = [n for n in notices if (str(dotenv_file), n, "") not in _ANNOUNCED]
+    fresh = [n for n in notices if (str(dotenv_file), n) not in _ANNOUNCED]
     if not fresh:
         return
     for notice in fresh:
-        _ANNOUNCED.add((str(dotenv_file), notice, ""))
+        _ANNOUNCED.add((str(dotenv_file), notice))
     lines = "\n".join(f"  {n}" for n in fresh)
     print(f"note: {dotenv_file} changes where Conclave sends or keeps data:\n{lines}\n"
           "  (set these in your environment or settings.toml instead if you trust them; delete the file if you "

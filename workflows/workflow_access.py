@@ -20,13 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from conclave.errors import WorkflowError
+from conclave.settings import ROLES
 
 __all__ = ["ENDPOINT_SETTINGS", "Access", "PathPolicy", "describe_access", "endpoint_of", "refuse_endpoint_overrides"]
 
 ENDPOINT_SETTINGS = ("openai_base_url", "openai_api_key", "ollama_host", "chroma_url")
 """Settings that decide where requests, documents and credentials are sent."""
-
-ROLES = ("planner", "retriever", "reasoner", "critic", "judge")
 
 
 def _within(path: Path, root: Path) -> bool:
