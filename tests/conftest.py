@@ -2,6 +2,8 @@
 
 * Any attempt to open a non-loopback network connection fails the test (STYLE.md #11).
 * Every test gets its own ``CONCLAVE_HOME`` in a temporary folder, so nothing touches the user's data.
+* Plain ``embedded`` is the bundled SmolLM2-135M, as in CI (which does not install the ``qwen`` extra), even where
+  Qwen's part packages are installed: the suite stays fast and never assembles or loads the 1.1 GB model.
 * Shared fixtures (real servers on loopback, the bundled model) live in ``tests/fixtures/``.
 """
 
@@ -91,6 +93,19 @@ def conclave_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("CONCLAVE_OLLAMA_HOST", "http://127.0.0.1:9")
     monkeypatch.chdir(tmp_path)
     return home
+
+
+@pytest.fixture(autouse=True)
+def _without_qwen(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Qwen's parts look uninstalled, so `embedded` means SmolLM2 (tests of the parts bring fake ones of their own).
+
+    Subprocesses do not see this: tests that run the CLI on a model name ``embedded:smollm2``."""
+    from dataclasses import replace
+
+    from conclave.models import weights
+
+    absent = (("conclave_tests_qwen_part_not_installed", "data/part01.bin"),)
+    monkeypatch.setattr(weights, "QWEN", replace(weights.QWEN, parts=absent))
 
 
 @pytest.fixture(scope="session")

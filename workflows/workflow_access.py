@@ -87,7 +87,11 @@ def endpoint_of(spec: str | None, settings: Any) -> str:
         return f"{settings.openai_base_url or 'https://api.openai.com/v1'} (OpenAI-compatible; sends your API key)"
     if parsed.provider == "ollama":
         return f"{settings.ollama_host} (Ollama)"
-    return f"in-process llama.cpp ({parsed.gguf_path or 'the bundled model'})"
+    if parsed.gguf_path is not None:
+        return f"in-process llama.cpp ({parsed.gguf_path})"
+    from conclave.models.catalog import LABELS, builtin_of
+
+    return f"in-process llama.cpp ({LABELS[builtin_of(parsed) or 'smollm2']}, built in)"
 
 
 @dataclass

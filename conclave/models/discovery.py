@@ -8,7 +8,11 @@ from dataclasses import dataclass
 import httpx
 
 from conclave.errors import BackendError, ConclaveError
-from conclave.models.embedded import bundled_model_path
+from conclave.models import weights
+from conclave.models.catalog import LABELS, QWEN, SMOLLM2, default_builtin, qwen_target
+from conclave.models.embedded import bundled_model_path, check_gguf
+from conclave.models.spec import parse_spec
+from conclave.models.speed import measured, speed_path
 from conclave.settings import Settings
 
 
@@ -18,25 +22,79 @@ class ModelEntry:
     provider: str
     available: bool
     detail: str
+    size_bytes: int | None = None
+    status: str = ""
+    """For the built-in embedded models: bundled, assembled, checked on first use, not installed."""
+    default: bool = False
+    """Whether plain ``embedded`` runs this model."""
+    tokens_per_s: float | None = None
+    """Decoding speed last measured on this machine (None until a generation was long enough to measure)."""
+
+
+def _speed_note(settings: Settings, model_file: str) -> tuple[float | None, str]:
+    found = measured(speed_path(settings.home), model_file)
+    if found is None:
+        return None, "speed here: not measured yet"
+    return found.tokens_per_s, f"{found.tokens_per_s:.1f} tokens/s here ({found.threads} threads, last run)"
+
+
+def _smollm2(settings: Settings, default: bool) -> ModelEntry:
+    label = LABELS[SMOLLM2]
+    try:
+        path = bundled_model_path()
+    except ConclaveError as exc:
+        return ModelEntry("embedded:smollm2", "embedded", False, f"{label}: {exc}", status="not installed",
+                          default=default)
+    size = path.stat().st_size
+    rate, note = _speed_note(settings, path.name)
+    return ModelEntry("embedded:smollm2", "embedded", True, f"{label}, {size / 1e6:.0f} MB, bundled ({path}); {note}",
+                      size_bytes=size, status="bundled", default=default, tokens_per_s=rate)
+
+
+def _qwen(settings: Settings, default: bool) -> ModelEntry:
+    label = LABELS[QWEN]
+    target = qwen_target(settings.home)
+    size = weights.QWEN.size
+    rate, note = _speed_note(settings, target.name)
+    where = f"{size / 1e9:.1f} GB"
+    if target.exists():
+        # No hashing here: `models` must stay quick. A file the sidecar does not vouch for is checked when loaded.
+        if weights.sidecar_vouches(weights.QWEN, target):
+            status, detail = "assembled", f"{label}, {where}, assembled and checked ({target})"
+        else:
+            status, detail = "assembled, unchecked", f"{label}, {where} at {target}: checked (SHA-256) when next used"
+        return ModelEntry("embedded:qwen", "embedded", True, f"{detail}; {note}", size_bytes=size, status=status,
+                          default=default, tokens_per_s=rate)
+    if weights.installed(weights.QWEN):
+        detail = f"{label}, {where}: parts installed; assembled into {target.parent} and checked on first use"
+        return ModelEntry("embedded:qwen", "embedded", True, f"{detail}; {note}", size_bytes=size,
+                          status="parts installed", default=default, tokens_per_s=rate)
+    detail = f"{label}, {where}: not installed ({weights.QWEN.install_hint})"
+    return ModelEntry("embedded:qwen", "embedded", False, detail, size_bytes=size, status="not installed",
+                      default=default)
 
 
 def _embedded(settings: Settings) -> list[ModelEntry]:
-    entries = []
-    try:
-        path = bundled_model_path()
-        size = path.stat().st_size / 1e6
-        entries.append(ModelEntry("embedded", "embedded", True, f"SmolLM2-135M-Instruct ({size:.0f} MB, {path})"))
-    except ConclaveError as exc:
-        entries.append(ModelEntry("embedded", "embedded", False, str(exc)))
+    chosen = default_builtin()
+    builtins = [_qwen(settings, chosen == QWEN), _smollm2(settings, chosen == SMOLLM2)]
+    target = next(e for e in builtins if e.default)
+    entries = [ModelEntry("embedded", "embedded", target.available, f"= {target.spec} ({LABELS[chosen]})",
+                          size_bytes=target.size_bytes, status=target.status, default=True,
+                          tokens_per_s=target.tokens_per_s), *builtins]
     for spec in {settings.model, *settings.roles.model_dump().values()}:
         if spec and spec.startswith("embedded:"):
-            from pathlib import Path
-
-            from conclave.models.embedded import check_gguf
-
             try:
-                path = check_gguf(Path(spec.split(":", 1)[1]))
-                entries.append(ModelEntry(spec, "embedded", True, f"{path.stat().st_size / 1e6:.0f} MB"))
+                parsed = parse_spec(spec)
+            except ConclaveError:
+                continue
+            if parsed.gguf_path is None:
+                continue  # a built-in model, listed above
+            try:
+                path = check_gguf(parsed.gguf_path)
+                size = path.stat().st_size
+                rate, note = _speed_note(settings, path.name)
+                entries.append(ModelEntry(spec, "embedded", True, f"{size / 1e6:.0f} MB; {note}", size_bytes=size,
+                                          tokens_per_s=rate))
             except ConclaveError as exc:
                 entries.append(ModelEntry(spec, "embedded", False, exc.message))
     return entries

@@ -15,6 +15,7 @@ import importlib.util
 import json
 import os
 import threading
+import time
 import uuid
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from pathlib import Path
@@ -281,9 +282,11 @@ class EmbeddedChatCompletionClient(ChatCompletionClient):
         max_tokens: int = 768,
         seed: int = 0,
         n_threads: int | None = None,
+        speed_file: Path | None = None,
     ):
         self._path = check_gguf(model_path)
         self._n_threads = n_threads
+        self._speed_file = speed_file  # where the decoding rate is recorded (conclave/models/speed.py)
         self._name = name
         self._n_ctx = n_ctx
         self._temperature = temperature
@@ -449,6 +452,7 @@ class EmbeddedChatCompletionClient(ChatCompletionClient):
         def produce() -> None:
             finish = "stop"
             pieces = 0
+            first = last = 0.0  # when the first and the last piece of text were decoded
             try:
                 with shared.lock:
                     stream = shared.llama.create_chat_completion(messages=chat, stream=True, **kwargs)
@@ -460,11 +464,13 @@ class EmbeddedChatCompletionClient(ChatCompletionClient):
                         delta = choice.get("delta", {}).get("content")
                         if delta:
                             pieces += 1
+                            last = time.perf_counter()
+                            first = first or last
                             post(("delta", delta))
                         if choice.get("finish_reason"):
                             finish = choice["finish_reason"]
                     total = int(shared.llama.n_tokens)
-                post(("done", (finish, pieces, total)))
+                post(("done", (finish, pieces, total, last - first)))
             except Exception as exc:  # surfaced in the event loop below
                 post(("error", exc))
 
@@ -481,7 +487,7 @@ class EmbeddedChatCompletionClient(ChatCompletionClient):
                 elif kind == "error":
                     raise BackendError(f"the embedded model failed: {payload}") from payload
                 else:
-                    finish, pieces, total = payload
+                    finish, pieces, total, decode_seconds = payload
                     break
         finally:
             # Closing the generator early (Ctrl-C, cancellation) stops the generation thread at its next token.
@@ -492,6 +498,12 @@ class EmbeddedChatCompletionClient(ChatCompletionClient):
         self._record(usage)
         if finish == "cancelled":
             raise asyncio.CancelledError()
+        if self._speed_file is not None:
+            from conclave.models.speed import record
+
+            # Tokens after the first over the time they took: the decoding rate, without the prompt's evaluation.
+            record(self._speed_file, self._path.name, usage.completion_tokens - 1, decode_seconds,
+                   self._n_threads or default_threads())
         yield self._result(text, finish, usage, tool_mode)
 
     async def close(self) -> None:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
 from pathlib import Path
 
 from autogen_core.models import ChatCompletionClient
 
 from conclave.errors import BackendError
-from conclave.models.embedded import EmbeddedChatCompletionClient, bundled_model_path
+from conclave.models.embedded import EmbeddedChatCompletionClient
 from conclave.models.resilience import ResilientClient
 from conclave.models.spec import ModelSpec, parse_spec
+from conclave.models.speed import speed_path
 from conclave.settings import Role, Settings
 
 log = logging.getLogger(__name__)
@@ -22,7 +25,7 @@ async def make_client(spec: str | ModelSpec | None, settings: Settings) -> ChatC
         spec = await default_spec(settings)
     parsed = spec if isinstance(spec, ModelSpec) else parse_spec(spec)
     if parsed.provider == "embedded":
-        path = parsed.gguf_path or bundled_model_path()
+        path = await _embedded_gguf(parsed, settings)
         inner: ChatCompletionClient = EmbeddedChatCompletionClient(
             Path(path),
             name=str(parsed),
@@ -30,6 +33,7 @@ async def make_client(spec: str | ModelSpec | None, settings: Settings) -> ChatC
             temperature=settings.temperature,
             max_tokens=settings.max_tokens,
             n_threads=settings.embedded_threads,
+            speed_file=speed_path(settings.home),
         )
         # In-process: nothing transient to retry, but errors still get one shape.
         return ResilientClient(inner, spec=str(parsed), where="the embedded model", max_retries=0)
@@ -52,6 +56,18 @@ async def make_client(spec: str | ModelSpec | None, settings: Settings) -> ChatC
     inner, where = build_openai_client(parsed.name, settings)
     return ResilientClient(inner, spec=str(parsed), where=where, max_retries=settings.max_retries,
                            attempt_timeout=settings.request_timeout, retry_budget=settings.retry_budget)
+
+
+async def _embedded_gguf(spec: ModelSpec, settings: Settings) -> Path:
+    """The GGUF file of an embedded spec, off the event loop: assembling Qwen the first time takes a minute or two."""
+    from conclave.models.catalog import gguf_for
+
+    cancel = threading.Event()
+    try:
+        return await asyncio.to_thread(gguf_for, spec, settings.home, cancel=cancel)
+    except asyncio.CancelledError:
+        cancel.set()  # the worker thread stops at its next chunk and removes its partial file
+        raise
 
 
 _DEFAULT_CACHE: dict[str, str] = {}

