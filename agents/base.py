@@ -38,6 +38,8 @@ class Candidate:
     """One sampled chain: its final form after repairs, and what reification made of it."""
 
     sample: int
+    form: str = "json"
+    """The form the chain is written in (``program``, ``program-y``, ``json``, ``text``)."""
     chain: Any | None = None
     errors: list[str] = field(default_factory=list)
     reified: Any | None = None

@@ -1,10 +1,12 @@
 """The reasoner: writes the whole solution as an abstract chain; never computes a value itself.
 
 ``coa.form`` picks the form: ``program`` (Python assignments, decoded freely and parsed line by line as they stream;
-each step whose inputs are done starts its tool at once, overlapping the rest of the decoding), ``json`` (under
-constrained decoding), ``text``; ``auto`` is JSON where the backend supports it, text otherwise. A chain that fails to
+each step whose inputs are done starts its tool at once, overlapping the rest of the decoding), ``program-y`` (the
+same with placeholders ``y1, y2, ...`` for names), ``json`` (under constrained decoding), ``text``; ``auto`` is JSON
+where the backend supports it, text otherwise. A chain that fails to
 parse or validate goes back with the exact errors, only the broken chain and the errors (cheap), a bounded number of
-times. With ``coa.samples`` > 1 it draws several chains at a temperature for the team to vote on.
+times. With ``coa.samples`` > 1 it draws several chains for the team to vote on: warm samples of one form, or
+with ``coa.forms`` candidates of different forms, each form's first drawn greedy.
 
 The chain engine is injected (``ChainKit``) so this module does not depend on ``workflows``.
 """
@@ -55,6 +57,8 @@ class ChainKit:
     """A fresh line-by-line parser of a streamed program (``feed(delta) -> new steps``, ``closed``)."""
     eager: Callable[[Callable[[Any], Any], int], Any] | None = None
     """(on_event, sample) -> a runner that starts each streamed step's tool as soon as its inputs are done."""
+    placeholders: Callable[[str], str] | None = None
+    """A program -> the same program with placeholders ``y1, y2, ...`` for its names (``coa.form = program-y``)."""
 
 
 def tool_lines(tools: dict[str, Any]) -> str:
@@ -69,6 +73,7 @@ def tool_lines(tools: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+_PROGRAM_BLOCK = re.compile(r"```python\n.*?```", re.S)
 _EXAMPLE_TOOL = re.compile(r'"tool"\s*:\s*"([^"]+)"')
 _EXAMPLE_CALL = re.compile(r"\b(search_knowledge|vector_math)\(")
 
@@ -89,6 +94,10 @@ def chain_form(setting: str, client: ChatCompletionClient) -> str:
     return "json" if uses_json_form(client) else "text"
 
 
+def is_program(form: str) -> bool:
+    return form in ("program", "program-y")
+
+
 def uses_json_form(client: ChatCompletionClient) -> bool:
     info = client.model_info
     return bool(info.get("structured_output") or info.get("json_output"))
@@ -100,21 +109,34 @@ class Reasoner(RoleAgent):
         self.client = client
         self.kit = kit
         self.form = chain_form(state.settings.coa.form, client)
-        self.json_form = self.form == "json"
+        """The form of sample 0 (``coa.forms`` can give later samples other forms)."""
 
-    def system_prompt(self) -> str:
-        name = "reasoner_program" if self.form == "program" else "reasoner"
+    def form_of(self, sample: int) -> str:
+        return self.state.settings.coa.form_of(sample, self.form)
+
+    def system_prompt(self, form: str | None = None) -> str:
+        form = form or self.form
+        name = "reasoner_program" if is_program(form) else "reasoner"
         text = examples_for_tools(load_prompt(name), self.state.tools).replace("{tools}", tool_lines(self.state.tools))
-        if self.form == "text":
+        if form == "program-y" and self.kit.placeholders is not None:
+            text = _PROGRAM_BLOCK.sub(lambda m: self.kit.placeholders(m.group(0)), text.replace(
+                "give every quantity its own new name", "name the quantities y1, y2, y3, ... in order"))
+        if form == "text":
             text += "\n\n" + load_prompt("reasoner_text")
         return text
 
-    def _shot(self, chain_json: str, chain_text: str) -> str:
-        if self.form == "program" and self.kit.to_program is not None:
+    def _shot(self, form: str, chain_json: str, chain_text: str) -> str:
+        if is_program(form) and self.kit.to_program is not None:
             return "\n" + self.kit.to_program(chain_json)
-        return chain_json if self.json_form else chain_text
+        return chain_json if form == "json" else chain_text
 
-    def user_prompt(self) -> str:
+    def opening(self, form: str) -> list[LLMMessage]:
+        """The system and user messages that ask for a chain in ``form``."""
+        return [SystemMessage(content=self.system_prompt(form)),
+                UserMessage(content=self.user_prompt(form), source="user")]
+
+    def user_prompt(self, form: str | None = None) -> str:
+        form = form or self.form
         state = self.state
         parts = []
         if state.passages:
@@ -125,11 +147,11 @@ class Reasoner(RoleAgent):
         if self.kit.examples is not None:
             shots = self.kit.examples(state.question)
             if shots:
-                label = "program" if self.form == "program" else "chain"
+                label = "program" if is_program(form) else "chain"
                 parts.append("Solved examples of similar questions:\n" + "\n".join(
-                    f"Example question: {q}\nExample {label}: {self._shot(j, t)}" for q, j, t in shots))
+                    f"Example question: {q}\nExample {label}: {self._shot(form, j, t)}" for q, j, t in shots))
         parts.append(f"Question: {state.question}")
-        parts.append({"json": "Chain:", "program": "Program:"}.get(self.form, "Write the chain:"))
+        parts.append("Program:" if is_program(form) else {"json": "Chain:"}.get(form, "Write the chain:"))
         return "\n\n".join(parts)
 
     async def _draft(self, candidate: Candidate, cancellation_token: CancellationToken, *, attempt_base: int = 0,
@@ -137,17 +159,19 @@ class Reasoner(RoleAgent):
         """Ask for a chain and repair it until it validates or the re-plan budget is spent."""
         state = self.state
         settings = state.settings
+        json_form = candidate.form == "json"
         extra: dict[str, Any] = {"max_tokens": min(settings.max_tokens, 64 + 96 * settings.coa.max_steps)}
-        if self.json_form:
+        if json_form:
             extra.update(schema_args(self.client, self.kit.schema, "chain"))
-        if candidate.sample > 0 or revision:
-            # Samples, and revisions (at temperature 0 a model tends to write the rejected chain again), are drawn warm.
+        if not settings.coa.greedy(candidate.sample) or revision:
+            # Repeated samples of a form, and revisions (at temperature 0 a model tends to write the rejected chain
+            # again), are drawn warm.
             extra.update({"temperature": settings.coa.sample_temperature, "seed": candidate.sample + 100 * revision})
         for attempt in range(attempt_base, attempt_base + settings.coa.max_replans + 1):
             try:
                 raw, finish = await self._generate(candidate.messages, extra, cancellation_token, candidate)
             except BackendError as exc:
-                if not (self.json_form and rejects_json_schema(self.client, exc, extra)):
+                if not (json_form and rejects_json_schema(self.client, exc, extra)):
                     raise
                 extra.update(schema_args(self.client, self.kit.schema, "chain"))  # the host's older dialect
                 raw, finish = await self._generate(candidate.messages, extra, cancellation_token, candidate)
@@ -163,7 +187,7 @@ class Reasoner(RoleAgent):
                               f"stopped: solve it in at most {settings.coa.max_steps} distinct steps")
             elif finish == "length" and errors:
                 errors.append("the chain was cut off at the length limit: write fewer, shorter steps")
-            await state.publish(ChainDrafted(text=shown, form=self.form, attempt=attempt, sample=candidate.sample))
+            await state.publish(ChainDrafted(text=shown, form=candidate.form, attempt=attempt, sample=candidate.sample))
             if not errors:
                 candidate.chain, candidate.errors = chain, []
                 return
@@ -179,6 +203,9 @@ class Reasoner(RoleAgent):
                     UserMessage(content="This chain is invalid:\n" + "\n".join(f"- {e}" for e in errors)
                                 + "\nWrite the whole corrected chain.", source="user"),
                 ]
+                # Re-plans are drawn warm too: at temperature 0 the model writes the same rejected chain again.
+                extra.update({"temperature": settings.coa.sample_temperature,
+                              "seed": candidate.sample + 100 * revision + 10 * (attempt + 1 - attempt_base)})
 
     async def _generate(self, messages: list[LLMMessage], extra: dict[str, Any],
                         cancellation_token: CancellationToken, candidate: Candidate | None = None) -> tuple[str, str]:
@@ -187,8 +214,9 @@ class Reasoner(RoleAgent):
         and decoding stops at the closing fence."""
         state = self.state
         started = time.perf_counter()
-        budget = StepBudget(state.settings.coa.max_steps, json_form=self.json_form)
-        program = self.kit.stream() if self.form == "program" and self.kit.stream is not None else None
+        form = candidate.form if candidate is not None else self.form
+        budget = StepBudget(state.settings.coa.max_steps, json_form=form == "json")
+        program = self.kit.stream() if is_program(form) and self.kit.stream is not None else None
         eager = None
         if program is not None and candidate is not None and self.kit.eager is not None:
             if candidate.eager is not None:
@@ -247,15 +275,20 @@ class Reasoner(RoleAgent):
             return await self.revise(cancellation_token)
         coa = state.settings.coa
         if state.sampling and state.candidates:
-            # The reifier found no agreement yet: one more chain, from the same opening messages.
-            fresh = [Candidate(sample=len(state.candidates), messages=list(state.candidates[0].messages[:2]))]
+            # The reifier found no agreement yet: one more chain.
+            sample = len(state.candidates)
+            fresh = [Candidate(sample=sample, form=self.form_of(sample), messages=self.opening(self.form_of(sample)))]
         else:
-            base: list[LLMMessage] = [SystemMessage(content=self.system_prompt()),
-                                      UserMessage(content=self.user_prompt(), source="user")]
             # With early stopping, draw only as many chains as must agree; the reifier asks for more when they do not.
             state.sampling = coa.samples > 1 and coa.agree > 0
             first = min(coa.samples, coa.agree) if state.sampling else coa.samples
-            fresh = [Candidate(sample=i, messages=list(base)) for i in range(first)]
+            openings: dict[str, list[LLMMessage]] = {}
+            fresh = []
+            for i in range(first):
+                form = self.form_of(i)
+                if form not in openings:
+                    openings[form] = self.opening(form)
+                fresh.append(Candidate(sample=i, form=form, messages=list(openings[form])))
             state.candidates = []
         if self.client.model_info.get("family") == "unknown" and _is_embedded(self.client):
             # One in-process model: concurrent requests would only queue behind its lock.
@@ -273,7 +306,7 @@ class Reasoner(RoleAgent):
         chosen = state.chosen
         assert chosen is not None
         filled = chosen.reified.filled_text(limit=300) if chosen.reified is not None else chosen.raw
-        candidate = Candidate(sample=0, messages=chosen.messages[:2] + [
+        candidate = Candidate(sample=0, form=chosen.form, messages=chosen.messages[:2] + [
             AssistantMessage(content=chosen.raw, source="reasoner"),
             UserMessage(content=f"With the tools' values filled in, the chain reads:\n{filled}\n\nA reviewer asks for a "
                         "revision:\n" + "\n".join(f"- {r}" for r in state.reasons) + "\nWrite the whole corrected chain.",

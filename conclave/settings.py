@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from dotenv import dotenv_values
 from platformdirs import user_data_dir
@@ -60,6 +61,14 @@ class RoleModels(_Frozen):
     judge: str | None = None
 
 
+Method = Literal["coa", "cot", "rag", "react", "direct"]
+METHODS: tuple[str, ...] = get_args(Method)
+"""How a question can be answered (``workflows/methods.py`` runs each)."""
+KNOWLEDGE_METHODS = ("coa", "rag", "react")
+"""The methods that search a knowledge collection."""
+METHOD_HELP = "coa (default), cot, rag, react or direct"
+
+
 class ModelInfoOverride(_Frozen):
     """Capabilities of an OpenAI-compatible model the client library does not know by name."""
 
@@ -87,10 +96,36 @@ class CoASettings(_Frozen):
     max_steps: int = Field(12, ge=1, le=64)
     tool_timeout: float = Field(30.0, gt=0)
     use_critic: bool = True
-    form: Literal["auto", "program", "json", "text"] = "auto"
-    """How the reasoner writes chains: ``program`` (Python assignments, free decoding, parsed and reified as they
-    stream), ``json`` (grammar-constrained), ``text`` (brackets); ``auto``: json where the backend has structured
-    output, text otherwise."""
+    form: Literal["auto", "program", "program-y", "json", "text"] = "auto"
+    """How the reasoner writes chains: ``program`` (Python assignments with descriptive names, free decoding, parsed
+    and reified as they stream), ``program-y`` (the same with placeholders ``y1, y2, ...`` for names), ``json``
+    (grammar-constrained), ``text`` (brackets); ``auto``: json where the backend has structured output, text
+    otherwise."""
+    forms: tuple[Literal["program", "program-y", "json", "text"], ...] = ()
+    """Self-consistency with candidates of different forms: sample ``i`` is written in ``forms[i]`` (the last form
+    repeats). A form's first sample is drawn at the configured temperature, its later ones warm. Empty: every sample
+    in ``form``, sample 0 at the configured temperature and the rest warm. In a method variant, join forms with ``+``
+    (``coa:k=3,forms=program+program-y``)."""
+    greedy_weight: float = Field(1.0, ge=1.0, le=8.0)
+    """Weight of sample 0's vote (drawn at the configured temperature, usually greedy) against each later sample's
+    1; ties go to the earliest sample whatever the weights."""
+
+    @field_validator("forms", mode="before")
+    @classmethod
+    def _split_forms(cls, value: object) -> object:
+        if isinstance(value, str):  # "program+program-y" (a method variant) or "program,json" (an env variable)
+            return tuple(part.strip() for part in re.split(r"[+,]", value) if part.strip())
+        return value
+
+    def form_of(self, sample: int, default: str) -> str:
+        """The form sample ``sample`` is written in."""
+        return self.forms[min(sample, len(self.forms) - 1)] if self.forms else default
+
+    def greedy(self, sample: int) -> bool:
+        """Whether sample ``sample`` is drawn at the configured temperature: it is its form's first sample."""
+        if not self.forms:
+            return sample == 0
+        return self.form_of(sample, "") not in {self.form_of(i, "") for i in range(sample)}
     few_shot: Literal["fixed", "similar"] = "fixed"
     """``similar``: add the chains of the training questions most like this one (needs ``examples_file``)."""
     examples_file: Path | None = None
@@ -105,7 +140,7 @@ class Settings(_Frozen):
     home: Path = Field(default_factory=lambda: Path(user_data_dir("conclave", appauthor=False)))
     model: str | None = None
     roles: RoleModels = RoleModels()
-    method: Literal["coa", "cot", "react", "direct"] = "coa"
+    method: Method = "coa"
     collection: str = "demo"
     embedder: str = "local"
     chroma_url: str | None = None

@@ -98,3 +98,61 @@ async def test_a_rejected_program_goes_back_with_its_errors() -> None:
     assert next(e for e in events if e.kind == "answer").value == "14"
     chains = [e for e in events if e.kind == "chain"]
     assert [c.form for c in chains] == ["program", "program"]
+
+
+class Recording(SlowStream):
+    """Records the messages and the sampling arguments of every request."""
+
+    def __init__(self, replies: list[str]):
+        super().__init__(replies, delay=0)
+        self.requests: list[tuple[list[Any], dict[str, Any]]] = []
+
+    async def create_stream(self, messages: Sequence[Any], **kwargs: Any) -> AsyncGenerator[str | CreateResult, None]:
+        self.requests.append((list(messages), dict(kwargs.get("extra_create_args") or {})))
+        async for item in super().create_stream(messages, **kwargs):
+            yield item
+
+
+def program(total: str) -> str:
+    return f"```python\ncost = 3 * 12\nchange = {total} - cost\nanswer = change\n```"
+
+
+async def _run(client: Recording, **coa: Any) -> list[Any]:
+    settings = load_settings(coa={"form": "program", "use_critic": False, "plan": "never", **coa})
+    ctx = await build_context(PENS, settings, method="coa", knowledge=False,
+                              clients={role: client for role in ("planner", "retriever", "reasoner", "critic")},
+                              tools={"calculator": calculator_tool()})
+    return [e async for e in run_question(ctx)]
+
+
+async def test_candidates_of_different_forms_each_forms_first_is_greedy() -> None:
+    client = Recording([program("50"), program("50"), program("51")])
+    events = await _run(client, samples=3, agree=0, forms="program+program-y+program")
+    assert [c.form for c in events if c.kind == "chain"] == ["program", "program-y", "program"]
+    (first, greedy), (second, greedy_y), (_, warm) = client.requests
+    assert "temperature" not in greedy and "temperature" not in greedy_y, "each form's first sample is greedy"
+    assert warm["temperature"] == 0.7, "a form's second sample is warm"
+    assert "y1 = 48 / 2" in second[0].content and "name the quantities y1, y2" in second[0].content
+    assert "may_clips = 48 / 2" in first[0].content and "y1 = 48 / 2" not in first[0].content
+    vote = next(e for e in events if e.kind == "vote")
+    assert vote.answers == ["14", "14", "15"] and vote.winner == "14"
+
+
+async def test_the_greedy_samples_vote_can_weigh_more() -> None:
+    # Sample 0 says 14; two warm samples agree on 15.
+    plain = await _run(Recording([program("50"), program("51"), program("51")]), samples=3, agree=0)
+    assert next(e for e in plain if e.kind == "answer").value == "15"
+    weighted = await _run(Recording([program("50"), program("51"), program("51")]), samples=3, agree=0,
+                          greedy_weight=2)
+    assert next(e for e in weighted if e.kind == "answer").value == "14", "2 against 2: the tie goes to sample 0"
+
+
+async def test_a_replan_is_drawn_warm_so_it_does_not_repeat_the_rejected_program() -> None:
+    bad = "```python\ntotal = 3 * 12\ntotal += 1\nanswer = total\n```"
+    client = Recording([bad, program("50")])
+    events = await _run(client)
+    replan = next(e for e in events if e.kind == "replan")
+    assert any("total_2 = total + 1" in err for err in replan.errors), replan.errors
+    (_, first), (_, second) = client.requests
+    assert "temperature" not in first and second["temperature"] == 0.7
+    assert next(e for e in events if e.kind == "answer").value == "14"

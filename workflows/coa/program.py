@@ -66,7 +66,7 @@ _FORBIDDEN = {
     ast.Import: "imports", ast.ImportFrom: "imports", ast.Attribute: "attributes (a.b)", ast.Subscript: "subscripts (a[i])",
     ast.Lambda: "lambdas", ast.ListComp: "comprehensions", ast.SetComp: "comprehensions",
     ast.DictComp: "comprehensions", ast.GeneratorExp: "comprehensions", ast.JoinedStr: "f-strings",
-    ast.NamedExpr: "the := operator", ast.AugAssign: "augmented assignment (x += 1)", ast.If: "if statements",
+    ast.NamedExpr: "the := operator", ast.AugAssign: "augmented assignments (x += 1)", ast.If: "if statements",
     ast.For: "loops", ast.While: "loops", ast.FunctionDef: "function definitions", ast.Return: "return",
     ast.List: "lists", ast.Tuple: "tuples", ast.Dict: "dicts", ast.Set: "sets", ast.Compare: "comparisons",
     ast.BoolOp: "and/or", ast.IfExp: "conditional expressions", ast.Starred: "*args", ast.Await: "await",
@@ -74,6 +74,7 @@ _FORBIDDEN = {
     ast.Global: "global", ast.Nonlocal: "nonlocal", ast.Assert: "assert", ast.Raise: "raise",
     ast.AnnAssign: "annotated assignment", ast.Slice: "slices",
 }
+_OP_SYMBOLS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**", ast.Mod: "%", ast.FloorDiv: "//"}
 _HINT = "write one assignment per line: name = arithmetic, or name = tool(arguments); finish with answer = name"
 
 
@@ -217,6 +218,11 @@ def _statements(module: ast.Module, code: str) -> tuple[list[_Statement], list[s
             out.append(_Statement(node.lineno, node.targets[0].id, node.value, " ".join(thought_lines)))
         elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
             continue  # a docstring or a bare string: prose, ignored
+        elif isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name) and type(node.op) in _OP_SYMBOLS:
+            # A small model writes `x += 1` again and again when told only that it is not allowed: show the rewrite.
+            name, op = node.target.id, _OP_SYMBOLS[type(node.op)]
+            errors.append(f"{where}: {_source(lines, node)!r} changes {name} in place; give the new quantity its own "
+                          f"name instead: {name}_2 = {name} {op} {ast.unparse(node.value)}")
         else:
             kind = _FORBIDDEN.get(type(node), type(node).__name__)
             errors.append(f"{where}: {kind} are not allowed" if type(node) in _FORBIDDEN
