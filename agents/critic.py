@@ -20,6 +20,12 @@ class Verdict(BaseModel):
     reasons: list[str] = Field(default_factory=list, max_length=5)  # no string maxLength: see agents/planner.py
 
 
+# The critic's three outcomes. The model is only ever asked for accept or revise (``Verdict``); ``reject`` is the
+# critic's own: the chain did not reify (no chain, failed steps, no value) and no revision is left, so there is no
+# answer. A chain that did not reify is never accepted.
+ACCEPT, REVISE, REJECT = "accept", "revise", "reject"
+
+
 class Critic(RoleAgent):
     def __init__(self, state: TeamState, client: ChatCompletionClient):
         super().__init__("critic", "Checks the worked chain against the question and passages.", state)
@@ -51,18 +57,29 @@ class Critic(RoleAgent):
             verdict = Verdict(verdict="accept", reasons=["critic disabled (coa.use_critic = false)"])
         else:
             verdict = await self.judge(cancellation_token)
-        if verdict.verdict == "revise" and state.stalled:
-            verdict = Verdict(verdict="accept", reasons=verdict.reasons + ["the revision repeated the same chain: keeping it"])
-        elif verdict.verdict == "revise" and not budget_left:
-            verdict = Verdict(verdict="accept", reasons=verdict.reasons + ["revision budget spent: keeping this answer"])
-        if verdict.verdict == "revise" and state.chosen is None:
-            verdict = Verdict(verdict="accept", reasons=verdict.reasons + ["nothing to revise"])
-        state.verdict = verdict.verdict
-        state.reasons = verdict.reasons
-        await state.publish(Critique(verdict=verdict.verdict, reasons=verdict.reasons, round=state.critic_rounds))
-        if verdict.verdict == "revise":
+        outcome, reasons = verdict.verdict, list(verdict.reasons)
+        stop = None
+        if outcome == REVISE and state.stalled:
+            stop = "the revision repeated the same chain"
+        elif outcome == REVISE and not budget_left:
+            stop = "revision budget spent"
+        if outcome == REVISE and state.chosen is None:
+            stop = "nothing to revise"
+        if stop is not None:
+            # No revision left. A chain that reified cleanly is kept (the critic only doubted it); one that did not
+            # is no answer, whatever the revisions were.
+            if self.mechanical_problems():
+                outcome, reasons = REJECT, reasons + [f"{stop}: no answer"]
+            else:
+                outcome, reasons = ACCEPT, reasons + [f"{stop}: keeping this answer"]
+        state.verdict = outcome
+        state.reasons = reasons
+        await state.publish(Critique(verdict=outcome, reasons=reasons, round=state.critic_rounds))
+        if outcome == REVISE:
             state.critic_rounds += 1
-        return f"verdict: {verdict.verdict}"
+        # The graph routes on this message (workflows/team.py): "verdict: revise" back to the reasoner, anything else
+        # on to the writer, which reports that there is no answer when the chain was rejected.
+        return f"verdict: {outcome}"
 
     def agreement(self) -> str | None:
         """Independent samples that agree on the answer are stronger evidence than one more model judgement."""

@@ -111,7 +111,7 @@ class VoteCast(Event):
 class Critique(Event):
     kind: ClassVar[str] = "critique"
     verdict: str
-    """``accept`` | ``revise``."""
+    """``accept`` | ``revise`` | ``reject`` (the chain did not reify and no revision is left: no answer)."""
     reasons: list[str]
     round: int = 0
 
@@ -166,6 +166,9 @@ class RunFinished(Event):
     usage: dict[str, dict[str, int]] = field(default_factory=dict)
     """Per agent: {"calls", "prompt_tokens", "completion_tokens"}."""
     ok: bool = True
+    """The run answered: no failure, and the method produced its answer (see ``workflows.runner.answer_problem``)."""
+    reason: str | None = None
+    """Why the run is not ok when it did not fail (it produced no answer); a failure is its own RunFailed."""
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,18 @@ from each chunk is enough: what remains of the sequence is printable and harmles
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
-__all__ = ["escape_markup", "safe_rich_text", "safe_text"]
+__all__ = ["CHAIN_LINE_CHARS", "REASON_CHARS", "clip", "escape_markup", "safe_rich_text", "safe_text"]
+
+# How much of a model's text a trace shows, in the chat and on the command line alike: a runaway model can write one
+# huge line (a looping chain), and a rejected chain's errors may quote it.
+CHAIN_LINE_CHARS = 300
+"""Each line of a drafted chain."""
+REASON_CHARS = 200
+"""Each error of a rejected chain, each reason of a critic's verdict."""
 
 _UNSAFE = re.compile(
     r"""
@@ -43,6 +51,14 @@ def safe_text(text: Any) -> str:
     if not _UNSAFE.search(s):
         return s
     return _UNSAFE.sub("", _CRLF.sub("\n", s))
+
+
+def clip(value: Any, limit: int = 120) -> str:
+    """``value`` as one line (whitespace runs become one space; not a string: its JSON) of at most ``limit``
+    characters, ending in "…" when cut."""
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def escape_markup(text: Any) -> str:

@@ -28,7 +28,7 @@ from conclave.events import (
 )
 from conclave.sessions import Message, SessionStore
 from conclave.terminal import safe_text
-from conclave.settings import RoleModels, Settings
+from conclave.settings import KNOWLEDGE_METHODS, RoleModels, Settings
 from tui.backend import Knowledge, Question, ResolveModels, RunQuestion
 from tui.commands import ConclaveCommands
 from tui.conversation import AssistantMessage, Conversation
@@ -64,7 +64,7 @@ def welcome_text(settings: Settings) -> Text:
     text = Text()
     text.append("Ask a question", style="bold")
     text.append(f" — answered with {settings.method}")
-    if settings.collection and settings.method in ("coa", "react"):
+    if settings.collection and settings.method in KNOWLEDGE_METHODS:
         text.append(f", searching the '{safe_text(settings.collection)}' collection")
     text.append(".\n")
     text.append("Type / for commands (/help lists them), F1 for keys, Ctrl+P for the command palette.", style="dim")

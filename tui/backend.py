@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from conclave.errors import ConclaveError
 from conclave.events import Event, Passage
-from conclave.settings import Settings
+from conclave.settings import KNOWLEDGE_METHODS, Settings
 
 __all__ = [
     "IngestUpdate",
@@ -49,7 +49,7 @@ RunQuestion = Callable[[Question], AsyncIterator[Event]]
 def _warm_imports(method: str) -> None:
     # Heavy imports (chromadb, sentence-transformers) run here, in a thread, so the first answer never freezes the UI.
     modules = ["workflows.runner", "workflows.methods"]
-    if method in ("coa", "react"):
+    if method in KNOWLEDGE_METHODS:
         modules += ["workflows.team", "tools.store", "tools.registry", "chromadb"]
     for name in modules:
         try:

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
+from conclave.settings import METHODS
+
 if TYPE_CHECKING:
     from tui.app import ConclaveApp
 
@@ -26,7 +28,7 @@ class SlashCommand:
 
 SLASH_COMMANDS: tuple[SlashCommand, ...] = (
     SlashCommand("model", "[ROLE] SPEC", "model for every role, or one role (embedded, ollama/NAME, openai/NAME)"),
-    SlashCommand("method", "[coa|cot|react|direct]", "how questions are answered (no argument: show)"),
+    SlashCommand("method", f"[{'|'.join(METHODS)}]", "how questions are answered (no argument: show)"),
     SlashCommand("collection", "[NAME]", "knowledge collection to search (no argument: list them)"),
     SlashCommand("ingest", "PATH...", "add files or folders to the current collection"),
     SlashCommand("search", "QUERY", "search the current collection; results in the Sources tab"),

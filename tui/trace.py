@@ -5,7 +5,6 @@ cleaned of terminal escape sequences and control characters (:func:`conclave.ter
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from rich.text import Text
@@ -31,17 +30,11 @@ from conclave.events import (
     Usage,
     VoteCast,
 )
-from conclave.terminal import safe_rich_text, safe_text
+from conclave.terminal import CHAIN_LINE_CHARS, REASON_CHARS, safe_rich_text, safe_text
+from conclave.terminal import clip as short
 from tui.conversation import Following
 
 __all__ = ["SourcesView", "TracePanel", "describe", "short"]
-
-
-def short(value: Any, limit: int = 120) -> str:
-    """One line of at most ``limit`` characters."""
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _args(args: dict[str, Any]) -> str:
@@ -102,12 +95,12 @@ def describe(event: Event) -> Text | None:
         label = f"Chain (attempt {event.attempt + 1}" + (f", sample {event.sample + 1}" if event.sample else "") + ")"
         text = _heading(label, "bold cyan")
         for line in event.text.splitlines():
-            text.append("\n " + short(line, 300), style="italic")  # a runaway model can write one huge line
+            text.append("\n " + short(line, CHAIN_LINE_CHARS), style="italic")  # a runaway model can write one huge line
         return text
     if isinstance(event, ChainRejected):
         text = _heading("↻ Re-plan", "bold yellow", f"(attempt {event.attempt + 1} rejected)")
         for error in event.errors:
-            text.append(f"\n - {short(error, 200)}")
+            text.append(f"\n - {short(error, REASON_CHARS)}")
         return text
     if isinstance(event, (StepStarted, StepFinished)):
         return _step_text(event)
@@ -115,10 +108,11 @@ def describe(event: Event) -> Text | None:
         counts = ", ".join(f"{k}: {v}" for k, v in event.counts.items()) or short(event.answers, 80)
         return _heading("Vote", "bold cyan", f"{counts} → {event.winner}")
     if isinstance(event, Critique):
-        ok = event.verdict == "accept"
-        text = _heading(("✓ Critic: " if ok else "↻ Critic: ") + event.verdict, "bold green" if ok else "bold yellow")
+        marks = {"accept": ("✓", "bold green"), "reject": ("✗", "bold red")}
+        mark, style = marks.get(event.verdict, ("↻", "bold yellow"))
+        text = _heading(f"{mark} Critic: {event.verdict}", style)
         for reason in event.reasons:
-            text.append(f"\n - {short(reason, 200)}")
+            text.append(f"\n - {short(reason, REASON_CHARS)}")
         return text
     if isinstance(event, ToolCalled):
         text = _heading("Tool", "bold cyan", f"{event.tool}({_args(event.args)})")
@@ -135,8 +129,14 @@ def describe(event: Event) -> Text | None:
         return _heading("Answer ready", "bold green", f"· {n} source{'s' if n != 1 else ''}" if n else "")
     if isinstance(event, RunFinished):
         tokens = sum(u.get("prompt_tokens", 0) + u.get("completion_tokens", 0) for u in event.usage.values())
-        label, style = ("■ Done", "bold") if event.ok else ("■ Stopped", "bold red")
-        return _heading(label, style, f"in {event.seconds:.1f} s · {tokens} tokens")
+        if event.ok:
+            label, style = "■ Done", "bold"
+        else:
+            label, style = ("■ No answer" if event.reason else "■ Stopped"), "bold red"
+        text = _heading(label, style, f"in {event.seconds:.1f} s · {tokens} tokens")
+        if event.reason:
+            text.append(f"\n {short(event.reason, REASON_CHARS)}")
+        return text
     if isinstance(event, RunFailed):
         text = _heading("✗ Failed", "bold red", event.error)
         if event.hint:

@@ -1,7 +1,8 @@
 """The methods Conclave can answer with, all on the same models and tools so they can be compared.
 
-``direct`` (one call), ``cot`` (chain of thought, no tools), ``react`` (tool calls interleaved with reasoning) and
-``coa`` (the team: plan, retrieve, abstract chain, reify, critique). Each is an async generator of events.
+``direct`` (one call), ``cot`` (chain of thought, no tools), ``rag`` (the question's passages, one call that answers
+from them with citations), ``react`` (tool calls interleaved with reasoning) and ``coa`` (the team: plan, retrieve,
+abstract chain, reify, critique). Each is an async generator of events.
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ from typing import Any
 from autogen_core.models import AssistantMessage, CreateResult, LLMMessage, SystemMessage, UserMessage
 
 from agents.prompting import load_prompt
-from conclave.events import AnswerDelta, AnswerReady, Event, Usage
+from conclave.events import AnswerDelta, AnswerReady, Event, Passage, Retrieved, Usage
 from conclave.models import client_name
 from workflows.runner import RunContext
 
+_CITATION = re.compile(r"\[(\d{1,2})\]")
 _ANSWER_LINE = re.compile(r"(?im)^\s*(?:final\s+)?answer\s*[:：]\s*(.+?)\s*$")
 
 
@@ -93,6 +95,27 @@ async def run_cot(ctx: RunContext) -> AsyncIterator[Event]:
     yield AnswerReady(text=call.text.strip(), value=answer_value(call.text))
 
 
+async def run_rag(ctx: RunContext) -> AsyncIterator[Event]:
+    """Retrieval-augmented generation, the single-agent baseline the team is compared against: the question's top-k
+    passages, then one call that answers from them with citations."""
+    from agents.base import passages_block
+    from workflows.team import open_store
+
+    passages: list[Passage] = []
+    if ctx.collection:
+        store = ctx.store if ctx.store is not None else await open_store(ctx)
+        passages = list(await store.search(ctx.question, k=ctx.settings.top_k, collection=ctx.collection))
+        yield Retrieved(query=ctx.question, passages=passages)
+    context = f"Passages:\n{passages_block(passages)}" if passages else "Passages: (none were found)"
+    messages: list[LLMMessage] = [SystemMessage(content=load_prompt("rag")), *history_messages(ctx),
+                                  UserMessage(content=f"{context}\n\nQuestion: {ctx.question}", source="user")]
+    call = StreamedCall(ctx.clients["reasoner"], messages, agent="reasoner")
+    async for event in call.events():
+        yield event
+    cited = sorted({int(n) for n in _CITATION.findall(call.text) if 0 < int(n) <= len(passages)})
+    yield AnswerReady(text=call.text.strip(), value=answer_value(call.text), sources=[passages[n - 1] for n in cited])
+
+
 async def run_react(ctx: RunContext) -> AsyncIterator[Event]:
     from workflows.react import run_react as _run
 
@@ -111,5 +134,6 @@ METHOD_RUNNERS: dict[str, Callable[[RunContext], AsyncIterator[Event]]] = {
     "direct": run_direct,
     "cot": run_cot,
     "react": run_react,
+    "rag": run_rag,
     "coa": run_coa,
 }

@@ -8,10 +8,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from conclave.errors import ConclaveError, ConfigError
-from conclave.events import Event, RunFailed, RunFinished, RunStarted, Usage
-from conclave.settings import Settings
+from conclave.events import AnswerReady, Critique, Event, RunFailed, RunFinished, RunStarted, Usage
+from conclave.settings import METHODS, Settings
+from conclave.terminal import REASON_CHARS, clip
 
-METHODS = ("coa", "cot", "react", "direct")
+__all__ = ["METHODS", "VALUE_METHODS", "RunContext", "answer_problem", "apply_method", "build_context", "parse_method",
+           "run_question", "total_usage"]
+VALUE_METHODS = frozenset({"coa"})
+"""Methods whose answer is a value (coa: the reified chain's); the others answer in prose, and their value is only
+the ``Answer:`` line when the model wrote one."""
 # Short names for chain-of-abstraction options in a method variant (``coa:k=5``).
 _COA_ALIASES = {"k": "samples", "critic": "use_critic"}
 
@@ -126,14 +131,37 @@ async def build_context(
     )
 
 
+def answer_problem(method: str, answer: AnswerReady | None, critique: Critique | None = None) -> str | None:
+    """Why a run that did not fail still produced no answer, or None when it answered.
+
+    This is the one place that decides: ``RunFinished.ok`` carries it to the CLI (``ask``'s exit status), the chat,
+    workflows and the evaluation harness (a failed item). A coa run answers with its chain's reified value: its text
+    without one says that no chain worked (even when it still cites passages), and a chain the critic rejected is no
+    answer either. The prose methods answer when they wrote something."""
+    if answer is None:
+        return "no answer: the method gave none"
+    rejected = critique is not None and critique.verdict == "reject"
+    if method in VALUE_METHODS:
+        if rejected or answer.value is None or not str(answer.value).strip():
+            why = critique.reasons[0] if critique is not None and critique.verdict != "accept" and critique.reasons \
+                else "no chain produced a value"
+            return "no answer: " + clip(why, REASON_CHARS)
+        return None
+    if not answer.text.strip() and not (answer.value or "").strip():
+        return "no answer: the model's reply was empty"
+    return None
+
+
 async def run_question(ctx: RunContext) -> AsyncIterator[Event]:
-    """Run ``ctx.method`` and yield its events, framed by RunStarted and RunFinished/RunFailed."""
+    """Run ``ctx.method`` and yield its events, framed by RunStarted and RunFinished/RunFailed. The run is ok when
+    it did not fail and produced an answer (:func:`answer_problem`)."""
     from workflows import methods
 
     started = time.perf_counter()
     yield RunStarted(question=ctx.question, method=ctx.method, models=ctx.models, collection=ctx.collection)
     usage: dict[str, dict[str, int]] = {}
-    answer = ""
+    answer: AnswerReady | None = None
+    critique: Critique | None = None
     try:
         async for event in methods.METHOD_RUNNERS[ctx.method](ctx):
             if isinstance(event, Usage):
@@ -141,14 +169,19 @@ async def run_question(ctx: RunContext) -> AsyncIterator[Event]:
                 slot["calls"] += event.calls
                 slot["prompt_tokens"] += event.prompt_tokens
                 slot["completion_tokens"] += event.completion_tokens
-            if event.kind == "answer":
-                answer = event.text  # type: ignore[attr-defined]
+            elif isinstance(event, AnswerReady):
+                answer = event
+            elif isinstance(event, Critique):
+                critique = event
             yield event
     except ConclaveError as exc:
         yield RunFailed(error=exc.message, hint=exc.hint)
-        yield RunFinished(answer=answer, seconds=time.perf_counter() - started, usage=usage, ok=False)
+        yield RunFinished(answer=answer.text if answer else "", seconds=time.perf_counter() - started, usage=usage,
+                          ok=False)
         return
-    yield RunFinished(answer=answer, seconds=time.perf_counter() - started, usage=usage)
+    problem = answer_problem(ctx.method, answer, critique)
+    yield RunFinished(answer=answer.text if answer else "", seconds=time.perf_counter() - started, usage=usage,
+                      ok=problem is None, reason=problem)
 
 
 def total_usage(usage: dict[str, dict[str, int]]) -> dict[str, int]:

@@ -82,8 +82,12 @@ def chain_kit(tools: dict[str, Any], max_steps: int, settings: Any = None) -> Ch
     # (conclave.models.embedded.grammar_safe) and the step budget is enforced by validation and the token budget.
     schema = chain_json_schema(tools, max_steps=max_steps)
     examples = example_picker(settings) if settings is not None else None
+    def placeholders(program: str) -> str:
+        chain = parse_program(program, tools)
+        return render_program(dataclasses.replace(chain, names={}))
+
     return ChainKit(parse=parse, validate=check, render=render, schema=schema, examples=examples,
-                    to_program=to_program, stream=lambda: ProgramStream(tools),
+                    to_program=to_program, placeholders=placeholders, stream=lambda: ProgramStream(tools),
                     eager=lambda on_event, sample: EagerRun(tools, timeout=timeout, on_event=on_event, sample=sample))
 
 
@@ -126,6 +130,12 @@ class Reifier(RoleAgent):
         await asyncio.gather(*(run(c) for c in valid if c.reified is None))
         values = [normalise_value(c.reified.answer_value) for c in valid]
         counts = Counter(v for v in values if v is not None)
+        # The vote: sample 0 (drawn at the configured temperature) may weigh more than a warm sample.
+        weights = {c.sample: state.settings.coa.greedy_weight if c.sample == 0 else 1.0 for c in valid}
+        tally: Counter[str] = Counter()
+        for c, v in zip(valid, values, strict=True):
+            if v is not None:
+                tally[v] += weights[c.sample]
         if state.sampling:
             ranked = counts.most_common(2)
             settled = bool(ranked) and ranked[0][1] >= state.settings.coa.agree and \
@@ -137,12 +147,12 @@ class Reifier(RoleAgent):
         if not valid:
             state.chosen = None
             return "reified: nothing (no valid chain)"
-        if counts:
-            top = max(counts.values())
+        if tally:
+            top = max(tally.values())
             # Ties go to the earliest sample (sample 0 is drawn at the configured temperature).
-            winner = next(v for v in values if v is not None and counts[v] == top)
+            winner = next(v for v in values if v is not None and tally[v] == top)
             state.chosen = next(c for c, v in zip(valid, values, strict=True) if v == winner)
-            leaders = [v for v, n in counts.items() if n == top]
+            leaders = [v for v, n in tally.items() if n == top]
             if len(leaders) > 1:
                 state.tied = [next(c for c, v in zip(valid, values, strict=True) if v == lead) for lead in leaders]
         else:
@@ -170,8 +180,11 @@ class Writer(RoleAgent):
     async def act(self, cancellation_token: CancellationToken) -> str:
         state = self.state
         chosen = state.chosen
-        if chosen is None or chosen.reified is None:
-            errors = state.candidates[0].errors if state.candidates else ["no chain"]
+        if chosen is None or chosen.reified is None or state.verdict == "reject":
+            if state.verdict == "reject":
+                errors = state.reasons or ["the chain was rejected"]
+            else:
+                errors = state.candidates[0].errors if state.candidates else ["no chain"]
             failure = ("I could not build a valid chain for this question. Last errors:\n"
                        + "\n".join(f"- {e}" for e in errors))
             if state.passages:
@@ -189,7 +202,11 @@ class Writer(RoleAgent):
         if self.used_knowledge():
             await self.compose(cancellation_token)
         else:
-            state.answer_text = f"{reified.filled_text().strip()}\n\n**Answer: {state.answer_value}**"
+            filled = reified.filled_text().strip()
+            # The filled chain ends with its own "Answer: value" line; the bold line is added only when it does not.
+            last = filled.splitlines()[-1] if filled else ""
+            state.answer_text = filled if last.lower().startswith("answer") and (state.answer_value or "") in last \
+                else f"{filled}\n\n**Answer: {state.answer_value}**"
             await state.publish(AnswerDelta(text=state.answer_text, agent="writer"))
         return "answer: written"
 
@@ -276,7 +293,7 @@ async def build_team(ctx: RunContext, emit: Any, store: Any, tools: dict[str, An
                      activation_group="sampling")
     builder.add_edge(reifier, critic, condition=lambda m: "reified: more samples" not in m.to_model_text())
     builder.add_edge(critic, reasoner, condition=lambda m: "verdict: revise" in m.to_model_text(), activation_group="revision")
-    builder.add_edge(critic, writer, condition=lambda m: "verdict: accept" in m.to_model_text())
+    builder.add_edge(critic, writer, condition=lambda m: "verdict: revise" not in m.to_model_text())
     builder.set_entry_point(planner)
     # One pass is 6 messages plus the task; each revision adds 3, each extra sampling round 2. The bound is a
     # backstop: the critic and the reifier enforce theirs first.

@@ -17,6 +17,7 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator
 
 from conclave.errors import WorkflowError
+from conclave.settings import METHOD_HELP
 
 __all__ = [
     "STEP_KINDS",
@@ -42,7 +43,7 @@ def _method(value: str) -> str:
     return value.strip()
 
 
-Method = Annotated[str, AfterValidator(_method), Field(description="coa, cot, react or direct; coa:k=5,... for a variant")]
+Method = Annotated[str, AfterValidator(_method), Field(description=f"{METHOD_HELP}; coa:k=5,... for a variant")]
 STEP_KINDS = ("ingest", "ask", "batch", "synthesize", "eval", "report")
 STEP_OUTPUTS: dict[str, tuple[str, ...]] = {
     "ingest": ("collection", "chunks", "files"),

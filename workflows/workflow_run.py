@@ -151,8 +151,9 @@ class _Runner:
             "answer": getattr(answer, "text", ""),
             "value": getattr(answer, "value", None),
             "sources": [s.__dict__ for s in getattr(answer, "sources", [])],
-            "ok": failure is None,
-            "error": getattr(failure, "error", None),
+            # No answer is not ok either (workflows.runner.answer_problem): the run's own verdict.
+            "ok": failure is None and bool(getattr(finished, "ok", False)),
+            "error": getattr(failure, "error", None) or getattr(finished, "reason", None),
             "seconds": round(getattr(finished, "seconds", 0.0), 3),
             "usage": getattr(finished, "usage", {}),
             "trace": [e.to_dict() for e in events],

@@ -9,6 +9,7 @@ from typing import Any
 
 import typer
 
+from conclave.settings import METHOD_HELP
 from conclave.terminal import escape_markup, safe_text
 
 __all__ = ["register"]
@@ -19,7 +20,7 @@ sessions_app = typer.Typer(help="Saved chat sessions: list, export, rename, dele
 def chat(
     session: str | None = typer.Option(None, "--session", "-s", help="Resume a session (id or unique prefix)."),
     model: str | None = typer.Option(None, "--model", "-m", help="Model spec for every role (embedded, ollama/NAME, openai/NAME)."),
-    method: str | None = typer.Option(None, "--method", help="coa (default), cot, react or direct."),
+    method: str | None = typer.Option(None, "--method", help=f"{METHOD_HELP}."),
     collection: str | None = typer.Option(None, "--collection", "-c", help="Knowledge collection to search."),
 ) -> None:
     """Chat in the terminal: streamed answers, the live trace, sources, saved sessions (F1 lists the keys)."""

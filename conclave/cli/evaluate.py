@@ -89,9 +89,16 @@ def eval_main(
     else:
         _print_summary(summary, result, seconds)
     if summary["units"] and summary["failed_units"] == summary["units"]:
-        first = next((r.get("error") for r in result.records if r.get("error")), "unknown error")
-        from conclave.errors import BackendError
+        from conclave.errors import BackendError, ConclaveError
+        from workflows.evaluation.harness import record_outcome
 
+        errors = [r for r in result.records if record_outcome(r) == "error"]
+        if not errors:  # every item ran and none produced an answer: nothing to fix in the backend
+            first = next((r.get("error") for r in result.records if r.get("error")), "no answer")
+            raise ConclaveError(f"no item got an answer ({first})",
+                                hint=f"see why in the traces: conclave view {result.run_id}; another method or a "
+                                     "larger model may answer")
+        first = next((r.get("error") for r in errors if r.get("error")), "unknown error")
         raise BackendError(f"every item failed: {first}", hint="fix the backend and resume with "
                            f"`conclave eval --resume {result.run_id}`")
 
@@ -337,9 +344,94 @@ def synth(
         out.print(f"[yellow]fewer than {n} pairs passed the filters[/] (lower --min-rating/--min-similarity or ingest more)")
 
 
+# ----------------------------------------------------------------------------------------------------- view
+
+
+def view(
+    run: str = typer.Argument(..., help="Run id (as `conclave eval` printed it) or the path of a run folder."),
+    no_open: bool = typer.Option(False, "--no-open", help="Print the report's path; do not open a browser."),
+    serve: bool = typer.Option(False, "--serve", help="Serve the report on 127.0.0.1 until Ctrl-C (for a browser that cannot read local files)."),
+    port: int = typer.Option(0, "--port", min=0, max=65535, help="Port for --serve (default: any free port)."),
+) -> None:
+    """Open a run's report.html: every item opens to its full question, answer, scores and trace."""
+    import webbrowser
+
+    from workflows.evaluation.runs import find_run
+
+    report = report_path(find_run(_settings(), run))
+    if not serve:
+        out.print(escape(report))
+        if not no_open and not webbrowser.open(report.resolve().as_uri()):
+            err.print("[dim]no browser found: open the file above (or use --serve)[/]")
+        return
+    server = report_server(report, port)
+    url = f"http://127.0.0.1:{server.server_address[1]}/"
+    out.print(f"serving {escape(report)} at {escape(url)} (Ctrl-C stops)")
+    if not no_open:
+        webbrowser.open(url)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        err.print("[dim]stopped[/]")
+    finally:
+        server.server_close()
+
+
+def report_path(folder: Path) -> Path:
+    """The run's ``report.html``, rebuilt from ``items.jsonl`` when it is missing or older (an interrupted or resumed
+    evaluation); a workflow run's newest eval or report step's. ConfigError when the run has none."""
+    from conclave.errors import ConfigError
+    from workflows.evaluation import runs
+    from workflows.evaluation.report import write_reports
+
+    items = folder / "items.jsonl"
+    report = folder / "report.html"
+    if items.is_file() and (not report.is_file() or report.stat().st_mtime < items.stat().st_mtime):
+        records, _ = runs.read_jsonl(items)
+        latest = {r["key"]: r for r in records if isinstance(r, dict) and "key" in r}
+        write_reports(folder, list(latest.values()), run_id=folder.name)
+    if report.is_file():
+        return report
+    nested = sorted(folder.glob("steps/*/report.html"), key=lambda p: p.stat().st_mtime)
+    if nested:
+        return nested[-1]
+    raise ConfigError(f"run {folder.name} has no report (no report.html, no items.jsonl)",
+                      hint="reports come from `conclave eval` runs and workflows with an eval or report step")
+
+
+def report_server(report: Path, port: int = 0) -> Any:
+    """An HTTP server on 127.0.0.1 that serves ``report`` and nothing else (not the run folder around it)."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            if self.path.split("?", 1)[0] not in ("/", "/report.html"):
+                self.send_error(404, "only the report is served here")
+                return
+            body = report.read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src data:")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's signature
+            pass
+
+    try:
+        return ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    except OSError as exc:
+        from conclave.errors import ConfigError
+
+        raise ConfigError(f"cannot serve on 127.0.0.1:{port}: {exc.strerror or exc}",
+                          hint="pick another --port, or leave it out for any free one") from exc
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``run``, ``workflow``, ``eval`` and ``synth`` to the main app."""
+    """Add ``run``, ``workflow``, ``eval``, ``synth`` and ``view`` to the main app."""
     app.command("run")(run)
     app.add_typer(workflow_app, name="workflow")
     app.add_typer(eval_app, name="eval")
     app.command("synth")(synth)
+    app.command("view")(view)

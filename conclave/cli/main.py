@@ -15,6 +15,7 @@ from rich.console import Console
 
 from conclave import __version__
 from conclave.errors import ConclaveError
+from conclave.settings import METHOD_HELP
 from conclave.terminal import escape_markup, safe_text
 
 app = typer.Typer(
@@ -65,16 +66,22 @@ def settings_from_cli(**overrides: Any) -> Any:
 # --------------------------------------------------------------------------------------------------- ask
 @app.command()
 def ask(
-    question: str = typer.Argument(..., help="The question to answer."),
+    ctx: typer.Context,
+    question: str | None = typer.Argument(None, help="The question to answer (omitted: read from stdin, e.g. echo \"...\" | conclave ask)."),
     model: str | None = typer.Option(None, "--model", "-m", help="Model spec for every role (embedded, ollama/NAME, openai/NAME)."),
-    method: str | None = typer.Option(None, "--method", help="coa (default), cot, react or direct; coa options after a colon (coa:k=5,critic=false)."),
+    method: str | None = typer.Option(None, "--method", help=f"{METHOD_HELP}; coa options after a colon (coa:k=5,critic=false)."),
     collection: str | None = typer.Option(None, "--collection", "-c", help="Knowledge collection to search."),
     samples: int | None = typer.Option(None, "--samples", min=1, max=16, help="CoA: chains to sample and vote on."),
     trace: bool = typer.Option(False, "--trace", help="Print the agents' trace as it happens."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object: answer, model, usage, timings, trace."),
 ) -> None:
-    """Answer a question, streaming the answer, then the model and token usage."""
+    """Answer a question, streaming the answer, then the model and token usage.
+
+    Exit status: 0 answered, 1 no answer or a failed run (--json: "ok": false), 2 bad usage, 130 interrupted."""
     from conclave.cli.render import TraceRenderer
+
+    if question is None:
+        question = _question_from_stdin(ctx)
 
     # A variant (coa:k=5) is resolved by build_context; settings hold only the plain method name.
     overrides: dict[str, Any] = {"model": model, "method": method if method and ":" not in method else None,
@@ -90,7 +97,22 @@ def ask(
     if as_json:
         typer.echo(json.dumps(result, ensure_ascii=False))
     if not result["ok"]:
+        if not as_json:  # --json says it with "ok": false and "error"
+            err.print(f"[bold red]error:[/] {escape_markup(result['error'] or 'no answer')}")
+            err.print("  [bold]fix:[/] see why with --trace; another method (--method cot) or a larger model "
+                      "(--model ollama/NAME) may answer")
         raise typer.Exit(1)
+
+
+def _question_from_stdin(ctx: typer.Context) -> str:
+    """The question piped on stdin (``echo "..." | conclave ask``); a usage error when there is none."""
+    text = ""
+    stdin = sys.stdin
+    if stdin is not None and not stdin.closed and not stdin.isatty():
+        text = stdin.buffer.read().decode("utf-8", errors="replace")
+    if not text.strip():
+        ctx.fail("Missing question: give it as an argument, or pipe it on stdin (echo \"What is 2+2?\" | conclave ask).")
+    return text.strip()
 
 
 async def _ask(question: str, settings: Any, renderer: Any, method: str | None = None) -> dict[str, Any]:
@@ -109,6 +131,7 @@ async def _ask(question: str, settings: Any, renderer: Any, method: str | None =
     usage = finished.usage  # type: ignore[attr-defined]
     return {
         "ok": finished.ok,  # type: ignore[attr-defined]
+        "error": finished.reason,  # type: ignore[attr-defined]
         "question": ctx.question,
         "answer": answer_event.text if answer_event else "",  # type: ignore[attr-defined]
         "value": answer_event.value if answer_event else None,  # type: ignore[attr-defined]
@@ -135,12 +158,23 @@ def models(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) ->
     if as_json:
         typer.echo(json.dumps([e.__dict__ for e in entries]))
         return
-    table = Table(title="Models", title_justify="left")
+    table = Table(title="Models (`embedded` runs the one marked *)", title_justify="left")
     table.add_column("spec")
     table.add_column("usable")
+    table.add_column("size", justify="right")
+    table.add_column("status")
+    table.add_column("tokens/s", justify="right")
     table.add_column("detail", overflow="fold")
     for e in entries:
-        table.add_row(escape_markup(e.spec), "[green]yes[/]" if e.available else "[red]no[/]", escape_markup(e.detail))
+        marked = e.default and e.spec != "embedded"
+        table.add_row(
+            escape_markup(e.spec + (" *" if marked else "")),
+            "[green]yes[/]" if e.available else "[red]no[/]",
+            f"{e.size_bytes / 1e9:.2f} GB" if e.size_bytes else "",
+            escape_markup(e.status),
+            f"{e.tokens_per_s:.1f}" if e.tokens_per_s else "",
+            escape_markup(e.detail),
+        )
     out.print(table)
 
 

@@ -6,19 +6,14 @@ without terminal escape sequences (``escape`` here is :func:`conclave.terminal.e
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from rich.console import Console
 
 from conclave.events import Event
+from conclave.settings import KNOWLEDGE_METHODS
+from conclave.terminal import CHAIN_LINE_CHARS, REASON_CHARS, safe_text
+from conclave.terminal import clip as _short
 from conclave.terminal import escape_markup as escape
-from conclave.terminal import safe_text
-
-
-def _short(value: Any, limit: int = 160) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class TraceRenderer:
@@ -31,6 +26,7 @@ class TraceRenderer:
         self.stream = stream
         self._streaming = False
         self._streamed = ""
+        self._headed = False
 
     def _line(self, text: str) -> None:
         if self._streaming:
@@ -43,8 +39,10 @@ class TraceRenderer:
         data = event.to_dict()
         if kind == "answer_delta":
             if self.stream:
-                if not self._streaming and self.trace:
+                if not self._headed and self.trace:
+                    # Once: trace lines may come between the answer's pieces (the writer's usage, then its notice).
                     self.out.print("[bold]answer:[/]")
+                    self._headed = True
                 text = safe_text(data["text"])
                 self.out.file.write(text)
                 self.out.file.flush()
@@ -53,6 +51,9 @@ class TraceRenderer:
             return
         if kind == "answer":
             if self.stream and not self._streamed.strip():
+                if self.trace and not self._headed:
+                    self._line("[bold]answer:[/]")
+                    self._headed = True
                 self._line(escape(data["text"]))
             elif self._streaming:
                 self.out.file.write("\n")
@@ -75,7 +76,7 @@ class TraceRenderer:
         if kind == "run_started" and self.stream:
             models = sorted(set(data["models"].values()))
             self._line(f"[dim]{escape(data['method'])} · model {escape(', '.join(models))}"
-                       + (f" · collection {escape(data['collection'])}" if data.get("collection") and data["method"] in ("coa", "react") else "")
+                       + (f" · collection {escape(data['collection'])}" if data.get("collection") and data["method"] in KNOWLEDGE_METHODS else "")
                        + "[/]")
             return
         if not self.trace:
@@ -83,7 +84,8 @@ class TraceRenderer:
         if kind == "plan":
             self._line("[bold cyan]plan[/]")
             for i, sub in enumerate(data["subquestions"], 1):
-                self._line(f"  {i}. {escape(sub.get('question', ''))} [dim]({escape(sub.get('needs', '?'))})[/]")
+                self._line(f"  {i}. {escape(_short(sub.get('question', ''), REASON_CHARS))} "
+                           f"[dim]({escape(sub.get('needs', '?'))})[/]")
         elif kind == "retrieval":
             self._line(f"[bold cyan]retrieve[/] {escape(data['query'])}")
             for p in data["passages"]:
@@ -92,11 +94,11 @@ class TraceRenderer:
             label = f" sample {data['sample'] + 1}" if data.get("sample") else ""
             self._line(f"[bold cyan]chain[/] (attempt {data['attempt'] + 1}{label}, {escape(data['form'])} form)")
             for line in data["text"].splitlines():
-                self._line(f"  {escape(line)}")
+                self._line(f"  {escape(_short(line, CHAIN_LINE_CHARS))}")  # a runaway model can loop on one line
         elif kind == "replan":
             self._line("[bold yellow]re-plan[/] the chain was rejected:")
             for e in data["errors"]:
-                self._line(f"  - {escape(e)}")
+                self._line(f"  - {escape(_short(e, REASON_CHARS))}")
         elif kind == "step_finished":
             ms = (data["ended"] - data["started"]) * 1000
             value = data["value"] if data["status"] == "ok" else data.get("error") or data["status"]
@@ -106,10 +108,10 @@ class TraceRenderer:
         elif kind == "vote":
             self._line(f"[bold cyan]vote[/] {escape(json.dumps(data['counts']))} -> {escape(str(data['winner']))}")
         elif kind == "critique":
-            colour = "green" if data["verdict"] == "accept" else "yellow"
+            colour = {"accept": "green", "reject": "red"}.get(data["verdict"], "yellow")
             self._line(f"[bold {colour}]critic: {escape(data['verdict'])}[/]")
             for r in data["reasons"]:
-                self._line(f"  - {escape(r)}")
+                self._line(f"  - {escape(_short(r, REASON_CHARS))}")
         elif kind == "tool_call":
             self._line(f"[bold cyan]tool[/] {escape(data['tool'])}({escape(_short(data['args'], 80))}) -> {escape(_short(data['result'], 100))}")
         elif kind == "usage":

@@ -32,7 +32,15 @@ async def test_coa_team_runs_end_to_end_on_the_embedded_model() -> None:
     # The demo collection was ingested on first use, and the optimiser note is among the top passages.
     assert any("optimisers" in p.source for r in retrieved for p in r.passages)
     finished = events[-1]
-    assert finished.ok and finished.usage["planner"]["calls"] == 1 and finished.usage["reasoner"]["calls"] >= 1
+    assert finished.usage["planner"]["calls"] == 1 and finished.usage["reasoner"]["calls"] >= 1
+    # The tiny model may build no usable chain: then the run is honestly not ok, and says why (issue 17).
+    answer = next(e for e in events if e.kind == "answer")
+    verdict = [e for e in events if e.kind == "critique"][-1].verdict
+    if finished.ok:
+        assert answer.value is not None and verdict == "accept" and finished.reason is None
+    else:
+        assert verdict != "accept" or answer.value is None
+        assert finished.reason and finished.reason.startswith("no answer")
     # Every event survives the JSON round trip used by sessions and run folders.
     for event in events:
         assert event_from_dict(json.loads(json.dumps(event.to_dict()))) == event

@@ -45,6 +45,10 @@ from tui.trace import describe, short
         (RunFailed(error="Ollama is not running at http://127.0.0.1:11434", hint="start it with `ollama serve`"),
          "✗ Failed Ollama is not running at http://127.0.0.1:11434\n fix: start it with `ollama serve`"),
         (RunFinished(answer="", seconds=1.0, ok=False), "■ Stopped in 1.0 s · 0 tokens"),
+        (Critique(verdict="reject", reasons=["no valid chain could be built: x", "nothing to revise: no answer"]),
+         "✗ Critic: reject\n - no valid chain could be built: x\n - nothing to revise: no answer"),
+        (RunFinished(answer="", seconds=1.0, ok=False, reason="no answer: no valid chain could be built"),
+         "■ No answer in 1.0 s · 0 tokens\n no answer: no valid chain could be built"),
     ],
 )
 def test_describe(event: Event, expected: str) -> None:

@@ -9,6 +9,7 @@ critic rounds, retrieved passages, the answer. Results are appended to ``items.j
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -34,7 +35,7 @@ from workflows.evaluation.scorers import (
     score_deterministic,
 )
 
-__all__ = ["EvalConfig", "EvalProgress", "EvalResult", "outcome_from_events", "run_eval", "unit_key"]
+__all__ = ["EvalConfig", "EvalProgress", "EvalResult", "outcome_from_events", "record_outcome", "run_eval", "unit_key"]
 
 ROLES = ("planner", "retriever", "reasoner", "critic")
 # `format_passages` in tools.registry: "1. [id] (source, score 0.812) ..." — how react's search results name passages.
@@ -90,6 +91,15 @@ class EvalResult:
     seconds: float = 0.0
 
 
+def record_outcome(record: dict[str, Any]) -> str:
+    """``answered``, ``no answer`` (the run went through and produced none) or ``error`` (it failed: backend down, a
+    crash). Records written before ``outcome`` existed read from ``ok``."""
+    found = record.get("outcome")
+    if found in ("answered", "no answer", "error"):
+        return str(found)
+    return "answered" if record.get("ok", False) else "error"
+
+
 def unit_key(item_id: str, method: str, model: str) -> str:
     """The identity of one result (item x method x model)."""
     return f"{item_id}|{method}|{model}"
@@ -115,7 +125,7 @@ def outcome_from_events(events: Sequence[Event], k: int | None = None) -> tuple[
     passages: dict[str, str] = {}
     retrieved = False
     stats = {"llm_calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "tool_calls": 0, "replans": 0,
-             "critic_rounds": 0, "usage": {}, "latency": None, "ok": True, "error": None}
+             "critic_rounds": 0, "usage": {}, "latency": None, "ok": True, "error": None, "outcome": "answered"}
     for event in events:
         kind = event.kind
         data: Any = event
@@ -141,11 +151,13 @@ def outcome_from_events(events: Sequence[Event], k: int | None = None) -> tuple[
         elif kind == "critique":
             stats["critic_rounds"] += 1
         elif kind == "run_failed":
-            stats["ok"] = False
-            stats["error"] = data.error
+            stats["ok"], stats["error"], stats["outcome"] = False, data.error, "error"
         elif kind == "run_finished":
             stats["latency"] = round(data.seconds, 4)
-            stats["ok"] = stats["ok"] and data.ok
+            if not data.ok and stats["outcome"] != "error":
+                # The run did not fail but produced no answer (workflows.runner.answer_problem).
+                stats["ok"], stats["outcome"] = False, "no answer"
+                stats["error"] = stats["error"] or data.reason or "no answer"
             stats["usage"] = data.usage
             for slot in data.usage.values():
                 stats["llm_calls"] += slot.get("calls", 0)
@@ -294,8 +306,9 @@ async def _execute(matrix: _Matrix, settings: Settings, caches: CacheSet, run_di
                         on_problem=lambda problem: note(f"skipped a damaged record (kept the rest): {problem}"))
     previous = log.load()
     latest = {r["key"]: r for r in previous if "key" in r}
-    # Failed units (backend down, a crash) run again on resume; answered ones are kept as they are.
-    finished = {key for key, r in latest.items() if r.get("ok", False)}
+    # Failed units (backend down, a crash) run again on resume; answered ones are kept as they are, and so are
+    # units that ran through and produced no answer (a failed item, but running it again would repeat it).
+    finished = {key for key, r in latest.items() if record_outcome(r) != "error"}
     units = [(item, method, model) for model in matrix.config.models for method in matrix.config.methods
              for item in matrix.items]
     todo = [u for u in units if unit_key(u[0].id, u[1], u[2]) not in finished]
@@ -401,13 +414,20 @@ async def _run_unit(matrix: _Matrix, settings: Settings, caches: CacheSet, item:
             crash = redact(f"{type(exc).__name__}: {exc}")
     outcome, stats = outcome_from_events(events, matrix.k)
     if crash is not None:
-        stats["ok"], stats["error"] = False, crash
+        stats["ok"], stats["error"], stats["outcome"] = False, crash, "error"
+    answer_text, answer_value = outcome.text, outcome.value
+    if not stats["ok"]:
+        # No answer is scored as no answer: a notice that no chain worked may still hold a number or the gold words.
+        outcome = dataclasses.replace(outcome, text="", value=None)
     scores: dict[str, Score] = {}
     for name in matrix.scorers:
         if name in DETERMINISTIC_SCORERS:
             scores[name] = score_deterministic(name, outcome, item.answers, item.gold_ids, matrix.k)
         elif judge is None:
             scores[name] = Score(None, None, "no judge", missing=True)
+        elif not stats["ok"]:
+            # Nothing to grade: wrong for correctness (the judge's 1 = "wrong or no answer"); no claims to check.
+            scores[name] = Score(1.0, False, "no answer") if name == "correctness" else Score(None, None, "no answer")
         elif name == "correctness":
             scores[name] = await judge.correctness(item.question, item.answers, outcome)
         else:
@@ -421,8 +441,8 @@ async def _run_unit(matrix: _Matrix, settings: Settings, caches: CacheSet, item:
         "question": item.question,
         "gold": list(item.answers),
         "gold_ids": list(item.gold_ids),
-        "answer": outcome.text,
-        "value": outcome.value,
+        "answer": answer_text,
+        "value": answer_value,
         "correct": primary.passed,
         "scores": {name: s.to_dict() for name, s in scores.items()},
         "latency": stats["latency"],
@@ -437,6 +457,7 @@ async def _run_unit(matrix: _Matrix, settings: Settings, caches: CacheSet, item:
         "backend_calls": calls[0],
         "cached": calls[0] == 0 and stats["llm_calls"] > 0,
         "ok": stats["ok"],
+        "outcome": stats["outcome"],
         "error": stats["error"],
         "finished_at": time.time(),
         "trace": [e.to_dict() for e in events],

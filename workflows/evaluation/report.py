@@ -8,6 +8,7 @@ records in ``items.jsonl``, so a report can be rebuilt at any time.
 from __future__ import annotations
 
 import html
+import json
 import math
 import statistics
 from collections.abc import Sequence
@@ -16,6 +17,7 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
+from conclave.terminal import clip
 from workflows.evaluation import runs
 from workflows.evaluation.compare import compare_records
 
@@ -90,6 +92,7 @@ def summarize(records: Sequence[dict[str, Any]], *, run_id: str = "", meta: dict
             "accuracy": round(correct / len(scored), 4) if scored else None,
             "ci95": [round(low, 4), round(high, 4)],
             "failed": sum(1 for r in recs if not r.get("ok", True)),
+            "no_answer": sum(1 for r in recs if r.get("outcome") == "no answer"),
             "scores": per_scorer,
             "latency": {
                 "mean": _mean(latencies),
@@ -125,6 +128,7 @@ def summarize(records: Sequence[dict[str, Any]], *, run_id: str = "", meta: dict
         "backend_calls": sum(r.get("backend_calls", 0) for r in records),
         "cached_units": sum(1 for r in records if r.get("cached")),
         "failed_units": sum(1 for r in records if not r.get("ok", True)),
+        "no_answer_units": sum(1 for r in records if r.get("outcome") == "no answer"),
         "cells": cells_out,
         "comparisons": comparisons,
         **({"meta": meta} if meta else {}),
@@ -154,31 +158,37 @@ def render_markdown(summary: dict[str, Any]) -> str:
         if dataset.get("problems"):
             lines.append(f"Skipped {len(dataset['problems'])} malformed record(s): "
                          + "; ".join(dataset["problems"][:5]))
+    no_answer = summary.get("no_answer_units", 0)
     lines.append(f"Primary scorer: `{summary['primary_scorer']}`. Units: {summary['units']}; backend calls: "
                  f"{summary['backend_calls']}; served wholly from cache: {summary['cached_units']}; failed: "
-                 f"{summary['failed_units']}.")
-    lines += ["", "| method | model | accuracy | 95% CI | n | " + " | ".join(summary["scorers"])
-              + " | latency mean (s) | p50 (s) | p90 (s) | completion tokens/item | tokens/item | LLM calls | tool calls "
-              "| re-plans | critic rounds |",
-              "|" + "---|" * (15 + len(summary["scorers"]))]
+                 f"{summary['failed_units']}" + (f" ({no_answer} with no answer)" if no_answer else "") + ".")
+    header = ["method", "model", "accuracy", "95% CI", "n", *summary["scorers"], "latency mean (s)", "p50 (s)",
+              "p90 (s)", "completion tokens/item", "tokens/item", "LLM calls", "tool calls", "re-plans",
+              "critic rounds", "failed"]
+    lines += ["", _md_row(header), _md_row(["---"] * len(header))]
     for cell in summary["cells"]:
-        scores = " | ".join(_num(cell["scores"][s]["mean"], 3) for s in summary["scorers"])
-        lines.append(
-            f"| {cell['method']} | {cell['model']} | {_pct(cell['accuracy'])} | {_pct(cell['ci95'][0])}–"
-            f"{_pct(cell['ci95'][1])} | {cell['scored']} | {scores} | {_num(cell['latency']['mean'])} | "
-            f"{_num(cell['latency']['p50'])} | {_num(cell['latency']['p90'])} | "
-            f"{_num(cell['tokens']['completion_mean'], 0)} | {_num(cell['tokens']['total_mean'], 0)} | {_num(cell['llm_calls_mean'], 1)} | "
-            f"{_num(cell['tool_calls_mean'], 1)} | {_num(cell['replans_mean'], 1)} | {_num(cell['critic_rounds_mean'], 1)} |"
-        )
+        lines.append(_md_row([
+            cell["method"], cell["model"], _pct(cell["accuracy"]), f"{_pct(cell['ci95'][0])}–{_pct(cell['ci95'][1])}",
+            cell["scored"], *(_num(cell["scores"][s]["mean"], 3) for s in summary["scorers"]),
+            _num(cell["latency"]["mean"]), _num(cell["latency"]["p50"]), _num(cell["latency"]["p90"]),
+            _num(cell["tokens"]["completion_mean"], 0), _num(cell["tokens"]["total_mean"], 0),
+            _num(cell["llm_calls_mean"], 1), _num(cell["tool_calls_mean"], 1), _num(cell["replans_mean"], 1),
+            _num(cell["critic_rounds_mean"], 1), cell.get("failed", 0),
+        ]))
     if summary["comparisons"]:
-        lines += ["", "## Paired comparisons (McNemar's exact test)", "",
-                  "| A | B | paired | A won | A lost | p-value | verdict |", "|---|---|---|---|---|---|---|"]
+        head = ["A", "B", "paired", "A won", "A lost", "p-value", "verdict"]
+        lines += ["", "## Paired comparisons (McNemar's exact test)", "", _md_row(head), _md_row(["---"] * len(head))]
         for comp in summary["comparisons"]:
-            verdict = _verdict(comp)
-            lines.append(f"| {comp['a']} | {comp['b']} | {comp['paired']} | {comp['a_only']} | {comp['b_only']} | "
-                         f"{comp['p_value']:.3g} | {verdict} |")
+            lines.append(_md_row([comp["a"], comp["b"], comp["paired"], comp["a_only"], comp["b_only"],
+                                  f"{comp['p_value']:.3g}", _verdict(comp)]))
     lines.append("")
     return "\n".join(lines)
+
+
+def _md_row(cells: Sequence[Any]) -> str:
+    """One GFM table row; every row is built here, so header, delimiter and body rows have the same cell count. A
+    ``|`` in a value (a model spec, a method variant) is escaped, and a line break becomes a space."""
+    return "| " + " | ".join(" ".join(str(c).split()).replace("|", "\\|") for c in cells) + " |"
 
 
 def _verdict(comp: dict[str, Any]) -> str:
@@ -310,7 +320,18 @@ body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1100px;padding:
 table{border-collapse:collapse;margin:1rem 0;font-size:13px}th,td{border:1px solid #ddd;padding:4px 8px;text-align:left;
 vertical-align:top}th{background:#f5f5f5}td.ok{color:#1a7f37}td.bad{color:#c62828}.plots svg{display:block;margin:1rem 0}
 code{background:#f5f5f5;padding:0 3px}details{margin:1rem 0}.muted{color:#666}
+.drill>label{margin-right:.8rem}.drill .sep{margin:0 .8rem 0 0;color:#999}
+.items details.item{margin:0;border-top:1px solid #eee;padding:3px 0}.items summary{cursor:pointer}
+.items .mark{display:inline-block;width:1.2em}.items .mark.ok{color:#1a7f37}.items .mark.bad{color:#c62828}
+.items .flag{color:#c62828;font-size:12px}.item-body{margin:.5rem 0 1rem 1.5rem}
+.item-body dl{display:grid;grid-template-columns:9rem 1fr;gap:4px 12px;margin:0}.item-body dt{color:#666}
+.item-body dd{margin:0}.text{white-space:pre-wrap;overflow-wrap:anywhere}
+.trace{margin:.5rem 0;padding-left:1.5rem}.trace li{margin:3px 0}.trace pre{white-space:pre-wrap;overflow-wrap:anywhere;
+background:#f7f7f7;padding:4px 6px;margin:2px 0}.trace .k{font-weight:bold}.trace .err{color:#c62828}
+#show-errors:checked~.items .item:not(.wrong):not(.failed),#show-failed:checked~.items .item:not(.failed){display:none}
 """
+_TRACE_CHARS = 4000
+"""A trace's text (a chain, a tool's result) shown in the report; a runaway model can write far more."""
 
 
 def render_html(summary: dict[str, Any], records: Sequence[dict[str, Any]]) -> str:
@@ -336,17 +357,7 @@ def render_html(summary: dict[str, Any], records: Sequence[dict[str, Any]]) -> s
         f"<tr><td>{_esc(c['a'])}</td><td>{_esc(c['b'])}</td><td>{c['paired']}</td><td>{c['a_only']}</td>"
         f"<td>{c['b_only']}</td><td>{c['p_value']:.3g}</td><td>{_esc(_verdict(c))}</td></tr>"
         for c in summary["comparisons"])
-    item_rows = []
-    for r in records:
-        verdict = "–" if r.get("correct") is None else ("✓" if r["correct"] else "✗")
-        css = "" if r.get("correct") is None else ("ok" if r["correct"] else "bad")
-        answer = (r.get("value") or r.get("answer") or "")[:300]
-        error = f' <span class="muted">({_esc(r["error"])})</span>' if r.get("error") else ""
-        item_rows.append(
-            f"<tr><td>{_esc(r['item_id'])}</td><td>{_esc(r['method'])}</td><td>{_esc(_short(_model_label(r['model']), 24))}</td>"
-            f"<td>{_esc(r['question'][:200])}</td><td>{_esc(' | '.join(r.get('gold', []))[:120])}</td>"
-            f"<td>{_esc(answer)}{error}</td><td class=\"{css}\">{verdict}</td><td>{_num(r.get('latency'))}</td>"
-            f"<td>{r.get('prompt_tokens', 0) + r.get('completion_tokens', 0)}</td></tr>")
+    items_css, items_html = _items_html(records)
     meta = summary.get("meta", {})
     dataset = meta.get("dataset") or {}
     problems = dataset.get("problems") or []
@@ -355,7 +366,7 @@ def render_html(summary: dict[str, Any], records: Sequence[dict[str, Any]]) -> s
     config = meta.get("config") or {}
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Conclave evaluation {_esc(summary['run_id'])}</title>
-<style>{_CSS}</style></head><body>
+<style>{_CSS}{items_css}</style></head><body>
 <h1>Evaluation <code>{_esc(summary['run_id'])}</code></h1>
 <p>Data set <code>{_esc(config.get('dataset', dataset.get('path', '')))}</code>
 {_esc(dataset.get('items_selected', ''))} items{(', collection <code>' + _esc(dataset['collection']) + '</code>') if dataset.get('collection') else ''}.
@@ -372,11 +383,210 @@ served wholly from cache {summary['cached_units']}, failed {summary['failed_unit
 </div>
 {('<h2>Paired comparisons (McNemar exact)</h2><table><tr><th>A</th><th>B</th><th>paired</th><th>A won</th><th>A lost</th><th>p</th><th>verdict</th></tr>' + comp_rows + '</table>') if comp_rows else ''}
 <h2>Items</h2>
-<table><tr><th>item</th><th>method</th><th>model</th><th>question</th><th>gold</th><th>answer</th><th></th><th>s</th><th>tokens</th></tr>
-{''.join(item_rows)}</table>
-<p class="muted">Full traces are in items.jsonl next to this file.</p>
+<p class="muted">Open an item for its full question, gold and answer, the scorers' detail and its trace
+(the same records as items.jsonl next to this file).</p>
+{items_html}
 </body></html>
 """
+
+
+# ------------------------------------------------------------------------------------------ HTML: the items
+# Everything below comes from items.jsonl: model output, data set text, server messages. It is untrusted, so every
+# value is escaped (``_esc``) and read defensively (a hand-edited or damaged record must not break the report).
+
+
+def _items_html(records: Sequence[dict[str, Any]]) -> tuple[str, str]:
+    """Every item as a ``<details>`` that opens to its detail and trace, under radio filters (CSS only: no script):
+    all, errors (wrong or failed), failed (no answer or an error); every method or one. Returns (CSS, HTML)."""
+    methods = list(dict.fromkeys(str(r.get("method", "")) for r in records))
+    filters = [
+        '<input type="radio" name="show" id="show-all" checked><label for="show-all">all</label>',
+        '<input type="radio" name="show" id="show-errors"><label for="show-errors">errors (wrong or failed)</label>',
+        '<input type="radio" name="show" id="show-failed"><label for="show-failed">failed (no answer or error)</label>',
+    ]
+    rules = []
+    if len(methods) > 1:
+        filters.append('<span class="sep">|</span><input type="radio" name="method" id="method-all" checked>'
+                       '<label for="method-all">every method</label>')
+        for i, method in enumerate(methods):
+            filters.append(f'<input type="radio" name="method" id="method-{i}"><label for="method-{i}">'
+                           f'{_esc(method)}</label>')
+            rules.append(f"#method-{i}:checked~.items .item:not(.m{i}){{display:none}}")
+    items = "".join(_item_html(r, methods.index(str(r.get("method", "")))) for r in records)
+    return "".join(rules), f'<section class="drill">{"".join(filters)}<div class="items">{items}</div></section>'
+
+
+def _text(value: Any, limit: int | None = None) -> str:
+    """A value as escaped text; cut at ``limit`` characters with a note of how much was left out."""
+    text = value if isinstance(value, str) else ("" if value is None else json.dumps(value, ensure_ascii=False,
+                                                                                    default=str))
+    if limit is not None and len(text) > limit:
+        more = len(text) - limit
+        return _esc(text[:limit]) + f'<span class="muted">… ({more} more characters in items.jsonl)</span>'
+    return _esc(text)
+
+
+def _item_html(r: dict[str, Any], method_index: int) -> str:
+    correct = r.get("correct")
+    mark, css = ("–", "") if correct is None else (("✓", "ok") if correct else ("✗", "bad"))
+    outcome = r.get("outcome") or ("answered" if r.get("ok", True) else "error")
+    classes = ["item", f"m{method_index}"] + (["wrong"] if correct is False else []) \
+        + (["failed"] if not r.get("ok", True) else [])
+    flag = f' <span class="flag">{_esc(outcome)}</span>' if outcome != "answered" else ""
+    tokens = _int(r.get("prompt_tokens")) + _int(r.get("completion_tokens"))
+    value = r.get("value")
+    shown = clip(value if value is not None else "–", 40)
+    summary = (f'<span class="mark {css}">{mark}</span><code>{_esc(r.get("item_id", ""))}</code> · '
+               f'{_esc(r.get("method", ""))} · {_esc(_short(_model_label(str(r.get("model", ""))), 24))} · '
+               f'{_esc(clip(r.get("question", ""), 110))} → <b>{_esc(shown)}</b>'
+               f'{flag} <span class="muted">{_n(r.get("latency"))} s · {tokens} tokens</span>')
+    gold = r.get("gold") if isinstance(r.get("gold"), list) else [r.get("gold", "")]
+    rows = [
+        ("question", f'<span class="text">{_text(r.get("question", ""))}</span>'),
+        ("gold", " <b>|</b> ".join(f'<span class="text">{_text(g)}</span>' for g in gold) or "–"),
+        ("extracted answer", _text(value) if value is not None else '<span class="muted">none</span>'),
+        ("answer", f'<span class="text">{_text(r.get("answer", ""))}</span>'),
+        ("outcome", _outcome_html(outcome, r.get("error"))),
+        ("scores", _scores_html(r.get("scores"))),
+        ("model", _esc(r.get("model", ""))),
+    ]
+    body = "".join(f"<dt>{name}</dt><dd>{html_}</dd>" for name, html_ in rows)
+    trace = r.get("trace")
+    trace_html = _trace_html(trace) if isinstance(trace, list) and trace else '<p class="muted">no trace recorded</p>'
+    return (f'<details class="{" ".join(classes)}"><summary>{summary}</summary><div class="item-body"><dl>{body}</dl>'
+            f"<h4>Trace</h4>{trace_html}</div></details>")
+
+
+def _outcome_html(outcome: str, error: Any) -> str:
+    if not error:
+        return _esc(outcome)
+    if str(error).startswith(outcome):  # "no answer: ..." says it already
+        return f'<span class="text">{_text(error)}</span>'
+    return f'{_esc(outcome)}: <span class="text">{_text(error)}</span>'
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _n(value: Any, digits: int = 2) -> str:
+    """:func:`_num` of a value read from a record, which may be anything."""
+    return _num(value if isinstance(value, (int, float)) and not isinstance(value, bool) else None, digits)
+
+
+def _scores_html(scores: Any) -> str:
+    if not isinstance(scores, dict) or not scores:
+        return '<span class="muted">none</span>'
+    rows = []
+    for name, score in scores.items():
+        score = score if isinstance(score, dict) else {}
+        passed = score.get("passed")
+        verdict = "–" if passed is None else ("✓ pass" if passed else "✗ fail")
+        detail = _text(score.get("detail", ""))
+        if score.get("missing"):
+            detail += ' <span class="muted">(missing)</span>'
+        rows.append(f"<tr><td>{_esc(name)}</td><td>{_n(score.get('value'), 3)}</td><td>{verdict}</td>"
+                    f'<td class="text">{detail}</td></tr>')
+    return "<table><tr><th>scorer</th><th>value</th><th></th><th>explanation</th></tr>" + "".join(rows) + "</table>"
+
+
+def _trace_html(trace: Sequence[Any]) -> str:
+    """The run's events as a list: plan, searches, chains, rejections, each step with its tool call and value, tool
+    calls, votes, the critic's verdicts, failures."""
+    items: list[str] = []
+    args: dict[tuple[str, str], Any] = {}
+    for event in trace:
+        if not isinstance(event, dict):
+            continue
+        line = _event_html(event, args)
+        if line:
+            items.append(f"<li>{line}</li>")
+    return f'<ol class="trace">{"".join(items)}</ol>' if items else '<p class="muted">no trace recorded</p>'
+
+
+def _call(tool: Any, arguments: Any) -> str:
+    if isinstance(arguments, dict):
+        inner = ", ".join(f"{_esc(k)}={_text(v, 500)}" for k, v in arguments.items())
+    else:
+        inner = _text(arguments, 500)
+    return f"{_esc(tool)}({inner})"
+
+
+def _event_html(e: dict[str, Any], args: dict[tuple[str, str], Any]) -> str:
+    kind = e.get("kind")
+    sample = e.get("sample") or 0
+    tag = f" (sample {_esc(sample + 1 if isinstance(sample, int) else sample)})" if sample else ""
+    step = (str(sample), str(e.get("step_id")))
+    if kind == "run_started":
+        models = e.get("models") if isinstance(e.get("models"), dict) else {}
+        return (f'<span class="k">Started</span> {_esc(e.get("method", ""))} · '
+                + _esc(", ".join(sorted({str(m) for m in models.values()}))))
+    if kind == "plan":
+        subs = e.get("subquestions") if isinstance(e.get("subquestions"), list) else []
+        listed = "".join(f'<li>{_text(s.get("question", ""))} <span class="muted">({_esc(s.get("needs", "?"))})</span></li>'
+                         for s in subs if isinstance(s, dict))
+        return f'<span class="k">Plan</span><ol>{listed}</ol>'
+    if kind == "retrieval":
+        passages = e.get("passages") if isinstance(e.get("passages"), list) else []
+        listed = "".join(
+            f"<li>{_n(p.get('score'))} <b>{_esc(p.get('title') or p.get('source', ''))}</b> "
+            f"<code>{_esc(str(p.get('id', ''))[:12])}</code> {_text(p.get('text', ''), 300)}</li>"
+            for p in passages if isinstance(p, dict))
+        listed = listed or "<li>no passages</li>"
+        return f'<span class="k">Retrieve</span> “{_text(e.get("query", ""))}”<ul>{listed}</ul>'
+    if kind == "chain":
+        attempt = e.get("attempt", 0)
+        attempt = attempt + 1 if isinstance(attempt, int) else attempt
+        return (f'<span class="k">Chain</span> attempt {_esc(attempt)}{tag}, {_esc(e.get("form", ""))} form'
+                f'<pre>{_text(e.get("text", ""), _TRACE_CHARS)}</pre>')
+    if kind == "replan":
+        errors = e.get("errors") if isinstance(e.get("errors"), list) else []
+        return (f'<span class="k err">Rejected</span>{tag}<ul>'
+                + "".join(f'<li class="text">{_text(x, 1000)}</li>' for x in errors) + "</ul>")
+    if kind == "step_started":
+        args[step] = e.get("args")
+        return ""
+    if kind == "step_finished":
+        ok = e.get("status") == "ok"
+        if ok:
+            result = _text(e.get("value"), 1000)
+        else:
+            result = f'<span class="err">{_esc(e.get("status"))}: {_text(e.get("error"), 1000)}</span>'
+        started, ended = e.get("started"), e.get("ended")
+        timed = isinstance(started, (int, float)) and isinstance(ended, (int, float))
+        ms = f" · {(ended - started) * 1000:.0f} ms" if timed else ""
+        call = _call(e.get("tool", ""), args.get(step, {}))
+        return (f'<span class="k">Step {_esc(e.get("step_id", ""))}</span>{tag} = {call} → {result}'
+                f'<span class="muted">{ms}</span>')
+    if kind == "tool_call":
+        css = "err text" if e.get("is_error") else "text"
+        return (f'<span class="k">Tool</span> {_call(e.get("tool", ""), e.get("args", {}))} → '
+                f'<span class="{css}">{_text(e.get("result", ""), _TRACE_CHARS)}</span>')
+    if kind == "vote":
+        counts = e.get("counts") if isinstance(e.get("counts"), dict) else {}
+        return (f'<span class="k">Vote</span> ' + _esc(", ".join(f"{k}: {v}" for k, v in counts.items()))
+                + f" → {_esc(e.get('winner'))}")
+    if kind == "critique":
+        reasons = e.get("reasons") if isinstance(e.get("reasons"), list) else []
+        verdict = str(e.get("verdict", ""))
+        css = "" if verdict == "accept" else " err"
+        return (f'<span class="k{css}">Critic: {_esc(verdict)}</span><ul>'
+                + "".join(f'<li class="text">{_text(x, 1000)}</li>' for x in reasons) + "</ul>")
+    if kind == "usage":
+        return (f'<span class="muted">{_esc(e.get("agent", ""))}: {_esc(e.get("prompt_tokens"))}+'
+                f'{_esc(e.get("completion_tokens"))} tokens, {_n(e.get("seconds"), 1)} s</span>')
+    if kind == "run_failed":
+        hint = f' <span class="muted">fix: {_text(e.get("hint"))}</span>' if e.get("hint") else ""
+        return f'<span class="k err">Failed</span> <span class="text">{_text(e.get("error", ""))}</span>{hint}'
+    if kind == "run_finished":
+        seconds = e.get("seconds")
+        took = f" in {seconds:.1f} s" if isinstance(seconds, (int, float)) else ""
+        if e.get("ok", True):
+            return f'<span class="k">Finished</span>{took}'
+        if e.get("reason"):
+            return f'<span class="k err">No answer</span>{took}: <span class="text">{_text(e.get("reason"))}</span>'
+        return f'<span class="k err">Stopped</span>{took}'
+    return ""
 
 
 def write_reports(run_dir: Path, records: Sequence[dict[str, Any]], *, run_id: str) -> dict[str, Any]:
