@@ -55,6 +55,8 @@ class Critic(RoleAgent):
             verdict = Verdict(verdict="accept", reasons=[agreed])
         elif not state.settings.coa.use_critic:
             verdict = Verdict(verdict="accept", reasons=["critic disabled (coa.use_critic = false)"])
+        elif state.settings.coa.use_critic == "auto" and (evident := self.self_evident()) is not None:
+            verdict = Verdict(verdict="accept", reasons=[f"critic not asked (coa.use_critic = auto): {evident}"])
         else:
             verdict = await self.judge(cancellation_token)
         outcome, reasons = verdict.verdict, list(verdict.reasons)
@@ -80,6 +82,21 @@ class Critic(RoleAgent):
         # The graph routes on this message (workflows/team.py): "verdict: revise" back to the reasoner, anything else
         # on to the writer, which reports that there is no answer when the chain was rejected.
         return f"verdict: {outcome}"
+
+    def self_evident(self) -> str | None:
+        """Why the chosen chain needs no model judgement, or None. It reified cleanly (``mechanical_problems`` came
+        first) and either computes with the calculator alone, or answers with retrieved text."""
+        chosen = self.state.chosen
+        if chosen is None or chosen.chain is None:
+            return None
+        tools = {step.tool for step in chosen.chain.steps}
+        if tools <= {"calculator"}:
+            return "an arithmetic chain that reified cleanly"
+        answer_step = next((s for s in chosen.chain.steps if s.id == chosen.chain.answer), None)
+        if tools <= {"calculator", "search_knowledge"} and answer_step is not None and \
+                answer_step.tool == "search_knowledge":
+            return "the answer is retrieved text, which the writer cites"
+        return None
 
     def agreement(self) -> str | None:
         """Independent samples that agree on the answer are stronger evidence than one more model judgement."""

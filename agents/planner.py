@@ -38,10 +38,12 @@ class Planner(RoleAgent):
         self.client = client
 
     def needs_model(self) -> bool:
-        """``coa.plan = auto``: a plan pays for itself when there is knowledge to search or a conversation to
-        resolve; a self-contained question (arithmetic) goes to the reasoner as it is."""
+        """``coa.plan = auto``: a plan pays for itself when there is a conversation to resolve ("and its
+        inventor?"). Otherwise the question goes to the reasoner as it is: the retriever searches it, and the chain
+        writes its own lookups (a two-hop question is two ``search_knowledge`` steps), so a separate plan would cost a
+        model call to say what the chain says again."""
         mode = self.state.settings.coa.plan
-        return mode == "always" or (mode == "auto" and (self.state.collection is not None or bool(self.state.history)))
+        return mode == "always" or (mode == "auto" and bool(self.state.history))
 
     async def act(self, cancellation_token: CancellationToken) -> str:
         state = self.state

@@ -41,6 +41,7 @@ class Sample:
     answer: str | None
     tokens: int = 0
     seconds: float = 0.0
+    calls: int = 0
 
 
 @dataclass
@@ -65,7 +66,7 @@ def load_items(run_dir: Path, method: str) -> dict[str, Item]:
         if record.get("method") != method:
             continue
         item = Item(record["item_id"], [str(g) for g in record.get("gold", [])])
-        pending_tokens, pending_seconds = 0, 0.0
+        pending_tokens, pending_seconds, pending_calls = 0, 0.0, 0
         by_sample: dict[int, Sample] = {}
         answers: list[str | None] = []
         for event in record.get("trace", []):
@@ -73,11 +74,13 @@ def load_items(run_dir: Path, method: str) -> dict[str, Item]:
             if kind == "usage" and event.get("agent") == "reasoner":
                 pending_tokens += int(event.get("completion_tokens") or 0)
                 pending_seconds += float(event.get("seconds") or 0.0)
+                pending_calls += int(event.get("calls") or 1)
             elif kind == "chain":  # the usage events before a drafted chain paid for it
                 sample = by_sample.setdefault(int(event.get("sample") or 0), Sample(event.get("form", "?"), None))
                 sample.tokens += pending_tokens
                 sample.seconds += pending_seconds
-                pending_tokens, pending_seconds = 0, 0.0
+                sample.calls += pending_calls
+                pending_tokens, pending_seconds, pending_calls = 0, 0.0, 0
             elif kind == "vote":
                 answers = list(event.get("answers") or [])
         if not by_sample:
@@ -142,8 +145,20 @@ def main() -> None:
     parser.add_argument("--order", help="draw order to replay, e.g. 1,0,2: the samples are independent draws (each "
                                         "greedy form's first sample does not depend on the others), so any order of "
                                         "them is a run that could have happened; warm samples should stay last")
+    parser.add_argument("--seconds-from", action="append", default=[],
+                        help="RUN_DIR:METHOD whose reasoner seconds replace sample 0's, when sample 0 was served from "
+                             "the response cache because that run drew it (repeatable: the first run that spent time "
+                             "on the item wins)")
     args = parser.parse_args()
     items = load_items(args.run_dir, args.method)
+    replaced: set[str] = set()
+    for source in args.seconds_from:
+        run, _, method = source.partition(":")  # run folders have no colon; methods may
+        for item_id, earlier in load_items(Path(run), method).items():
+            spent = sum(s.seconds for s in earlier.samples)
+            if item_id in items and item_id not in replaced and spent > 0.5 and items[item_id].samples:
+                items[item_id].samples[0].seconds = spent
+                replaced.add(item_id)
     if args.order:
         order = [int(i) for i in args.order.split(",")]
         for item in items.values():
@@ -154,21 +169,21 @@ def main() -> None:
     forms = [next((i.samples[j].form for i in items.values() if len(i.samples) > j), "?") for j in range(k)]
     other: dict[str, bool] = {}
     if args.against:
-        run, _, method = args.against.rpartition(":")
+        run, _, method = args.against.partition(":")
         for line in (Path(run) / "items.jsonl").read_text().splitlines():
             record = json.loads(line)
             if record.get("method") == method and record["item_id"] in items:
                 other[record["item_id"]] = bool(record.get("correct"))
     n = len(items)
     print(f"{n} items; samples in draw order: {', '.join(f'{j}: {f}' for j, f in enumerate(forms))}")
-    header = "| rule | accuracy | 95% CI | completion tokens / item | reasoner s / item |"
+    header = "| rule | accuracy | 95% CI | completion tokens / item | reasoner calls / item | reasoner s / item |"
     if other:
-        header += f" paired against `{args.against.rpartition(':')[2]}` ({sum(other.values())}/{len(other)}) |"
+        header += f" paired against `{args.against.partition(':')[2]}` ({sum(other.values())}/{len(other)}) |"
     print(header)
     print("|" + "---|" * header.count(" |"))
     weights = [float(w) for w in args.weights.split(",")]
     for name, rule in rules(k, weights):
-        right = tokens = 0
+        right = tokens = calls = 0
         seconds = 0.0
         only_this = only_other = 0
         for item in items.values():
@@ -177,12 +192,13 @@ def main() -> None:
             right += ok
             tokens += sum(s.tokens for s in drawn)
             seconds += sum(s.seconds for s in drawn)
+            calls += sum(s.calls for s in drawn)
             if item.item_id in other:
                 only_this += ok and not other[item.item_id]
                 only_other += other[item.item_id] and not ok
         low, high = wilson(right, n)
         row = f"| {name} | {100 * right / n:.1f}% ({right}/{n}) | {100 * low:.1f}–{100 * high:.1f}% | " \
-              f"{tokens / n:.0f} | {seconds / n:.1f} |"
+              f"{tokens / n:.0f} | {calls / n:.2f} | {seconds / n:.1f} |"
         if other:
             row += f" only this {only_this}, only other {only_other}, p = {mcnemar_exact(only_this, only_other):.2f} |"
         print(row)

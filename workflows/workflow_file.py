@@ -136,6 +136,7 @@ class EvalArgs(_Strict):
     models: list[str] = Field(default_factory=list, description="default: the workflow's models")
     scorers: list[str] = Field(default_factory=list)
     limit: int | None = Field(None, ge=1)
+    skip: int = Field(0, ge=0, description="leave out the first N items")
     seed: int | None = None
     concurrency: int = Field(4, ge=1, le=64)
     cache: bool = True

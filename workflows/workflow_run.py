@@ -237,7 +237,7 @@ class _Runner:
         dataset = f"{kind}:{self.policy.check(raw_path.strip(), f'{step_id}: data set')}"
         models = args["models"] or []
         config = EvalConfig(dataset=dataset, methods=args["methods"], models=models, scorers=args["scorers"],
-                            limit=args["limit"], seed=args["seed"], concurrency=args["concurrency"], cache=args["cache"],
+                            limit=args["limit"], skip=args["skip"], seed=args["seed"], concurrency=args["concurrency"], cache=args["cache"],
                             strict=args["strict"], collection=args["collection"], judge=args["judge"])
         result = await run_eval(config, self.settings, run_dir=self.step_dir(step_id), on_note=self.note,
                                 on_progress=self.on_eval_progress, client_factory=self.client_factory)

@@ -47,10 +47,11 @@ eval_app = typer.Typer(
 def eval_main(
     ctx: typer.Context,
     dataset: str | None = typer.Option(None, "--dataset", "-d", help="KIND:PATH; KIND = gsm8k, svamp, squad, hotpotqa or jsonl."),
-    method: list[str] = typer.Option([], "--method", help="Method(s) to run: coa, react, cot, direct (repeatable)."),
+    method: list[str] = typer.Option([], "--method", help="Method(s) to run: coa, cot, rag, react, direct; coa variants such as coa:k=3 (repeatable)."),
     model: list[str] = typer.Option([], "--model", "-m", help="Model spec(s), each runs every role (repeatable)."),
     scorer: list[str] = typer.Option([], "--scorer", help="numeric, exact_match, f1, contains, recall, correctness, faithfulness (repeatable; the first decides accuracy)."),
     limit: int | None = typer.Option(None, "--limit", "-n", min=1, help="Run only this many items."),
+    skip: int = typer.Option(0, "--skip", min=0, help="Leave out the first N items (e.g. --skip 100 -n 50: items 101-150)."),
     seed: int | None = typer.Option(None, "--seed", help="Sample the items at random with this seed (default: the first N)."),
     concurrency: int = typer.Option(4, "--concurrency", min=1, max=64, help="Units in flight (the embedded model always runs one at a time)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not use or fill the LLM response cache."),
@@ -70,7 +71,7 @@ def eval_main(
     from workflows.evaluation import EvalConfig
 
     config = EvalConfig(dataset=dataset or "jsonl:-", methods=method or ["cot"], models=model, scorers=scorer,
-                        limit=limit, seed=seed, concurrency=concurrency, cache=not no_cache, strict=strict,
+                        limit=limit, skip=skip, seed=seed, concurrency=concurrency, cache=not no_cache, strict=strict,
                         collection=collection, judge=judge, k=k)
     if resume and (dataset or method or model):
         err.print(f"[dim]resuming {escape(resume)}: its recorded data set, methods and models are used[/]")

@@ -32,7 +32,8 @@ async def test_coa_team_runs_end_to_end_on_the_embedded_model() -> None:
     # The demo collection was ingested on first use, and the optimiser note is among the top passages.
     assert any("optimisers" in p.source for r in retrieved for p in r.passages)
     finished = events[-1]
-    assert finished.usage["planner"]["calls"] == 1 and finished.usage["reasoner"]["calls"] >= 1
+    # `coa.plan = auto` asks the planner's model only in a conversation; the reasoner writes the lookups.
+    assert "planner" not in finished.usage and finished.usage["reasoner"]["calls"] >= 1
     # The tiny model may build no usable chain: then the run is honestly not ok, and says why (issue 17).
     answer = next(e for e in events if e.kind == "answer")
     verdict = [e for e in events if e.kind == "critique"][-1].verdict

@@ -61,7 +61,7 @@ async def test_method_model_collection_and_trace_commands(settings: Settings, st
         assert any(n.startswith("Models") and "critic: openai/gpt-4o-mini" in n and "/model ROLE SPEC" in n
                    for n in notices(app))
         await command(pilot, "/method")
-        assert any("Method: cot (choose from coa, cot, react, direct" in n for n in notices(app))
+        assert any("Method: cot (choose from coa, cot, rag, react, direct" in n for n in notices(app))
 
         await command(pilot, "/collection notes")
         assert app.settings.collection == "notes" and app.status_bar.state.collection == "notes"
@@ -173,7 +173,7 @@ async def test_help_screen_lists_every_binding_and_command(settings: Settings, s
         text = console.export_text()
         for c in SLASH_COMMANDS:
             assert f"/{c.name}" in text
-        assert "[coa|cot|react|direct]" in text
+        assert "[coa|cot|rag|react|direct]" in text
 
 
 async def test_palette_runs_actions(settings: Settings, store: SessionStore, tmp_path: Path) -> None:

@@ -408,3 +408,15 @@ def test_outcome_and_statistics_come_from_events_only() -> None:
     assert (stats["llm_calls"], stats["prompt_tokens"], stats["completion_tokens"]) == (3, 40, 25)
     assert (stats["tool_calls"], stats["replans"], stats["critic_rounds"]) == (3, 1, 2)
     assert stats["latency"] == 1.5 and stats["ok"] is True
+
+
+def test_skip_leaves_out_the_first_items_for_a_held_out_check() -> None:
+    from workflows.evaluation.datasets import Item, select_items
+
+    items = [Item(id=str(n), question=f"q{n}", answers=(str(n),)) for n in range(1, 11)]
+    assert [i.id for i in select_items(items, skip=3, limit=4)] == ["4", "5", "6", "7"]
+    assert [i.id for i in select_items(items, skip=8)] == ["9", "10"]
+    assert select_items(items, skip=20) == []
+    assert [i.id for i in select_items(items, limit=2)] == ["1", "2"]
+    with pytest.raises(ValueError):
+        EvalConfig(dataset="gsm8k:x.jsonl", skip=-1)

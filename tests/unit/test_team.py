@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import pytest
-from autogen_core.models import ModelInfo
+from autogen_core.models import CreateResult, ModelInfo
 from autogen_ext.models.replay import ReplayChatCompletionClient
 from langchain_core.tools import StructuredTool
 
@@ -28,6 +29,17 @@ PLAN = json.dumps({"subquestions": [
     {"question": "What do 12 pens cost?", "needs": "calculation", "query": ""},
     {"question": "What is the change from 50 dollars?", "needs": "calculation", "query": ""},
 ]})
+
+
+class WholeStream(ReplayChatCompletionClient):
+    """Streams each scripted reply as one chunk: the replay client's own stream splits on whitespace and would join
+    a program's lines into one."""
+
+    async def create_stream(self, messages: Any, **kwargs: Any) -> AsyncGenerator[str | CreateResult, None]:
+        kwargs.pop("include_usage", None)
+        result = await self.create(messages, **kwargs)
+        yield str(result.content)
+        yield result
 
 
 def chain(*steps: tuple[str, str, str, dict[str, Any]], answer: str) -> str:
@@ -60,9 +72,10 @@ def failing_tool() -> StructuredTool:
 
 async def run(script: list[str], *, question: str = PENS, tools: dict[str, Any] | None = None,
               info: ModelInfo = JSON_INFO, method_spec: str = "coa", **settings: Any) -> tuple[list[Event], ReplayChatCompletionClient]:
-    client = ReplayChatCompletionClient(script, model_info=info)
-    # These scripts open with a plan; `coa.plan = auto` would skip the planner for a question without a collection.
-    settings["coa"] = {"plan": "always", **settings.get("coa", {})}
+    client = WholeStream(script, model_info=info)
+    # These scripts open with a plan, write JSON chains and script the critic's verdicts: the defaults (plan auto,
+    # program form, critic auto) would skip the planner and the critic and expect a program.
+    settings["coa"] = {"plan": "always", "form": "auto", "use_critic": True, **settings.get("coa", {})}
     ctx = await build_context(
         question, load_settings(**settings), method=method_spec,
         clients={role: client for role in ("planner", "retriever", "reasoner", "critic")},
@@ -87,7 +100,7 @@ async def test_accept_on_first_try_answers_14() -> None:
     assert k[0] == "run_started" and k[-1] == "run_finished"
     assert k.index("plan") < k.index("chain") < k.index("step_started") < k.index("critique") < k.index("answer")
     assert answer(events).value == "14"
-    assert "**Answer: 14**" in answer(events).text
+    assert answer(events).text.endswith("Answer: 14") and answer(events).text.count("Answer: 14") == 1
     steps = [e for e in events if e.kind == "step_finished"]
     assert [(s.step_id, s.value, s.status) for s in steps] == [("y1", "36", "ok"), ("y2", "14", "ok")]
     finished = events[-1]
@@ -268,10 +281,12 @@ KNOWLEDGE_PLAN = json.dumps({"subquestions": [
     {"question": "What does Adam combine?", "needs": "knowledge", "query": "Adam optimiser combines"}]})
 
 
-async def run_with_store(script: list[str], question: str) -> tuple[list[Event], FixedStore]:
-    client = ReplayChatCompletionClient(script, model_info=JSON_INFO)
+async def run_with_store(script: list[str], question: str, **coa: Any) -> tuple[list[Event], FixedStore]:
+    client = WholeStream(script, model_info=JSON_INFO)
     store = FixedStore()
-    ctx = await build_context(question, load_settings(), method="coa",
+    # Scripted as plan, JSON chain, verdict, answer unless ``coa`` says otherwise (the defaults skip two of them).
+    coa = {"plan": "always", "form": "auto", "use_critic": True, **coa}
+    ctx = await build_context(question, load_settings(coa=coa), method="coa",
                               clients={role: client for role in ("planner", "retriever", "reasoner", "critic")},
                               tools={"calculator": calculator_tool(), "search_knowledge": search_tool(store)})
     ctx.store = store
@@ -300,6 +315,33 @@ async def test_retrieval_with_citations() -> None:
     deltas = "".join(e.text for e in events if e.kind == "answer_delta")
     assert deltas.strip() == final.text
     assert "writer" in events[-1].usage
+
+
+async def test_by_default_a_knowledge_question_takes_two_model_calls() -> None:
+    """No planner call (the chain writes its own lookup), no critic call (the answer is retrieved text, which the
+    writer cites): the reasoner's program and the writer's answer."""
+    program = '```python\n# what Adam combines\nadam = search_knowledge("Adam combines")\nanswer = adam\n```'
+    events, store = await run_with_store([program, "Adam combines momentum with RMSprop-style scaling [1]."],
+                                         "What does Adam combine?", plan="auto", form="program", use_critic="auto")
+    assert store.queries[0] == "What does Adam combine?", "the retriever searched the question itself"
+    assert set(events[-1].usage) == {"reasoner", "writer"}
+    assert all(events[-1].usage[role]["calls"] == 1 for role in ("reasoner", "writer"))
+    critique = next(e for e in events if e.kind == "critique")
+    assert critique.verdict == "accept" and "critic not asked" in critique.reasons[0]
+    final = answer(events)
+    assert final.text.startswith("Adam combines momentum") and [s.id for s in final.sources] == ["c1"]
+    assert events[-1].ok
+
+
+async def test_by_default_an_arithmetic_question_takes_one_model_call() -> None:
+    program = "```python\ncost = 3 * 12\nchange = 50 - cost\nanswer = change\n```"
+    events, _ = await run([program], coa={"plan": "auto", "form": "program", "use_critic": "auto"})
+    assert answer(events).value == "14" and set(events[-1].usage) == {"reasoner"}
+    critique = next(e for e in events if e.kind == "critique")
+    assert "an arithmetic chain that reified cleanly" in critique.reasons[0]
+    # Asked explicitly, the critic's model still judges it.
+    events, _ = await run([program, ACCEPT], coa={"plan": "auto", "form": "program", "use_critic": True})
+    assert set(events[-1].usage) == {"reasoner", "critic"}
 
 
 async def test_no_valid_chain_still_answers_from_passages_and_says_so() -> None:

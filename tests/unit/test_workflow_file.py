@@ -28,7 +28,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "workflows"
         ("name: w\nsteps:\n  - ask: {question: q}\n    eval: {dataset: 'gsm8k:x'}\n", "wf.yaml:3:5: steps[0]",
          "a step needs exactly one of"),
         ("name: w\nsteps:\n  - ask:\n      question: q\n      method: magic\n", "wf.yaml:5:7: steps[0].ask.method",
-         "unknown method 'magic'; use one of: coa, cot, react, direct"),
+         "unknown method 'magic'; use one of: coa, cot, rag, react, direct"),
         ("name: w\nsteps:\n  - batch:\n      questions: ${steps.qa.output}\n  - id: qa\n    synthesize: {n: 3}\n",
          "wf.yaml:4:7: steps[0].batch.questions", "${steps.qa.output} refers to a later step"),
         ("name: w\nsteps:\n  - id: qa\n    synthesize: {n: 3}\n  - batch:\n      questions: ${qa.answer}\n",

@@ -341,11 +341,14 @@ def load_dataset(spec: str, *, strict: bool = False) -> Dataset:
     return data
 
 
-def select_items(items: list[Item], *, limit: int | None = None, seed: int | None = None) -> list[Item]:
-    """The first ``limit`` items, or with a ``seed`` a reproducible random sample of them."""
+def select_items(items: list[Item], *, limit: int | None = None, seed: int | None = None,
+                 skip: int = 0) -> list[Item]:
+    """The first ``limit`` items after the first ``skip`` (held-out items for checking a choice made on the first
+    ones), or with a ``seed`` a reproducible random sample of them."""
     chosen = list(items)
     if seed is not None:
         chosen = random.Random(seed).sample(chosen, len(chosen))
+    chosen = chosen[max(0, skip):]
     if limit is not None:
         chosen = chosen[: max(0, limit)]
     return chosen

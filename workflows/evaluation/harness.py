@@ -52,6 +52,7 @@ class EvalConfig(BaseModel):
     models: list[str] = Field(default_factory=list, description="model specs; empty = the configured roles")
     scorers: list[str] = Field(default_factory=list, description="empty = the data set's defaults")
     limit: int | None = Field(None, ge=1)
+    skip: int = Field(0, ge=0, description="leave out the first N items (run items N+1 ...)")
     seed: int | None = None
     concurrency: int = Field(4, ge=1, le=64)
     cache: bool = True
@@ -198,7 +199,7 @@ async def _resolve(config: EvalConfig, settings: Settings, on_note: Callable[[st
 
     _validate(config)
     dataset = load_dataset(config.dataset, strict=config.strict)
-    items = select_items(dataset.items, limit=config.limit, seed=config.seed)
+    items = select_items(dataset.items, limit=config.limit, seed=config.seed, skip=config.skip)
     has_gold = any(i.gold_ids for i in items)
     numeric = all(i.answer_kind == "number" for i in items)
     scorers = resolve_scorers(config.scorers) or default_scorers(dataset.kind, numeric=numeric, has_gold_ids=has_gold)
