@@ -182,6 +182,7 @@ def main() -> None:
     print(header)
     print("|" + "---|" * header.count(" |"))
     weights = [float(w) for w in args.weights.split(",")]
+    failures: dict[str, Counter[str]] = {}
     for name, rule in rules(k, weights):
         right = tokens = calls = 0
         seconds = 0.0
@@ -190,6 +191,11 @@ def main() -> None:
             answer, drawn = rule(item.samples)
             ok = item.right(answer)
             right += ok
+            if not ok:
+                failures.setdefault(name, Counter())[
+                    "no drawn chain gave a value" if all(s.answer is None for s in drawn)
+                    else "a drawn chain had the gold answer, the vote chose another"
+                    if any(item.right(s.answer) for s in drawn) else "every drawn value is wrong"] += 1
             tokens += sum(s.tokens for s in drawn)
             seconds += sum(s.seconds for s in drawn)
             calls += sum(s.calls for s in drawn)
@@ -202,6 +208,10 @@ def main() -> None:
         if other:
             row += f" only this {only_this}, only other {only_other}, p = {mcnemar_exact(only_this, only_other):.2f} |"
         print(row)
+    print()
+    for name, counts in failures.items():
+        if name.startswith("early stop"):
+            print(f"failures of {name}: " + "; ".join(f"{why}: {n}" for why, n in counts.most_common()))
 
 
 if __name__ == "__main__":

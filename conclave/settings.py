@@ -151,6 +151,9 @@ class Settings(_Frozen):
     chroma_url: str | None = None
     chunk_size: int = Field(800, ge=100, le=20000)
     chunk_overlap: int = Field(100, ge=0, le=5000)
+    log_answers: bool = True
+    """Keep every ``ask`` and chat answer in ``CONCLAVE_HOME/logs.sqlite`` (``conclave logs``); ``ask --no-log``
+    skips one."""
     top_k: int = Field(4, ge=1, le=50)
     ollama_host: str = "http://127.0.0.1:11434"
     openai_base_url: str | None = None

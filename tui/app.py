@@ -328,6 +328,8 @@ class ConclaveApp(App[None]):
                                        trace=[e.to_dict() for e in events if not isinstance(e, AnswerDelta)])
             except ConclaveError as exc:  # shown, not lost silently: the answer stays on screen
                 self.show_error(exc, title="Cannot save the answer")
+            if outcome != "cancelled":
+                self._log_answer(text, content, outcome == "ok", meta, events, session_id)
             view.events = events
             await view.finish(None)
             view.set_heading(answer_heading(meta), status=outcome)
@@ -336,6 +338,26 @@ class ConclaveApp(App[None]):
             self.call_after_refresh(self.refresh_bindings)
             if outcome == "cancelled":
                 self.notify("Answer cancelled.", severity="warning")
+
+    def _log_answer(self, question: str, content: str, ok: bool, meta: dict[str, Any], events: list[Event],
+                    session_id: str) -> None:
+        """Add a finished answer to the answer log (`conclave logs`); said once when the log cannot be written."""
+        from conclave.logs import LogRecord, log_answer
+
+        if not self.settings.log_answers:
+            return
+
+        value = meta.get("value")
+        record = LogRecord(
+            question=question, answer=content, ok=ok, method=str(meta.get("method") or ""),
+            model=str(self.models.get("reasoner") or ""), value=None if value is None else str(value),
+            error=meta.get("error"), models=dict(self.models), usage=dict(meta.get("usage") or {}),
+            seconds=meta.get("seconds"), trace=[e.to_dict() for e in events if not isinstance(e, AnswerDelta)],
+            origin="chat", session=session_id)
+        problem = log_answer(self.settings, record)
+        if problem is not None and not getattr(self, "_log_warned", False):
+            self._log_warned = True
+            self.show_error(problem, title="Logging is off")
 
     def action_cancel(self) -> None:
         """Cancel the answer in progress; otherwise copy the input's selection, or say how to quit."""

@@ -74,34 +74,84 @@ def ask(
     samples: int | None = typer.Option(None, "--samples", min=1, max=16, help="CoA: chains to sample and vote on."),
     trace: bool = typer.Option(False, "--trace", help="Print the agents' trace as it happens."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object: answer, model, usage, timings, trace."),
+    as_jsonl: bool = typer.Option(False, "--jsonl", help="Stream every run event as one JSON line on stdout, ending with run_finished."),
+    no_log: bool = typer.Option(False, "--no-log", help="Do not add this answer to the log (`conclave logs`)."),
 ) -> None:
-    """Answer a question, streaming the answer, then the model and token usage.
+    """Answer a question, streaming the answer, then the model and token usage; the stage and elapsed time show on
+    stderr while it runs (in a terminal). Every answer is logged (see `conclave logs`) unless --no-log.
 
     Exit status: 0 answered, 1 no answer or a failed run (--json: "ok": false), 2 bad usage, 130 interrupted."""
-    from conclave.cli.render import TraceRenderer
+    from conclave.cli.render import AskProgress, TraceRenderer
 
-    if question is None:
-        question = _question_from_stdin(ctx)
+    if as_json and as_jsonl:
+        ctx.fail("--json and --jsonl cannot be used together: --json prints one object at the end, --jsonl streams "
+                 "every event.")
+    quiet = as_json or as_jsonl
+    renderer = TraceRenderer(out, err, trace=trace and not quiet, stream=not quiet)
+    progress = AskProgress(err, enabled=not quiet and err.is_terminal)
+    try:
+        if question is None:
+            question = _question_from_stdin(ctx)
 
-    # A variant (coa:k=5) is resolved by build_context; settings hold only the plain method name.
-    overrides: dict[str, Any] = {"model": model, "method": method if method and ":" not in method else None,
-                                 "collection": collection}
-    if samples is not None:
-        from conclave.settings import load_settings
+        # A variant (coa:k=5) is resolved by build_context; settings hold only the plain method name.
+        overrides: dict[str, Any] = {"model": model, "method": method if method and ":" not in method else None,
+                                     "collection": collection}
+        if samples is not None:
+            from conclave.settings import load_settings
 
-        base = load_settings()
-        overrides["coa"] = {**base.coa.model_dump(), "samples": samples}
-    settings = settings_from_cli(**overrides)
-    renderer = TraceRenderer(out, err, trace=trace and not as_json, stream=not as_json)
-    result = asyncio.run(_ask(question, settings, renderer, method))
+            base = load_settings()
+            overrides["coa"] = {**base.coa.model_dump(), "samples": samples}
+        settings = settings_from_cli(**overrides)
+        result = asyncio.run(_ask(question, settings, renderer, method, progress=progress, jsonl=as_jsonl))
+    except KeyboardInterrupt:
+        progress.stop()
+        _cancelled(streaming=renderer._streaming)
+        raise  # only when _cancelled's exit was replaced (tests)
+    finally:
+        progress.stop()
+    failure = result.pop("failure", None)
+    if not no_log and settings.log_answers:
+        _log(settings, result, failure)
+    if failure is not None:
+        raise ConclaveError(failure["error"], hint=failure["hint"])
     if as_json:
         typer.echo(json.dumps(result, ensure_ascii=False))
     if not result["ok"]:
-        if not as_json:  # --json says it with "ok": false and "error"
+        if not quiet:  # --json says it with "ok": false and "error"; --jsonl with run_finished's "ok" and "reason"
             err.print(f"[bold red]error:[/] {escape_markup(result['error'] or 'no answer')}")
             err.print("  [bold]fix:[/] see why with --trace; another method (--method cot) or a larger model "
                       "(--model ollama/NAME) may answer")
         raise typer.Exit(1)
+
+
+def _log(settings: Any, result: dict[str, Any], failure: dict[str, Any] | None) -> None:
+    """Add the answer to the log; when the log cannot be written, one warning line on stderr (the answer stands)."""
+    from conclave.logs import log_answer, record_from_ask
+
+    problem = log_answer(settings, record_from_ask(result, failure=failure))
+    if problem is not None:
+        fix = f"; fix: {problem.hint}" if problem.hint else ""
+        err.print(f"[yellow]warning:[/] logging is off: {escape_markup(problem.message)}{escape_markup(fix)} "
+                  "(or pass --no-log)")
+
+
+def _cancelled(*, streaming: bool = False, exit: Any = os._exit) -> None:
+    """Ctrl-C during ``ask``: one line, ``cancelled``, on stderr, and exit 130 at once.
+
+    ``os._exit``: the interpreter is not torn down around a model thread still in native code (loading or generating),
+    which can hang or crash it after the answer was abandoned; nothing of an unfinished ``ask`` needs saving."""
+    try:
+        if streaming:
+            sys.stdout.write("\n")
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        pass
+    try:
+        sys.stderr.write("cancelled\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+    exit(130)
 
 
 def _question_from_stdin(ctx: typer.Context) -> str:
@@ -115,23 +165,31 @@ def _question_from_stdin(ctx: typer.Context) -> str:
     return text.strip()
 
 
-async def _ask(question: str, settings: Any, renderer: Any, method: str | None = None) -> dict[str, Any]:
+async def _ask(question: str, settings: Any, renderer: Any, method: str | None = None, *, progress: Any = None,
+               jsonl: bool = False) -> dict[str, Any]:
+    """Run one question; the ``--json`` result, with ``failure`` ({error, hint}) when the run failed."""
     from workflows.runner import build_context, run_question, total_usage
 
+    if progress is not None:
+        progress.start()
     ctx = await build_context(question, settings, method=method)
     events = []
     async for event in run_question(ctx):
         events.append(event)
-        renderer.handle(event)
+        if jsonl:
+            sys.stdout.write(json.dumps(event.to_dict(), ensure_ascii=False, default=str) + "\n")
+            sys.stdout.flush()
+        if progress is not None:
+            progress.handle(event, renderer.handle)
+        else:
+            renderer.handle(event)
     finished = events[-1]
     answer_event = next((e for e in reversed(events) if e.kind == "answer"), None)
     failure = next((e for e in events if e.kind == "run_failed"), None)
-    if failure is not None:
-        raise ConclaveError(failure.error, hint=failure.hint)  # type: ignore[attr-defined]
     usage = finished.usage  # type: ignore[attr-defined]
-    return {
-        "ok": finished.ok,  # type: ignore[attr-defined]
-        "error": finished.reason,  # type: ignore[attr-defined]
+    result = {
+        "ok": finished.ok and failure is None,  # type: ignore[attr-defined]
+        "error": failure.error if failure is not None else finished.reason,  # type: ignore[attr-defined]
         "question": ctx.question,
         "answer": answer_event.text if answer_event else "",  # type: ignore[attr-defined]
         "value": answer_event.value if answer_event else None,  # type: ignore[attr-defined]
@@ -143,6 +201,9 @@ async def _ask(question: str, settings: Any, renderer: Any, method: str | None =
         "timings": {"seconds": round(finished.seconds, 3)},  # type: ignore[attr-defined]
         "trace": [e.to_dict() for e in events],
     }
+    if failure is not None:
+        result["failure"] = {"error": failure.error, "hint": failure.hint}  # type: ignore[attr-defined]
+    return result
 
 
 # ------------------------------------------------------------------------------------------------ models
@@ -209,7 +270,7 @@ def config_show(as_json: bool = typer.Option(False, "--json", help="Print JSON."
 # ------------------------------------------------------------------------------------------------- edge
 def _register_subcommands() -> None:
     """Commands from other areas register themselves; a missing area must not break the rest."""
-    for module in ("conclave.cli.knowledge", "conclave.cli.chat", "conclave.cli.evaluate"):
+    for module in ("conclave.cli.knowledge", "conclave.cli.chat", "conclave.cli.evaluate", "conclave.cli.history"):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:

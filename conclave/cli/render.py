@@ -6,6 +6,7 @@ without terminal escape sequences (``escape`` here is :func:`conclave.terminal.e
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from rich.console import Console
 
@@ -118,3 +119,102 @@ class TraceRenderer:
             self._line(f"[dim]  {escape(data['agent'])}: {data['prompt_tokens']}+{data['completion_tokens']} tokens, {data['seconds']:.1f} s[/]")
         elif kind == "run_failed":
             self._line(f"[red]failed: {escape(data['error'])}[/]")
+
+
+# ------------------------------------------------------------------------------------------------ progress
+
+_ANSWERING = ("answer_delta", "answer", "run_finished", "run_failed")
+
+
+def stage_of(event: Event, method: str = "") -> str | None:
+    """What the run is doing after ``event``: None once the answer is under way or the run is over, "" when the
+    event does not change the stage (usage and the like)."""
+    data = event.to_dict()
+    kind = event.kind
+    coa = method.startswith("coa")
+    if kind in _ANSWERING:
+        return None
+    if kind == "run_started":
+        return "planner planning" if coa else f"{data['method']}: model answering"
+    if kind == "plan":
+        needs = {str(s.get("needs")) for s in data["subquestions"]}
+        return "retriever searching" if "knowledge" in needs else "reasoner writing the chain"
+    if kind == "retrieval":
+        return "reasoner writing the chain" if coa else "model answering"
+    if kind == "chain":
+        return "running the chain's tools"
+    if kind == "replan":
+        return "reasoner rewriting the chain"
+    if kind == "step_started":
+        return f"tool {safe_text(data['tool'])} running"
+    if kind == "step_finished":
+        return "running the chain's tools"
+    if kind == "vote":
+        return "writing the answer"
+    if kind == "critique":
+        return "reasoner revising the chain" if data["verdict"] == "revise" else "writing the answer"
+    if kind == "tool_call":
+        return f"model reading what {safe_text(data['tool'])} returned"
+    return ""  # usage and the like: the stage goes on
+
+
+class AskProgress:
+    """A spinner with the run's stage and elapsed time, on ``console`` (stderr) only, e.g.
+    ``reasoner writing the chain · 12 s``.
+
+    Off unless ``enabled`` (the CLI enables it only when stderr is a terminal and neither --json nor --jsonl is
+    given). It is a transient Rich Live that never redirects stdout: it is taken down before anything is printed
+    for an event (the trace, the answer) and put back after, and stops for good when the answer starts."""
+
+    def __init__(self, console: Console, *, enabled: bool, method: str = "", clock: Any = None):
+        import time
+
+        from rich.spinner import Spinner
+
+        self.console = console
+        self.enabled = enabled
+        self.method = method
+        self._clock = clock or time.monotonic
+        self._started = self._clock()
+        self.stage = "loading the model"
+        self._spinner = Spinner("dots", text="")
+        self._live: Any = None
+        self._done = False
+
+    def text(self) -> str:
+        return f"{self.stage} · {self._clock() - self._started:.0f} s"
+
+    def _render(self) -> Any:
+        self._spinner.update(text=escape(self.text()))
+        return self._spinner
+
+    def start(self) -> None:
+        if not self.enabled or self._done or self._live is not None:
+            return
+        from rich.live import Live
+
+        self._live = Live(console=self.console, get_renderable=self._render, refresh_per_second=4, transient=True,
+                          redirect_stdout=False, redirect_stderr=False)
+        self._live.start()
+
+    def pause(self) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+    def stop(self) -> None:
+        self._done = True
+        self.pause()
+
+    def handle(self, event: Event, render: Any) -> None:
+        """Show ``event`` with ``render`` (the TraceRenderer's handle) with the spinner out of the way."""
+        if event.kind == "run_started":
+            self.method = str(event.to_dict().get("method") or self.method)
+        self.pause()
+        render(event)
+        stage = stage_of(event, self.method)
+        if stage is None:
+            self.stop()
+            return
+        self.stage = stage or self.stage
+        self.start()

@@ -262,3 +262,23 @@ async def test_quitting_mid_answer_keeps_what_was_said(settings: Settings, store
     assert [(m.role, m.status) for m in saved] == [("user", "ok"), ("assistant", "cancelled")]
     assert saved[1].content.startswith("Adam combines **momentum**")
     assert [e["kind"] for e in saved[1].trace][:2] == ["run_started", "plan"]
+
+
+async def test_a_chat_answer_is_logged_and_a_damaged_log_is_said_once(settings: Settings, store: SessionStore) -> None:
+    from conclave.logs import LogStore, logs_path
+
+    app = create_app(settings, clients=replay_clients(ANSWER, ANSWER), store=store)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ask(pilot, "What does Adam combine?")
+        await settle(pilot)
+        log = LogStore(logs_path(settings))
+        [record] = log.recent()
+        log.close()
+        assert (record.origin, record.session, record.question, record.answer, record.ok, record.method) == (
+            "chat", app.session_id, "What does Adam combine?", ANSWER, True, "direct")
+        assert record.trace[-1]["kind"] == "run_finished" and "answer_delta" not in {e["kind"] for e in record.trace}
+        logs_path(settings).write_bytes(b"not a database at all" * 8)  # damaged now: the next answer still comes
+        await ask(pilot, "And then?")
+        await settle(pilot)
+        assert [m.status for m in store.messages(app.session_id)] == ["ok", "ok", "ok", "ok"]
+        assert sum("Logging is off" in n for n in notices(app)) == 1

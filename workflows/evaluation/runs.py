@@ -88,7 +88,7 @@ def find_run(settings: Settings, run: str) -> Path:
         if settings.runs_path.is_dir() else []
     listed = f" (recent: {', '.join(recent)})" if recent else " (there are no runs yet)"
     raise ConfigError(f"no run {run!r} under {settings.runs_path}{listed}",
-                      hint="give a run id from `ls $CONCLAVE_HOME/runs` or the path of a run folder")
+                      hint="give a run id from `conclave runs list` or the path of a run folder")
 
 
 def write_json(path: Path, data: Any, *, run_id: str | None = None) -> None:
