@@ -218,6 +218,11 @@ def _statements(module: ast.Module, code: str) -> tuple[list[_Statement], list[s
             out.append(_Statement(node.lineno, node.targets[0].id, node.value, " ".join(thought_lines)))
         elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
             continue  # a docstring or a bare string: prose, ignored
+        elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Call) and \
+                isinstance(node.value.func, ast.Name) and node.value.func.id == "print":
+            # How a code model shows a result (Qwen2.5-Coder writes `print(answer)` after most knowledge lookups):
+            # it computes nothing, so it is no step; nothing is ever run.
+            continue
         elif isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name) and type(node.op) in _OP_SYMBOLS:
             # A small model writes `x += 1` again and again when told only that it is not allowed: show the rewrite.
             name, op = node.target.id, _OP_SYMBOLS[type(node.op)]
