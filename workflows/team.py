@@ -82,6 +82,7 @@ def chain_kit(tools: dict[str, Any], max_steps: int, settings: Any = None) -> Ch
     # (conclave.models.embedded.grammar_safe) and the step budget is enforced by validation and the token budget.
     schema = chain_json_schema(tools, max_steps=max_steps)
     examples = example_picker(settings) if settings is not None else None
+
     def placeholders(program: str) -> str:
         chain = parse_program(program, tools)
         return render_program(dataclasses.replace(chain, names={}))
