@@ -24,7 +24,7 @@ from typing import Any
 
 from conclave.errors import ConfigError
 from conclave.redact import redact
-from conclave.sessions import _DAMAGED, _SQLITE_HEADER, _moved_aside
+from conclave.sessions import _DAMAGED, _moved_aside, check_database_file
 
 __all__ = ["LogRecord", "LogStore", "LogStoreError", "logs_path", "redacted"]
 
@@ -135,25 +135,7 @@ class LogStore:
         return cls(logs_path(settings))
 
     def _check_file(self) -> None:
-        """Refuse, without touching it, a non-empty file that is not an SQLite database (as the sessions store)."""
-        try:
-            if not self.path.exists():
-                return
-            if not self.path.is_file():
-                raise LogStoreError(f"the logs database {self.path} is not a file", hint=_moved_aside(self.path))
-            size = self.path.stat().st_size
-            with self.path.open("rb") as fh:
-                head = fh.read(100)
-        except OSError as exc:
-            raise LogStoreError(f"cannot read the logs database {self.path}: {exc.strerror or exc}",
-                                hint="check the permissions of the file and of CONCLAVE_HOME") from exc
-        if not head:
-            return
-        if not head.startswith(_SQLITE_HEADER):
-            raise _damaged(self.path, "it is not an SQLite database")
-        page = int.from_bytes(head[16:18], "big") if len(head) >= 18 else 0
-        if len(head) < 100 or size < (65536 if page == 1 else page):
-            raise _damaged(self.path, f"it is cut short at {size} bytes")
+        check_database_file(self.path, "logs", LogStoreError)
 
     def _prepare(self) -> None:
         db = self._db

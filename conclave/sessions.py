@@ -26,7 +26,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from conclave.errors import ConfigError
+from conclave.errors import ConclaveError, ConfigError
 
 __all__ = [
     "Message",
@@ -91,6 +91,35 @@ def _moved_aside(path: Path) -> str:
 
 def _damaged(path: Path, why: str) -> SessionStoreError:
     return SessionStoreError(f"the sessions database {path} is damaged ({why})", hint=_moved_aside(path))
+
+
+def check_database_file(path: Path, what: str, error: type[ConclaveError]) -> None:
+    """Refuse (without touching it) a non-empty file that is not an SQLite database.
+
+    SQLite itself would silently turn a 1-byte file into a new database; only a missing or 0-byte file, which holds
+    nothing, may become one. ``what`` names the store in messages ("sessions", "logs"); ``error`` is its error class.
+    """
+    def damaged(why: str) -> ConclaveError:
+        return error(f"the {what} database {path} is damaged ({why})", hint=_moved_aside(path))
+
+    try:
+        if not path.exists():
+            return
+        if not path.is_file():
+            raise error(f"the {what} database {path} is not a file", hint=_moved_aside(path))
+        size = path.stat().st_size
+        with path.open("rb") as fh:
+            head = fh.read(100)
+    except OSError as exc:
+        raise error(f"cannot read the {what} database {path}: {exc.strerror or exc}",
+                    hint="check the permissions of the file and of CONCLAVE_HOME") from exc
+    if not head:
+        return
+    if not head.startswith(_SQLITE_HEADER):
+        raise damaged("it is not an SQLite database")
+    page = int.from_bytes(head[16:18], "big") if len(head) >= 18 else 0
+    if len(head) < 100 or size < (65536 if page == 1 else page):
+        raise damaged(f"it is cut short at {size} bytes")
 
 
 def _store_error(path: Path, doing: str, exc: sqlite3.Error) -> SessionStoreError:
@@ -173,30 +202,7 @@ class SessionStore:
             raise
 
     def _check_file(self) -> None:
-        """Refuse (without touching it) a non-empty file that is not an SQLite database.
-
-        SQLite itself would silently turn a 1-byte file into a new database; only a missing or 0-byte file, which
-        holds nothing, may become one.
-        """
-        try:
-            if not self.path.exists():
-                return
-            if not self.path.is_file():
-                raise SessionStoreError(f"the sessions database {self.path} is not a file",
-                                        hint=_moved_aside(self.path))
-            size = self.path.stat().st_size
-            with self.path.open("rb") as fh:
-                head = fh.read(100)
-        except OSError as exc:
-            raise SessionStoreError(f"cannot read the sessions database {self.path}: {exc.strerror or exc}",
-                                    hint="check the permissions of the file and of CONCLAVE_HOME") from exc
-        if not head:
-            return
-        if not head.startswith(_SQLITE_HEADER):
-            raise _damaged(self.path, "it is not an SQLite database")
-        page = int.from_bytes(head[16:18], "big") if len(head) >= 18 else 0
-        if len(head) < 100 or size < (65536 if page == 1 else page):
-            raise _damaged(self.path, f"it is cut short at {size} bytes")
+        check_database_file(self.path, "sessions", SessionStoreError)
 
     def _prepare(self) -> None:
         """Check the database (reading only), then switch it to WAL and create the tables it lacks."""
