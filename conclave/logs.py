@@ -22,9 +22,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from conclave.errors import ConfigError
+from conclave.errors import ConclaveError, ConfigError
 from conclave.redact import redact
-from conclave.sessions import _DAMAGED, _moved_aside, check_database_file
+from conclave.sessions import check_database_file, check_database_tables, store_error
 
 __all__ = ["LogRecord", "LogStore", "LogStoreError", "logs_path", "redacted"]
 
@@ -97,17 +97,8 @@ class LogRecord:
         return asdict(self)
 
 
-def _damaged(path: Path, why: str) -> LogStoreError:
-    return LogStoreError(f"the logs database {path} is damaged ({why})", hint=_moved_aside(path))
-
-
-def _store_error(path: Path, doing: str, exc: sqlite3.Error) -> LogStoreError:
-    name = getattr(exc, "sqlite_errorname", "") or ""
-    text = " ".join(str(exc).split())
-    if name in _DAMAGED or "malformed" in text or "not a database" in text:
-        return _damaged(path, text)
-    return LogStoreError(f"cannot {doing} the logs database {path}: {text}",
-                         hint="check the disk and the permissions of CONCLAVE_HOME")
+def _store_error(path: Path, doing: str, exc: sqlite3.Error) -> ConclaveError:
+    return store_error(path, doing, exc, "logs", LogStoreError)
 
 
 class LogStore:
@@ -141,19 +132,7 @@ class LogStore:
         db = self._db
         try:
             db.execute("PRAGMA busy_timeout=5000")
-            problems = [str(r[0]) for r in db.execute("PRAGMA quick_check").fetchall()]
-            if problems != ["ok"]:
-                first = " ".join(" ".join(problems[:1]).split())
-                raise _damaged(self.path, first if len(first) <= 120 else first[:119] + "…")
-            tables = {str(r[0]) for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            if tables - {"sqlite_sequence"} and "answers" not in tables:
-                raise LogStoreError(f"{self.path} is not a Conclave logs database (it holds other tables: "
-                                    f"{', '.join(sorted(tables)[:5])})", hint=_moved_aside(self.path))
-            if "answers" in tables:
-                columns = {str(r[1]) for r in db.execute("PRAGMA table_info(answers)")}
-                if not set(_COLUMNS) <= columns:
-                    raise LogStoreError(f"{self.path} is not a Conclave logs database (table answers lacks "
-                                        f"{', '.join(sorted(set(_COLUMNS) - columns))})", hint=_moved_aside(self.path))
+            check_database_tables(db, self.path, "logs", {"answers": set(_COLUMNS)}, LogStoreError)
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(_SCHEMA)
         except sqlite3.Error as exc:

@@ -19,7 +19,7 @@ import shlex
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -89,8 +89,8 @@ def _moved_aside(path: Path) -> str:
             "a new, empty one is created on the next start")
 
 
-def _damaged(path: Path, why: str) -> SessionStoreError:
-    return SessionStoreError(f"the sessions database {path} is damaged ({why})", hint=_moved_aside(path))
+def _damaged(path: Path, why: str, what: str, error: type[ConclaveError]) -> ConclaveError:
+    return error(f"the {what} database {path} is damaged ({why})", hint=_moved_aside(path))
 
 
 def check_database_file(path: Path, what: str, error: type[ConclaveError]) -> None:
@@ -99,9 +99,6 @@ def check_database_file(path: Path, what: str, error: type[ConclaveError]) -> No
     SQLite itself would silently turn a 1-byte file into a new database; only a missing or 0-byte file, which holds
     nothing, may become one. ``what`` names the store in messages ("sessions", "logs"); ``error`` is its error class.
     """
-    def damaged(why: str) -> ConclaveError:
-        return error(f"the {what} database {path} is damaged ({why})", hint=_moved_aside(path))
-
     try:
         if not path.exists():
             return
@@ -116,29 +113,51 @@ def check_database_file(path: Path, what: str, error: type[ConclaveError]) -> No
     if not head:
         return
     if not head.startswith(_SQLITE_HEADER):
-        raise damaged("it is not an SQLite database")
+        raise _damaged(path, "it is not an SQLite database", what, error)
     page = int.from_bytes(head[16:18], "big") if len(head) >= 18 else 0
     if len(head) < 100 or size < (65536 if page == 1 else page):
-        raise damaged(f"it is cut short at {size} bytes")
+        raise _damaged(path, f"it is cut short at {size} bytes", what, error)
 
 
-def _store_error(path: Path, doing: str, exc: sqlite3.Error) -> SessionStoreError:
-    """A one-line SessionStoreError for a failed SQLite call, with the fix for its cause."""
+def check_database_tables(db: sqlite3.Connection, path: Path, what: str, tables: Mapping[str, set[str]],
+                          error: type[ConclaveError]) -> None:
+    """Refuse, reading only, a database that SQLite finds damaged or that belongs to another program: one whose
+    tables are none of ``tables`` (name -> required columns), or whose table of ours lacks a column."""
+    problems = [str(r[0]) for r in db.execute("PRAGMA quick_check").fetchall()]
+    if problems != ["ok"]:
+        first = " ".join(" ".join(problems[:1]).split())
+        why = first if len(first) <= 120 else first[:119] + "…"
+        raise _damaged(path, why, what, error)
+    present = {str(r[0]) for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    ours = present & set(tables)
+    if present - {"sqlite_sequence"} and not ours:
+        raise error(f"{path} is not a Conclave {what} database (it holds other tables: "
+                    f"{', '.join(sorted(present)[:5])})", hint=_moved_aside(path))
+    for table in sorted(ours):
+        columns = {str(r[1]) for r in db.execute(f"PRAGMA table_info({table})")}
+        if not tables[table] <= columns:
+            raise error(f"{path} is not a Conclave {what} database (table {table} lacks "
+                        f"{', '.join(sorted(tables[table] - columns))})", hint=_moved_aside(path))
+
+
+def store_error(path: Path, doing: str, exc: sqlite3.Error, what: str = "sessions",
+                error: type[ConclaveError] = SessionStoreError) -> ConclaveError:
+    """A one-line error for a failed SQLite call on the ``what`` database, with the fix for its cause."""
     name = getattr(exc, "sqlite_errorname", "") or ""
     text = " ".join(str(exc).split())
     if name in _DAMAGED or "malformed" in text or "not a database" in text:
-        return _damaged(path, text)
+        return _damaged(path, text, what, error)
     if name == "SQLITE_FULL" or "is full" in text:
-        return SessionStoreError(f"cannot {doing} the sessions database {path}: the disk is full",
-                                 hint="free some disk space and try again; everything saved before is kept")
+        return error(f"cannot {doing} the {what} database {path}: the disk is full",
+                     hint="free some disk space and try again; everything saved before is kept")
     if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in text:
-        return SessionStoreError(f"cannot {doing} the sessions database {path}: it is locked by another program",
-                                 hint="close the other `conclave chat` (or whatever holds the file) and try again")
+        return error(f"cannot {doing} the {what} database {path}: it is locked by another program",
+                     hint="close the other `conclave chat` (or whatever holds the file) and try again")
     if name.startswith("SQLITE_READONLY") or "readonly" in text:
-        return SessionStoreError(f"cannot {doing} the sessions database {path}: it is read-only",
-                                 hint=f"make it writable: chmod u+w {shlex.quote(str(path))} (and its folder)")
-    return SessionStoreError(f"cannot {doing} the sessions database {path}: {text}",
-                             hint="check the disk and the permissions of CONCLAVE_HOME")
+        return error(f"cannot {doing} the {what} database {path}: it is read-only",
+                     hint=f"make it writable: chmod u+w {shlex.quote(str(path))} (and its folder)")
+    return error(f"cannot {doing} the {what} database {path}: {text}",
+                 hint="check the disk and the permissions of CONCLAVE_HOME")
 
 
 @dataclass(frozen=True)
@@ -209,27 +228,12 @@ class SessionStore:
         db = self._db
         try:
             db.execute("PRAGMA busy_timeout=5000")
-            problems = [str(r[0]) for r in db.execute("PRAGMA quick_check").fetchall()]
-            if problems != ["ok"]:
-                first = " ".join(" ".join(problems[:1]).split())
-                raise _damaged(self.path, first if len(first) <= 120 else first[:119] + "…")
-            tables = {str(r[0]) for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            ours = tables & set(_COLUMNS)
-            if tables - {"sqlite_sequence"} and not ours:
-                raise SessionStoreError(
-                    f"{self.path} is not a Conclave sessions database (it holds other tables: "
-                    f"{', '.join(sorted(tables)[:5])})", hint=_moved_aside(self.path))
-            for table in sorted(ours):
-                columns = {str(r[1]) for r in db.execute(f"PRAGMA table_info({table})")}
-                if not _COLUMNS[table] <= columns:
-                    raise SessionStoreError(
-                        f"{self.path} is not a Conclave sessions database (table {table} lacks "
-                        f"{', '.join(sorted(_COLUMNS[table] - columns))})", hint=_moved_aside(self.path))
+            check_database_tables(db, self.path, "sessions", _COLUMNS, SessionStoreError)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA foreign_keys=ON")
             db.executescript(_SCHEMA)
         except sqlite3.Error as exc:
-            raise _store_error(self.path, "open", exc) from exc
+            raise store_error(self.path, "open", exc) from exc
 
     @classmethod
     def open(cls, settings: Any) -> SessionStore:
@@ -259,14 +263,14 @@ class SessionStore:
                             pass  # the error being raised says more than this one
                     raise
             except sqlite3.Error as exc:
-                raise _store_error(self.path, "save to", exc) from exc
+                raise store_error(self.path, "save to", exc) from exc
 
     def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
             try:
                 return list(self._db.execute(sql, args).fetchall())
             except sqlite3.Error as exc:
-                raise _store_error(self.path, "read", exc) from exc
+                raise store_error(self.path, "read", exc) from exc
 
     # ------------------------------------------------------------------ sessions
 
