@@ -8,6 +8,7 @@ transcript shows); the structured work products (plan, passages, chains, reified
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -129,6 +130,15 @@ class RoleAgent(BaseChatAgent):
 
     async def on_reset(self, cancellation_token: CancellationToken) -> None:
         """State belongs to one question; a new question gets a new team."""
+
+
+_CITATION = re.compile(r"\[(\d{1,2})\]")
+
+
+def cited_passages(text: str, passages: Sequence[Passage]) -> list[Passage]:
+    """The passages ``text`` cites as [1], [2], ... (numbered as :func:`passages_block` numbers them), in order."""
+    cited = sorted({int(n) for n in _CITATION.findall(text) if 0 < int(n) <= len(passages)})
+    return [passages[n - 1] for n in cited]
 
 
 def passages_block(passages: Sequence[Passage], *, limit: int = 600) -> str:

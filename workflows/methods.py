@@ -19,7 +19,6 @@ from conclave.events import AnswerDelta, AnswerReady, Event, Passage, Retrieved,
 from conclave.models import client_name
 from workflows.runner import RunContext
 
-_CITATION = re.compile(r"\[(\d{1,2})\]")
 _ANSWER_LINE = re.compile(r"(?im)^\s*(?:final\s+)?answer\s*[:：]\s*(.+?)\s*$")
 
 
@@ -98,7 +97,7 @@ async def run_cot(ctx: RunContext) -> AsyncIterator[Event]:
 async def run_rag(ctx: RunContext) -> AsyncIterator[Event]:
     """Retrieval-augmented generation, the single-agent baseline the team is compared against: the question's top-k
     passages, then one call that answers from them with citations."""
-    from agents.base import passages_block
+    from agents.base import cited_passages, passages_block
     from workflows.team import open_store
 
     passages: list[Passage] = []
@@ -112,8 +111,7 @@ async def run_rag(ctx: RunContext) -> AsyncIterator[Event]:
     call = StreamedCall(ctx.clients["reasoner"], messages, agent="reasoner")
     async for event in call.events():
         yield event
-    cited = sorted({int(n) for n in _CITATION.findall(call.text) if 0 < int(n) <= len(passages)})
-    yield AnswerReady(text=call.text.strip(), value=answer_value(call.text), sources=[passages[n - 1] for n in cited])
+    yield AnswerReady(text=call.text.strip(), value=answer_value(call.text), sources=cited_passages(call.text, passages))
 
 
 async def run_react(ctx: RunContext) -> AsyncIterator[Event]:

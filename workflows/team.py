@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import re
 import time
 from collections import Counter
 from pathlib import Path
@@ -25,7 +24,7 @@ from autogen_agentchat.teams import DiGraphBuilder, GraphFlow
 from autogen_core import CancellationToken
 from autogen_core.models import CreateResult, SystemMessage, UserMessage
 
-from agents.base import RoleAgent, TeamState, passages_block
+from agents.base import RoleAgent, TeamState, cited_passages, passages_block
 from agents.critic import build_critic
 from agents.planner import build_planner
 from agents.prompting import load_prompt
@@ -36,7 +35,6 @@ from conclave.events import AnswerDelta, AnswerReady, Event, Passage, StepFinish
 from conclave.models import client_name
 from workflows.runner import RunContext
 
-_CITATION = re.compile(r"\[(\d{1,2})\]")
 
 
 _BANKS: dict[tuple[str, int, str], Any] = {}
@@ -233,8 +231,7 @@ class Writer(RoleAgent):
         if not parts and text:
             await state.publish(AnswerDelta(text=text, agent="writer"))
         state.answer_text = text.strip()
-        cited = sorted({int(n) for n in _CITATION.findall(text) if 0 < int(n) <= len(state.passages)})
-        state.sources = [state.passages[n - 1] for n in cited] or list(state.passages[:3])
+        state.sources = cited_passages(text, state.passages) or list(state.passages[:3])
         if result is not None:
             await state.publish(Usage(agent="writer", model=client_name(self.client),
                                       prompt_tokens=result.usage.prompt_tokens,
