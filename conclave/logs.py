@@ -24,7 +24,7 @@ from typing import Any
 
 from conclave.errors import ConclaveError, ConfigError
 from conclave.redact import redact
-from conclave.sessions import check_database_file, check_database_tables, store_error
+from conclave.sessions import check_database_tables, connect_database, store_error
 
 __all__ = ["LogRecord", "LogStore", "LogStoreError", "logs_path", "redacted"]
 
@@ -108,13 +108,7 @@ class LogStore:
         self.path = Path(path)
         self._clock = clock
         self._lock = threading.Lock()
-        self._check_file()
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        except (sqlite3.Error, OSError) as exc:
-            raise LogStoreError(f"cannot open the logs database {self.path}: {' '.join(str(exc).split())}",
-                                hint="check that CONCLAVE_HOME is writable, or move the damaged file aside") from exc
+        self._db = connect_database(self.path, "logs", LogStoreError)
         try:
             self._prepare()
         except BaseException:
@@ -124,9 +118,6 @@ class LogStore:
     @classmethod
     def open(cls, settings: Any) -> LogStore:
         return cls(logs_path(settings))
-
-    def _check_file(self) -> None:
-        check_database_file(self.path, "logs", LogStoreError)
 
     def _prepare(self) -> None:
         db = self._db

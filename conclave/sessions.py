@@ -119,6 +119,18 @@ def check_database_file(path: Path, what: str, error: type[ConclaveError]) -> No
         raise _damaged(path, f"it is cut short at {size} bytes", what, error)
 
 
+def connect_database(path: Path, what: str, error: type[ConclaveError]) -> sqlite3.Connection:
+    """A connection to the ``what`` database at ``path`` (autocommit, shared across threads behind the store's lock),
+    after :func:`check_database_file`; its folder is created when missing."""
+    check_database_file(path, what, error)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    except (sqlite3.Error, OSError) as exc:
+        raise error(f"cannot open the {what} database {path}: {' '.join(str(exc).split())}",
+                    hint="check that CONCLAVE_HOME is writable, or move the damaged file aside") from exc
+
+
 def check_database_tables(db: sqlite3.Connection, path: Path, what: str, tables: Mapping[str, set[str]],
                           error: type[ConclaveError]) -> None:
     """Refuse, reading only, a database that SQLite finds damaged or that belongs to another program: one whose
@@ -205,23 +217,12 @@ class SessionStore:
         self._clock = clock
         self._new_id = new_id
         self._lock = threading.Lock()
-        self._check_file()
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        except (sqlite3.Error, OSError) as exc:
-            raise SessionStoreError(
-                f"cannot open the sessions database {self.path}: {' '.join(str(exc).split())}",
-                hint="check that CONCLAVE_HOME is writable, or move the damaged file aside",
-            ) from exc
+        self._db = connect_database(self.path, "sessions", SessionStoreError)
         try:
             self._prepare()
         except BaseException:
             self._db.close()
             raise
-
-    def _check_file(self) -> None:
-        check_database_file(self.path, "sessions", SessionStoreError)
 
     def _prepare(self) -> None:
         """Check the database (reading only), then switch it to WAL and create the tables it lacks."""
