@@ -87,6 +87,25 @@ def examples_for_tools(prompt: str, tools: dict[str, Any]) -> str:
     return "\n\n".join(kept)
 
 
+_NUMBER = re.compile(r"(?<![\w.])\d[\d,]*(?:\.\d+)?")
+
+
+def is_lookup_question(question: str, tools: dict[str, Any]) -> bool:
+    """A question over a collection that gives arithmetic nothing to work on (at most one number in it): its chain is
+    lookups only. Such a question is shown only the lookup examples and not the passages: the chain stays abstract
+    (its searches fetch the facts, which the writer reads), the prompt is a cached prefix plus the question, and a
+    small model is not tempted to copy an arithmetic example (Qwen2.5-Coder-1.5B answered a SQuAD question about
+    Super Bowl 50 with the clips example's 48 / 2)."""
+    return "search_knowledge" in tools and len(_NUMBER.findall(question)) <= 1
+
+
+def lookup_examples(prompt: str) -> str:
+    """The prompt with only its worked examples that search the collection."""
+    kept = [block for block in prompt.split("\n\n")
+            if not block.startswith("Example question:") or "search_knowledge" in block]
+    return "\n\n".join(kept)
+
+
 def chain_form(setting: str, client: ChatCompletionClient) -> str:
     """The form the reasoner writes: the setting, or for ``auto`` JSON where the backend has structured output."""
     if setting != "auto":
@@ -110,6 +129,7 @@ class Reasoner(RoleAgent):
         self.kit = kit
         self.form = chain_form(state.settings.coa.form, client)
         """The form of sample 0 (``coa.forms`` can give later samples other forms)."""
+        self.lookup = is_lookup_question(state.question, state.tools)
 
     def form_of(self, sample: int) -> str:
         return self.state.settings.coa.form_of(sample, self.form)
@@ -117,7 +137,10 @@ class Reasoner(RoleAgent):
     def system_prompt(self, form: str | None = None) -> str:
         form = form or self.form
         name = "reasoner_program" if is_program(form) else "reasoner"
-        text = examples_for_tools(load_prompt(name), self.state.tools).replace("{tools}", tool_lines(self.state.tools))
+        text = examples_for_tools(load_prompt(name), self.state.tools)
+        if self.lookup:
+            text = lookup_examples(text)
+        text = text.replace("{tools}", tool_lines(self.state.tools))
         if form == "program-y" and self.kit.placeholders is not None:
             text = _PROGRAM_BLOCK.sub(lambda m: self.kit.placeholders(m.group(0)), text.replace(
                 "give every quantity its own new name", "name the quantities y1, y2, y3, ... in order"))
@@ -139,12 +162,12 @@ class Reasoner(RoleAgent):
         form = form or self.form
         state = self.state
         parts = []
-        if state.passages:
+        if state.passages and not self.lookup:
             parts.append("Passages:\n" + passages_block(state.passages))
         subs = [s for s in state.subquestions if s.question.strip() and s.question.strip() != state.question]
         if subs:
             parts.append("Plan:\n" + "\n".join(f"- {s.question} ({s.needs})" for s in subs))
-        if self.kit.examples is not None:
+        if self.kit.examples is not None and not self.lookup:
             shots = self.kit.examples(state.question)
             if shots:
                 label = "program" if is_program(form) else "chain"

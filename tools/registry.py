@@ -7,6 +7,7 @@ run tool calls through :func:`run_tool` / :func:`arun_tool`, which turn schema v
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -73,6 +74,16 @@ def format_passages(passages: list[Passage]) -> str:
         title = f" {p.title} —" if p.title else ""
         lines.append(f"{rank}. [{p.id}] ({p.source}, score {p.score:.3f}){title} {' '.join(p.text.split())}")
     return "\n".join(lines)
+
+
+_PASSAGE_LINE = re.compile(r"^\s*\d+\.\s+\[([^\]\n]+)\]\s+\(([^\n]*?), score (-?[\d.]+)\) (.*)$", re.MULTILINE)
+
+
+def parse_passages(text: str) -> list[Passage]:
+    """The passages in a ``search_knowledge`` result (what :func:`format_passages` wrote), in rank order. A title
+    stays at the head of the text ("Title — text"): the two cannot be told apart reliably, and a reader wants both."""
+    return [Passage(id=pid, source=source, text=body, score=float(score))
+            for pid, source, score, body in _PASSAGE_LINE.findall(text or "")]
 
 
 def build_tools(

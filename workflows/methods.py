@@ -19,13 +19,38 @@ from conclave.events import AnswerDelta, AnswerReady, Event, Passage, Retrieved,
 from conclave.models import client_name
 from workflows.runner import RunContext
 
-_ANSWER_LINE = re.compile(r"(?im)^\s*(?:final\s+)?answer\s*[:：]\s*(.+?)\s*$")
+# "Answer: ..." on a line of its own, or after the last sentence of a line ("... in [1]. Answer: Coldplay").
+_ANSWER_LINE = re.compile(r"(?im)(?:^|(?<=[.!?)\]])[ \t]+)\**(?:final\s+)?answer\s*[:：]\**\s*(.+?)\s*$")
+
+# The last words of a question over passages: a small model keeps to a format it is reminded of right before it
+# answers far better than to one stated only in the system prompt (Qwen2.5-Coder-1.5B left the "Answer:" line out of
+# SQuAD answers when it was only there). The short answer is what exact match and F1 score.
+SHORT_ANSWER = ('Answer in one to three sentences, citing the passages you used as [1], [2], ...; then write one last '
+                'line "Answer: <the answer in a few words>".')
+
+
+def passages_shot() -> list[LLMMessage]:
+    """One worked exchange in the passages-answer format (what rag and the coa writer write): a 1.5B model copies a
+    shown answer's shape where it ignores a stated one. Static, so it sits in the cached prompt prefix."""
+    question = ("Passages:\n[1] (example.md) The Eiffel Tower was built for the 1889 World's Fair in Paris by the "
+                "engineering company of Gustave Eiffel.\n[2] (example.md) The tower is 330 metres tall.\n\n"
+                f"Question: Whose company built the Eiffel Tower?\n\n{SHORT_ANSWER}")
+    answer = "The Eiffel Tower was built by the engineering company of Gustave Eiffel [1].\nAnswer: Gustave Eiffel's company"
+    return [UserMessage(content=question, source="user"), AssistantMessage(content=answer, source="assistant")]
+
+
+def direct_shot() -> list[LLMMessage]:
+    """The direct method's worked exchange (the same reason as :func:`passages_shot`)."""
+    return [UserMessage(content="What is the capital of France?", source="user"),
+            AssistantMessage(content="The capital of France is Paris.\nAnswer: Paris", source="assistant")]
 
 
 def answer_value(text: str) -> str | None:
     """The value on the last ``Answer:`` line, if any."""
     found = _ANSWER_LINE.findall(text)
-    return found[-1].strip().rstrip(".") if found else None
+    if not found:
+        return None
+    return found[-1].strip().strip("*").strip().rstrip(".") or None
 
 
 def history_messages(ctx: RunContext) -> list[LLMMessage]:
@@ -76,7 +101,7 @@ class StreamedCall:
 
 async def run_direct(ctx: RunContext) -> AsyncIterator[Event]:
     """One call, no tools."""
-    messages: list[LLMMessage] = [SystemMessage(content=load_prompt("direct")), *history_messages(ctx),
+    messages: list[LLMMessage] = [SystemMessage(content=load_prompt("direct")), *direct_shot(), *history_messages(ctx),
                                   UserMessage(content=ctx.question, source="user")]
     call = StreamedCall(ctx.clients["reasoner"], messages, agent="reasoner")
     async for event in call.events():
@@ -106,8 +131,9 @@ async def run_rag(ctx: RunContext) -> AsyncIterator[Event]:
         passages = list(await store.search(ctx.question, k=ctx.settings.top_k, collection=ctx.collection))
         yield Retrieved(query=ctx.question, passages=passages)
     context = f"Passages:\n{passages_block(passages)}" if passages else "Passages: (none were found)"
-    messages: list[LLMMessage] = [SystemMessage(content=load_prompt("rag")), *history_messages(ctx),
-                                  UserMessage(content=f"{context}\n\nQuestion: {ctx.question}", source="user")]
+    messages: list[LLMMessage] = [SystemMessage(content=load_prompt("rag")), *passages_shot(), *history_messages(ctx),
+                                  UserMessage(content=f"{context}\n\nQuestion: {ctx.question}\n\n{SHORT_ANSWER}",
+                                              source="user")]
     call = StreamedCall(ctx.clients["reasoner"], messages, agent="reasoner")
     async for event in call.events():
         yield event

@@ -15,6 +15,7 @@ import asyncio
 import dataclasses
 import time
 from collections import Counter
+from itertools import zip_longest
 from pathlib import Path
 from collections.abc import AsyncIterator
 from typing import Any
@@ -33,6 +34,7 @@ from agents.retriever import build_retriever
 from conclave.errors import BackendError, ConclaveError, ConfigError
 from conclave.events import AnswerDelta, AnswerReady, Event, Passage, StepFinished, StepStarted, Usage, VoteCast
 from conclave.models import client_name
+from workflows.methods import SHORT_ANSWER, answer_value, passages_shot
 from workflows.runner import RunContext
 
 
@@ -200,6 +202,10 @@ class Writer(RoleAgent):
         state.answer_value = None if reified.answer_value is None else str(reified.answer_value)
         if self.used_knowledge():
             await self.compose(cancellation_token)
+            if self.answer_is_lookup():
+                # The chain's value is the passages its last search found; what they answer is the writer's
+                # reading of them: its "Answer:" line, else its whole answer (never the raw passages).
+                state.answer_value = answer_value(state.answer_text) or state.answer_text or None
         else:
             filled = reified.filled_text().strip()
             # The filled chain ends with its own "Answer: value" line; the bold line is added only when it does not.
@@ -209,14 +215,42 @@ class Writer(RoleAgent):
             await state.publish(AnswerDelta(text=state.answer_text, agent="writer"))
         return "answer: written"
 
+    def reading(self) -> list[Passage]:
+        """The passages the writer reads: what the chosen chain's searches found, interleaved by rank (a two-hop
+        chain's second search is as important as its first), then the retriever's, without repeats, as many as
+        ``top_k`` (what ``rag`` reads too)."""
+        from tools.registry import parse_passages
+
+        state = self.state
+        chosen = state.chosen
+        found: list[list[Passage]] = []
+        if chosen is not None and chosen.chain is not None and chosen.reified is not None:
+            values = chosen.reified.values
+            found = [parse_passages(values.get(s.id, "")) for s in chosen.chain.steps if s.tool == "search_knowledge"]
+        ranked = [p for rank in zip_longest(*found) for p in rank if p is not None] + list(state.passages)
+        by_id: dict[str, Passage] = {}
+        for p in ranked:
+            by_id.setdefault(p.id, p)
+        return list(by_id.values())[: max(state.settings.top_k, 1)]
+
+    def answer_is_lookup(self) -> bool:
+        chosen = self.state.chosen
+        if chosen is None or chosen.chain is None:
+            return False
+        last = next((s for s in chosen.chain.steps if s.id == chosen.chain.answer), None)
+        return last is not None and last.tool == "search_knowledge"
+
     async def compose(self, cancellation_token: CancellationToken, worked: str | None = "chain") -> None:
         state = self.state
         chosen = state.chosen
         work = ""
-        if worked and chosen is not None and chosen.reified is not None:
+        if worked and chosen is not None and chosen.reified is not None and chosen.chain is not None and \
+                any(s.tool != "search_knowledge" for s in chosen.chain.steps):
+            # A chain of lookups only is not shown: its values are the passages, which the writer reads anyway.
             work = f"Worked chain:\n{chosen.reified.filled_text(limit=300)}\n\n"
-        user = f"Passages:\n{passages_block(state.passages)}\n\n{work}Question: {state.question}\nAnswer:"
-        messages = [SystemMessage(content=load_prompt("writer")), UserMessage(content=user, source="user")]
+        passages = self.reading()
+        user = f"Passages:\n{passages_block(passages)}\n\n{work}Question: {state.question}\n\n{SHORT_ANSWER}"
+        messages = [SystemMessage(content=load_prompt("writer")), *passages_shot(), UserMessage(content=user, source="user")]
         started = time.perf_counter()
         parts: list[str] = []
         result: CreateResult | None = None
@@ -231,7 +265,7 @@ class Writer(RoleAgent):
         if not parts and text:
             await state.publish(AnswerDelta(text=text, agent="writer"))
         state.answer_text = text.strip()
-        state.sources = cited_passages(text, state.passages) or list(state.passages[:3])
+        state.sources = cited_passages(text, passages) or list(passages[:3])
         if result is not None:
             await state.publish(Usage(agent="writer", model=client_name(self.client),
                                       prompt_tokens=result.usage.prompt_tokens,

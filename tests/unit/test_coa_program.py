@@ -154,6 +154,32 @@ def test_drifting_layout_reads_the_same(text: str) -> None:
     assert parse_program(text, TOOLS) == parse_program(PENS, TOOLS)
 
 
+def test_a_stray_indent_is_read_flush_left_but_a_block_is_still_refused() -> None:
+    # Qwen2.5-Coder wrote this for a SQuAD question: one assignment indented by a space after a comment.
+    stray = ('```python\n# find the AFC champion from the passage\n AFC_champion = search_knowledge("AFC champion")\n'
+             'answer = AFC_champion\n```')
+    chain = parse_program(stray, TOOLS)
+    assert [s.tool for s in chain.steps] == ["search_knowledge"] and chain.answer == "y1"
+    assert chain.steps[0].thought == "find the AFC champion from the passage"
+    with pytest.raises(ProgramError, match="loops are not allowed"):
+        parse_program("for i in range(3):\n  x = i\nanswer = x", TOOLS)
+    with pytest.raises(ProgramError, match="not valid Python at line 2"):
+        parse_program("x = 1\n  y = (2\nanswer = x", TOOLS)
+
+
+def test_an_answer_written_as_a_sentence_answers_with_its_quantity() -> None:
+    # Qwen2.5-Coder wrote this for a HotpotQA question, three times over, when it was an error.
+    sentence = ('```python\nname = search_knowledge("Aladin stage name")\nrole = search_knowledge("Aladin consultant")\n'
+                'answer = name + " was known by his stage name Aladin"\n```')
+    chain = parse_program(sentence, TOOLS)
+    assert chain.answer == "y1" and [s.tool for s in chain.steps] == ["search_knowledge"] * 2
+    assert validate(chain, TOOLS) == []
+    # Text alone, or arithmetic, is no sentence around a quantity.
+    with pytest.raises(ProgramError, match="arithmetic takes numbers"):
+        parse_program('x = 3\nanswer = "x is " + "three"', TOOLS)
+    assert parse_program("x = 3\nanswer = x + 2", TOOLS).steps[-1].args == {"expression": Lit("y1 + 2")}
+
+
 def test_detection_of_the_form() -> None:
     assert looks_like_program(PENS) and looks_like_program("x = 3 * 4\nanswer = x")
     assert not looks_like_program('{"steps": [], "answer": "y1"}')

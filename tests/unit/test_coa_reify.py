@@ -156,6 +156,32 @@ async def test_concatenation_and_structured_values(rec: Recorder) -> None:
     assert result.answer_value == "3"
 
 
+async def test_a_ranked_search_result_enters_a_later_query_as_its_top_passage() -> None:
+    """A two-hop chain's second query gets the first search's top passage (clipped), not the ranked list with its
+    ids, sources and scores; a plain value still enters whole."""
+    from conclave.events import Passage
+    from tools.registry import format_passages
+    from workflows.coa.reify import GIST_CHARS
+
+    queries: list[str] = []
+    long_text = "Sir Alex Ferguson signed David Beckham as a trainee in 1991. " * 10
+
+    def search_knowledge(query: str) -> str:
+        """Search."""
+        queries.append(query)
+        return format_passages([Passage("Alex Ferguson", "hotpot", long_text, 0.61, "Alex Ferguson"),
+                                Passage("Other", "hotpot", "Something else.", 0.2)])
+
+    tools = {"search_knowledge": StructuredTool.from_function(search_knowledge)}
+    result = await reify(parse_chain('[search_knowledge("who recruited Beckham") -> y1] '
+                                     '[search_knowledge("when did " + y1 + " manage United") -> y2] Answer: y2'), tools)
+    assert result.ok
+    second = queries[1]
+    assert second.startswith("when did Alex Ferguson — Sir Alex Ferguson signed") and second.endswith(" manage United")
+    assert "score" not in second and "[Alex Ferguson]" not in second
+    assert len(second) == len("when did ") + GIST_CHARS + len(" manage United")
+
+
 async def test_failed_call_skips_its_dependents_only(rec: Recorder) -> None:
     result = await run(
         '[broken("gdp") -> y1] [y1 * 2 = y2] [y2 + 1 = y3] [5 * 5 = y4] [search("x " + y1) -> y5] Answer: y3', rec

@@ -32,7 +32,7 @@ import re
 import textwrap
 import tokenize
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from workflows.coa.model import CALCULATOR, Arg, Chain, Concat, Lit, Ref, Step, expression_arg
@@ -192,6 +192,13 @@ def _syntax(code: str) -> ast.Module:
     try:
         return ast.parse(code, mode="exec")
     except SyntaxError as exc:
+        if isinstance(exc, IndentationError):
+            # A program is flat assignments, so a stray indent (a small model's common slip) carries no meaning:
+            # read the lines flush left. A real block is still refused, by the node checks or as the original error.
+            try:
+                return ast.parse("\n".join(line.lstrip() for line in code.split("\n")), mode="exec")
+            except (SyntaxError, RecursionError, MemoryError, ValueError):
+                pass
         where = f"line {exc.lineno}" + (f", column {exc.offset}" if exc.offset else "")
         raise ProgramError([f"not valid Python at {where}: {exc.msg}; {_HINT}"]) from None
     except (RecursionError, MemoryError, ValueError) as exc:
@@ -285,6 +292,11 @@ class _Converter:
             if _depth(st.value, MAX_DEPTH):
                 self.errors.append(f"line {st.line}: the expression is nested too deeply; split it into more lines")
                 continue
+            if st.name == ANSWER and not isinstance(st.value, ast.Name) and _is_sentence(st.value):
+                # answer = name + " was known as ...": a sentence around a quantity. The writer words the answer,
+                # so the quantity it names is the answer (a re-plan would cost a model call to say the same).
+                names = [n.id for n in ast.walk(st.value) if isinstance(n, ast.Name)]
+                st = replace(st, value=ast.Name(id=names[-1], ctx=ast.Load()))
             if st.name == ANSWER and isinstance(st.value, ast.Name):
                 target = st.value.id
                 if target not in self.ids:
@@ -443,6 +455,20 @@ class _ToCalculator(ast.NodeTransformer):
             return ast.Call(func=ast.Name(id="floor", ctx=ast.Load()),
                             args=[ast.BinOp(left=node.left, op=ast.Div(), right=node.right)], keywords=[])
         return node
+
+
+def _is_sentence(node: ast.expr) -> bool:
+    """Strings and names joined with + , with at least one of each (``x + " is the answer"``)."""
+    parts: list[ast.expr] = []
+
+    def flatten(n: ast.expr) -> bool:
+        if isinstance(n, ast.BinOp) and isinstance(n.op, ast.Add):
+            return flatten(n.left) and flatten(n.right)
+        parts.append(n)
+        return isinstance(n, ast.Name) or (isinstance(n, ast.Constant) and isinstance(n.value, str))
+
+    return flatten(node) and any(isinstance(p, ast.Name) for p in parts) and \
+        any(isinstance(p, ast.Constant) for p in parts)
 
 
 def _kind(node: ast.AST) -> str:

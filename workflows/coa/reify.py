@@ -327,11 +327,23 @@ def _fill(text: str, results: Mapping[str, StepResult]) -> str:
     return PLACEHOLDER_RE.sub(one, text)
 
 
+# A search result placed into another argument (a two-hop chain's second query, "when did " + y1 + " ..."): its top
+# passage, this long, rather than the ranked list with ids and scores, which would bury the query's own words.
+GIST_CHARS = 200
+
+
+def _gist(text: str) -> str:
+    from tools.registry import parse_passages
+
+    found = parse_passages(text)
+    return found[0].text[:GIST_CHARS] if found else text
+
+
 def _substitute(arg: Arg, results: Mapping[str, StepResult]) -> Any:
     if isinstance(arg, Ref):
         result = results[arg.id]
         # Structured results (a list of passages) pass through whole; everything else as its text.
-        return result.value if isinstance(result.value, (list, dict)) else result.text
+        return result.value if isinstance(result.value, (list, dict)) else _gist(result.text or "")
     if isinstance(arg, Concat):
         return "".join(_substitute(part, results) if isinstance(part, Ref) else _fill(str(part.value), results)
                        for part in arg.parts)
