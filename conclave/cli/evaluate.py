@@ -46,7 +46,7 @@ eval_app = typer.Typer(
 @eval_app.callback()
 def eval_main(
     ctx: typer.Context,
-    dataset: str | None = typer.Option(None, "--dataset", "-d", help="KIND:PATH; KIND = gsm8k, svamp, squad, hotpotqa or jsonl."),
+    dataset: str | None = typer.Option(None, "--dataset", "-d", help="The data set; KIND = gsm8k, svamp, squad, hotpotqa or jsonl."),
     method: list[str] = typer.Option([], "--method", help="Method(s) to run: coa, cot, rag, react, direct; coa variants such as coa:k=3 (repeatable)."),
     model: list[str] = typer.Option([], "--model", "-m", help="Model spec(s), each runs every role (repeatable)."),
     scorer: list[str] = typer.Option([], "--scorer", help="numeric, exact_match, f1, contains, recall, correctness, faithfulness (repeatable; the first decides accuracy)."),

@@ -14,12 +14,14 @@ import typer
 from rich.console import Console
 
 from conclave import __version__
+from conclave.cli.metavars import ReadableGroup
 from conclave.errors import ConclaveError
 from conclave.settings import METHOD_HELP
 from conclave.terminal import escape_markup, safe_text
 
 app = typer.Typer(
     name="conclave",
+    cls=ReadableGroup,
     help="Local-first multi-agent question answering with chain-of-abstraction reasoning.",
     no_args_is_help=True,
     add_completion=False,
