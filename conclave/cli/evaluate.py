@@ -164,24 +164,26 @@ def eval_compare(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Paired comparison of two runs on the same items: won, lost, McNemar's exact test."""
-    from rich.table import Table
-
     from workflows.evaluation import compare_runs
 
     comparisons = compare_runs(_settings(), run_a, run_b)
     if as_json:
         typer.echo(json.dumps([c.to_dict() for c in comparisons]))
         return
-    table = Table(title="Paired comparison (McNemar exact)", title_justify="left")
-    for column in ("A", "B", "paired", "A won", "A lost", "both right", "both wrong", "acc A", "acc B", "p"):
-        table.add_column(column)
-    for c in comparisons:
-        table.add_row(escape(c.a), escape(c.b), str(c.paired), str(c.a_only), str(c.b_only), str(c.both_right), str(c.both_wrong),
-                      "–" if c.a_accuracy is None else f"{100 * c.a_accuracy:.1f}%",
-                      "–" if c.b_accuracy is None else f"{100 * c.b_accuracy:.1f}%", f"{c.p_value:.3g}")
-    out.print(table)
-    for c in comparisons:
-        out.print(f"{escape(c.a)} vs {escape(c.b)}: {escape(c.verdict())}")
+    # One block per pairing, the result sets written out whole: run ids share a long date prefix, and a table
+    # narrow enough for a terminal cut them to "eval-…" on both sides.
+    def pct(value: float | None) -> str:
+        return "–" if value is None else f"{100 * value:.1f}%"
+
+    for i, c in enumerate(comparisons):
+        if i:
+            out.print()
+        out.print(f"[bold]A[/] {escape(c.a)}")
+        out.print(f"[bold]B[/] {escape(c.b)}")
+        out.print(f"  paired {c.paired} · A won {c.a_only} · A lost {c.b_only} · both right {c.both_right} · "
+                  f"both wrong {c.both_wrong} · accuracy A {pct(c.a_accuracy)}, B {pct(c.b_accuracy)} · "
+                  f"McNemar exact p = {c.p_value:.3g}")
+        out.print(f"  {escape(c.verdict())}")
 
 
 @eval_app.command("export-traces")

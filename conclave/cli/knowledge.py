@@ -205,10 +205,19 @@ def register(app: typer.Typer) -> None:
         if as_json:
             typer.echo(json.dumps(schemas))
             return
+        from rich.table import Table
+
+        table = Table(title="Tools (schemas: conclave tools --json)", title_justify="left")
+        table.add_column("tool", style="bold")
+        table.add_column("arguments")
+        table.add_column("what it does", overflow="fold")
         for name, info in schemas.items():
-            _out.print(f"[bold]{escape(name)}[/] — {escape(info['description'])}")
-            _out.print(escape(json.dumps(info["parameters"], indent=2)))
-            _out.print()
+            params = info["parameters"]
+            required = set(params.get("required") or [])
+            arguments = ", ".join(f"{arg}: {spec.get('type', 'any')}" + ("" if arg in required else " (optional)")
+                                  for arg, spec in (params.get("properties") or {}).items())
+            table.add_row(escape(name), escape(arguments), escape(info["description"]))
+        _out.print(table)
 
     @app.command("tool")
     def run_one_tool(

@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -249,10 +250,19 @@ def config_show(as_json: bool = typer.Option(False, "--json", help="Print JSON."
 
     from conclave.settings import load_settings_with_origins
 
+    from conclave.models import default_spec
+
     loaded = load_settings_with_origins()
-    data = loaded.settings.redacted()
+    settings = loaded.settings
+    data = settings.redacted()
+    # What an unset model means here and now (Ollama's first chat model when it answers, else embedded), and the
+    # files the values can come from.
+    automatic = asyncio.run(default_spec(settings))
+    files = {"settings.toml": str(settings.home / "settings.toml"), ".env": str(Path.cwd() / ".env")}
     if as_json:
-        typer.echo(json.dumps({"settings": data, "origins": loaded.origins}, default=str))
+        typer.echo(json.dumps({"settings": data, "origins": loaded.origins, "default_model": automatic,
+                               "files": {k: {"path": v, "exists": Path(v).is_file()} for k, v in files.items()}},
+                              default=str))
         return
     table = Table(title="Effective settings (highest precedence: flags > CONCLAVE_* env > .env > settings.toml > default)",
                   title_justify="left")
@@ -265,8 +275,15 @@ def config_show(as_json: bool = typer.Option(False, "--json", help="Print JSON."
             for sub, subval in value.items():
                 table.add_row(escape_markup(f"{key}.{sub}"), escape_markup(json.dumps(subval)), escape_markup(origin))
         else:
-            table.add_row(escape_markup(key), escape_markup(json.dumps(value, default=str)), escape_markup(origin))
+            shown = json.dumps(value, default=str)
+            if key == "model" and value is None:
+                shown = f"null (unset: {automatic}, the automatic default)"
+            table.add_row(escape_markup(key), escape_markup(shown), escape_markup(origin))
     out.print(table)
+    out.print("Roles left null run on the model above.")
+    for name, path in files.items():
+        state = "exists" if Path(path).is_file() else "absent"
+        out.print(f"{name}: {escape_markup(path)} ({state})")
 
 
 # ------------------------------------------------------------------------------------------------- edge

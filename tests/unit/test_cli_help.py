@@ -1,8 +1,11 @@
-"""Every command's help reads like a command line (issue 17 §7): metavars say what a value is, flags have none."""
+"""Small things of everyday use (issue 17 §7): every command's help reads like a command line (metavars say what a
+value is, flags have none); ``config show`` says what an unset model means and where the settings files are."""
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 
 import click
 import pytest
@@ -49,3 +52,14 @@ def test_metavars_by_meaning_then_by_type() -> None:
     assert metavar_for(by_name["limit"]) == "N" and metavar_for(by_name["no_cache"]) == ""
     help_text = CliRunner().invoke(app, ["eval", "--help"], terminal_width=120).output
     assert re.search(r"--model\s+-m\s+SPEC", help_text) and re.search(r"--limit\s+-n\s+N \[x>=1\]", help_text)
+
+
+def test_config_show_says_what_an_unset_model_means_and_where_the_files_are(conclave_home: Path) -> None:
+    (conclave_home / "settings.toml").write_text('top_k = 6\n', encoding="utf-8")
+    shown = CliRunner().invoke(app, ["config", "show"], terminal_width=200)
+    assert shown.exit_code == 0, shown.output
+    assert "null (unset: embedded," in shown.output  # the table wraps the rest of the cell
+    assert f"settings.toml: {conclave_home / 'settings.toml'} (exists)" in shown.output
+    data = json.loads(CliRunner().invoke(app, ["config", "show", "--json"]).output)
+    assert data["default_model"] == "embedded" and data["settings"]["top_k"] == 6
+    assert data["files"]["settings.toml"] == {"path": str(conclave_home / "settings.toml"), "exists": True}

@@ -37,6 +37,9 @@ async def test_eval_compare_pairs_two_runs(tmp_path: Path, conclave_home: Path) 
     assert comp["p_value"] == 0.5
     table = runner.invoke(app, ["eval", "compare", f"{run_a}:cot", f"{run_b}:direct@openai/scripted"])
     assert table.exit_code == 0 and "no significant difference (p = 0.5)" in table.output
+    # Both run ids whole (they share a long date prefix; a narrow table cut them to "eval-…" on both sides).
+    assert f"A {run_a}:cot@openai/scripted" in table.output and f"B {run_b}:direct@openai/scripted" in table.output
+    assert "A won 2 · A lost 0" in table.output and "…" not in table.output
     missing = runner.invoke(app, ["eval", "compare", f"{run_a}:coa", run_b])
     assert isinstance(missing.exception, ConfigError) and "has no results for 'coa'" in missing.exception.message
     unknown = runner.invoke(app, ["eval", "compare", "eval-nope", run_b])

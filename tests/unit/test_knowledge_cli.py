@@ -43,8 +43,11 @@ def test_tools_lists_schemas(app: typer.Typer) -> None:
     assert set(schemas) == {"search_knowledge", "calculator", "vector_math"}
     assert schemas["calculator"]["parameters"]["required"] == ["expression"]
     assert list(schemas["search_knowledge"]["parameters"]["properties"]) == ["query"]
-    text = runner.invoke(app, ["tools"])
-    assert "calculator" in text.stdout and '"expression"' in text.stdout
+    text = runner.invoke(app, ["tools"], terminal_width=160).stdout
+    # A table, one row per tool with its arguments, not the raw JSON schemas.
+    assert "expression: string" in text and "query: string" in text and "variables: object" in text
+    assert text.count("(optional)") == 1, "only vector_math's variables are optional"
+    assert '"properties"' not in text and len([line for line in text.splitlines() if "calculator" in line]) == 1
 
 
 def test_calculator_tool_prints_the_bare_number(app: typer.Typer) -> None:
