@@ -103,11 +103,14 @@ class PathUse:
     raw: str
     path: str | None  # None: known only when an earlier step has run (a reference to its output)
     allowed: bool
+    exists: bool | None = None  # None: not known before the run (a reference to an earlier step's output)
 
     def describe(self) -> str:
         if self.path is None:
             return f"{self.step}.{self.field}: {self.raw} (an earlier step's output, inside the run folder)"
         flag = "" if self.allowed else "  <- outside the allowed folders: needs --allow-paths"
+        if self.exists is False:
+            flag += "  <- does not exist"
         return f"{self.step}.{self.field}: {self.path}{flag}"
 
 
@@ -141,6 +144,9 @@ class Access:
     def blocked(self) -> list[PathUse]:
         return [p for p in self.paths if not p.allowed]
 
+    def missing(self) -> list[PathUse]:
+        return [p for p in self.paths if p.exists is False]
+
 
 def _path_fields(kind: str, args: dict[str, Any]) -> list[tuple[str, str]]:
     if kind == "ingest":
@@ -166,12 +172,21 @@ def describe_access(workflow: Any, run_settings: Any, policy: PathPolicy, steps:
     examples = run_settings.coa.examples_file
     if examples is not None and "examples_file" in (workflow.settings.get("coa") or {}):
         path = policy.resolve(examples)
-        access.paths.append(PathUse("settings", "coa.examples_file", str(examples), str(path), policy.permits(path)))
+        access.paths.append(PathUse("settings", "coa.examples_file", str(examples), str(path), policy.permits(path),
+                                    _exists(path)))
     for plan in steps:
         for name, raw in _path_fields(plan.kind, plan.args):
             if REFERENCE.search(raw):
                 access.paths.append(PathUse(plan.id, name, raw, None, True))
                 continue
             path = policy.resolve(raw)
-            access.paths.append(PathUse(plan.id, name, raw, str(path), policy.permits(path)))
+            access.paths.append(PathUse(plan.id, name, raw, str(path), policy.permits(path), _exists(path)))
     return access
+
+
+def _exists(path: Path) -> bool:
+    """Whether a path names something that is there (a glob pattern: whether it matches anything)."""
+    if any(c in str(path) for c in "*?["):
+        anchor = Path(path.anchor or ".")
+        return next(anchor.glob(str(path.relative_to(anchor))), None) is not None
+    return path.exists()

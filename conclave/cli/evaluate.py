@@ -293,7 +293,9 @@ def run(
     elif dry_run:
         for line in access.lines() if access else []:
             out.print(escape(line))
-        out.print(f"{escape(str(workflow))}: valid; {len(result.steps)} step(s) would run (dry run: nothing was run)")
+        if access is None or not (access.missing() or access.blocked() or
+                                  (access.endpoint_overrides and not allow_endpoint_overrides)):
+            out.print(f"{escape(str(workflow))}: valid; {len(result.steps)} step(s) would run (dry run: nothing was run)")
     else:
         out.print(f"workflow finished in {result.seconds:.1f}s ({len(result.skipped)} step(s) skipped as finished): "
                   f"{escape(str(result.run_dir))}")
@@ -308,6 +310,11 @@ def run(
             raise WorkflowError(f"{len(access.blocked())} path(s) lie outside the workflow's folder, e.g. "
                                 f"{first.path}: a real run refuses them",
                                 hint="move the files into the workflow's folder, or pass --allow-paths DIR")
+        if access.missing():
+            first = access.missing()[0]
+            raise WorkflowError(f"{len(access.missing())} path(s) do not exist, e.g. {first.step}.{first.field}: "
+                                f"{first.path}: a real run would stop at that step",
+                                hint="fix the path in the workflow file (relative paths start at the file's folder)")
 
 
 # ---------------------------------------------------------------------------------------------------- synth

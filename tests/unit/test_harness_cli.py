@@ -167,9 +167,33 @@ def test_workflow_schema_and_dry_run(conclave_home: Path) -> None:
     # ... and the user allows them by name.
     shared = EXAMPLES.parents[2] / "shared" / "data"
     dry = runner.invoke(app, ["run", str(EXAMPLES / "math-eval.yaml"), "--dry-run", "--json", "--allow-paths", str(shared)])
-    assert dry.exit_code == 0, dry.output
     data = json.loads(dry.output)
     assert data["dry_run"] and [s["kind"] for s in data["steps"]] == ["ask", "eval", "eval", "report"]
+    if shared.is_dir():
+        assert dry.exit_code == 0, dry.output
+    else:  # a clone without the shared data beside it: the dry run says the files are missing
+        assert dry.exit_code == 1 and "do not exist" in str(dry.exception)
+    assert not (conclave_home / "runs").exists()
+
+
+def test_a_dry_run_is_not_valid_when_a_data_file_is_missing(tmp_path: Path, conclave_home: Path) -> None:
+    (tmp_path / "data").mkdir()
+    write_gsm8k(tmp_path / "data" / "dev.jsonl")
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.md").write_text("# A\n\nAdam combines momentum with RMSprop.\n", encoding="utf-8")
+    path = tmp_path / "wf.yaml"
+    path.write_text("version: 1\nname: w\nsteps:\n  - id: notes\n    ingest:\n      paths: [notes/*.md]\n"
+                    "  - id: e\n    eval:\n      dataset: gsm8k:data/dev.jsonl\n      methods: [cot]\n", encoding="utf-8")
+    ok = runner.invoke(app, ["run", str(path), "--dry-run"], terminal_width=200)
+    assert ok.exit_code == 0 and "valid; 2 step(s) would run" in ok.output, ok.output
+    path.write_text(path.read_text(encoding="utf-8").replace("data/dev.jsonl", "data/typo.jsonl")
+                    .replace("notes/*.md", "notes/*.rst"), encoding="utf-8")
+    missing = runner.invoke(app, ["run", str(path), "--dry-run"], terminal_width=200)
+    assert missing.exit_code == 1 and "step(s) would run" not in missing.output
+    assert isinstance(missing.exception, WorkflowError) and missing.exception.message.startswith("2 path(s) do not exist")
+    assert f"e.dataset: {tmp_path / 'data' / 'typo.jsonl'}  <- does not exist" in missing.output
+    paths = json.loads(runner.invoke(app, ["run", str(path), "--dry-run", "--json"]).output)["access"]["paths"]
+    assert [p["exists"] for p in paths] == [False, False]
     assert not (conclave_home / "runs").exists()
 
 
@@ -183,3 +207,14 @@ def test_bad_workflow_and_bad_eval_arguments(tmp_path: Path, conclave_home: Path
     assert isinstance(bad.exception, ConfigError) and "data set file not found" in bad.exception.message
     helped = runner.invoke(app, ["eval"])
     assert helped.exit_code == 0 and "compare" in helped.output and "--dataset" in helped.output
+
+
+def test_the_committed_schema_is_current_and_every_example_names_it() -> None:
+    schema = runner.invoke(app, ["workflow", "schema"])
+    committed = EXAMPLES.parents[1] / "docs" / "workflow.schema.json"
+    assert json.loads(committed.read_text(encoding="utf-8")) == json.loads(schema.output), \
+        "regenerate it: conclave workflow schema > docs/workflow.schema.json"
+    for example in sorted(EXAMPLES.glob("*.yaml")):
+        first = example.read_text(encoding="utf-8").splitlines()[0]
+        assert first == "# yaml-language-server: $schema=../../docs/workflow.schema.json", example.name
+        assert (example.parent / "../../docs/workflow.schema.json").resolve() == committed.resolve()
