@@ -59,6 +59,8 @@ class ChainKit:
     """(on_event, sample) -> a runner that starts each streamed step's tool as soon as its inputs are done."""
     placeholders: Callable[[str], str] | None = None
     """A program -> the same program with placeholders ``y1, y2, ...`` for its names (``coa.form = program-y``)."""
+    salvage: Callable[[str], Any] | None = None
+    """A lookup question's program that does not validate -> the chain of its own searches, or None."""
 
 
 def tool_lines(tools: dict[str, Any]) -> str:
@@ -217,6 +219,13 @@ class Reasoner(RoleAgent):
             if candidate.eager is not None:
                 candidate.eager.cancel()
                 candidate.eager = None
+            salvaged = self.salvage(raw, candidate.form)
+            if salvaged is not None:
+                note = f"(kept the chain's searches; the rest could not run: {errors[0]})"
+                await state.publish(ChainDrafted(text=f"{note}\n{self.kit.render(salvaged)}", form=candidate.form,
+                                                 attempt=attempt, sample=candidate.sample))
+                candidate.chain, candidate.errors = salvaged, []
+                return
             candidate.chain, candidate.errors = None, errors
             await state.publish(ChainRejected(errors=errors, attempt=attempt, sample=candidate.sample))
             if attempt < attempt_base + settings.coa.max_replans:
@@ -229,6 +238,13 @@ class Reasoner(RoleAgent):
                 # Re-plans are drawn warm too: at temperature 0 the model writes the same rejected chain again.
                 extra.update({"temperature": settings.coa.sample_temperature,
                               "seed": candidate.sample + 100 * revision + 10 * (attempt + 1 - attempt_base)})
+
+    def salvage(self, raw: str, form: str) -> Any:
+        """For a lookup question in the program form: the valid chain of the draft's own searches, or None."""
+        if not (self.lookup and is_program(form) and self.kit.salvage is not None):
+            return None
+        chain = self.kit.salvage(raw)
+        return chain if chain is not None and not self.kit.validate(chain) else None
 
     async def _generate(self, messages: list[LLMMessage], extra: dict[str, Any],
                         cancellation_token: CancellationToken, candidate: Candidate | None = None) -> tuple[str, str]:

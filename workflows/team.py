@@ -64,7 +64,7 @@ def example_picker(settings: Any) -> Any:
 def chain_kit(tools: dict[str, Any], max_steps: int, settings: Any = None) -> ChainKit:
     """The chain engine, packaged for the reasoner."""
     from workflows.coa import chain_json_schema, parse_chain, render, validate
-    from workflows.coa.program import ProgramStream, looks_like_program, parse_program, render_program
+    from workflows.coa.program import ProgramStream, looks_like_program, parse_program, render_program, salvage_lookups
     from workflows.coa.reify import EagerRun
 
     def parse(text: str) -> Any:
@@ -89,6 +89,7 @@ def chain_kit(tools: dict[str, Any], max_steps: int, settings: Any = None) -> Ch
 
     return ChainKit(parse=parse, validate=check, render=render, schema=schema, examples=examples,
                     to_program=to_program, placeholders=placeholders, stream=lambda: ProgramStream(tools),
+                    salvage=lambda text: salvage_lookups(text, tools) if looks_like_program(text) else None,
                     eager=lambda on_event, sample: EagerRun(tools, timeout=timeout, on_event=on_event, sample=sample))
 
 

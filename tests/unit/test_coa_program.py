@@ -180,6 +180,21 @@ def test_an_answer_written_as_a_sentence_answers_with_its_quantity() -> None:
     assert parse_program("x = 3\nanswer = x + 2", TOOLS).steps[-1].args == {"expression": Lit("y1 + 2")}
 
 
+def test_salvage_keeps_a_programs_own_searches_only_when_they_stand_alone() -> None:
+    from workflows.coa.program import salvage_lookups
+
+    twice = ('```python\nrfsi = search_knowledge("Roud index")\nrhyme = search_knowledge("Little Girls")\n'
+             'rfsi = rfsi * rhyme\nanswer = rfsi\n```')
+    chain = salvage_lookups(twice, TOOLS)
+    assert chain is not None and chain.answer == "y2" and [s.positional for s in chain.steps] == [
+        (Lit("Roud index"),), (Lit("Little Girls"),)]
+    assert validate(chain, TOOLS) == []
+    # A search that needs a dropped line, or no search at all: nothing to keep.
+    assert salvage_lookups('x = search_knowledge("a")\nz = x.split()[0]\ny = search_knowledge("b " + z)\nanswer = y',
+                           TOOLS) is None
+    assert salvage_lookups("x = 3\nanswer = x", TOOLS) is None
+
+
 def test_detection_of_the_form() -> None:
     assert looks_like_program(PENS) and looks_like_program("x = 3 * 4\nanswer = x")
     assert not looks_like_program('{"steps": [], "answer": "y1"}')

@@ -131,3 +131,26 @@ async def test_rag_and_direct_show_the_answer_format_and_score_the_answer_line()
     assert answer(events).value == "momentum and RMSprop"
     events, client, _ = await run("direct", ["Paris is the capital.\nAnswer: Paris"], "What is the capital of France?")
     assert "Answer: Paris" in text_of(client.calls[0][:-1]) and answer(events).value == "Paris"
+
+
+async def test_a_lookup_program_that_cannot_run_keeps_its_searches_without_a_replan() -> None:
+    # Qwen2.5-Coder wrote this for a HotpotQA question; three re-plans repeated the subscript.
+    program = ('```python\n# search for the optimiser Adam borrows from\nborrowed = search_knowledge("RMSprop in Adam")\n'
+               '# take its second word\nword = borrowed.split()[1]\nanswer = word\n```')
+    reply = "RMSprop divides the gradient by a running RMS [1].\nAnswer: a running RMS"
+    events, client, store = await run("coa", [program, reply], "What does the optimiser Adam borrows from divide by?")
+    assert len(client.calls) == 2, "no re-plan: the reasoner's draft and the writer"
+    assert [e.kind for e in events].count("replan") == 0
+    kept = [e for e in events if e.kind == "chain"][-1]
+    assert kept.text.startswith("(kept the chain's searches; the rest could not run: line 4: ")
+    assert store.queries[1:] == ["RMSprop in Adam"]
+    final = answer(events)
+    assert final.value == "a running RMS" and events[-1].ok
+
+
+async def test_an_arithmetic_program_that_cannot_run_is_still_sent_back() -> None:
+    broken = "```python\ncost = 3 * 12\nchange = cost.real - 1\nanswer = change\n```"
+    fixed = "```python\ncost = 3 * 12\nchange = 50 - cost\nanswer = change\n```"
+    events, client, _ = await run("coa", [broken, fixed, "He gets 14 back.\nAnswer: 14"],
+                                  "Tom buys 12 pens at 3 dollars each and pays with 50 dollars. What is his change?")
+    assert [e.kind for e in events].count("replan") == 1 and answer(events).value == "14"
