@@ -64,6 +64,12 @@ class SynthConfig:
     seed: int = 0
     model: str | None = None
     judge: str | None = None
+    max_attempts: int | None = None
+    """Questions to try before giving up (default: 5 per pair asked for, at least 20)."""
+
+    @property
+    def attempt_limit(self) -> int:
+        return self.max_attempts if self.max_attempts is not None else max(20, 5 * self.n)
 
 
 @dataclass
@@ -71,13 +77,19 @@ class SynthReport:
     """Pairs kept and rejections by reason."""
 
     path: Path
+    wanted: int = 0
     kept: int = 0
     chunks_used: int = 0
+    attempts: int = 0
+    """Questions generated and checked so far."""
     rejected: Counter[str] = field(default_factory=Counter)
+    stopped: str = "running"
+    """Why it stopped: done (every pair kept), attempts (the bound), chunks (none left), interrupted."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"output": str(self.path), "kept": self.kept, "chunks_used": self.chunks_used,
-                "rejected": dict(self.rejected), "rejected_total": sum(self.rejected.values())}
+        return {"output": str(self.path), "wanted": self.wanted, "kept": self.kept, "chunks_used": self.chunks_used,
+                "attempts": self.attempts, "rejected": dict(self.rejected),
+                "rejected_total": sum(self.rejected.values()), "stopped": self.stopped}
 
 
 def key_terms(text: str) -> set[str]:
@@ -116,9 +128,13 @@ async def synthesize(
     *,
     caches: CacheSet | None = None,
     embedder: Any = None,
-    on_progress: Callable[[int, int, Counter[str]], None] | None = None,
+    on_progress: Callable[[SynthReport], None] | None = None,
 ) -> SynthReport:
-    """Generate up to ``config.n`` filtered pairs from ``config.collection`` into ``out`` (JSONL)."""
+    """Generate up to ``config.n`` filtered pairs from ``config.collection`` into ``out`` (JSONL).
+
+    Each kept pair is written (and flushed) as it is kept, so an interrupted or failed run leaves the pairs it had;
+    ``out.summary.json`` says what was kept, what was rejected by which check, and why it stopped, on every exit.
+    ``on_progress`` hears after every question checked."""
     from conclave.embeddings import get_embedder
     from conclave.models import StructuredOutputError, complete_structured, role_spec
 
@@ -133,9 +149,20 @@ async def synthesize(
     writer = await caches.client(config.model or await role_spec(settings, "reasoner"))
     judge = await caches.client(config.judge or await role_spec(settings, "judge"))
     embed = embedder or get_embedder(settings.embedder, settings)
-    report = SynthReport(out)
+    report = SynthReport(out, wanted=config.n)
     seen: set[str] = set()
-    lines: list[str] = []
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        sink = out.open("w", encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot write {out}: {exc.strerror or exc}", hint="choose a writable output path") from exc
+
+    def checked(reason: str | None = None) -> None:
+        report.attempts += 1
+        if reason is not None:
+            report.rejected[reason] += 1
+        if on_progress is not None:
+            on_progress(report)
 
     async def structured(client: Any, system: str, user: str, schema: type[BaseModel]) -> Any:
         for attempt in range(2):
@@ -151,51 +178,51 @@ async def synthesize(
 
     try:
         for chunk_id, text, meta in order:
-            if report.kept >= config.n:
+            if report.kept >= config.n or report.attempts >= config.attempt_limit:
                 break
             report.chunks_used += 1
             asked = await structured(writer, prompts.load("synth_question"),
                                      f"Passage:\n{text}\n\nWrite {config.questions_per_chunk} question(s).", _Questions)
             if asked is None:
-                report.rejected["question model gave invalid output"] += 1
+                checked("question model gave invalid output")
                 continue
             for question in asked.questions[: config.questions_per_chunk]:
-                if report.kept >= config.n:
+                if report.kept >= config.n or report.attempts >= config.attempt_limit:
                     break
                 question = " ".join(question.split())
                 if len(question) < 8 or not question.endswith("?"):
-                    report.rejected["not a question"] += 1
+                    checked("not a question")
                     continue
                 if question.lower() in seen:
-                    report.rejected["duplicate question"] += 1
+                    checked("duplicate question")
                     continue
                 seen.add(question.lower())
                 answered = await structured(writer, prompts.load("synth_answer"),
                                             f"Passage:\n{text}\n\nQuestion: {question}", _Answer)
                 answer = " ".join((answered.answer if answered else "").split())
                 if not answer or "unanswerable" in answer.lower():
-                    report.rejected["unanswerable from its chunk"] += 1
+                    checked("unanswerable from its chunk")
                     continue
                 vectors = await asyncio.to_thread(embed.embed_documents, [f"{question} {answer}", text])
                 similarity = _cosine(vectors[0], vectors[1])
                 if similarity < config.min_similarity:
-                    report.rejected["not close to its chunk"] += 1
+                    checked("not close to its chunk")
                     continue
                 terms = key_terms(answer)
                 chunk_terms = key_terms(text)
                 if not terms or len(terms & chunk_terms) / len(terms) < 0.5:
-                    report.rejected["answer's key terms not in its chunk"] += 1
+                    checked("answer's key terms not in its chunk")
                     continue
                 rating = await structured(judge, prompts.load("synth_judge"),
                                           f"Passage:\n{text}\n\nQuestion: {question}\nAnswer: {answer}", _Rating)
                 if rating is None:
-                    report.rejected["judge gave invalid output"] += 1
+                    checked("judge gave invalid output")
                     continue
                 if rating.score < config.min_rating:
-                    report.rejected[f"judge rating below {config.min_rating}"] += 1
+                    checked(f"judge rating below {config.min_rating}")
                     continue
                 report.kept += 1
-                lines.append(json.dumps({
+                record = json.dumps({
                     "id": f"synth-{report.kept}",
                     "question": question,
                     "answer": answer,
@@ -204,16 +231,28 @@ async def synthesize(
                     "source": meta.get("source", ""),
                     "similarity": round(similarity, 4),
                     "rating": rating.score,
-                }, ensure_ascii=False))
-            if on_progress is not None:
-                on_progress(report.kept, config.n, report.rejected)
+                }, ensure_ascii=False)
+                try:
+                    sink.write(record + "\n")
+                    sink.flush()
+                except OSError as exc:
+                    raise ConfigError(f"cannot write {out}: {exc.strerror or exc} ({report.kept - 1} pair(s) written)",
+                                      hint="free some space or choose another output path") from exc
+                checked()
+        report.stopped = ("done" if report.kept >= config.n else
+                          "attempts" if report.attempts >= config.attempt_limit else "chunks")
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        report.stopped = "interrupted"
+        raise
+    except BaseException:
+        report.stopped = "failed"
+        raise
     finally:
+        sink.close()
+        try:
+            out.with_suffix(".summary.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
+        except OSError:
+            pass  # the pairs are written; a summary that cannot be written must not hide the run's own outcome
         if own_caches:
             await caches.close()
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-        out.with_suffix(".summary.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot write {out}: {exc.strerror or exc}", hint="choose a writable output path") from exc
     return report

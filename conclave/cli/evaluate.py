@@ -330,28 +330,48 @@ def synth(
     min_similarity: float = typer.Option(0.45, "--min-similarity", min=0.0, max=1.0, help="Embedding similarity of question+answer to its chunk."),
     min_rating: int = typer.Option(4, "--min-rating", min=1, max=5, help="Lowest judge rating kept."),
     seed: int = typer.Option(0, "--seed", help="Chunk sampling seed."),
+    max_attempts: int | None = typer.Option(None, "--max-attempts", min=1, help="Questions to try before giving up (default: 5 per pair, at least 20)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not use the LLM response cache."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON (progress still goes to stderr)."),
 ) -> None:
-    """Synthesize question-answer pairs from a collection's chunks, keeping only grounded ones."""
+    """Synthesize question-answer pairs from a collection's chunks, keeping only grounded ones.
+
+    Progress (questions checked, kept, rejected by which check) shows on stderr; kept pairs are written as they
+    come, so Ctrl-C keeps them; OUTPUT.summary.json says why pairs were rejected and why it stopped."""
     from workflows.synth import SynthConfig, synthesize
 
     settings = _settings(cache=False if no_cache else None)
     config = SynthConfig(collection=settings.collection if collection is None else collection, n=n, questions_per_chunk=per_chunk,
-                         min_similarity=min_similarity, min_rating=min_rating, seed=seed, model=model, judge=judge)
+                         min_similarity=min_similarity, min_rating=min_rating, seed=seed, model=model, judge=judge,
+                         max_attempts=max_attempts)
+    started = time.monotonic()
 
-    def on_progress(kept: int, total: int, rejected: Any) -> None:
-        err.print(f"[dim]kept {kept}/{total}, rejected {sum(rejected.values())}[/]")
+    def on_progress(report: Any) -> None:
+        reasons = ", ".join(f"{escape(r)} {c}" for r, c in report.rejected.most_common(3))
+        err.print(f"[dim]{time.monotonic() - started:5.0f}s  question {report.attempts}/{config.attempt_limit}: "
+                  f"kept {report.kept}/{report.wanted}, rejected {sum(report.rejected.values())}"
+                  + (f" ({reasons})" if reasons else "") + "[/]")
 
     try:
         report = asyncio.run(synthesize(settings, config, output, on_progress=on_progress))
     except KeyboardInterrupt:
-        raise _interrupted(None, "conclave synth") from None
-    out.print(f"kept {report.kept} pair(s) from {report.chunks_used} chunk(s) of {escape(config.collection)}: "
-              f"{escape(report.path)}")
-    if report.rejected:
-        out.print("rejected: " + ", ".join(f"{escape(reason)} {count}" for reason, count in report.rejected.most_common()))
-    if report.kept < n:
-        out.print(f"[yellow]fewer than {n} pairs passed the filters[/] (lower --min-rating/--min-similarity or ingest more)")
+        summary = output.with_suffix(".summary.json")
+        err.print(f"\n[yellow]interrupted[/]: the pairs kept so far are in {escape(output)} (summary: {escape(summary)})")
+        raise typer.Exit(130) from None
+    if as_json:
+        typer.echo(json.dumps(report.to_dict()))
+    else:
+        out.print(f"kept {report.kept} pair(s) from {report.chunks_used} chunk(s) of {escape(config.collection)} "
+                  f"({report.attempts} question(s) checked): {escape(report.path)}")
+        if report.rejected:
+            out.print("rejected: " + ", ".join(f"{escape(reason)} {count}" for reason, count in report.rejected.most_common()))
+        if report.kept < n:
+            why = {"attempts": f"stopped after {report.attempts} questions (--max-attempts)",
+                   "chunks": "every chunk was used"}.get(report.stopped, report.stopped)
+            out.print(f"[yellow]fewer than {n} pairs passed the filters[/]: {why} "
+                      "(lower --min-rating/--min-similarity, raise --max-attempts, or ingest more)")
+    if report.kept == 0:
+        raise typer.Exit(1)
 
 
 # ----------------------------------------------------------------------------------------------------- view

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -86,6 +87,7 @@ async def test_keeps_only_grounded_pairs_and_counts_rejections(tmp_path: Path, c
     assert pairs[0]["collection"] == collection and 0.2 <= pairs[0]["similarity"] <= 1.0
     summary = json.loads(out.with_suffix(".summary.json").read_text())
     assert summary["kept"] == 1 and summary["rejected_total"] == 4
+    assert summary["attempts"] == 5 and summary["stopped"] == "chunks"
 
 
 async def test_similarity_threshold_rejects_pairs_far_from_their_chunk(tmp_path: Path, collection: str) -> None:
@@ -100,3 +102,64 @@ async def test_similarity_threshold_rejects_pairs_far_from_their_chunk(tmp_path:
 
 def test_key_terms_ignore_stop_words() -> None:
     assert key_terms("The momentum of the Adam optimiser, in 2014") == {"momentum", "adam", "optimiser", "2014"}
+
+
+async def test_progress_after_every_question_and_a_bound_on_attempts(tmp_path: Path, collection: str) -> None:
+    settings = load_settings(model="openai/writer", roles={"judge": "openai/judge"})
+    factory = Factory({"openai/writer": scripted, "openai/judge": scripted})
+    seen: list[tuple[int, int, int]] = []
+    out = tmp_path / "qa.jsonl"
+    report = await synthesize(settings, SynthConfig(collection=collection, n=10, min_similarity=0.2, max_attempts=2),
+                              out, caches=CacheSet(settings, factory=factory),
+                              on_progress=lambda r: seen.append((r.attempts, r.kept, sum(r.rejected.values()))))
+    assert report.attempts == 2 and report.stopped == "attempts"
+    assert [a for a, _, _ in seen] == [1, 2], "one progress call per question checked"
+    assert all(kept + rejected == attempts for attempts, kept, rejected in seen)
+    summary = json.loads(out.with_suffix(".summary.json").read_text())
+    assert summary["stopped"] == "attempts" and summary["attempts"] == 2
+
+
+async def test_an_interrupted_run_keeps_the_pairs_it_had(tmp_path: Path, collection: str) -> None:
+    """Kept pairs are on disk as they come: a run stopped after its first pair still has it, and says so."""
+    settings = load_settings(model="openai/writer", roles={"judge": "openai/judge"})
+    factory = Factory({"openai/writer": scripted, "openai/judge": scripted})
+    out = tmp_path / "qa.jsonl"
+
+    def stop_after_first_pair(report: Any) -> None:
+        if report.kept == 1:
+            assert json.loads(out.read_text().splitlines()[0])["answer"] == "momentum with RMSProp", "written already"
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        await synthesize(settings, SynthConfig(collection=collection, n=10, min_similarity=0.2), out,
+                         caches=CacheSet(settings, factory=factory), on_progress=stop_after_first_pair)
+    assert len(out.read_text().splitlines()) == 1
+    summary = json.loads(out.with_suffix(".summary.json").read_text())
+    assert summary["stopped"] == "interrupted" and summary["kept"] == 1
+
+
+def test_the_cli_shows_progress_writes_json_and_fails_when_nothing_is_kept(
+        tmp_path: Path, collection: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from conclave.cli.main import app
+    from workflows.evaluation import cache as cache_module
+
+    factory = Factory({"openai/writer": scripted, "openai/judge": scripted})
+    real = cache_module.CacheSet.__init__
+
+    def with_factory(self: Any, settings: Any, **kwargs: Any) -> None:
+        real(self, settings, **{**kwargs, "factory": factory})
+
+    monkeypatch.setattr(cache_module.CacheSet, "__init__", with_factory)
+    monkeypatch.setenv("CONCLAVE_MODEL", "openai/writer")
+    monkeypatch.setenv("CONCLAVE_ROLES__JUDGE", "openai/judge")
+    out = tmp_path / "qa.jsonl"
+    result = CliRunner().invoke(app, ["synth", "-c", collection, "-n", "3", "-o", str(out), "--min-similarity", "0.2",
+                                      "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["kept"] == 1 and summary["stopped"] == "chunks" and summary["rejected_total"] == 4
+    assert "question 5/20: kept 1/3, rejected 4" in result.stderr
+    nothing = CliRunner().invoke(app, ["synth", "-c", collection, "-n", "3", "-o", str(out), "--min-similarity", "0.99"])
+    assert nothing.exit_code == 1 and "fewer than 3 pairs passed the filters" in nothing.stdout
