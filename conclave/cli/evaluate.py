@@ -28,6 +28,15 @@ def _settings(**overrides: Any) -> Any:
     return load_settings(**{k: v for k, v in overrides.items() if v is not None})
 
 
+def clock(seconds: float | None) -> str:
+    """``1:02:03`` (or ``4:05``), ``–`` when unknown."""
+    if seconds is None:
+        return "–"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
 def _interrupted(run_id: str | None, command: str) -> typer.Exit:
     err.print("\n[yellow]interrupted[/]" + (f" — finished items are saved; resume with: [bold]{escape(command)} --resume "
                                              f"{escape(run_id)}[/]" if run_id else ""))
@@ -105,16 +114,16 @@ def eval_main(
 
 
 async def _run_eval(config: Any, settings: Any, resume: str | None, state: dict[str, Any], *, quiet: bool) -> Any:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from workflows.evaluation import run_eval
 
     progress = Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("acc {task.fields[acc]}"), TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
+        TextColumn("acc {task.fields[acc]}"), TimeElapsedColumn(), TextColumn("left {task.fields[eta]}"),
         console=err, transient=False, disable=quiet,
     )
-    task_id = progress.add_task("eval", total=None, acc="–")
+    task_id = progress.add_task("eval", total=None, acc="–", eta="–")
 
     def on_start(run_id: str, run_dir: Path) -> None:
         state["run_id"] = run_id
@@ -123,7 +132,7 @@ async def _run_eval(config: Any, settings: Any, resume: str | None, state: dict[
 
     def on_progress(update: Any) -> None:
         acc = "–" if update.accuracy is None else f"{100 * update.accuracy:.1f}%"
-        progress.update(task_id, total=update.total, completed=update.done, acc=acc)
+        progress.update(task_id, total=update.total, completed=update.done, acc=acc, eta=clock(update.eta))
 
     def on_note(message: str) -> None:
         if not quiet:

@@ -420,3 +420,22 @@ def test_skip_leaves_out_the_first_items_for_a_held_out_check() -> None:
     assert [i.id for i in select_items(items, limit=2)] == ["1", "2"]
     with pytest.raises(ValueError):
         EvalConfig(dataset="gsm8k:x.jsonl", skip=-1)
+
+
+def test_the_eta_times_each_method_on_its_own_items() -> None:
+    from collections import Counter
+
+    from conclave.cli.evaluate import clock
+    from workflows.evaluation.harness import Eta
+
+    eta = Eta(Counter({("direct", "embedded"): 10, ("coa", "embedded"): 10, ("coa", "openai/x"): 8}),
+              lambda spec: 1 if spec.startswith("embedded") else 4)
+    assert eta.seconds() is None, "nothing timed yet"
+    eta.finished("direct", "embedded", 1.0, cached=False)
+    eta.finished("direct", "embedded", 0.0, cached=True)  # cached: done, not timed
+    # direct's pace stands in for the cells not started: 8 direct + 10 coa + 8 coa on a 4-way endpoint.
+    assert eta.seconds() == 8 * 1.0 + 10 * 1.0 + 8 * 1.0 / 4
+    for _ in range(2):
+        eta.finished("coa", "embedded", 20.0, cached=False)
+    assert eta.seconds() == 8 * 1.0 + 8 * 20.0 + 8 * 10.5 / 4
+    assert clock(None) == "–" and clock(65) == "1:05" and clock(3725) == "1:02:05"

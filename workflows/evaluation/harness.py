@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import re
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,10 +75,37 @@ class EvalProgress:
     resumed: int
     elapsed: float
     last: dict[str, Any] | None = None
+    eta: float | None = None
+    """Seconds left, estimated per method and model from the items this session ran (None until one has)."""
 
     @property
     def accuracy(self) -> float | None:
         return self.correct / self.scored if self.scored else None
+
+
+class Eta:
+    """Time left in a run. Units run method by method, and methods differ in cost by 10x or more (``direct`` against
+    ``coa``), so one overall rate is wrong for most of a run: each (method, model) cell is timed on its own items,
+    a cell not started yet is assumed to cost the mean of those timed, and a model serves ``parallel`` units at
+    once. Cached units count as done and are not timed."""
+
+    def __init__(self, remaining: Counter[tuple[str, str]], parallel: Callable[[str], int]):
+        self.remaining = remaining
+        self.parallel = parallel
+        self.spent: dict[tuple[str, str], list[float]] = {}
+
+    def finished(self, method: str, model: str, seconds: float | None, cached: bool) -> None:
+        self.remaining[(method, model)] -= 1
+        if seconds is not None and not cached:
+            self.spent.setdefault((method, model), []).append(seconds)
+
+    def seconds(self) -> float | None:
+        timed = {cell: sum(v) / len(v) for cell, v in self.spent.items() if v}
+        if not timed:
+            return None
+        fallback = sum(timed.values()) / len(timed)
+        return sum(left * timed.get(cell, fallback) / max(1, self.parallel(cell[1]))
+                   for cell, left in self.remaining.items() if left > 0)
 
 
 @dataclass
@@ -336,10 +364,13 @@ async def _execute(matrix: _Matrix, settings: Settings, caches: CacheSet, run_di
     for unit in todo:
         queue.put_nowait(unit)
 
+    eta = Eta(Counter((method, model) for _, method, model in todo),
+              lambda spec: 1 if spec.startswith("embedded") else matrix.config.concurrency)
+
     def report_progress(last: dict[str, Any] | None) -> None:
         if on_progress is not None:
             on_progress(EvalProgress(counts["done"], len(units), counts["correct"], counts["scored"], len(kept),
-                                     time.perf_counter() - started, last))
+                                     time.perf_counter() - started, last, eta.seconds()))
 
     report_progress(None)
 
@@ -352,6 +383,7 @@ async def _execute(matrix: _Matrix, settings: Settings, caches: CacheSet, run_di
             record = await _run_unit(matrix, settings, caches, item, method, model, judge, limit(model))
             log.append(record)
             new_records.append(record)
+            eta.finished(method, model, record.get("latency"), bool(record.get("cached")))
             counts["done"] += 1
             if record["correct"] is not None:
                 counts["scored"] += 1
