@@ -57,6 +57,10 @@ class ToolInputError(ConclaveError):
     """A tool was called with arguments that do not match its schema or cannot be evaluated."""
 
 
+class ToolFailed(ConclaveError):
+    """A tool ran and failed (an MCP server's error or crash)."""
+
+
 class WorkflowError(ConclaveError):
     """A workflow file or run is invalid."""
 

@@ -28,7 +28,7 @@ from typing import Any, Literal, get_args
 
 from dotenv import dotenv_values
 from platformdirs import user_data_dir
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from conclave.errors import ConfigError
 
@@ -139,6 +139,26 @@ class CoASettings(_Frozen):
     examples_k: int = Field(3, ge=1, le=8)
 
 
+class McpServer(_Frozen):
+    """A Model Context Protocol server whose tools join Conclave's (tools/mcp.py)."""
+
+    command: list[str] = Field(default_factory=list)
+    """The program and its arguments, for a stdio server (``["python", "server.py"]``)."""
+    url: str | None = None
+    """A streamable-HTTP server instead."""
+    env: dict[str, str] = Field(default_factory=dict)
+    """Extra environment for a stdio server."""
+    allow: list[str] = Field(default_factory=list)
+    """Tools the server does not mark read-only that chains may still call (they can change things)."""
+    timeout: float = Field(30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> McpServer:
+        if bool(self.url) == bool(self.command):
+            raise ValueError("give either command (a stdio server) or url (an HTTP server), not both or neither")
+        return self
+
+
 class Settings(_Frozen):
     """Effective configuration of one Conclave process."""
 
@@ -171,6 +191,17 @@ class Settings(_Frozen):
     """Seconds a request may keep retrying in all: no retry starts that could not end (request_timeout) within it."""
     cache: bool = True
     coa: CoASettings = CoASettings()
+    mcp_servers: dict[str, McpServer] = Field(default_factory=dict)
+    """MCP servers whose tools chains may use, by name (only from settings.toml or the environment: they start
+    programs)."""
+
+    @field_validator("mcp_servers")
+    @classmethod
+    def _server_names(cls, value: dict[str, McpServer]) -> dict[str, McpServer]:
+        for name in value:
+            if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]{0,39}", name):
+                raise ValueError(f"MCP server name {name!r}: use letters, digits, - and _ (starting with a letter)")
+        return value
 
     @field_validator("collection")
     @classmethod
@@ -329,6 +360,12 @@ def load_settings_with_origins(
     home_from_dotenv = not overrides.get("home") and not env_values.get("home") and bool(dotenv_vals.get("home"))
     # With CONCLAVE_HOME from .env, the settings.toml inside it is the folder's too.
     untrusted = {f"file {dotenv_file}", *([f"file {toml_path}"] if home_from_dotenv else [])}
+    if settings.mcp_servers and origins.get("mcp_servers") in untrusted:
+        raise ConfigError(f"mcp_servers is set by {origins['mcp_servers'].removeprefix('file ')}, which comes with the "
+                          "working folder: MCP servers start programs, so they are read only from your environment "
+                          "or your own settings.toml",
+                          hint="move mcp_servers to $CONCLAVE_HOME/settings.toml if you trust it, or delete it from the "
+                               "folder's file")
     notices = _dotenv_notices(settings, untrusted, origins, home_from_dotenv)
     _announce(notices, dotenv_file)
     return LoadedSettings(settings, origins, notices)

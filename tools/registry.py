@@ -11,10 +11,10 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from langchain_core.tools import BaseTool, StructuredTool
+from langchain_core.tools import BaseTool, StructuredTool, ToolException
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from conclave.errors import ToolInputError
+from conclave.errors import ConfigError, ToolFailed, ToolInputError
 from conclave.events import Passage
 from tools.calculator import evaluate
 from tools.vector_math import evaluate_vector
@@ -141,7 +141,16 @@ def build_tools(
             args_schema=VectorMathArgs,
         ),
     ]
-    return {t.name: t for t in tools}
+    registered = {t.name: t for t in tools}
+    if settings.mcp_servers:
+        from tools.mcp import mcp_tools
+
+        for name, tool in mcp_tools(settings).items():
+            if name in registered:
+                raise ConfigError(f"the MCP tool {name} has the name of a built-in tool",
+                                  hint="rename its server in mcp_servers (tools are named SERVER_TOOL)")
+            registered[name] = tool
+    return registered
 
 
 def tool_schemas(tools: Mapping[str, BaseTool]) -> dict[str, dict[str, Any]]:
@@ -192,13 +201,19 @@ def _usage(tool: BaseTool) -> str:
 def run_tool(tools: Mapping[str, BaseTool], name: str, args: Mapping[str, Any]) -> str:
     """Validate ``args`` against the tool's schema and run it; bad arguments raise ToolInputError."""
     tool, clean = _validated(tools, name, args)
-    return _as_text(tool.invoke(clean))
+    try:
+        return _as_text(tool.invoke(clean))
+    except ToolException as exc:
+        raise ToolFailed(str(exc), hint=f"the tool {name} itself failed; see `conclave tools` for what it does") from None
 
 
 async def arun_tool(tools: Mapping[str, BaseTool], name: str, args: Mapping[str, Any]) -> str:
     """Async :func:`run_tool` (uses the tool's coroutine when it has one)."""
     tool, clean = _validated(tools, name, args)
-    return _as_text(await tool.ainvoke(clean))
+    try:
+        return _as_text(await tool.ainvoke(clean))
+    except ToolException as exc:
+        raise ToolFailed(str(exc), hint=f"the tool {name} itself failed; see `conclave tools` for what it does") from None
 
 
 def _as_text(result: Any) -> str:

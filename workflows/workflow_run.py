@@ -62,6 +62,11 @@ def workflow_settings(workflow: Workflow, settings: Settings, source: str = "wor
     """
     from conclave.settings import Settings as SettingsModel
 
+    if "mcp_servers" in workflow.settings:
+        # Not even with --allow-endpoint-overrides: an MCP server is a program the run would start.
+        raise WorkflowError(f"{source}: settings.mcp_servers: a workflow file cannot name MCP servers (they start "
+                            "programs)", hint="configure them in $CONCLAVE_HOME/settings.toml; the workflow's chains "
+                                              "can then use their tools")
     if not allow_endpoint_overrides:
         refuse_endpoint_overrides(workflow.settings, source)
     data = settings.model_dump()
