@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from functools import cache
 from importlib import resources
+from typing import Any
 
 from conclave.errors import ConfigError
 
@@ -19,6 +20,14 @@ def load_prompt(name: str) -> str:
     if not text.strip():
         raise ConfigError(f"prompt {name!r} is empty", hint="reinstall conclave")
     return text.strip()
+
+
+def answer_prompt(name: str, settings: Any) -> str:
+    """The system prompt of a call that writes the answer, with the user's own instructions (``settings.system``,
+    ``ask --system``) after it."""
+    text = load_prompt(name)
+    extra = (getattr(settings, "system", None) or "").strip()
+    return f"{text}\n\nThe user's instructions for the answer:\n{extra}" if extra else text
 
 
 def prompt_hashes() -> dict[str, str]:

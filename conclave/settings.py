@@ -190,6 +190,9 @@ class Settings(_Frozen):
     retry_budget: float = Field(300.0, gt=0)
     """Seconds a request may keep retrying in all: no retry starts that could not end (request_timeout) within it."""
     cache: bool = True
+    system: str | None = Field(None, max_length=4000)
+    """Your instructions for the model that writes the answer (tone, language, length); added to that call's system
+    prompt. The chain-writing and planning prompts keep their own format."""
     coa: CoASettings = CoASettings()
     mcp_servers: dict[str, McpServer] = Field(default_factory=dict)
     """MCP servers whose tools chains may use, by name (only from settings.toml or the environment: they start
@@ -402,6 +405,34 @@ def _announce(notices: list[str], dotenv_file: Path) -> None:
     print(f"note: {dotenv_file} changes where Conclave sends or keeps data:\n{lines}\n"
           "  (set these in your environment or settings.toml instead if you trust them; delete the file if you "
           "do not)", file=sys.stderr)
+
+
+def set_toml_value(path: Path, key: str, value: str) -> Path:
+    """Set a top-level string ``key = "value"`` in a settings.toml, keeping everything else as written (comments,
+    sections); the result must still parse and validate, or nothing is written."""
+    try:
+        text = path.read_text(encoding="utf-8") if path.is_file() else ""
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}", hint="fix or remove the file") from exc
+    lines = text.splitlines()
+    line = f"{key} = {json.dumps(value, ensure_ascii=False)}"
+    first_table = next((i for i, l in enumerate(lines) if l.lstrip().startswith("[")), len(lines))
+    found = next((i for i in range(first_table) if re.match(rf"\s*{re.escape(key)}\s*=", lines[i])), None)
+    if found is not None:
+        lines[found] = line
+    else:
+        lines.insert(first_table, line)
+    new = "\n".join(lines) + "\n"
+    try:
+        Settings.model_validate({k: v for k, v in tomllib.loads(new).items()})
+    except (tomllib.TOMLDecodeError, ValidationError) as exc:
+        raise ConfigError(f"{path} would not be valid with {line}: {exc}", hint="fix the file by hand") from exc
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(new, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror or exc}", hint="check the folder's permissions") from exc
+    return path
 
 
 def load_settings(**overrides: Any) -> Settings:

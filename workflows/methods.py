@@ -14,7 +14,7 @@ from typing import Any
 
 from autogen_core.models import AssistantMessage, CreateResult, LLMMessage, SystemMessage, UserMessage
 
-from agents.prompting import load_prompt
+from agents.prompting import answer_prompt
 from conclave.events import AnswerDelta, AnswerReady, Event, Passage, Retrieved, Usage
 from conclave.models import client_name
 from workflows.runner import RunContext
@@ -101,7 +101,7 @@ class StreamedCall:
 
 async def run_direct(ctx: RunContext) -> AsyncIterator[Event]:
     """One call, no tools."""
-    messages: list[LLMMessage] = [SystemMessage(content=load_prompt("direct")), *direct_shot(), *history_messages(ctx),
+    messages: list[LLMMessage] = [SystemMessage(content=answer_prompt("direct", ctx.settings)), *direct_shot(), *history_messages(ctx),
                                   UserMessage(content=ctx.question, source="user")]
     call = StreamedCall(ctx.clients["reasoner"], messages, agent="reasoner")
     async for event in call.events():
@@ -111,7 +111,7 @@ async def run_direct(ctx: RunContext) -> AsyncIterator[Event]:
 
 async def run_cot(ctx: RunContext) -> AsyncIterator[Event]:
     """Chain of thought: think step by step, no tools."""
-    messages: list[LLMMessage] = [SystemMessage(content=load_prompt("cot")), *history_messages(ctx),
+    messages: list[LLMMessage] = [SystemMessage(content=answer_prompt("cot", ctx.settings)), *history_messages(ctx),
                                   UserMessage(content=ctx.question, source="user")]
     call = StreamedCall(ctx.clients["reasoner"], messages, agent="reasoner")
     async for event in call.events():
@@ -131,7 +131,7 @@ async def run_rag(ctx: RunContext) -> AsyncIterator[Event]:
         passages = list(await store.search(ctx.question, k=ctx.settings.top_k, collection=ctx.collection))
         yield Retrieved(query=ctx.question, passages=passages)
     context = f"Passages:\n{passages_block(passages)}" if passages else "Passages: (none were found)"
-    messages: list[LLMMessage] = [SystemMessage(content=load_prompt("rag")), *passages_shot(), *history_messages(ctx),
+    messages: list[LLMMessage] = [SystemMessage(content=answer_prompt("rag", ctx.settings)), *passages_shot(), *history_messages(ctx),
                                   UserMessage(content=f"{context}\n\nQuestion: {ctx.question}\n\n{SHORT_ANSWER}",
                                               source="user")]
     call = StreamedCall(ctx.clients["reasoner"], messages, agent="reasoner")

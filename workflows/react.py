@@ -20,7 +20,7 @@ from autogen_agentchat.messages import (
     ToolCallSummaryMessage,
 )
 
-from agents.prompting import load_prompt
+from agents.prompting import answer_prompt
 from conclave.events import AnswerDelta, AnswerReady, Event, ToolCalled, Usage
 from conclave.models import client_name
 from workflows.methods import answer_value
@@ -45,7 +45,7 @@ async def run_react(ctx: RunContext) -> AsyncIterator[Event]:
         "reasoner",
         model_client=client,
         tools=to_autogen_tools(tools),
-        system_message=load_prompt("react"),
+        system_message=answer_prompt("react", ctx.settings),
         max_tool_iterations=MAX_TOOL_ITERATIONS,
         reflect_on_tool_use=True,
         model_client_stream=True,

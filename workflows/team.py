@@ -28,7 +28,7 @@ from autogen_core.models import CreateResult, SystemMessage, UserMessage
 from agents.base import RoleAgent, TeamState, cited_passages, passages_block
 from agents.critic import build_critic
 from agents.planner import build_planner
-from agents.prompting import load_prompt
+from agents.prompting import answer_prompt
 from agents.reasoner import ChainKit, build_reasoner
 from agents.retriever import build_retriever
 from conclave.errors import BackendError, ConclaveError, ConfigError
@@ -251,7 +251,7 @@ class Writer(RoleAgent):
             work = f"Worked chain:\n{chosen.reified.filled_text(limit=300)}\n\n"
         passages = self.reading()
         user = f"Passages:\n{passages_block(passages)}\n\n{work}Question: {state.question}\n\n{SHORT_ANSWER}"
-        messages = [SystemMessage(content=load_prompt("writer")), *passages_shot(), UserMessage(content=user, source="user")]
+        messages = [SystemMessage(content=answer_prompt("writer", state.settings)), *passages_shot(), UserMessage(content=user, source="user")]
         started = time.perf_counter()
         parts: list[str] = []
         result: CreateResult | None = None

@@ -79,6 +79,10 @@ def ask(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object: answer, model, usage, timings, trace."),
     as_jsonl: bool = typer.Option(False, "--jsonl", help="Stream every run event as one JSON line on stdout, ending with run_finished."),
     no_log: bool = typer.Option(False, "--no-log", help="Do not add this answer to the log (`conclave logs`)."),
+    system: str | None = typer.Option(None, "--system", "-s", help="Your instructions for the answer (tone, language, length)."),
+    option: list[str] = typer.Option([], "--option", "-o", help="Model option KEY=VALUE: temperature, max_tokens, context_length (repeatable)."),
+    template: str | None = typer.Option(None, "--template", "-t", help="Start from a saved template (`conclave templates`); flags win."),
+    save: str | None = typer.Option(None, "--save", help="Save this command's system, model, method, collection and options as a template, and answer."),
 ) -> None:
     """Answer a question, streaming the answer, then the model and token usage; the stage and elapsed time show on
     stderr while it runs (in a terminal). Every answer is logged (see `conclave logs`) unless --no-log.
@@ -96,14 +100,22 @@ def ask(
         if question is None:
             question = _question_from_stdin(ctx)
 
-        # A variant (coa:k=5) is resolved by build_context; settings hold only the plain method name.
-        overrides: dict[str, Any] = {"model": model, "method": method if method and ":" not in method else None,
-                                     "collection": collection}
-        if samples is not None:
-            from conclave.settings import load_settings
+        from conclave.settings import load_settings
+        from conclave.templates import Template, load_template, parse_options, save_template
 
-            base = load_settings()
-            overrides["coa"] = {**base.coa.model_dump(), "samples": samples}
+        home = load_settings().home
+        base = load_template(home, template) if template else Template()
+        chosen = Template(system=system or base.system, model=model or base.model, method=method or base.method,
+                          collection=collection or base.collection,
+                          options={**base.options, **parse_options(option)})
+        if save:
+            err.print(f"[dim]saved template {escape_markup(save)}: {escape_markup(save_template(home, save, chosen))}[/]")
+        method = chosen.method
+        # A variant (coa:k=5) is resolved by build_context; settings hold only the plain method name.
+        overrides: dict[str, Any] = {**chosen.settings_overrides(),
+                                     "method": method if method and ":" not in method else None}
+        if samples is not None:
+            overrides["coa"] = {**load_settings().coa.model_dump(), "samples": samples}
         settings = settings_from_cli(**overrides)
         result = asyncio.run(_ask(question, settings, renderer, method, progress=progress, jsonl=as_jsonl))
     except KeyboardInterrupt:
@@ -210,9 +222,33 @@ async def _ask(question: str, settings: Any, renderer: Any, method: str | None =
 
 
 # ------------------------------------------------------------------------------------------------ models
-@app.command()
-def models(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+models_app = typer.Typer(help="List the models usable now: embedded, Ollama's (when it answers), configured "
+                                "OpenAI-compatible endpoints; `models default SPEC` sets the default.",
+                           invoke_without_command=True)
+app.add_typer(models_app, name="models")
+
+
+@models_app.command("default")
+def models_default(spec: str = typer.Argument(..., help="Model spec: embedded, embedded:smollm2, ollama/NAME, openai/NAME.")) -> None:
+    """Make SPEC the default model (`model` in $CONCLAVE_HOME/settings.toml); every role without its own runs it."""
+    from conclave.models.spec import parse_spec
+    from conclave.settings import load_settings, set_toml_value
+
+    parse_spec(spec)  # a spec that does not parse is refused before anything is written
+    settings = load_settings()
+    path = set_toml_value(settings.home / "settings.toml", "model", spec)
+    out.print(f"default model: {escape_markup(spec)} (written to {escape_markup(path)})")
+    shadow = load_settings()
+    if shadow.model != spec:
+        err.print(f"[yellow]note:[/] the effective model is still {escape_markup(str(shadow.model))}: a flag, "
+                  "CONCLAVE_MODEL or a .env sets it (see `conclave config show`)")
+
+
+@models_app.callback()
+def models(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """List the models usable now: embedded, Ollama's (when it answers), configured OpenAI-compatible endpoints."""
+    if ctx.invoked_subcommand is not None:
+        return
     from rich.table import Table
 
     from conclave.models.discovery import list_models
@@ -289,7 +325,8 @@ def config_show(as_json: bool = typer.Option(False, "--json", help="Print JSON."
 # ------------------------------------------------------------------------------------------------- edge
 def _register_subcommands() -> None:
     """Commands from other areas register themselves; a missing area must not break the rest."""
-    for module in ("conclave.cli.knowledge", "conclave.cli.chat", "conclave.cli.evaluate", "conclave.cli.history"):
+    for module in ("conclave.cli.knowledge", "conclave.cli.chat", "conclave.cli.evaluate", "conclave.cli.history",
+                   "conclave.cli.templates"):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:

@@ -24,6 +24,7 @@ METAVARS: dict[str, str] = {
     "question": "QUESTION", "search": "TEXT", "query": "TEXT",
     "workflow": "FILE", "output": "FILE", "out": "FILE",
     "path": "PATH", "paths": "PATH",
+    "option": "KEY=VALUE", "template": "NAME", "save": "NAME", "system": "TEXT",
 }
 _BY_TYPE = {"str": "TEXT", "int": "N", "float": "NUMBER", "Path": "PATH"}
 
