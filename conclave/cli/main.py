@@ -25,7 +25,7 @@ app = typer.Typer(
     cls=ReadableGroup,
     help="Local-first multi-agent question answering with chain-of-abstraction reasoning.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
 config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is_help=True)
