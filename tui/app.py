@@ -25,6 +25,7 @@ from conclave.events import (
     RunFinished,
     RunStarted,
     event_from_dict,
+    stage_of,
 )
 from conclave.sessions import Message, SessionStore
 from conclave.terminal import safe_text
@@ -272,11 +273,18 @@ class ConclaveApp(App[None]):
         finished: RunFinished | None = None
         outcome: Literal["ok", "failed", "cancelled"] = "failed"
         method = question.method
+        view_started = False
         started = asyncio.get_running_loop().time()
         try:
             async for event in self.runner(question):
                 events.append(event)
                 self.trace_panel.add_event(event)
+                stage = stage_of(event, method if not isinstance(event, RunStarted) else event.method)
+                if stage:
+                    self.refresh_status(activity=f"{stage}…")
+                elif stage is None and isinstance(event, AnswerDelta) and not view_started:
+                    view_started = True
+                    self.refresh_status(activity="writing the answer…")
                 if isinstance(event, AnswerDelta):
                     await view.write(event.text)
                 elif isinstance(event, RunStarted):

@@ -10,7 +10,7 @@ from typing import Any
 
 from rich.console import Console
 
-from conclave.events import Event
+from conclave.events import Event, stage_of
 from conclave.settings import KNOWLEDGE_METHODS
 from conclave.terminal import CHAIN_LINE_CHARS, REASON_CHARS, safe_text
 from conclave.terminal import clip as _short
@@ -122,41 +122,6 @@ class TraceRenderer:
 
 
 # ------------------------------------------------------------------------------------------------ progress
-
-_ANSWERING = ("answer_delta", "answer", "run_finished", "run_failed")
-
-
-def stage_of(event: Event, method: str = "") -> str | None:
-    """What the run is doing after ``event``: None once the answer is under way or the run is over, "" when the
-    event does not change the stage (usage and the like)."""
-    data = event.to_dict()
-    kind = event.kind
-    coa = method.startswith("coa")
-    if kind in _ANSWERING:
-        return None
-    if kind == "run_started":
-        return "planner planning" if coa else f"{data['method']}: model answering"
-    if kind == "plan":
-        needs = {str(s.get("needs")) for s in data["subquestions"]}
-        return "retriever searching" if "knowledge" in needs else "reasoner writing the chain"
-    if kind == "retrieval":
-        return "reasoner writing the chain" if coa else "model answering"
-    if kind == "chain":
-        return "running the chain's tools"
-    if kind == "replan":
-        return "reasoner rewriting the chain"
-    if kind == "step_started":
-        return f"tool {safe_text(data['tool'])} running"
-    if kind == "step_finished":
-        return "running the chain's tools"
-    if kind == "vote":
-        return "writing the answer"
-    if kind == "critique":
-        return "reasoner revising the chain" if data["verdict"] == "revise" else "writing the answer"
-    if kind == "tool_call":
-        return f"model reading what {safe_text(data['tool'])} returned"
-    return ""  # usage and the like: the stage goes on
-
 
 class AskProgress:
     """A spinner with the run's stage and elapsed time, on ``console`` (stderr) only, e.g.

@@ -282,3 +282,24 @@ async def test_a_chat_answer_is_logged_and_a_damaged_log_is_said_once(settings: 
         await settle(pilot)
         assert [m.status for m in store.messages(app.session_id)] == ["ok", "ok", "ok", "ok"]
         assert sum("Logging is off" in n for n in notices(app)) == 1
+
+
+async def test_the_status_bar_shows_the_stage_of_the_run(settings: Settings, store: SessionStore) -> None:
+    """Issue 17 §2: not only "answering…", but what the team is doing (the stages `ask` shows on stderr)."""
+    script = Script(hold=9)  # held right after the calculator step started (event 8)
+    app = create_app(settings, runner=script, store=store)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ask(pilot, "What does Adam combine?")
+        await asyncio.wait_for(script.reached.wait(), 5)
+        await wait_for(pilot, lambda: app.status_bar.state.activity == "tool calculator running…")
+        script.release()
+        await settle(pilot)
+        assert app.status_bar.state.activity == ""
+    held = Script(hold=15)  # the first answer piece is out
+    app = create_app(settings, runner=held, store=store)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ask(pilot, "What does Adam combine?")
+        await asyncio.wait_for(held.reached.wait(), 5)
+        await wait_for(pilot, lambda: app.status_bar.state.activity == "writing the answer…")
+        held.release()
+        await settle(pilot)
