@@ -72,3 +72,11 @@ class ReadableGroup(typer.core.TyperGroup):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         readable(self)
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        # Typer adds --install-completion and --show-completion to the root after it is built.
+        params = super().get_params(ctx)
+        for param in params:
+            if isinstance(param, typer.core._TyperParameter) and param.metavar is None:
+                param.metavar = metavar_for(param)
+        return params
