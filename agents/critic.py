@@ -8,11 +8,11 @@ from autogen_core import CancellationToken
 from autogen_core.models import ChatCompletionClient, SystemMessage, UserMessage
 from pydantic import BaseModel, Field
 
-from agents.base import RoleAgent, TeamState, passages_block, tracked_create
+from agents.base import RoleAgent, TeamState, passages_block, tracked_structured
 from agents.prompting import load_prompt
 from conclave.events import Critique
 from conclave.models import StructuredOutputError
-from conclave.models.structured import extract_json, schema_args
+from conclave.models.structured import extract_json
 
 
 class Verdict(BaseModel):
@@ -137,11 +137,8 @@ class Critic(RoleAgent):
         parts.append(f"Final value: {chosen.reified.answer_value}")
         messages = [SystemMessage(content=load_prompt("critic")), UserMessage(content="\n\n".join(parts), source="user")]
         try:
-            result = await tracked_create(
-                state, "critic", self.client, messages,
-                extra={**schema_args(self.client, Verdict.model_json_schema(), "verdict"), "max_tokens": 160},
-                cancellation_token=cancellation_token,
-            )
+            result = await tracked_structured(state, "critic", self.client, messages, Verdict.model_json_schema(),
+                                              "verdict", extra={"max_tokens": 160}, cancellation_token=cancellation_token)
             raw = result.content if isinstance(result.content, str) else ""
             return Verdict.model_validate(extract_json(raw))
         except (StructuredOutputError, ValueError):

@@ -8,11 +8,11 @@ from autogen_core import CancellationToken
 from autogen_core.models import ChatCompletionClient, SystemMessage, UserMessage
 from pydantic import BaseModel, Field
 
-from agents.base import RoleAgent, SubQuestion, TeamState, tracked_create
+from agents.base import RoleAgent, SubQuestion, TeamState, tracked_structured
 from agents.prompting import load_prompt
 from conclave.events import PlanMade
 from conclave.models import StructuredOutputError
-from conclave.models.structured import extract_json, schema_args
+from conclave.models.structured import extract_json
 
 
 # No string length limits in these schemas: llama.cpp expands maxLength into nested grammar rules, which makes
@@ -58,11 +58,8 @@ class Planner(RoleAgent):
         messages = [SystemMessage(content=load_prompt("planner")), UserMessage(content=user, source="user")]
         raw = ""
         try:
-            result = await tracked_create(
-                state, "planner", self.client, messages,
-                extra={**schema_args(self.client, Plan.model_json_schema(), "plan"), "max_tokens": 256},
-                cancellation_token=cancellation_token,
-            )
+            result = await tracked_structured(state, "planner", self.client, messages, Plan.model_json_schema(), "plan",
+                                              extra={"max_tokens": 256}, cancellation_token=cancellation_token)
             raw = result.content if isinstance(result.content, str) else ""
             plan = Plan.model_validate(extract_json(raw))
             state.subquestions = [SubQuestion(p.question[:300], p.needs, (p.query or p.question)[:200]) for p in plan.subquestions]

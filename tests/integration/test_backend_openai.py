@@ -131,3 +131,23 @@ async def test_coa_team_through_the_llama_cpp_server(llama_server: str) -> None:
     # Both concurrently drawn samples reached the server and came back as chains.
     assert sorted(e.sample for e in events if e.kind == "chain") == [0, 1]
     assert finished.usage["reasoner"]["calls"] == 2
+
+
+@pytest.mark.integration
+@pytest.mark.slow  # a plan and a verdict under grammars on llama.cpp's server
+async def test_planner_and_critic_fall_back_to_the_servers_json_dialect(llama_server: str, conclave_home: object) -> None:
+    """Issue 16 §4: the planner and the critic asked only in the `json_schema` dialect, which llama.cpp's server
+    refuses, so a run with a plan (a collection set, `coa.plan = always`) or a critic ended in a BackendError. Both now
+    go through the one structured call helper that switches to `json_object` + `schema` as the reasoner does."""
+    from workflows.runner import build_context, run_question
+
+    settings = openai_settings(llama_server, model=SPEC, max_tokens=96,
+                               coa={"plan": "always", "use_critic": True, "max_replans": 0, "max_critic_rounds": 0,
+                                    "form": "json"})
+    ctx = await build_context("A pen costs 3 dollars. What do 4 pens cost?", settings, method="coa", knowledge=False)
+    events = [e async for e in run_question(ctx)]
+    failures = [e.error for e in events if e.kind == "run_failed"]
+    assert not failures, failures
+    assert any(e.kind == "plan" for e in events)
+    usage = events[-1].usage
+    assert usage["planner"]["calls"] == 1, "the planner's call reached the server and came back"
