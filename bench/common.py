@@ -180,9 +180,9 @@ def md_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], align: str |
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
 
     def line(row: Sequence[str]) -> str:
-        return "| " + " | ".join(c.ljust(w) if a == "l" else c.rjust(w) for c, w, a in zip(row, widths, align)) + " |"
+        return "| " + " | ".join(c.ljust(w) if a == "l" else c.rjust(w) for c, w, a in zip(row, widths, align, strict=False)) + " |"
 
-    marks = ("-" * (w + 1) + ":" if a == "r" else ":" + "-" * (w + 1) for w, a in zip(widths, align))
+    marks = ("-" * (w + 1) + ":" if a == "r" else ":" + "-" * (w + 1) for w, a in zip(widths, align, strict=False))
     rule = "|" + "|".join(marks) + "|"
     return "\n".join([line(cells[0]), rule, *(line(r) for r in cells[1:])])
 

@@ -113,7 +113,7 @@ def main() -> None:
     ratios = {}
     if "react" in per and "coa" in per:
         r, c = per["react"], per["coa"]
-        tok = lambda m: [a + b for a, b in zip(m["prompt_tokens"], m["completion_tokens"])]  # noqa: E731
+        tok = lambda m: [a + b for a, b in zip(m["prompt_tokens"], m["completion_tokens"], strict=False)]  # noqa: E731
         ratios = {
             "wall_mean": mean(r["latency"]) / mean(c["latency"]),
             "wall_median": statistics.median(r["latency"]) / statistics.median(c["latency"]),

@@ -140,7 +140,7 @@ def fill(col: Any, store: Any, start: int, end: int, base: list[tuple[str, list[
         docs = [base[j][0] for j in idx]
         metas = [{"source": base[j][2] if i < len(base) else f"synthetic/{i}", "name": f"p{i}.txt", "title": "",
                   "chunk_index": 0, "kind": "text", "ingested_at": "2026-01-01T00:00:00+00:00"}
-                 for i, j in zip(range(lo, hi), idx)]
+                 for i, j in zip(range(lo, hi), idx, strict=False)]
         started = time.perf_counter()
         store.call(col.add, ids=ids, embeddings=chunk.tolist(), documents=docs, metadatas=metas)
         spent += time.perf_counter() - started

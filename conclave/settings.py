@@ -416,7 +416,7 @@ def set_toml_value(path: Path, key: str, value: str) -> Path:
         raise ConfigError(f"cannot read {path}: {exc}", hint="fix or remove the file") from exc
     lines = text.splitlines()
     line = f"{key} = {json.dumps(value, ensure_ascii=False)}"
-    first_table = next((i for i, l in enumerate(lines) if l.lstrip().startswith("[")), len(lines))
+    first_table = next((i for i, text_line in enumerate(lines) if text_line.lstrip().startswith("[")), len(lines))
     found = next((i for i in range(first_table) if re.match(rf"\s*{re.escape(key)}\s*=", lines[i])), None)
     if found is not None:
         lines[found] = line

@@ -72,7 +72,7 @@ def safe_rich_text(text: Any) -> Any:
     """A ``rich.text.Text`` with :func:`safe_text` applied to its characters; styles stay on the characters kept.
 
     Returns ``text`` itself when nothing needs removing."""
-    from rich.text import Span, Text
+    from rich.text import Span
 
     plain = text.plain
     if not _UNSAFE.search(plain):

@@ -28,8 +28,8 @@ from conclave.events import (
     stage_of,
 )
 from conclave.sessions import Message, SessionStore
-from conclave.terminal import safe_text
 from conclave.settings import KNOWLEDGE_METHODS, RoleModels, Settings
+from conclave.terminal import safe_text
 from tui.backend import Knowledge, Question, ResolveModels, RunQuestion
 from tui.commands import ConclaveCommands
 from tui.conversation import AssistantMessage, Conversation

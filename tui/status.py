@@ -33,7 +33,7 @@ def models_label(models: dict[str, str]) -> str:
     specs = [models.get(role, "auto") for role in ROLES]
     if len(set(specs)) == 1:
         return specs[0]
-    return " · ".join(f"{_SHORT[role]} {spec}" for role, spec in zip(ROLES, specs))
+    return " · ".join(f"{_SHORT[role]} {spec}" for role, spec in zip(ROLES, specs, strict=False))
 
 
 class StatusBar(Static):

@@ -15,9 +15,9 @@ import asyncio
 import dataclasses
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
 from itertools import zip_longest
 from pathlib import Path
-from collections.abc import AsyncIterator
 from typing import Any
 
 from autogen_agentchat.conditions import MaxMessageTermination
@@ -36,8 +36,6 @@ from conclave.events import AnswerDelta, AnswerReady, Event, Passage, StepFinish
 from conclave.models import client_name
 from workflows.methods import SHORT_ANSWER, answer_value, passages_shot
 from workflows.runner import RunContext
-
-
 
 _BANKS: dict[tuple[str, int, str], Any] = {}
 

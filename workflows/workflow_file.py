@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator
@@ -220,14 +220,7 @@ def step_kind(value: Any) -> str | None:
 
 
 WorkflowStep = Annotated[
-    Union[
-        Annotated[IngestStep, Tag("ingest")],
-        Annotated[AskStep, Tag("ask")],
-        Annotated[BatchStep, Tag("batch")],
-        Annotated[SynthesizeStep, Tag("synthesize")],
-        Annotated[EvalStep, Tag("eval")],
-        Annotated[ReportStep, Tag("report")],
-    ],
+    Annotated[IngestStep, Tag("ingest")] | Annotated[AskStep, Tag("ask")] | Annotated[BatchStep, Tag("batch")] | Annotated[SynthesizeStep, Tag("synthesize")] | Annotated[EvalStep, Tag("eval")] | Annotated[ReportStep, Tag("report")],
     Discriminator(
         step_kind,
         custom_error_type="step_kind",

@@ -284,9 +284,8 @@ def config_show(as_json: bool = typer.Option(False, "--json", help="Print JSON."
     """Print the effective settings and where each value came from (secrets masked)."""
     from rich.table import Table
 
-    from conclave.settings import load_settings_with_origins
-
     from conclave.models import default_spec
+    from conclave.settings import load_settings_with_origins
 
     loaded = load_settings_with_origins()
     settings = loaded.settings

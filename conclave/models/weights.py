@@ -24,9 +24,10 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ContextManager
+from typing import Any
 
 from conclave.errors import ConclaveError, ConfigError
 
@@ -34,7 +35,7 @@ CHUNK = 4 << 20  # bytes read and written at a time: memory stays flat whatever 
 STALE_PARTIAL_SECONDS = 3600.0  # a .partial file untouched this long is left over from an interrupted assembly
 
 Advance = Callable[[int], None]
-ProgressFactory = Callable[[str, int], ContextManager[Advance]]
+ProgressFactory = Callable[[str, int], AbstractContextManager[Advance]]
 """``progress(description, total_bytes)`` -> a context manager giving ``advance(n_bytes)``."""
 
 
@@ -100,7 +101,7 @@ def installed(weights: PartedWeights) -> bool:
 def part_files(weights: PartedWeights) -> list[Path]:
     """The part files in order; a :class:`WeightsError` naming what is missing otherwise."""
     files = [part_file(name, rel) for name, rel in weights.parts]
-    missing = [_distribution(name) for (name, _), f in zip(weights.parts, files) if f is None]
+    missing = [_distribution(name) for (name, _), f in zip(weights.parts, files, strict=False) if f is None]
     if missing:
         shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
         raise WeightsError(

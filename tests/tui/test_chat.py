@@ -15,7 +15,6 @@ from tui.conversation import AssistantMessage, UserMessage
 from tui.trace import TracePanel
 
 
-
 def trace_text(app: Any) -> str:
     return "\n".join(str(entry.render()) for entry in app.query_one(TracePanel).query(".entry"))
 

@@ -11,7 +11,14 @@ from conclave.settings import load_settings
 from tools.registry import build_tools
 from workflows.coa.model import Chain, Concat, Lit, Ref
 from workflows.coa.parse import parse_chain
-from workflows.coa.program import ProgramError, ProgramStream, extract_program, looks_like_program, parse_program, render_program
+from workflows.coa.program import (
+    ProgramError,
+    ProgramStream,
+    extract_program,
+    looks_like_program,
+    parse_program,
+    render_program,
+)
 from workflows.coa.render import render, render_json
 from workflows.coa.validate import validate
 
@@ -237,7 +244,7 @@ def test_the_stream_stops_at_the_closing_fence() -> None:
     assert stream.finish().ids == ["y1", "y2"]
 
 
-def test_nothing_is_ever_executed(tmp_path: "pytest.TempPathFactory") -> None:  # type: ignore[name-defined]
+def test_nothing_is_ever_executed(tmp_path: pytest.TempPathFactory) -> None:  # type: ignore[name-defined]
     marker = tmp_path / "pwned"  # type: ignore[operator]
     for code in (f"x = __import__('pathlib').Path({str(marker)!r}).touch()\nanswer = x",
                  f"x = open({str(marker)!r}, 'w')\nanswer = x"):

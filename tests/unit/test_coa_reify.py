@@ -219,7 +219,7 @@ async def test_events_report_progress(rec: Recorder) -> None:
     seen: list[Event] = []
     result = await run('[broken("q") -> y1] [y1 + 1 = y2] [3 * 4 = y3] Answer: y3', rec, on_event=seen.append,
                        sample=2)
-    kinds = [(type(e).__name__, getattr(e, "step_id")) for e in seen]
+    kinds = [(type(e).__name__, e.step_id) for e in seen]
     assert ("StepStarted", "y1") in kinds and ("StepStarted", "y3") in kinds
     assert ("StepStarted", "y2") not in kinds, "a skipped step never starts"
     finished = {e.step_id: e for e in seen if isinstance(e, StepFinished)}

@@ -93,10 +93,10 @@ def test_export_traces_writes_chat_jsonl(tmp_path: Path, conclave_home: Path) ->
 
 
 def test_export_converts_gsm8k_training_answers_and_combines_with_runs(tmp_path: Path, conclave_home: Path) -> None:
+    from conclave.settings import load_settings
+    from tools.registry import build_tools
     from workflows.coa import parse_chain, reify
     from workflows.coa.render import render
-    from tools.registry import build_tools
-    from conclave.settings import load_settings
 
     train = tmp_path / "train.jsonl"
     items = [

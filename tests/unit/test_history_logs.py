@@ -19,8 +19,8 @@ from typer.testing import CliRunner
 import conclave.cli.main as main_module
 from conclave.cli.main import _cancelled, app
 from conclave.cli.render import AskProgress, TraceRenderer
-from conclave.events import AnswerDelta, AnswerReady, ChainDrafted, PlanMade, RunFinished, RunStarted, Usage
 from conclave.errors import ConfigError
+from conclave.events import AnswerDelta, AnswerReady, ChainDrafted, PlanMade, RunFinished, RunStarted, Usage
 from conclave.logs import LogRecord, LogStore, LogStoreError, logs_path, record_from_ask
 from conclave.redact import register_secret
 from conclave.settings import load_settings

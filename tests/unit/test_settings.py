@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from conclave.errors import ConfigError
 from conclave.settings import load_settings, load_settings_with_origins, mask_secret
@@ -67,7 +68,7 @@ def test_secrets_are_masked_in_redacted_output(monkeypatch: pytest.MonkeyPatch) 
 
 def test_settings_are_frozen() -> None:
     s = load_settings()
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         s.model = "embedded"  # type: ignore[misc]
 
 

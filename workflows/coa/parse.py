@@ -239,9 +239,8 @@ class _TextParser:
             steps.append(replace(step, thought=text[prose_start:i].strip()))
             prose_start = pos = end
         rest = text[prose_start:]
-        marker = None
-        for marker in _ANSWER.finditer(rest):
-            pass
+        markers = list(_ANSWER.finditer(rest))
+        marker = markers[-1] if markers else None
         if marker is None:
             if not steps:
                 raise self.error(

@@ -22,7 +22,7 @@ from fractions import Fraction
 from typing import Any
 
 from conclave.events import Event, StepFinished, StepStarted
-from workflows.coa.model import PLACEHOLDER_RE, Arg, Chain, Concat, Lit, Ref, Step
+from workflows.coa.model import PLACEHOLDER_RE, Arg, Chain, Concat, Ref, Step
 from workflows.coa.render import render_filled
 from workflows.coa.validate import ChainError, bind_args, bind_chain, find_tool, format_errors, validate
 

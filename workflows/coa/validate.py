@@ -136,7 +136,7 @@ def _bind(step: Step, fields: list[str] | None, name: str) -> tuple[dict[str, Ar
                 f"got {len(step.positional)}",
             ))
             return dict(step.args), errors
-        bound.update(zip(fields, step.positional))
+        bound.update(zip(fields, step.positional, strict=False))
     for arg_name, arg in step.args.items():
         if arg_name in bound:
             errors.append(ChainError(

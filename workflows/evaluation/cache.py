@@ -28,7 +28,7 @@ import stat
 import tempfile
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 from autogen_core import CacheStore, CancellationToken
 from autogen_core.models import ChatCompletionClient, CreateResult, LLMMessage
@@ -56,7 +56,7 @@ log = logging.getLogger(__name__)
 
 ClientFactory = Callable[[str, Settings], Awaitable[ChatCompletionClient]]
 
-CacheValue = Union[CreateResult, list[Union[str, CreateResult]]]
+CacheValue = CreateResult | list[str | CreateResult]
 """What one entry holds: a ``create`` result, or a stream's items (text chunks, then the final result)."""
 
 # The calls of the item running in the current task (asyncio tasks copy the context, so every agent the item's

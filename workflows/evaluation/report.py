@@ -12,7 +12,7 @@ import json
 import math
 import statistics
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from itertools import combinations
 from pathlib import Path
 from typing import Any
@@ -121,7 +121,7 @@ def summarize(records: Sequence[dict[str, Any]], *, run_id: str = "", meta: dict
         comparisons.append(comp.to_dict())
     return {
         "run_id": run_id,
-        "generated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "generated": datetime.now(UTC).isoformat(timespec="seconds"),
         "primary_scorer": scorers[0] if scorers else None,
         "scorers": scorers,
         "units": len(records),
@@ -564,7 +564,7 @@ def _event_html(e: dict[str, Any], args: dict[tuple[str, str], Any]) -> str:
                 f'<span class="{css}">{_text(e.get("result", ""), _TRACE_CHARS)}</span>')
     if kind == "vote":
         counts = e.get("counts") if isinstance(e.get("counts"), dict) else {}
-        return (f'<span class="k">Vote</span> ' + _esc(", ".join(f"{k}: {v}" for k, v in counts.items()))
+        return ('<span class="k">Vote</span> ' + _esc(", ".join(f"{k}: {v}" for k, v in counts.items()))
                 + f" → {_esc(e.get('winner'))}")
     if kind == "critique":
         reasons = e.get("reasons") if isinstance(e.get("reasons"), list) else []

@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -320,7 +320,7 @@ def build_manifest(settings: Settings, *, kind: str, run_id: str, config: dict[s
     return {
         "run_id": run_id,
         "kind": kind,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "created_unix": time.time(),
         "command": [Path(sys.argv[0]).name, *sys.argv[1:]] if sys.argv else [],
         "config": config,
