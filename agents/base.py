@@ -133,8 +133,14 @@ async def tracked_structured(
     except BackendError as exc:
         if not rejects_json_schema(client, exc, args):
             raise
-    return await tracked_create(state, agent, client, messages, extra={**(extra or {}), **schema_args(client, schema, name)},
-                                cancellation_token=cancellation_token)
+    return await tracked_create(
+        state,
+        agent,
+        client,
+        messages,
+        extra={**(extra or {}), **schema_args(client, schema, name)},
+        cancellation_token=cancellation_token,
+    )
 
 
 class RoleAgent(BaseChatAgent):

@@ -38,7 +38,11 @@ class Critic(RoleAgent):
             errors = self.state.candidates[0].errors if self.state.candidates else []
             return ["no valid chain could be built: " + "; ".join(errors[:3])]
         reified = chosen.reified
-        problems = [f"step {r.step_id} {r.status}: {r.error}" for r in reified.results.values() if r.status in ("failed", "timeout")]
+        problems = [
+            f"step {r.step_id} {r.status}: {r.error}"
+            for r in reified.results.values()
+            if r.status in ("failed", "timeout")
+        ]
         if reified.answer_value is None and not problems:
             problems.append("the chain's answer placeholder has no value")
         return problems
@@ -93,8 +97,11 @@ class Critic(RoleAgent):
         if tools <= {"calculator"}:
             return "an arithmetic chain that reified cleanly"
         answer_step = next((s for s in chosen.chain.steps if s.id == chosen.chain.answer), None)
-        if tools <= {"calculator", "search_knowledge"} and answer_step is not None and \
-                answer_step.tool == "search_knowledge":
+        if (
+            tools <= {"calculator", "search_knowledge"}
+            and answer_step is not None
+            and answer_step.tool == "search_knowledge"
+        ):
             return "the answer is retrieved text, which the writer cites"
         return None
 
@@ -120,8 +127,10 @@ class Critic(RoleAgent):
             problems = self.mechanical_problems()
             verdict = Verdict(verdict="revise", reasons=problems) if problems else await self.judge(cancellation_token)
             if verdict.verdict == "accept":
-                verdict = Verdict(verdict="accept", reasons=[f"tie broken in favour of "
-                                                             f"{candidate.reified.answer_value}", *verdict.reasons])
+                verdict = Verdict(
+                    verdict="accept",
+                    reasons=[f"tie broken in favour of {candidate.reified.answer_value}", *verdict.reasons],
+                )
                 break
         return verdict
 
@@ -135,10 +144,21 @@ class Critic(RoleAgent):
         parts.append(f"Question: {state.question}")
         parts.append("Worked chain (tool values filled in):\n" + chosen.reified.filled_text(limit=300))
         parts.append(f"Final value: {chosen.reified.answer_value}")
-        messages = [SystemMessage(content=load_prompt("critic")), UserMessage(content="\n\n".join(parts), source="user")]
+        messages = [
+            SystemMessage(content=load_prompt("critic")),
+            UserMessage(content="\n\n".join(parts), source="user"),
+        ]
         try:
-            result = await tracked_structured(state, "critic", self.client, messages, Verdict.model_json_schema(),
-                                              "verdict", extra={"max_tokens": 160}, cancellation_token=cancellation_token)
+            result = await tracked_structured(
+                state,
+                "critic",
+                self.client,
+                messages,
+                Verdict.model_json_schema(),
+                "verdict",
+                extra={"max_tokens": 160},
+                cancellation_token=cancellation_token,
+            )
             raw = result.content if isinstance(result.content, str) else ""
             return Verdict.model_validate(extract_json(raw))
         except (StructuredOutputError, ValueError):

@@ -58,11 +58,21 @@ class Planner(RoleAgent):
         messages = [SystemMessage(content=load_prompt("planner")), UserMessage(content=user, source="user")]
         raw = ""
         try:
-            result = await tracked_structured(state, "planner", self.client, messages, Plan.model_json_schema(), "plan",
-                                              extra={"max_tokens": 256}, cancellation_token=cancellation_token)
+            result = await tracked_structured(
+                state,
+                "planner",
+                self.client,
+                messages,
+                Plan.model_json_schema(),
+                "plan",
+                extra={"max_tokens": 256},
+                cancellation_token=cancellation_token,
+            )
             raw = result.content if isinstance(result.content, str) else ""
             plan = Plan.model_validate(extract_json(raw))
-            state.subquestions = [SubQuestion(p.question[:300], p.needs, (p.query or p.question)[:200]) for p in plan.subquestions]
+            state.subquestions = [
+                SubQuestion(p.question[:300], p.needs, (p.query or p.question)[:200]) for p in plan.subquestions
+            ]
         except (StructuredOutputError, ValueError):
             state.subquestions = fallback_plan(state.question, state.collection is not None)
         await state.publish(PlanMade(subquestions=[vars(s) for s in state.subquestions], raw=raw))

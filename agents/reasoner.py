@@ -68,9 +68,7 @@ def tool_lines(tools: dict[str, Any]) -> str:
     lines = []
     for name, tool in tools.items():
         schema = tool.args_schema.model_json_schema() if getattr(tool, "args_schema", None) else {}
-        args = ", ".join(
-            f"{arg}: {spec.get('type', 'any')}" for arg, spec in (schema.get("properties") or {}).items()
-        )
+        args = ", ".join(f"{arg}: {spec.get('type', 'any')}" for arg, spec in (schema.get("properties") or {}).items())
         lines.append(f"- {name}({args}): {(tool.description or '').strip().splitlines()[0]}")
     return "\n".join(lines)
 
@@ -83,9 +81,12 @@ _EXAMPLE_CALL = re.compile(r"\b(search_knowledge|vector_math)\(")
 def examples_for_tools(prompt: str, tools: dict[str, Any]) -> str:
     """The prompt without the worked examples that call a tool this run does not offer (an example of a knowledge
     search, with no collection to search, only tempts a small model to "look up" what it should compute)."""
-    kept = [block for block in prompt.split("\n\n")
-            if not block.startswith("Example question:")
-            or set(_EXAMPLE_TOOL.findall(block)) | set(_EXAMPLE_CALL.findall(block)) <= set(tools)]
+    kept = [
+        block
+        for block in prompt.split("\n\n")
+        if not block.startswith("Example question:")
+        or set(_EXAMPLE_TOOL.findall(block)) | set(_EXAMPLE_CALL.findall(block)) <= set(tools)
+    ]
     return "\n\n".join(kept)
 
 
@@ -103,8 +104,11 @@ def is_lookup_question(question: str, tools: dict[str, Any]) -> bool:
 
 def lookup_examples(prompt: str) -> str:
     """The prompt with only its worked examples that search the collection."""
-    kept = [block for block in prompt.split("\n\n")
-            if not block.startswith("Example question:") or "search_knowledge" in block]
+    kept = [
+        block
+        for block in prompt.split("\n\n")
+        if not block.startswith("Example question:") or "search_knowledge" in block
+    ]
     return "\n\n".join(kept)
 
 
@@ -144,8 +148,10 @@ class Reasoner(RoleAgent):
             text = lookup_examples(text)
         text = text.replace("{tools}", tool_lines(self.state.tools))
         if form == "program-y" and self.kit.placeholders is not None:
-            text = _PROGRAM_BLOCK.sub(lambda m: self.kit.placeholders(m.group(0)), text.replace(
-                "give every quantity its own new name", "name the quantities y1, y2, y3, ... in order"))
+            text = _PROGRAM_BLOCK.sub(
+                lambda m: self.kit.placeholders(m.group(0)),
+                text.replace("give every quantity its own new name", "name the quantities y1, y2, y3, ... in order"),
+            )
         if form == "text":
             text += "\n\n" + load_prompt("reasoner_text")
         return text
@@ -157,8 +163,10 @@ class Reasoner(RoleAgent):
 
     def opening(self, form: str) -> list[LLMMessage]:
         """The system and user messages that ask for a chain in ``form``."""
-        return [SystemMessage(content=self.system_prompt(form)),
-                UserMessage(content=self.user_prompt(form), source="user")]
+        return [
+            SystemMessage(content=self.system_prompt(form)),
+            UserMessage(content=self.user_prompt(form), source="user"),
+        ]
 
     def user_prompt(self, form: str | None = None) -> str:
         form = form or self.form
@@ -173,14 +181,19 @@ class Reasoner(RoleAgent):
             shots = self.kit.examples(state.question)
             if shots:
                 label = "program" if is_program(form) else "chain"
-                parts.append("Solved examples of similar questions:\n" + "\n".join(
-                    f"Example question: {q}\nExample {label}: {self._shot(form, j, t)}" for q, j, t in shots))
+                parts.append(
+                    "Solved examples of similar questions:\n"
+                    + "\n".join(
+                        f"Example question: {q}\nExample {label}: {self._shot(form, j, t)}" for q, j, t in shots
+                    )
+                )
         parts.append(f"Question: {state.question}")
         parts.append("Program:" if is_program(form) else {"json": "Chain:"}.get(form, "Write the chain:"))
         return "\n\n".join(parts)
 
-    async def _draft(self, candidate: Candidate, cancellation_token: CancellationToken, *, attempt_base: int = 0,
-                     revision: int = 0) -> None:
+    async def _draft(
+        self, candidate: Candidate, cancellation_token: CancellationToken, *, attempt_base: int = 0, revision: int = 0
+    ) -> None:
         """Ask for a chain and repair it until it validates or the re-plan budget is spent."""
         state = self.state
         settings = state.settings
@@ -208,8 +221,10 @@ class Reasoner(RoleAgent):
             except Exception as exc:  # parse errors are the model's mistakes: they go back to it
                 chain, errors, shown = None, [str(exc)], raw
             if finish == "budget":
-                errors.append(f"the chain ran past {settings.coa.max_steps} steps (or repeated itself) and was "
-                              f"stopped: solve it in at most {settings.coa.max_steps} distinct steps")
+                errors.append(
+                    f"the chain ran past {settings.coa.max_steps} steps (or repeated itself) and was "
+                    f"stopped: solve it in at most {settings.coa.max_steps} distinct steps"
+                )
             elif finish == "length" and errors:
                 errors.append("the chain was cut off at the length limit: write fewer, shorter steps")
             await state.publish(ChainDrafted(text=shown, form=candidate.form, attempt=attempt, sample=candidate.sample))
@@ -222,8 +237,14 @@ class Reasoner(RoleAgent):
             salvaged = self.salvage(raw, candidate.form)
             if salvaged is not None:
                 note = f"(kept the chain's searches; the rest could not run: {errors[0]})"
-                await state.publish(ChainDrafted(text=f"{note}\n{self.kit.render(salvaged)}", form=candidate.form,
-                                                 attempt=attempt, sample=candidate.sample))
+                await state.publish(
+                    ChainDrafted(
+                        text=f"{note}\n{self.kit.render(salvaged)}",
+                        form=candidate.form,
+                        attempt=attempt,
+                        sample=candidate.sample,
+                    )
+                )
                 candidate.chain, candidate.errors = salvaged, []
                 return
             candidate.chain, candidate.errors = None, errors
@@ -232,12 +253,20 @@ class Reasoner(RoleAgent):
                 # Re-plan cheaply: the broken chain and its exact errors, nothing else of the conversation.
                 candidate.messages = candidate.messages[:2] + [
                     AssistantMessage(content=raw, source="reasoner"),
-                    UserMessage(content="This chain is invalid:\n" + "\n".join(f"- {e}" for e in errors)
-                                + "\nWrite the whole corrected chain.", source="user"),
+                    UserMessage(
+                        content="This chain is invalid:\n"
+                        + "\n".join(f"- {e}" for e in errors)
+                        + "\nWrite the whole corrected chain.",
+                        source="user",
+                    ),
                 ]
                 # Re-plans are drawn warm too: at temperature 0 the model writes the same rejected chain again.
-                extra.update({"temperature": settings.coa.sample_temperature,
-                              "seed": candidate.sample + 100 * revision + 10 * (attempt + 1 - attempt_base)})
+                extra.update(
+                    {
+                        "temperature": settings.coa.sample_temperature,
+                        "seed": candidate.sample + 100 * revision + 10 * (attempt + 1 - attempt_base),
+                    }
+                )
 
     def salvage(self, raw: str, form: str) -> Any:
         """For a lookup question in the program form: the valid chain of the draft's own searches, or None."""
@@ -246,8 +275,13 @@ class Reasoner(RoleAgent):
         chain = self.kit.salvage(raw)
         return chain if chain is not None and not self.kit.validate(chain) else None
 
-    async def _generate(self, messages: list[LLMMessage], extra: dict[str, Any],
-                        cancellation_token: CancellationToken, candidate: Candidate | None = None) -> tuple[str, str]:
+    async def _generate(
+        self,
+        messages: list[LLMMessage],
+        extra: dict[str, Any],
+        cancellation_token: CancellationToken,
+        candidate: Candidate | None = None,
+    ) -> tuple[str, str]:
         """Stream one chain, stopping a looping generation at the step budget rather than at the token limit. In the
         program form, each completed line is parsed as it arrives and its tool started at once (``candidate.eager``),
         and decoding stops at the closing fence."""
@@ -304,8 +338,15 @@ class Reasoner(RoleAgent):
             except Exception:  # a count is nice to have; a backend without one must not fail the run
                 prompt = 0
             completion = len(parts)
-        await state.publish(Usage(agent="reasoner", model=client_name(self.client), prompt_tokens=prompt,
-                                  completion_tokens=completion, seconds=time.perf_counter() - started))
+        await state.publish(
+            Usage(
+                agent="reasoner",
+                model=client_name(self.client),
+                prompt_tokens=prompt,
+                completion_tokens=completion,
+                seconds=time.perf_counter() - started,
+            )
+        )
         return raw, finish
 
     async def act(self, cancellation_token: CancellationToken) -> str:
@@ -345,16 +386,27 @@ class Reasoner(RoleAgent):
         chosen = state.chosen
         assert chosen is not None
         filled = chosen.reified.filled_text(limit=300) if chosen.reified is not None else chosen.raw
-        candidate = Candidate(sample=0, form=chosen.form, messages=chosen.messages[:2] + [
-            AssistantMessage(content=chosen.raw, source="reasoner"),
-            UserMessage(content=f"With the tools' values filled in, the chain reads:\n{filled}\n\nA reviewer asks for a "
-                        "revision:\n" + "\n".join(f"- {r}" for r in state.reasons) + "\nWrite the whole corrected chain.",
-                        source="user"),
-        ])
-        await self._draft(candidate, cancellation_token, attempt_base=state.critic_rounds * 10,
-                          revision=state.critic_rounds)
-        if candidate.chain is not None and chosen.chain is not None and \
-                self.kit.render(candidate.chain) == self.kit.render(chosen.chain):
+        candidate = Candidate(
+            sample=0,
+            form=chosen.form,
+            messages=chosen.messages[:2]
+            + [
+                AssistantMessage(content=chosen.raw, source="reasoner"),
+                UserMessage(
+                    content=f"With the tools' values filled in, the chain reads:\n{filled}\n\nA reviewer asks for a "
+                    "revision:\n" + "\n".join(f"- {r}" for r in state.reasons) + "\nWrite the whole corrected chain.",
+                    source="user",
+                ),
+            ],
+        )
+        await self._draft(
+            candidate, cancellation_token, attempt_base=state.critic_rounds * 10, revision=state.critic_rounds
+        )
+        if (
+            candidate.chain is not None
+            and chosen.chain is not None
+            and self.kit.render(candidate.chain) == self.kit.render(chosen.chain)
+        ):
             state.stalled = True  # the same chain again: another round would only repeat it
         state.candidates = [candidate]
         state.chosen = None
@@ -371,8 +423,12 @@ def remember_stopped_stream(client: Any, messages: list[LLMMessage], extra: dict
     if cached is None:
         from autogen_core.models import RequestUsage
 
-        final = CreateResult(finish_reason="stop", content="".join(parts), cached=False,
-                             usage=RequestUsage(prompt_tokens=0, completion_tokens=len(parts)))
+        final = CreateResult(
+            finish_reason="stop",
+            content="".join(parts),
+            cached=False,
+            usage=RequestUsage(prompt_tokens=0, completion_tokens=len(parts)),
+        )
         store.set(key, [*parts, final])
 
 

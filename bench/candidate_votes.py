@@ -127,7 +127,7 @@ def early_stop(samples: list[Sample], weight: float) -> tuple[str | None, list[S
 def rules(k: int, weights: list[float]) -> list[tuple[str, Any]]:
     out: list[tuple[str, Any]] = []
     for i in range(k):
-        out.append((f"sample {i} alone", lambda s, i=i: (s[i].answer if i < len(s) else None, s[i:i + 1])))
+        out.append((f"sample {i} alone", lambda s, i=i: (s[i].answer if i < len(s) else None, s[i : i + 1])))
     for j in range(2, k + 1):
         for w in weights:
             out.append((f"first {j}, vote (w={w:g})", lambda s, j=j, w=w: (vote(s[:j], w), s[:j])))
@@ -142,13 +142,20 @@ def main() -> None:
     parser.add_argument("--method", required=True)
     parser.add_argument("--against", help="RUN_DIR:METHOD to pair with (McNemar exact test)")
     parser.add_argument("--weights", default="1,2", help="first-sample weights to try (comma-separated)")
-    parser.add_argument("--order", help="draw order to replay, e.g. 1,0,2: the samples are independent draws (each "
-                                        "greedy form's first sample does not depend on the others), so any order of "
-                                        "them is a run that could have happened; warm samples should stay last")
-    parser.add_argument("--seconds-from", action="append", default=[],
-                        help="RUN_DIR:METHOD whose reasoner seconds replace sample 0's, when sample 0 was served from "
-                             "the response cache because that run drew it (repeatable: the first run that spent time "
-                             "on the item wins)")
+    parser.add_argument(
+        "--order",
+        help="draw order to replay, e.g. 1,0,2: the samples are independent draws (each "
+        "greedy form's first sample does not depend on the others), so any order of "
+        "them is a run that could have happened; warm samples should stay last",
+    )
+    parser.add_argument(
+        "--seconds-from",
+        action="append",
+        default=[],
+        help="RUN_DIR:METHOD whose reasoner seconds replace sample 0's, when sample 0 was served from "
+        "the response cache because that run drew it (repeatable: the first run that spent time "
+        "on the item wins)",
+    )
     args = parser.parse_args()
     items = load_items(args.run_dir, args.method)
     replaced: set[str] = set()
@@ -193,9 +200,12 @@ def main() -> None:
             right += ok
             if not ok:
                 failures.setdefault(name, Counter())[
-                    "no drawn chain gave a value" if all(s.answer is None for s in drawn)
+                    "no drawn chain gave a value"
+                    if all(s.answer is None for s in drawn)
                     else "a drawn chain had the gold answer, the vote chose another"
-                    if any(item.right(s.answer) for s in drawn) else "every drawn value is wrong"] += 1
+                    if any(item.right(s.answer) for s in drawn)
+                    else "every drawn value is wrong"
+                ] += 1
             tokens += sum(s.tokens for s in drawn)
             seconds += sum(s.seconds for s in drawn)
             calls += sum(s.calls for s in drawn)
@@ -203,8 +213,10 @@ def main() -> None:
                 only_this += ok and not other[item.item_id]
                 only_other += other[item.item_id] and not ok
         low, high = wilson(right, n)
-        row = f"| {name} | {100 * right / n:.1f}% ({right}/{n}) | {100 * low:.1f}–{100 * high:.1f}% | " \
-              f"{tokens / n:.0f} | {calls / n:.2f} | {seconds / n:.1f} |"
+        row = (
+            f"| {name} | {100 * right / n:.1f}% ({right}/{n}) | {100 * low:.1f}–{100 * high:.1f}% | "
+            f"{tokens / n:.0f} | {calls / n:.2f} | {seconds / n:.1f} |"
+        )
         if other:
             row += f" only this {only_this}, only other {only_other}, p = {mcnemar_exact(only_this, only_other):.2f} |"
         print(row)

@@ -81,7 +81,7 @@ def classify(record: dict[str, Any]) -> str:
     critiques = [e for e in trace if e.get("kind") == "critique"]
     if any(c.get("verdict") == "revise" for c in critiques):
         first_values = [e.get("value") for e in steps if e.get("sample", 0) == 0]
-        if first_values and any(same(v, gold) for v in first_values[:len(last_ids)]):
+        if first_values and any(same(v, gold) for v in first_values[: len(last_ids)]):
             return "critic revision lost it"
     return "wrong reasoning (valid chain, wrong quantities or operations)"
 
@@ -99,9 +99,14 @@ def main() -> None:
     parser.add_argument("--against", default="cot", help="method for the paired table (default: cot)")
     parser.add_argument("--cached-from", default=None, help="method whose first chain others replayed from the cache")
     parser.add_argument("--show", type=int, default=0, help="print this many example items per failure class")
-    parser.add_argument("--pause", action="append", default=[], metavar="START:END",
-                        help="the run was stopped (SIGSTOP) between these Unix times: the item in flight gets the "
-                             "pause taken off its wall time (repeatable)")
+    parser.add_argument(
+        "--pause",
+        action="append",
+        default=[],
+        metavar="START:END",
+        help="the run was stopped (SIGSTOP) between these Unix times: the item in flight gets the "
+        "pause taken off its wall time (repeatable)",
+    )
     args = parser.parse_args()
     from workflows.evaluation.compare import mcnemar_exact
 
@@ -131,14 +136,18 @@ def main() -> None:
         k = sum(1 for r in recs if r.get("correct"))
         low, high = wilson(k, n)
         latencies = [float(r.get("latency") or 0.0) for r in recs]
-        print(f"| {method} | {n} | {100 * k / n:.1f}% | {100 * low:.1f}–{100 * high:.1f}% | "
-              f"{statistics.mean(r.get('completion_tokens', 0) for r in recs):.0f} | {statistics.mean(latencies):.1f} | "
-              f"{statistics.median(latencies):.1f} | {statistics.mean(r.get('llm_calls', 0) for r in recs):.2f} |")
+        print(
+            f"| {method} | {n} | {100 * k / n:.1f}% | {100 * low:.1f}–{100 * high:.1f}% | "
+            f"{statistics.mean(r.get('completion_tokens', 0) for r in recs):.0f} | {statistics.mean(latencies):.1f} | "
+            f"{statistics.median(latencies):.1f} | {statistics.mean(r.get('llm_calls', 0) for r in recs):.2f} |"
+        )
 
     if args.cached_from and args.cached_from in by_method:
         source = {r["item_id"]: r for r in by_method[args.cached_from]}
-        print(f"\nWall time with the first chain's original time restored (it was replayed from {args.cached_from}'s "
-              "cache entry):\n")
+        print(
+            f"\nWall time with the first chain's original time restored (it was replayed from {args.cached_from}'s "
+            "cache entry):\n"
+        )
         print("| method | wall s/item mean | median |")
         print("|---|---|---|")
         for method, recs in by_method.items():
@@ -166,15 +175,20 @@ def main() -> None:
         if args.show:
             for cause in classes:
                 shown = [r for r in wrong if classify(r) == cause][: args.show]
-                print(f"\n{cause}: " + ", ".join(f"{r['item_id']} (gold {r['gold'][0]}, got {r.get('value')})"
-                                                 for r in shown))
+                print(
+                    f"\n{cause}: "
+                    + ", ".join(f"{r['item_id']} (gold {r['gold'][0]}, got {r.get('value')})" for r in shown)
+                )
         if against:
-            pairs = Counter((bool(r.get("correct")), against.get(r["item_id"])) for r in recs
-                            if r["item_id"] in against)
+            pairs = Counter(
+                (bool(r.get("correct")), against.get(r["item_id"])) for r in recs if r["item_id"] in against
+            )
             p_value = mcnemar_exact(pairs[(True, False)], pairs[(False, True)])
-            print(f"\nPaired with {args.against} on {sum(pairs.values())} items: both right {pairs[(True, True)]}, only "
-                  f"{method} {pairs[(True, False)]}, only {args.against} {pairs[(False, True)]}, both wrong "
-                  f"{pairs[(False, False)]}; McNemar exact p = {p_value:.3g}")
+            print(
+                f"\nPaired with {args.against} on {sum(pairs.values())} items: both right {pairs[(True, True)]}, only "
+                f"{method} {pairs[(True, False)]}, only {args.against} {pairs[(False, True)]}, both wrong "
+                f"{pairs[(False, False)]}; McNemar exact p = {p_value:.3g}"
+            )
 
 
 if __name__ == "__main__":

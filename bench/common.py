@@ -32,12 +32,24 @@ GSM8K_DEV = SHARED_DATA / "gsm8k" / "dev.jsonl"
 SQUAD_DEV = SHARED_DATA / "squad" / "dev-v1.1-even.json"
 
 # Never reach for a network: every model and data file is local.
-for _name, _value in (("HF_HUB_OFFLINE", "1"), ("TRANSFORMERS_OFFLINE", "1"), ("ANONYMIZED_TELEMETRY", "False"),
-                      ("TOKENIZERS_PARALLELISM", "false")):
+for _name, _value in (
+    ("HF_HUB_OFFLINE", "1"),
+    ("TRANSFORMERS_OFFLINE", "1"),
+    ("ANONYMIZED_TELEMETRY", "False"),
+    ("TOKENIZERS_PARALLELISM", "false"),
+):
     os.environ.setdefault(_name, _value)
 
-PACKAGES = ("llama-cpp-python", "chromadb", "autogen-agentchat", "autogen-core", "autogen-ext", "sentence-transformers",
-            "torch", "langchain-core")
+PACKAGES = (
+    "llama-cpp-python",
+    "chromadb",
+    "autogen-agentchat",
+    "autogen-core",
+    "autogen-ext",
+    "sentence-transformers",
+    "torch",
+    "langchain-core",
+)
 
 
 # ------------------------------------------------------------------------------------------------ the machine
@@ -68,10 +80,16 @@ def _memory_gib() -> float | None:
 
 def _git() -> str:
     try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                             timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        rev = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return f"{rev}{' + uncommitted changes' if dirty else ''}" if rev else "unknown"
@@ -143,8 +161,14 @@ def summary(values: Sequence[float]) -> dict[str, float | int]:
     data = [float(v) for v in values]
     if not data:
         return {"n": 0, "median": math.nan, "min": math.nan, "max": math.nan, "mean": math.nan, "p95": math.nan}
-    return {"n": len(data), "median": statistics.median(data), "min": min(data), "max": max(data),
-            "mean": statistics.fmean(data), "p95": percentile(data, 95)}
+    return {
+        "n": len(data),
+        "median": statistics.median(data),
+        "min": min(data),
+        "max": max(data),
+        "mean": statistics.fmean(data),
+        "p95": percentile(data, 95),
+    }
 
 
 def num(value: float | None, digits: int = 1) -> str:
@@ -180,7 +204,11 @@ def md_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], align: str |
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
 
     def line(row: Sequence[str]) -> str:
-        return "| " + " | ".join(c.ljust(w) if a == "l" else c.rjust(w) for c, w, a in zip(row, widths, align, strict=False)) + " |"
+        return (
+            "| "
+            + " | ".join(c.ljust(w) if a == "l" else c.rjust(w) for c, w, a in zip(row, widths, align, strict=False))
+            + " |"
+        )
 
     marks = ("-" * (w + 1) + ":" if a == "r" else ":" + "-" * (w + 1) for w, a in zip(widths, align, strict=False))
     rule = "|" + "|".join(marks) + "|"
@@ -197,8 +225,17 @@ def command_line() -> str:
     return shlex.join(["python", shown, *sys.argv[1:]])
 
 
-def emit(name: str, title: str, table: str, *, notes: Sequence[str] = (), data: dict[str, Any], info: dict[str, Any],
-         quick: bool, out: Path | None = None) -> Path:
+def emit(
+    name: str,
+    title: str,
+    table: str,
+    *,
+    notes: Sequence[str] = (),
+    data: dict[str, Any],
+    info: dict[str, Any],
+    quick: bool,
+    out: Path | None = None,
+) -> Path:
     """Print the table (with its command, notes and machine) and write the JSON record; returns the JSON path."""
     size = "smoke size (--quick), to be replaced by the full run" if quick else "full size"
     text = [f"### {title}", "", f"`{command_line()}` — {size}", "", table, ""]
@@ -207,8 +244,16 @@ def emit(name: str, title: str, table: str, *, notes: Sequence[str] = (), data: 
     print("\n".join(text), flush=True)
     path = out or RESULTS / f"{name}{'-quick' if quick else ''}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    record = {"benchmark": name, "title": title, "command": command_line(), "quick": quick, "machine": info,
-              "table_markdown": table, "notes": list(notes), "data": data}
+    record = {
+        "benchmark": name,
+        "title": title,
+        "command": command_line(),
+        "quick": quick,
+        "machine": info,
+        "table_markdown": table,
+        "notes": list(notes),
+        "data": data,
+    }
     path.write_text(json.dumps(record, indent=2, default=str) + "\n")
     print(f"\n(results written to {path.relative_to(REPO) if path.is_relative_to(REPO) else path})", file=sys.stderr)
     return path
@@ -218,8 +263,9 @@ def parser(description: str, *, repeats: int) -> argparse.ArgumentParser:
     """The options every script has: --quick, --repeats, --out, --keep-home."""
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="smoke size: seconds to a minute, numbers not for the record")
-    p.add_argument("--repeats", type=int, default=None,
-                   help=f"repeated runs per point (default {repeats}; fewer with --quick)")
+    p.add_argument(
+        "--repeats", type=int, default=None, help=f"repeated runs per point (default {repeats}; fewer with --quick)"
+    )
     p.add_argument("--out", type=Path, default=None, help="JSON output (default bench/results/NAME[-quick].json)")
     p.add_argument("--keep-home", action="store_true", help="keep the temporary CONCLAVE_HOME (prints its path)")
     return p
@@ -354,6 +400,10 @@ def chroma_server(folder: Path) -> tuple[Server, str]:
         raise SystemExit(f"the chroma executable is not installed next to {sys.executable}")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    server = Server([str(exe), "run", "--host", "127.0.0.1", "--port", str(port), "--path", str(folder / "db")],
-                    f"{url}/api/v2/heartbeat", folder / "chroma-server.log", timeout=60)
+    server = Server(
+        [str(exe), "run", "--host", "127.0.0.1", "--port", str(port), "--path", str(folder / "db")],
+        f"{url}/api/v2/heartbeat",
+        folder / "chroma-server.log",
+        timeout=60,
+    )
     return server, url

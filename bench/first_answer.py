@@ -54,8 +54,15 @@ async def run_once(method: str, model: str | None) -> dict[str, Any]:
     answer = next((e for e in events if e.kind == "answer"), None)
     finished = events[-1]
     text = answer.text if answer is not None else ""
-    return {"method": method, "wall_s": wall, "stages": stages, "answer": text, "right": right(text),
-            "ok": bool(getattr(finished, "ok", False)), "model": ctx.models["reasoner"]}
+    return {
+        "method": method,
+        "wall_s": wall,
+        "stages": stages,
+        "answer": text,
+        "right": right(text),
+        "ok": bool(getattr(finished, "ok", False)),
+        "model": ctx.models["reasoner"],
+    }
 
 
 def main() -> None:
@@ -91,18 +98,33 @@ def main() -> None:
         completion = statistics.mean(sum(s["completion"] for s in r["stages"].values()) for r in mine)
         model_s = statistics.mean(sum(s["seconds"] for s in r["stages"].values()) for r in mine)
         wall = statistics.mean(r["wall_s"] for r in mine)
-        cells += [f"{calls:g}", f"{completion:.0f}", f"{wall - model_s:.1f}", f"{wall:.1f}",
-                  f"{sum(r['right'] for r in mine)}/{len(mine)}"]
+        cells += [
+            f"{calls:g}",
+            f"{completion:.0f}",
+            f"{wall - model_s:.1f}",
+            f"{wall:.1f}",
+            f"{sum(r['right'] for r in mine)}/{len(mine)}",
+        ]
         rows.append(cells)
-    headers = ["method", *STAGES, "model calls", "completion tokens", "other s (retrieval, tools)", "wall s",
-               "right"]
+    headers = ["method", *STAGES, "model calls", "completion tokens", "other s (retrieval, tools)", "wall s", "right"]
     table = md_table(headers, rows)
-    notes = [f"question: {QUESTION!r}; model: {runs[0]['model'] if runs else '?'}; mean of {repeats} runs each; "
-             "stage cells are calls · prompt+completion tokens · model seconds",
-             *(f"answer of `{r['method']}` (run 1): {' '.join(r['answer'].split())[:300]!r}" for r in
-               {r["method"]: r for r in reversed(runs)}.values())]
-    emit("first_answer", "First answer: the README's question after the model is loaded", table, notes=notes,
-         data={"runs": runs, "methods": methods, "repeats": repeats}, info=machine(), quick=args.quick)
+    notes = [
+        f"question: {QUESTION!r}; model: {runs[0]['model'] if runs else '?'}; mean of {repeats} runs each; "
+        "stage cells are calls · prompt+completion tokens · model seconds",
+        *(
+            f"answer of `{r['method']}` (run 1): {' '.join(r['answer'].split())[:300]!r}"
+            for r in {r["method"]: r for r in reversed(runs)}.values()
+        ),
+    ]
+    emit(
+        "first_answer",
+        "First answer: the README's question after the model is loaded",
+        table,
+        notes=notes,
+        data={"runs": runs, "methods": methods, "repeats": repeats},
+        info=machine(),
+        quick=args.quick,
+    )
 
 
 if __name__ == "__main__":

@@ -59,10 +59,17 @@ async def main() -> None:
             answer = next((e for e in events if e.kind == "answer"), None)
             value = number(answer.value if answer and answer.value else (answer.text if answer else None))
             usage = total_usage(events[-1].usage)
-            row = {"method": method, "id": item["id"], "gold": str(gold), "value": str(value),
-                   "correct": value is not None and value == gold, "seconds": round(time.perf_counter() - started, 1),
-                   **usage, "replans": sum(e.kind == "replan" for e in events),
-                   "trace": [e.to_dict() for e in events]}
+            row = {
+                "method": method,
+                "id": item["id"],
+                "gold": str(gold),
+                "value": str(value),
+                "correct": value is not None and value == gold,
+                "seconds": round(time.perf_counter() - started, 1),
+                **usage,
+                "replans": sum(e.kind == "replan" for e in events),
+                "trace": [e.to_dict() for e in events],
+            }
             with args.out.open("a") as fh:
                 fh.write(json.dumps(row) + "\n")
             print(method, item["id"], row["correct"], value, gold, row["completion_tokens"], row["seconds"], flush=True)
@@ -72,8 +79,10 @@ async def main() -> None:
         acc = sum(r["correct"] for r in mine) / max(1, len(mine))
         tokens = sum(r["completion_tokens"] for r in mine) / max(1, len(mine))
         secs = sum(r["seconds"] for r in mine) / max(1, len(mine))
-        print(f"{method}: accuracy {acc:.0%} ({sum(r['correct'] for r in mine)}/{len(mine)}), "
-              f"mean completion tokens {tokens:.0f}, mean seconds {secs:.1f}")
+        print(
+            f"{method}: accuracy {acc:.0%} ({sum(r['correct'] for r in mine)}/{len(mine)}), "
+            f"mean completion tokens {tokens:.0f}, mean seconds {secs:.1f}"
+        )
 
 
 if __name__ == "__main__":

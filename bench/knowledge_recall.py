@@ -39,13 +39,24 @@ def measure(kind: str, limit: int) -> dict[str, Any]:
     ingest_s = time.perf_counter() - started
     store = KnowledgeStore.open(settings)
     found = store.search_many_sync([i.question for i in items], max(KS), collection)
-    recall = {k: statistics.fmean(recall_at_k([p.id for p in hits], i.gold_ids, k) or 0.0
-                                  for i, hits in zip(items, found, strict=True)) for k in KS}
-    every = {k: sum(1 for i, hits in zip(items, found, strict=True)
-                    if set(i.gold_ids) <= {p.id for p in hits[:k]}) / len(items) for k in KS}
-    return {"questions": len(items), "contexts": added, "ingest_s": round(ingest_s, 1),
-            "recall": {str(k): round(v, 3) for k, v in recall.items()},
-            "all_gold": {str(k): round(v, 3) for k, v in every.items()}}
+    recall = {
+        k: statistics.fmean(
+            recall_at_k([p.id for p in hits], i.gold_ids, k) or 0.0 for i, hits in zip(items, found, strict=True)
+        )
+        for k in KS
+    }
+    every = {
+        k: sum(1 for i, hits in zip(items, found, strict=True) if set(i.gold_ids) <= {p.id for p in hits[:k]})
+        / len(items)
+        for k in KS
+    }
+    return {
+        "questions": len(items),
+        "contexts": added,
+        "ingest_s": round(ingest_s, 1),
+        "recall": {str(k): round(v, 3) for k, v in recall.items()},
+        "all_gold": {str(k): round(v, 3) for k, v in every.items()},
+    }
 
 
 def main() -> None:
@@ -59,17 +70,35 @@ def main() -> None:
         for kind in SETS:
             result = measure(kind, limit)
             data[kind] = result
-            rows.append([kind, result["questions"], result["contexts"],
-                         *(f"{result['recall'][str(k)]:.3f}" for k in KS), f"{result['all_gold']['5']:.3f}"])
-    table = common.md_table(["data set", "questions", "contexts ingested", "recall@1", "recall@5", "recall@10",
-                             "all gold in top 5"], rows, align="lrrrrrr")
-    common.emit("knowledge_recall", "Recall of the gold paragraphs (knowledge-answer sets)", table, data=data, info=info,
-                quick=args.quick, notes=[
-                    "every context of the data file is ingested, as `conclave eval` does (SQuAD: all 24 articles of "
-                    "dev-v1.1-even.json; HotpotQA: the contexts of all 200 questions, deduplicated by title)",
-                    "recall@k: the share of an item's gold paragraphs among the first k passages of one search for "
-                    "the question (the harness's recall_at_k), averaged over the questions",
-                ], out=args.out)
+            rows.append(
+                [
+                    kind,
+                    result["questions"],
+                    result["contexts"],
+                    *(f"{result['recall'][str(k)]:.3f}" for k in KS),
+                    f"{result['all_gold']['5']:.3f}",
+                ]
+            )
+    table = common.md_table(
+        ["data set", "questions", "contexts ingested", "recall@1", "recall@5", "recall@10", "all gold in top 5"],
+        rows,
+        align="lrrrrrr",
+    )
+    common.emit(
+        "knowledge_recall",
+        "Recall of the gold paragraphs (knowledge-answer sets)",
+        table,
+        data=data,
+        info=info,
+        quick=args.quick,
+        notes=[
+            "every context of the data file is ingested, as `conclave eval` does (SQuAD: all 24 articles of "
+            "dev-v1.1-even.json; HotpotQA: the contexts of all 200 questions, deduplicated by title)",
+            "recall@k: the share of an item's gold paragraphs among the first k passages of one search for "
+            "the question (the harness's recall_at_k), averaged over the questions",
+        ],
+        out=args.out,
+    )
 
 
 if __name__ == "__main__":

@@ -35,16 +35,23 @@ def run_measured(cmd: list[str], env: dict[str, str]) -> dict[str, Any]:
     """Run ``cmd``; its wall seconds, peak RSS (MiB), exit status and output tail."""
     with tempfile.TemporaryFile() as out:
         started = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=common.REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            cmd, cwd=common.REPO, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
         seconds = time.perf_counter() - started
         out.seek(0)
         tail = out.read().decode(errors="replace")[-1500:]
     scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
-    return {"seconds": seconds, "peak_rss_mib": usage.ru_maxrss * scale / 2**20, "exit": proc.returncode,
-            "user_s": usage.ru_utime, "sys_s": usage.ru_stime, "tail": tail}
+    return {
+        "seconds": seconds,
+        "peak_rss_mib": usage.ru_maxrss * scale / 2**20,
+        "exit": proc.returncode,
+        "user_s": usage.ru_utime,
+        "sys_s": usage.ru_stime,
+        "tail": tail,
+    }
 
 
 def write_corpus(folder: Path, n: int) -> Path:
@@ -54,8 +61,9 @@ def write_corpus(folder: Path, n: int) -> Path:
     for i in range(n):
         sub = root / f"d{i // 1000:03d}"
         sub.mkdir(parents=True, exist_ok=True)
-        (sub / f"c{i:05d}.txt").write_text(f"Copy {i // len(paragraphs)}. {paragraphs[i % len(paragraphs)]}",
-                                           encoding="utf-8")
+        (sub / f"c{i:05d}.txt").write_text(
+            f"Copy {i // len(paragraphs)}. {paragraphs[i % len(paragraphs)]}", encoding="utf-8"
+        )
     return root
 
 
@@ -63,8 +71,11 @@ def main() -> None:
     p = common.parser(__doc__.split("\n\n")[0], repeats=3)
     p.add_argument("--model", default="embedded", help="model spec for ask (default: embedded)")
     p.add_argument("--chunks", type=int, help="chunks to ingest (default 10000; 300 with --quick)")
-    p.add_argument("--conclave", default=None, help="command that runs the conclave CLI (default: the console script "
-                                                    "next to this Python)")
+    p.add_argument(
+        "--conclave",
+        default=None,
+        help="command that runs the conclave CLI (default: the console script next to this Python)",
+    )
     p.add_argument("--max-tokens", type=int, help="CONCLAVE_MAX_TOKENS for the ask runs (default: the settings')")
     p.add_argument("--skip-ask", action="store_true")
     p.add_argument("--skip-ingest", action="store_true")
@@ -99,8 +110,10 @@ def main() -> None:
         if not args.skip_ingest:
             with common.temp_home("memory-ingest", keep=args.keep_home) as home:
                 root = write_corpus(home, chunks)
-                res = run_measured([*exe, "ingest", str(root), "--collection", "bench", "--json"],
-                                   env_for(home, CONCLAVE_CHUNK_SIZE="4000"))
+                res = run_measured(
+                    [*exe, "ingest", str(root), "--collection", "bench", "--json"],
+                    env_for(home, CONCLAVE_CHUNK_SIZE="4000"),
+                )
                 check(f"ingest {chunks} chunks {r + 1}", res)
                 try:
                     report = json.loads(res["tail"].strip().splitlines()[-1])
@@ -111,21 +124,29 @@ def main() -> None:
                     raise SystemExit(f"ingest made {res['chunks_total']} chunks, expected {chunks}:\n{res['tail']}")
                 results["ingest"].append(res)
 
-    labels = {"ask_first": f"`conclave ask --model {args.model}`, first run (ingests the demo collection)",
-              "ask_again": f"`conclave ask --model {args.model}`, again (demo collection exists)",
-              "ingest": f"`conclave ingest` of {chunks:,} chunks"}
+    labels = {
+        "ask_first": f"`conclave ask --model {args.model}`, first run (ingests the demo collection)",
+        "ask_again": f"`conclave ask --model {args.model}`, again (demo collection exists)",
+        "ingest": f"`conclave ingest` of {chunks:,} chunks",
+    }
     rows = []
     for key, runs in results.items():
         if runs:
-            rows.append([labels[key], common.med_range([x["peak_rss_mib"] for x in runs], 0),
-                         common.med_range([x["seconds"] for x in runs], 1),
-                         common.med_range([x["user_s"] + x["sys_s"] for x in runs], 1)])
+            rows.append(
+                [
+                    labels[key],
+                    common.med_range([x["peak_rss_mib"] for x in runs], 0),
+                    common.med_range([x["seconds"] for x in runs], 1),
+                    common.med_range([x["user_s"] + x["sys_s"] for x in runs], 1),
+                ]
+            )
     table = common.md_table(["process", "peak RSS MiB", "wall s", "CPU s"], rows)
     notes = [
         f"Each row: a fresh `conclave` process in a temporary CONCLAVE_HOME; peak RSS = ru_maxrss from os.wait4; "
         f"median (min–max) over {repeats} run(s).",
-        f"ask: \"{QUESTION}\" (default method coa, default collection `demo`, embedder `local`)"
-        + (f", CONCLAVE_MAX_TOKENS={args.max_tokens}" if args.max_tokens else "") + ".",
+        f'ask: "{QUESTION}" (default method coa, default collection `demo`, embedder `local`)'
+        + (f", CONCLAVE_MAX_TOKENS={args.max_tokens}" if args.max_tokens else "")
+        + ".",
         f"ingest: {chunks:,} SQuAD dev paragraphs as text files (cycled over the 1,023 paragraphs, each prefixed with "
         "its copy number), CONCLAVE_CHUNK_SIZE=4000 so one chunk per file, embedder `local`, persistent store.",
     ]

@@ -32,23 +32,46 @@ async def one_run(spec: str, methods: list[str], limit: int, overrides: dict[str
 
     settings = load_settings(**overrides)
     warm = await common.warm_up(spec, settings)
-    config = EvalConfig(dataset=f"gsm8k:{common.GSM8K_DEV}", methods=methods, models=[spec], limit=limit,
-                        concurrency=1, cache=False)
+    config = EvalConfig(
+        dataset=f"gsm8k:{common.GSM8K_DEV}", methods=methods, models=[spec], limit=limit, concurrency=1, cache=False
+    )
     done = {"n": 0}
 
     def progress(p: Any) -> None:
         if p.last is not None and p.done > done["n"]:
             done["n"] = p.done
             r = p.last
-            print(f"  {p.done}/{p.total} {r['method']:<6} {r['item_id']:<16} {r['latency'] or 0:7.1f} s "
-                  f"correct={r['correct']} calls={r['llm_calls']} tokens={r['prompt_tokens']}+{r['completion_tokens']}",
-                  flush=True)
+            print(
+                f"  {p.done}/{p.total} {r['method']:<6} {r['item_id']:<16} {r['latency'] or 0:7.1f} s "
+                f"correct={r['correct']} calls={r['llm_calls']} tokens={r['prompt_tokens']}+{r['completion_tokens']}",
+                flush=True,
+            )
 
     result = await run_eval(config, settings, on_progress=progress)
-    keep = ("item_id", "method", "latency", "llm_calls", "prompt_tokens", "completion_tokens", "tool_calls",
-            "replans", "critic_rounds", "correct", "ok", "error", "value", "backend_calls", "cached")
-    return {"warm_up_s": warm, "records": [{k: r.get(k) for k in keep} for r in result.records],
-            "backend_calls": result.backend_calls, "seconds": result.seconds, "settings": settings.redacted()}
+    keep = (
+        "item_id",
+        "method",
+        "latency",
+        "llm_calls",
+        "prompt_tokens",
+        "completion_tokens",
+        "tool_calls",
+        "replans",
+        "critic_rounds",
+        "correct",
+        "ok",
+        "error",
+        "value",
+        "backend_calls",
+        "cached",
+    )
+    return {
+        "warm_up_s": warm,
+        "records": [{k: r.get(k) for k in keep} for r in result.records],
+        "backend_calls": result.backend_calls,
+        "seconds": result.seconds,
+        "settings": settings.redacted(),
+    }
 
 
 def mean(values: list[float]) -> float:
@@ -58,8 +81,11 @@ def mean(values: list[float]) -> float:
 def main() -> None:
     p = common.parser(__doc__.split("\n\n")[0], repeats=1)
     p.add_argument("--model", default="embedded", help="model spec for every role (default: embedded)")
-    p.add_argument("--method", action="append", help="methods (repeatable; default coa react cot direct); "
-                                                      "coa variants such as coa:k=3 work too")
+    p.add_argument(
+        "--method",
+        action="append",
+        help="methods (repeatable; default coa react cot direct); coa variants such as coa:k=3 work too",
+    )
     p.add_argument("--limit", type=int, default=None, help="GSM8K dev items (default 20; 2 with --quick)")
     p.add_argument("--base-url", help="OPENAI_BASE_URL for an openai/NAME model (a local OpenAI-compatible server)")
     p.add_argument("--model-info", help="JSON ModelInfo for an openai/NAME model the client does not know")
@@ -73,11 +99,12 @@ def main() -> None:
     if args.max_tokens:
         overrides["max_tokens"] = args.max_tokens
     info = common.machine()
+
     async def all_runs() -> list[dict[str, Any]]:
         # One event loop for every run: HTTP clients' connection pools belong to the loop they were made in.
         out = []
         for r in range(repeats):
-            order = methods[r % len(methods):] + methods[: r % len(methods)]  # rotate, so drift hits every method
+            order = methods[r % len(methods) :] + methods[: r % len(methods)]  # rotate, so drift hits every method
             print(f"repeat {r + 1}/{repeats}: {', '.join(order)} on {limit} items with {args.model}", flush=True)
             with common.temp_home("method-cost", keep=args.keep_home):
                 out.append(await one_run(args.model, order, limit, overrides))
@@ -105,11 +132,33 @@ def main() -> None:
         lat = [v for v in m["latency"] if not math.isnan(v)]
         acc = accuracy[method]
         acc_text = f"{statistics.median(acc):.0%}" + (f" ({min(acc):.0%}–{max(acc):.0%})" if len(acc) > 1 else "")
-        rows.append([method, common.med_range(lat, 2), common.num(mean(lat), 2), common.num(mean(m["llm_calls"]), 2),
-                     common.num(mean(m["prompt_tokens"]), 0), common.num(mean(m["completion_tokens"]), 0),
-                     common.num(mean(m["tool_calls"]), 2), acc_text, int(sum(m["failed"]))])
-    table = common.md_table(["method", "wall s / question", "mean s", "LLM calls", "prompt tokens",
-                             "completion tokens", "tool calls", "accuracy", "failed"], rows)
+        rows.append(
+            [
+                method,
+                common.med_range(lat, 2),
+                common.num(mean(lat), 2),
+                common.num(mean(m["llm_calls"]), 2),
+                common.num(mean(m["prompt_tokens"]), 0),
+                common.num(mean(m["completion_tokens"]), 0),
+                common.num(mean(m["tool_calls"]), 2),
+                acc_text,
+                int(sum(m["failed"])),
+            ]
+        )
+    table = common.md_table(
+        [
+            "method",
+            "wall s / question",
+            "mean s",
+            "LLM calls",
+            "prompt tokens",
+            "completion tokens",
+            "tool calls",
+            "accuracy",
+            "failed",
+        ],
+        rows,
+    )
     ratios = {}
     if "react" in per and "coa" in per:
         r, c = per["react"], per["coa"]
@@ -120,9 +169,12 @@ def main() -> None:
             "tokens_total": mean(tok(r)) / mean(tok(c)),
             "completion_tokens": mean(r["completion_tokens"]) / max(1e-9, mean(c["completion_tokens"])),
         }
-        table += ("\n\nreact / coa: wall time " f"{ratios['wall_mean']:.2f}× (mean; {ratios['wall_median']:.2f}× "
-                  f"median), tokens {ratios['tokens_total']:.2f}× (prompt + completion), completion tokens "
-                  f"{ratios['completion_tokens']:.2f}× — above 1 means coa is cheaper.")
+        table += (
+            "\n\nreact / coa: wall time "
+            f"{ratios['wall_mean']:.2f}× (mean; {ratios['wall_median']:.2f}× "
+            f"median), tokens {ratios['tokens_total']:.2f}× (prompt + completion), completion tokens "
+            f"{ratios['completion_tokens']:.2f}× — above 1 means coa is cheaper."
+        )
     n_items = len({x["item_id"] for x in runs[0]["records"]})
     s = runs[0]["settings"]
     notes = [
@@ -137,9 +189,15 @@ def main() -> None:
         "Model load / warm-up before timing: " + ", ".join(f"{run['warm_up_s']:.1f} s" for run in runs) + ".",
         "tool calls: react's ToolCalled events and coa's executed chain steps (calculator); cot and direct have none.",
     ]
-    data = {"model": args.model, "methods": methods, "limit": limit, "repeats": repeats,
-            "ratios_react_over_coa": ratios,
-            "accuracy": accuracy, "runs": runs}
+    data = {
+        "model": args.model,
+        "methods": methods,
+        "limit": limit,
+        "repeats": repeats,
+        "ratios_react_over_coa": ratios,
+        "accuracy": accuracy,
+        "runs": runs,
+    }
     common.emit("method_cost", "Method cost", table, notes=notes, data=data, info=info, quick=args.quick, out=args.out)
 
 

@@ -25,38 +25,71 @@ from typing import Any
 
 import common
 
-JSON_INFO = {"vision": False, "function_calling": False, "json_output": True, "structured_output": True,
-             "family": "unknown"}
-PENS = ("A shop sells pens at 3 dollars each. Tom buys 12 pens and pays with a 50 dollar bill. "
-        "How much change does he get?")
-PLAN = json.dumps({"subquestions": [
-    {"question": "What do 12 pens cost?", "needs": "calculation", "query": ""},
-    {"question": "What is the change from 50 dollars?", "needs": "calculation", "query": ""},
-]})
+JSON_INFO = {
+    "vision": False,
+    "function_calling": False,
+    "json_output": True,
+    "structured_output": True,
+    "family": "unknown",
+}
+PENS = (
+    "A shop sells pens at 3 dollars each. Tom buys 12 pens and pays with a 50 dollar bill. How much change does he get?"
+)
+PLAN = json.dumps(
+    {
+        "subquestions": [
+            {"question": "What do 12 pens cost?", "needs": "calculation", "query": ""},
+            {"question": "What is the change from 50 dollars?", "needs": "calculation", "query": ""},
+        ]
+    }
+)
 
 
 def chain(*steps: tuple[str, str, str, dict[str, Any]], answer: str) -> str:
-    return json.dumps({"steps": [{"thought": t, "id": i, "tool": tool, "args": a} for t, i, tool, a in steps],
-                       "answer": answer})
+    return json.dumps(
+        {"steps": [{"thought": t, "id": i, "tool": tool, "args": a} for t, i, tool, a in steps], "answer": answer}
+    )
 
 
-GOOD_CHAIN = chain(("12 pens at 3 dollars each", "y1", "calculator", {"expression": "3 * 12"}),
-                   ("change from the 50 dollar bill", "y2", "calculator", {"expression": "50 - y1"}), answer="y2")
-WRONG_CHAIN = chain(("pens", "y1", "calculator", {"expression": "3 + 12"}),
-                    ("change", "y2", "calculator", {"expression": "50 - y1"}), answer="y2")
+GOOD_CHAIN = chain(
+    ("12 pens at 3 dollars each", "y1", "calculator", {"expression": "3 * 12"}),
+    ("change from the 50 dollar bill", "y2", "calculator", {"expression": "50 - y1"}),
+    answer="y2",
+)
+WRONG_CHAIN = chain(
+    ("pens", "y1", "calculator", {"expression": "3 + 12"}),
+    ("change", "y2", "calculator", {"expression": "50 - y1"}),
+    answer="y2",
+)
 ACCEPT = json.dumps({"verdict": "accept", "reasons": ["the steps match the question"]})
 REVISE = json.dumps({"verdict": "revise", "reasons": ["step y1 adds the price and the count; multiply them"]})
 
 # name -> (method, coa settings, script, what it exercises)
 VARIANTS: dict[str, tuple[str, dict[str, Any], list[str], str]] = {
-    "coa, plan=always": ("coa", {"plan": "always"}, [PLAN, GOOD_CHAIN, ACCEPT],
-                         "planner, retriever (no collection), reasoner, reifier (2 calculator calls), critic, writer"),
-    "coa, default (plan=auto)": ("coa", {}, [GOOD_CHAIN, ACCEPT],
-                                 "as above without the planner's model call (no collection: GSM8K-style)"),
-    "coa, one revision round": ("coa", {"plan": "always"}, [PLAN, WRONG_CHAIN, REVISE, GOOD_CHAIN, ACCEPT],
-                                "critic sends the chain back once: reasoner, reifier, critic run twice"),
-    "direct (reference)": ("direct", {}, ["Tom pays 36 dollars, so he gets 14 back.\nAnswer: 14"],
-                           "one streamed call through the runner, no team"),
+    "coa, plan=always": (
+        "coa",
+        {"plan": "always"},
+        [PLAN, GOOD_CHAIN, ACCEPT],
+        "planner, retriever (no collection), reasoner, reifier (2 calculator calls), critic, writer",
+    ),
+    "coa, default (plan=auto)": (
+        "coa",
+        {},
+        [GOOD_CHAIN, ACCEPT],
+        "as above without the planner's model call (no collection: GSM8K-style)",
+    ),
+    "coa, one revision round": (
+        "coa",
+        {"plan": "always"},
+        [PLAN, WRONG_CHAIN, REVISE, GOOD_CHAIN, ACCEPT],
+        "critic sends the chain back once: reasoner, reifier, critic run twice",
+    ),
+    "direct (reference)": (
+        "direct",
+        {},
+        ["Tom pays 36 dollars, so he gets 14 back.\nAnswer: 14"],
+        "one streamed call through the runner, no team",
+    ),
 }
 
 
@@ -68,9 +101,13 @@ async def scripted_run(settings: Any, method: str, script: list[str]) -> tuple[f
 
     client = ReplayChatCompletionClient(list(script), model_info=JSON_INFO)  # type: ignore[arg-type]
     started = time.perf_counter()
-    ctx = await build_context(PENS, settings, method=method,
-                              clients={role: client for role in ("planner", "retriever", "reasoner", "critic")},
-                              knowledge=False)  # no knowledge store: nothing but orchestration and the calculator
+    ctx = await build_context(
+        PENS,
+        settings,
+        method=method,
+        clients={role: client for role in ("planner", "retriever", "reasoner", "critic")},
+        knowledge=False,
+    )  # no knowledge store: nothing but orchestration and the calculator
     events = [e async for e in run_question(ctx)]
     wall = time.perf_counter() - started
     finished = events[-1]
@@ -145,7 +182,7 @@ async def profiled(repeats: int) -> tuple[dict[str, float], list[tuple[str, floa
     entries = stats.stats.items()  # type: ignore[attr-defined]
     for (filename, line, func), (_cc, _nc, tottime, cumtime, callers) in entries:
         if filename.startswith(root) and not any(x in filename for x in ("/bench/", "/.venv/", "site-packages")):
-            hot.append((f"{filename[len(root):]}:{line} {func}", cumtime))
+            hot.append((f"{filename[len(root) :]}:{line} {func}", cumtime))
         if filename != "~":
             shares[_bucket(filename)] += tottime
         elif "poll" in func and ("epoll" in func or "select" in func):
@@ -189,9 +226,17 @@ async def real_runs(spec: str, questions: int, overrides: dict[str, Any]) -> lis
         if cur_end is not None:
             tools += cur_end - cur_start
         total = finished.seconds
-        rows.append({"id": item["id"], "total": total, "model": model, "tools": tools,
-                     "outside": total - model - tools, "calls": sum(e.calls for e in events if e.kind == "usage"),
-                     "ok": finished.ok})
+        rows.append(
+            {
+                "id": item["id"],
+                "total": total,
+                "model": model,
+                "tools": tools,
+                "outside": total - model - tools,
+                "calls": sum(e.calls for e in events if e.kind == "usage"),
+                "ok": finished.ok,
+            }
+        )
         print(f"  {item['id']}: {total:.1f} s total, {model:.1f} s model, {tools * 1000:.1f} ms tools", flush=True)
     return rows
 
@@ -214,10 +259,28 @@ def main() -> None:
         cold = results.pop("_cold_first_run_s")
         rows = []
         for name, r in results.items():
-            rows.append([name, r["model_calls"], r["events"], common.med_range(r["wall"], 2, 1000),
-                         common.med_range(r["run_seconds"], 2, 1000), VARIANTS[name][3]])
-        table = common.md_table(["scripted run", "model calls", "events", "ms per question (wall)",
-                                 "ms (RunFinished.seconds)", "what runs"], rows, align="lrrrrl")
+            rows.append(
+                [
+                    name,
+                    r["model_calls"],
+                    r["events"],
+                    common.med_range(r["wall"], 2, 1000),
+                    common.med_range(r["run_seconds"], 2, 1000),
+                    VARIANTS[name][3],
+                ]
+            )
+        table = common.md_table(
+            [
+                "scripted run",
+                "model calls",
+                "events",
+                "ms per question (wall)",
+                "ms (RunFinished.seconds)",
+                "what runs",
+            ],
+            rows,
+            align="lrrrrl",
+        )
         data["scripted"] = results
         data["cold_first_run_s"] = cold
         notes += [
@@ -231,16 +294,23 @@ def main() -> None:
             prof_runs = max(3, repeats // 2)
             shares, hot = asyncio.run(profiled(prof_runs))
             total = sum(shares.values()) or 1.0
-            prof_rows = [[k, f"{v / prof_runs * 1000:.1f}", f"{v / total:.0%}"]
-                         for k, v in sorted(shares.items(), key=lambda kv: -kv[1])]
-            table += "\n\nWhere the scripted `coa, plan=always` run spends its time (cProfile self time, " \
-                     f"{prof_runs} runs; profiling inflates absolute times):\n\n"
+            prof_rows = [
+                [k, f"{v / prof_runs * 1000:.1f}", f"{v / total:.0%}"]
+                for k, v in sorted(shares.items(), key=lambda kv: -kv[1])
+            ]
+            table += (
+                "\n\nWhere the scripted `coa, plan=always` run spends its time (cProfile self time, "
+                f"{prof_runs} runs; profiling inflates absolute times):\n\n"
+            )
             table += common.md_table(["code", "ms per question (profiled)", "share"], prof_rows)
             data["profile_self_seconds"] = shares
             data["profile_runs"] = prof_runs
             data["profile_hot_conclave_cumulative_seconds"] = hot
-            notes.append("Conclave functions with the most cumulative time per question (profiled): " + "; ".join(
-                f"`{name}` {t / prof_runs * 1000:.1f} ms" for name, t in hot) + ".")
+            notes.append(
+                "Conclave functions with the most cumulative time per question (profiled): "
+                + "; ".join(f"`{name}` {t / prof_runs * 1000:.1f} ms" for name, t in hot)
+                + "."
+            )
         if args.real:
             overrides = common.openai_settings_overrides(args.real, args.base_url, args.model_info)
             if args.max_tokens:
@@ -249,23 +319,52 @@ def main() -> None:
             real = asyncio.run(real_runs(args.real, questions, overrides))
             data["real"] = {"model": args.real, "runs": real}
             share = [r["outside"] / r["total"] for r in real if r["total"] > 0]
-            real_rows = [[r["id"], f"{r['total']:.2f}", f"{r['model']:.2f}", f"{r['tools'] * 1000:.1f}",
-                          f"{r['outside'] * 1000:.0f}", f"{r['outside'] / r['total']:.1%}", r["calls"]] for r in real]
-            real_rows.append(["median", common.med_range([r["total"] for r in real], 2),
-                              common.med_range([r["model"] for r in real], 2),
-                              common.med_range([r["tools"] for r in real], 1, 1000),
-                              common.med_range([r["outside"] for r in real], 0, 1000),
-                              common.med_range(share, 1, 100) + "%", ""])
-            table += f"\n\nA real run: coa with `{args.real}` on the first {len(real)} GSM8K dev questions " \
-                     "(no response cache):\n\n"
-            table += common.md_table(["question", "wall s", "model s", "tools ms", "outside ms", "outside share",
-                                      "model calls"], real_rows)
-            notes.append("Real run: model s = sum of the Usage events' seconds (each call timed around the client "
-                         "call, so it includes waiting for the model and streaming); tools ms = union of the "
-                         "StepFinished intervals; outside = RunFinished.seconds − model − tools (orchestration, "
-                         "parsing, validation, events).")
-    common.emit("orchestration", "Orchestration overhead", table, notes=notes, data=data, info=info,
-                quick=args.quick, out=args.out)
+            real_rows = [
+                [
+                    r["id"],
+                    f"{r['total']:.2f}",
+                    f"{r['model']:.2f}",
+                    f"{r['tools'] * 1000:.1f}",
+                    f"{r['outside'] * 1000:.0f}",
+                    f"{r['outside'] / r['total']:.1%}",
+                    r["calls"],
+                ]
+                for r in real
+            ]
+            real_rows.append(
+                [
+                    "median",
+                    common.med_range([r["total"] for r in real], 2),
+                    common.med_range([r["model"] for r in real], 2),
+                    common.med_range([r["tools"] for r in real], 1, 1000),
+                    common.med_range([r["outside"] for r in real], 0, 1000),
+                    common.med_range(share, 1, 100) + "%",
+                    "",
+                ]
+            )
+            table += (
+                f"\n\nA real run: coa with `{args.real}` on the first {len(real)} GSM8K dev questions "
+                "(no response cache):\n\n"
+            )
+            table += common.md_table(
+                ["question", "wall s", "model s", "tools ms", "outside ms", "outside share", "model calls"], real_rows
+            )
+            notes.append(
+                "Real run: model s = sum of the Usage events' seconds (each call timed around the client "
+                "call, so it includes waiting for the model and streaming); tools ms = union of the "
+                "StepFinished intervals; outside = RunFinished.seconds − model − tools (orchestration, "
+                "parsing, validation, events)."
+            )
+    common.emit(
+        "orchestration",
+        "Orchestration overhead",
+        table,
+        notes=notes,
+        data=data,
+        info=info,
+        quick=args.quick,
+        out=args.out,
+    )
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import emit, machine, md_table, med_range, parser, temp_home  # noqa: E402
 
-PROGRAM = '''```python
+PROGRAM = """```python
 # who proposed the Adam optimiser
 authors = lookup("authors of the Adam optimiser")
 # the year Adam was published
@@ -32,15 +32,20 @@ earlier = lookup("earlier work of " + authors)
 # what else appeared that year
 same_year = lookup("optimisers published in " + year)
 answer = same_year
-```'''
+```"""
 
 
 def build_client(tokens_per_second: float) -> Any:
     from autogen_core.models import CreateResult, ModelInfo
     from autogen_ext.models.replay import ReplayChatCompletionClient
 
-    info: ModelInfo = {"vision": False, "function_calling": False, "json_output": True, "structured_output": True,
-                       "family": "unknown"}
+    info: ModelInfo = {
+        "vision": False,
+        "function_calling": False,
+        "json_output": True,
+        "structured_output": True,
+        "family": "unknown",
+    }
 
     class Decoding(ReplayChatCompletionClient):
         """Streams its one reply at a fixed rate, about four characters a token."""
@@ -88,9 +93,14 @@ async def one_run(streaming: bool, latency: float, tps: float) -> tuple[float, f
     team.chain_kit = kit  # type: ignore[assignment]
     try:
         settings = load_settings(coa={"form": "program", "use_critic": False, "plan": "never"})
-        ctx = await build_context("What else was published the year Adam was?", settings, method="coa", knowledge=False,
-                                  clients={r: client for r in ("planner", "retriever", "reasoner", "critic")},
-                                  tools={"lookup": lookup_tool(latency)})
+        ctx = await build_context(
+            "What else was published the year Adam was?",
+            settings,
+            method="coa",
+            knowledge=False,
+            clients={r: client for r in ("planner", "retriever", "reasoner", "critic")},
+            tools={"lookup": lookup_tool(latency)},
+        )
         started = time.perf_counter()
         events = [e async for e in run_question(ctx)]
         wall = time.perf_counter() - started
@@ -125,11 +135,21 @@ def main() -> None:
     base = sorted(data["reify after decoding"]["wall"])[len(data["reify after decoding"]["wall"]) // 2]
     fast = sorted(data["streaming (tools start as lines arrive)"]["wall"])[repeats // 2]
     table = md_table(["mode", "wall s, median (min–max)", "s from decoded chain to answer"], rows)
-    notes = [f"4 lookups of {args.latency:g} s (two independent, two depending on them), decoding ~{decode:.1f} s "
-             f"at {args.tokens_per_second:g} tokens/s; {repeats} run(s) each",
-             f"streaming saves {base - fast:.2f} s of {base:.2f} s ({(base - fast) / base:.0%})"]
-    emit("program_overlap", "Streaming reification of a program-form chain", table, notes=notes, data=data, info=info,
-         quick=args.quick, out=args.out)
+    notes = [
+        f"4 lookups of {args.latency:g} s (two independent, two depending on them), decoding ~{decode:.1f} s "
+        f"at {args.tokens_per_second:g} tokens/s; {repeats} run(s) each",
+        f"streaming saves {base - fast:.2f} s of {base:.2f} s ({(base - fast) / base:.0%})",
+    ]
+    emit(
+        "program_overlap",
+        "Streaming reification of a program-form chain",
+        table,
+        notes=notes,
+        data=data,
+        info=info,
+        quick=args.quick,
+        out=args.out,
+    )
 
 
 if __name__ == "__main__":

@@ -24,8 +24,10 @@ KS = (1, 2, 4, 8, 16)
 
 
 def chain_text(k: int, tool: str, latency_ms: int) -> str:
-    steps = [{"thought": f"independent lookup {i + 1}", "id": f"y{i + 1}", "tool": tool, "args": {"ms": latency_ms}}
-             for i in range(k)]
+    steps = [
+        {"thought": f"independent lookup {i + 1}", "id": f"y{i + 1}", "tool": tool, "args": {"ms": latency_ms}}
+        for i in range(k)
+    ]
     return json.dumps({"steps": steps, "answer": "y1"})
 
 
@@ -86,16 +88,31 @@ def main() -> None:
         a, s = times["async"][k], times["sync"][k]
         med_a = common.summary(a)["median"]
         med_s = common.summary(s)["median"]
-        rows.append([
-            k, f"{args.latency_ms}",
-            common.med_range(a, 0, 1000), f"{(med_a - lat) * 1000:+.1f}", f"{lat / med_a:.0%}",
-            common.med_range(s, 0, 1000), f"{lat / med_s:.0%}",
-            f"{k * args.latency_ms}",
-        ])
+        rows.append(
+            [
+                k,
+                f"{args.latency_ms}",
+                common.med_range(a, 0, 1000),
+                f"{(med_a - lat) * 1000:+.1f}",
+                f"{lat / med_a:.0%}",
+                common.med_range(s, 0, 1000),
+                f"{lat / med_s:.0%}",
+                f"{k * args.latency_ms}",
+            ]
+        )
     table = common.md_table(
-        ["k (independent calls)", "ideal ms", "async tool: wall ms", "overhead ms", "efficiency",
-         "sync tool: wall ms", "efficiency", "sequential ms"],
-        rows)
+        [
+            "k (independent calls)",
+            "ideal ms",
+            "async tool: wall ms",
+            "overhead ms",
+            "efficiency",
+            "sync tool: wall ms",
+            "efficiency",
+            "sequential ms",
+        ],
+        rows,
+    )
     notes = [
         f"Wall time of `workflows.coa.reify` on a parsed one-level chain of k calls, each tool taking "
         f"{args.latency_ms} ms; median (min–max) over {repeats} repeats; efficiency = ideal / median wall.",
@@ -104,10 +121,23 @@ def main() -> None:
         "queue for a thread.",
         "sequential ms: what running the calls one after another would take.",
     ]
-    data = {"latency_ms": args.latency_ms, "repeats": repeats, "ks": list(ks), "default_pool_workers": workers,
-            "seconds": {kind: {str(k): v for k, v in per.items()} for kind, per in times.items()}}
-    common.emit("reify_concurrency", "Reification concurrency", table, notes=notes, data=data, info=info,
-                quick=args.quick, out=args.out)
+    data = {
+        "latency_ms": args.latency_ms,
+        "repeats": repeats,
+        "ks": list(ks),
+        "default_pool_workers": workers,
+        "seconds": {kind: {str(k): v for k, v in per.items()} for kind, per in times.items()},
+    }
+    common.emit(
+        "reify_concurrency",
+        "Reification concurrency",
+        table,
+        notes=notes,
+        data=data,
+        info=info,
+        quick=args.quick,
+        out=args.out,
+    )
 
 
 if __name__ == "__main__":

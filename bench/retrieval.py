@@ -92,8 +92,13 @@ def ingest_once(root: Path) -> tuple[dict[str, Any], Any, TimedEmbedder, Path]:
     started = time.perf_counter()
     report = ingest([root], "squad", settings, store=store)
     seconds = time.perf_counter() - started
-    numbers = {"chunks": report.chunks_added, "files": report.files_ingested, "seconds": seconds,
-               "embed_seconds": timed.seconds, "chunks_per_s": report.chunks_added / seconds}
+    numbers = {
+        "chunks": report.chunks_added,
+        "files": report.files_ingested,
+        "seconds": seconds,
+        "embed_seconds": timed.seconds,
+        "chunks_per_s": report.chunks_added / seconds,
+    }
     return numbers, store, timed, home
 
 
@@ -117,12 +122,23 @@ def recall(store: Any, questions: list[tuple[str, str]]) -> dict[str, Any]:
         sources = [p.source for p in passages]
         for k in hits:
             hits[k] += gold in sources[:k]
-    return {"questions": len(questions), **{f"recall@{k}": hits[k] / len(questions) for k in hits},
-            "batched_search_seconds": seconds}
+    return {
+        "questions": len(questions),
+        **{f"recall@{k}": hits[k] / len(questions) for k in hits},
+        "batched_search_seconds": seconds,
+    }
 
 
-def fill(col: Any, store: Any, start: int, end: int, base: list[tuple[str, list[float], str]], noise: float,
-         rng: Any, batch: int) -> float:
+def fill(
+    col: Any,
+    store: Any,
+    start: int,
+    end: int,
+    base: list[tuple[str, list[float], str]],
+    noise: float,
+    rng: Any,
+    batch: int,
+) -> float:
     """Insert chunks ``start .. end-1``: the real ones first, then noisy copies; returns the seconds spent adding."""
     import numpy as np
 
@@ -138,17 +154,33 @@ def fill(col: Any, store: Any, start: int, end: int, base: list[tuple[str, list[
             chunk /= np.linalg.norm(chunk, axis=1, keepdims=True)
         ids = [f"bench-{i}" for i in range(lo, hi)]
         docs = [base[j][0] for j in idx]
-        metas = [{"source": base[j][2] if i < len(base) else f"synthetic/{i}", "name": f"p{i}.txt", "title": "",
-                  "chunk_index": 0, "kind": "text", "ingested_at": "2026-01-01T00:00:00+00:00"}
-                 for i, j in zip(range(lo, hi), idx, strict=False)]
+        metas = [
+            {
+                "source": base[j][2] if i < len(base) else f"synthetic/{i}",
+                "name": f"p{i}.txt",
+                "title": "",
+                "chunk_index": 0,
+                "kind": "text",
+                "ingested_at": "2026-01-01T00:00:00+00:00",
+            }
+            for i, j in zip(range(lo, hi), idx, strict=False)
+        ]
         started = time.perf_counter()
         store.call(col.add, ids=ids, embeddings=chunk.tolist(), documents=docs, metadatas=metas)
         spent += time.perf_counter() - started
     return spent
 
 
-def latency_sweep(backend: str, sizes: list[int], base: list[tuple[str, list[float], str]], queries: list[str],
-                  rounds: int, k: int, noise: float, keep: bool) -> list[dict[str, Any]]:
+def latency_sweep(
+    backend: str,
+    sizes: list[int],
+    base: list[tuple[str, list[float], str]],
+    queries: list[str],
+    rounds: int,
+    k: int,
+    noise: float,
+    keep: bool,
+) -> list[dict[str, Any]]:
     import numpy as np
 
     from conclave.settings import load_settings
@@ -187,8 +219,9 @@ def latency_sweep(backend: str, sizes: list[int], base: list[tuple[str, list[flo
                     t0 = time.perf_counter()
                     passages = store.search_sync(q, k=k, collection="latency")
                     t1 = time.perf_counter()
-                    store.call(col.query, query_embeddings=[qv], n_results=k,
-                               include=["documents", "metadatas", "distances"])
+                    store.call(
+                        col.query, query_embeddings=[qv], n_results=k, include=["documents", "metadatas", "distances"]
+                    )
                     t2 = time.perf_counter()
                     store.embedder.embed_query(q)
                     t3 = time.perf_counter()
@@ -202,11 +235,22 @@ def latency_sweep(backend: str, sizes: list[int], base: list[tuple[str, list[flo
                 raw50.append(common.percentile(raw, 50))
                 raw95.append(common.percentile(raw, 95))
                 emb50.append(common.percentile(emb, 50))
-            row = {"backend": backend, "size": size, "count": count, "inserted": inserted,
-                   "insert_per_s": inserted / insert_s if insert_s else None, "p50": p50s, "p95": p95s,
-                   "chroma_p50": raw50, "chroma_p95": raw95, "embed_p50": emb50}
-            print(f"  {backend} {count} chunks: search p50 {1000 * p50s[0]:.1f} ms p95 {1000 * p95s[0]:.1f} ms",
-                  flush=True)
+            row = {
+                "backend": backend,
+                "size": size,
+                "count": count,
+                "inserted": inserted,
+                "insert_per_s": inserted / insert_s if insert_s else None,
+                "p50": p50s,
+                "p95": p95s,
+                "chroma_p50": raw50,
+                "chroma_p95": raw95,
+                "embed_p50": emb50,
+            }
+            print(
+                f"  {backend} {count} chunks: search p50 {1000 * p50s[0]:.1f} ms p95 {1000 * p95s[0]:.1f} ms",
+                flush=True,
+            )
             out.append(row)
         return out
     finally:
@@ -224,9 +268,12 @@ def main() -> None:
     p.add_argument("--sizes", type=int, nargs="+", help="collection sizes (default 1000 10000 100000)")
     p.add_argument("--queries", type=int, help="queries per round (default 200; 20 with --quick)")
     p.add_argument("--k", type=int, default=5, help="passages per search in the latency part (default 5)")
-    p.add_argument("--noise", type=float, default=0.03,
-                   help="per-dimension Gaussian noise of the filler vectors (default 0.03: cosine ~0.86 to the "
-                        "paragraph copied)")
+    p.add_argument(
+        "--noise",
+        type=float,
+        default=0.03,
+        help="per-dimension Gaussian noise of the filler vectors (default 0.03: cosine ~0.86 to the paragraph copied)",
+    )
     p.add_argument("--no-server", action="store_true", help="skip the Chroma server backend")
     args = p.parse_args()
     repeats = args.repeats or (1 if args.quick else 3)
@@ -250,16 +297,21 @@ def main() -> None:
             homes.append(home)
             ingests.append(numbers)
             raws.append(raw_throughput(timed.texts))
-            print(f"  ingest {r + 1}: {numbers['chunks_per_s']:.1f} chunks/s (raw model "
-                  f"{raws[-1]['chunks_per_s']:.1f} chunks/s)", flush=True)
+            print(
+                f"  ingest {r + 1}: {numbers['chunks_per_s']:.1f} chunks/s (raw model "
+                f"{raws[-1]['chunks_per_s']:.1f} chunks/s)",
+                flush=True,
+            )
         assert store is not None and timed is not None
         rec = recall(store, questions)
         print(f"  recall@5 {rec['recall@5']:.3f}", flush=True)
         # The real chunks as ingested (text, embedding, source), read back from the store: the latency collections
         # start with exactly these.
         got = store.get_collection("squad").get(include=["documents", "embeddings", "metadatas"])
-        base = [(doc, list(map(float, emb)), str((m or {}).get("source", "")))
-                for doc, emb, m in zip(got["documents"], got["embeddings"], got["metadatas"], strict=True)]
+        base = [
+            (doc, list(map(float, emb)), str((m or {}).get("source", "")))
+            for doc, emb, m in zip(got["documents"], got["embeddings"], got["metadatas"], strict=True)
+        ]
         rng = random.Random(0)
         queries = [q for q, _ in rng.sample(questions, min(n_queries, len(questions)))]
         while len(queries) < n_queries:
@@ -280,20 +332,57 @@ def main() -> None:
     ratio = [a / b for a, b in zip(ing_rate, raw_rate, strict=True)]
     t1 = common.md_table(
         ["ingest (SQuAD paragraphs)", "chunks", "chunks/s", "raw model chunks/s", "ingest / raw", "time in the model"],
-        [["`tools.ingest.ingest`, persistent store", chunks, common.med_range(ing_rate, 1),
-          common.med_range(raw_rate, 1), common.med_range(ratio, 2), common.med_range(embed_share, 0, 100) + " %"]])
-    t2 = common.md_table(["recall (SQuAD dev)", "questions", "paragraphs", "recall@1", "recall@5", "recall@10"],
-                         [[f"{len({s for _, s in questions})} gold paragraphs' questions, "
-                           f"{articles or 24} articles", rec["questions"], paragraphs, f"{rec['recall@1']:.3f}",
-                           f"{rec['recall@5']:.3f}", f"{rec['recall@10']:.3f}"]])
+        [
+            [
+                "`tools.ingest.ingest`, persistent store",
+                chunks,
+                common.med_range(ing_rate, 1),
+                common.med_range(raw_rate, 1),
+                common.med_range(ratio, 2),
+                common.med_range(embed_share, 0, 100) + " %",
+            ]
+        ],
+    )
+    t2 = common.md_table(
+        ["recall (SQuAD dev)", "questions", "paragraphs", "recall@1", "recall@5", "recall@10"],
+        [
+            [
+                f"{len({s for _, s in questions})} gold paragraphs' questions, {articles or 24} articles",
+                rec["questions"],
+                paragraphs,
+                f"{rec['recall@1']:.3f}",
+                f"{rec['recall@5']:.3f}",
+                f"{rec['recall@10']:.3f}",
+            ]
+        ],
+    )
     rows = []
     for row in lat:
-        rows.append([row["backend"], f"{row['count']:,}", common.med_range(row["p50"], 1, 1000),
-                     common.med_range(row["p95"], 1, 1000), common.med_range(row["chroma_p50"], 1, 1000),
-                     common.med_range(row["chroma_p95"], 1, 1000), common.med_range(row["embed_p50"], 1, 1000),
-                     common.num(row["insert_per_s"], 0)])
-    t3 = common.md_table(["store", "chunks", "search p50 ms", "search p95 ms", "Chroma query p50 ms",
-                          "Chroma query p95 ms", "query embedding p50 ms", "insert chunks/s"], rows)
+        rows.append(
+            [
+                row["backend"],
+                f"{row['count']:,}",
+                common.med_range(row["p50"], 1, 1000),
+                common.med_range(row["p95"], 1, 1000),
+                common.med_range(row["chroma_p50"], 1, 1000),
+                common.med_range(row["chroma_p95"], 1, 1000),
+                common.med_range(row["embed_p50"], 1, 1000),
+                common.num(row["insert_per_s"], 0),
+            ]
+        )
+    t3 = common.md_table(
+        [
+            "store",
+            "chunks",
+            "search p50 ms",
+            "search p95 ms",
+            "Chroma query p50 ms",
+            "Chroma query p95 ms",
+            "query embedding p50 ms",
+            "insert chunks/s",
+        ],
+        rows,
+    )
     table = "\n\n".join([t1, t2, t3])
     notes = [
         f"Ingest: {paragraphs} SQuAD dev paragraphs as text files, chunk_size 4000 (one chunk each), embedder `local` "
@@ -310,8 +399,18 @@ def main() -> None:
         f"{len(queries)} real SQuAD questions per round, p50/p95 per round, median (min–max) over {repeats} rounds.",
         "Chroma server: `chroma run` on a free 127.0.0.1 port (HTTP client); persistent: the in-process client.",
     ]
-    data = {"ingest": ingests, "raw": raws, "recall": rec, "latency": lat, "sizes": sizes, "queries": len(queries),
-            "rounds": repeats, "articles": articles or 24, "paragraphs": paragraphs, "noise": args.noise}
+    data = {
+        "ingest": ingests,
+        "raw": raws,
+        "recall": rec,
+        "latency": lat,
+        "sizes": sizes,
+        "queries": len(queries),
+        "rounds": repeats,
+        "articles": articles or 24,
+        "paragraphs": paragraphs,
+        "noise": args.noise,
+    }
     common.emit("retrieval", "Retrieval", table, notes=notes, data=data, info=info, quick=args.quick, out=args.out)
 
 

@@ -119,10 +119,7 @@ class LocalEmbedder:
 
     @property
     def dimension(self) -> int:
-        get_dim = (
-            getattr(self.model, "get_embedding_dimension", None)
-            or self.model.get_sentence_embedding_dimension
-        )
+        get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
         return int(get_dim())
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
@@ -203,12 +200,8 @@ class _HttpEmbedder:
                 hint="check OPENAI_API_KEY (or CONCLAVE_OPENAI_API_KEY)",
             )
         if response.status_code == 404 or "not found" in detail.lower():
-            raise ModelNotFound(
-                f"{self.name}: model not found on the server ({detail})", hint=self._missing_hint()
-            )
-        raise BackendError(
-            f"{self.name}: server answered {response.status_code}: {detail}", hint="see the server log"
-        )
+            raise ModelNotFound(f"{self.name}: model not found on the server ({detail})", hint=self._missing_hint())
+        raise BackendError(f"{self.name}: server answered {response.status_code}: {detail}", hint="see the server log")
 
     def _missing_hint(self) -> str:
         return "check the model name"
@@ -237,9 +230,7 @@ class OllamaEmbedder(_HttpEmbedder):
         )
         vectors = data.get("embeddings") if isinstance(data, dict) else None
         if not isinstance(vectors, list):
-            raise BackendError(
-                f"{self.name}: unexpected answer from /api/embed", hint="is this an Ollama server?"
-            )
+            raise BackendError(f"{self.name}: unexpected answer from /api/embed", hint="is this an Ollama server?")
         return [[float(x) for x in row] for row in vectors]
 
 
@@ -277,9 +268,7 @@ class OpenAIEmbedder(_HttpEmbedder):
         )
         items = data.get("data") if isinstance(data, dict) else None
         if not isinstance(items, list):
-            raise BackendError(
-                f"{self.name}: unexpected answer from /embeddings", hint="is this OpenAI-compatible?"
-            )
+            raise BackendError(f"{self.name}: unexpected answer from /embeddings", hint="is this OpenAI-compatible?")
         items = sorted(items, key=lambda item: item.get("index", 0))
         return [[float(x) for x in item["embedding"]] for item in items]
 
@@ -294,9 +283,7 @@ def get_embedder(spec: str, settings: Settings) -> Embedder:
         return OllamaEmbedder(model, settings.ollama_host, settings.request_timeout, settings.max_retries)
     if prefix == "openai" and model:
         key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
-        return OpenAIEmbedder(
-            model, settings.openai_base_url, key, settings.request_timeout, settings.max_retries
-        )
+        return OpenAIEmbedder(model, settings.openai_base_url, key, settings.request_timeout, settings.max_retries)
     raise ConfigError(
         f"unknown embedder {spec!r}",
         hint="use CONCLAVE_EMBEDDER=local, ollama/<model> (e.g. ollama/nomic-embed-text) or openai/<model>",

@@ -48,8 +48,23 @@ CREATE TABLE IF NOT EXISTS answers (
 );
 CREATE INDEX IF NOT EXISTS answers_by_time ON answers(created);
 """
-_COLUMNS = ("id", "created", "origin", "question", "answer", "value", "ok", "error", "method", "model", "models",
-            "usage", "seconds", "trace", "session")
+_COLUMNS = (
+    "id",
+    "created",
+    "origin",
+    "question",
+    "answer",
+    "value",
+    "ok",
+    "error",
+    "method",
+    "model",
+    "models",
+    "usage",
+    "seconds",
+    "trace",
+    "session",
+)
 _JSON_COLUMNS = {"models", "usage", "trace"}
 
 
@@ -137,16 +152,29 @@ class LogStore:
         """Log one answer (every text redacted); returns its id."""
         clean = redacted(record.to_dict())
         created = record.created or self._clock()
-        row = (created, clean["origin"], clean["question"], clean["answer"] or "", clean["value"], int(bool(record.ok)),
-               clean["error"], clean["method"] or "", clean["model"] or "",
-               json.dumps(clean["models"], ensure_ascii=False, default=str),
-               json.dumps(clean["usage"], ensure_ascii=False, default=str), record.seconds,
-               json.dumps(clean["trace"], ensure_ascii=False, default=str), clean["session"])
+        row = (
+            created,
+            clean["origin"],
+            clean["question"],
+            clean["answer"] or "",
+            clean["value"],
+            int(bool(record.ok)),
+            clean["error"],
+            clean["method"] or "",
+            clean["model"] or "",
+            json.dumps(clean["models"], ensure_ascii=False, default=str),
+            json.dumps(clean["usage"], ensure_ascii=False, default=str),
+            record.seconds,
+            json.dumps(clean["trace"], ensure_ascii=False, default=str),
+            clean["session"],
+        )
         with self._lock:
             try:
                 cursor = self._db.execute(
                     "INSERT INTO answers (created, origin, question, answer, value, ok, error, method, model, models, "
-                    "usage, seconds, trace, session) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+                    "usage, seconds, trace, session) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    row,
+                )
             except sqlite3.Error as exc:
                 raise _store_error(self.path, "write to", exc) from exc
         return int(cursor.lastrowid or 0)

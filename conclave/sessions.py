@@ -85,8 +85,10 @@ class SessionStoreError(ConfigError):
 
 
 def _moved_aside(path: Path) -> str:
-    return (f"move it aside: mv {shlex.quote(str(path))} {shlex.quote(str(path) + '.bak')}; "
-            "a new, empty one is created on the next start")
+    return (
+        f"move it aside: mv {shlex.quote(str(path))} {shlex.quote(str(path) + '.bak')}; "
+        "a new, empty one is created on the next start"
+    )
 
 
 def _damaged(path: Path, why: str, what: str, error: type[ConclaveError]) -> ConclaveError:
@@ -108,8 +110,10 @@ def check_database_file(path: Path, what: str, error: type[ConclaveError]) -> No
         with path.open("rb") as fh:
             head = fh.read(100)
     except OSError as exc:
-        raise error(f"cannot read the {what} database {path}: {exc.strerror or exc}",
-                    hint="check the permissions of the file and of CONCLAVE_HOME") from exc
+        raise error(
+            f"cannot read the {what} database {path}: {exc.strerror or exc}",
+            hint="check the permissions of the file and of CONCLAVE_HOME",
+        ) from exc
     if not head:
         return
     if not head.startswith(_SQLITE_HEADER):
@@ -127,12 +131,15 @@ def connect_database(path: Path, what: str, error: type[ConclaveError]) -> sqlit
         path.parent.mkdir(parents=True, exist_ok=True)
         return sqlite3.connect(path, check_same_thread=False, isolation_level=None)
     except (sqlite3.Error, OSError) as exc:
-        raise error(f"cannot open the {what} database {path}: {' '.join(str(exc).split())}",
-                    hint="check that CONCLAVE_HOME is writable, or move the damaged file aside") from exc
+        raise error(
+            f"cannot open the {what} database {path}: {' '.join(str(exc).split())}",
+            hint="check that CONCLAVE_HOME is writable, or move the damaged file aside",
+        ) from exc
 
 
-def check_database_tables(db: sqlite3.Connection, path: Path, what: str, tables: Mapping[str, set[str]],
-                          error: type[ConclaveError]) -> None:
+def check_database_tables(
+    db: sqlite3.Connection, path: Path, what: str, tables: Mapping[str, set[str]], error: type[ConclaveError]
+) -> None:
     """Refuse, reading only, a database that SQLite finds damaged or that belongs to another program: one whose
     tables are none of ``tables`` (name -> required columns), or whose table of ours lacks a column."""
     problems = [str(r[0]) for r in db.execute("PRAGMA quick_check").fetchall()]
@@ -143,33 +150,46 @@ def check_database_tables(db: sqlite3.Connection, path: Path, what: str, tables:
     present = {str(r[0]) for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     ours = present & set(tables)
     if present - {"sqlite_sequence"} and not ours:
-        raise error(f"{path} is not a Conclave {what} database (it holds other tables: "
-                    f"{', '.join(sorted(present)[:5])})", hint=_moved_aside(path))
+        raise error(
+            f"{path} is not a Conclave {what} database (it holds other tables: {', '.join(sorted(present)[:5])})",
+            hint=_moved_aside(path),
+        )
     for table in sorted(ours):
         columns = {str(r[1]) for r in db.execute(f"PRAGMA table_info({table})")}
         if not tables[table] <= columns:
-            raise error(f"{path} is not a Conclave {what} database (table {table} lacks "
-                        f"{', '.join(sorted(tables[table] - columns))})", hint=_moved_aside(path))
+            raise error(
+                f"{path} is not a Conclave {what} database (table {table} lacks "
+                f"{', '.join(sorted(tables[table] - columns))})",
+                hint=_moved_aside(path),
+            )
 
 
-def store_error(path: Path, doing: str, exc: sqlite3.Error, what: str = "sessions",
-                error: type[ConclaveError] = SessionStoreError) -> ConclaveError:
+def store_error(
+    path: Path, doing: str, exc: sqlite3.Error, what: str = "sessions", error: type[ConclaveError] = SessionStoreError
+) -> ConclaveError:
     """A one-line error for a failed SQLite call on the ``what`` database, with the fix for its cause."""
     name = getattr(exc, "sqlite_errorname", "") or ""
     text = " ".join(str(exc).split())
     if name in _DAMAGED or "malformed" in text or "not a database" in text:
         return _damaged(path, text, what, error)
     if name == "SQLITE_FULL" or "is full" in text:
-        return error(f"cannot {doing} the {what} database {path}: the disk is full",
-                     hint="free some disk space and try again; everything saved before is kept")
+        return error(
+            f"cannot {doing} the {what} database {path}: the disk is full",
+            hint="free some disk space and try again; everything saved before is kept",
+        )
     if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in text:
-        return error(f"cannot {doing} the {what} database {path}: it is locked by another program",
-                     hint="close the other `conclave chat` (or whatever holds the file) and try again")
+        return error(
+            f"cannot {doing} the {what} database {path}: it is locked by another program",
+            hint="close the other `conclave chat` (or whatever holds the file) and try again",
+        )
     if name.startswith("SQLITE_READONLY") or "readonly" in text:
-        return error(f"cannot {doing} the {what} database {path}: it is read-only",
-                     hint=f"make it writable: chmod u+w {shlex.quote(str(path))} (and its folder)")
-    return error(f"cannot {doing} the {what} database {path}: {text}",
-                 hint="check the disk and the permissions of CONCLAVE_HOME")
+        return error(
+            f"cannot {doing} the {what} database {path}: it is read-only",
+            hint=f"make it writable: chmod u+w {shlex.quote(str(path))} (and its folder)",
+        )
+    return error(
+        f"cannot {doing} the {what} database {path}: {text}", hint="check the disk and the permissions of CONCLAVE_HOME"
+    )
 
 
 @dataclass(frozen=True)
@@ -453,8 +473,9 @@ def export_markdown(info: SessionInfo, messages: list[Message]) -> str:
     settings = info.settings
     if settings:
         model = settings.get("model") or "automatic"
-        lines.append(f"Method `{settings.get('method', '?')}` · model `{model}` · collection "
-                     f"`{settings.get('collection', '?')}`")
+        lines.append(
+            f"Method `{settings.get('method', '?')}` · model `{model}` · collection `{settings.get('collection', '?')}`"
+        )
     lines.append("")
     for m in messages:
         if m.role == "user":

@@ -131,6 +131,7 @@ class CoASettings(_Frozen):
         if not self.forms:
             return sample == 0
         return self.form_of(sample, "") not in {self.form_of(i, "") for i in range(sample)}
+
     few_shot: Literal["fixed", "similar"] = "fixed"
     """``similar``: add the chains of the training questions most like this one (needs ``examples_file``)."""
     examples_file: Path | None = None
@@ -320,8 +321,10 @@ def load_settings_with_origins(
     dotenv_vals = _from_variables(dotenv_vars)
 
     home_raw = overrides.get("home") or env_values.get("home") or dotenv_vals.get("home")
-    home = Path(home_raw).expanduser() if home_raw else Settings.model_fields["home"].get_default(
-        call_default_factory=True
+    home = (
+        Path(home_raw).expanduser()
+        if home_raw
+        else Settings.model_fields["home"].get_default(call_default_factory=True)
     )
     toml_path = Path(home) / "settings.toml"
     toml_values: dict[str, Any] = {}
@@ -364,17 +367,21 @@ def load_settings_with_origins(
     # With CONCLAVE_HOME from .env, the settings.toml inside it is the folder's too.
     untrusted = {f"file {dotenv_file}", *([f"file {toml_path}"] if home_from_dotenv else [])}
     if settings.mcp_servers and origins.get("mcp_servers") in untrusted:
-        raise ConfigError(f"mcp_servers is set by {origins['mcp_servers'].removeprefix('file ')}, which comes with the "
-                          "working folder: MCP servers start programs, so they are read only from your environment "
-                          "or your own settings.toml",
-                          hint="move mcp_servers to $CONCLAVE_HOME/settings.toml if you trust it, or delete it from the "
-                               "folder's file")
+        raise ConfigError(
+            f"mcp_servers is set by {origins['mcp_servers'].removeprefix('file ')}, which comes with the "
+            "working folder: MCP servers start programs, so they are read only from your environment "
+            "or your own settings.toml",
+            hint="move mcp_servers to $CONCLAVE_HOME/settings.toml if you trust it, or delete it from the "
+            "folder's file",
+        )
     notices = _dotenv_notices(settings, untrusted, origins, home_from_dotenv)
     _announce(notices, dotenv_file)
     return LoadedSettings(settings, origins, notices)
 
 
-def _dotenv_notices(settings: Settings, untrusted: set[str], origins: dict[str, str], home_from_dotenv: bool) -> list[str]:
+def _dotenv_notices(
+    settings: Settings, untrusted: set[str], origins: dict[str, str], home_from_dotenv: bool
+) -> list[str]:
     """What a ``.env`` file (or the settings.toml of a home it chose) changed that decides where data, requests and
     keys go."""
     notices = []
@@ -402,9 +409,12 @@ def _announce(notices: list[str], dotenv_file: Path) -> None:
     for notice in fresh:
         _ANNOUNCED.add((str(dotenv_file), notice))
     lines = "\n".join(f"  {n}" for n in fresh)
-    print(f"note: {dotenv_file} changes where Conclave sends or keeps data:\n{lines}\n"
-          "  (set these in your environment or settings.toml instead if you trust them; delete the file if you "
-          "do not)", file=sys.stderr)
+    print(
+        f"note: {dotenv_file} changes where Conclave sends or keeps data:\n{lines}\n"
+        "  (set these in your environment or settings.toml instead if you trust them; delete the file if you "
+        "do not)",
+        file=sys.stderr,
+    )
 
 
 def set_toml_value(path: Path, key: str, value: str) -> Path:

@@ -16,8 +16,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from conclave.errors import ConfigError
 
-__all__ = ["MODEL_OPTIONS", "Template", "delete_template", "list_templates", "load_template", "parse_options",
-           "save_template"]
+__all__ = [
+    "MODEL_OPTIONS",
+    "Template",
+    "delete_template",
+    "list_templates",
+    "load_template",
+    "parse_options",
+    "save_template",
+]
 
 MODEL_OPTIONS: dict[str, type] = {"temperature": float, "max_tokens": int, "context_length": int}
 """What ``-o KEY=VALUE`` may set: the settings of the same names."""
@@ -36,8 +43,12 @@ class Template(BaseModel):
 
     def settings_overrides(self) -> dict[str, Any]:
         """What the template sets, as ``load_settings`` keywords (a method variant stays for build_context)."""
-        out: dict[str, Any] = {"system": self.system, "model": self.model, "collection": self.collection,
-                               **parse_options([f"{k}={v}" for k, v in self.options.items()])}
+        out: dict[str, Any] = {
+            "system": self.system,
+            "model": self.model,
+            "collection": self.collection,
+            **parse_options([f"{k}={v}" for k, v in self.options.items()]),
+        }
         return {k: v for k, v in out.items() if v is not None}
 
 
@@ -48,13 +59,17 @@ def parse_options(pairs: list[str]) -> dict[str, Any]:
         key, sep, raw = pair.partition("=")
         key = key.strip().replace("-", "_")
         if not sep or key not in MODEL_OPTIONS:
-            raise ConfigError(f"unknown model option {pair!r}", hint="use -o KEY=VALUE with KEY one of "
-                              + ", ".join(MODEL_OPTIONS) + ", e.g. -o temperature=0.7")
+            raise ConfigError(
+                f"unknown model option {pair!r}",
+                hint="use -o KEY=VALUE with KEY one of " + ", ".join(MODEL_OPTIONS) + ", e.g. -o temperature=0.7",
+            )
         try:
             value = MODEL_OPTIONS[key](raw.strip())
         except ValueError:
-            raise ConfigError(f"model option {key} needs a {MODEL_OPTIONS[key].__name__}, got {raw.strip()!r}",
-                              hint=f"e.g. -o {key}={'0.7' if MODEL_OPTIONS[key] is float else '512'}") from None
+            raise ConfigError(
+                f"model option {key} needs a {MODEL_OPTIONS[key].__name__}, got {raw.strip()!r}",
+                hint=f"e.g. -o {key}={'0.7' if MODEL_OPTIONS[key] is float else '512'}",
+            ) from None
         out[key] = value
     return out
 
@@ -65,8 +80,10 @@ def _folder(home: Path) -> Path:
 
 def _path(home: Path, name: str) -> Path:
     if not _NAME.fullmatch(name):
-        raise ConfigError(f"template name {name!r} is not allowed",
-                          hint="use letters, digits, - and _ (up to 40), starting with a letter or digit")
+        raise ConfigError(
+            f"template name {name!r} is not allowed",
+            hint="use letters, digits, - and _ (up to 40), starting with a letter or digit",
+        )
     return _folder(home) / f"{name}.json"
 
 
@@ -76,8 +93,9 @@ def save_template(home: Path, name: str, template: Template) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(template.model_dump_json(indent=2, exclude_none=True) + "\n", encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"cannot save template {name!r}: {exc.strerror or exc}",
-                          hint=f"check that {path.parent} is writable") from exc
+        raise ConfigError(
+            f"cannot save template {name!r}: {exc.strerror or exc}", hint=f"check that {path.parent} is writable"
+        ) from exc
     return path
 
 
@@ -90,8 +108,10 @@ def load_template(home: Path, name: str) -> Template:
         return Template.model_validate(json.loads(path.read_text(encoding="utf-8")))
     except (ValueError, UnicodeDecodeError) as exc:
         detail = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
-        raise ConfigError(f"template {name!r} ({path}) is not a valid template: {detail}",
-                          hint=f"fix or delete it: conclave templates rm {name}") from None
+        raise ConfigError(
+            f"template {name!r} ({path}) is not a valid template: {detail}",
+            hint=f"fix or delete it: conclave templates rm {name}",
+        ) from None
 
 
 def list_templates(home: Path) -> list[tuple[str, Template | None]]:

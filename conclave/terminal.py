@@ -83,7 +83,7 @@ def safe_rich_text(text: Any) -> Any:
     for_crlf = _CRLF.sub(lambda m: "\n" + "\x00" * (len(m.group()) - 1), plain)  # same length, \r\n -> \n\0
     last = 0
     for match in _UNSAFE.finditer(for_crlf):
-        kept.append(for_crlf[last:match.start()])
+        kept.append(for_crlf[last : match.start()])
         for i in range(match.start(), match.end()):
             removed[i + 1] = 1
         last = match.end()

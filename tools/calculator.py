@@ -226,9 +226,7 @@ def _lex_number(src: str, i: int, allow_thousands: bool) -> tuple[_Tok, int]:
                 m += 1
             exponent = int(src[j + 1 : m]) if m - (j + 1) < 8 else 10**9
             if abs(exponent) > _MAX_NUMBER_EXPONENT:
-                raise _error(
-                    f"number exponent too large at position {start} (limit 1e±{_MAX_NUMBER_EXPONENT})"
-                )
+                raise _error(f"number exponent too large at position {start} (limit 1e±{_MAX_NUMBER_EXPONENT})")
             j = m
     if j < n and (src[j].isalpha() or src[j] == "_"):
         raise _error(
@@ -238,8 +236,7 @@ def _lex_number(src: str, i: int, allow_thousands: bool) -> tuple[_Tok, int]:
     digits = (int_part or "0") + frac_part
     if len(digits) > MAX_NUMBER_DIGITS:
         raise _error(
-            f"number too long at position {start} "
-            f"({len(digits):,} digits; the limit is {MAX_NUMBER_DIGITS:,})",
+            f"number too long at position {start} ({len(digits):,} digits; the limit is {MAX_NUMBER_DIGITS:,})",
             hint="write long numbers with an exponent, e.g. 1.5e300",
         )
     # int(str) refuses more than sys.get_int_max_str_digits() digits (4,300 by default, 640 at the least): long
@@ -247,7 +244,6 @@ def _lex_number(src: str, i: int, allow_thousands: bool) -> tuple[_Tok, int]:
     mantissa = int(digits) if len(digits) <= _SHORT_DIGITS else int(Decimal(digits))
     value = _fit(Fraction(mantissa, 10 ** len(frac_part)) * Fraction(10) ** exponent, True, "number")
     return _Tok("num", src[start:j], start, value), j
-
 
 
 # ---------------------------------------------------------------- arithmetic helpers
@@ -387,9 +383,7 @@ def _power(base: _Num, exp: _Num) -> _Num:
         num_root = _iroot(b.numerator, q)
         den_root = _iroot(b.denominator, q)
         if num_root is not None and den_root is not None:
-            return _power(
-                _Num(Fraction(num_root, den_root), base.exact), _Num(Fraction(p.numerator), exp.exact)
-            )
+            return _power(_Num(Fraction(num_root, den_root), base.exact), _Num(Fraction(p.numerator), exp.exact))
     return _rounded_power(b, p)
 
 
@@ -724,9 +718,7 @@ def evaluate(expression: str) -> CalcResult:
     if not isinstance(expression, str):
         raise _error("the expression must be a string")
     if len(expression) > MAX_INPUT_CHARS:
-        raise _error(
-            f"expression too long ({len(expression):,} characters; the limit is {MAX_INPUT_CHARS:,})"
-        )
+        raise _error(f"expression too long ({len(expression):,} characters; the limit is {MAX_INPUT_CHARS:,})")
     tokens = _tokenize(expression)
     result = _Parser(tokens).parse()
     text, exact = format_fraction(result.value, result.exact)

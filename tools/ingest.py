@@ -121,9 +121,7 @@ def discover_files(
     for raw in paths:
         root = Path(raw).expanduser()
         if not root.exists():
-            raise ConfigError(
-                f"no such file or folder: {raw}", hint="check the path (ingest takes files and folders)"
-            )
+            raise ConfigError(f"no such file or folder: {raw}", hint="check the path (ingest takes files and folders)")
         root = root.resolve()
         roots.append(root)
         if root.is_file():
@@ -134,9 +132,7 @@ def discover_files(
                 dirnames[:] = sorted(
                     d
                     for d in dirnames
-                    if not d.startswith(".")
-                    and d not in _SKIP_DIRS
-                    and not (Path(dirpath, d) / "pyvenv.cfg").exists()
+                    if not d.startswith(".") and d not in _SKIP_DIRS and not (Path(dirpath, d) / "pyvenv.cfg").exists()
                 )
                 for filename in sorted(filenames):
                     if filename.startswith("."):
@@ -218,11 +214,7 @@ def ingest(
 
     def tick(current: str) -> None:
         if progress is not None:
-            progress(
-                IngestProgress(
-                    files_done, len(files), report.chunks_added, current, time.monotonic() - started
-                )
-            )
+            progress(IngestProgress(files_done, len(files), report.chunks_added, current, time.monotonic() - started))
 
     def finish(pending: _Pending) -> None:
         # All new chunks of this file are in: only now is it safe to drop its old ones.
@@ -236,8 +228,13 @@ def ingest(
             return
         batch = queue[:]
         queue.clear()
-        store.add_passages(col, ids=[cid for cid, _, _, _ in batch], embed_texts=[c.embed_text for _, c, _, _ in batch],
-                           documents=[c.text for _, c, _, _ in batch], metadatas=[meta for _, _, meta, _ in batch])
+        store.add_passages(
+            col,
+            ids=[cid for cid, _, _, _ in batch],
+            embed_texts=[c.embed_text for _, c, _, _ in batch],
+            documents=[c.text for _, c, _, _ in batch],
+            metadatas=[meta for _, _, meta, _ in batch],
+        )
         report.chunks_added += len(batch)
         for _, _, _, pending in batch:
             pending.missing -= 1
@@ -314,9 +311,11 @@ def size_warning(files: Sequence[_File], settings: Settings) -> str | None:
         took = f"{seconds / 3600:.1f} hours"
     else:
         took = f"{seconds / 60:.0f} minutes"
-    return (f"{total / 1e6:,.1f} MB of input is about {chunks:,.0f} chunks: embedding it takes about {took} on this "
-            f"kind of machine (~{CHUNKS_PER_SECOND:g} chunks/s); files already ingested and unchanged are skipped. "
-            "Ctrl-C stops safely; a re-run continues")
+    return (
+        f"{total / 1e6:,.1f} MB of input is about {chunks:,.0f} chunks: embedding it takes about {took} on this "
+        f"kind of machine (~{CHUNKS_PER_SECOND:g} chunks/s); files already ingested and unchanged are skipped. "
+        "Ctrl-C stops safely; a re-run continues"
+    )
 
 
 def _under_any(source: str, roots: list[Path]) -> bool:

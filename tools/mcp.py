@@ -36,8 +36,14 @@ if TYPE_CHECKING:
 __all__ = ["McpTool", "list_server", "mcp_tools", "tool_name"]
 
 T = TypeVar("T")
-_TYPES: dict[str, Any] = {"string": str, "integer": int, "number": float, "boolean": bool, "array": list,
-                          "object": dict}
+_TYPES: dict[str, Any] = {
+    "string": str,
+    "integer": int,
+    "number": float,
+    "boolean": bool,
+    "array": list,
+    "object": dict,
+}
 _STDERR_TAIL = 400
 
 
@@ -103,8 +109,9 @@ async def _session(server: McpServer, name: str, work: Callable[[Any], Awaitable
 
                     async with Client(server.url) as client:
                         return await work(client.session)
-                params = StdioServerParameters(command=server.command[0], args=list(server.command[1:]),
-                                               env=dict(server.env) or None)
+                params = StdioServerParameters(
+                    command=server.command[0], args=list(server.command[1:]), env=dict(server.env) or None
+                )
                 async with stdio_client(params, errlog=errlog) as (read, write), ClientSession(read, write) as session:
                     await session.initialize()
                     return await work(session)
@@ -120,8 +127,10 @@ async def _session(server: McpServer, name: str, work: Callable[[Any], Awaitable
                 raise cause from None  # the tool's own error, already worded (it left the server running)
             errlog.seek(0)
             tail = " ".join(errlog.read()[-_STDERR_TAIL:].split())
-            raise ToolException(f"MCP server {name!r} failed: {type(cause).__name__}: {cause}"
-                                + (f" (its stderr: …{tail})" if tail else "")) from None
+            raise ToolException(
+                f"MCP server {name!r} failed: {type(cause).__name__}: {cause}"
+                + (f" (its stderr: …{tail})" if tail else "")
+            ) from None
 
 
 def _innermost(exc: BaseException) -> BaseException:
@@ -137,9 +146,16 @@ async def _list(server: McpServer, name: str) -> list[McpTool]:
         for tool in listed.tools:
             notes = tool.annotations
             read_only = bool(notes is not None and notes.read_only_hint)
-            out.append(McpTool(name, tool.name, (tool.description or tool.name).strip(),
-                               dict(tool.input_schema or {"type": "object", "properties": {}}), read_only,
-                               read_only or tool.name in server.allow))
+            out.append(
+                McpTool(
+                    name,
+                    tool.name,
+                    (tool.description or tool.name).strip(),
+                    dict(tool.input_schema or {"type": "object", "properties": {}}),
+                    read_only,
+                    read_only or tool.name in server.allow,
+                )
+            )
         return out
 
     return await _session(server, name, work)
@@ -155,8 +171,11 @@ def list_server(settings: Settings, name: str) -> list[McpTool]:
     try:
         tools = run_sync(lambda: _list(server, name))
     except ToolException as exc:
-        raise ConfigError(f"cannot list the tools of {exc}", hint=f"check mcp_servers.{name} in settings.toml "
-                          "(`conclave config show`), or run the server's command by hand") from None
+        raise ConfigError(
+            f"cannot list the tools of {exc}",
+            hint=f"check mcp_servers.{name} in settings.toml "
+            "(`conclave config show`), or run the server's command by hand",
+        ) from None
     with _LOCK:
         _LISTED[key] = tools
     return tools
@@ -205,8 +224,12 @@ def as_langchain(settings: Settings, tool: McpTool) -> BaseTool:
         return run_sync(lambda: call(**arguments))
 
     return StructuredTool.from_function(
-        func=call_sync, coroutine=call, name=tool.conclave_name, args_schema=_args_model(tool),
-        description=f"{tool.description} (MCP server {tool.server})", handle_tool_error=False,
+        func=call_sync,
+        coroutine=call,
+        name=tool.conclave_name,
+        args_schema=_args_model(tool),
+        description=f"{tool.description} (MCP server {tool.server})",
+        handle_tool_error=False,
     )
 
 

@@ -82,8 +82,10 @@ _PASSAGE_LINE = re.compile(r"^\s*\d+\.\s+\[([^\]\n]+)\]\s+\(([^\n]*?), score (-?
 def parse_passages(text: str) -> list[Passage]:
     """The passages in a ``search_knowledge`` result (what :func:`format_passages` wrote), in rank order. A title
     stays at the head of the text ("Title — text"): the two cannot be told apart reliably, and a reader wants both."""
-    return [Passage(id=pid, source=source, text=body, score=float(score))
-            for pid, source, score, body in _PASSAGE_LINE.findall(text or "")]
+    return [
+        Passage(id=pid, source=source, text=body, score=float(score))
+        for pid, source, score, body in _PASSAGE_LINE.findall(text or "")
+    ]
 
 
 def build_tools(
@@ -147,8 +149,10 @@ def build_tools(
 
         for name, tool in mcp_tools(settings).items():
             if name in registered:
-                raise ConfigError(f"the MCP tool {name} has the name of a built-in tool",
-                                  hint="rename its server in mcp_servers (tools are named SERVER_TOOL)")
+                raise ConfigError(
+                    f"the MCP tool {name} has the name of a built-in tool",
+                    hint="rename its server in mcp_servers (tools are named SERVER_TOOL)",
+                )
             registered[name] = tool
     return registered
 
@@ -158,23 +162,17 @@ def tool_schemas(tools: Mapping[str, BaseTool]) -> dict[str, dict[str, Any]]:
     out = {}
     for name, tool in tools.items():
         schema = tool.args_schema
-        params = (
-            schema.model_json_schema() if isinstance(schema, type) and issubclass(schema, BaseModel) else {}
-        )
+        params = schema.model_json_schema() if isinstance(schema, type) and issubclass(schema, BaseModel) else {}
         out[name] = {"description": tool.description, "parameters": params}
     return out
 
 
-def _validated(
-    tools: Mapping[str, BaseTool], name: str, args: Mapping[str, Any]
-) -> tuple[BaseTool, dict[str, Any]]:
+def _validated(tools: Mapping[str, BaseTool], name: str, args: Mapping[str, Any]) -> tuple[BaseTool, dict[str, Any]]:
     tool = tools.get(name)
     if tool is None:
         raise ToolInputError(f"unknown tool {name!r}", hint=f"available tools: {', '.join(sorted(tools))}")
     if not isinstance(args, Mapping):
-        raise ToolInputError(
-            f"{name}: arguments must be an object, got {type(args).__name__}", hint=_usage(tool)
-        )
+        raise ToolInputError(f"{name}: arguments must be an object, got {type(args).__name__}", hint=_usage(tool))
     schema = tool.args_schema
     if isinstance(schema, type) and issubclass(schema, BaseModel):
         try:
@@ -204,7 +202,9 @@ def run_tool(tools: Mapping[str, BaseTool], name: str, args: Mapping[str, Any]) 
     try:
         return _as_text(tool.invoke(clean))
     except ToolException as exc:
-        raise ToolFailed(str(exc), hint=f"the tool {name} itself failed; see `conclave tools` for what it does") from None
+        raise ToolFailed(
+            str(exc), hint=f"the tool {name} itself failed; see `conclave tools` for what it does"
+        ) from None
 
 
 async def arun_tool(tools: Mapping[str, BaseTool], name: str, args: Mapping[str, Any]) -> str:
@@ -213,7 +213,9 @@ async def arun_tool(tools: Mapping[str, BaseTool], name: str, args: Mapping[str,
     try:
         return _as_text(await tool.ainvoke(clean))
     except ToolException as exc:
-        raise ToolFailed(str(exc), hint=f"the tool {name} itself failed; see `conclave tools` for what it does") from None
+        raise ToolFailed(
+            str(exc), hint=f"the tool {name} itself failed; see `conclave tools` for what it does"
+        ) from None
 
 
 def _as_text(result: Any) -> str:

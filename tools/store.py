@@ -54,8 +54,9 @@ def validate_collection_name(name: str) -> str:
     An empty name is an error like any other invalid one, never a stand-in for the default collection.
     """
     if not isinstance(name, str) or not _NAME.match(name):
-        what = f"invalid collection name {name!r}" + (": it is empty" if isinstance(name, str) and not name.strip()
-                                                      else "")
+        what = f"invalid collection name {name!r}" + (
+            ": it is empty" if isinstance(name, str) and not name.strip() else ""
+        )
         raise ConfigError(what, hint=f"collection names need {COLLECTION_NAME_RULES}, e.g. my-notes")
     return name
 
@@ -106,8 +107,9 @@ def _check_store_folder(path: Path) -> None:
         with db.open("rb") as fh:
             head = fh.read(100)
     except OSError as exc:
-        raise StoreError(f"cannot read the knowledge store at {path}: {exc.strerror or exc}",
-                         hint="check the folder's permissions") from exc
+        raise StoreError(
+            f"cannot read the knowledge store at {path}: {exc.strerror or exc}", hint="check the folder's permissions"
+        ) from exc
     if not head.startswith(_SQLITE_HEADER):
         raise _damaged_store(path, "chroma.sqlite3 is not an SQLite database")
     page = int.from_bytes(head[16:18], "big") if len(head) >= 18 else 0
@@ -140,9 +142,7 @@ def _forget_failed_client(path: Path) -> None:
 def _is_connection_error(exc: BaseException) -> bool:
     import httpx
 
-    if isinstance(
-        exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, ConnectionError)
-    ):
+    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, ConnectionError)):
         return True
     text = str(exc).lower()
     return "could not connect" in text or "connection refused" in text
@@ -151,9 +151,7 @@ def _is_connection_error(exc: BaseException) -> bool:
 class KnowledgeStore:
     """Collections of chunks in Chroma, with the embedder each was built with."""
 
-    def __init__(
-        self, settings: Settings, client: Any, *, embedder: Embedder | None = None, location: str = ""
-    ):
+    def __init__(self, settings: Settings, client: Any, *, embedder: Embedder | None = None, location: str = ""):
         self.settings = settings
         self.client = client
         self.location = location
@@ -234,8 +232,7 @@ class KnowledgeStore:
             if _looks_damaged(exc):
                 if self.settings.chroma_url:
                     raise StoreError(
-                        f"the Chroma server at {self.settings.chroma_url} reports a damaged store "
-                        f"({_one_line(exc)})",
+                        f"the Chroma server at {self.settings.chroma_url} reports a damaged store ({_one_line(exc)})",
                         hint="stop the server, move its --path folder aside and ingest again (nothing was deleted)",
                     ) from exc
                 raise _damaged_store(self.settings.chroma_path, _one_line(exc)) from exc
@@ -248,13 +245,20 @@ class KnowledgeStore:
                 ) from exc
             raise
 
-    def add_passages(self, collection: Any, ids: Sequence[str], embed_texts: Sequence[str], documents: Sequence[str],
-                     metadatas: Sequence[dict[str, Any]]) -> None:
+    def add_passages(
+        self,
+        collection: Any,
+        ids: Sequence[str],
+        embed_texts: Sequence[str],
+        documents: Sequence[str],
+        metadatas: Sequence[dict[str, Any]],
+    ) -> None:
         """Embed ``embed_texts`` (what a search should match: a chunk with its heading, a context with its title) and
         add them with their ``documents`` (what a search returns) in one call; ids must be new."""
         vectors = self.embedder.embed_documents(list(embed_texts))
-        self.call(collection.add, ids=list(ids), embeddings=vectors, documents=list(documents),
-                  metadatas=list(metadatas))
+        self.call(
+            collection.add, ids=list(ids), embeddings=vectors, documents=list(documents), metadatas=list(metadatas)
+        )
 
     # ------------------------------------------------------------ collections
 
@@ -356,15 +360,11 @@ class KnowledgeStore:
         """The ``k`` passages most similar to ``query``, best first; score is cosine similarity in [0, 1]."""
         return self.search_many_sync([query], k, collection)[0]
 
-    def search_many_sync(
-        self, queries: list[str], k: int = 5, collection: str | None = None
-    ) -> list[list[Passage]]:
+    def search_many_sync(self, queries: list[str], k: int = 5, collection: str | None = None) -> list[list[Passage]]:
         """:meth:`search_sync` for several queries at once (one batched embedding call; Chroma queried in batches)."""
         for query in queries:
             if not isinstance(query, str) or not query.strip():
-                raise StoreError(
-                    "the search query is empty", hint="search for some words, e.g. 'what is Adam'"
-                )
+                raise StoreError("the search query is empty", hint="search for some words, e.g. 'what is Adam'")
         if not 1 <= k <= MAX_K:
             raise StoreError(f"k must be between 1 and {MAX_K} (got {k})", hint="use e.g. -k 5")
         # Only None means "the configured collection": an empty name is invalid, not a way to reach the default.
@@ -386,7 +386,7 @@ class KnowledgeStore:
         for start in range(0, len(vectors), batch):
             result = self.call(
                 col.query,
-                query_embeddings=vectors[start:start + batch],
+                query_embeddings=vectors[start : start + batch],
                 n_results=n_results,
                 include=["documents", "metadatas", "distances"],
             )
@@ -437,9 +437,7 @@ class KnowledgeStore:
         """Async :meth:`search_sync` (runs in a worker thread)."""
         return await asyncio.to_thread(self.search_sync, query, k, collection)
 
-    async def search_many(
-        self, queries: list[str], k: int = 5, collection: str | None = None
-    ) -> list[list[Passage]]:
+    async def search_many(self, queries: list[str], k: int = 5, collection: str | None = None) -> list[list[Passage]]:
         """Async :meth:`search_many_sync`."""
         return await asyncio.to_thread(self.search_many_sync, queries, k, collection)
 

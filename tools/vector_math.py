@@ -227,9 +227,7 @@ class _Evaluator:
             return _to_array([self.eval(e) for e in node.elts], "list literal")
         if isinstance(node, ast.Call):
             if isinstance(node.func, ast.Attribute):
-                raise _error(
-                    "attribute access is not allowed (call the functions by name, e.g. transpose(X))"
-                )
+                raise _error("attribute access is not allowed (call the functions by name, e.g. transpose(X))")
             if not isinstance(node.func, ast.Name) or node.func.id not in _FUNCTIONS:
                 what = node.func.id if isinstance(node.func, ast.Name) else type(node.func).__name__
                 raise _error(f"unknown function {what!r} (allowed: {', '.join(_FUNCTIONS)})")
@@ -282,9 +280,7 @@ def _to_array(value: Any, name: str) -> Value:
             raise _error(f"{name} must hold only numbers (got an array of {value.dtype})")
         value = value.astype(float)
         if value.ndim > 2 or value.size > MAX_ELEMENTS or not np.all(np.isfinite(value)):
-            raise _error(
-                f"{name} must have at most 2 dimensions, {MAX_ELEMENTS:,} elements and finite numbers"
-            )
+            raise _error(f"{name} must have at most 2 dimensions, {MAX_ELEMENTS:,} elements and finite numbers")
         return value
     if not isinstance(value, list):
         raise _error(f"{name} must be a number, a list or a list of lists (got {type(value).__name__})")
@@ -342,16 +338,11 @@ def evaluate_vector(expression: str, variables: dict[str, Any] | None = None) ->
     if not isinstance(expression, str) or not expression.strip():
         raise _error("the expression is empty")
     if len(expression) > MAX_EXPRESSION_CHARS:
-        raise _error(
-            f"expression too long ({len(expression):,} characters; the limit is {MAX_EXPRESSION_CHARS:,})"
-        )
+        raise _error(f"expression too long ({len(expression):,} characters; the limit is {MAX_EXPRESSION_CHARS:,})")
     if variables is None:
         variables = {}
     if not isinstance(variables, Mapping):
-        raise _error(
-            "variables must be an object mapping names to numbers or lists "
-            f"(got {type(variables).__name__})"
-        )
+        raise _error(f"variables must be an object mapping names to numbers or lists (got {type(variables).__name__})")
     variables = dict(variables)
     if len(variables) > MAX_VARIABLES:
         raise _error(f"too many variables ({len(variables)}; the limit is {MAX_VARIABLES})")

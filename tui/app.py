@@ -88,8 +88,9 @@ class ConclaveApp(App[None]):
         Binding("ctrl+n", "new_session", "New", tooltip="Start a new session"),
         Binding("ctrl+q", "quit", "Quit", priority=True, tooltip="Quit (the session is already saved)"),
         Binding("pageup", "scroll_conversation(-1)", "Scroll up", show=False, tooltip="Scroll the conversation up"),
-        Binding("pagedown", "scroll_conversation(1)", "Scroll down", show=False,
-                tooltip="Scroll the conversation down"),
+        Binding(
+            "pagedown", "scroll_conversation(1)", "Scroll down", show=False, tooltip="Scroll the conversation down"
+        ),
         Binding("escape", "focus_prompt", "Focus input", show=False, tooltip="Back to the question input"),
     ]
 
@@ -206,8 +207,7 @@ class ConclaveApp(App[None]):
     def refresh_status(self, **changes: Any) -> None:
         """Redraw the status bar from the settings, plus ``changes``."""
         models = {role: self.models.get(role) or self.settings.role_model(role) or "auto" for role in ROLES}
-        self.status_bar.set(models=models, method=self.settings.method, collection=self.settings.collection,
-                            **changes)
+        self.status_bar.set(models=models, method=self.settings.method, collection=self.settings.collection, **changes)
         for welcome in self.query("#welcome").results(Static):
             welcome.update(welcome_text(self.settings))
 
@@ -235,8 +235,9 @@ class ConclaveApp(App[None]):
         if self.answering:
             self.notify("An answer is still coming: wait for it, or press Ctrl+C to cancel it.", severity="warning")
             return
-        self._answer_worker = self.run_worker(self._answer(question), name="answer", group="answer",
-                                              exit_on_error=False)
+        self._answer_worker = self.run_worker(
+            self._answer(question), name="answer", group="answer", exit_on_error=False
+        )
         self.refresh_bindings()
 
     def _ensure_session(self) -> str:
@@ -265,8 +266,9 @@ class ConclaveApp(App[None]):
         self.trace_panel.clear_trace()
         self.query_one("#side", TabbedContent).active = "trace-tab"
         self.refresh_status(activity="answering…")
-        question = Question(text, self.settings, self.settings.method, self.settings.collection,
-                            self.store.history(session_id))
+        question = Question(
+            text, self.settings, self.settings.method, self.settings.collection, self.store.history(session_id)
+        )
         events: list[Event] = []
         answer: AnswerReady | None = None
         failure: RunFailed | None = None
@@ -312,8 +314,10 @@ class ConclaveApp(App[None]):
             self.show_error(exc, title="Answer failed")
         except Exception as exc:  # a bug or an unexpected library error: say so, keep the app alive
             log.exception("the answer failed")
-            failure = RunFailed(error=f"unexpected {type(exc).__name__}: {exc}",
-                                hint="run `conclave --debug chat` to see the traceback, and report it")
+            failure = RunFailed(
+                error=f"unexpected {type(exc).__name__}: {exc}",
+                hint="run `conclave --debug chat` to see the traceback, and report it",
+            )
             events.append(failure)
             self.trace_panel.add_event(failure)
             self.show_error(ConclaveError(failure.error, hint=failure.hint), title="Answer failed")
@@ -332,8 +336,14 @@ class ConclaveApp(App[None]):
             if failure is not None:
                 meta.update(error=failure.error, hint=failure.hint)
             try:
-                self.store.add_message(session_id, "assistant", content, status=outcome, meta=meta,
-                                       trace=[e.to_dict() for e in events if not isinstance(e, AnswerDelta)])
+                self.store.add_message(
+                    session_id,
+                    "assistant",
+                    content,
+                    status=outcome,
+                    meta=meta,
+                    trace=[e.to_dict() for e in events if not isinstance(e, AnswerDelta)],
+                )
             except ConclaveError as exc:  # shown, not lost silently: the answer stays on screen
                 self.show_error(exc, title="Cannot save the answer")
             if outcome != "cancelled":
@@ -347,8 +357,9 @@ class ConclaveApp(App[None]):
             if outcome == "cancelled":
                 self.notify("Answer cancelled.", severity="warning")
 
-    def _log_answer(self, question: str, content: str, ok: bool, meta: dict[str, Any], events: list[Event],
-                    session_id: str) -> None:
+    def _log_answer(
+        self, question: str, content: str, ok: bool, meta: dict[str, Any], events: list[Event], session_id: str
+    ) -> None:
         """Add a finished answer to the answer log (`conclave logs`); said once when the log cannot be written."""
         from conclave.logs import LogRecord, log_answer
 
@@ -357,11 +368,20 @@ class ConclaveApp(App[None]):
 
         value = meta.get("value")
         record = LogRecord(
-            question=question, answer=content, ok=ok, method=str(meta.get("method") or ""),
-            model=str(self.models.get("reasoner") or ""), value=None if value is None else str(value),
-            error=meta.get("error"), models=dict(self.models), usage=dict(meta.get("usage") or {}),
-            seconds=meta.get("seconds"), trace=[e.to_dict() for e in events if not isinstance(e, AnswerDelta)],
-            origin="chat", session=session_id)
+            question=question,
+            answer=content,
+            ok=ok,
+            method=str(meta.get("method") or ""),
+            model=str(self.models.get("reasoner") or ""),
+            value=None if value is None else str(value),
+            error=meta.get("error"),
+            models=dict(self.models),
+            usage=dict(meta.get("usage") or {}),
+            seconds=meta.get("seconds"),
+            trace=[e.to_dict() for e in events if not isinstance(e, AnswerDelta)],
+            origin="chat",
+            session=session_id,
+        )
         problem = log_answer(self.settings, record)
         if problem is not None and not getattr(self, "_log_warned", False):
             self._log_warned = True
@@ -420,8 +440,9 @@ class ConclaveApp(App[None]):
                 continue  # an event kind this version does not know: skip it, keep the rest
         sources = [Passage(**p) for p in message.meta.get("sources", []) if isinstance(p, dict)]
         body = message.content or f"_(no answer: {message.meta.get('error', message.status)})_"
-        return await self.conversation.add_assistant(body, heading=answer_heading(message.meta),
-                                                     status=message.status, events=events, sources=sources)
+        return await self.conversation.add_assistant(
+            body, heading=answer_heading(message.meta), status=message.status, events=events, sources=sources
+        )
 
     async def new_session(self) -> None:
         """Start afresh; the session is created with its first question."""
@@ -561,4 +582,3 @@ def last_usage(messages: list[Message]) -> tuple[int | None, float | None]:
             seconds = message.meta.get("seconds")
             return (tokens if usage else None), (float(seconds) if seconds is not None else None)
     return None, None
-

@@ -63,8 +63,15 @@ class AssistantMessage(Vertical):
             super().__init__()
             self.message = message
 
-    def __init__(self, text: str = "", *, heading: str = "Conclave", status: str = "ok",
-                 events: list[Event] | None = None, sources: list[Passage] | None = None):
+    def __init__(
+        self,
+        text: str = "",
+        *,
+        heading: str = "Conclave",
+        status: str = "ok",
+        events: list[Event] | None = None,
+        sources: list[Passage] | None = None,
+    ):
         super().__init__(classes="assistant-message")
         self.heading_text = heading
         self.status = status

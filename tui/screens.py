@@ -185,8 +185,12 @@ class SessionsScreen(Screen[str | None]):
 
     def _cells(self, s: SessionInfo) -> tuple[Any, ...]:
         marker = "● " if s.id == self.current else "  "
-        return (Text(safe_text(marker + s.id)), Text(safe_text(s.title)) if s.title else "(untitled)", str(s.messages),
-                when(s.updated))
+        return (
+            Text(safe_text(marker + s.id)),
+            Text(safe_text(s.title)) if s.title else "(untitled)",
+            str(s.messages),
+            when(s.updated),
+        )
 
     def _selected(self) -> str | None:
         table = self.query_one(DataTable)

@@ -73,8 +73,10 @@ class SlashCommands:
 
     async def _slash_method(self, args: list[str]) -> None:
         if not args:
-            self.app.notify(safe_text(f"Method: {self.app.settings.method} (choose from {', '.join(METHODS)}: /method NAME)"),
-                            markup=False)
+            self.app.notify(
+                safe_text(f"Method: {self.app.settings.method} (choose from {', '.join(METHODS)}: /method NAME)"),
+                markup=False,
+            )
             return
         self.app.set_method(args[0].lower())
 
@@ -82,9 +84,14 @@ class SlashCommands:
         from conclave.models.spec import parse_spec
 
         if not args:
-            lines = [f"{role}: {self.app.models.get(role) or self.app.settings.role_model(role) or 'auto'}" for role in ROLES]
-            self.app.notify(safe_text("\n".join(lines) + "\nchange with /model SPEC or /model ROLE SPEC"),
-                            title="Models", markup=False)
+            lines = [
+                f"{role}: {self.app.models.get(role) or self.app.settings.role_model(role) or 'auto'}" for role in ROLES
+            ]
+            self.app.notify(
+                safe_text("\n".join(lines) + "\nchange with /model SPEC or /model ROLE SPEC"),
+                title="Models",
+                markup=False,
+            )
             return
         if len(args) > 2:
             raise ConfigError("/model takes a spec, or a role and a spec", hint="e.g. /model ollama/qwen2.5:1.5b")
@@ -122,11 +129,13 @@ class SlashCommands:
         except ConclaveError as exc:
             self.app.show_error(exc, title="Collections")
             return
-        lines = [f"{'● ' if name == self.app.settings.collection else '  '}{name} ({count} chunks)"
-                 for name, count in found]
+        lines = [
+            f"{'● ' if name == self.app.settings.collection else '  '}{name} ({count} chunks)" for name, count in found
+        ]
         body = "\n".join(lines) if lines else "no collections yet: /ingest PATH adds one"
-        self.app.notify(safe_text(f"{body}\nswitch with /collection NAME"), title="Collections", markup=False,
-                        timeout=10)
+        self.app.notify(
+            safe_text(f"{body}\nswitch with /collection NAME"), title="Collections", markup=False, timeout=10
+        )
 
     async def _slash_search(self, args: list[str]) -> None:
         query = " ".join(args).strip()
@@ -159,10 +168,14 @@ class SlashCommands:
     def _ingest_progress(self, update: IngestUpdate) -> None:
         bar = self.app.query_one("#ingest-bar", ProgressBar)
         bar.update(total=max(1, update.files_total), progress=update.files_done)
-        self.app.query_one("#ingest-label", Label).update(Text(safe_text(
-            f"ingesting {update.files_done}/{update.files_total} files · {update.chunks_added} chunks · "
-            f"{update.current}"
-        )))
+        self.app.query_one("#ingest-label", Label).update(
+            Text(
+                safe_text(
+                    f"ingesting {update.files_done}/{update.files_total} files · {update.chunks_added} chunks · "
+                    f"{update.current}"
+                )
+            )
+        )
 
     async def _ingest(self, paths: list[Path]) -> None:
         collection = self.app.settings.collection

@@ -63,7 +63,8 @@ class StatusBar(Static):
         text.append(" │ ", style="dim")
         text.append(safe_text(f"◆ {s.collection}") if s.collection else "no collection")
         last = ([f"{s.tokens} tok"] if s.tokens is not None else []) + (
-            [f"{s.seconds:.1f} s"] if s.seconds is not None else [])
+            [f"{s.seconds:.1f} s"] if s.seconds is not None else []
+        )
         if last:
             text.append(" │ ", style="dim")
             text.append("last " + " · ".join(last))

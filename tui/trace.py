@@ -95,7 +95,9 @@ def describe(event: Event) -> Text | None:
         label = f"Chain (attempt {event.attempt + 1}" + (f", sample {event.sample + 1}" if event.sample else "") + ")"
         text = _heading(label, "bold cyan")
         for line in event.text.splitlines():
-            text.append("\n " + short(line, CHAIN_LINE_CHARS), style="italic")  # a runaway model can write one huge line
+            text.append(
+                "\n " + short(line, CHAIN_LINE_CHARS), style="italic"
+            )  # a runaway model can write one huge line
         return text
     if isinstance(event, ChainRejected):
         text = _heading("↻ Re-plan", "bold yellow", f"(attempt {event.attempt + 1} rejected)")

@@ -25,24 +25,32 @@ _ANSWER_LINE = re.compile(r"(?im)(?:^|(?<=[.!?)\]])[ \t]+)\**(?:final\s+)?answer
 # The last words of a question over passages: a small model keeps to a format it is reminded of right before it
 # answers far better than to one stated only in the system prompt (Qwen2.5-Coder-1.5B left the "Answer:" line out of
 # SQuAD answers when it was only there). The short answer is what exact match and F1 score.
-SHORT_ANSWER = ('Answer in one to three sentences, citing the passages you used as [1], [2], ...; then write one last '
-                'line "Answer: <the answer in a few words>".')
+SHORT_ANSWER = (
+    "Answer in one to three sentences, citing the passages you used as [1], [2], ...; then write one last "
+    'line "Answer: <the answer in a few words>".'
+)
 
 
 def passages_shot() -> list[LLMMessage]:
     """One worked exchange in the passages-answer format (what rag and the coa writer write): a 1.5B model copies a
     shown answer's shape where it ignores a stated one. Static, so it sits in the cached prompt prefix."""
-    question = ("Passages:\n[1] (example.md) The Eiffel Tower was built for the 1889 World's Fair in Paris by the "
-                "engineering company of Gustave Eiffel.\n[2] (example.md) The tower is 330 metres tall.\n\n"
-                f"Question: Whose company built the Eiffel Tower?\n\n{SHORT_ANSWER}")
-    answer = "The Eiffel Tower was built by the engineering company of Gustave Eiffel [1].\nAnswer: Gustave Eiffel's company"
+    question = (
+        "Passages:\n[1] (example.md) The Eiffel Tower was built for the 1889 World's Fair in Paris by the "
+        "engineering company of Gustave Eiffel.\n[2] (example.md) The tower is 330 metres tall.\n\n"
+        f"Question: Whose company built the Eiffel Tower?\n\n{SHORT_ANSWER}"
+    )
+    answer = (
+        "The Eiffel Tower was built by the engineering company of Gustave Eiffel [1].\nAnswer: Gustave Eiffel's company"
+    )
     return [UserMessage(content=question, source="user"), AssistantMessage(content=answer, source="assistant")]
 
 
 def direct_shot() -> list[LLMMessage]:
     """The direct method's worked exchange (the same reason as :func:`passages_shot`)."""
-    return [UserMessage(content="What is the capital of France?", source="user"),
-            AssistantMessage(content="The capital of France is Paris.\nAnswer: Paris", source="assistant")]
+    return [
+        UserMessage(content="What is the capital of France?", source="user"),
+        AssistantMessage(content="The capital of France is Paris.\nAnswer: Paris", source="assistant"),
+    ]
 
 
 def answer_value(text: str) -> str | None:
@@ -64,8 +72,15 @@ def history_messages(ctx: RunContext) -> list[LLMMessage]:
 class StreamedCall:
     """Stream one model call as AnswerDelta events; afterwards ``text`` and ``result`` hold the outcome."""
 
-    def __init__(self, client: Any, messages: Sequence[LLMMessage], *, agent: str, extra: dict[str, Any] | None = None,
-                 emit: bool = True):
+    def __init__(
+        self,
+        client: Any,
+        messages: Sequence[LLMMessage],
+        *,
+        agent: str,
+        extra: dict[str, Any] | None = None,
+        emit: bool = True,
+    ):
         self.client = client
         self.messages = list(messages)
         self.agent = agent
@@ -101,8 +116,12 @@ class StreamedCall:
 
 async def run_direct(ctx: RunContext) -> AsyncIterator[Event]:
     """One call, no tools."""
-    messages: list[LLMMessage] = [SystemMessage(content=answer_prompt("direct", ctx.settings)), *direct_shot(), *history_messages(ctx),
-                                  UserMessage(content=ctx.question, source="user")]
+    messages: list[LLMMessage] = [
+        SystemMessage(content=answer_prompt("direct", ctx.settings)),
+        *direct_shot(),
+        *history_messages(ctx),
+        UserMessage(content=ctx.question, source="user"),
+    ]
     call = StreamedCall(ctx.clients["reasoner"], messages, agent="reasoner")
     async for event in call.events():
         yield event
@@ -111,8 +130,11 @@ async def run_direct(ctx: RunContext) -> AsyncIterator[Event]:
 
 async def run_cot(ctx: RunContext) -> AsyncIterator[Event]:
     """Chain of thought: think step by step, no tools."""
-    messages: list[LLMMessage] = [SystemMessage(content=answer_prompt("cot", ctx.settings)), *history_messages(ctx),
-                                  UserMessage(content=ctx.question, source="user")]
+    messages: list[LLMMessage] = [
+        SystemMessage(content=answer_prompt("cot", ctx.settings)),
+        *history_messages(ctx),
+        UserMessage(content=ctx.question, source="user"),
+    ]
     call = StreamedCall(ctx.clients["reasoner"], messages, agent="reasoner")
     async for event in call.events():
         yield event
@@ -131,13 +153,18 @@ async def run_rag(ctx: RunContext) -> AsyncIterator[Event]:
         passages = list(await store.search(ctx.question, k=ctx.settings.top_k, collection=ctx.collection))
         yield Retrieved(query=ctx.question, passages=passages)
     context = f"Passages:\n{passages_block(passages)}" if passages else "Passages: (none were found)"
-    messages: list[LLMMessage] = [SystemMessage(content=answer_prompt("rag", ctx.settings)), *passages_shot(), *history_messages(ctx),
-                                  UserMessage(content=f"{context}\n\nQuestion: {ctx.question}\n\n{SHORT_ANSWER}",
-                                              source="user")]
+    messages: list[LLMMessage] = [
+        SystemMessage(content=answer_prompt("rag", ctx.settings)),
+        *passages_shot(),
+        *history_messages(ctx),
+        UserMessage(content=f"{context}\n\nQuestion: {ctx.question}\n\n{SHORT_ANSWER}", source="user"),
+    ]
     call = StreamedCall(ctx.clients["reasoner"], messages, agent="reasoner")
     async for event in call.events():
         yield event
-    yield AnswerReady(text=call.text.strip(), value=answer_value(call.text), sources=cited_passages(call.text, passages))
+    yield AnswerReady(
+        text=call.text.strip(), value=answer_value(call.text), sources=cited_passages(call.text, passages)
+    )
 
 
 async def run_react(ctx: RunContext) -> AsyncIterator[Event]:

@@ -63,8 +63,13 @@ async def run_react(ctx: RunContext) -> AsyncIterator[Event]:
         usage = getattr(item, "models_usage", None)
         if usage is not None and (usage.prompt_tokens or usage.completion_tokens):
             now = time.perf_counter()
-            yield Usage(agent="reasoner", model=model, prompt_tokens=usage.prompt_tokens,
-                        completion_tokens=usage.completion_tokens, seconds=now - mark)
+            yield Usage(
+                agent="reasoner",
+                model=model,
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                seconds=now - mark,
+            )
             mark = now
         if isinstance(item, ModelClientStreamingChunkEvent):
             streamed = True
@@ -81,8 +86,9 @@ async def run_react(ctx: RunContext) -> AsyncIterator[Event]:
             now = time.perf_counter()
             for res in item.content:
                 name, args = pending.pop(res.call_id, (res.name, {}))
-                yield ToolCalled(tool=name, args=args, result=res.content, is_error=bool(res.is_error),
-                                 seconds=now - mark)
+                yield ToolCalled(
+                    tool=name, args=args, result=res.content, is_error=bool(res.is_error), seconds=now - mark
+                )
             mark = now
         elif isinstance(item, TextMessage | ToolCallSummaryMessage) and item.source == "reasoner":
             final = item.content

@@ -12,8 +12,17 @@ from conclave.events import AnswerReady, Critique, Event, RunFailed, RunFinished
 from conclave.settings import METHODS, Settings
 from conclave.terminal import REASON_CHARS, clip
 
-__all__ = ["METHODS", "VALUE_METHODS", "RunContext", "answer_problem", "apply_method", "build_context", "parse_method",
-           "run_question", "total_usage"]
+__all__ = [
+    "METHODS",
+    "VALUE_METHODS",
+    "RunContext",
+    "answer_problem",
+    "apply_method",
+    "build_context",
+    "parse_method",
+    "run_question",
+    "total_usage",
+]
 VALUE_METHODS = frozenset({"coa"})
 """Methods whose answer is a value (coa: the reified chain's); the others answer in prose, and their value is only
 the ``Answer:`` line when the model wrote one."""
@@ -28,23 +37,27 @@ def parse_method(spec: str) -> tuple[str, dict[str, Any]]:
     name, _, rest = spec.strip().partition(":")
     name = name.strip()
     if name not in METHODS:
-        raise ConfigError(f"unknown method {name!r}", hint=f"use one of: {', '.join(METHODS)} "
-                          "(options after a colon, e.g. coa:k=5)")
+        raise ConfigError(
+            f"unknown method {name!r}", hint=f"use one of: {', '.join(METHODS)} (options after a colon, e.g. coa:k=5)"
+        )
     options: dict[str, Any] = {}
     if not rest.strip():
         return name, options
     if name != "coa":
-        raise ConfigError(f"method {name!r} takes no options (got {spec!r})",
-                          hint="only coa has variants, e.g. coa:k=5,critic=false")
+        raise ConfigError(
+            f"method {name!r} takes no options (got {spec!r})", hint="only coa has variants, e.g. coa:k=5,critic=false"
+        )
     from conclave.settings import CoASettings
 
     for part in rest.split(","):
         key, eq, value = (x.strip() for x in part.partition("="))
         key = _COA_ALIASES.get(key, key)
         if not eq or key not in CoASettings.model_fields:
-            raise ConfigError(f"bad option {part.strip()!r} in method {spec!r}",
-                              hint="write key=value with a coa setting, e.g. coa:k=5,agree=2,critic=false "
-                                   f"(settings: {', '.join(CoASettings.model_fields)})")
+            raise ConfigError(
+                f"bad option {part.strip()!r} in method {spec!r}",
+                hint="write key=value with a coa setting, e.g. coa:k=5,agree=2,critic=false "
+                f"(settings: {', '.join(CoASettings.model_fields)})",
+            )
         options[key] = value
     return name, options
 
@@ -62,8 +75,10 @@ def apply_method(settings: Settings, spec: str) -> tuple[str, Settings]:
         coa = CoASettings.model_validate({**settings.coa.model_dump(), **options})
     except ValidationError as exc:
         err = exc.errors()[0]
-        raise ConfigError(f"bad option {err['loc'][0]}={options.get(str(err['loc'][0]))!r} in method {spec!r}: "
-                          f"{err['msg']}", hint="see `conclave config show` for the coa settings and their values") from exc
+        raise ConfigError(
+            f"bad option {err['loc'][0]}={options.get(str(err['loc'][0]))!r} in method {spec!r}: {err['msg']}",
+            hint="see `conclave config show` for the coa settings and their values",
+        ) from exc
     return name, settings.model_copy(update={"coa": coa})
 
 
@@ -101,7 +116,7 @@ async def build_context(
 
     method, settings = apply_method(settings, method or settings.method)
     if not question or not question.strip():
-        raise ConfigError("the question is empty", hint="ask something, e.g. conclave ask \"What does Adam combine?\"")
+        raise ConfigError("the question is empty", hint='ask something, e.g. conclave ask "What does Adam combine?"')
     if knowledge and collection is not None:
         from tools.store import validate_collection_name
 
@@ -143,8 +158,11 @@ def answer_problem(method: str, answer: AnswerReady | None, critique: Critique |
     rejected = critique is not None and critique.verdict == "reject"
     if method in VALUE_METHODS:
         if rejected or answer.value is None or not str(answer.value).strip():
-            why = critique.reasons[0] if critique is not None and critique.verdict != "accept" and critique.reasons \
+            why = (
+                critique.reasons[0]
+                if critique is not None and critique.verdict != "accept" and critique.reasons
                 else "no chain produced a value"
+            )
             return "no answer: " + clip(why, REASON_CHARS)
         return None
     if not answer.text.strip() and not (answer.value or "").strip():
@@ -176,12 +194,18 @@ async def run_question(ctx: RunContext) -> AsyncIterator[Event]:
             yield event
     except ConclaveError as exc:
         yield RunFailed(error=exc.message, hint=exc.hint)
-        yield RunFinished(answer=answer.text if answer else "", seconds=time.perf_counter() - started, usage=usage,
-                          ok=False)
+        yield RunFinished(
+            answer=answer.text if answer else "", seconds=time.perf_counter() - started, usage=usage, ok=False
+        )
         return
     problem = answer_problem(ctx.method, answer, critique)
-    yield RunFinished(answer=answer.text if answer else "", seconds=time.perf_counter() - started, usage=usage,
-                      ok=problem is None, reason=problem)
+    yield RunFinished(
+        answer=answer.text if answer else "",
+        seconds=time.perf_counter() - started,
+        usage=usage,
+        ok=problem is None,
+        reason=problem,
+    )
 
 
 def total_usage(usage: dict[str, dict[str, int]]) -> dict[str, int]:

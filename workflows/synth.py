@@ -31,11 +31,13 @@ from workflows.evaluation.cache import CacheSet
 __all__ = ["SynthConfig", "SynthReport", "key_terms", "synthesize"]
 
 MIN_CHUNK_CHARS = 200
-_STOP = set("""a an the and or but of to in on at by for with from as is are was were be been being it its this that
+_STOP = set(
+    """a an the and or but of to in on at by for with from as is are was were be been being it its this that
 these those which who whom whose what when where why how than then so such not no do does did done has have had can
 could will would shall should may might must into onto over under about after before between during per via also
 each other some any all more most less many much very just only their there they them he she his her we our you your
-i me my one two""".split())
+i me my one two""".split()
+)
 _WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9'’\-.]*[A-Za-z0-9]|[A-Za-z0-9]")
 
 
@@ -87,9 +89,16 @@ class SynthReport:
     """Why it stopped: done (every pair kept), attempts (the bound), chunks (none left), interrupted."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"output": str(self.path), "wanted": self.wanted, "kept": self.kept, "chunks_used": self.chunks_used,
-                "attempts": self.attempts, "rejected": dict(self.rejected),
-                "rejected_total": sum(self.rejected.values()), "stopped": self.stopped}
+        return {
+            "output": str(self.path),
+            "wanted": self.wanted,
+            "kept": self.kept,
+            "chunks_used": self.chunks_used,
+            "attempts": self.attempts,
+            "rejected": dict(self.rejected),
+            "rejected_total": sum(self.rejected.values()),
+            "stopped": self.stopped,
+        }
 
 
 def key_terms(text: str) -> set[str]:
@@ -141,8 +150,10 @@ async def synthesize(
     chunks = await asyncio.to_thread(_chunks, settings, config.collection)
     usable = [c for c in chunks if len(c[1].strip()) >= MIN_CHUNK_CHARS]
     if not usable:
-        raise ConfigError(f"collection {config.collection!r} has no chunks of at least {MIN_CHUNK_CHARS} characters",
-                          hint="ingest some documents first: conclave ingest PATH --collection NAME")
+        raise ConfigError(
+            f"collection {config.collection!r} has no chunks of at least {MIN_CHUNK_CHARS} characters",
+            hint="ingest some documents first: conclave ingest PATH --collection NAME",
+        )
     order = random.Random(config.seed).sample(usable, len(usable))
     own_caches = caches is None
     caches = caches or CacheSet(settings, enabled=settings.cache)
@@ -170,8 +181,12 @@ async def synthesize(
             if attempt:
                 extra.update({"temperature": 0.7, "seed": attempt})
             try:
-                return await complete_structured(client, [SystemMessage(content=system),
-                                                          UserMessage(content=user, source="user")], schema, extra=extra)
+                return await complete_structured(
+                    client,
+                    [SystemMessage(content=system), UserMessage(content=user, source="user")],
+                    schema,
+                    extra=extra,
+                )
             except StructuredOutputError:
                 continue
         return None
@@ -181,8 +196,12 @@ async def synthesize(
             if report.kept >= config.n or report.attempts >= config.attempt_limit:
                 break
             report.chunks_used += 1
-            asked = await structured(writer, prompts.load("synth_question"),
-                                     f"Passage:\n{text}\n\nWrite {config.questions_per_chunk} question(s).", _Questions)
+            asked = await structured(
+                writer,
+                prompts.load("synth_question"),
+                f"Passage:\n{text}\n\nWrite {config.questions_per_chunk} question(s).",
+                _Questions,
+            )
             if asked is None:
                 checked("question model gave invalid output")
                 continue
@@ -197,8 +216,9 @@ async def synthesize(
                     checked("duplicate question")
                     continue
                 seen.add(question.lower())
-                answered = await structured(writer, prompts.load("synth_answer"),
-                                            f"Passage:\n{text}\n\nQuestion: {question}", _Answer)
+                answered = await structured(
+                    writer, prompts.load("synth_answer"), f"Passage:\n{text}\n\nQuestion: {question}", _Answer
+                )
                 answer = " ".join((answered.answer if answered else "").split())
                 if not answer or "unanswerable" in answer.lower():
                     checked("unanswerable from its chunk")
@@ -213,8 +233,12 @@ async def synthesize(
                 if not terms or len(terms & chunk_terms) / len(terms) < 0.5:
                     checked("answer's key terms not in its chunk")
                     continue
-                rating = await structured(judge, prompts.load("synth_judge"),
-                                          f"Passage:\n{text}\n\nQuestion: {question}\nAnswer: {answer}", _Rating)
+                rating = await structured(
+                    judge,
+                    prompts.load("synth_judge"),
+                    f"Passage:\n{text}\n\nQuestion: {question}\nAnswer: {answer}",
+                    _Rating,
+                )
                 if rating is None:
                     checked("judge gave invalid output")
                     continue
@@ -222,25 +246,31 @@ async def synthesize(
                     checked(f"judge rating below {config.min_rating}")
                     continue
                 report.kept += 1
-                record = json.dumps({
-                    "id": f"synth-{report.kept}",
-                    "question": question,
-                    "answer": answer,
-                    "gold_ids": [chunk_id],
-                    "collection": config.collection,
-                    "source": meta.get("source", ""),
-                    "similarity": round(similarity, 4),
-                    "rating": rating.score,
-                }, ensure_ascii=False)
+                record = json.dumps(
+                    {
+                        "id": f"synth-{report.kept}",
+                        "question": question,
+                        "answer": answer,
+                        "gold_ids": [chunk_id],
+                        "collection": config.collection,
+                        "source": meta.get("source", ""),
+                        "similarity": round(similarity, 4),
+                        "rating": rating.score,
+                    },
+                    ensure_ascii=False,
+                )
                 try:
                     sink.write(record + "\n")
                     sink.flush()
                 except OSError as exc:
-                    raise ConfigError(f"cannot write {out}: {exc.strerror or exc} ({report.kept - 1} pair(s) written)",
-                                      hint="free some space or choose another output path") from exc
+                    raise ConfigError(
+                        f"cannot write {out}: {exc.strerror or exc} ({report.kept - 1} pair(s) written)",
+                        hint="free some space or choose another output path",
+                    ) from exc
                 checked()
-        report.stopped = ("done" if report.kept >= config.n else
-                          "attempts" if report.attempts >= config.attempt_limit else "chunks")
+        report.stopped = (
+            "done" if report.kept >= config.n else "attempts" if report.attempts >= config.attempt_limit else "chunks"
+        )
     except (KeyboardInterrupt, asyncio.CancelledError):
         report.stopped = "interrupted"
         raise

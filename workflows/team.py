@@ -46,15 +46,21 @@ def example_picker(settings: Any) -> Any:
     if coa.few_shot != "similar":
         return None
     if coa.examples_file is None:
-        raise ConfigError("coa.few_shot is 'similar' but coa.examples_file is not set",
-                          hint="set CONCLAVE_COA__EXAMPLES_FILE to a GSM8K-format train.jsonl")
+        raise ConfigError(
+            "coa.few_shot is 'similar' but coa.examples_file is not set",
+            hint="set CONCLAVE_COA__EXAMPLES_FILE to a GSM8K-format train.jsonl",
+        )
     from conclave.embeddings import get_embedder
     from workflows.coa.examples import ExampleBank
 
     key = (str(coa.examples_file), coa.examples_limit, settings.embedder)
     if key not in _BANKS:
-        _BANKS[key] = ExampleBank.build(Path(coa.examples_file), get_embedder(settings.embedder, settings),
-                                        settings.cache_path, limit=coa.examples_limit)
+        _BANKS[key] = ExampleBank.build(
+            Path(coa.examples_file),
+            get_embedder(settings.embedder, settings),
+            settings.cache_path,
+            limit=coa.examples_limit,
+        )
     bank = _BANKS[key]
     return lambda question: [(e.question, e.chain_json, e.chain_text) for e in bank.nearest(question, coa.examples_k)]
 
@@ -85,10 +91,18 @@ def chain_kit(tools: dict[str, Any], max_steps: int, settings: Any = None) -> Ch
         chain = parse_program(program, tools)
         return render_program(dataclasses.replace(chain, names={}))
 
-    return ChainKit(parse=parse, validate=check, render=render, schema=schema, examples=examples,
-                    to_program=to_program, placeholders=placeholders, stream=lambda: ProgramStream(tools),
-                    salvage=lambda text: salvage_lookups(text, tools) if looks_like_program(text) else None,
-                    eager=lambda on_event, sample: EagerRun(tools, timeout=timeout, on_event=on_event, sample=sample))
+    return ChainKit(
+        parse=parse,
+        validate=check,
+        render=render,
+        schema=schema,
+        examples=examples,
+        to_program=to_program,
+        placeholders=placeholders,
+        stream=lambda: ProgramStream(tools),
+        salvage=lambda text: salvage_lookups(text, tools) if looks_like_program(text) else None,
+        eager=lambda on_event, sample: EagerRun(tools, timeout=timeout, on_event=on_event, sample=sample),
+    )
 
 
 def normalise_value(value: Any) -> str | None:
@@ -122,8 +136,13 @@ class Reifier(RoleAgent):
                     event = dataclasses.replace(event, sample=candidate.sample)
                 await state.publish(event)
 
-            candidate.reified = await reify(candidate.chain, state.tools, timeout=state.settings.coa.tool_timeout,
-                                            on_event=forward, eager=candidate.eager)
+            candidate.reified = await reify(
+                candidate.chain,
+                state.tools,
+                timeout=state.settings.coa.tool_timeout,
+                on_event=forward,
+                eager=candidate.eager,
+            )
 
         valid = [c for c in state.candidates if c.chain is not None]
         # Earlier samples were reified in an earlier turn; only the new chains run their tools.
@@ -138,8 +157,11 @@ class Reifier(RoleAgent):
                 tally[v] += weights[c.sample]
         if state.sampling:
             ranked = counts.most_common(2)
-            settled = bool(ranked) and ranked[0][1] >= state.settings.coa.agree and \
-                (len(ranked) == 1 or ranked[1][1] < ranked[0][1])
+            settled = (
+                bool(ranked)
+                and ranked[0][1] >= state.settings.coa.agree
+                and (len(ranked) == 1 or ranked[1][1] < ranked[0][1])
+            )
             if not settled and len(state.candidates) < state.settings.coa.samples:
                 return f"reified: more samples ({len(state.candidates)} drawn, no agreement yet)"
             state.sampling = False
@@ -160,8 +182,13 @@ class Reifier(RoleAgent):
             state.chosen = valid[0]
         state.vote_counts = dict(counts)
         if len(state.candidates) > 1:
-            await state.publish(VoteCast(answers=[normalise_value(c.reified.answer_value) if c.reified else None
-                                                  for c in state.candidates], winner=winner, counts=dict(counts)))
+            await state.publish(
+                VoteCast(
+                    answers=[normalise_value(c.reified.answer_value) if c.reified else None for c in state.candidates],
+                    winner=winner,
+                    counts=dict(counts),
+                )
+            )
         return f"reified: answer {state.chosen.reified.answer_value}"
 
 
@@ -185,8 +212,9 @@ class Writer(RoleAgent):
                 errors = state.reasons or ["the chain was rejected"]
             else:
                 errors = state.candidates[0].errors if state.candidates else ["no chain"]
-            failure = ("I could not build a valid chain for this question. Last errors:\n"
-                       + "\n".join(f"- {e}" for e in errors))
+            failure = "I could not build a valid chain for this question. Last errors:\n" + "\n".join(
+                f"- {e}" for e in errors
+            )
             if state.passages:
                 # The passages were still found: answer from them, and say plainly that no chain checked it.
                 await self.compose(cancellation_token, worked=None)
@@ -209,8 +237,11 @@ class Writer(RoleAgent):
             filled = reified.filled_text().strip()
             # The filled chain ends with its own "Answer: value" line; the bold line is added only when it does not.
             last = filled.splitlines()[-1] if filled else ""
-            state.answer_text = filled if last.lower().startswith("answer") and (state.answer_value or "") in last \
+            state.answer_text = (
+                filled
+                if last.lower().startswith("answer") and (state.answer_value or "") in last
                 else f"{filled}\n\n**Answer: {state.answer_value}**"
+            )
             await state.publish(AnswerDelta(text=state.answer_text, agent="writer"))
         return "answer: written"
 
@@ -243,18 +274,28 @@ class Writer(RoleAgent):
         state = self.state
         chosen = state.chosen
         work = ""
-        if worked and chosen is not None and chosen.reified is not None and chosen.chain is not None and \
-                any(s.tool != "search_knowledge" for s in chosen.chain.steps):
+        if (
+            worked
+            and chosen is not None
+            and chosen.reified is not None
+            and chosen.chain is not None
+            and any(s.tool != "search_knowledge" for s in chosen.chain.steps)
+        ):
             # A chain of lookups only is not shown: its values are the passages, which the writer reads anyway.
             work = f"Worked chain:\n{chosen.reified.filled_text(limit=300)}\n\n"
         passages = self.reading()
         user = f"Passages:\n{passages_block(passages)}\n\n{work}Question: {state.question}\n\n{SHORT_ANSWER}"
-        messages = [SystemMessage(content=answer_prompt("writer", state.settings)), *passages_shot(), UserMessage(content=user, source="user")]
+        messages = [
+            SystemMessage(content=answer_prompt("writer", state.settings)),
+            *passages_shot(),
+            UserMessage(content=user, source="user"),
+        ]
         started = time.perf_counter()
         parts: list[str] = []
         result: CreateResult | None = None
-        async for item in self.client.create_stream(messages, extra_create_args={"max_tokens": 256},
-                                                    cancellation_token=cancellation_token):
+        async for item in self.client.create_stream(
+            messages, extra_create_args={"max_tokens": 256}, cancellation_token=cancellation_token
+        ):
             if isinstance(item, CreateResult):
                 result = item
             else:
@@ -266,10 +307,15 @@ class Writer(RoleAgent):
         state.answer_text = text.strip()
         state.sources = cited_passages(text, passages) or list(passages[:3])
         if result is not None:
-            await state.publish(Usage(agent="writer", model=client_name(self.client),
-                                      prompt_tokens=result.usage.prompt_tokens,
-                                      completion_tokens=result.usage.completion_tokens,
-                                      seconds=time.perf_counter() - started))
+            await state.publish(
+                Usage(
+                    agent="writer",
+                    model=client_name(self.client),
+                    prompt_tokens=result.usage.prompt_tokens,
+                    completion_tokens=result.usage.completion_tokens,
+                    seconds=time.perf_counter() - started,
+                )
+            )
 
 
 class _AgentFailed(Exception):
@@ -302,10 +348,18 @@ async def open_store(ctx: RunContext) -> Any:
     return store
 
 
-async def build_team(ctx: RunContext, emit: Any, store: Any, tools: dict[str, Any]) -> tuple[GraphFlow, TeamState, list[BaseException]]:
+async def build_team(
+    ctx: RunContext, emit: Any, store: Any, tools: dict[str, Any]
+) -> tuple[GraphFlow, TeamState, list[BaseException]]:
     """The GraphFlow for one question, and its shared state."""
-    state = TeamState(settings=ctx.settings, question=ctx.question, tools=tools, collection=ctx.collection if store else None,
-                      emit=emit, history=ctx.history)
+    state = TeamState(
+        settings=ctx.settings,
+        question=ctx.question,
+        tools=tools,
+        collection=ctx.collection if store else None,
+        emit=emit,
+        history=ctx.history,
+    )
     errors: list[BaseException] = []
     kit = await asyncio.to_thread(chain_kit, tools, ctx.settings.coa.max_steps, ctx.settings)
     planner = _guard(build_planner(state, ctx.clients["planner"]), errors)
@@ -320,17 +374,23 @@ async def build_team(ctx: RunContext, emit: Any, store: Any, tools: dict[str, An
     builder.add_edge(planner, retriever)
     builder.add_edge(retriever, reasoner, activation_group="first_draft")
     builder.add_edge(reasoner, reifier)
-    builder.add_edge(reifier, reasoner, condition=lambda m: "reified: more samples" in m.to_model_text(),
-                     activation_group="sampling")
+    builder.add_edge(
+        reifier, reasoner, condition=lambda m: "reified: more samples" in m.to_model_text(), activation_group="sampling"
+    )
     builder.add_edge(reifier, critic, condition=lambda m: "reified: more samples" not in m.to_model_text())
-    builder.add_edge(critic, reasoner, condition=lambda m: "verdict: revise" in m.to_model_text(), activation_group="revision")
+    builder.add_edge(
+        critic, reasoner, condition=lambda m: "verdict: revise" in m.to_model_text(), activation_group="revision"
+    )
     builder.add_edge(critic, writer, condition=lambda m: "verdict: revise" not in m.to_model_text())
     builder.set_entry_point(planner)
     # One pass is 6 messages plus the task; each revision adds 3, each extra sampling round 2. The bound is a
     # backstop: the critic and the reifier enforce theirs first.
     limit = 1 + 6 + 3 * (ctx.settings.coa.max_critic_rounds + 1) + 2 * ctx.settings.coa.samples
-    flow = GraphFlow(participants=builder.get_participants(), graph=builder.build(),
-                     termination_condition=MaxMessageTermination(limit))
+    flow = GraphFlow(
+        participants=builder.get_participants(),
+        graph=builder.build(),
+        termination_condition=MaxMessageTermination(limit),
+    )
     return flow, state, errors
 
 

@@ -166,14 +166,18 @@ def describe_access(workflow: Any, run_settings: Any, policy: PathPolicy, steps:
     for role in ROLES:
         spec = run_settings.role_model(role)
         access.endpoints.append((role, spec or "", endpoint_of(spec, run_settings)))
-    access.store = (f"Chroma server {run_settings.chroma_url}" if run_settings.chroma_url
-                    else f"local Chroma folder {run_settings.chroma_path}")
+    access.store = (
+        f"Chroma server {run_settings.chroma_url}"
+        if run_settings.chroma_url
+        else f"local Chroma folder {run_settings.chroma_path}"
+    )
     access.endpoint_overrides = [k for k in ENDPOINT_SETTINGS if k in workflow.settings]
     examples = run_settings.coa.examples_file
     if examples is not None and "examples_file" in (workflow.settings.get("coa") or {}):
         path = policy.resolve(examples)
-        access.paths.append(PathUse("settings", "coa.examples_file", str(examples), str(path), policy.permits(path),
-                                    _exists(path)))
+        access.paths.append(
+            PathUse("settings", "coa.examples_file", str(examples), str(path), policy.permits(path), _exists(path))
+        )
     for plan in steps:
         for name, raw in _path_fields(plan.kind, plan.args):
             if REFERENCE.search(raw):

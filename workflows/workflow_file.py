@@ -31,6 +31,7 @@ __all__ = [
     "workflow_json_schema",
 ]
 
+
 def _method(value: str) -> str:
     """A method, optionally a coa variant (``coa:k=5``), checked now so a typo fails before any step runs."""
     from conclave.errors import ConclaveError
@@ -220,7 +221,12 @@ def step_kind(value: Any) -> str | None:
 
 
 WorkflowStep = Annotated[
-    Annotated[IngestStep, Tag("ingest")] | Annotated[AskStep, Tag("ask")] | Annotated[BatchStep, Tag("batch")] | Annotated[SynthesizeStep, Tag("synthesize")] | Annotated[EvalStep, Tag("eval")] | Annotated[ReportStep, Tag("report")],
+    Annotated[IngestStep, Tag("ingest")]
+    | Annotated[AskStep, Tag("ask")]
+    | Annotated[BatchStep, Tag("batch")]
+    | Annotated[SynthesizeStep, Tag("synthesize")]
+    | Annotated[EvalStep, Tag("eval")]
+    | Annotated[ReportStep, Tag("report")],
     Discriminator(
         step_kind,
         custom_error_type="step_kind",
@@ -313,8 +319,15 @@ def _explain(error: dict[str, Any], model_loc: tuple[Any, ...]) -> str:
 
 def _expected_fields(loc: tuple[Any, ...]) -> str:
     """For unknown/missing field errors: the fields allowed at that place."""
-    models = {"ingest": IngestArgs, "ask": AskArgs, "batch": BatchArgs, "synthesize": SynthesizeArgs, "eval": EvalArgs,
-              "report": ReportArgs, "models": Models}
+    models = {
+        "ingest": IngestArgs,
+        "ask": AskArgs,
+        "batch": BatchArgs,
+        "synthesize": SynthesizeArgs,
+        "eval": EvalArgs,
+        "report": ReportArgs,
+        "models": Models,
+    }
     for part in reversed(loc[:-1]):
         if isinstance(part, str) and part in models:
             return ", ".join(models[part].model_fields)
@@ -389,26 +402,51 @@ def _check_steps(workflow: Workflow, data: Any, marks: dict[tuple[Any, ...], yam
             where = _describe(full)
             if ref not in kinds:
                 later = ref in ids[index:]
-                problems.append(Problem(source, mark, where, f"${{steps.{ref}.{field}}} refers to "
-                                        + ("a later step" if later else "no step") + f" (earlier steps: "
-                                        f"{', '.join(kinds) or 'none'})"))
+                problems.append(
+                    Problem(
+                        source,
+                        mark,
+                        where,
+                        f"${{steps.{ref}.{field}}} refers to "
+                        + ("a later step" if later else "no step")
+                        + f" (earlier steps: "
+                        f"{', '.join(kinds) or 'none'})",
+                    )
+                )
             elif field not in STEP_OUTPUTS[kinds[ref]]:
-                problems.append(Problem(source, mark, where, f"step {ref!r} ({kinds[ref]}) has no output {field!r} "
-                                        f"(expected one of: {', '.join(STEP_OUTPUTS[kinds[ref]])})"))
+                problems.append(
+                    Problem(
+                        source,
+                        mark,
+                        where,
+                        f"step {ref!r} ({kinds[ref]}) has no output {field!r} "
+                        f"(expected one of: {', '.join(STEP_OUTPUTS[kinds[ref]])})",
+                    )
+                )
         if kind == "report":
             for n, run in enumerate(step.report.runs):  # type: ignore[union-attr]
                 if kinds.get(run) != "eval":
                     mark = marks.get(_data_path(data, ("steps", index, "report", "runs", n)))
-                    problems.append(Problem(source, mark, f"steps[{index}].report.runs[{n}]",
-                                            f"{run!r} is not an earlier eval step (eval steps so far: "
-                                            f"{', '.join(k for k, v in kinds.items() if v == 'eval') or 'none'})"))
+                    problems.append(
+                        Problem(
+                            source,
+                            mark,
+                            f"steps[{index}].report.runs[{n}]",
+                            f"{run!r} is not an earlier eval step (eval steps so far: "
+                            f"{', '.join(k for k, v in kinds.items() if v == 'eval') or 'none'})",
+                        )
+                    )
         kinds.setdefault(step_id, kind)
     return problems
 
 
 def _fail(problems: list[Problem]) -> WorkflowError:
     first = str(problems[0])
-    more = f" (and {len(problems) - 1} more: " + "; ".join(str(p) for p in problems[1:4]) + ")" if len(problems) > 1 else ""
+    more = (
+        f" (and {len(problems) - 1} more: " + "; ".join(str(p) for p in problems[1:4]) + ")"
+        if len(problems) > 1
+        else ""
+    )
     return WorkflowError(first + more, hint="fix the workflow file (`conclave workflow schema` prints every field)")
 
 
@@ -419,11 +457,15 @@ def _refuse_aliases(text: str, source: str) -> None:
     """YAML aliases (``*name``) let a few hundred bytes expand into gigabytes (an "alias bomb"); a workflow has no
     need for them, so they are refused from the event stream, before anything is composed."""
     if len(text.encode("utf-8", "surrogatepass")) > MAX_WORKFLOW_BYTES:
-        raise WorkflowError(f"{source}: the workflow file is larger than {MAX_WORKFLOW_BYTES:,} bytes",
-                            hint="a workflow names steps; keep data in the files its steps read")
+        raise WorkflowError(
+            f"{source}: the workflow file is larger than {MAX_WORKFLOW_BYTES:,} bytes",
+            hint="a workflow names steps; keep data in the files its steps read",
+        )
     for event in yaml.parse(text, Loader=yaml.SafeLoader):
         if isinstance(event, yaml.AliasEvent):
-            problem = Problem(source, event.start_mark, "YAML", f"alias *{event.anchor} is not allowed in workflow files")
+            problem = Problem(
+                source, event.start_mark, "YAML", f"alias *{event.anchor} is not allowed in workflow files"
+            )
             raise WorkflowError(str(problem), hint="write the value out instead of using YAML anchors and aliases")
 
 
@@ -435,14 +477,17 @@ def parse_workflow(text: str, source: str = "<workflow>") -> Workflow:
         data = yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        problem = Problem(source, mark, "YAML", f"{exc.problem or 'invalid YAML'}"
-                          + (f" ({exc.context})" if exc.context else ""))
+        problem = Problem(
+            source, mark, "YAML", f"{exc.problem or 'invalid YAML'}" + (f" ({exc.context})" if exc.context else "")
+        )
         raise WorkflowError(str(problem), hint="fix the YAML syntax (indentation, quotes, colons)") from exc
     except yaml.YAMLError as exc:
         raise WorkflowError(f"{source}: invalid YAML: {exc}", hint="fix the YAML syntax") from exc
     if node is None or not isinstance(data, dict):
-        raise WorkflowError(f"{source}:1:1: a workflow is a mapping with at least `name` and `steps`",
-                            hint="see examples/workflows/ or `conclave workflow schema`")
+        raise WorkflowError(
+            f"{source}:1:1: a workflow is a mapping with at least `name` and `steps`",
+            hint="see examples/workflows/ or `conclave workflow schema`",
+        )
     marks: dict[tuple[Any, ...], yaml.Mark] = {}
     _marks(node, (), marks)
     try:
@@ -460,7 +505,9 @@ def load_workflow(path: Path) -> Workflow:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
-        raise WorkflowError(f"workflow file not found: {path}", hint="check the path (see examples/workflows/)") from exc
+        raise WorkflowError(
+            f"workflow file not found: {path}", hint="check the path (see examples/workflows/)"
+        ) from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise WorkflowError(f"cannot read {path}: {exc}", hint="give a UTF-8 YAML file") from exc
     return parse_workflow(text, str(path))

@@ -54,8 +54,9 @@ class WorkflowResult:
     access: Access | None = None
 
 
-def workflow_settings(workflow: Workflow, settings: Settings, source: str = "workflow", *,
-                      allow_endpoint_overrides: bool = False) -> Settings:
+def workflow_settings(
+    workflow: Workflow, settings: Settings, source: str = "workflow", *, allow_endpoint_overrides: bool = False
+) -> Settings:
     """The settings a workflow runs with: its overrides, models and collection on top of ``settings``.
 
     A workflow that sets an endpoint or a credential is refused unless ``allow_endpoint_overrides``.
@@ -64,9 +65,10 @@ def workflow_settings(workflow: Workflow, settings: Settings, source: str = "wor
 
     if "mcp_servers" in workflow.settings:
         # Not even with --allow-endpoint-overrides: an MCP server is a program the run would start.
-        raise WorkflowError(f"{source}: settings.mcp_servers: a workflow file cannot name MCP servers (they start "
-                            "programs)", hint="configure them in $CONCLAVE_HOME/settings.toml; the workflow's chains "
-                                              "can then use their tools")
+        raise WorkflowError(
+            f"{source}: settings.mcp_servers: a workflow file cannot name MCP servers (they start programs)",
+            hint="configure them in $CONCLAVE_HOME/settings.toml; the workflow's chains can then use their tools",
+        )
     if not allow_endpoint_overrides:
         refuse_endpoint_overrides(workflow.settings, source)
     data = settings.model_dump()
@@ -86,13 +88,17 @@ def workflow_settings(workflow: Workflow, settings: Settings, source: str = "wor
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"])
-        raise WorkflowError(f"{source}: settings.{where}: {err['msg']}", hint="fix the workflow's settings block") from exc
+        raise WorkflowError(
+            f"{source}: settings.{where}: {err['msg']}", hint="fix the workflow's settings block"
+        ) from exc
 
 
 def plan_workflow(workflow: Workflow) -> list[StepPlan]:
     """The steps in order, with their ids and arguments (references still unresolved)."""
-    return [StepPlan(sid, step_kind(step) or "?", getattr(step, step_kind(step) or "").model_dump())
-            for sid, step in zip(workflow.step_ids(), workflow.steps, strict=True)]
+    return [
+        StepPlan(sid, step_kind(step) or "?", getattr(step, step_kind(step) or "").model_dump())
+        for sid, step in zip(workflow.step_ids(), workflow.steps, strict=True)
+    ]
 
 
 def _resolve(value: Any, outputs: dict[str, dict[str, Any]]) -> Any:
@@ -113,8 +119,17 @@ def _resolve(value: Any, outputs: dict[str, dict[str, Any]]) -> Any:
 
 
 class _Runner:
-    def __init__(self, workflow: Workflow, settings: Settings, run_dir: Path, run_id: str, policy: PathPolicy,
-                 note: Note, client_factory: ClientFactory | None, on_eval_progress: Callable[[Any], None] | None):
+    def __init__(
+        self,
+        workflow: Workflow,
+        settings: Settings,
+        run_dir: Path,
+        run_id: str,
+        policy: PathPolicy,
+        note: Note,
+        client_factory: ClientFactory | None,
+        on_eval_progress: Callable[[Any], None] | None,
+    ):
         self.workflow = workflow
         self.settings = settings
         self.run_dir = run_dir
@@ -130,21 +145,26 @@ class _Runner:
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise runs.RunFolderError(f"cannot create {folder}: {exc.strerror or exc}",
-                                      hint=f"free disk space or fix permissions, then resume with --resume {self.run_id}") from exc
+            raise runs.RunFolderError(
+                f"cannot create {folder}: {exc.strerror or exc}",
+                hint=f"free disk space or fix permissions, then resume with --resume {self.run_id}",
+            ) from exc
         return folder
 
     async def clients(self) -> dict[str, Any]:
         from conclave.models import role_spec
 
-        return {role: await self.caches.client(await role_spec(self.settings, role))  # type: ignore[arg-type]
-                for role in ("planner", "retriever", "reasoner", "critic")}
+        return {
+            role: await self.caches.client(await role_spec(self.settings, role))  # type: ignore[arg-type]
+            for role in ("planner", "retriever", "reasoner", "critic")
+        }
 
     async def answer(self, question: str, method: str | None, collection: str | None) -> dict[str, Any]:
         from workflows.runner import build_context, run_question
 
-        ctx = await build_context(question, self.settings, method=method, collection=collection,
-                                  clients=await self.clients())
+        ctx = await build_context(
+            question, self.settings, method=method, collection=collection, clients=await self.clients()
+        )
         events = [e async for e in run_question(ctx) if e.kind != "answer_delta"]
         answer = next((e for e in reversed(events) if e.kind == "answer"), None)
         failure = next((e for e in events if e.kind == "run_failed"), None)
@@ -169,11 +189,21 @@ class _Runner:
 
         collection = self.settings.collection if args["collection"] is None else args["collection"]
         paths = [self.policy.check(p, f"{step_id}: ingest path") for p in args["paths"]]
-        report = await asyncio.to_thread(ingest, paths, collection, self.settings, include=args["include"],
-                                         exclude=args["exclude"], prune=args["prune"], confine_to=self.policy.roots)
+        report = await asyncio.to_thread(
+            ingest,
+            paths,
+            collection,
+            self.settings,
+            include=args["include"],
+            exclude=args["exclude"],
+            prune=args["prune"],
+            confine_to=self.policy.roots,
+        )
         runs.write_json(self.step_dir(step_id) / "ingest.json", report.to_dict(), run_id=self.run_id)
-        self.note(f"{step_id}: {report.files_ingested} file(s) ingested, {report.files_unchanged} unchanged, "
-                  f"{report.chunks_total} chunks in {collection}")
+        self.note(
+            f"{step_id}: {report.files_ingested} file(s) ingested, {report.files_unchanged} unchanged, "
+            f"{report.chunks_total} chunks in {collection}"
+        )
         return {"collection": collection, "chunks": report.chunks_total, "files": report.files_seen}
 
     async def ask(self, step_id: str, args: dict[str, Any]) -> dict[str, Any]:
@@ -181,7 +211,9 @@ class _Runner:
         path = self.step_dir(step_id) / "answer.json"
         runs.write_json(path, result, run_id=self.run_id)
         if not result["ok"]:
-            raise WorkflowError(f"step {step_id}: {result['error']}", hint=f"fix it, then resume with --resume {self.run_id}")
+            raise WorkflowError(
+                f"step {step_id}: {result['error']}", hint=f"fix it, then resume with --resume {self.run_id}"
+            )
         self.note(f"{step_id}: {result['answer'][:200]}")
         return {"answer": result["answer"], "value": result["value"], "output": str(path)}
 
@@ -200,8 +232,10 @@ class _Runner:
                     if not isinstance(question, str) or not question.strip():
                         raise KeyError("question")
                 except (json.JSONDecodeError, KeyError, TypeError) as exc:
-                    raise WorkflowError(f"{path}:{number}: expected a JSON object with a 'question' string",
-                                        hint="fix that line of the questions file") from exc
+                    raise WorkflowError(
+                        f"{path}:{number}: expected a JSON object with a 'question' string",
+                        hint="fix that line of the questions file",
+                    ) from exc
                 out.append((str(record.get("id") or f"line-{number}"), question.strip()))
             else:
                 out.append((f"line-{number}", line.strip()))
@@ -211,8 +245,11 @@ class _Runner:
         questions = self._questions(self.policy.check(str(args["questions"]), f"{step_id}: questions file"))
         if args["limit"]:
             questions = questions[: args["limit"]]
-        log = runs.JsonlLog(self.step_dir(step_id) / "answers.jsonl", run_id=self.run_id,
-                            on_problem=lambda problem: self.note(f"skipped a damaged record: {problem}"))
+        log = runs.JsonlLog(
+            self.step_dir(step_id) / "answers.jsonl",
+            run_id=self.run_id,
+            on_problem=lambda problem: self.note(f"skipped a damaged record: {problem}"),
+        )
         done = {r.get("id") for r in log.load()}
         for qid, question in questions:
             if qid in done:
@@ -225,9 +262,14 @@ class _Runner:
     async def synthesize(self, step_id: str, args: dict[str, Any]) -> dict[str, Any]:
         from workflows.synth import SynthConfig, synthesize
 
-        config = SynthConfig(collection=self.settings.collection if args["collection"] is None else args["collection"], n=args["n"],
-                             questions_per_chunk=args["questions_per_chunk"], min_similarity=args["min_similarity"],
-                             min_rating=args["min_rating"], seed=args["seed"])
+        config = SynthConfig(
+            collection=self.settings.collection if args["collection"] is None else args["collection"],
+            n=args["n"],
+            questions_per_chunk=args["questions_per_chunk"],
+            min_similarity=args["min_similarity"],
+            min_rating=args["min_rating"],
+            seed=args["seed"],
+        )
         out = self.step_dir(step_id) / "qa.jsonl"
         # Not resumed item by item: a re-run is served from the response cache.
         report = await synthesize(self.settings, config, out, caches=self.caches)
@@ -241,16 +283,40 @@ class _Runner:
         kind, _, raw_path = dataset.partition(":")
         dataset = f"{kind}:{self.policy.check(raw_path.strip(), f'{step_id}: data set')}"
         models = args["models"] or []
-        config = EvalConfig(dataset=dataset, methods=args["methods"], models=models, scorers=args["scorers"],
-                            limit=args["limit"], skip=args["skip"], seed=args["seed"], concurrency=args["concurrency"], cache=args["cache"],
-                            strict=args["strict"], collection=args["collection"], judge=args["judge"])
-        result = await run_eval(config, self.settings, run_dir=self.step_dir(step_id), on_note=self.note,
-                                on_progress=self.on_eval_progress, client_factory=self.client_factory)
+        config = EvalConfig(
+            dataset=dataset,
+            methods=args["methods"],
+            models=models,
+            scorers=args["scorers"],
+            limit=args["limit"],
+            skip=args["skip"],
+            seed=args["seed"],
+            concurrency=args["concurrency"],
+            cache=args["cache"],
+            strict=args["strict"],
+            collection=args["collection"],
+            judge=args["judge"],
+        )
+        result = await run_eval(
+            config,
+            self.settings,
+            run_dir=self.step_dir(step_id),
+            on_note=self.note,
+            on_progress=self.on_eval_progress,
+            client_factory=self.client_factory,
+        )
         cells = result.summary["cells"]
-        accuracy = cells[0]["accuracy"] if len(cells) == 1 else {f"{c['method']}@{c['model']}": c["accuracy"] for c in cells}
+        accuracy = (
+            cells[0]["accuracy"] if len(cells) == 1 else {f"{c['method']}@{c['model']}": c["accuracy"] for c in cells}
+        )
         self.note(f"{step_id}: " + ", ".join(f"{c['method']}@{c['model']} {c['accuracy']}" for c in cells))
-        return {"run_id": result.run_id, "run_dir": str(result.run_dir), "output": str(result.run_dir / "summary.json"),
-                "report": str(result.run_dir / "report.html"), "accuracy": accuracy}
+        return {
+            "run_id": result.run_id,
+            "run_dir": str(result.run_dir),
+            "output": str(result.run_dir / "summary.json"),
+            "report": str(result.run_dir / "report.html"),
+            "accuracy": accuracy,
+        }
 
     async def report(self, step_id: str, args: dict[str, Any], outputs: dict[str, dict[str, Any]]) -> dict[str, Any]:
         from workflows.evaluation.report import write_reports
@@ -309,7 +375,9 @@ async def run_workflow(
         run_dir = runs.find_run(settings, resume)
         info = runs.read_json(run_dir / "run.json") if (run_dir / "run.json").is_file() else None
         if not info or info.get("kind") != "workflow":
-            raise ConfigError(f"run {resume} is not a workflow run", hint="resume eval runs with `conclave eval --resume`")
+            raise ConfigError(
+                f"run {resume} is not a workflow run", hint="resume eval runs with `conclave eval --resume`"
+            )
         text = (run_dir / "workflow.yaml").read_text(encoding="utf-8")
         workflow = parse_workflow(text, info.get("source", str(run_dir / "workflow.yaml")))
         base = Path(info["base_dir"])
@@ -322,8 +390,9 @@ async def run_workflow(
         base = path.resolve().parent
         source = str(path)
         run_dir = None
-    run_settings = workflow_settings(workflow, settings, source,
-                                     allow_endpoint_overrides=allow_endpoint_overrides or dry_run)
+    run_settings = workflow_settings(
+        workflow, settings, source, allow_endpoint_overrides=allow_endpoint_overrides or dry_run
+    )
     plans = plan_workflow(workflow)
     policy = PathPolicy(base, allow_paths, run_dir)
     access = describe_access(workflow, run_settings, policy, plans)
@@ -342,18 +411,26 @@ async def run_workflow(
         run_id = runs.new_run_id(f"wf-{slug}")
         run_dir = runs.create_run_dir(settings, run_id)
         runs.write_text(run_dir / "workflow.yaml", text, run_id=run_id)
-        runs.write_json(run_dir / "run.json", {"kind": "workflow", "source": source, "base_dir": str(base),
-                                               "name": workflow.name}, run_id=run_id)
+        runs.write_json(
+            run_dir / "run.json",
+            {"kind": "workflow", "source": source, "base_dir": str(base), "name": workflow.name},
+            run_id=run_id,
+        )
         models = {role: run_settings.role_model(role) for role in ROLES}  # type: ignore[arg-type]
-        manifest = runs.build_manifest(run_settings, kind="workflow", run_id=run_id,
-                                       config={"workflow": workflow.model_dump(mode="json"), "source": source},
-                                       models=models)
+        manifest = runs.build_manifest(
+            run_settings,
+            kind="workflow",
+            run_id=run_id,
+            config={"workflow": workflow.model_dump(mode="json"), "source": source},
+            models=models,
+        )
         runs.write_json(run_dir / "manifest.json", manifest, run_id=run_id)
     run_id = run_dir.name
     if on_start is not None:
         on_start(run_id, run_dir)
-    log = runs.JsonlLog(run_dir / "steps.jsonl", run_id=run_id,
-                        on_problem=lambda problem: note(f"skipped a damaged record: {problem}"))
+    log = runs.JsonlLog(
+        run_dir / "steps.jsonl", run_id=run_id, on_problem=lambda problem: note(f"skipped a damaged record: {problem}")
+    )
     finished = {r["step"]: r["outputs"] for r in log.load() if r.get("status") == "finished"}
     result = WorkflowResult(run_id, run_dir, plans)
     policy = PathPolicy(base, allow_paths, run_dir)
@@ -372,11 +449,20 @@ async def run_workflow(
             try:
                 outputs = await runner.run_step(plan, result.outputs)
             except ConclaveError as exc:
-                raise type(exc)(f"step {plan.id} ({plan.kind}): {exc.message}",
-                                hint=(exc.hint or "") + f" — then resume with --resume {run_id}") from exc
+                raise type(exc)(
+                    f"step {plan.id} ({plan.kind}): {exc.message}",
+                    hint=(exc.hint or "") + f" — then resume with --resume {run_id}",
+                ) from exc
             result.outputs[plan.id] = outputs
-            log.append({"step": plan.id, "kind": plan.kind, "status": "finished", "outputs": outputs,
-                        "seconds": round(time.perf_counter() - step_started, 3)})
+            log.append(
+                {
+                    "step": plan.id,
+                    "kind": plan.kind,
+                    "status": "finished",
+                    "outputs": outputs,
+                    "seconds": round(time.perf_counter() - step_started, 3),
+                }
+            )
             if on_step is not None:
                 on_step(plan, "finished")
     finally:

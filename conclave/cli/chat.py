@@ -19,7 +19,9 @@ sessions_app = typer.Typer(help="Saved chat sessions: list, export, rename, dele
 
 def chat(
     session: str | None = typer.Option(None, "--session", "-s", help="Resume a session (id or unique prefix)."),
-    model: str | None = typer.Option(None, "--model", "-m", help="Model spec for every role (embedded, ollama/NAME, openai/NAME)."),
+    model: str | None = typer.Option(
+        None, "--model", "-m", help="Model spec for every role (embedded, ollama/NAME, openai/NAME)."
+    ),
     method: str | None = typer.Option(None, "--method", help=f"{METHOD_HELP}."),
     collection: str | None = typer.Option(None, "--collection", "-c", help="Knowledge collection to search."),
 ) -> None:
@@ -69,8 +71,14 @@ def sessions_list(as_json: bool = typer.Option(False, "--json", help="Print JSON
 
     sessions: list[SessionInfo] = _store().list_sessions()
     if as_json:
-        typer.echo(json.dumps([{"id": s.id, "title": s.title, "created": s.created, "updated": s.updated,
-                                "messages": s.messages} for s in sessions]))
+        typer.echo(
+            json.dumps(
+                [
+                    {"id": s.id, "title": s.title, "created": s.created, "updated": s.updated, "messages": s.messages}
+                    for s in sessions
+                ]
+            )
+        )
         return
     if not sessions:
         out.print("no sessions yet: start one with `conclave chat`")
@@ -83,8 +91,12 @@ def sessions_list(as_json: bool = typer.Option(False, "--json", help="Print JSON
     table.add_column("messages", justify="right")
     table.add_column("updated")
     for s in sessions:
-        table.add_row(escape_markup(s.id), escape_markup(s.title) if s.title else "(untitled)", str(s.messages),
-                      datetime.fromtimestamp(s.updated).strftime("%Y-%m-%d %H:%M"))
+        table.add_row(
+            escape_markup(s.id),
+            escape_markup(s.title) if s.title else "(untitled)",
+            str(s.messages),
+            datetime.fromtimestamp(s.updated).strftime("%Y-%m-%d %H:%M"),
+        )
     out.print(table)
 
 

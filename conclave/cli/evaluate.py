@@ -38,8 +38,14 @@ def clock(seconds: float | None) -> str:
 
 
 def _interrupted(run_id: str | None, command: str) -> typer.Exit:
-    err.print("\n[yellow]interrupted[/]" + (f" — finished items are saved; resume with: [bold]{escape(command)} --resume "
-                                             f"{escape(run_id)}[/]" if run_id else ""))
+    err.print(
+        "\n[yellow]interrupted[/]"
+        + (
+            f" — finished items are saved; resume with: [bold]{escape(command)} --resume {escape(run_id)}[/]"
+            if run_id
+            else ""
+        )
+    )
     return typer.Exit(130)
 
 
@@ -55,19 +61,41 @@ eval_app = typer.Typer(
 @eval_app.callback()
 def eval_main(
     ctx: typer.Context,
-    dataset: str | None = typer.Option(None, "--dataset", "-d", help="The data set; KIND = gsm8k, svamp, squad, hotpotqa or jsonl."),
-    method: list[str] = typer.Option([], "--method", help="Method(s) to run: coa, cot, rag, react, direct; coa variants such as coa:k=3 (repeatable)."),
+    dataset: str | None = typer.Option(
+        None, "--dataset", "-d", help="The data set; KIND = gsm8k, svamp, squad, hotpotqa or jsonl."
+    ),
+    method: list[str] = typer.Option(
+        [],
+        "--method",
+        help="Method(s) to run: coa, cot, rag, react, direct; coa variants such as coa:k=3 (repeatable).",
+    ),
     model: list[str] = typer.Option([], "--model", "-m", help="Model spec(s), each runs every role (repeatable)."),
-    scorer: list[str] = typer.Option([], "--scorer", help="numeric, exact_match, f1, contains, recall, correctness, faithfulness (repeatable; the first decides accuracy)."),
+    scorer: list[str] = typer.Option(
+        [],
+        "--scorer",
+        help="numeric, exact_match, f1, contains, recall, correctness, faithfulness (repeatable; the first decides accuracy).",
+    ),
     limit: int | None = typer.Option(None, "--limit", "-n", min=1, help="Run only this many items."),
-    skip: int = typer.Option(0, "--skip", min=0, help="Leave out the first N items (e.g. --skip 100 -n 50: items 101-150)."),
-    seed: int | None = typer.Option(None, "--seed", help="Sample the items at random with this seed (default: the first N)."),
-    concurrency: int = typer.Option(4, "--concurrency", min=1, max=64, help="Units in flight (the embedded model always runs one at a time)."),
+    skip: int = typer.Option(
+        0, "--skip", min=0, help="Leave out the first N items (e.g. --skip 100 -n 50: items 101-150)."
+    ),
+    seed: int | None = typer.Option(
+        None, "--seed", help="Sample the items at random with this seed (default: the first N)."
+    ),
+    concurrency: int = typer.Option(
+        4, "--concurrency", min=1, max=64, help="Units in flight (the embedded model always runs one at a time)."
+    ),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not use or fill the LLM response cache."),
-    resume: str | None = typer.Option(None, "--resume", help="Continue the run with this id (its recorded configuration wins)."),
+    resume: str | None = typer.Option(
+        None, "--resume", help="Continue the run with this id (its recorded configuration wins)."
+    ),
     strict: bool = typer.Option(False, "--strict", help="Fail on any malformed record instead of skipping it."),
-    collection: str | None = typer.Option(None, "--collection", "-c", help="Search this collection (for data sets without contexts)."),
-    judge: str | None = typer.Option(None, "--judge", help="Model spec for the judge scorers (default: the judge role)."),
+    collection: str | None = typer.Option(
+        None, "--collection", "-c", help="Search this collection (for data sets without contexts)."
+    ),
+    judge: str | None = typer.Option(
+        None, "--judge", help="Model spec for the judge scorers (default: the judge role)."
+    ),
     k: int | None = typer.Option(None, "--k", min=1, max=50, help="recall@k cut-off (default: top_k)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
@@ -79,9 +107,21 @@ def eval_main(
         raise typer.Exit(0)
     from workflows.evaluation import EvalConfig
 
-    config = EvalConfig(dataset=dataset or "jsonl:-", methods=method or ["cot"], models=model, scorers=scorer,
-                        limit=limit, skip=skip, seed=seed, concurrency=concurrency, cache=not no_cache, strict=strict,
-                        collection=collection, judge=judge, k=k)
+    config = EvalConfig(
+        dataset=dataset or "jsonl:-",
+        methods=method or ["cot"],
+        models=model,
+        scorers=scorer,
+        limit=limit,
+        skip=skip,
+        seed=seed,
+        concurrency=concurrency,
+        cache=not no_cache,
+        strict=strict,
+        collection=collection,
+        judge=judge,
+        k=k,
+    )
     if resume and (dataset or method or model):
         err.print(f"[dim]resuming {escape(resume)}: its recorded data set, methods and models are used[/]")
     settings = _settings()
@@ -94,8 +134,17 @@ def eval_main(
     seconds = time.perf_counter() - started
     summary = result.summary
     if as_json:
-        typer.echo(json.dumps({"run_id": result.run_id, "run_dir": str(result.run_dir), "seconds": round(seconds, 2),
-                               "summary": summary}, default=str))
+        typer.echo(
+            json.dumps(
+                {
+                    "run_id": result.run_id,
+                    "run_dir": str(result.run_dir),
+                    "seconds": round(seconds, 2),
+                    "summary": summary,
+                },
+                default=str,
+            )
+        )
     else:
         _print_summary(summary, result, seconds)
     if summary["units"] and summary["failed_units"] == summary["units"]:
@@ -105,12 +154,16 @@ def eval_main(
         errors = [r for r in result.records if record_outcome(r) == "error"]
         if not errors:  # every item ran and none produced an answer: nothing to fix in the backend
             first = next((r.get("error") for r in result.records if r.get("error")), "no answer")
-            raise ConclaveError(f"no item got an answer ({first})",
-                                hint=f"see why in the traces: conclave view {result.run_id}; another method or a "
-                                     "larger model may answer")
+            raise ConclaveError(
+                f"no item got an answer ({first})",
+                hint=f"see why in the traces: conclave view {result.run_id}; another method or a "
+                "larger model may answer",
+            )
         first = next((r.get("error") for r in errors if r.get("error")), "unknown error")
-        raise BackendError(f"every item failed: {first}", hint="fix the backend and resume with "
-                           f"`conclave eval --resume {result.run_id}`")
+        raise BackendError(
+            f"every item failed: {first}",
+            hint=f"fix the backend and resume with `conclave eval --resume {result.run_id}`",
+        )
 
 
 async def _run_eval(config: Any, settings: Any, resume: str | None, state: dict[str, Any], *, quiet: bool) -> Any:
@@ -119,9 +172,15 @@ async def _run_eval(config: Any, settings: Any, resume: str | None, state: dict[
     from workflows.evaluation import run_eval
 
     progress = Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("acc {task.fields[acc]}"), TimeElapsedColumn(), TextColumn("left {task.fields[eta]}"),
-        console=err, transient=False, disable=quiet,
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("acc {task.fields[acc]}"),
+        TimeElapsedColumn(),
+        TextColumn("left {task.fields[eta]}"),
+        console=err,
+        transient=False,
+        disable=quiet,
     )
     task_id = progress.add_task("eval", total=None, acc="–", eta="–")
 
@@ -139,8 +198,9 @@ async def _run_eval(config: Any, settings: Any, resume: str | None, state: dict[
             progress.console.print(f"[dim]{escape(message)}[/]")
 
     with progress:
-        return await run_eval(config, settings, resume=resume, on_progress=on_progress, on_note=on_note,
-                              on_start=on_start)
+        return await run_eval(
+            config, settings, resume=resume, on_progress=on_progress, on_note=on_note, on_start=on_start
+        )
 
 
 def _print_summary(summary: dict[str, Any], result: Any, seconds: float) -> None:
@@ -153,13 +213,22 @@ def _print_summary(summary: dict[str, Any], result: Any, seconds: float) -> None
         acc = "–" if cell["accuracy"] is None else f"{100 * cell['accuracy']:.1f}%"
         lo, hi = cell["ci95"]
         p50 = cell["latency"]["p50"]
-        table.add_row(escape(cell["method"]), escape(cell["model"]), acc, f"{100 * lo:.0f}–{100 * hi:.0f}%", str(cell["scored"]),
-                      "–" if p50 is None else f"{p50:.2f}s", f"{cell['tokens']['total_mean'] or 0:.0f}",
-                      str(cell["failed"]))
+        table.add_row(
+            escape(cell["method"]),
+            escape(cell["model"]),
+            acc,
+            f"{100 * lo:.0f}–{100 * hi:.0f}%",
+            str(cell["scored"]),
+            "–" if p50 is None else f"{p50:.2f}s",
+            f"{cell['tokens']['total_mean'] or 0:.0f}",
+            str(cell["failed"]),
+        )
     out.print(table)
     for comp in summary["comparisons"]:
-        out.print(f"{escape(comp['a'])} vs {escape(comp['b'])}: won {comp['a_only']}, lost {comp['b_only']} of {comp['paired']} "
-                  f"paired (McNemar p = {comp['p_value']:.3g})")
+        out.print(
+            f"{escape(comp['a'])} vs {escape(comp['b'])}: won {comp['a_only']}, lost {comp['b_only']} of {comp['paired']} "
+            f"paired (McNemar p = {comp['p_value']:.3g})"
+        )
     calls = sum(result.backend_calls.values())
     cache_note = " — served entirely from the cache" if calls == 0 and summary["units"] else ""
     out.print(f"backend calls this run: {calls}{cache_note}; {seconds:.1f}s")
@@ -179,6 +248,7 @@ def eval_compare(
     if as_json:
         typer.echo(json.dumps([c.to_dict() for c in comparisons]))
         return
+
     # One block per pairing, the result sets written out whole: run ids share a long date prefix, and a table
     # narrow enough for a terminal cut them to "eval-…" on both sides.
     def pct(value: float | None) -> str:
@@ -189,20 +259,28 @@ def eval_compare(
             out.print()
         out.print(f"[bold]A[/] {escape(c.a)}")
         out.print(f"[bold]B[/] {escape(c.b)}")
-        out.print(f"  paired {c.paired} · A won {c.a_only} · A lost {c.b_only} · both right {c.both_right} · "
-                  f"both wrong {c.both_wrong} · accuracy A {pct(c.a_accuracy)}, B {pct(c.b_accuracy)} · "
-                  f"McNemar exact p = {c.p_value:.3g}")
+        out.print(
+            f"  paired {c.paired} · A won {c.a_only} · A lost {c.b_only} · both right {c.both_right} · "
+            f"both wrong {c.both_wrong} · accuracy A {pct(c.a_accuracy)}, B {pct(c.b_accuracy)} · "
+            f"McNemar exact p = {c.p_value:.3g}"
+        )
         out.print(f"  {escape(c.verdict())}")
 
 
 @eval_app.command("export-traces")
 def eval_export(
     run: list[str] = typer.Argument(None, help="Run id(s) or folder(s) whose accepted chains to export."),
-    gsm8k: list[Path] = typer.Option([], "--gsm8k", help="GSM8K-format training JSONL whose answers are converted to chains (repeatable)."),
-    output: Path | None = typer.Option(None, "--output", "-o", help="Output JSONL (default with one run: RUN/chains.jsonl)."),
+    gsm8k: list[Path] = typer.Option(
+        [], "--gsm8k", help="GSM8K-format training JSONL whose answers are converted to chains (repeatable)."
+    ),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="Output JSONL (default with one run: RUN/chains.jsonl)."
+    ),
     only_correct: bool = typer.Option(False, "--only-correct", help="Only run items whose answer scored correct."),
     no_system: bool = typer.Option(False, "--no-system", help="Leave out the system message."),
-    form: str = typer.Option("text", "--form", help="Chain form: text ([48 / 2 = y1]), json or program (Python assignments)."),
+    form: str = typer.Option(
+        "text", "--form", help="Chain form: text ([48 / 2 = y1]), json or program (Python assignments)."
+    ),
     limit: int | None = typer.Option(None, "--limit", "-n", min=1, help="At most this many chains per training file."),
 ) -> None:
     """CoA chains as chat-format JSONL (question -> chain) for fine-tuning: accepted chains of evaluation runs and
@@ -217,15 +295,20 @@ def eval_export(
         if len(folders) != 1 or gsm8k:
             raise ConfigError("where should the chains go?", hint="give --output FILE.jsonl")
         output = folders[0] / "chains.jsonl"
-    report = export_chains(output, runs=folders, gsm8k=gsm8k, only_correct=only_correct, with_system=not no_system,
-                           form=form, limit=limit)
+    report = export_chains(
+        output, runs=folders, gsm8k=gsm8k, only_correct=only_correct, with_system=not no_system, form=form, limit=limit
+    )
     out.print(f"exported {report.exported} chain(s) to {escape(report.path)}")
     if folders:
-        out.print(f"left out of the runs: {report.without_chain} without a chain (not coa), {report.not_accepted} "
-                  f"not accepted, {report.not_correct} not correct")
+        out.print(
+            f"left out of the runs: {report.without_chain} without a chain (not coa), {report.not_accepted} "
+            f"not accepted, {report.not_correct} not correct"
+        )
     if gsm8k:
-        out.print(f"converted from training data: {report.converted}; {report.not_convertible} item(s) without "
-                  "usable calculator notes left out")
+        out.print(
+            f"converted from training data: {report.converted}; {report.not_convertible} item(s) without "
+            "usable calculator notes left out"
+        )
 
 
 # ------------------------------------------------------------------------------------------------ workflows
@@ -252,10 +335,22 @@ def workflow_validate(path: Path = typer.Argument(..., help="Workflow YAML file.
 
 def run(
     workflow: Path | None = typer.Argument(None, help="Workflow YAML file (omit with --resume)."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Validate and show the plan, every endpoint and every path; run nothing."),
-    resume: str | None = typer.Option(None, "--resume", help="Continue this workflow run: finished steps and items are skipped."),
-    allow_paths: list[Path] = typer.Option([], "--allow-paths", help="Also let the workflow read files under this folder (repeatable); by default it reads only under its own folder."),
-    allow_endpoint_overrides: bool = typer.Option(False, "--allow-endpoint-overrides", help="Let the workflow's settings choose endpoints and keys (openai_base_url, ollama_host, ...)."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Validate and show the plan, every endpoint and every path; run nothing."
+    ),
+    resume: str | None = typer.Option(
+        None, "--resume", help="Continue this workflow run: finished steps and items are skipped."
+    ),
+    allow_paths: list[Path] = typer.Option(
+        [],
+        "--allow-paths",
+        help="Also let the workflow read files under this folder (repeatable); by default it reads only under its own folder.",
+    ),
+    allow_endpoint_overrides: bool = typer.Option(
+        False,
+        "--allow-endpoint-overrides",
+        help="Let the workflow's settings choose endpoints and keys (openai_base_url, ollama_host, ...).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the step outputs as JSON."),
 ) -> None:
     """Run a scripted workflow: ingest, ask, batch, synthesize, eval and report steps.
@@ -279,8 +374,10 @@ def run(
         if as_json:
             return
         detail = json.dumps({k: v for k, v in plan.args.items() if v not in (None, [], {}, False)}, default=str)
-        err.print(f"[bold]{escape(plan.id)}[/] ({escape(plan.kind)}) {escape(status)}"
-                  + (f"  [dim]{escape(detail)}[/]" if status in ("planned", "running") else ""))
+        err.print(
+            f"[bold]{escape(plan.id)}[/] ({escape(plan.kind)}) {escape(status)}"
+            + (f"  [dim]{escape(detail)}[/]" if status in ("planned", "running") else "")
+        )
 
     def on_note(message: str) -> None:
         if not as_json:
@@ -288,58 +385,95 @@ def run(
 
     settings = _settings()
     try:
-        result = asyncio.run(run_workflow(workflow, settings, resume=resume, dry_run=dry_run, on_note=on_note,
-                                          on_step=on_step, on_start=on_start, allow_paths=allow_paths,
-                                          allow_endpoint_overrides=allow_endpoint_overrides))
+        result = asyncio.run(
+            run_workflow(
+                workflow,
+                settings,
+                resume=resume,
+                dry_run=dry_run,
+                on_note=on_note,
+                on_step=on_step,
+                on_start=on_start,
+                allow_paths=allow_paths,
+                allow_endpoint_overrides=allow_endpoint_overrides,
+            )
+        )
     except KeyboardInterrupt:
         raise _interrupted(state.get("run_id"), "conclave run") from None
     access = result.access
     if as_json:
-        typer.echo(json.dumps({"run_id": result.run_id, "run_dir": str(result.run_dir) if result.run_dir else None,
-                               "dry_run": dry_run, "steps": [p.__dict__ for p in result.steps],
-                               "access": access.to_dict() if access else None,
-                               "outputs": result.outputs, "skipped": result.skipped}, default=str))
+        typer.echo(
+            json.dumps(
+                {
+                    "run_id": result.run_id,
+                    "run_dir": str(result.run_dir) if result.run_dir else None,
+                    "dry_run": dry_run,
+                    "steps": [p.__dict__ for p in result.steps],
+                    "access": access.to_dict() if access else None,
+                    "outputs": result.outputs,
+                    "skipped": result.skipped,
+                },
+                default=str,
+            )
+        )
     elif dry_run:
         for line in access.lines() if access else []:
             out.print(escape(line))
-        if access is None or not (access.missing() or access.blocked() or
-                                  (access.endpoint_overrides and not allow_endpoint_overrides)):
-            out.print(f"{escape(str(workflow))}: valid; {len(result.steps)} step(s) would run (dry run: nothing was run)")
+        if access is None or not (
+            access.missing() or access.blocked() or (access.endpoint_overrides and not allow_endpoint_overrides)
+        ):
+            out.print(
+                f"{escape(str(workflow))}: valid; {len(result.steps)} step(s) would run (dry run: nothing was run)"
+            )
     else:
-        out.print(f"workflow finished in {result.seconds:.1f}s ({len(result.skipped)} step(s) skipped as finished): "
-                  f"{escape(str(result.run_dir))}")
+        out.print(
+            f"workflow finished in {result.seconds:.1f}s ({len(result.skipped)} step(s) skipped as finished): "
+            f"{escape(str(result.run_dir))}"
+        )
     if dry_run and access is not None:
         from conclave.errors import WorkflowError
 
         if access.endpoint_overrides and not allow_endpoint_overrides:
-            raise WorkflowError(f"the workflow sets {', '.join(access.endpoint_overrides)}: a real run refuses that",
-                                hint="remove them, or run with --allow-endpoint-overrides if you trust the file")
+            raise WorkflowError(
+                f"the workflow sets {', '.join(access.endpoint_overrides)}: a real run refuses that",
+                hint="remove them, or run with --allow-endpoint-overrides if you trust the file",
+            )
         if access.blocked():
             first = access.blocked()[0]
-            raise WorkflowError(f"{len(access.blocked())} path(s) lie outside the workflow's folder, e.g. "
-                                f"{first.path}: a real run refuses them",
-                                hint="move the files into the workflow's folder, or pass --allow-paths DIR")
+            raise WorkflowError(
+                f"{len(access.blocked())} path(s) lie outside the workflow's folder, e.g. "
+                f"{first.path}: a real run refuses them",
+                hint="move the files into the workflow's folder, or pass --allow-paths DIR",
+            )
         if access.missing():
             first = access.missing()[0]
-            raise WorkflowError(f"{len(access.missing())} path(s) do not exist, e.g. {first.step}.{first.field}: "
-                                f"{first.path}: a real run would stop at that step",
-                                hint="fix the path in the workflow file (relative paths start at the file's folder)")
+            raise WorkflowError(
+                f"{len(access.missing())} path(s) do not exist, e.g. {first.step}.{first.field}: "
+                f"{first.path}: a real run would stop at that step",
+                hint="fix the path in the workflow file (relative paths start at the file's folder)",
+            )
 
 
 # ---------------------------------------------------------------------------------------------------- synth
 
 
 def synth(
-    collection: str | None = typer.Option(None, "--collection", "-c", help="Collection whose chunks to use (default: the configured one)."),
+    collection: str | None = typer.Option(
+        None, "--collection", "-c", help="Collection whose chunks to use (default: the configured one)."
+    ),
     n: int = typer.Option(50, "-n", "--count", min=1, max=10000, help="Pairs to keep."),
     output: Path = typer.Option(..., "--output", "-o", help="Output JSONL (question, answer, gold_ids)."),
     model: str | None = typer.Option(None, "--model", "-m", help="Model that writes and answers the questions."),
     judge: str | None = typer.Option(None, "--judge", help="Model that rates the pairs (default: the judge role)."),
     per_chunk: int = typer.Option(2, "--per-chunk", min=1, max=5, help="Questions to ask per chunk."),
-    min_similarity: float = typer.Option(0.45, "--min-similarity", min=0.0, max=1.0, help="Embedding similarity of question+answer to its chunk."),
+    min_similarity: float = typer.Option(
+        0.45, "--min-similarity", min=0.0, max=1.0, help="Embedding similarity of question+answer to its chunk."
+    ),
     min_rating: int = typer.Option(4, "--min-rating", min=1, max=5, help="Lowest judge rating kept."),
     seed: int = typer.Option(0, "--seed", help="Chunk sampling seed."),
-    max_attempts: int | None = typer.Option(None, "--max-attempts", min=1, help="Questions to try before giving up (default: 5 per pair, at least 20)."),
+    max_attempts: int | None = typer.Option(
+        None, "--max-attempts", min=1, help="Questions to try before giving up (default: 5 per pair, at least 20)."
+    ),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not use the LLM response cache."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON (progress still goes to stderr)."),
 ) -> None:
@@ -350,35 +484,56 @@ def synth(
     from workflows.synth import SynthConfig, synthesize
 
     settings = _settings(cache=False if no_cache else None)
-    config = SynthConfig(collection=settings.collection if collection is None else collection, n=n, questions_per_chunk=per_chunk,
-                         min_similarity=min_similarity, min_rating=min_rating, seed=seed, model=model, judge=judge,
-                         max_attempts=max_attempts)
+    config = SynthConfig(
+        collection=settings.collection if collection is None else collection,
+        n=n,
+        questions_per_chunk=per_chunk,
+        min_similarity=min_similarity,
+        min_rating=min_rating,
+        seed=seed,
+        model=model,
+        judge=judge,
+        max_attempts=max_attempts,
+    )
     started = time.monotonic()
 
     def on_progress(report: Any) -> None:
         reasons = ", ".join(f"{escape(r)} {c}" for r, c in report.rejected.most_common(3))
-        err.print(f"[dim]{time.monotonic() - started:5.0f}s  question {report.attempts}/{config.attempt_limit}: "
-                  f"kept {report.kept}/{report.wanted}, rejected {sum(report.rejected.values())}"
-                  + (f" ({reasons})" if reasons else "") + "[/]")
+        err.print(
+            f"[dim]{time.monotonic() - started:5.0f}s  question {report.attempts}/{config.attempt_limit}: "
+            f"kept {report.kept}/{report.wanted}, rejected {sum(report.rejected.values())}"
+            + (f" ({reasons})" if reasons else "")
+            + "[/]"
+        )
 
     try:
         report = asyncio.run(synthesize(settings, config, output, on_progress=on_progress))
     except KeyboardInterrupt:
         summary = output.with_suffix(".summary.json")
-        err.print(f"\n[yellow]interrupted[/]: the pairs kept so far are in {escape(output)} (summary: {escape(summary)})")
+        err.print(
+            f"\n[yellow]interrupted[/]: the pairs kept so far are in {escape(output)} (summary: {escape(summary)})"
+        )
         raise typer.Exit(130) from None
     if as_json:
         typer.echo(json.dumps(report.to_dict()))
     else:
-        out.print(f"kept {report.kept} pair(s) from {report.chunks_used} chunk(s) of {escape(config.collection)} "
-                  f"({report.attempts} question(s) checked): {escape(report.path)}")
+        out.print(
+            f"kept {report.kept} pair(s) from {report.chunks_used} chunk(s) of {escape(config.collection)} "
+            f"({report.attempts} question(s) checked): {escape(report.path)}"
+        )
         if report.rejected:
-            out.print("rejected: " + ", ".join(f"{escape(reason)} {count}" for reason, count in report.rejected.most_common()))
+            out.print(
+                "rejected: " + ", ".join(f"{escape(reason)} {count}" for reason, count in report.rejected.most_common())
+            )
         if report.kept < n:
-            why = {"attempts": f"stopped after {report.attempts} questions (--max-attempts)",
-                   "chunks": "every chunk was used"}.get(report.stopped, report.stopped)
-            out.print(f"[yellow]fewer than {n} pairs passed the filters[/]: {why} "
-                      "(lower --min-rating/--min-similarity, raise --max-attempts, or ingest more)")
+            why = {
+                "attempts": f"stopped after {report.attempts} questions (--max-attempts)",
+                "chunks": "every chunk was used",
+            }.get(report.stopped, report.stopped)
+            out.print(
+                f"[yellow]fewer than {n} pairs passed the filters[/]: {why} "
+                "(lower --min-rating/--min-similarity, raise --max-attempts, or ingest more)"
+            )
     if report.kept == 0:
         raise typer.Exit(1)
 
@@ -389,7 +544,11 @@ def synth(
 def view(
     run: str = typer.Argument(..., help="Run id (as `conclave eval` printed it) or the path of a run folder."),
     no_open: bool = typer.Option(False, "--no-open", help="Print the report's path; do not open a browser."),
-    serve: bool = typer.Option(False, "--serve", help="Serve the report on 127.0.0.1 until Ctrl-C (for a browser that cannot read local files)."),
+    serve: bool = typer.Option(
+        False,
+        "--serve",
+        help="Serve the report on 127.0.0.1 until Ctrl-C (for a browser that cannot read local files).",
+    ),
     port: int = typer.Option(0, "--port", min=0, max=65535, help="Port for --serve (default: any free port)."),
 ) -> None:
     """Open a run's report.html: every item opens to its full question, answer, scores and trace."""
@@ -434,8 +593,10 @@ def report_path(folder: Path) -> Path:
     nested = sorted(folder.glob("steps/*/report.html"), key=lambda p: p.stat().st_mtime)
     if nested:
         return nested[-1]
-    raise ConfigError(f"run {folder.name} has no report (no report.html, no items.jsonl)",
-                      hint="reports come from `conclave eval` runs and workflows with an eval or report step")
+    raise ConfigError(
+        f"run {folder.name} has no report (no report.html, no items.jsonl)",
+        hint="reports come from `conclave eval` runs and workflows with an eval or report step",
+    )
 
 
 def report_server(report: Path, port: int = 0) -> Any:
@@ -463,8 +624,10 @@ def report_server(report: Path, port: int = 0) -> Any:
     except OSError as exc:
         from conclave.errors import ConfigError
 
-        raise ConfigError(f"cannot serve on 127.0.0.1:{port}: {exc.strerror or exc}",
-                          hint="pick another --port, or leave it out for any free one") from exc
+        raise ConfigError(
+            f"cannot serve on 127.0.0.1:{port}: {exc.strerror or exc}",
+            hint="pick another --port, or leave it out for any free one",
+        ) from exc
 
 
 def register(app: typer.Typer) -> None:

@@ -25,8 +25,9 @@ __all__ = ["register", "run_info"]
 out = Console(highlight=False, soft_wrap=True, emoji=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
-runs_app = typer.Typer(help="Evaluation and workflow runs under $CONCLAVE_HOME/runs: list, show, rm.",
-                       no_args_is_help=True)
+runs_app = typer.Typer(
+    help="Evaluation and workflow runs under $CONCLAVE_HOME/runs: list, show, rm.", no_args_is_help=True
+)
 
 
 def _settings() -> Any:
@@ -48,7 +49,9 @@ def _when(ts: Any) -> str:
 def logs(
     number: int = typer.Option(20, "--number", "-n", min=1, help="How many answers to show (the latest first)."),
     as_json: bool = typer.Option(False, "--json", help="Print the full records (trace included) as a JSON list."),
-    search: str | None = typer.Option(None, "--search", "-s", help="Only answers whose question or answer contains TEXT."),
+    search: str | None = typer.Option(
+        None, "--search", "-s", help="Only answers whose question or answer contains TEXT."
+    ),
 ) -> None:
     """The latest answers of `conclave ask` and the chat, newest first (logged in $CONCLAVE_HOME/logs.sqlite)."""
     from rich.table import Table
@@ -64,16 +67,26 @@ def logs(
         typer.echo(json.dumps([r.to_dict() for r in records], ensure_ascii=False, default=str))
         return
     if not records:
-        err.print("no answers logged yet" + (f" matching {escape(search)}" if search else "")
-                  + " (`conclave ask` and the chat log every answer)")
+        err.print(
+            "no answers logged yet"
+            + (f" matching {escape(search)}" if search else "")
+            + " (`conclave ask` and the chat log every answer)"
+        )
         return
     table = Table(title=f"Latest answers ({len(records)})", title_justify="left")
     for column in ("time", "from", "method", "model", "ok", "question", "answer"):
         table.add_column(column, overflow="fold")
     for r in records:
         answer = r.answer if r.answer.strip() else (r.error or "")
-        table.add_row(_when(r.created), escape(r.origin), escape(r.method), escape(r.model),
-                      "[green]yes[/]" if r.ok else "[red]no[/]", escape(clip(r.question, 60)), escape(clip(answer, 80)))
+        table.add_row(
+            _when(r.created),
+            escape(r.origin),
+            escape(r.method),
+            escape(r.model),
+            "[green]yes[/]" if r.ok else "[red]no[/]",
+            escape(clip(r.question, 60)),
+            escape(clip(answer, 80)),
+        )
     out.print(table)
 
 
@@ -94,16 +107,24 @@ def run_info(folder: Path) -> dict[str, Any]:
     manifest = manifest if isinstance(manifest, dict) else {}
     config = manifest.get("config") if isinstance(manifest.get("config"), dict) else {}
     kind = str(manifest.get("kind") or ("workflow" if (folder / "run.json").is_file() else "?"))
-    info: dict[str, Any] = {"id": folder.name, "kind": kind, "path": str(folder),
-                            "started": manifest.get("created"), "status": "partial", "items": None, "methods": []}
+    info: dict[str, Any] = {
+        "id": folder.name,
+        "kind": kind,
+        "path": str(folder),
+        "started": manifest.get("created"),
+        "status": "partial",
+        "items": None,
+        "methods": [],
+    }
     if not manifest:
         info["status"] = "damaged"
         return info
     if kind == "eval":
         status = _read(folder / "status.json")
         status = status if isinstance(status, dict) else {}
-        info["status"] = "complete" if status.get("status") == "finished" and (folder / "summary.json").is_file() \
-            else "partial"
+        info["status"] = (
+            "complete" if status.get("status") == "finished" and (folder / "summary.json").is_file() else "partial"
+        )
         if isinstance(status.get("units"), int):
             info["items"] = f"{status.get('done', 0)}/{status['units']}"
         info["methods"] = [str(m) for m in config.get("methods") or []]
@@ -140,8 +161,9 @@ def runs_list(as_json: bool = typer.Option(False, "--json", help="Print JSON."))
         typer.echo(json.dumps(infos, ensure_ascii=False, default=str))
         return
     if not infos:
-        err.print(f"no runs yet under {escape(settings.runs_path)} (`conclave eval` and `conclave workflow run` "
-                  "make them)")
+        err.print(
+            f"no runs yet under {escape(settings.runs_path)} (`conclave eval` and `conclave workflow run` make them)"
+        )
         return
     table = Table(title=f"Runs in {escape(settings.runs_path)}", title_justify="left")
     table.add_column("id", no_wrap=True, min_width=max(len(i["id"]) for i in infos))  # whole: it is what you type
@@ -149,14 +171,28 @@ def runs_list(as_json: bool = typer.Option(False, "--json", help="Print JSON."))
         table.add_column(column, overflow="fold")
     for i in infos:
         colour = {"complete": "green", "damaged": "red"}.get(i["status"], "yellow")
-        table.add_row(escape(i["id"]), escape(i["kind"]), escape(i["started"] or "?"),
-                      f"[{colour}]{escape(i['status'])}[/]", escape(i["items"] or ""),
-                      escape(", ".join(i["methods"]) or (i.get("name") or "")))
+        table.add_row(
+            escape(i["id"]),
+            escape(i["kind"]),
+            escape(i["started"] or "?"),
+            f"[{colour}]{escape(i['status'])}[/]",
+            escape(i["items"] or ""),
+            escape(", ".join(i["methods"]) or (i.get("name") or "")),
+        )
     out.print(table)
 
 
-_REPORT_FILES = ("report.html", "report.md", "summary.json", "items.jsonl", "manifest.json", "config.json",
-                 "workflow.yaml", "steps.jsonl", "outputs.json")
+_REPORT_FILES = (
+    "report.html",
+    "report.md",
+    "summary.json",
+    "items.jsonl",
+    "manifest.json",
+    "config.json",
+    "workflow.yaml",
+    "steps.jsonl",
+    "outputs.json",
+)
 
 
 def _show_data(folder: Path) -> dict[str, Any]:
@@ -166,12 +202,24 @@ def _show_data(folder: Path) -> dict[str, Any]:
     config = manifest.get("config") if isinstance(manifest.get("config"), dict) else {}
     if info["kind"] == "workflow":
         workflow = config.get("workflow") if isinstance(config.get("workflow"), dict) else {}
-        config = {"name": workflow.get("name"), "source": config.get("source"),
-                  "steps": [s.get("id") for s in workflow.get("steps") or [] if isinstance(s, dict)]}
+        config = {
+            "name": workflow.get("name"),
+            "source": config.get("source"),
+            "steps": [s.get("id") for s in workflow.get("steps") or [] if isinstance(s, dict)],
+        }
     summary = _read(folder / "summary.json")
     cells = summary.get("cells") if isinstance(summary, dict) and isinstance(summary.get("cells"), list) else []
-    accuracy = [{"method": c.get("method"), "model": c.get("model"), "accuracy": c.get("accuracy"),
-                 "scored": c.get("scored"), "failed": c.get("failed")} for c in cells if isinstance(c, dict)]
+    accuracy = [
+        {
+            "method": c.get("method"),
+            "model": c.get("model"),
+            "accuracy": c.get("accuracy"),
+            "scored": c.get("scored"),
+            "failed": c.get("failed"),
+        }
+        for c in cells
+        if isinstance(c, dict)
+    ]
     files = {name: str(folder / name) for name in _REPORT_FILES if (folder / name).is_file()}
     return {**info, "config": config, "dataset": manifest.get("dataset"), "accuracy": accuracy, "files": files}
 
@@ -188,16 +236,20 @@ def runs_show(
     if as_json:
         typer.echo(json.dumps(data, ensure_ascii=False, default=str))
         return
-    out.print(f"[bold]{escape(data['id'])}[/] · {escape(data['kind'])} · started {escape(data['started'] or '?')} · "
-              f"{escape(data['status'])}" + (f" · {escape(data['items'])} items" if data["items"] else ""))
+    out.print(
+        f"[bold]{escape(data['id'])}[/] · {escape(data['kind'])} · started {escape(data['started'] or '?')} · "
+        f"{escape(data['status'])}" + (f" · {escape(data['items'])} items" if data["items"] else "")
+    )
     for key, value in data["config"].items():
         if value not in (None, [], {}, ""):
             shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
             out.print(f"  {escape(key)}: {escape(clip(shown, 160))}")
     for cell in data["accuracy"]:
         acc = "–" if cell["accuracy"] is None else f"{100 * float(cell['accuracy']):.1f}%"
-        out.print(f"  accuracy {escape(cell['method'])} @ {escape(cell['model'])}: {acc} "
-                  f"(n = {escape(cell['scored'])}, failed {escape(cell['failed'])})")
+        out.print(
+            f"  accuracy {escape(cell['method'])} @ {escape(cell['model'])}: {acc} "
+            f"(n = {escape(cell['scored'])}, failed {escape(cell['failed'])})"
+        )
     for name, path in data["files"].items():
         out.print(f"  {escape(name)}: {escape(path)}")
 
@@ -214,8 +266,10 @@ def runs_rm(
     folder = find_run(settings, run)
     root = settings.runs_path.resolve()
     if folder.is_symlink() or folder.resolve().parent != root:
-        raise ConfigError(f"{folder} is not a run folder under {root}: not deleted",
-                          hint="`conclave runs rm` deletes only runs in $CONCLAVE_HOME/runs; see `conclave runs list`")
+        raise ConfigError(
+            f"{folder} is not a run folder under {root}: not deleted",
+            hint="`conclave runs rm` deletes only runs in $CONCLAVE_HOME/runs; see `conclave runs list`",
+        )
     folder = folder.resolve()
     if not yes and not typer.confirm(f"Delete run {folder.name} ({folder})?", default=False, err=True):
         err.print("not deleted")
@@ -223,8 +277,9 @@ def runs_rm(
     try:
         shutil.rmtree(folder)
     except OSError as exc:
-        raise ConclaveError(f"cannot delete {folder}: {exc.strerror or exc}",
-                            hint="check the permissions of CONCLAVE_HOME/runs") from exc
+        raise ConclaveError(
+            f"cannot delete {folder}: {exc.strerror or exc}", hint="check the permissions of CONCLAVE_HOME/runs"
+        ) from exc
     out.print(f"deleted {escape(folder.name)}")
 
 

@@ -68,15 +68,9 @@ def register(app: typer.Typer) -> None:
         collection: str | None = typer.Option(
             None, "--collection", "-c", help="Collection to fill (default: settings)."
         ),
-        include: list[str] = typer.Option(
-            [], "--include", help="Only files matching this glob (repeatable)."
-        ),
-        exclude: list[str] = typer.Option(
-            [], "--exclude", help="Skip files matching this glob (repeatable)."
-        ),
-        prune: bool = typer.Option(
-            False, "--prune", help="Remove chunks of files under PATHS that are gone."
-        ),
+        include: list[str] = typer.Option([], "--include", help="Only files matching this glob (repeatable)."),
+        exclude: list[str] = typer.Option([], "--exclude", help="Skip files matching this glob (repeatable)."),
+        prune: bool = typer.Option(False, "--prune", help="Remove chunks of files under PATHS that are gone."),
         as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     ) -> None:
         """Ingest Markdown, text, reST, HTML, PDF and source files; unchanged files are skipped."""
@@ -111,7 +105,13 @@ def register(app: typer.Typer) -> None:
                 )
 
             report = run_ingest(
-                paths, name, settings, include=include, exclude=exclude, prune=prune, progress=on_progress,
+                paths,
+                name,
+                settings,
+                include=include,
+                exclude=exclude,
+                prune=prune,
+                progress=on_progress,
                 on_warning=lambda message: _err.print(f"[yellow]warning:[/] {escape(message)}"),
             )
         if as_json:
@@ -143,18 +143,14 @@ def register(app: typer.Typer) -> None:
         table.add_column("embedder")
         table.add_column("dim", justify="right")
         for info in infos:
-            table.add_row(
-                escape(info.name), str(info.count), escape(info.embedder), str(info.dimension or "?")
-            )
+            table.add_row(escape(info.name), str(info.count), escape(info.embedder), str(info.dimension or "?"))
         _out.print(table)
 
     @app.command()
     def search(
         query: str = typer.Argument(..., help="What to look for."),
         k: int = typer.Option(5, "-k", "--k", min=1, max=100, help="How many passages."),
-        collection: str | None = typer.Option(
-            None, "--collection", "-c", help="Collection (default: settings)."
-        ),
+        collection: str | None = typer.Option(None, "--collection", "-c", help="Collection (default: settings)."),
         as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     ) -> None:
         """Show the passages most similar to QUERY, best first, with scores and sources."""
@@ -214,17 +210,17 @@ def register(app: typer.Typer) -> None:
         for name, info in schemas.items():
             params = info["parameters"]
             required = set(params.get("required") or [])
-            arguments = ", ".join(f"{arg}: {spec.get('type', 'any')}" + ("" if arg in required else " (optional)")
-                                  for arg, spec in (params.get("properties") or {}).items())
+            arguments = ", ".join(
+                f"{arg}: {spec.get('type', 'any')}" + ("" if arg in required else " (optional)")
+                for arg, spec in (params.get("properties") or {}).items()
+            )
             table.add_row(escape(name), escape(arguments), escape(info["description"]))
         _out.print(table)
 
     @app.command("tool")
     def run_one_tool(
         name: str = typer.Argument(..., help="Tool name (see `conclave tools`)."),
-        arg: list[str] = typer.Option(
-            [], "--arg", "-a", help="key=value (value parsed as JSON when it parses)."
-        ),
+        arg: list[str] = typer.Option([], "--arg", "-a", help="key=value (value parsed as JSON when it parses)."),
         as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     ) -> None:
         """Run one tool directly, e.g. `conclave tool calculator --arg expression="2 * 3"`.
@@ -237,11 +233,14 @@ def register(app: typer.Typer) -> None:
         if name == "search_knowledge":
             run_args = [a for a in arg if a.partition("=")[0].strip() in ("collection", "k")]
             arg = [a for a in arg if a not in run_args]
-            bound = parse_tool_args(run_args, {"properties": {"collection": {"type": "string"},
-                                                              "k": {"type": "integer"}}})
+            bound = parse_tool_args(
+                run_args, {"properties": {"collection": {"type": "string"}, "k": {"type": "integer"}}}
+            )
             if "k" in bound and (not isinstance(bound["k"], int) or not 1 <= bound["k"] <= 50):
-                raise ToolInputError(f"search_knowledge: k must be a whole number from 1 to 50, got {bound['k']!r}",
-                                     hint="e.g. --arg k=5")
+                raise ToolInputError(
+                    f"search_knowledge: k must be a whole number from 1 to 50, got {bound['k']!r}",
+                    hint="e.g. --arg k=5",
+                )
         registry = build_tools(_settings(), collection=bound.get("collection"), k=bound.get("k"))
         schema = tool_schemas(registry).get(name, {}).get("parameters")
         args = parse_tool_args(arg, schema)
@@ -268,9 +267,7 @@ def register(app: typer.Typer) -> None:
 def _print_report(report: Any) -> None:
     from rich.table import Table
 
-    table = Table(
-        title=f"Ingested into {escape(repr(report.collection))}", title_justify="left", show_header=False
-    )
+    table = Table(title=f"Ingested into {escape(repr(report.collection))}", title_justify="left", show_header=False)
     table.add_column("what")
     table.add_column("count", justify="right")
     rows = [

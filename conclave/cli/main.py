@@ -49,11 +49,22 @@ def _root(
 ) -> None:
     """Conclave: planner, retriever, reasoner and critic answer together, on local or remote models."""
     _DEBUG["on"] = debug or bool(os.environ.get("CONCLAVE_DEBUG"))
-    logging.basicConfig(level=logging.DEBUG if _DEBUG["on"] else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if _DEBUG["on"] else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     if not _DEBUG["on"]:
         # Errors reach the user once, as one message at the edge; libraries' own tracebacks stay out of the way.
-        for noisy in ("httpx", "autogen_core", "autogen_agentchat", "autogen_ext", "chromadb", "sentence_transformers",
-                      "openai", "ollama", "opentelemetry"):
+        for noisy in (
+            "httpx",
+            "autogen_core",
+            "autogen_agentchat",
+            "autogen_ext",
+            "chromadb",
+            "sentence_transformers",
+            "openai",
+            "ollama",
+            "opentelemetry",
+        ):
             logger = logging.getLogger(noisy)
             logger.setLevel(logging.CRITICAL)
             logger.propagate = False
@@ -70,19 +81,37 @@ def settings_from_cli(**overrides: Any) -> Any:
 @app.command()
 def ask(
     ctx: typer.Context,
-    question: str | None = typer.Argument(None, help="The question to answer (omitted: read from stdin, e.g. echo \"...\" | conclave ask)."),
-    model: str | None = typer.Option(None, "--model", "-m", help="Model spec for every role (embedded, ollama/NAME, openai/NAME)."),
-    method: str | None = typer.Option(None, "--method", help=f"{METHOD_HELP}; coa options after a colon (coa:k=5,critic=false)."),
+    question: str | None = typer.Argument(
+        None, help='The question to answer (omitted: read from stdin, e.g. echo "..." | conclave ask).'
+    ),
+    model: str | None = typer.Option(
+        None, "--model", "-m", help="Model spec for every role (embedded, ollama/NAME, openai/NAME)."
+    ),
+    method: str | None = typer.Option(
+        None, "--method", help=f"{METHOD_HELP}; coa options after a colon (coa:k=5,critic=false)."
+    ),
     collection: str | None = typer.Option(None, "--collection", "-c", help="Knowledge collection to search."),
     samples: int | None = typer.Option(None, "--samples", min=1, max=16, help="CoA: chains to sample and vote on."),
     trace: bool = typer.Option(False, "--trace", help="Print the agents' trace as it happens."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object: answer, model, usage, timings, trace."),
-    as_jsonl: bool = typer.Option(False, "--jsonl", help="Stream every run event as one JSON line on stdout, ending with run_finished."),
+    as_jsonl: bool = typer.Option(
+        False, "--jsonl", help="Stream every run event as one JSON line on stdout, ending with run_finished."
+    ),
     no_log: bool = typer.Option(False, "--no-log", help="Do not add this answer to the log (`conclave logs`)."),
-    system: str | None = typer.Option(None, "--system", "-s", help="Your instructions for the answer (tone, language, length)."),
-    option: list[str] = typer.Option([], "--option", "-o", help="Model option KEY=VALUE: temperature, max_tokens, context_length (repeatable)."),
-    template: str | None = typer.Option(None, "--template", "-t", help="Start from a saved template (`conclave templates`); flags win."),
-    save: str | None = typer.Option(None, "--save", help="Save this command's system, model, method, collection and options as a template, and answer."),
+    system: str | None = typer.Option(
+        None, "--system", "-s", help="Your instructions for the answer (tone, language, length)."
+    ),
+    option: list[str] = typer.Option(
+        [], "--option", "-o", help="Model option KEY=VALUE: temperature, max_tokens, context_length (repeatable)."
+    ),
+    template: str | None = typer.Option(
+        None, "--template", "-t", help="Start from a saved template (`conclave templates`); flags win."
+    ),
+    save: str | None = typer.Option(
+        None,
+        "--save",
+        help="Save this command's system, model, method, collection and options as a template, and answer.",
+    ),
 ) -> None:
     """Answer a question, streaming the answer, then the model and token usage; the stage and elapsed time show on
     stderr while it runs (in a terminal). Every answer is logged (see `conclave logs`) unless --no-log.
@@ -91,8 +120,10 @@ def ask(
     from conclave.cli.render import AskProgress, TraceRenderer
 
     if as_json and as_jsonl:
-        ctx.fail("--json and --jsonl cannot be used together: --json prints one object at the end, --jsonl streams "
-                 "every event.")
+        ctx.fail(
+            "--json and --jsonl cannot be used together: --json prints one object at the end, --jsonl streams "
+            "every event."
+        )
     quiet = as_json or as_jsonl
     renderer = TraceRenderer(out, err, trace=trace and not quiet, stream=not quiet)
     progress = AskProgress(err, enabled=not quiet and err.is_terminal)
@@ -105,15 +136,23 @@ def ask(
 
         home = load_settings().home
         base = load_template(home, template) if template else Template()
-        chosen = Template(system=system or base.system, model=model or base.model, method=method or base.method,
-                          collection=collection or base.collection,
-                          options={**base.options, **parse_options(option)})
+        chosen = Template(
+            system=system or base.system,
+            model=model or base.model,
+            method=method or base.method,
+            collection=collection or base.collection,
+            options={**base.options, **parse_options(option)},
+        )
         if save:
-            err.print(f"[dim]saved template {escape_markup(save)}: {escape_markup(save_template(home, save, chosen))}[/]")
+            err.print(
+                f"[dim]saved template {escape_markup(save)}: {escape_markup(save_template(home, save, chosen))}[/]"
+            )
         method = chosen.method
         # A variant (coa:k=5) is resolved by build_context; settings hold only the plain method name.
-        overrides: dict[str, Any] = {**chosen.settings_overrides(),
-                                     "method": method if method and ":" not in method else None}
+        overrides: dict[str, Any] = {
+            **chosen.settings_overrides(),
+            "method": method if method and ":" not in method else None,
+        }
         if samples is not None:
             overrides["coa"] = {**load_settings().coa.model_dump(), "samples": samples}
         settings = settings_from_cli(**overrides)
@@ -134,8 +173,10 @@ def ask(
     if not result["ok"]:
         if not quiet:  # --json says it with "ok": false and "error"; --jsonl with run_finished's "ok" and "reason"
             err.print(f"[bold red]error:[/] {escape_markup(result['error'] or 'no answer')}")
-            err.print("  [bold]fix:[/] see why with --trace; another method (--method cot) or a larger model "
-                      "(--model ollama/NAME) may answer")
+            err.print(
+                "  [bold]fix:[/] see why with --trace; another method (--method cot) or a larger model "
+                "(--model ollama/NAME) may answer"
+            )
         raise typer.Exit(1)
 
 
@@ -146,8 +187,10 @@ def _log(settings: Any, result: dict[str, Any], failure: dict[str, Any] | None) 
     problem = log_answer(settings, record_from_ask(result, failure=failure))
     if problem is not None:
         fix = f"; fix: {problem.hint}" if problem.hint else ""
-        err.print(f"[yellow]warning:[/] logging is off: {escape_markup(problem.message)}{escape_markup(fix)} "
-                  "(or pass --no-log)")
+        err.print(
+            f"[yellow]warning:[/] logging is off: {escape_markup(problem.message)}{escape_markup(fix)} "
+            "(or pass --no-log)"
+        )
 
 
 def _cancelled(*, streaming: bool = False, exit: Any = os._exit) -> None:
@@ -176,12 +219,13 @@ def _question_from_stdin(ctx: typer.Context) -> str:
     if stdin is not None and not stdin.closed and not stdin.isatty():
         text = stdin.buffer.read().decode("utf-8", errors="replace")
     if not text.strip():
-        ctx.fail("Missing question: give it as an argument, or pipe it on stdin (echo \"What is 2+2?\" | conclave ask).")
+        ctx.fail('Missing question: give it as an argument, or pipe it on stdin (echo "What is 2+2?" | conclave ask).')
     return text.strip()
 
 
-async def _ask(question: str, settings: Any, renderer: Any, method: str | None = None, *, progress: Any = None,
-               jsonl: bool = False) -> dict[str, Any]:
+async def _ask(
+    question: str, settings: Any, renderer: Any, method: str | None = None, *, progress: Any = None, jsonl: bool = False
+) -> dict[str, Any]:
     """Run one question; the ``--json`` result, with ``failure`` ({error, hint}) when the run failed."""
     from workflows.runner import build_context, run_question, total_usage
 
@@ -222,14 +266,18 @@ async def _ask(question: str, settings: Any, renderer: Any, method: str | None =
 
 
 # ------------------------------------------------------------------------------------------------ models
-models_app = typer.Typer(help="List the models usable now: embedded, Ollama's (when it answers), configured "
-                                "OpenAI-compatible endpoints; `models default SPEC` sets the default.",
-                           invoke_without_command=True)
+models_app = typer.Typer(
+    help="List the models usable now: embedded, Ollama's (when it answers), configured "
+    "OpenAI-compatible endpoints; `models default SPEC` sets the default.",
+    invoke_without_command=True,
+)
 app.add_typer(models_app, name="models")
 
 
 @models_app.command("default")
-def models_default(spec: str = typer.Argument(..., help="Model spec: embedded, embedded:smollm2, ollama/NAME, openai/NAME.")) -> None:
+def models_default(
+    spec: str = typer.Argument(..., help="Model spec: embedded, embedded:smollm2, ollama/NAME, openai/NAME."),
+) -> None:
     """Make SPEC the default model (`model` in $CONCLAVE_HOME/settings.toml); every role without its own runs it."""
     from conclave.models.spec import parse_spec
     from conclave.settings import load_settings, set_toml_value
@@ -240,8 +288,10 @@ def models_default(spec: str = typer.Argument(..., help="Model spec: embedded, e
     out.print(f"default model: {escape_markup(spec)} (written to {escape_markup(path)})")
     shadow = load_settings()
     if shadow.model != spec:
-        err.print(f"[yellow]note:[/] the effective model is still {escape_markup(str(shadow.model))}: a flag, "
-                  "CONCLAVE_MODEL or a .env sets it (see `conclave config show`)")
+        err.print(
+            f"[yellow]note:[/] the effective model is still {escape_markup(str(shadow.model))}: a flag, "
+            "CONCLAVE_MODEL or a .env sets it (see `conclave config show`)"
+        )
 
 
 @models_app.callback()
@@ -295,12 +345,22 @@ def config_show(as_json: bool = typer.Option(False, "--json", help="Print JSON."
     automatic = asyncio.run(default_spec(settings))
     files = {"settings.toml": str(settings.home / "settings.toml"), ".env": str(Path.cwd() / ".env")}
     if as_json:
-        typer.echo(json.dumps({"settings": data, "origins": loaded.origins, "default_model": automatic,
-                               "files": {k: {"path": v, "exists": Path(v).is_file()} for k, v in files.items()}},
-                              default=str))
+        typer.echo(
+            json.dumps(
+                {
+                    "settings": data,
+                    "origins": loaded.origins,
+                    "default_model": automatic,
+                    "files": {k: {"path": v, "exists": Path(v).is_file()} for k, v in files.items()},
+                },
+                default=str,
+            )
+        )
         return
-    table = Table(title="Effective settings (highest precedence: flags > CONCLAVE_* env > .env > settings.toml > default)",
-                  title_justify="left")
+    table = Table(
+        title="Effective settings (highest precedence: flags > CONCLAVE_* env > .env > settings.toml > default)",
+        title_justify="left",
+    )
     table.add_column("setting")
     table.add_column("value", overflow="fold")
     table.add_column("from")
@@ -324,8 +384,13 @@ def config_show(as_json: bool = typer.Option(False, "--json", help="Print JSON."
 # ------------------------------------------------------------------------------------------------- edge
 def _register_subcommands() -> None:
     """Commands from other areas register themselves; a missing area must not break the rest."""
-    for module in ("conclave.cli.knowledge", "conclave.cli.chat", "conclave.cli.evaluate", "conclave.cli.history",
-                   "conclave.cli.templates"):
+    for module in (
+        "conclave.cli.knowledge",
+        "conclave.cli.chat",
+        "conclave.cli.evaluate",
+        "conclave.cli.history",
+        "conclave.cli.templates",
+    ):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:

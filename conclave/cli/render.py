@@ -76,17 +76,25 @@ class TraceRenderer:
             return
         if kind == "run_started" and self.stream:
             models = sorted(set(data["models"].values()))
-            self._line(f"[dim]{escape(data['method'])} · model {escape(', '.join(models))}"
-                       + (f" · collection {escape(data['collection'])}" if data.get("collection") and data["method"] in KNOWLEDGE_METHODS else "")
-                       + "[/]")
+            self._line(
+                f"[dim]{escape(data['method'])} · model {escape(', '.join(models))}"
+                + (
+                    f" · collection {escape(data['collection'])}"
+                    if data.get("collection") and data["method"] in KNOWLEDGE_METHODS
+                    else ""
+                )
+                + "[/]"
+            )
             return
         if not self.trace:
             return
         if kind == "plan":
             self._line("[bold cyan]plan[/]")
             for i, sub in enumerate(data["subquestions"], 1):
-                self._line(f"  {i}. {escape(_short(sub.get('question', ''), REASON_CHARS))} "
-                           f"[dim]({escape(sub.get('needs', '?'))})[/]")
+                self._line(
+                    f"  {i}. {escape(_short(sub.get('question', ''), REASON_CHARS))} "
+                    f"[dim]({escape(sub.get('needs', '?'))})[/]"
+                )
         elif kind == "retrieval":
             self._line(f"[bold cyan]retrieve[/] {escape(data['query'])}")
             for p in data["passages"]:
@@ -104,8 +112,10 @@ class TraceRenderer:
             ms = (data["ended"] - data["started"]) * 1000
             value = data["value"] if data["status"] == "ok" else data.get("error") or data["status"]
             colour = "green" if data["status"] == "ok" else "red"
-            self._line(f"  [{colour}]{escape(data['step_id'])}[/] = {escape(_short(value, 100))} "
-                       f"[dim]({escape(data['tool'])}, {ms:.0f} ms, {escape(data['status'])})[/]")
+            self._line(
+                f"  [{colour}]{escape(data['step_id'])}[/] = {escape(_short(value, 100))} "
+                f"[dim]({escape(data['tool'])}, {ms:.0f} ms, {escape(data['status'])})[/]"
+            )
         elif kind == "vote":
             self._line(f"[bold cyan]vote[/] {escape(json.dumps(data['counts']))} -> {escape(str(data['winner']))}")
         elif kind == "critique":
@@ -114,14 +124,19 @@ class TraceRenderer:
             for r in data["reasons"]:
                 self._line(f"  - {escape(_short(r, REASON_CHARS))}")
         elif kind == "tool_call":
-            self._line(f"[bold cyan]tool[/] {escape(data['tool'])}({escape(_short(data['args'], 80))}) -> {escape(_short(data['result'], 100))}")
+            self._line(
+                f"[bold cyan]tool[/] {escape(data['tool'])}({escape(_short(data['args'], 80))}) -> {escape(_short(data['result'], 100))}"
+            )
         elif kind == "usage":
-            self._line(f"[dim]  {escape(data['agent'])}: {data['prompt_tokens']}+{data['completion_tokens']} tokens, {data['seconds']:.1f} s[/]")
+            self._line(
+                f"[dim]  {escape(data['agent'])}: {data['prompt_tokens']}+{data['completion_tokens']} tokens, {data['seconds']:.1f} s[/]"
+            )
         elif kind == "run_failed":
             self._line(f"[red]failed: {escape(data['error'])}[/]")
 
 
 # ------------------------------------------------------------------------------------------------ progress
+
 
 class AskProgress:
     """A spinner with the run's stage and elapsed time, on ``console`` (stderr) only, e.g.
@@ -158,8 +173,14 @@ class AskProgress:
             return
         from rich.live import Live
 
-        self._live = Live(console=self.console, get_renderable=self._render, refresh_per_second=4, transient=True,
-                          redirect_stdout=False, redirect_stderr=False)
+        self._live = Live(
+            console=self.console,
+            get_renderable=self._render,
+            refresh_per_second=4,
+            transient=True,
+            redirect_stdout=False,
+            redirect_stderr=False,
+        )
         self._live.start()
 
     def pause(self) -> None:

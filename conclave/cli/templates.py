@@ -11,8 +11,10 @@ from conclave.terminal import escape_markup
 
 _out = Console(highlight=False, soft_wrap=True, emoji=False)
 
-templates_app = typer.Typer(help="Saved ask set-ups: `conclave ask --save NAME ...`, then `conclave ask -t NAME ...`.",
-                            invoke_without_command=True)
+templates_app = typer.Typer(
+    help="Saved ask set-ups: `conclave ask --save NAME ...`, then `conclave ask -t NAME ...`.",
+    invoke_without_command=True,
+)
 
 
 def _home() -> object:
@@ -35,7 +37,7 @@ def list_all(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", h
         typer.echo(json.dumps({name: t.model_dump(exclude_none=True) if t else None for name, t in found}))
         return
     if not found:
-        _out.print("no templates yet: save one with conclave ask --save NAME --system \"...\" \"question\"")
+        _out.print('no templates yet: save one with conclave ask --save NAME --system "..." "question"')
         return
     table = Table(title="Templates (conclave ask -t NAME)", title_justify="left")
     for column in ("name", "model", "method", "collection", "options", "system"):
@@ -44,9 +46,14 @@ def list_all(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", h
         if t is None:
             table.add_row(escape_markup(name), "[red]not a valid template[/]", "", "", "", "")
             continue
-        table.add_row(escape_markup(name), escape_markup(t.model or ""), escape_markup(t.method or ""),
-                      escape_markup(t.collection or ""), escape_markup(", ".join(f"{k}={v}" for k, v in t.options.items())),
-                      escape_markup(t.system or ""))
+        table.add_row(
+            escape_markup(name),
+            escape_markup(t.model or ""),
+            escape_markup(t.method or ""),
+            escape_markup(t.collection or ""),
+            escape_markup(", ".join(f"{k}={v}" for k, v in t.options.items())),
+            escape_markup(t.system or ""),
+        )
     _out.print(table)
 
 

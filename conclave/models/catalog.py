@@ -39,8 +39,13 @@ def qwen_target(home: Path) -> Path:
     return weights.target_in(home, weights.QWEN)
 
 
-def gguf_for(spec: ModelSpec, home: Path, *, progress: weights.ProgressFactory | None = None,
-             cancel: threading.Event | None = None) -> Path:
+def gguf_for(
+    spec: ModelSpec,
+    home: Path,
+    *,
+    progress: weights.ProgressFactory | None = None,
+    cancel: threading.Event | None = None,
+) -> Path:
     """The GGUF file an embedded spec runs; Qwen is assembled and checked first when needed (minutes, once)."""
     if spec.gguf_path is not None:
         return spec.gguf_path
@@ -48,5 +53,6 @@ def gguf_for(spec: ModelSpec, home: Path, *, progress: weights.ProgressFactory |
         from conclave.models.embedded import bundled_model_path
 
         return bundled_model_path()
-    return weights.ensure_assembled(weights.QWEN, qwen_target(home), progress=progress or weights.rich_progress,
-                                    cancel=cancel)
+    return weights.ensure_assembled(
+        weights.QWEN, qwen_target(home), progress=progress or weights.rich_progress, cancel=cancel
+    )

@@ -38,8 +38,14 @@ class DelegatingClient(ChatCompletionClient):
         extra_create_args: Mapping[str, Any] = {},
         cancellation_token: CancellationToken | None = None,
     ) -> CreateResult:
-        return await self.client.create(messages, tools=tools, tool_choice=tool_choice, json_output=json_output,
-                                        extra_create_args=extra_create_args, cancellation_token=cancellation_token)
+        return await self.client.create(
+            messages,
+            tools=tools,
+            tool_choice=tool_choice,
+            json_output=json_output,
+            extra_create_args=extra_create_args,
+            cancellation_token=cancellation_token,
+        )
 
     async def create_stream(
         self,
@@ -51,9 +57,14 @@ class DelegatingClient(ChatCompletionClient):
         extra_create_args: Mapping[str, Any] = {},
         cancellation_token: CancellationToken | None = None,
     ) -> AsyncGenerator[str | CreateResult, None]:
-        async for item in self.client.create_stream(messages, tools=tools, tool_choice=tool_choice,
-                                                    json_output=json_output, extra_create_args=extra_create_args,
-                                                    cancellation_token=cancellation_token):
+        async for item in self.client.create_stream(
+            messages,
+            tools=tools,
+            tool_choice=tool_choice,
+            json_output=json_output,
+            extra_create_args=extra_create_args,
+            cancellation_token=cancellation_token,
+        ):
             yield item
 
     async def close(self) -> None:

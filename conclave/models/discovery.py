@@ -43,12 +43,21 @@ def _smollm2(settings: Settings, default: bool) -> ModelEntry:
     try:
         path = bundled_model_path()
     except ConclaveError as exc:
-        return ModelEntry("embedded:smollm2", "embedded", False, f"{label}: {exc}", status="not installed",
-                          default=default)
+        return ModelEntry(
+            "embedded:smollm2", "embedded", False, f"{label}: {exc}", status="not installed", default=default
+        )
     size = path.stat().st_size
     rate, note = _speed_note(settings, path.name)
-    return ModelEntry("embedded:smollm2", "embedded", True, f"{label}, {size / 1e6:.0f} MB, bundled ({path}); {note}",
-                      size_bytes=size, status="bundled", default=default, tokens_per_s=rate)
+    return ModelEntry(
+        "embedded:smollm2",
+        "embedded",
+        True,
+        f"{label}, {size / 1e6:.0f} MB, bundled ({path}); {note}",
+        size_bytes=size,
+        status="bundled",
+        default=default,
+        tokens_per_s=rate,
+    )
 
 
 def _qwen(settings: Settings, default: bool) -> ModelEntry:
@@ -63,24 +72,51 @@ def _qwen(settings: Settings, default: bool) -> ModelEntry:
             status, detail = "assembled", f"{label}, {where}, assembled and checked ({target})"
         else:
             status, detail = "assembled, unchecked", f"{label}, {where} at {target}: checked (SHA-256) when next used"
-        return ModelEntry("embedded:qwen", "embedded", True, f"{detail}; {note}", size_bytes=size, status=status,
-                          default=default, tokens_per_s=rate)
+        return ModelEntry(
+            "embedded:qwen",
+            "embedded",
+            True,
+            f"{detail}; {note}",
+            size_bytes=size,
+            status=status,
+            default=default,
+            tokens_per_s=rate,
+        )
     if weights.installed(weights.QWEN):
         detail = f"{label}, {where}: parts installed; assembled into {target.parent} and checked on first use"
-        return ModelEntry("embedded:qwen", "embedded", True, f"{detail}; {note}", size_bytes=size,
-                          status="parts installed", default=default, tokens_per_s=rate)
+        return ModelEntry(
+            "embedded:qwen",
+            "embedded",
+            True,
+            f"{detail}; {note}",
+            size_bytes=size,
+            status="parts installed",
+            default=default,
+            tokens_per_s=rate,
+        )
     detail = f"{label}, {where}: not installed ({weights.QWEN.install_hint})"
-    return ModelEntry("embedded:qwen", "embedded", False, detail, size_bytes=size, status="not installed",
-                      default=default)
+    return ModelEntry(
+        "embedded:qwen", "embedded", False, detail, size_bytes=size, status="not installed", default=default
+    )
 
 
 def _embedded(settings: Settings) -> list[ModelEntry]:
     chosen = default_builtin()
     builtins = [_qwen(settings, chosen == QWEN), _smollm2(settings, chosen == SMOLLM2)]
     target = next(e for e in builtins if e.default)
-    entries = [ModelEntry("embedded", "embedded", target.available, f"= {target.spec} ({LABELS[chosen]})",
-                          size_bytes=target.size_bytes, status=target.status, default=True,
-                          tokens_per_s=target.tokens_per_s), *builtins]
+    entries = [
+        ModelEntry(
+            "embedded",
+            "embedded",
+            target.available,
+            f"= {target.spec} ({LABELS[chosen]})",
+            size_bytes=target.size_bytes,
+            status=target.status,
+            default=True,
+            tokens_per_s=target.tokens_per_s,
+        ),
+        *builtins,
+    ]
     for spec in {settings.model, *settings.roles.model_dump().values()}:
         if spec and spec.startswith("embedded:"):
             try:
@@ -93,8 +129,11 @@ def _embedded(settings: Settings) -> list[ModelEntry]:
                 path = check_gguf(parsed.gguf_path)
                 size = path.stat().st_size
                 rate, note = _speed_note(settings, path.name)
-                entries.append(ModelEntry(spec, "embedded", True, f"{size / 1e6:.0f} MB; {note}", size_bytes=size,
-                                          tokens_per_s=rate))
+                entries.append(
+                    ModelEntry(
+                        spec, "embedded", True, f"{size / 1e6:.0f} MB; {note}", size_bytes=size, tokens_per_s=rate
+                    )
+                )
             except ConclaveError as exc:
                 entries.append(ModelEntry(spec, "embedded", False, exc.message))
     return entries

@@ -70,7 +70,9 @@ def check_gguf(path: Path) -> Path:
     """Return the resolved path if it is a readable GGUF file, else raise ConfigError with the fix."""
     path = path.expanduser()
     if not path.exists():
-        raise ConfigError(f"model file not found: {path}", hint="give the path of a .gguf file, or use --model embedded")
+        raise ConfigError(
+            f"model file not found: {path}", hint="give the path of a .gguf file, or use --model embedded"
+        )
     if not path.is_file():
         raise ConfigError(f"model path is not a file: {path}", hint="give the path of a .gguf file")
     try:
@@ -148,9 +150,7 @@ def _load(path: Path, n_ctx: int, n_threads: int | None = None) -> _SharedModel:
             try:
                 from llama_cpp import Llama
             except ImportError as exc:  # pragma: no cover - dependency of the package
-                raise ConfigError(
-                    "llama-cpp-python is not installed", hint="pip install llama-cpp-python"
-                ) from exc
+                raise ConfigError("llama-cpp-python is not installed", hint="pip install llama-cpp-python") from exc
             try:
                 llama = Llama(
                     model_path=str(path),
@@ -160,15 +160,29 @@ def _load(path: Path, n_ctx: int, n_threads: int | None = None) -> _SharedModel:
                     seed=0,
                 )
             except (ValueError, RuntimeError) as exc:
-                raise ConfigError(f"llama.cpp could not load {path}: {exc}", hint="check that the GGUF file is intact") from exc
+                raise ConfigError(
+                    f"llama.cpp could not load {path}: {exc}", hint="check that the GGUF file is intact"
+                ) from exc
             llama.set_cache(_BoundedStateCache(max_entries=4))
             shared = _SharedModel(llama)
             _MODELS[key] = shared
         return shared
 
 
-_GRAMMAR_UNSAFE = {"maxLength", "minLength", "maxItems", "minItems", "maximum", "minimum", "exclusiveMaximum",
-                   "exclusiveMinimum", "description", "title", "examples", "default"}
+_GRAMMAR_UNSAFE = {
+    "maxLength",
+    "minLength",
+    "maxItems",
+    "minItems",
+    "maximum",
+    "minimum",
+    "exclusiveMaximum",
+    "exclusiveMinimum",
+    "description",
+    "title",
+    "examples",
+    "default",
+}
 
 
 def grammar_safe(schema: Any) -> Any:
@@ -204,7 +218,9 @@ def _text(content: Any) -> str:
             elif isinstance(item, FunctionCall):
                 parts.append(json.dumps({"tool": item.name, "arguments": json.loads(item.arguments or "{}")}))
             else:
-                raise BackendError("the embedded model cannot read images", hint="use a vision model via ollama/ or openai/")
+                raise BackendError(
+                    "the embedded model cannot read images", hint="use a vision model via ollama/ or openai/"
+                )
         return "\n".join(parts)
     return str(content)
 
@@ -225,9 +241,7 @@ def to_chat_messages(messages: Sequence[LLMMessage]) -> list[dict[str, str]]:
         elif isinstance(message, AssistantMessage):
             out.append({"role": "assistant", "content": _text(message.content)})
         elif isinstance(message, FunctionExecutionResultMessage):
-            lines = [
-                f"Result of {r.name}{' (error)' if r.is_error else ''}: {r.content}" for r in message.content
-            ]
+            lines = [f"Result of {r.name}{' (error)' if r.is_error else ''}: {r.content}" for r in message.content]
             out.append({"role": "user", "content": "\n".join(lines)})
     return out
 
@@ -251,9 +265,7 @@ def tool_call_schema(tools: Sequence[Tool | ToolSchema], *, allow_answer: bool) 
             }
         )
     if allow_answer:
-        options.append(
-            {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
-        )
+        options.append({"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]})
     return {"anyOf": options} if len(options) > 1 else options[0]
 
 
@@ -262,7 +274,7 @@ def tool_instructions(tools: Sequence[Tool | ToolSchema], *, allow_answer: bool)
     for tool in tools:
         schema = _tool_schema(tool)
         params = json.dumps((schema.get("parameters") or {}).get("properties", {}))
-        lines.append(f'- {schema["name"]}: {schema.get("description", "")} Arguments: {params}')
+        lines.append(f"- {schema['name']}: {schema.get('description', '')} Arguments: {params}")
     lines.append('To call a tool: {"tool": "<name>", "arguments": {...}}')
     if allow_answer:
         lines.append('When you know the final answer: {"answer": "<the answer>"}')
@@ -502,8 +514,13 @@ class EmbeddedChatCompletionClient(ChatCompletionClient):
             from conclave.models.speed import record
 
             # Tokens after the first over the time they took: the decoding rate, without the prompt's evaluation.
-            record(self._speed_file, self._path.name, usage.completion_tokens - 1, decode_seconds,
-                   self._n_threads or default_threads())
+            record(
+                self._speed_file,
+                self._path.name,
+                usage.completion_tokens - 1,
+                decode_seconds,
+                self._n_threads or default_threads(),
+            )
         yield self._result(text, finish, usage, tool_mode)
 
     async def close(self) -> None:

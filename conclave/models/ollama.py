@@ -82,7 +82,9 @@ async def tags(host: str, *, timeout: float = 3.0) -> list[dict[str, Any]]:
     return [m for m in models if isinstance(m, dict)]
 
 
-async def build_ollama_client(model: str, *, host: str, num_ctx: int, temperature: float, max_tokens: int, timeout: float) -> Any:
+async def build_ollama_client(
+    model: str, *, host: str, num_ctx: int, temperature: float, max_tokens: int, timeout: float
+) -> Any:
     """An autogen-ext Ollama client with ModelInfo read from the server."""
     from autogen_ext.models.ollama import OllamaChatCompletionClient
 

@@ -49,13 +49,25 @@ async def make_client(spec: str | ModelSpec | None, settings: Settings) -> ChatC
             max_tokens=settings.max_tokens,
             timeout=settings.request_timeout,
         )
-        return ResilientClient(inner, spec=str(parsed), where=host, max_retries=settings.max_retries,
-                               attempt_timeout=settings.request_timeout, retry_budget=settings.retry_budget)
+        return ResilientClient(
+            inner,
+            spec=str(parsed),
+            where=host,
+            max_retries=settings.max_retries,
+            attempt_timeout=settings.request_timeout,
+            retry_budget=settings.retry_budget,
+        )
     from conclave.models.openai_compat import build_openai_client
 
     inner, where = build_openai_client(parsed.name, settings)
-    return ResilientClient(inner, spec=str(parsed), where=where, max_retries=settings.max_retries,
-                           attempt_timeout=settings.request_timeout, retry_budget=settings.retry_budget)
+    return ResilientClient(
+        inner,
+        spec=str(parsed),
+        where=where,
+        max_retries=settings.max_retries,
+        attempt_timeout=settings.request_timeout,
+        retry_budget=settings.retry_budget,
+    )
 
 
 async def _embedded_gguf(spec: ModelSpec, settings: Settings) -> Path:

@@ -78,41 +78,64 @@ def classify(exc: BaseException, *, spec: str, where: str) -> ConclaveError | _T
             )
         if isinstance(exc, openai.APIStatusError) and _mentions_response_format(exc):
             # A host that does not know a response_format dialect (llama.cpp's server answers 500): not transient.
-            return BackendError(f"{where} rejected response_format for {spec} (HTTP {exc.status_code}): {_short(exc.message)}")
+            return BackendError(
+                f"{where} rejected response_format for {spec} (HTTP {exc.status_code}): {_short(exc.message)}"
+            )
         if isinstance(exc, openai.RateLimitError | openai.InternalServerError):
-            return _Transient(BackendError(f"{where} answered HTTP {exc.status_code} for {spec}", hint="try again later"))
+            return _Transient(
+                BackendError(f"{where} answered HTTP {exc.status_code} for {spec}", hint="try again later")
+            )
         if isinstance(exc, openai.APITimeoutError):
             return _Transient(
-                BackendError(f"{where} did not answer in time for {spec}", hint="check the server, or raise request_timeout")
+                BackendError(
+                    f"{where} did not answer in time for {spec}", hint="check the server, or raise request_timeout"
+                )
             )
         if isinstance(exc, openai.APIConnectionError):
             return _Transient(
-                BackendUnavailable(f"cannot reach {where} for {spec}", hint="check the base URL and that the server is running")
+                BackendUnavailable(
+                    f"cannot reach {where} for {spec}", hint="check the base URL and that the server is running"
+                )
             )
         if isinstance(exc, openai.APIStatusError):
             return BackendError(f"{where} answered HTTP {exc.status_code} for {spec}: {_short(exc.message)}")
         if isinstance(exc, openai.APIResponseValidationError):
-            return BackendError(f"{where} sent a reply that is not an OpenAI-compatible response", hint="check the base URL")
+            return BackendError(
+                f"{where} sent a reply that is not an OpenAI-compatible response", hint="check the base URL"
+            )
     if ollama is not None and isinstance(exc, ollama.ResponseError):
         text = str(exc.error)
         if exc.status_code == 404 and "not found" in text:
             name = spec.split("/", 1)[-1]
             return ModelNotFound(f"Ollama at {where} has no model {name!r}", hint=f"run `ollama pull {name}`")
         if exc.status_code >= 500 or exc.status_code == 429:
-            return _Transient(BackendError(f"Ollama at {where} failed: {_short(text)}", hint="see the Ollama server log"))
+            return _Transient(
+                BackendError(f"Ollama at {where} failed: {_short(text)}", hint="see the Ollama server log")
+            )
         return BackendError(f"Ollama at {where} refused the request: {_short(text)}")
     if isinstance(exc, httpx.TimeoutException | TimeoutError):
-        return _Transient(BackendError(f"{where} did not answer in time for {spec}", hint="check the server, or raise request_timeout"))
+        return _Transient(
+            BackendError(
+                f"{where} did not answer in time for {spec}", hint="check the server, or raise request_timeout"
+            )
+        )
     if isinstance(exc, httpx.ConnectError | ConnectionError | httpx.RemoteProtocolError):
         if spec.startswith("ollama/"):
             return _Transient(ollama_unreachable(where))
-        return _Transient(BackendUnavailable(f"cannot reach {where} for {spec}", hint="check the URL and that the server is running"))
+        return _Transient(
+            BackendUnavailable(f"cannot reach {where} for {spec}", hint="check the URL and that the server is running")
+        )
     if spec.startswith("openai/") and isinstance(exc, AttributeError | json.JSONDecodeError):
         # The SDK hands back a plain string when a 200 reply is not JSON (an HTML page, a proxy's error page).
-        return BackendError(f"{where} is not an OpenAI-compatible server (its reply is not JSON)",
-                            hint="check OPENAI_BASE_URL: it usually ends in /v1")
+        return BackendError(
+            f"{where} is not an OpenAI-compatible server (its reply is not JSON)",
+            hint="check OPENAI_BASE_URL: it usually ends in /v1",
+        )
     if isinstance(exc, json.JSONDecodeError | ValueError | KeyError | TypeError):
-        return BackendError(f"{where} sent a reply {spec} could not understand: {_short(str(exc))}", hint="check the URL points at the right kind of server")
+        return BackendError(
+            f"{where} sent a reply {spec} could not understand: {_short(str(exc))}",
+            hint="check the URL points at the right kind of server",
+        )
     return BackendError(f"{spec} failed: {type(exc).__name__}: {_short(str(exc))}")
 
 
@@ -136,8 +159,17 @@ def _short(text: str, limit: int = 200) -> str:
 class ResilientClient(DelegatingClient):
     """Wraps a backend client: bounded retries with backoff for transient errors, one clear error otherwise."""
 
-    def __init__(self, inner: ChatCompletionClient, *, spec: str, where: str, max_retries: int = 3, backoff: float = 0.5,
-                 attempt_timeout: float | None = None, retry_budget: float | None = None):
+    def __init__(
+        self,
+        inner: ChatCompletionClient,
+        *,
+        spec: str,
+        where: str,
+        max_retries: int = 3,
+        backoff: float = 0.5,
+        attempt_timeout: float | None = None,
+        retry_budget: float | None = None,
+    ):
         super().__init__(inner)
         self.spec = spec
         self.where = where
@@ -152,8 +184,9 @@ class ResilientClient(DelegatingClient):
     def _delay(self, attempt: int) -> float:
         return min(8.0, self.backoff * (2**attempt))
 
-    async def _retry_or_raise(self, error: ConclaveError | _Transient, attempt: int, started: float,
-                              streamed: bool, exc: BaseException | None) -> None:
+    async def _retry_or_raise(
+        self, error: ConclaveError | _Transient, attempt: int, started: float, streamed: bool, exc: BaseException | None
+    ) -> None:
         """Sleep before the next attempt when a retry is allowed; raise the error otherwise."""
         final = error.error if isinstance(error, _Transient) else error
         if not isinstance(error, _Transient) or streamed or attempt >= self.max_retries:
@@ -162,9 +195,14 @@ class ResilientClient(DelegatingClient):
         if self.retry_budget is not None:
             worst = time.monotonic() - started + delay + (self.attempt_timeout or 0.0)
             if worst > self.retry_budget:
-                raise type(final)(f"{final.message} (gave up after {time.monotonic() - started:.0f} s and {attempt + 1} "
-                                  f"attempt(s): retry_budget is {self.retry_budget:g} s)", hint=final.hint) from exc
-        log.warning("%s — retrying in %.1f s (attempt %d of %d)", final.message, delay, attempt + 2, self.max_retries + 1)
+                raise type(final)(
+                    f"{final.message} (gave up after {time.monotonic() - started:.0f} s and {attempt + 1} "
+                    f"attempt(s): retry_budget is {self.retry_budget:g} s)",
+                    hint=final.hint,
+                ) from exc
+        log.warning(
+            "%s — retrying in %.1f s (attempt %d of %d)", final.message, delay, attempt + 2, self.max_retries + 1
+        )
         await asyncio.sleep(delay)
 
     def _is_empty(self, result: CreateResult, chunks: int) -> bool:
@@ -175,11 +213,13 @@ class ResilientClient(DelegatingClient):
 
     def _empty_reply(self) -> _Transient:
         """Retried like a dropped connection (nothing reached the caller); the last one is the error."""
-        return _Transient(BackendError(
-            f"{self.where} sent an empty reply for {self.spec} (no text and no tool call): it is probably not an "
-            "OpenAI-compatible/Ollama endpoint, or the reply was cut off",
-            hint="check the base URL (OpenAI-compatible ones usually end in /v1) and the server's log",
-        ))
+        return _Transient(
+            BackendError(
+                f"{self.where} sent an empty reply for {self.spec} (no text and no tool call): it is probably not an "
+                "OpenAI-compatible/Ollama endpoint, or the reply was cut off",
+                hint="check the base URL (OpenAI-compatible ones usually end in /v1) and the server's log",
+            )
+        )
 
     async def create(
         self,
@@ -205,7 +245,9 @@ class ResilientClient(DelegatingClient):
             except (asyncio.CancelledError, KeyboardInterrupt):
                 raise
             except Exception as exc:
-                await self._retry_or_raise(classify(exc, spec=self.spec, where=self.where), attempt, started, False, exc)
+                await self._retry_or_raise(
+                    classify(exc, spec=self.spec, where=self.where), attempt, started, False, exc
+                )
                 continue
             if self._is_empty(result, 0):
                 await self._retry_or_raise(self._empty_reply(), attempt, started, False, None)
@@ -252,7 +294,11 @@ class ResilientClient(DelegatingClient):
             except (asyncio.CancelledError, KeyboardInterrupt, GeneratorExit):
                 raise
             except Exception as exc:
-                error = self._empty_reply() if isinstance(exc, _EmptyReply) else classify(exc, spec=self.spec, where=self.where)
+                error = (
+                    self._empty_reply()
+                    if isinstance(exc, _EmptyReply)
+                    else classify(exc, spec=self.spec, where=self.where)
+                )
                 await self._retry_or_raise(error, attempt, began, started, exc)
 
     def _with_usage(self, result: CreateResult, messages: Sequence[LLMMessage], chunks: int) -> CreateResult:

@@ -58,7 +58,11 @@ def schema_args(client: ChatCompletionClient, schema: dict[str, Any], name: str)
     return {
         "response_format": {
             "type": "json_schema",
-            "json_schema": {"name": re.sub(r"[^A-Za-z0-9_-]", "_", name)[:64] or "output", "schema": schema, "strict": False},
+            "json_schema": {
+                "name": re.sub(r"[^A-Za-z0-9_-]", "_", name)[:64] or "output",
+                "schema": schema,
+                "strict": False,
+            },
         }
     }
 
@@ -116,10 +120,16 @@ async def complete_json(
 
 
 async def complete_structured(
-    client: ChatCompletionClient, messages: Sequence[LLMMessage], schema_model: type[T], *, extra: dict[str, Any] | None = None
+    client: ChatCompletionClient,
+    messages: Sequence[LLMMessage],
+    schema_model: type[T],
+    *,
+    extra: dict[str, Any] | None = None,
 ) -> T:
     """One constrained call returning a validated instance of ``schema_model``."""
-    data, _ = await complete_json(client, messages, schema_model.model_json_schema(), name=schema_model.__name__, extra=extra)
+    data, _ = await complete_json(
+        client, messages, schema_model.model_json_schema(), name=schema_model.__name__, extra=extra
+    )
     try:
         return schema_model.model_validate(data)
     except ValidationError as exc:

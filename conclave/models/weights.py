@@ -121,8 +121,13 @@ def rich_progress(description: str, total: int) -> Iterator[Advance]:
 
     from conclave.terminal import escape_markup
 
-    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-               TimeRemainingColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=Console(stderr=True)) as bar:
         task = bar.add_task(escape_markup(description), total=total)
         yield lambda n: bar.advance(task, n)
@@ -186,8 +191,9 @@ def _check_cancel(cancel: threading.Event | None) -> None:
         raise Cancelled("model assembly cancelled")
 
 
-def sha256_file(path: Path, *, progress: ProgressFactory = no_progress, description: str = "",
-                cancel: threading.Event | None = None) -> str:
+def sha256_file(
+    path: Path, *, progress: ProgressFactory = no_progress, description: str = "", cancel: threading.Event | None = None
+) -> str:
     """SHA-256 of a file, streamed."""
     digest = hashlib.sha256()
     with path.open("rb") as fh, progress(description or f"checking {path.name}", path.stat().st_size) as advance:
@@ -206,14 +212,21 @@ def _damaged(weights: PartedWeights, target: Path, why: str) -> WeightsError:
     )
 
 
-def check_assembled(weights: PartedWeights, target: Path, *, progress: ProgressFactory = rich_progress,
-                    cancel: threading.Event | None = None) -> Path:
+def check_assembled(
+    weights: PartedWeights,
+    target: Path,
+    *,
+    progress: ProgressFactory = rich_progress,
+    cancel: threading.Event | None = None,
+) -> Path:
     """``target`` if it is the pinned file (sidecar fast path, else hashed again); a :class:`WeightsError` if not."""
     try:
         st = target.stat()
     except OSError as exc:
-        raise WeightsError(f"cannot read the assembled model {target}: {exc.strerror}",
-                           hint="check the permissions of CONCLAVE_HOME/models") from exc
+        raise WeightsError(
+            f"cannot read the assembled model {target}: {exc.strerror}",
+            hint="check the permissions of CONCLAVE_HOME/models",
+        ) from exc
     if st.st_size != weights.size:
         raise _damaged(weights, target, f"has {st.st_size} bytes instead of {weights.size} (truncated or damaged)")
     if sidecar_vouches(weights, target):
@@ -221,11 +234,14 @@ def check_assembled(weights: PartedWeights, target: Path, *, progress: ProgressF
     try:
         digest = sha256_file(target, progress=progress, description=f"checking {weights.label}", cancel=cancel)
     except OSError as exc:
-        raise WeightsError(f"cannot read the assembled model {target}: {exc.strerror}",
-                           hint="check the permissions of CONCLAVE_HOME/models") from exc
+        raise WeightsError(
+            f"cannot read the assembled model {target}: {exc.strerror}",
+            hint="check the permissions of CONCLAVE_HOME/models",
+        ) from exc
     if digest != weights.sha256:
-        raise _damaged(weights, target, f"is not the pinned file (SHA-256 {digest[:12]}…, expected "
-                                        f"{weights.sha256[:12]}…)")
+        raise _damaged(
+            weights, target, f"is not the pinned file (SHA-256 {digest[:12]}…, expected {weights.sha256[:12]}…)"
+        )
     with contextlib.suppress(OSError):  # a read-only home still works, it is only checked again next time
         _write_sidecar(weights, target)
     return target
@@ -239,8 +255,13 @@ def _remove_stale_partials(target: Path) -> None:
                 leftover.unlink()
 
 
-def assemble(weights: PartedWeights, target: Path, *, progress: ProgressFactory = rich_progress,
-             cancel: threading.Event | None = None) -> Path:
+def assemble(
+    weights: PartedWeights,
+    target: Path,
+    *,
+    progress: ProgressFactory = rich_progress,
+    cancel: threading.Event | None = None,
+) -> Path:
     """Stream the parts into ``target`` (atomically: a temporary file renamed only once its SHA-256 matched)."""
     parts = part_files(weights)
     total = sum(p.stat().st_size for p in parts)
@@ -254,8 +275,10 @@ def assemble(weights: PartedWeights, target: Path, *, progress: ProgressFactory 
         _remove_stale_partials(target)
         fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
     except OSError as exc:
-        raise WeightsError(f"cannot write the model into {target.parent}: {exc.strerror}",
-                           hint="check that CONCLAVE_HOME is writable and has 1.2 GB free") from exc
+        raise WeightsError(
+            f"cannot write the model into {target.parent}: {exc.strerror}",
+            hint="check that CONCLAVE_HOME is writable and has 1.2 GB free",
+        ) from exc
     tmp = Path(tmp_name)
     digest = hashlib.sha256()
     try:
@@ -277,8 +300,10 @@ def assemble(weights: PartedWeights, target: Path, *, progress: ProgressFactory 
             )
         os.replace(tmp, target)
     except OSError as exc:
-        raise WeightsError(f"cannot assemble the model into {target.parent}: {exc.strerror}",
-                           hint="check that CONCLAVE_HOME is writable and has 1.2 GB free") from exc
+        raise WeightsError(
+            f"cannot assemble the model into {target.parent}: {exc.strerror}",
+            hint="check that CONCLAVE_HOME is writable and has 1.2 GB free",
+        ) from exc
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink()  # gone after the rename; removed on any failure or interruption
@@ -291,8 +316,13 @@ _LOCKS: dict[Path, threading.Lock] = {}
 _LOCKS_GUARD = threading.Lock()
 
 
-def ensure_assembled(weights: PartedWeights, target: Path, *, progress: ProgressFactory = rich_progress,
-                     cancel: threading.Event | None = None) -> Path:
+def ensure_assembled(
+    weights: PartedWeights,
+    target: Path,
+    *,
+    progress: ProgressFactory = rich_progress,
+    cancel: threading.Event | None = None,
+) -> Path:
     """The checked model file at ``target``, assembled first if it is not there.
 
     An existing file is checked (see :func:`check_assembled`) and refused if it is not the pinned one: it is never

@@ -56,9 +56,7 @@ async def test_explicit_gguf_path_spec(smollm_path: Path, settings: Settings) ->
 
 
 async def test_max_tokens_bounds_the_answer(embedded_spec: str) -> None:
-    client = await make_client(
-        embedded_spec, load_settings(temperature=0.0, max_tokens=16, context_length=2048)
-    )
+    client = await make_client(embedded_spec, load_settings(temperature=0.0, max_tokens=16, context_length=2048))
     result = await client.create(question("Write a long story about a dragon."))
     assert result.usage.completion_tokens <= 16 + 1
     assert result.finish_reason == "length"

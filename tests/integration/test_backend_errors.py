@@ -99,9 +99,7 @@ async def test_ollama_unreachable() -> None:
     host = f"http://127.0.0.1:{free_port()}"
     started = time.monotonic()
     with pytest.raises(BackendUnavailable) as info:
-        await build_and_call(
-            "ollama/llama3.2", load_settings(ollama_host=host, max_retries=1, request_timeout=2)
-        )
+        await build_and_call("ollama/llama3.2", load_settings(ollama_host=host, max_retries=1, request_timeout=2))
     assert host in info.value.message
     assert "ollama serve" in (info.value.hint or "")
     assert "--model embedded" in (info.value.hint or "")
@@ -167,9 +165,7 @@ async def test_openai_500_is_retried_then_fails(flaky_endpoint: Flaky, max_retri
     endpoint = flaky_endpoint("500")
     started = time.monotonic()
     with pytest.raises(BackendError) as info:
-        await build_and_call(
-            f"openai/{OPENAI_SERVER_MODEL}", openai_settings(endpoint, max_retries=max_retries)
-        )
+        await build_and_call(f"openai/{OPENAI_SERVER_MODEL}", openai_settings(endpoint, max_retries=max_retries))
     assert endpoint.chat_hits == max_retries + 1
     assert "500" in info.value.message
     assert_one_line(info.value)
@@ -179,9 +175,7 @@ async def test_openai_500_is_retried_then_fails(flaky_endpoint: Flaky, max_retri
 async def test_openai_500_is_retried_when_streaming(flaky_endpoint: Flaky) -> None:
     endpoint = flaky_endpoint("500")
     with pytest.raises(BackendError):
-        await build_and_call(
-            f"openai/{OPENAI_SERVER_MODEL}", openai_settings(endpoint, max_retries=2), stream=True
-        )
+        await build_and_call(f"openai/{OPENAI_SERVER_MODEL}", openai_settings(endpoint, max_retries=2), stream=True)
     assert endpoint.chat_hits == 3
 
 
@@ -277,11 +271,11 @@ async def test_a_hung_endpoint_is_bounded_by_the_retry_budget(flaky_endpoint: Fl
     endpoint = flaky_endpoint("hang")
     started = time.monotonic()
     with pytest.raises(BackendError) as info:
-        await build_and_call(f"openai/{OPENAI_SERVER_MODEL}",
-                             openai_settings(endpoint, max_retries=5, request_timeout=2, retry_budget=5))
+        await build_and_call(
+            f"openai/{OPENAI_SERVER_MODEL}", openai_settings(endpoint, max_retries=5, request_timeout=2, retry_budget=5)
+        )
     elapsed = time.monotonic() - started
     assert endpoint.chat_hits == 2, "attempt 1 (2 s) + attempt 2 (2 s) fit in 5 s; a third could not"
     assert elapsed < 8, elapsed
     assert "retry_budget" in info.value.message
     assert_one_line(info.value)
-

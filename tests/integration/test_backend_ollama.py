@@ -81,14 +81,10 @@ async def test_model_info_comes_from_api_show(ollama_stub: str) -> None:
 
 
 @pytest.mark.parametrize(("wanted", "expected"), [(2048, 2048), (32768, 8192)])
-async def test_num_ctx_always_set_and_capped_by_the_model(
-    ollama_stub: str, wanted: int, expected: int
-) -> None:
+async def test_num_ctx_always_set_and_capped_by_the_model(ollama_stub: str, wanted: int, expected: int) -> None:
     """Ollama's default context is small: every request carries num_ctx, never above the trained 8192."""
     before = len(stub_requests(ollama_stub))
-    client = await make_client(
-        f"ollama/{OLLAMA_STUB_MODEL}", ollama_settings(ollama_stub, context_length=wanted)
-    )
+    client = await make_client(f"ollama/{OLLAMA_STUB_MODEL}", ollama_settings(ollama_stub, context_length=wanted))
     await client.create(question())
     chunks = [c async for c in client.create_stream(question())]
     assert chunks

@@ -17,9 +17,7 @@ SPEC = f"openai/{OPENAI_SERVER_MODEL}"
 
 
 # How a user describes a self-hosted model the client library does not know by name (README "Backends").
-SERVER_MODEL_INFO = {
-    OPENAI_SERVER_MODEL: {"function_calling": False, "json_output": True, "structured_output": True}
-}
+SERVER_MODEL_INFO = {OPENAI_SERVER_MODEL: {"function_calling": False, "json_output": True, "structured_output": True}}
 
 
 def openai_settings(base_url: str, **extra: object) -> Settings:
@@ -66,9 +64,7 @@ async def test_local_server_needs_no_key(llama_server: str) -> None:
 async def test_model_info_from_settings_for_unknown_names() -> None:
     settings = load_settings(
         openai_base_url="http://127.0.0.1:9/v1",
-        openai_model_info={
-            OPENAI_SERVER_MODEL: {"vision": True, "function_calling": False, "family": "smollm"}
-        },
+        openai_model_info={OPENAI_SERVER_MODEL: {"vision": True, "function_calling": False, "family": "smollm"}},
     )
     client = await make_client(SPEC, settings)
     info = client.model_info
@@ -79,9 +75,7 @@ async def test_model_info_from_settings_for_unknown_names() -> None:
 
 
 async def test_model_info_for_unknown_name_without_settings_is_valid() -> None:
-    client = await make_client(
-        "openai/some-self-hosted-model", load_settings(openai_base_url="http://127.0.0.1:9/v1")
-    )
+    client = await make_client("openai/some-self-hosted-model", load_settings(openai_base_url="http://127.0.0.1:9/v1"))
     validate_model_info(client.model_info)
 
 
@@ -118,9 +112,12 @@ async def test_coa_team_through_the_llama_cpp_server(llama_server: str) -> None:
     team must switch to the server's `json_object` + `schema` dialect instead of failing the run."""
     from workflows.runner import build_context, run_question
 
-    settings = openai_settings(llama_server, model=SPEC, max_tokens=96,
-                               coa={"max_replans": 0, "max_critic_rounds": 0, "samples": 2, "agree": 0,
-                                    "form": "json"})
+    settings = openai_settings(
+        llama_server,
+        model=SPEC,
+        max_tokens=96,
+        coa={"max_replans": 0, "max_critic_rounds": 0, "samples": 2, "agree": 0, "form": "json"},
+    )
     ctx = await build_context("A pen costs 3 dollars. What do 4 pens cost?", settings, method="coa", knowledge=False)
     events = [e async for e in run_question(ctx)]
     failures = [e for e in events if e.kind == "run_failed"]
@@ -135,15 +132,20 @@ async def test_coa_team_through_the_llama_cpp_server(llama_server: str) -> None:
 
 @pytest.mark.integration
 @pytest.mark.slow  # a plan and a verdict under grammars on llama.cpp's server
-async def test_planner_and_critic_fall_back_to_the_servers_json_dialect(llama_server: str, conclave_home: object) -> None:
+async def test_planner_and_critic_fall_back_to_the_servers_json_dialect(
+    llama_server: str, conclave_home: object
+) -> None:
     """Issue 16 §4: the planner and the critic asked only in the `json_schema` dialect, which llama.cpp's server
     refuses, so a run with a plan (a collection set, `coa.plan = always`) or a critic ended in a BackendError. Both now
     go through the one structured call helper that switches to `json_object` + `schema` as the reasoner does."""
     from workflows.runner import build_context, run_question
 
-    settings = openai_settings(llama_server, model=SPEC, max_tokens=96,
-                               coa={"plan": "always", "use_critic": True, "max_replans": 0, "max_critic_rounds": 0,
-                                    "form": "json"})
+    settings = openai_settings(
+        llama_server,
+        model=SPEC,
+        max_tokens=96,
+        coa={"plan": "always", "use_critic": True, "max_replans": 0, "max_critic_rounds": 0, "form": "json"},
+    )
     ctx = await build_context("A pen costs 3 dollars. What do 4 pens cost?", settings, method="coa", knowledge=False)
     events = [e async for e in run_question(ctx)]
     failures = [e.error for e in events if e.kind == "run_failed"]

@@ -40,9 +40,7 @@ def cli_env(**extra: str) -> dict[str, str]:
 
 
 def run_cli(*args: str, timeout: float = 180, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*cli_command(), *args], env=cli_env(**env), capture_output=True, text=True, timeout=timeout
-    )
+    return subprocess.run([*cli_command(), *args], env=cli_env(**env), capture_output=True, text=True, timeout=timeout)
 
 
 def assert_clean_error(proc: subprocess.CompletedProcess[str], *, code: int | None = None) -> tuple[str, str]:
@@ -97,9 +95,7 @@ def test_invalid_setting_value() -> None:
 def test_ollama_unreachable() -> None:
     host = f"http://127.0.0.1:{free_port()}"
     error, fix = assert_clean_error(
-        run_cli(
-            "ask", "--model", "ollama/llama3.2", "hi", CONCLAVE_OLLAMA_HOST=host, CONCLAVE_MAX_RETRIES="0"
-        )
+        run_cli("ask", "--model", "ollama/llama3.2", "hi", CONCLAVE_OLLAMA_HOST=host, CONCLAVE_MAX_RETRIES="0")
     )
     assert host in error
     assert "ollama serve" in fix and "--model embedded" in fix

@@ -13,8 +13,9 @@ pytestmark = pytest.mark.integration
 
 
 def run_with_stdin(*args: str, stdin: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*cli_command(), *args], env=cli_env(), input=stdin, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [*cli_command(), *args], env=cli_env(), input=stdin, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_view_of_an_unknown_run_is_one_error_with_a_fix_and_exit_2() -> None:

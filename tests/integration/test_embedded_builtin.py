@@ -24,8 +24,10 @@ async def test_smollm2_by_name_answers_and_shares_one_model(conclave_home: Path)
     assert named.inner.path == plain.inner.path == bundled_model_path().resolve()  # type: ignore[attr-defined]
     assert named.inner._model() is plain.inner._model()  # type: ignore[attr-defined]
 
-    counting = [SystemMessage(content="You are a helpful assistant."),
-                UserMessage(content="Write the numbers from 1 to 40, separated by commas.", source="user")]
+    counting = [
+        SystemMessage(content="You are a helpful assistant."),
+        UserMessage(content="Write the numbers from 1 to 40, separated by commas.", source="user"),
+    ]
     result = await named.create(counting)
     assert result.usage.completion_tokens > speed.MIN_TOKENS, result
     found = speed.measured(speed.speed_path(conclave_home), bundled_model_path().name)

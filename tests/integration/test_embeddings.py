@@ -52,9 +52,7 @@ class EmbedServer:
                     self._send(200, {"model": payload["model"], "embeddings": vectors})
                 elif self.path == "/v1/embeddings":
                     # Out of order on purpose: clients must sort by index.
-                    data = [
-                        {"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)
-                    ]
+                    data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)]
                     self._send(200, {"object": "list", "data": list(reversed(data))})
                 else:
                     self._send(404, {"error": "no such route"})
@@ -89,9 +87,7 @@ def test_local_embedder_is_offline_normalised_and_cached() -> None:
     first, second = LocalEmbedder(), get_embedder("local", load_settings())
     assert first.name == second.name == "local:all-MiniLM-L6-v2"
     assert first.dimension == 384
-    vectors = first.embed_documents(
-        ["Adam combines momentum and RMSprop.", "Bread needs yeast.", "Adam optimiser"]
-    )
+    vectors = first.embed_documents(["Adam combines momentum and RMSprop.", "Bread needs yeast.", "Adam optimiser"])
     assert len(vectors) == 3 and all(len(v) == 384 for v in vectors)
     assert all(math.isclose(math.sqrt(sum(x * x for x in v)), 1.0, rel_tol=1e-4) for v in vectors)
     query = second.embed_query("Adam optimiser")

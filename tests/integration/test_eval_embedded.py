@@ -18,13 +18,21 @@ async def test_embedded_run_on_five_gsm8k_items_writes_every_output_and_repeats_
 ) -> None:
     # Short answers keep this quick; the bundled 135M model is for plumbing, so accuracy is not asserted.
     settings = load_settings(max_tokens=48)
-    config = EvalConfig(dataset=f"gsm8k:{shared_data / 'gsm8k' / 'dev.jsonl'}", methods=["direct"],
-                        models=["embedded"], limit=5)
+    config = EvalConfig(
+        dataset=f"gsm8k:{shared_data / 'gsm8k' / 'dev.jsonl'}", methods=["direct"], models=["embedded"], limit=5
+    )
     first = await run_eval(config, settings)
 
     folder = first.run_dir
-    for name in ("items.jsonl", "summary.json", "report.md", "report.html", "manifest.json", "config.json",
-                 "status.json"):
+    for name in (
+        "items.jsonl",
+        "summary.json",
+        "report.md",
+        "report.html",
+        "manifest.json",
+        "config.json",
+        "status.json",
+    ):
         assert (folder / name).stat().st_size > 0, name
     records = [json.loads(line) for line in (folder / "items.jsonl").read_text().splitlines()]
     first_five = [item.id for item in load_dataset(config.dataset).items[:5]]
@@ -52,12 +60,36 @@ async def test_dataset_contexts_are_ingested_once_with_their_own_ids(tmp_path: P
     from tools.store import KnowledgeStore
     from workflows.evaluation.knowledge import ensure_contexts
 
-    squad = {"version": "1.1", "data": [{"title": "Owls", "paragraphs": [
-        {"context": "Owls are birds of prey that hunt mostly at night. They have large forward-facing eyes.",
-         "qas": [{"id": "q1", "question": "When do owls hunt?", "answers": [{"text": "at night", "answer_start": 0}]}]},
-        {"context": "The Sahara is the largest hot desert in the world, covering much of North Africa.",
-         "qas": [{"id": "q2", "question": "Which is the largest hot desert?", "answers": [{"text": "The Sahara"}]}]},
-    ]}]}
+    squad = {
+        "version": "1.1",
+        "data": [
+            {
+                "title": "Owls",
+                "paragraphs": [
+                    {
+                        "context": "Owls are birds of prey that hunt mostly at night. They have large forward-facing eyes.",
+                        "qas": [
+                            {
+                                "id": "q1",
+                                "question": "When do owls hunt?",
+                                "answers": [{"text": "at night", "answer_start": 0}],
+                            }
+                        ],
+                    },
+                    {
+                        "context": "The Sahara is the largest hot desert in the world, covering much of North Africa.",
+                        "qas": [
+                            {
+                                "id": "q2",
+                                "question": "Which is the largest hot desert?",
+                                "answers": [{"text": "The Sahara"}],
+                            }
+                        ],
+                    },
+                ],
+            }
+        ],
+    }
     path = tmp_path / "tiny-squad.json"
     path.write_text(json.dumps(squad))
     dataset = load_dataset(f"squad:{path}")

@@ -116,9 +116,7 @@ def test_prune_removes_files_that_are_gone(small_chunks: Settings, tmp_path: Pat
     elsewhere.write_text("# Elsewhere\n\nA file outside the pruned folder.")
     store = fake(small_chunks)
     ingest([docs, elsewhere], "notes", small_chunks, store=store)
-    gone = {
-        cid for cid, (_, meta) in snapshot(small_chunks, "notes").items() if meta["name"] == "note-02.txt"
-    }
+    gone = {cid for cid, (_, meta) in snapshot(small_chunks, "notes").items() if meta["name"] == "note-02.txt"}
     (docs / "note-02.txt").unlink()
     kept = ingest([docs], "notes", small_chunks, store=store)
     assert kept.files_pruned == 0 and gone <= set(snapshot(small_chunks, "notes"))
@@ -137,9 +135,7 @@ def test_include_and_exclude_globs(small_chunks: Settings, tmp_path: Path) -> No
     (docs / "sub" / "b.md").write_text("# B\n\nbeta")
     (docs / "sub" / "c.txt").write_text("gamma")
     (docs / ".hidden.md").write_text("hidden")
-    report = ingest(
-        [docs], "globs", small_chunks, include=["*.md"], exclude=["sub/b*"], store=fake(small_chunks)
-    )
+    report = ingest([docs], "globs", small_chunks, include=["*.md"], exclude=["sub/b*"], store=fake(small_chunks))
     names = sorted(meta["name"] for _, meta in snapshot(small_chunks, "globs").values())
     assert names == ["a.md"]
     assert report.files_seen == 1
@@ -149,9 +145,7 @@ def test_skipped_files_are_listed_with_reasons(small_chunks: Settings, tmp_path:
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "good.md").write_text("# Good\n\nBackpropagation is the chain rule applied layer by layer.")
-    (docs / "page.html").write_text(
-        "<html><title>T</title><body><h1>Heads</h1><p>Self-attention.</p></body></html>"
-    )
+    (docs / "page.html").write_text("<html><title>T</title><body><h1>Heads</h1><p>Self-attention.</p></body></html>")
     (docs / "paper.pdf").write_bytes(make_pdf(["Dropout randomly zeroes activations during training."]))
     (docs / "empty.md").write_text("")
     (docs / "blob.txt").write_bytes(b"\x00\x01\x02binary")
@@ -168,9 +162,7 @@ def test_skipped_files_are_listed_with_reasons(small_chunks: Settings, tmp_path:
     assert reasons["dangling.md"].startswith("unreadable")
     assert (report.files_seen, report.files_ingested, report.files_skipped) == (8, 3, 5)
     store = KnowledgeStore.open(small_chunks)
-    assert store.search_sync("dropout during training", k=1, collection="mixed")[0].source.endswith(
-        "paper.pdf"
-    )
+    assert store.search_sync("dropout during training", k=1, collection="mixed")[0].source.endswith("paper.pdf")
     page = store.search_sync("self-attention heads", k=1, collection="mixed")[0]
     assert page.source.endswith("page.html") and page.title == "Heads"
 
@@ -239,9 +231,7 @@ _CHILD = textwrap.dedent(
 )
 
 
-def kill_mid_ingest(
-    settings: Settings, docs: Path, collection: str, *, after_chunks: int, batch: int
-) -> None:
+def kill_mid_ingest(settings: Settings, docs: Path, collection: str, *, after_chunks: int, batch: int) -> None:
     """Run ingest in a child process and SIGKILL it once it has written ``after_chunks`` chunks."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONCLAVE_")}
     env.update(

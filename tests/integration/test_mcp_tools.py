@@ -60,14 +60,23 @@ async def test_a_chain_calls_an_mcp_tool_in_a_scripted_team_run(tmp_path: Path) 
     from tests.unit.test_team import answer
     from workflows.runner import build_context, run_question
 
-    settings = load_settings(mcp_servers=notes_server(tmp_path / "n.txt"),
-                             coa={"plan": "auto", "form": "program", "use_critic": "auto"})
-    program = ('```python\n# how many metres a mile is, from the units server\nmile = notes_lookup_unit("mile")\n'
-               'answer = mile\n```')
+    settings = load_settings(
+        mcp_servers=notes_server(tmp_path / "n.txt"), coa={"plan": "auto", "form": "program", "use_critic": "auto"}
+    )
+    program = (
+        '```python\n# how many metres a mile is, from the units server\nmile = notes_lookup_unit("mile")\n'
+        "answer = mile\n```"
+    )
     client = Recording([program])
     tools = build_tools(settings)
-    ctx = await build_context("How many metres is a mile?", settings, method="coa", knowledge=False, tools=tools,
-                              clients={role: client for role in ("planner", "retriever", "reasoner", "critic")})
+    ctx = await build_context(
+        "How many metres is a mile?",
+        settings,
+        method="coa",
+        knowledge=False,
+        tools=tools,
+        clients={role: client for role in ("planner", "retriever", "reasoner", "critic")},
+    )
     events = [e async for e in run_question(ctx)]
     step = next(e for e in events if e.kind == "step_finished")
     assert step.tool == "notes_lookup_unit" and step.status == "ok"
@@ -80,8 +89,9 @@ def test_the_cli_lists_and_runs_mcp_tools(tmp_path: Path, conclave_home: Path) -
     from conclave.cli.main import app
 
     (conclave_home / "settings.toml").write_text(
-        f'[mcp_servers.notes]\ncommand = {json.dumps([sys.executable, str(SERVER), str(tmp_path / "n.txt")])}\n',
-        encoding="utf-8")
+        f"[mcp_servers.notes]\ncommand = {json.dumps([sys.executable, str(SERVER), str(tmp_path / 'n.txt')])}\n",
+        encoding="utf-8",
+    )
     listed = CliRunner().invoke(app, ["tools", "--json"])
     assert listed.exit_code == 0, listed.output
     assert json.loads(listed.stdout)["notes_word_count"]["parameters"]["required"] == ["text"]
@@ -103,7 +113,10 @@ def test_a_workflow_file_cannot_name_mcp_servers(tmp_path: Path) -> None:
     from workflows.workflow_run import workflow_settings
 
     path = tmp_path / "wf.yaml"
-    path.write_text("version: 1\nname: w\nsettings:\n  mcp_servers:\n    evil:\n      command: [sh, -c, 'echo pwned']\n"
-                    "steps:\n  - ask:\n      question: hi\n", encoding="utf-8")
+    path.write_text(
+        "version: 1\nname: w\nsettings:\n  mcp_servers:\n    evil:\n      command: [sh, -c, 'echo pwned']\n"
+        "steps:\n  - ask:\n      question: hi\n",
+        encoding="utf-8",
+    )
     with pytest.raises(WorkflowError, match="cannot name MCP servers"):
         workflow_settings(load_workflow(path), load_settings(), allow_endpoint_overrides=True)

@@ -39,8 +39,12 @@ class Prompted(ReplayChatCompletionClient):
 
 async def test_rag_answers_from_the_retrieved_passages_in_one_call() -> None:
     client = Prompted(["Adam combines momentum with RMSprop-style scaling [1].\nAnswer: momentum and RMSprop"])
-    ctx = await build_context(QUESTION, load_settings(), method="rag",
-                              clients={role: client for role in ("planner", "retriever", "reasoner", "critic")})
+    ctx = await build_context(
+        QUESTION,
+        load_settings(),
+        method="rag",
+        clients={role: client for role in ("planner", "retriever", "reasoner", "critic")},
+    )
     events = [e async for e in run_question(ctx)]
     retrieval = next(e for e in events if e.kind == "retrieval")
     assert retrieval.query == QUESTION and len(retrieval.passages) == ctx.settings.top_k
@@ -58,8 +62,13 @@ async def test_rag_answers_from_the_retrieved_passages_in_one_call() -> None:
 
 async def test_rag_with_no_collection_says_so_in_the_prompt() -> None:
     client = Prompted(["The passages do not say.\nAnswer: unknown"])
-    ctx = await build_context(QUESTION, load_settings(), method="rag", knowledge=False,
-                              clients={role: client for role in ("planner", "retriever", "reasoner", "critic")})
+    ctx = await build_context(
+        QUESTION,
+        load_settings(),
+        method="rag",
+        knowledge=False,
+        clients={role: client for role in ("planner", "retriever", "reasoner", "critic")},
+    )
     events = [e async for e in run_question(ctx)]
     assert not any(e.kind == "retrieval" for e in events)
     assert "Passages: (none were found)" in client.prompts[0]

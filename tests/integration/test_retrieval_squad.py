@@ -18,9 +18,7 @@ ARTICLES = ("Sky_(United_Kingdom)", "Black_Death", "Jacksonville,_Florida")
 RECALL_FLOOR = 0.85
 
 
-def test_recall_at_5_on_squad_articles(
-    shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_recall_at_5_on_squad_articles(shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     data = json.loads((shared_data / "squad" / "dev-v1.1-even.json").read_text(encoding="utf-8"))
     articles = {a["title"]: a for a in data["data"]}
     corpus = tmp_path / "squad"
@@ -42,10 +40,7 @@ def test_recall_at_5_on_squad_articles(
     assert report.chunks_total == paragraphs == report.files_ingested
 
     results = store.search_many_sync([q for q, _ in questions], k=5, collection="squad")
-    hits = sum(
-        any(p.source == gold for p in passages)
-        for passages, (_, gold) in zip(results, questions, strict=True)
-    )
+    hits = sum(any(p.source == gold for p in passages) for passages, (_, gold) in zip(results, questions, strict=True))
     # The batched path finds what one query at a time finds.
     for (question, _), batched in list(zip(questions, results, strict=True))[:3]:
         assert store.search_sync(question, k=5, collection="squad")[0].id == batched[0].id

@@ -24,8 +24,11 @@ pytestmark = pytest.mark.integration
 
 def _snapshot(folder: Path) -> dict[str, str]:
     """Every file under ``folder`` with a hash of its bytes."""
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _scribble(db: Path, *, whole: bool = False) -> None:
@@ -51,8 +54,13 @@ def _small_store(home: Path, count: int = 30) -> Settings:
     settings = load_settings(home=home)
     store = KnowledgeStore.open(settings, embedder=FakeEmbedder())
     collection = store.get_or_create_collection("demo")
-    store.add_passages(collection, [f"id{i}" for i in range(count)], [f"text {i}" for i in range(count)],
-                       [f"doc {i}" for i in range(count)], [{"source": f"s{i}.md"} for i in range(count)])
+    store.add_passages(
+        collection,
+        [f"id{i}" for i in range(count)],
+        [f"text {i}" for i in range(count)],
+        [f"doc {i}" for i in range(count)],
+        [{"source": f"s{i}.md"} for i in range(count)],
+    )
     assert store.search_sync("text 3", k=1)[0].id == "id3"
     return settings
 
@@ -133,10 +141,13 @@ def test_a_zero_byte_database_in_an_empty_folder_becomes_a_new_store(tmp_path: P
 def test_an_empty_or_invalid_collection_name_never_falls_back_to_the_default(tmp_path: Path, bad: str) -> None:
     settings = _small_store(tmp_path / "home")  # the default collection "demo" exists and holds passages
     store = KnowledgeStore.open(settings, embedder=FakeEmbedder())
-    for call in (lambda: store.search_sync("text 3", k=1, collection=bad),
-                 lambda: store.search_many_sync(["text 3"], k=1, collection=bad),
-                 lambda: store.count_sync(bad), lambda: store.exists_sync(bad),
-                 lambda: store.get_or_create_collection(bad)):
+    for call in (
+        lambda: store.search_sync("text 3", k=1, collection=bad),
+        lambda: store.search_many_sync(["text 3"], k=1, collection=bad),
+        lambda: store.count_sync(bad),
+        lambda: store.exists_sync(bad),
+        lambda: store.get_or_create_collection(bad),
+    ):
         with pytest.raises(ConfigError) as info:
             call()
         assert "invalid collection name" in info.value.message

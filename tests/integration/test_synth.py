@@ -17,14 +17,14 @@ pytestmark = pytest.mark.integration
 
 DOCS = {
     "adam.md": "# Adam\n\nThe Adam optimiser combines momentum with RMSProp: it keeps a running average of the "
-               "gradients and of their squares, and scales each parameter's step by both. It is the default "
-               "optimiser for training transformers and many other deep networks.\n",
+    "gradients and of their squares, and scales each parameter's step by both. It is the default "
+    "optimiser for training transformers and many other deep networks.\n",
     "sahara.md": "# Sahara\n\nThe Sahara is the largest hot desert in the world. It covers much of North Africa, "
-                 "from the Atlantic Ocean to the Red Sea, and its dunes can be more than a hundred metres high. "
-                 "Rain is rare and temperatures are extreme.\n",
+    "from the Atlantic Ocean to the Red Sea, and its dunes can be more than a hundred metres high. "
+    "Rain is rare and temperatures are extreme.\n",
     "owls.md": "# Owls\n\nOwls are birds of prey that hunt mostly at night. Their large forward-facing eyes and "
-               "very good hearing let them find small mammals in the dark, and soft feathers make their flight "
-               "almost silent. Most owls live alone.\n",
+    "very good hearing let them find small mammals in the dark, and soft feathers make their flight "
+    "almost silent. Most owls live alone.\n",
 }
 QUESTIONS = {
     "Adam": ["What does the Adam optimiser combine?", "adam"],
@@ -67,12 +67,17 @@ async def test_keeps_only_grounded_pairs_and_counts_rejections(tmp_path: Path, c
     settings = load_settings(model="openai/writer", roles={"judge": "openai/judge"})
     factory = Factory({"openai/writer": scripted, "openai/judge": scripted})
     out = tmp_path / "qa.jsonl"
-    report = await synthesize(settings, SynthConfig(collection=collection, n=10, min_similarity=0.2), out,
-                              caches=CacheSet(settings, factory=factory))
+    report = await synthesize(
+        settings,
+        SynthConfig(collection=collection, n=10, min_similarity=0.2),
+        out,
+        caches=CacheSet(settings, factory=factory),
+    )
 
     pairs = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [(p["question"], p["answer"]) for p in pairs] == [("What does the Adam optimiser combine?",
-                                                              "momentum with RMSProp")]
+    assert [(p["question"], p["answer"]) for p in pairs] == [
+        ("What does the Adam optimiser combine?", "momentum with RMSProp")
+    ]
     assert report.kept == 1 and report.chunks_used == 3
     assert dict(report.rejected) == {
         "not a question": 1,
@@ -93,8 +98,12 @@ async def test_keeps_only_grounded_pairs_and_counts_rejections(tmp_path: Path, c
 async def test_similarity_threshold_rejects_pairs_far_from_their_chunk(tmp_path: Path, collection: str) -> None:
     settings = load_settings(model="openai/writer", roles={"judge": "openai/judge"})
     factory = Factory({"openai/writer": scripted, "openai/judge": scripted})
-    report = await synthesize(settings, SynthConfig(collection=collection, n=10, min_similarity=0.99),
-                              tmp_path / "qa.jsonl", caches=CacheSet(settings, factory=factory))
+    report = await synthesize(
+        settings,
+        SynthConfig(collection=collection, n=10, min_similarity=0.99),
+        tmp_path / "qa.jsonl",
+        caches=CacheSet(settings, factory=factory),
+    )
     assert report.kept == 0
     assert report.rejected["not close to its chunk"] == 3
     assert factory.backends["openai/judge"].calls == 0  # the cheap filters run before the judge
@@ -109,9 +118,13 @@ async def test_progress_after_every_question_and_a_bound_on_attempts(tmp_path: P
     factory = Factory({"openai/writer": scripted, "openai/judge": scripted})
     seen: list[tuple[int, int, int]] = []
     out = tmp_path / "qa.jsonl"
-    report = await synthesize(settings, SynthConfig(collection=collection, n=10, min_similarity=0.2, max_attempts=2),
-                              out, caches=CacheSet(settings, factory=factory),
-                              on_progress=lambda r: seen.append((r.attempts, r.kept, sum(r.rejected.values()))))
+    report = await synthesize(
+        settings,
+        SynthConfig(collection=collection, n=10, min_similarity=0.2, max_attempts=2),
+        out,
+        caches=CacheSet(settings, factory=factory),
+        on_progress=lambda r: seen.append((r.attempts, r.kept, sum(r.rejected.values()))),
+    )
     assert report.attempts == 2 and report.stopped == "attempts"
     assert [a for a, _, _ in seen] == [1, 2], "one progress call per question checked"
     assert all(kept + rejected == attempts for attempts, kept, rejected in seen)
@@ -131,15 +144,21 @@ async def test_an_interrupted_run_keeps_the_pairs_it_had(tmp_path: Path, collect
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        await synthesize(settings, SynthConfig(collection=collection, n=10, min_similarity=0.2), out,
-                         caches=CacheSet(settings, factory=factory), on_progress=stop_after_first_pair)
+        await synthesize(
+            settings,
+            SynthConfig(collection=collection, n=10, min_similarity=0.2),
+            out,
+            caches=CacheSet(settings, factory=factory),
+            on_progress=stop_after_first_pair,
+        )
     assert len(out.read_text().splitlines()) == 1
     summary = json.loads(out.with_suffix(".summary.json").read_text())
     assert summary["stopped"] == "interrupted" and summary["kept"] == 1
 
 
 def test_the_cli_shows_progress_writes_json_and_fails_when_nothing_is_kept(
-        tmp_path: Path, collection: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, collection: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from typer.testing import CliRunner
 
     from conclave.cli.main import app
@@ -155,11 +174,14 @@ def test_the_cli_shows_progress_writes_json_and_fails_when_nothing_is_kept(
     monkeypatch.setenv("CONCLAVE_MODEL", "openai/writer")
     monkeypatch.setenv("CONCLAVE_ROLES__JUDGE", "openai/judge")
     out = tmp_path / "qa.jsonl"
-    result = CliRunner().invoke(app, ["synth", "-c", collection, "-n", "3", "-o", str(out), "--min-similarity", "0.2",
-                                      "--json"])
+    result = CliRunner().invoke(
+        app, ["synth", "-c", collection, "-n", "3", "-o", str(out), "--min-similarity", "0.2", "--json"]
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["kept"] == 1 and summary["stopped"] == "chunks" and summary["rejected_total"] == 4
     assert "question 5/20: kept 1/3, rejected 4" in result.stderr
-    nothing = CliRunner().invoke(app, ["synth", "-c", collection, "-n", "3", "-o", str(out), "--min-similarity", "0.99"])
+    nothing = CliRunner().invoke(
+        app, ["synth", "-c", collection, "-n", "3", "-o", str(out), "--min-similarity", "0.99"]
+    )
     assert nothing.exit_code == 1 and "fewer than 3 pairs passed the filters" in nothing.stdout

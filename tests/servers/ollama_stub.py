@@ -305,9 +305,7 @@ def build_app(model: StubModel) -> Starlette:
                 }
             )
 
-        def final(
-            finish: str | None, prompt_tokens: int, completion_tokens: int, content: str
-        ) -> dict[str, Any]:
+        def final(finish: str | None, prompt_tokens: int, completion_tokens: int, content: str) -> dict[str, Any]:
             elapsed = time.perf_counter_ns() - started
             return {
                 "model": name,
@@ -324,15 +322,11 @@ def build_app(model: StubModel) -> Starlette:
             }
 
         if body.get("stream", True):
-            return StreamingResponse(
-                stream_lines(name, body, kwargs, final), media_type="application/x-ndjson"
-            )
+            return StreamingResponse(stream_lines(name, body, kwargs, final), media_type="application/x-ndjson")
 
         def whole() -> dict[str, Any]:
             parts: list[str] = []
-            finish, prompt_tokens, completion_tokens = model.generate(
-                body, kwargs, parts.append, threading.Event()
-            )
+            finish, prompt_tokens, completion_tokens = model.generate(body, kwargs, parts.append, threading.Event())
             return final(finish, prompt_tokens, completion_tokens, "".join(parts))
 
         return JSONResponse(await run_in_threadpool(whole))
@@ -433,9 +427,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
     model = StubModel(args.model, args.name, args.n_ctx, args.threads)
-    uvicorn.run(
-        build_app(model), host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=2
-    )
+    uvicorn.run(build_app(model), host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=2)
 
 
 if __name__ == "__main__":

@@ -37,19 +37,32 @@ from tui.backend import IngestUpdate, Question
 
 ROLES = ("planner", "retriever", "reasoner", "critic")
 EPOCH = 1_767_261_600.0  # 2026-01-01 10:00 UTC: snapshots show fixed dates
-INFO: ModelInfo = {"vision": False, "function_calling": False, "json_output": True, "structured_output": True,
-                   "family": "unknown"}
+INFO: ModelInfo = {
+    "vision": False,
+    "function_calling": False,
+    "json_output": True,
+    "structured_output": True,
+    "family": "unknown",
+}
 
 ANSWER_TEXT = "Adam combines momentum with RMSProp-style scaling of each parameter. Answer: momentum and RMSProp"
 """What the scripted model answers (one line: the replay client streams it word by word)."""
 
 ADAM = Passage(
-    id="a1f3", source="examples/knowledge/optimizers.md", title="Optimizers", score=0.83,
+    id="a1f3",
+    source="examples/knowledge/optimizers.md",
+    title="Optimizers",
+    score=0.83,
     text="Adam combines momentum (a running mean of gradients) with RMSProp-style per-parameter scaling "
-         "(a running mean of squared gradients).",
+    "(a running mean of squared gradients).",
 )
-LR = Passage(id="b7c2", source="examples/knowledge/training.md", title="Training", score=0.61,
-             text="The learning rate sets the step size of gradient descent.")
+LR = Passage(
+    id="b7c2",
+    source="examples/knowledge/training.md",
+    title="Training",
+    score=0.61,
+    text="The learning rate sets the step size of gradient descent.",
+)
 
 
 def fixed_store(path: Path) -> SessionStore:
@@ -96,17 +109,20 @@ def coa_events(question: str) -> list[Event]:
     models = {role: "embedded" for role in ROLES}
     return [
         RunStarted(question=question, method="coa", models=models, collection="demo"),
-        PlanMade(subquestions=[
-            {"question": "What does Adam combine?", "needs": "knowledge", "query": "Adam optimizer"},
-            {"question": "How many ideas is that?", "needs": "calculation", "query": None},
-        ]),
+        PlanMade(
+            subquestions=[
+                {"question": "What does Adam combine?", "needs": "knowledge", "query": "Adam optimizer"},
+                {"question": "How many ideas is that?", "needs": "calculation", "query": None},
+            ]
+        ),
         Retrieved(query="Adam optimizer", passages=[ADAM, LR]),
         ChainDrafted(text='[search_knowledge("Adam optimizer") -> y1]\n[1 + y3 = y2]\nAnswer: y2'),
         ChainRejected(errors=["y3 is used before it is defined"]),
         ChainDrafted(text='[search_knowledge("Adam optimizer") -> y1]\n[1 + 1 = y2]\nAnswer: y2', attempt=1),
         StepStarted(step_id="y1", tool="search_knowledge", args={"query": "Adam optimizer"}),
-        StepFinished(step_id="y1", tool="search_knowledge", status="ok", value="momentum and RMSProp",
-                     started=10.0, ended=10.25),
+        StepFinished(
+            step_id="y1", tool="search_knowledge", status="ok", value="momentum and RMSProp", started=10.0, ended=10.25
+        ),
         StepStarted(step_id="y2", tool="calculator", args={"expression": "1 + 1"}),
         StepFinished(step_id="y2", tool="calculator", status="ok", value="2", started=11.0, ended=11.002),
         Critique(verdict="accept", reasons=["the chain matches the passages"]),
@@ -114,10 +130,17 @@ def coa_events(question: str) -> list[Event]:
         AnswerDelta(text="Adam combines **momentum** ", agent="writer"),
         AnswerDelta(text="with RMSProp-style scaling [1].\n\n", agent="writer"),
         AnswerDelta(text="- momentum: a running mean of gradients\n", agent="writer"),
-        AnswerReady(text="Adam combines **momentum** with RMSProp-style scaling [1].\n\n"
-                         "- momentum: a running mean of gradients\n", sources=[ADAM], value="2"),
-        RunFinished(answer="Adam combines momentum with RMSProp-style scaling.", seconds=4.2,
-                    usage={"planner": {"calls": 1, "prompt_tokens": 320, "completion_tokens": 60}}),
+        AnswerReady(
+            text="Adam combines **momentum** with RMSProp-style scaling [1].\n\n"
+            "- momentum: a running mean of gradients\n",
+            sources=[ADAM],
+            value="2",
+        ),
+        RunFinished(
+            answer="Adam combines momentum with RMSProp-style scaling.",
+            seconds=4.2,
+            usage={"planner": {"calls": 1, "prompt_tokens": 320, "completion_tokens": 60}},
+        ),
     ]
 
 
@@ -154,8 +177,9 @@ class FakeKnowledge:
     def __init__(self) -> None:
         self.calls: list[tuple[str, Any]] = []
 
-    async def ingest(self, paths: Sequence[Path], collection: str, settings: Settings,
-                     progress: Callable[[IngestUpdate], None]) -> str:
+    async def ingest(
+        self, paths: Sequence[Path], collection: str, settings: Settings, progress: Callable[[IngestUpdate], None]
+    ) -> str:
         self.calls.append(("ingest", (list(paths), collection)))
         for i in range(len(paths)):
             progress(IngestUpdate(i + 1, len(paths), 3 * (i + 1), str(paths[i])))

@@ -141,16 +141,19 @@ async def test_backend_failure_is_a_notification_with_the_fix(settings: Settings
 
 async def test_run_failed_event_is_shown_with_its_hint(settings: Settings, store: SessionStore) -> None:
     def failing(question: str) -> list[Any]:
-        return [RunStarted(question=question, method="coa", models={}, collection="demo"),
-                RunFailed(error="the Chroma server at http://127.0.0.1:8000 is not answering",
-                          hint="start it with `chroma run --port 8000`")]
+        return [
+            RunStarted(question=question, method="coa", models={}, collection="demo"),
+            RunFailed(
+                error="the Chroma server at http://127.0.0.1:8000 is not answering",
+                hint="start it with `chroma run --port 8000`",
+            ),
+        ]
 
     app = create_app(settings, runner=Script(failing), store=store)
     async with app.run_test(size=(80, 24)) as pilot:
         await ask(pilot, "What does Adam combine?")
         await settle(pilot)
-        assert any("not answering" in n and "fix: start it with `chroma run --port 8000`" in n
-                   for n in notices(app))
+        assert any("not answering" in n and "fix: start it with `chroma run --port 8000`" in n for n in notices(app))
         assert app.query_one(AssistantMessage).status == "failed"
 
 
@@ -274,7 +277,13 @@ async def test_a_chat_answer_is_logged_and_a_damaged_log_is_said_once(settings: 
         [record] = log.recent()
         log.close()
         assert (record.origin, record.session, record.question, record.answer, record.ok, record.method) == (
-            "chat", app.session_id, "What does Adam combine?", ANSWER, True, "direct")
+            "chat",
+            app.session_id,
+            "What does Adam combine?",
+            ANSWER,
+            True,
+            "direct",
+        )
         assert record.trace[-1]["kind"] == "run_finished" and "answer_delta" not in {e["kind"] for e in record.trace}
         logs_path(settings).write_bytes(b"not a database at all" * 8)  # damaged now: the next answer still comes
         await ask(pilot, "And then?")

@@ -58,8 +58,10 @@ async def test_method_model_collection_and_trace_commands(settings: Settings, st
         assert any("fix:" in n for n in notices(app) if "llama3" in n)
 
         await command(pilot, "/model")
-        assert any(n.startswith("Models") and "critic: openai/gpt-4o-mini" in n and "/model ROLE SPEC" in n
-                   for n in notices(app))
+        assert any(
+            n.startswith("Models") and "critic: openai/gpt-4o-mini" in n and "/model ROLE SPEC" in n
+            for n in notices(app)
+        )
         await command(pilot, "/method")
         assert any("Method: cot (choose from coa, cot, rag, react, direct" in n for n in notices(app))
 
@@ -256,8 +258,9 @@ async def test_search_and_ingest_with_the_real_store(settings: Settings, store: 
     async with app.run_test(size=(120, 40)) as pilot:
         await command(pilot, "/collection wildlife")
         await command(pilot, f"/ingest {notes}")
-        await wait_for(pilot, lambda: any(n.startswith(("Ingested", "Ingest failed")) for n in notices(app)),
-                       timeout=240)
+        await wait_for(
+            pilot, lambda: any(n.startswith(("Ingested", "Ingest failed")) for n in notices(app)), timeout=240
+        )
         summary = next(n for n in notices(app) if n.startswith(("Ingested", "Ingest failed")))
         assert summary.startswith("Ingested: wildlife: 2 file(s) ingested"), summary
         await command(pilot, "/search how do bees tell each other where food is")

@@ -51,8 +51,7 @@ async def test_resume_after_the_app_is_closed(settings: Settings) -> None:
 
 async def test_pinned_settings_win_over_the_session(settings: Settings, store: SessionStore) -> None:
     info = store.create(settings=load_settings(method="react", collection="notes").redacted())
-    app = create_app(load_settings(method="cot"), session_id=info.id, runner=Script(), store=store,
-                     pinned={"method"})
+    app = create_app(load_settings(method="cot"), session_id=info.id, runner=Script(), store=store, pinned={"method"})
     async with app.run_test() as pilot:
         await pilot.pause()
         assert app.settings.method == "cot" and app.settings.collection == "notes"

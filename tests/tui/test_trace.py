@@ -28,27 +28,51 @@ from tui.trace import describe, short
 @pytest.mark.parametrize(
     ("event", "expected"),
     [
-        (StepFinished(step_id="y2", tool="calculator", status="failed", error="division by zero", started=1.0,
-                      ended=1.004, sample=1), "✗ s2·y2 failed: division by zero  calculator · 4 ms"),
+        (
+            StepFinished(
+                step_id="y2",
+                tool="calculator",
+                status="failed",
+                error="division by zero",
+                started=1.0,
+                ended=1.004,
+                sample=1,
+            ),
+            "✗ s2·y2 failed: division by zero  calculator · 4 ms",
+        ),
         (StepFinished(step_id="y3", tool="calculator", status="skipped"), "✗ y3 skipped: skipped  calculator · 0 ms"),
-        (StepStarted(step_id="y1", tool="search_knowledge", args={"query": "adam", "k": 3}),
-         "… y1 search_knowledge(query=adam, k=3)"),
+        (
+            StepStarted(step_id="y1", tool="search_knowledge", args={"query": "adam", "k": 3}),
+            "… y1 search_knowledge(query=adam, k=3)",
+        ),
         (VoteCast(answers=["2", "2", "3"], winner="2", counts={"2": 2, "3": 1}), "Vote 2: 2, 3: 1 → 2"),
-        (ToolCalled(tool="calculator", args={"expression": "1/0"}, result="error: division by zero", is_error=True),
-         "Tool calculator(1/0)\n → error: division by zero"),
-        (Critique(verdict="revise", reasons=["y2 ignores the discount"], round=1),
-         "↻ Critic: revise\n - y2 ignores the discount"),
+        (
+            ToolCalled(tool="calculator", args={"expression": "1/0"}, result="error: division by zero", is_error=True),
+            "Tool calculator(1/0)\n → error: division by zero",
+        ),
+        (
+            Critique(verdict="revise", reasons=["y2 ignores the discount"], round=1),
+            "↻ Critic: revise\n - y2 ignores the discount",
+        ),
         (ChainRejected(errors=["unknown tool 'lookup'"], attempt=1), "↻ Re-plan (attempt 2 rejected)\n - unknown tool"),
         (Retrieved(query="nothing here", passages=[]), "Retrieve “nothing here”\n no passages found"),
-        (Usage(agent="critic", model="embedded", prompt_tokens=10, completion_tokens=5, seconds=0.25),
-         "critic: 10+5 tokens · 0.2 s"),
-        (RunFailed(error="Ollama is not running at http://127.0.0.1:11434", hint="start it with `ollama serve`"),
-         "✗ Failed Ollama is not running at http://127.0.0.1:11434\n fix: start it with `ollama serve`"),
+        (
+            Usage(agent="critic", model="embedded", prompt_tokens=10, completion_tokens=5, seconds=0.25),
+            "critic: 10+5 tokens · 0.2 s",
+        ),
+        (
+            RunFailed(error="Ollama is not running at http://127.0.0.1:11434", hint="start it with `ollama serve`"),
+            "✗ Failed Ollama is not running at http://127.0.0.1:11434\n fix: start it with `ollama serve`",
+        ),
         (RunFinished(answer="", seconds=1.0, ok=False), "■ Stopped in 1.0 s · 0 tokens"),
-        (Critique(verdict="reject", reasons=["no valid chain could be built: x", "nothing to revise: no answer"]),
-         "✗ Critic: reject\n - no valid chain could be built: x\n - nothing to revise: no answer"),
-        (RunFinished(answer="", seconds=1.0, ok=False, reason="no answer: no valid chain could be built"),
-         "■ No answer in 1.0 s · 0 tokens\n no answer: no valid chain could be built"),
+        (
+            Critique(verdict="reject", reasons=["no valid chain could be built: x", "nothing to revise: no answer"]),
+            "✗ Critic: reject\n - no valid chain could be built: x\n - nothing to revise: no answer",
+        ),
+        (
+            RunFinished(answer="", seconds=1.0, ok=False, reason="no answer: no valid chain could be built"),
+            "■ No answer in 1.0 s · 0 tokens\n no answer: no valid chain could be built",
+        ),
     ],
 )
 def test_describe(event: Event, expected: str) -> None:

@@ -41,18 +41,39 @@ def recorded(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Settings, list[Any]]
     async def scripted(question: str, settings: Settings, **kwargs: Any) -> Any:
         calls.append((settings, []))
         client = Recording(["Bonjour.\nAnswer: Paris"], model_info=JSON_INFO)
-        return await real(question, settings, **{**kwargs, "knowledge": False,
-                                                 "clients": {r: client for r in ("planner", "retriever", "reasoner",
-                                                                                 "critic")}})
+        return await real(
+            question,
+            settings,
+            **{
+                **kwargs,
+                "knowledge": False,
+                "clients": {r: client for r in ("planner", "retriever", "reasoner", "critic")},
+            },
+        )
 
     monkeypatch.setattr(runner, "build_context", scripted)
     return calls
 
 
-def test_system_and_options_reach_the_answering_call(recorded: list[tuple[Settings, list[Any]]],
-                                                     conclave_home: Path) -> None:
-    result = cli.invoke(app, ["ask", "--method", "direct", "-s", "Answer in French.", "-o", "temperature=0.4",
-                              "-o", "max_tokens=200", "--no-log", "What is the capital of France?"])
+def test_system_and_options_reach_the_answering_call(
+    recorded: list[tuple[Settings, list[Any]]], conclave_home: Path
+) -> None:
+    result = cli.invoke(
+        app,
+        [
+            "ask",
+            "--method",
+            "direct",
+            "-s",
+            "Answer in French.",
+            "-o",
+            "temperature=0.4",
+            "-o",
+            "max_tokens=200",
+            "--no-log",
+            "What is the capital of France?",
+        ],
+    )
     assert result.exit_code == 0, result.output
     settings, messages = recorded[0]
     assert settings.system == "Answer in French." and settings.temperature == 0.4 and settings.max_tokens == 200
@@ -61,19 +82,38 @@ def test_system_and_options_reach_the_answering_call(recorded: list[tuple[Settin
 
 def test_bad_options_are_one_clear_error(conclave_home: Path) -> None:
     unknown = cli.invoke(app, ["ask", "-o", "top_p=0.9", "q?"])
-    assert isinstance(unknown.exception, ConfigError) and "unknown model option 'top_p=0.9'" in unknown.exception.message
+    assert (
+        isinstance(unknown.exception, ConfigError) and "unknown model option 'top_p=0.9'" in unknown.exception.message
+    )
     assert "temperature, max_tokens, context_length" in (unknown.exception.hint or "")
     with pytest.raises(ConfigError, match="needs a float"):
         parse_options(["temperature=warm"])
     assert parse_options(["max-tokens=12"]) == {"max_tokens": 12}
 
 
-def test_a_saved_template_is_used_and_flags_win(recorded: list[tuple[Settings, list[Any]]], conclave_home: Path) -> None:
-    saved = cli.invoke(app, ["ask", "--save", "french", "--method", "direct", "-s", "Answer in French.",
-                             "-o", "temperature=0.3", "--no-log", "What is the capital of France?"])
+def test_a_saved_template_is_used_and_flags_win(
+    recorded: list[tuple[Settings, list[Any]]], conclave_home: Path
+) -> None:
+    saved = cli.invoke(
+        app,
+        [
+            "ask",
+            "--save",
+            "french",
+            "--method",
+            "direct",
+            "-s",
+            "Answer in French.",
+            "-o",
+            "temperature=0.3",
+            "--no-log",
+            "What is the capital of France?",
+        ],
+    )
     assert saved.exit_code == 0, saved.output
-    assert load_template(conclave_home, "french") == Template(system="Answer in French.", method="direct",
-                                                              options={"temperature": 0.3})
+    assert load_template(conclave_home, "french") == Template(
+        system="Answer in French.", method="direct", options={"temperature": 0.3}
+    )
     again = cli.invoke(app, ["ask", "-t", "french", "-o", "temperature=0.9", "--no-log", "And of Italy?"])
     assert again.exit_code == 0, again.output
     settings, _ = recorded[-1]
@@ -102,9 +142,10 @@ def test_models_default_writes_settings_toml_and_keeps_the_rest(conclave_home: P
     toml.write_text('# mine\ncollection = "notes"\nmodel = "embedded"\n\n[coa]\nsamples = 2\n', encoding="utf-8")
     result = cli.invoke(app, ["models", "default", "embedded:smollm2"])
     assert result.exit_code == 0, result.output
-    assert toml.read_text(encoding="utf-8") == ('# mine\ncollection = "notes"\nmodel = "embedded:smollm2"\n\n'
-                                                '[coa]\nsamples = 2\n')
+    assert toml.read_text(encoding="utf-8") == (
+        '# mine\ncollection = "notes"\nmodel = "embedded:smollm2"\n\n[coa]\nsamples = 2\n'
+    )
     settings = load_settings()
     assert settings.model == "embedded:smollm2" and settings.coa.samples == 2
     bad = cli.invoke(app, ["models", "default", "nonsense!!"])
-    assert isinstance(bad.exception, ConfigError) and "model = \"embedded:smollm2\"" in toml.read_text()
+    assert isinstance(bad.exception, ConfigError) and 'model = "embedded:smollm2"' in toml.read_text()

@@ -199,9 +199,7 @@ def test_explicit_files_of_unknown_type_are_read_as_text(tmp_path: Path) -> None
         ("script.html", b"<script>x()</script>", "empty"),
     ],
 )
-def test_unusable_files_are_skipped_with_reason(
-    tmp_path: Path, name: str, content: bytes, reason: str
-) -> None:
+def test_unusable_files_are_skipped_with_reason(tmp_path: Path, name: str, content: bytes, reason: str) -> None:
     path = tmp_path / name
     path.write_bytes(content)
     with pytest.raises(SkipFile) as info:
@@ -218,9 +216,7 @@ def test_unreadable_file_is_skipped(tmp_path: Path) -> None:
 
 def test_pdf_and_latin1_text(tmp_path: Path) -> None:
     pdf = tmp_path / "doc.pdf"
-    pdf.write_bytes(
-        make_pdf(["Backpropagation applies the chain rule.", "Layer by layer."], title="Backprop")
-    )
+    pdf.write_bytes(make_pdf(["Backpropagation applies the chain rule.", "Layer by layer."], title="Backprop"))
     doc = load_document(pdf)
     assert doc.kind == "pdf" and doc.title == "Backprop"
     assert "chain rule" in doc.text

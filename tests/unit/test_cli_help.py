@@ -55,7 +55,7 @@ def test_metavars_by_meaning_then_by_type() -> None:
 
 
 def test_config_show_says_what_an_unset_model_means_and_where_the_files_are(conclave_home: Path) -> None:
-    (conclave_home / "settings.toml").write_text('top_k = 6\n', encoding="utf-8")
+    (conclave_home / "settings.toml").write_text("top_k = 6\n", encoding="utf-8")
     shown = CliRunner().invoke(app, ["config", "show"], terminal_width=200)
     assert shown.exit_code == 0, shown.output
     assert "null (unset: embedded," in shown.output  # the table wraps the rest of the cell
@@ -71,10 +71,24 @@ def test_shell_completion_is_offered_and_completes(tmp_path: Path) -> None:
     import sys
 
     exe = Path(sys.executable).parent / "conclave"  # the installed script, what users run
-    script = subprocess.run([str(exe), "--show-completion", "bash"], capture_output=True, text=True, timeout=120,
-                            env={**os.environ, "SHELL": "/bin/bash"})
+    script = subprocess.run(
+        [str(exe), "--show-completion", "bash"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "SHELL": "/bin/bash"},
+    )
     assert script.returncode == 0 and "_conclave_completion" in script.stdout, script.stderr[-500:]
-    done = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "_CONCLAVE_COMPLETE": "complete_bash", "COMP_WORDS": "conclave eval --me",
-                               "COMP_CWORD": "2"})
+    done = subprocess.run(
+        [str(exe)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={
+            **os.environ,
+            "_CONCLAVE_COMPLETE": "complete_bash",
+            "COMP_WORDS": "conclave eval --me",
+            "COMP_CWORD": "2",
+        },
+    )
     assert done.stdout.split() == ["--method"]

@@ -45,7 +45,8 @@ NATALIA_A = (
 
 CASES = [
     pytest.param(
-        NATALIA_Q, NATALIA_A,
+        NATALIA_Q,
+        NATALIA_A,
         Chain(
             steps=(
                 calculator_step("y1", "48 / 2", "Natalia sold y1 clips in May."),
@@ -156,8 +157,11 @@ ERRORS = [
     pytest.param("So <<a+b=3>>3.\n#### 3", "is not plain arithmetic", id="note-not-arithmetic"),
     pytest.param("So <<2+2>>4.\n#### 4", "is not of the form", id="note-without-value"),
     pytest.param("So 2+2=<<2+2=5>>5.\n#### 5", "is wrong: 2+2 is 4", id="wrong-note"),
-    pytest.param("So 2+2=<<2+2=4>>4, and 4 less 1 is 3.\n#### 3", "no calculator note yields the final answer 3",
-                 id="answer-from-prose"),
+    pytest.param(
+        "So 2+2=<<2+2=4>>4, and 4 less 1 is 3.\n#### 3",
+        "no calculator note yields the final answer 3",
+        id="answer-from-prose",
+    ),
 ]
 
 
@@ -214,8 +218,11 @@ async def test_every_training_chain_in_program_form_reifies_to_gold(shared_data:
         converted += 1
         program = parse_program(render_program(chain), TOOLS)
         # The same steps (expressions re-spaced by Python's unparser), and a stable round trip from then on.
-        assert (program.ids, program.answer, [s.tool for s in program.steps]) == \
-            (chain.ids, chain.answer, [s.tool for s in chain.steps]), index
+        assert (program.ids, program.answer, [s.tool for s in program.steps]) == (
+            chain.ids,
+            chain.answer,
+            [s.tool for s in chain.steps],
+        ), index
         assert parse_program(render_program(program), TOOLS) == program, index
         reified = await reify(program, TOOLS)
         gold = Fraction(Decimal(gsm8k_gold(item["answer"])))

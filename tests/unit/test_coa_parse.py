@@ -35,15 +35,18 @@ PENS = Chain(
 
 TEXT_CASES = [
     pytest.param(
-        "Tom pays [3 * 12 = y1] dollars for the pens, so his change is [50 - y1 = y2]. Answer: y2", PENS,
+        "Tom pays [3 * 12 = y1] dollars for the pens, so his change is [50 - y1 = y2]. Answer: y2",
+        PENS,
         id="design-doc-arithmetic",
     ),
     pytest.param(
-        "Tom pays [3 * 12=y1] dollars for the pens, so his change is [50 - Y1=Y2].\nanswer:   Y2.", PENS,
+        "Tom pays [3 * 12=y1] dollars for the pens, so his change is [50 - Y1=Y2].\nanswer:   Y2.",
+        PENS,
         id="spacing-and-case-drift",
     ),
     pytest.param(
-        "```\nTom pays [3 * 12 = y1] dollars for the pens, so his change is [50 - y1 = y2]. Answer: y2\n```", PENS,
+        "```\nTom pays [3 * 12 = y1] dollars for the pens, so his change is [50 - y1 = y2]. Answer: y2\n```",
+        PENS,
         id="fenced-text",
     ),
     pytest.param(
@@ -53,7 +56,9 @@ TEXT_CASES = [
             steps=(
                 Step("y1", "search_knowledge", positional=(Lit("capital of Australia"),), thought="The capital is"),
                 Step(
-                    "y2", "search_knowledge", positional=(Concat((Lit("population of "), Ref("y1"))),),
+                    "y2",
+                    "search_knowledge",
+                    positional=(Concat((Lit("population of "), Ref("y1"))),),
                     thought="; its population is",
                 ),
             ),
@@ -68,7 +73,8 @@ TEXT_CASES = [
         Chain(
             steps=(
                 Step(
-                    "y1", "search",
+                    "y1",
+                    "search",
                     args={"k": Lit(3), "exact": Lit(True), "score": Lit(0.5), "tags": Lit(["a", "b"])},
                     positional=(Lit('Smith, J. (2020), "Title" [draft]'),),
                 ),
@@ -90,15 +96,19 @@ TEXT_CASES = [
     ),
     pytest.param(
         "[max(3, 4) = y1] [sqrt(16) + y1 = y2] [round(y2 / 3, 2) -> y3] The answer is y3",
-        Chain(steps=(calc("y1", "max(3, 4)"), calc("y2", "sqrt(16) + y1"), calc("y3", "round(y2 / 3, 2)")),
-              answer="y3"),
+        Chain(
+            steps=(calc("y1", "max(3, 4)"), calc("y2", "sqrt(16) + y1"), calc("y3", "round(y2 / 3, 2)")), answer="y3"
+        ),
         id="math-functions-are-arithmetic",
     ),
     pytest.param(
         "First [2 * 5 = y1], see [1] and [note]. Then [y1 + 1 = y10] and [y10 - y1 = y11]. Answer: y11",
         Chain(
-            steps=(calc("y1", "2 * 5", "First"), calc("y10", "y1 + 1", ", see [1] and [note]. Then"),
-                   calc("y11", "y10 - y1", "and")),
+            steps=(
+                calc("y1", "2 * 5", "First"),
+                calc("y10", "y1 + 1", ", see [1] and [note]. Then"),
+                calc("y11", "y10 - y1", "and"),
+            ),
             answer="y11",
             tail=".",
         ),
@@ -172,13 +182,15 @@ def test_json_form(text: str) -> None:
 
 
 def test_json_placeholder_arguments_and_types() -> None:
-    text = json.dumps({
-        "steps": [
-            {"thought": "t", "id": "y1", "tool": "search", "args": {"query": "capital", "k": 2}},
-            {"thought": "u", "id": "y10", "tool": "search", "args": {"query": "population of y1", "k": "y1"}},
-        ],
-        "answer": "y10",
-    })
+    text = json.dumps(
+        {
+            "steps": [
+                {"thought": "t", "id": "y1", "tool": "search", "args": {"query": "capital", "k": 2}},
+                {"thought": "u", "id": "y10", "tool": "search", "args": {"query": "population of y1", "k": "y1"}},
+            ],
+            "answer": "y10",
+        }
+    )
     chain = parse_chain(text)
     assert chain.steps[0].args == {"query": Lit("capital"), "k": Lit(2)}
     assert chain.steps[1].args == {"query": Lit("population of y1"), "k": Ref("y1")}
@@ -195,14 +207,24 @@ ERROR_CASES = [
     pytest.param("[search(capital of France) -> y1] Answer: y1", "bare word", (1, 9), id="unquoted-string"),
     pytest.param("[t(3 + 4) -> y1] Answer: y1", "joined", (1, 4), id="arithmetic-in-call"),
     pytest.param("line one\n[t(k=1, 2) -> y1] Answer: y1", "positional argument after", (2, 9), id="kw-order"),
-    pytest.param('{"steps": [{"thought": "a", "id": "y1", "tool": "calculator", "args": {"expr',
-                 "cut off", (1, 72), id="json-cut-off"),
-    pytest.param('{"steps": [{"id": "y1", "tool": "calculator", "args": {}}]}', "no \"answer\"", (1, 1),
-                 id="json-no-answer"),
-    pytest.param('{"steps": [{"thought": "a", "tool": "calculator", "args": {}}], "answer": "y1"}',
-                 'steps[0] has no "id"', (1, 1), id="json-no-id"),
-    pytest.param('{"steps": [{"id": "y1" "tool": "calculator"}], "answer": "y1"}', "invalid JSON", (1, 24),
-                 id="json-syntax"),
+    pytest.param(
+        '{"steps": [{"thought": "a", "id": "y1", "tool": "calculator", "args": {"expr',
+        "cut off",
+        (1, 72),
+        id="json-cut-off",
+    ),
+    pytest.param(
+        '{"steps": [{"id": "y1", "tool": "calculator", "args": {}}]}', 'no "answer"', (1, 1), id="json-no-answer"
+    ),
+    pytest.param(
+        '{"steps": [{"thought": "a", "tool": "calculator", "args": {}}], "answer": "y1"}',
+        'steps[0] has no "id"',
+        (1, 1),
+        id="json-no-id",
+    ),
+    pytest.param(
+        '{"steps": [{"id": "y1" "tool": "calculator"}], "answer": "y1"}', "invalid JSON", (1, 24), id="json-syntax"
+    ),
 ]
 
 
@@ -218,8 +240,11 @@ def test_parse_errors_say_where_and_what(text: str, fragment: str, where: tuple[
 
 
 RENDER_CASES = [
-    pytest.param(PENS, "Tom pays [3 * 12 = y1] dollars for the pens, so his change is [50 - y1 = y2].\nAnswer: y2",
-                 id="arithmetic"),
+    pytest.param(
+        PENS,
+        "Tom pays [3 * 12 = y1] dollars for the pens, so his change is [50 - y1 = y2].\nAnswer: y2",
+        id="arithmetic",
+    ),
     pytest.param(
         Chain(steps=(Step("y1", "search", args={"k": Lit(3)}, positional=(Lit('a, "b" (c)'),)),), answer="y1"),
         '[search("a, \\"b\\" (c)", k=3) -> y1]\nAnswer: y1',
@@ -272,17 +297,28 @@ def test_pathological_input_is_a_parse_error(text: str) -> None:
         parse_chain(text)
 
 
-@pytest.mark.parametrize(("expression", "expected"), [
-    ("y3 = y1 + y2", "y1 + y2"),          # the step's own result named on the left (seen from Qwen 1.5B)
-    ("y1 + y2 = y3", "y1 + y2"),          # ... or on the right, as in the text form
-    ("Y3 = 2 * y1", "2 * y1"),
-    ("y2 = y1 + 1", "y2 = y1 + 1"),       # another placeholder: left for validation and the calculator to reject
-    ("1 + 1 = 2 = y3", "1 + 1 = 2 = y3"),
-    ("y1 + y2", "y1 + y2"),
-])
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [
+        ("y3 = y1 + y2", "y1 + y2"),  # the step's own result named on the left (seen from Qwen 1.5B)
+        ("y1 + y2 = y3", "y1 + y2"),  # ... or on the right, as in the text form
+        ("Y3 = 2 * y1", "2 * y1"),
+        ("y2 = y1 + 1", "y2 = y1 + 1"),  # another placeholder: left for validation and the calculator to reject
+        ("1 + 1 = 2 = y3", "1 + 1 = 2 = y3"),
+        ("y1 + y2", "y1 + y2"),
+    ],
+)
 def test_an_equation_naming_the_steps_own_result_keeps_its_expression(expression: str, expected: str) -> None:
-    chain = parse_chain(json.dumps({"steps": [
-        {"id": "y1", "tool": "calculator", "args": {"expression": "1"}},
-        {"id": "y2", "tool": "calculator", "args": {"expression": "2"}},
-        {"id": "y3", "tool": "calculator", "args": {"expression": expression}}], "answer": "y3"}))
+    chain = parse_chain(
+        json.dumps(
+            {
+                "steps": [
+                    {"id": "y1", "tool": "calculator", "args": {"expression": "1"}},
+                    {"id": "y2", "tool": "calculator", "args": {"expression": "2"}},
+                    {"id": "y3", "tool": "calculator", "args": {"expression": expression}},
+                ],
+                "answer": "y3",
+            }
+        )
+    )
     assert str(chain.step("y3").args["expression"].value) == expected

@@ -24,13 +24,13 @@ from workflows.coa.validate import validate
 
 TOOLS = build_tools(load_settings())
 
-PENS = '''```python
+PENS = """```python
 # pens Tom buys cost 3 dollars each
 pens_cost = 3 * 12
 # change from a 50 dollar bill
 change = 50 - pens_cost
 answer = change
-```'''
+```"""
 
 
 def test_a_program_becomes_the_chain_model() -> None:
@@ -42,14 +42,18 @@ def test_a_program_becomes_the_chain_model() -> None:
     assert chain.names == {"y1": "pens_cost", "y2": "change"}
     assert validate(chain, TOOLS) == []
     # The same chain as the text form's: the model and everything after it are shared.
-    assert chain == parse_chain("pens Tom buys cost 3 dollars each [3 * 12 = y1] change from a 50 dollar bill "
-                                "[50 - y1 = y2] Answer: y2")
+    assert chain == parse_chain(
+        "pens Tom buys cost 3 dollars each [3 * 12 = y1] change from a 50 dollar bill [50 - y1 = y2] Answer: y2"
+    )
 
 
 def test_tool_calls_with_literals_names_concatenation_and_keywords() -> None:
-    chain = parse_program('```python\nadam = search_knowledge("what Adam combines")\n'
-                          'rms = search_knowledge(query="RMSprop of " + adam)\n'
-                          'answer = rms\n```', TOOLS)
+    chain = parse_program(
+        '```python\nadam = search_knowledge("what Adam combines")\n'
+        'rms = search_knowledge(query="RMSprop of " + adam)\n'
+        "answer = rms\n```",
+        TOOLS,
+    )
     assert chain.steps[0].tool == "search_knowledge" and chain.steps[0].positional == (Lit("what Adam combines"),)
     assert chain.steps[1].args == {"query": Concat((Lit("RMSprop of "), Ref("y1")))}
     assert validate(chain, TOOLS) == []
@@ -57,8 +61,10 @@ def test_tool_calls_with_literals_names_concatenation_and_keywords() -> None:
 
 def test_print_calls_are_no_steps() -> None:
     # Qwen2.5-Coder writes a print after a lookup (three re-plans of the README's question did): it is no step.
-    printed = ('```python\nadam = search_knowledge("what Adam combines")\nprint(adam)\n'
-               'print("Adam combines momentum with RMSprop")\nanswer = adam\nprint(answer)\n```')
+    printed = (
+        '```python\nadam = search_knowledge("what Adam combines")\nprint(adam)\n'
+        'print("Adam combines momentum with RMSprop")\nanswer = adam\nprint(answer)\n```'
+    )
     chain = parse_program(printed, TOOLS)
     assert [s.tool for s in chain.steps] == ["search_knowledge"] and chain.answer == "y1"
     assert validate(chain, TOOLS) == []
@@ -75,42 +81,48 @@ def test_answer_may_be_an_expression_and_placeholders_may_be_names() -> None:
 
 def test_floor_division_unary_minus_and_functions() -> None:
     chain = parse_program("boxes = 50 // 8\nleft = -(3 - 5)\nroot = round(sqrt(boxes) * 2, 2)\nanswer = root", TOOLS)
-    assert [s.args["expression"] for s in chain.steps] == [Lit("floor(50 / 8)"), Lit("-(3 - 5)"),
-                                                          Lit("round(sqrt(y1) * 2, 2)")]
+    assert [s.args["expression"] for s in chain.steps] == [
+        Lit("floor(50 / 8)"),
+        Lit("-(3 - 5)"),
+        Lit("round(sqrt(y1) * 2, 2)"),
+    ]
 
 
-@pytest.mark.parametrize(("code", "needle"), [
-    ("import math\nx = 1\nanswer = x", "imports are not allowed"),
-    ("from math import sqrt\nx = 1\nanswer = x", "imports are not allowed"),
-    ("x = math.sqrt(4)\nanswer = x", "write sqrt(...), not math.sqrt(...)"),
-    ("x = a.b\nanswer = x", "attributes"),
-    ("x = [1, 2][0]\nanswer = x", "subscripts"),
-    ("f = lambda v: v\nanswer = f", "lambdas"),
-    ("x = sum([i for i in range(3)])\nanswer = x", "not a tool"),
-    ("x = [i for i in (1, 2)]\nanswer = x", "comprehensions"),
-    ('x = search_knowledge(f"about {y}")\nanswer = x', "f-strings"),
-    ("x = (y := 3)\nanswer = x", "the := operator"),
-    ("x = 1\nx += 1\nanswer = x", "changes x in place; give the new quantity its own name instead: x_2 = x + 1"),
-    ("x = [1]\nx[0] += 1\nanswer = x", "augmented assignments (x += 1) are not allowed"),
-    ('x = search_knowledge("q", top=3)\nanswer = x', "has no parameter 'top'"),
-    ('x = search_knowledge("q", collection="secrets")\nanswer = x', "has no parameter 'collection'"),
-    ("x = 1 if 2 else 3\nanswer = x", "conditional expressions"),
-    ("a = b = 3\nanswer = a", "assign to one plain name"),
-    ("x, y = 1, 2\nanswer = x", "assign to one plain name"),
-    ("for i in range(3):\n    x = i\nanswer = x", "loops are not allowed"),
-    ("def f():\n    return 1\nanswer = 1", "function definitions"),
-    ("x = 1 < 2\nanswer = x", "comparisons"),
-    ("x = 3\nx = 4\nanswer = x", "'x' is assigned twice"),
-    ("x = 3 * z\nanswer = x", "'z' is used but never assigned"),
-    ("x = 3 * 4", "no `answer = ...` line"),
-    ('x = search_knowledge("a") * 2\nanswer = x', "a tool call must be the whole right-hand side"),
-    ('x = "seven" * 2\nanswer = x', "arithmetic takes numbers"),
-    ("x = exec('1')\nanswer = x", "'exec' is not a tool"),
-    ("x = __import__('os')\nanswer = x", "'__import__' is not a tool"),
-    ("len(1)\nanswer = 1", "only assignments are allowed"),
-    ("x = 2²\nanswer = x", "not valid Python"),
-    ("x = ①\nanswer = x", "not valid Python"),
-])
+@pytest.mark.parametrize(
+    ("code", "needle"),
+    [
+        ("import math\nx = 1\nanswer = x", "imports are not allowed"),
+        ("from math import sqrt\nx = 1\nanswer = x", "imports are not allowed"),
+        ("x = math.sqrt(4)\nanswer = x", "write sqrt(...), not math.sqrt(...)"),
+        ("x = a.b\nanswer = x", "attributes"),
+        ("x = [1, 2][0]\nanswer = x", "subscripts"),
+        ("f = lambda v: v\nanswer = f", "lambdas"),
+        ("x = sum([i for i in range(3)])\nanswer = x", "not a tool"),
+        ("x = [i for i in (1, 2)]\nanswer = x", "comprehensions"),
+        ('x = search_knowledge(f"about {y}")\nanswer = x', "f-strings"),
+        ("x = (y := 3)\nanswer = x", "the := operator"),
+        ("x = 1\nx += 1\nanswer = x", "changes x in place; give the new quantity its own name instead: x_2 = x + 1"),
+        ("x = [1]\nx[0] += 1\nanswer = x", "augmented assignments (x += 1) are not allowed"),
+        ('x = search_knowledge("q", top=3)\nanswer = x', "has no parameter 'top'"),
+        ('x = search_knowledge("q", collection="secrets")\nanswer = x', "has no parameter 'collection'"),
+        ("x = 1 if 2 else 3\nanswer = x", "conditional expressions"),
+        ("a = b = 3\nanswer = a", "assign to one plain name"),
+        ("x, y = 1, 2\nanswer = x", "assign to one plain name"),
+        ("for i in range(3):\n    x = i\nanswer = x", "loops are not allowed"),
+        ("def f():\n    return 1\nanswer = 1", "function definitions"),
+        ("x = 1 < 2\nanswer = x", "comparisons"),
+        ("x = 3\nx = 4\nanswer = x", "'x' is assigned twice"),
+        ("x = 3 * z\nanswer = x", "'z' is used but never assigned"),
+        ("x = 3 * 4", "no `answer = ...` line"),
+        ('x = search_knowledge("a") * 2\nanswer = x', "a tool call must be the whole right-hand side"),
+        ('x = "seven" * 2\nanswer = x', "arithmetic takes numbers"),
+        ("x = exec('1')\nanswer = x", "'exec' is not a tool"),
+        ("x = __import__('os')\nanswer = x", "'__import__' is not a tool"),
+        ("len(1)\nanswer = 1", "only assignments are allowed"),
+        ("x = 2²\nanswer = x", "not valid Python"),
+        ("x = ①\nanswer = x", "not valid Python"),
+    ],
+)
 def test_everything_outside_the_whitelist_is_an_error_for_the_model(code: str, needle: str) -> None:
     with pytest.raises(ProgramError) as info:
         parse_program(code, TOOLS)
@@ -146,25 +158,30 @@ def test_hostile_sizes_are_refused_fast() -> None:
     assert time.monotonic() - started < 2
 
 
-@pytest.mark.parametrize("text", [
-    PENS.replace("\n", "\r\n"),
-    PENS.replace("pens_cost = 3", "pens_cost\t= 3"),
-    PENS.replace("```python\n", "```python\n```python\n"),  # a doubled opening fence
-    PENS.rsplit("```", 1)[0],  # the closing fence missing (stopped at it, or cut off)
-    "Here is the program:\n\n" + PENS + "\n\nThe answer is the change.",  # prose before and after
-    PENS.replace("```python", "```py"),
-    PENS.replace("```python\n", "").replace("\n```", ""),  # no fences at all
-    "Let me think.\n" + PENS.replace("```python\n", "").replace("\n```", "") + "\nSo that is it.",
-    "\n".join("    " + line for line in PENS.split("\n")),  # indented as a whole
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        PENS.replace("\n", "\r\n"),
+        PENS.replace("pens_cost = 3", "pens_cost\t= 3"),
+        PENS.replace("```python\n", "```python\n```python\n"),  # a doubled opening fence
+        PENS.rsplit("```", 1)[0],  # the closing fence missing (stopped at it, or cut off)
+        "Here is the program:\n\n" + PENS + "\n\nThe answer is the change.",  # prose before and after
+        PENS.replace("```python", "```py"),
+        PENS.replace("```python\n", "").replace("\n```", ""),  # no fences at all
+        "Let me think.\n" + PENS.replace("```python\n", "").replace("\n```", "") + "\nSo that is it.",
+        "\n".join("    " + line for line in PENS.split("\n")),  # indented as a whole
+    ],
+)
 def test_drifting_layout_reads_the_same(text: str) -> None:
     assert parse_program(text, TOOLS) == parse_program(PENS, TOOLS)
 
 
 def test_a_stray_indent_is_read_flush_left_but_a_block_is_still_refused() -> None:
     # Qwen2.5-Coder wrote this for a SQuAD question: one assignment indented by a space after a comment.
-    stray = ('```python\n# find the AFC champion from the passage\n AFC_champion = search_knowledge("AFC champion")\n'
-             'answer = AFC_champion\n```')
+    stray = (
+        '```python\n# find the AFC champion from the passage\n AFC_champion = search_knowledge("AFC champion")\n'
+        "answer = AFC_champion\n```"
+    )
     chain = parse_program(stray, TOOLS)
     assert [s.tool for s in chain.steps] == ["search_knowledge"] and chain.answer == "y1"
     assert chain.steps[0].thought == "find the AFC champion from the passage"
@@ -176,8 +193,10 @@ def test_a_stray_indent_is_read_flush_left_but_a_block_is_still_refused() -> Non
 
 def test_an_answer_written_as_a_sentence_answers_with_its_quantity() -> None:
     # Qwen2.5-Coder wrote this for a HotpotQA question, three times over, when it was an error.
-    sentence = ('```python\nname = search_knowledge("Aladin stage name")\nrole = search_knowledge("Aladin consultant")\n'
-                'answer = name + " was known by his stage name Aladin"\n```')
+    sentence = (
+        '```python\nname = search_knowledge("Aladin stage name")\nrole = search_knowledge("Aladin consultant")\n'
+        'answer = name + " was known by his stage name Aladin"\n```'
+    )
     chain = parse_program(sentence, TOOLS)
     assert chain.answer == "y1" and [s.tool for s in chain.steps] == ["search_knowledge"] * 2
     assert validate(chain, TOOLS) == []
@@ -190,15 +209,24 @@ def test_an_answer_written_as_a_sentence_answers_with_its_quantity() -> None:
 def test_salvage_keeps_a_programs_own_searches_only_when_they_stand_alone() -> None:
     from workflows.coa.program import salvage_lookups
 
-    twice = ('```python\nrfsi = search_knowledge("Roud index")\nrhyme = search_knowledge("Little Girls")\n'
-             'rfsi = rfsi * rhyme\nanswer = rfsi\n```')
+    twice = (
+        '```python\nrfsi = search_knowledge("Roud index")\nrhyme = search_knowledge("Little Girls")\n'
+        "rfsi = rfsi * rhyme\nanswer = rfsi\n```"
+    )
     chain = salvage_lookups(twice, TOOLS)
-    assert chain is not None and chain.answer == "y2" and [s.positional for s in chain.steps] == [
-        (Lit("Roud index"),), (Lit("Little Girls"),)]
+    assert (
+        chain is not None
+        and chain.answer == "y2"
+        and [s.positional for s in chain.steps] == [(Lit("Roud index"),), (Lit("Little Girls"),)]
+    )
     assert validate(chain, TOOLS) == []
     # A search that needs a dropped line, or no search at all: nothing to keep.
-    assert salvage_lookups('x = search_knowledge("a")\nz = x.split()[0]\ny = search_knowledge("b " + z)\nanswer = y',
-                           TOOLS) is None
+    assert (
+        salvage_lookups(
+            'x = search_knowledge("a")\nz = x.split()[0]\ny = search_knowledge("b " + z)\nanswer = y', TOOLS
+        )
+        is None
+    )
     assert salvage_lookups("x = 3\nanswer = x", TOOLS) is None
 
 
@@ -215,8 +243,9 @@ def test_round_trips_program_chain_json_text() -> None:
     assert again == chain and again.names == chain.names
     assert parse_chain(render_json(chain)) == chain
     assert parse_chain(render(chain)) == chain
-    from_text = parse_chain('[search_knowledge("capital of " + "Australia") -> y1] [3 * 12 = y2] '
-                            '[y2 - 1 = y3] Answer: y3')
+    from_text = parse_chain(
+        '[search_knowledge("capital of " + "Australia") -> y1] [3 * 12 = y2] [y2 - 1 = y3] Answer: y3'
+    )
     assert parse_program(render_program(from_text), TOOLS) == from_text  # names default to the placeholders
     assert "y1 = search_knowledge('capital of ' + 'Australia')" in render_program(from_text)
 
@@ -246,8 +275,10 @@ def test_the_stream_stops_at_the_closing_fence() -> None:
 
 def test_nothing_is_ever_executed(tmp_path: pytest.TempPathFactory) -> None:  # type: ignore[name-defined]
     marker = tmp_path / "pwned"  # type: ignore[operator]
-    for code in (f"x = __import__('pathlib').Path({str(marker)!r}).touch()\nanswer = x",
-                 f"x = open({str(marker)!r}, 'w')\nanswer = x"):
+    for code in (
+        f"x = __import__('pathlib').Path({str(marker)!r}).touch()\nanswer = x",
+        f"x = open({str(marker)!r}, 'w')\nanswer = x",
+    ):
         with pytest.raises(ProgramError):
             parse_program(code, TOOLS)
     assert not marker.exists()  # type: ignore[union-attr]

@@ -94,9 +94,7 @@ async def run(text: str, rec: Recorder, **kwargs: Any) -> ReifiedChain:
 
 
 async def test_design_doc_example(rec: Recorder) -> None:
-    result = await run(
-        "Tom pays [3 * 12 = y1] dollars for the pens, so his change is [50 - y1 = y2]. Answer: y2", rec
-    )
+    result = await run("Tom pays [3 * 12 = y1] dollars for the pens, so his change is [50 - y1 = y2]. Answer: y2", rec)
     assert result.ok
     assert result.answer_value == "14"
     assert [r.text for r in result.results.values()] == ["36", "14"]
@@ -126,7 +124,7 @@ async def test_synchronous_tools_overlap_too(rec: Recorder) -> None:
 
 async def test_y1_is_not_substituted_inside_y10(rec: Recorder) -> None:
     result = await run(
-        "[2 = y1] [10 = y2] [1 + y2 = y10] [y10 * 100 + y1 = y11] [search(\"y10 then y1\") -> y12] Answer: y11", rec
+        '[2 = y1] [10 = y2] [1 + y2 = y10] [y10 * 100 + y1 = y11] [search("y10 then y1") -> y12] Answer: y11', rec
     )
     assert result.results["y11"].args == {"expression": "11 * 100 + 2"}
     assert result.answer_value == "1102"
@@ -169,12 +167,21 @@ async def test_a_ranked_search_result_enters_a_later_query_as_its_top_passage() 
     def search_knowledge(query: str) -> str:
         """Search."""
         queries.append(query)
-        return format_passages([Passage("Alex Ferguson", "hotpot", long_text, 0.61, "Alex Ferguson"),
-                                Passage("Other", "hotpot", "Something else.", 0.2)])
+        return format_passages(
+            [
+                Passage("Alex Ferguson", "hotpot", long_text, 0.61, "Alex Ferguson"),
+                Passage("Other", "hotpot", "Something else.", 0.2),
+            ]
+        )
 
     tools = {"search_knowledge": StructuredTool.from_function(search_knowledge)}
-    result = await reify(parse_chain('[search_knowledge("who recruited Beckham") -> y1] '
-                                     '[search_knowledge("when did " + y1 + " manage United") -> y2] Answer: y2'), tools)
+    result = await reify(
+        parse_chain(
+            '[search_knowledge("who recruited Beckham") -> y1] '
+            '[search_knowledge("when did " + y1 + " manage United") -> y2] Answer: y2'
+        ),
+        tools,
+    )
     assert result.ok
     second = queries[1]
     assert second.startswith("when did Alex Ferguson — Sir Alex Ferguson signed") and second.endswith(" manage United")
@@ -217,8 +224,7 @@ async def test_hanging_tool_times_out(rec: Recorder) -> None:
 
 async def test_events_report_progress(rec: Recorder) -> None:
     seen: list[Event] = []
-    result = await run('[broken("q") -> y1] [y1 + 1 = y2] [3 * 4 = y3] Answer: y3', rec, on_event=seen.append,
-                       sample=2)
+    result = await run('[broken("q") -> y1] [y1 + 1 = y2] [3 * 4 = y3] Answer: y3', rec, on_event=seen.append, sample=2)
     kinds = [(type(e).__name__, e.step_id) for e in seen]
     assert ("StepStarted", "y1") in kinds and ("StepStarted", "y3") in kinds
     assert ("StepStarted", "y2") not in kinds, "a skipped step never starts"
@@ -265,8 +271,16 @@ def test_levels() -> None:
 @pytest.mark.parametrize(
     ("value", "text"),
     [
-        (" 36 ", "36"), (36, "36"), (36.0, "36"), (0.5, "0.5"), (True, "true"), (Fraction(3, 1), "3"),
-        (Fraction(1, 4), "0.25"), (Decimal("2.50"), "2.5"), (["a", 1], '["a", 1]'), ({"k": "v"}, '{"k": "v"}'),
+        (" 36 ", "36"),
+        (36, "36"),
+        (36.0, "36"),
+        (0.5, "0.5"),
+        (True, "true"),
+        (Fraction(3, 1), "3"),
+        (Fraction(1, 4), "0.25"),
+        (Decimal("2.50"), "2.5"),
+        (["a", 1], '["a", 1]'),
+        ({"k": "v"}, '{"k": "v"}'),
         (evaluate("1/3"), evaluate("1/3").text),
     ],
 )

@@ -43,8 +43,10 @@ json_scalars = (
 )
 json_values = st.recursive(
     json_scalars,
-    lambda inner: st.lists(inner, max_size=3)
-    | st.dictionaries(st.text(max_size=5).filter(lambda k: k != "steps"), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.text(max_size=5).filter(lambda k: k != "steps"), inner, max_size=3)
+    ),
     max_leaves=6,
 )
 literals = json_values.map(Lit)
@@ -63,14 +65,16 @@ def tool_steps(draw: st.DrawFn, allow_concat: bool = True) -> Step:
     return Step(id=draw(ids), tool=draw(tool_names), args=kwargs, positional=positional, thought=draw(prose))
 
 
-operand = st.integers(min_value=0, max_value=10**6).map(str) | st.decimals(
-    min_value=0, max_value=1000, places=2, allow_nan=False, allow_infinity=False
-).map(str) | ids
+operand = (
+    st.integers(min_value=0, max_value=10**6).map(str)
+    | st.decimals(min_value=0, max_value=1000, places=2, allow_nan=False, allow_infinity=False).map(str)
+    | ids
+)
 expressions = st.lists(
     st.tuples(st.sampled_from([" + ", "-", " * ", " / ", "**", " % "]), operand), max_size=4
-).flatmap(
-    lambda rest: operand.map(lambda first: first + "".join(op + o for op, o in rest))
-) | st.tuples(st.sampled_from(sorted(MATH_FUNCTIONS)), operand, operand).map(lambda t: f"{t[0]}({t[1]}, {t[2]})")
+).flatmap(lambda rest: operand.map(lambda first: first + "".join(op + o for op, o in rest))) | st.tuples(
+    st.sampled_from(sorted(MATH_FUNCTIONS)), operand, operand
+).map(lambda t: f"{t[0]}({t[1]}, {t[2]})")
 odd_expressions = st.text(st.characters(exclude_categories=("Cs", "Cc")), min_size=1, max_size=15).filter(
     lambda s: s == s.strip() and not re.search(r"\bY[0-9]+\b", s) and re.fullmatch(r"[yY][0-9]+", s) is None
 )

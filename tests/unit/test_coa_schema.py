@@ -51,8 +51,7 @@ VALID = {
         {"thought": "the capital", "id": "y1", "tool": "search_knowledge", "args": {"query": "capital of Australia"}},
         {"thought": "how many", "id": "y2", "tool": "search_knowledge", "args": {"query": "people in y1", "k": 2}},
         {"thought": "per thousand", "id": "y3", "tool": "calculator", "args": {"expression": "y2 / 1000"}},
-        {"thought": "bounded", "id": "y4", "tool": "clamp",
-         "args": {"value": "y3", "bounds": {"low": 0, "high": 10}}},
+        {"thought": "bounded", "id": "y4", "tool": "clamp", "args": {"value": "y3", "bounds": {"low": 0, "high": 10}}},
     ],
     "answer": "y4",
 }
@@ -68,8 +67,11 @@ def test_shape() -> None:
     steps = schema["properties"]["steps"]
     assert (steps["minItems"], steps["maxItems"]) == (1, 7)
     assert schema["required"] == ["steps", "answer"]
-    assert [v["properties"]["tool"]["enum"] for v in variants(schema)] == [["calculator"], ["search_knowledge"],
-                                                                           ["clamp"]]
+    assert [v["properties"]["tool"]["enum"] for v in variants(schema)] == [
+        ["calculator"],
+        ["search_knowledge"],
+        ["clamp"],
+    ]
     for variant in variants(schema):
         assert list(variant["properties"]) == ["thought", "id", "tool", "args"]
         assert variant["required"][0] == "thought"
@@ -95,8 +97,10 @@ def test_accepts_valid_chains_and_rejects_mechanical_faults() -> None:
         "no thought": {**VALID, "steps": [{k: v for k, v in VALID["steps"][0].items() if k != "thought"}]},
         "too many steps": {**VALID, "steps": VALID["steps"] * 4},
         "thought over budget": {**VALID, "steps": [{**VALID["steps"][0], "thought": "x" * 201}]},
-        "number that is not a placeholder": {**VALID, "steps": [{**VALID["steps"][1], "args": {"query": "q",
-                                                                                               "k": "four"}}]},
+        "number that is not a placeholder": {
+            **VALID,
+            "steps": [{**VALID["steps"][1], "args": {"query": "q", "k": "four"}}],
+        },
     }
     for name, chain in faults.items():
         with pytest.raises(jsonschema.ValidationError):
@@ -135,12 +139,12 @@ def test_embedded_model_decodes_a_chain_under_the_grammar(smollm_path: Path) -> 
     from workflows.coa import ChainParseError
 
     llm = llama_cpp.Llama(model_path=str(smollm_path), n_ctx=1024, verbose=False, seed=1)
-    grammar = llama_cpp.LlamaGrammar.from_json_schema(
-        json.dumps(chain_json_schema(TOOLS, max_steps=3)), verbose=False
-    )
+    grammar = llama_cpp.LlamaGrammar.from_json_schema(json.dumps(chain_json_schema(TOOLS, max_steps=3)), verbose=False)
     out = llm.create_chat_completion(
         messages=[{"role": "user", "content": "Tom buys 12 pens at 3 dollars each. Write the chain as JSON."}],
-        grammar=grammar, max_tokens=160, temperature=0,
+        grammar=grammar,
+        max_tokens=160,
+        temperature=0,
     )
     choice = out["choices"][0]
     text = choice["message"]["content"]
@@ -163,7 +167,9 @@ def test_registered_tools_schema_compiles() -> None:
     assert [v["properties"]["tool"]["enum"][0] for v in variants(schema)] == list(tools)
     assert "root ::=" in llama_cpp.LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)._grammar
     jsonschema.validate(
-        {"steps": [{"thought": "cost", "id": "y1", "tool": "calculator", "args": {"expression": "3 * 12"}}],
-         "answer": "y1"},
+        {
+            "steps": [{"thought": "cost", "id": "y1", "tool": "calculator", "args": {"expression": "3 * 12"}}],
+            "answer": "y1",
+        },
         schema,
     )

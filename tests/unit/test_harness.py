@@ -90,8 +90,9 @@ class ScriptedBackend(ReplayChatCompletionClient):
         for piece in re.split(r"(?<=\n)", text):
             if piece:
                 yield piece
-        usage = RequestUsage(prompt_tokens=sum(len(str(m.content).split()) for m in messages),
-                             completion_tokens=len(text.split()))
+        usage = RequestUsage(
+            prompt_tokens=sum(len(str(m.content).split()) for m in messages), completion_tokens=len(text.split())
+        )
         yield CreateResult(finish_reason="stop", content=text, usage=usage, cached=False)
 
 
@@ -130,8 +131,19 @@ def config(dataset: str, **overrides: Any) -> EvalConfig:
 
 def comparable(records: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
     """What must not change between equivalent runs (timings and timestamps may)."""
-    return [(r["key"], r["answer"], r["value"], r["correct"], json.dumps(r["scores"], sort_keys=True),
-             r["prompt_tokens"], r["completion_tokens"], r["llm_calls"]) for r in records]
+    return [
+        (
+            r["key"],
+            r["answer"],
+            r["value"],
+            r["correct"],
+            json.dumps(r["scores"], sort_keys=True),
+            r["prompt_tokens"],
+            r["completion_tokens"],
+            r["llm_calls"],
+        )
+        for r in records
+    ]
 
 
 async def test_scores_summary_and_reports(settings: Settings, dataset: str) -> None:
@@ -145,7 +157,10 @@ async def test_scores_summary_and_reports(settings: Settings, dataset: str) -> N
     assert len(lines) == 8
     cells = {(c["method"], c["model"]): c for c in result.summary["cells"]}
     assert cells[("cot", "openai/scripted")]["correct"] == 3 and cells[("cot", "openai/scripted")]["accuracy"] == 0.75
-    assert cells[("direct", "openai/scripted")]["correct"] == 1 and cells[("direct", "openai/scripted")]["accuracy"] == 0.25
+    assert (
+        cells[("direct", "openai/scripted")]["correct"] == 1
+        and cells[("direct", "openai/scripted")]["accuracy"] == 0.25
+    )
     low, high = cells[("cot", "openai/scripted")]["ci95"]
     assert 0 < low < 0.75 < high <= 1
     record = next(r for r in result.records if r["key"] == "q3|cot|openai/scripted")
@@ -180,8 +195,9 @@ async def test_scores_are_deterministic_across_runs(settings: Settings, dataset:
     cells_a = [{k: v for k, v in c.items() if k != "latency"} for c in first.summary["cells"]]
     cells_b = [{k: v for k, v in c.items() if k != "latency"} for c in second.summary["cells"]]
     assert cells_a == cells_b
-    assert {k: v for k, v in first.summary.items() if k not in (*strip, "cells")} == \
-        {k: v for k, v in second.summary.items() if k not in (*strip, "cells")}
+    assert {k: v for k, v in first.summary.items() if k not in (*strip, "cells")} == {
+        k: v for k, v in second.summary.items() if k not in (*strip, "cells")
+    }
 
 
 async def test_repeated_run_is_served_wholly_from_the_cache(settings: Settings, dataset: str) -> None:
@@ -228,8 +244,13 @@ async def test_resume_skips_finished_items_and_matches_a_clean_run(settings: Set
 
     state: dict[str, Any] = {}
     with pytest.raises(Stop):
-        await run_eval(config(dataset, cache=False, concurrency=1), settings, client_factory=Factory(),
-                       on_progress=stop_after_three, on_start=lambda rid, d: state.update(run_id=rid, run_dir=d))
+        await run_eval(
+            config(dataset, cache=False, concurrency=1),
+            settings,
+            client_factory=Factory(),
+            on_progress=stop_after_three,
+            on_start=lambda rid, d: state.update(run_id=rid, run_dir=d),
+        )
     folder: Path = state["run_dir"]
     assert json.loads((folder / "status.json").read_text())["status"] == "interrupted"
     assert len((folder / "items.jsonl").read_text().splitlines()) == 3
@@ -238,8 +259,9 @@ async def test_resume_skips_finished_items_and_matches_a_clean_run(settings: Set
         fh.write('{"key": "q4|cot|scr')
 
     resumed_backend = Factory()
-    resumed = await run_eval(config("ignored:x", methods=["coa"]), settings, resume=state["run_id"],
-                             client_factory=resumed_backend)
+    resumed = await run_eval(
+        config("ignored:x", methods=["coa"]), settings, resume=state["run_id"], client_factory=resumed_backend
+    )
     assert resumed_backend.calls == 5  # 8 units, 3 finished before the interruption
     assert resumed.run_id == state["run_id"]
     assert comparable(resumed.records) == comparable(clean.records)
@@ -250,8 +272,11 @@ async def test_resume_skips_finished_items_and_matches_a_clean_run(settings: Set
 
 async def test_judge_invalid_json_is_retried_then_missing_never_a_pass(settings: Settings, dataset: str) -> None:
     factory = Factory({"openai/scripted": cot_reply, "openai/judge-bad": lambda q, s: "I think it is fine!"})
-    result = await run_eval(config(dataset, methods=["cot"], scorers=["correctness", "numeric"], judge="openai/judge-bad"),
-                            settings, client_factory=factory)
+    result = await run_eval(
+        config(dataset, methods=["cot"], scorers=["correctness", "numeric"], judge="openai/judge-bad"),
+        settings,
+        client_factory=factory,
+    )
     assert factory.backends["openai/judge-bad"].calls == 4 * 3  # one attempt and two retries per item
     for record in result.records:
         score = record["scores"]["correctness"]
@@ -269,8 +294,11 @@ async def test_judge_valid_verdicts_are_scored(settings: Settings, dataset: str)
         return json.dumps({"reasoning": "compared", "score": 5 if right else 1})
 
     factory = Factory({"openai/scripted": cot_reply, "openai/judge-good": judge})
-    result = await run_eval(config(dataset, methods=["cot"], scorers=["correctness"], judge="openai/judge-good"), settings,
-                            client_factory=factory)
+    result = await run_eval(
+        config(dataset, methods=["cot"], scorers=["correctness"], judge="openai/judge-good"),
+        settings,
+        client_factory=factory,
+    )
     assert [r["correct"] for r in result.records] == [True, True, True, False]
     assert result.records[0]["scores"]["correctness"]["value"] == 5.0
     assert factory.backends["openai/judge-good"].calls == 4
@@ -279,8 +307,9 @@ async def test_judge_valid_verdicts_are_scored(settings: Settings, dataset: str)
 async def test_malformed_lines_are_reported_and_valid_ones_run(settings: Settings, tmp_path: Path) -> None:
     path = write_gsm8k(tmp_path / "broken.jsonl", malformed=True)
     notes: list[str] = []
-    result = await run_eval(config(f"gsm8k:{path}", methods=["cot"]), settings, client_factory=Factory(),
-                            on_note=notes.append)
+    result = await run_eval(
+        config(f"gsm8k:{path}", methods=["cot"]), settings, client_factory=Factory(), on_note=notes.append
+    )
     assert len(result.records) == 4
     assert any("line 2: not valid JSON" in n for n in notes)
     assert any("line 4: the answer has no '#### N' final line" in n for n in notes)
@@ -300,8 +329,9 @@ async def test_malformed_lines_are_reported_and_valid_ones_run(settings: Setting
         ({"models": ["gpt4"]}, "unknown model spec 'gpt4'"),
     ],
 )
-async def test_bad_configuration_fails_before_anything_runs(settings: Settings, dataset: str,
-                                                            overrides: dict[str, Any], message: str) -> None:
+async def test_bad_configuration_fails_before_anything_runs(
+    settings: Settings, dataset: str, overrides: dict[str, Any], message: str
+) -> None:
     factory = Factory()
     with pytest.raises(ConfigError, match=re.escape(message)):
         await run_eval(config(**{"dataset": dataset, **overrides}), settings, client_factory=factory)
@@ -317,8 +347,9 @@ async def test_unwritable_run_folder_is_a_clear_error(settings: Settings, datase
     assert "writable" in (info.value.hint or "")
 
 
-async def test_disk_full_keeps_finished_items_and_names_the_resume(settings: Settings, dataset: str,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_disk_full_keeps_finished_items_and_names_the_resume(
+    settings: Settings, dataset: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from workflows.evaluation import runs
 
     real_append = runs.JsonlLog.append
@@ -333,8 +364,12 @@ async def test_disk_full_keeps_finished_items_and_names_the_resume(settings: Set
     monkeypatch.setattr(runs.JsonlLog, "append", append)
     state: dict[str, Any] = {}
     with pytest.raises(RunFolderError, match="No space left on device") as info:
-        await run_eval(config(dataset, concurrency=1), settings, client_factory=Factory(),
-                       on_start=lambda rid, d: state.update(run_id=rid, run_dir=d))
+        await run_eval(
+            config(dataset, concurrency=1),
+            settings,
+            client_factory=Factory(),
+            on_start=lambda rid, d: state.update(run_id=rid, run_dir=d),
+        )
     assert f"--resume {state['run_id']}" in (info.value.hint or "")
     assert len((state["run_dir"] / "items.jsonl").read_text().splitlines()) == 2
 
@@ -359,8 +394,9 @@ async def test_a_crashing_unit_is_recorded_and_the_run_goes_on(settings: Setting
             raise ValueError("backend exploded")
         return cot_reply(question, system)
 
-    result = await run_eval(config(dataset, methods=["cot"], cache=False), settings,
-                            client_factory=Factory({"openai/scripted": flaky}))
+    result = await run_eval(
+        config(dataset, methods=["cot"], cache=False), settings, client_factory=Factory({"openai/scripted": flaky})
+    )
     failed = [r for r in result.records if not r["ok"]]
     assert [r["item_id"] for r in failed] == ["q2"]
     assert "backend exploded" in failed[0]["error"] and failed[0]["correct"] is False
@@ -395,9 +431,14 @@ def test_outcome_and_statistics_come_from_events_only() -> None:
         Critique(verdict="revise", reasons=["r"]),
         Critique(verdict="accept", reasons=[], round=1),
         AnswerReady(text="It is 2 [1].", value="2", sources=[passage("a")]),
-        RunFinished(answer="It is 2.", seconds=1.5, usage={
-            "planner": {"calls": 1, "prompt_tokens": 10, "completion_tokens": 5},
-            "reasoner": {"calls": 2, "prompt_tokens": 30, "completion_tokens": 20}}),
+        RunFinished(
+            answer="It is 2.",
+            seconds=1.5,
+            usage={
+                "planner": {"calls": 1, "prompt_tokens": 10, "completion_tokens": 5},
+                "reasoner": {"calls": 2, "prompt_tokens": 30, "completion_tokens": 20},
+            },
+        ),
     ]
     outcome, stats = outcome_from_events(events, k=2)
     # Each search's top 2: a, b from the first hop, d, e from the second, f, g from the react-style tool call.
@@ -428,8 +469,10 @@ def test_the_eta_times_each_method_on_its_own_items() -> None:
     from conclave.cli.evaluate import clock
     from workflows.evaluation.harness import Eta
 
-    eta = Eta(Counter({("direct", "embedded"): 10, ("coa", "embedded"): 10, ("coa", "openai/x"): 8}),
-              lambda spec: 1 if spec.startswith("embedded") else 4)
+    eta = Eta(
+        Counter({("direct", "embedded"): 10, ("coa", "embedded"): 10, ("coa", "openai/x"): 8}),
+        lambda spec: 1 if spec.startswith("embedded") else 4,
+    )
     assert eta.seconds() is None, "nothing timed yet"
     eta.finished("direct", "embedded", 1.0, cached=False)
     eta.finished("direct", "embedded", 0.0, cached=True)  # cached: done, not timed

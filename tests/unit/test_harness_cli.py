@@ -21,10 +21,12 @@ runner = CliRunner()
 async def _two_runs(tmp_path: Path) -> tuple[str, str]:
     dataset = f"gsm8k:{write_gsm8k(tmp_path / 'dev.jsonl')}"
     settings = load_settings()
-    cot = await run_eval(EvalConfig(dataset=dataset, methods=["cot"], models=["openai/scripted"]), settings,
-                         client_factory=Factory())
-    direct = await run_eval(EvalConfig(dataset=dataset, methods=["direct"], models=["openai/scripted"]), settings,
-                            client_factory=Factory())
+    cot = await run_eval(
+        EvalConfig(dataset=dataset, methods=["cot"], models=["openai/scripted"]), settings, client_factory=Factory()
+    )
+    direct = await run_eval(
+        EvalConfig(dataset=dataset, methods=["direct"], models=["openai/scripted"]), settings, client_factory=Factory()
+    )
     return cot.run_id, direct.run_id
 
 
@@ -69,14 +71,50 @@ def test_export_traces_writes_chat_jsonl(tmp_path: Path, conclave_home: Path) ->
     run.mkdir(parents=True)
     (run / "manifest.json").write_text("{}")
     records = [
-        {"key": "a|coa|m", "item_id": "a", "method": "coa", "model": "m", "question": "Change from 50?",
-         "correct": True, "value": "14", "gold": ["14"], "trace": _chain_trace("accept")},
-        {"key": "b|coa|m", "item_id": "b", "method": "coa", "model": "m", "question": "Wrong one?",
-         "correct": False, "value": "3", "gold": ["4"], "trace": _chain_trace("accept")},
-        {"key": "c|coa|m", "item_id": "c", "method": "coa", "model": "m", "question": "Revised?",
-         "correct": True, "value": "1", "gold": ["1"], "trace": _chain_trace("revise")},
-        {"key": "a|cot|m", "item_id": "a", "method": "cot", "model": "m", "question": "Change from 50?",
-         "correct": True, "value": "14", "gold": ["14"], "trace": [{"kind": "answer", "text": "14"}]},
+        {
+            "key": "a|coa|m",
+            "item_id": "a",
+            "method": "coa",
+            "model": "m",
+            "question": "Change from 50?",
+            "correct": True,
+            "value": "14",
+            "gold": ["14"],
+            "trace": _chain_trace("accept"),
+        },
+        {
+            "key": "b|coa|m",
+            "item_id": "b",
+            "method": "coa",
+            "model": "m",
+            "question": "Wrong one?",
+            "correct": False,
+            "value": "3",
+            "gold": ["4"],
+            "trace": _chain_trace("accept"),
+        },
+        {
+            "key": "c|coa|m",
+            "item_id": "c",
+            "method": "coa",
+            "model": "m",
+            "question": "Revised?",
+            "correct": True,
+            "value": "1",
+            "gold": ["1"],
+            "trace": _chain_trace("revise"),
+        },
+        {
+            "key": "a|cot|m",
+            "item_id": "a",
+            "method": "cot",
+            "model": "m",
+            "question": "Change from 50?",
+            "correct": True,
+            "value": "14",
+            "gold": ["14"],
+            "trace": [{"kind": "answer", "text": "14"}],
+        },
     ]
     (run / "items.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
 
@@ -100,10 +138,12 @@ def test_export_converts_gsm8k_training_answers_and_combines_with_runs(tmp_path:
 
     train = tmp_path / "train.jsonl"
     items = [
-        {"question": "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
-                     "How many clips did Natalia sell altogether in April and May?",
-         "answer": "Natalia sold 48/2 = <<48/2=24>>24 clips in May.\nNatalia sold 48+24 = <<48+24=72>>72 clips "
-                   "altogether in April and May.\n#### 72"},
+        {
+            "question": "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
+            "How many clips did Natalia sell altogether in April and May?",
+            "answer": "Natalia sold 48/2 = <<48/2=24>>24 clips in May.\nNatalia sold 48+24 = <<48+24=72>>72 clips "
+            "altogether in April and May.\n#### 72",
+        },
         {"question": "No notes here?", "answer": "It is just 5.\n#### 5"},
         {"question": "A wrong note?", "answer": "2+2 = <<2+2=5>>5\n#### 5"},
     ]
@@ -122,8 +162,20 @@ def test_export_converts_gsm8k_training_answers_and_combines_with_runs(tmp_path:
     reified = asyncio.run(reify(parse_chain(chain_text), tools))
     assert str(reified.answer_value) == "72"
 
-    as_json = runner.invoke(app, ["eval", "export-traces", "--gsm8k", str(train), "--form", "json", "--no-system",
-                                  "-o", str(tmp_path / "j.jsonl")])
+    as_json = runner.invoke(
+        app,
+        [
+            "eval",
+            "export-traces",
+            "--gsm8k",
+            str(train),
+            "--form",
+            "json",
+            "--no-system",
+            "-o",
+            str(tmp_path / "j.jsonl"),
+        ],
+    )
     assert as_json.exit_code == 0, as_json.output
     [line] = [json.loads(x) for x in (tmp_path / "j.jsonl").read_text().splitlines()]
     assert [m["role"] for m in line["messages"]] == ["user", "assistant"]
@@ -133,11 +185,36 @@ def test_export_converts_gsm8k_training_answers_and_combines_with_runs(tmp_path:
     run = conclave_home / "runs" / "eval-y"
     run.mkdir(parents=True)
     (run / "manifest.json").write_text("{}")
-    (run / "items.jsonl").write_text(json.dumps(
-        {"key": "a|coa|m", "item_id": "a", "method": "coa", "model": "m", "question": "Change from 50?",
-         "correct": True, "value": "14", "gold": ["14"], "trace": _chain_trace("accept")}) + "\n")
-    both = runner.invoke(app, ["eval", "export-traces", "eval-y", "--gsm8k", str(train), "--form", "json",
-                               "-o", str(tmp_path / "both.jsonl")])
+    (run / "items.jsonl").write_text(
+        json.dumps(
+            {
+                "key": "a|coa|m",
+                "item_id": "a",
+                "method": "coa",
+                "model": "m",
+                "question": "Change from 50?",
+                "correct": True,
+                "value": "14",
+                "gold": ["14"],
+                "trace": _chain_trace("accept"),
+            }
+        )
+        + "\n"
+    )
+    both = runner.invoke(
+        app,
+        [
+            "eval",
+            "export-traces",
+            "eval-y",
+            "--gsm8k",
+            str(train),
+            "--form",
+            "json",
+            "-o",
+            str(tmp_path / "both.jsonl"),
+        ],
+    )
     assert both.exit_code == 0, both.output
     lines = [json.loads(x) for x in (tmp_path / "both.jsonl").read_text().splitlines()]
     assert [x["metadata"]["source"] for x in lines] == ["run", "gsm8k"]
@@ -149,11 +226,23 @@ def test_export_needs_a_source_and_an_output(tmp_path: Path, conclave_home: Path
     assert isinstance(nothing.exception, ConfigError) and "nothing to export" in nothing.exception.message
     no_out = runner.invoke(app, ["eval", "export-traces", "--gsm8k", str(tmp_path / "t.jsonl")])
     assert isinstance(no_out.exception, ConfigError) and "--output" in (no_out.exception.hint or "")
-    missing = runner.invoke(app, ["eval", "export-traces", "--gsm8k", str(tmp_path / "absent.jsonl"), "-o",
-                                  str(tmp_path / "x.jsonl")])
+    missing = runner.invoke(
+        app, ["eval", "export-traces", "--gsm8k", str(tmp_path / "absent.jsonl"), "-o", str(tmp_path / "x.jsonl")]
+    )
     assert isinstance(missing.exception, ConfigError) and "training file not found" in missing.exception.message
-    bad_form = runner.invoke(app, ["eval", "export-traces", "--gsm8k", str(tmp_path / "absent.jsonl"), "--form", "xml",
-                                   "-o", str(tmp_path / "x.jsonl")])
+    bad_form = runner.invoke(
+        app,
+        [
+            "eval",
+            "export-traces",
+            "--gsm8k",
+            str(tmp_path / "absent.jsonl"),
+            "--form",
+            "xml",
+            "-o",
+            str(tmp_path / "x.jsonl"),
+        ],
+    )
     assert isinstance(bad_form.exception, ConfigError) and "unknown chain form" in bad_form.exception.message
 
 
@@ -166,7 +255,9 @@ def test_workflow_schema_and_dry_run(conclave_home: Path) -> None:
     assert [p["allowed"] for p in json.loads(flagged.output)["access"]["paths"]] == [False, False]
     # ... and the user allows them by name.
     shared = EXAMPLES.parents[2] / "shared" / "data"
-    dry = runner.invoke(app, ["run", str(EXAMPLES / "math-eval.yaml"), "--dry-run", "--json", "--allow-paths", str(shared)])
+    dry = runner.invoke(
+        app, ["run", str(EXAMPLES / "math-eval.yaml"), "--dry-run", "--json", "--allow-paths", str(shared)]
+    )
     data = json.loads(dry.output)
     assert data["dry_run"] and [s["kind"] for s in data["steps"]] == ["ask", "eval", "eval", "report"]
     if shared.is_dir():
@@ -182,15 +273,24 @@ def test_a_dry_run_is_not_valid_when_a_data_file_is_missing(tmp_path: Path, conc
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "a.md").write_text("# A\n\nAdam combines momentum with RMSprop.\n", encoding="utf-8")
     path = tmp_path / "wf.yaml"
-    path.write_text("version: 1\nname: w\nsteps:\n  - id: notes\n    ingest:\n      paths: [notes/*.md]\n"
-                    "  - id: e\n    eval:\n      dataset: gsm8k:data/dev.jsonl\n      methods: [cot]\n", encoding="utf-8")
+    path.write_text(
+        "version: 1\nname: w\nsteps:\n  - id: notes\n    ingest:\n      paths: [notes/*.md]\n"
+        "  - id: e\n    eval:\n      dataset: gsm8k:data/dev.jsonl\n      methods: [cot]\n",
+        encoding="utf-8",
+    )
     ok = runner.invoke(app, ["run", str(path), "--dry-run"], terminal_width=200)
     assert ok.exit_code == 0 and "valid; 2 step(s) would run" in ok.output, ok.output
-    path.write_text(path.read_text(encoding="utf-8").replace("data/dev.jsonl", "data/typo.jsonl")
-                    .replace("notes/*.md", "notes/*.rst"), encoding="utf-8")
+    path.write_text(
+        path.read_text(encoding="utf-8")
+        .replace("data/dev.jsonl", "data/typo.jsonl")
+        .replace("notes/*.md", "notes/*.rst"),
+        encoding="utf-8",
+    )
     missing = runner.invoke(app, ["run", str(path), "--dry-run"], terminal_width=200)
     assert missing.exit_code == 1 and "step(s) would run" not in missing.output
-    assert isinstance(missing.exception, WorkflowError) and missing.exception.message.startswith("2 path(s) do not exist")
+    assert isinstance(missing.exception, WorkflowError) and missing.exception.message.startswith(
+        "2 path(s) do not exist"
+    )
     assert f"e.dataset: {tmp_path / 'data' / 'typo.jsonl'}  <- does not exist" in missing.output
     paths = json.loads(runner.invoke(app, ["run", str(path), "--dry-run", "--json"]).output)["access"]["paths"]
     assert [p["exists"] for p in paths] == [False, False]
@@ -212,8 +312,9 @@ def test_bad_workflow_and_bad_eval_arguments(tmp_path: Path, conclave_home: Path
 def test_the_committed_schema_is_current_and_every_example_names_it() -> None:
     schema = runner.invoke(app, ["workflow", "schema"])
     committed = EXAMPLES.parents[1] / "docs" / "workflow.schema.json"
-    assert json.loads(committed.read_text(encoding="utf-8")) == json.loads(schema.output), \
+    assert json.loads(committed.read_text(encoding="utf-8")) == json.loads(schema.output), (
         "regenerate it: conclave workflow schema > docs/workflow.schema.json"
+    )
     for example in sorted(EXAMPLES.glob("*.yaml")):
         first = example.read_text(encoding="utf-8").splitlines()[0]
         assert first == "# yaml-language-server: $schema=../../docs/workflow.schema.json", example.name

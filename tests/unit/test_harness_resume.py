@@ -41,8 +41,14 @@ def _start(tmp_path: Path, home: Path, dataset: str) -> tuple[subprocess.Popen[b
     script.write_text(CHILD.format(root=str(ROOT), dataset=dataset))
     env = {**os.environ, "CONCLAVE_HOME": str(home), "PYTHONPATH": str(ROOT)}
     stderr = tmp_path / "child.err"
-    proc = subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.DEVNULL,
-                            stderr=stderr.open("wb"), cwd=tmp_path, preexec_fn=default_sigint)
+    proc = subprocess.Popen(
+        [sys.executable, str(script)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=stderr.open("wb"),
+        cwd=tmp_path,
+        preexec_fn=default_sigint,
+    )
     return proc, stderr
 
 
@@ -60,8 +66,11 @@ def _wait_for_items(home: Path, proc: subprocess.Popen[bytes], at_least: int, ti
 
 async def _clean_records(dataset: str) -> list[dict[str, Any]]:
     settings = load_settings(model="openai/scripted")
-    clean = await run_eval(EvalConfig(dataset=dataset, methods=["cot", "direct"], models=["openai/scripted"],
-                                      cache=False), settings, client_factory=Factory())
+    clean = await run_eval(
+        EvalConfig(dataset=dataset, methods=["cot", "direct"], models=["openai/scripted"], cache=False),
+        settings,
+        client_factory=Factory(),
+    )
     return clean.records
 
 
@@ -85,8 +94,9 @@ async def test_killed_run_resumes_to_the_same_items(tmp_path: Path, conclave_hom
 
     factory = Factory()
     settings = load_settings(model="openai/scripted")
-    resumed = await run_eval(EvalConfig(dataset="gsm8k:unused", methods=["cot"]), settings, resume=run_dir.name,
-                             client_factory=factory)
+    resumed = await run_eval(
+        EvalConfig(dataset="gsm8k:unused", methods=["cot"]), settings, resume=run_dir.name, client_factory=factory
+    )
     assert factory.calls == 8 - done
     assert comparable(resumed.records) == comparable(await _clean_records(dataset))
     assert (run_dir / "report.html").is_file() and (run_dir / "summary.json").is_file()

@@ -68,8 +68,9 @@ def test_no_log_writes_nothing(scripted_ask: list[list[str]]) -> None:
     assert _logs() == []
 
 
-def test_the_log_answers_setting_turns_the_log_off(scripted_ask: list[list[str]],
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_log_answers_setting_turns_the_log_off(
+    scripted_ask: list[list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("CONCLAVE_LOG_ANSWERS", "false")
     scripted_ask.append([PLAN, GOOD_CHAIN, ACCEPT])
     assert cli.invoke(app, ["ask", "How much change?"]).exit_code == 0
@@ -106,16 +107,28 @@ def test_another_programs_database_is_refused_untouched(tmp_path: Path) -> None:
 
 def test_no_secret_reaches_the_log(conclave_home: Path) -> None:
     register_secret("s3cr3t-configured-key-value")
-    result = {"question": "why? api_key=abcdef123456", "answer": "", "ok": False, "method": "coa", "model": "m",
-              "trace": [{"kind": "run_failed", "error": "401 from server: Authorization: Bearer sk-live1234567890abc",
-                         "hint": "key s3cr3t-configured-key-value was rejected"}]}
+    result = {
+        "question": "why? api_key=abcdef123456",
+        "answer": "",
+        "ok": False,
+        "method": "coa",
+        "model": "m",
+        "trace": [
+            {
+                "kind": "run_failed",
+                "error": "401 from server: Authorization: Bearer sk-live1234567890abc",
+                "hint": "key s3cr3t-configured-key-value was rejected",
+            }
+        ],
+    }
     record = record_from_ask(result, failure={"error": "401: Bearer sk-live1234567890abc", "hint": None})
     store = LogStore.open(load_settings())
     store.add(record)
     [logged] = store.recent()
     store.close()
     raw = logs_path(load_settings()).read_bytes() + b"".join(
-        p.read_bytes() for p in conclave_home.glob("logs.sqlite*") if p.is_file())
+        p.read_bytes() for p in conclave_home.glob("logs.sqlite*") if p.is_file()
+    )
     for secret in (b"sk-live1234567890abc", b"s3cr3t-configured-key-value", b"abcdef123456"):
         assert secret not in raw
     assert "[redacted]" in (logged.error or "") and logged.ok is False
@@ -167,19 +180,26 @@ def test_the_spinner_shows_the_stage_on_stderr_and_never_on_stdout() -> None:
     seconds = iter(range(0, 1000, 6))
     progress = AskProgress(err, enabled=True, clock=lambda: float(next(seconds)))
     progress.start()
-    events = [RunStarted(question="q", method="coa", models={"reasoner": "m"}),
-              PlanMade(subquestions=[{"question": "q", "needs": "calculation"}]),
-              Usage(agent="planner", model="m", prompt_tokens=1, completion_tokens=1),
-              ChainDrafted(text="[1 + 1 = y1]"),
-              AnswerDelta(text="The answer is 2."), AnswerReady(text="The answer is 2.", value="2"),
-              RunFinished(answer="The answer is 2.", seconds=1.0)]
+    events = [
+        RunStarted(question="q", method="coa", models={"reasoner": "m"}),
+        PlanMade(subquestions=[{"question": "q", "needs": "calculation"}]),
+        Usage(agent="planner", model="m", prompt_tokens=1, completion_tokens=1),
+        ChainDrafted(text="[1 + 1 = y1]"),
+        AnswerDelta(text="The answer is 2."),
+        AnswerReady(text="The answer is 2.", value="2"),
+        RunFinished(answer="The answer is 2.", seconds=1.0),
+    ]
     stages = []
     for event in events:
         progress.handle(event, renderer.handle)
         stages.append(progress.stage if progress._live is not None else None)
     progress.stop()
-    assert stages[:4] == ["planner planning", "reasoner writing the chain", "reasoner writing the chain",
-                          "running the chain's tools"]
+    assert stages[:4] == [
+        "planner planning",
+        "reasoner writing the chain",
+        "reasoner writing the chain",
+        "running the chain's tools",
+    ]
     assert stages[4:] == [None, None, None]  # gone for good once the answer streams
     assert "reasoner writing the chain ·" in stderr.getvalue() and " s" in stderr.getvalue()
     shown = stdout.getvalue()
@@ -225,8 +245,11 @@ def test_ctrl_c_during_ask_is_cancelled_not_a_traceback(monkeypatch: pytest.Monk
 
 async def _eval_run(tmp_path: Path) -> str:
     dataset = f"gsm8k:{write_gsm8k(tmp_path / 'dev.jsonl')}"
-    result = await run_eval(EvalConfig(dataset=dataset, methods=["cot"], models=["openai/scripted"]), load_settings(),
-                            client_factory=Factory())
+    result = await run_eval(
+        EvalConfig(dataset=dataset, methods=["cot"], models=["openai/scripted"]),
+        load_settings(),
+        client_factory=Factory(),
+    )
     return result.run_id
 
 
@@ -236,7 +259,12 @@ async def test_runs_list_show_and_rm(tmp_path: Path, conclave_home: Path) -> Non
     assert listed.exit_code == 0, listed.output
     [info] = json.loads(listed.stdout)
     assert (info["id"], info["kind"], info["status"], info["items"], info["methods"]) == (
-        run_id, "eval", "complete", "4/4", ["cot"])
+        run_id,
+        "eval",
+        "complete",
+        "4/4",
+        ["cot"],
+    )
     assert info["started"]
     table = cli.invoke(app, ["runs", "list"])  # 80 columns: the id is still whole
     assert table.exit_code == 0 and run_id in table.stdout and "complete" in table.stdout

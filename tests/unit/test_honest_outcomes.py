@@ -66,8 +66,11 @@ async def test_no_valid_chain_is_rejected_and_not_ok() -> None:
 
 
 async def test_a_chain_whose_steps_fail_is_never_accepted_when_revisions_run_out() -> None:
-    bad = chain(("look up the price", "y1", "lookup", {"query": "pen price"}),
-                ("cost of 12 pens", "y2", "calculator", {"expression": "y1 * 12"}), answer="y2")
+    bad = chain(
+        ("look up the price", "y1", "lookup", {"query": "pen price"}),
+        ("cost of 12 pens", "y2", "calculator", {"expression": "y1 * 12"}),
+        answer="y2",
+    )
     tools = {"calculator": calculator_tool(), "lookup": failing_tool()}
     events, _ = await run([PLAN, bad], tools=tools, coa={"max_critic_rounds": 0})
     [critique] = critiques(events)
@@ -98,8 +101,10 @@ def test_answer_problem_decides_for_every_consumer() -> None:
     reject = Critique(verdict="reject", reasons=["step y1 failed: timeout", "revision budget spent: no answer"])
     accept = Critique(verdict="accept", reasons=["fine"])
     assert answer_problem("coa", AnswerReady(text="**Answer: 14**", value="14"), accept) is None
-    assert answer_problem("coa", AnswerReady(text="**Answer: None**", value=None), accept) == \
-        "no answer: no chain produced a value"
+    assert (
+        answer_problem("coa", AnswerReady(text="**Answer: None**", value=None), accept)
+        == "no answer: no chain produced a value"
+    )
     assert answer_problem("coa", AnswerReady(text="x", value=None), reject) == "no answer: step y1 failed: timeout"
     assert answer_problem("coa", AnswerReady(text="**Answer: 3**", value="3"), reject) is not None
     assert answer_problem("coa", AnswerReady(text="x", value="  "), None) is not None
@@ -130,9 +135,16 @@ def scripted_ask(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
     async def scripted(question: str, settings: Settings, **kwargs: Any) -> Any:
         client = ReplayChatCompletionClient(scripts.pop(0), model_info=JSON_INFO)
         settings = settings.model_copy(update={"coa": settings.coa.model_copy(update={"plan": "always"})})
-        return await real(question, settings, **{**kwargs, "knowledge": False, "tools": {"calculator": calculator_tool()},
-                                                 "clients": {r: client for r in ("planner", "retriever", "reasoner",
-                                                                                 "critic")}})
+        return await real(
+            question,
+            settings,
+            **{
+                **kwargs,
+                "knowledge": False,
+                "tools": {"calculator": calculator_tool()},
+                "clients": {r: client for r in ("planner", "retriever", "reasoner", "critic")},
+            },
+        )
 
     monkeypatch.setattr(runner, "build_context", scripted)
     return scripts
@@ -198,16 +210,18 @@ def rendered(events: list[Event], *, trace: bool) -> str:
 
 def no_chain_but_passages() -> list[Event]:
     """What the team yields when it found passages but built no chain: the writer answers from them, then the note."""
-    passage = Passage(id="0123456789abcdef", source="notes/adam.md", text="Adam combines momentum and RMSprop.",
-                      score=0.5)
+    passage = Passage(
+        id="0123456789abcdef", source="notes/adam.md", text="Adam combines momentum and RMSprop.", score=0.5
+    )
     looping = "y1 = search_knowledge('Adam') " * 60  # a model looping on one line: ~1,800 characters
     note = "\n\n_I could not build a valid chain for this question._"
     return [
         RunStarted(question="What does Adam combine?", method="coa", models={"reasoner": "openai/x"}),
         ChainDrafted(text=looping, form="program"),
         ChainRejected(errors=[f"line 1 does not parse: {looping}"]),
-        Critique(verdict="reject", reasons=[f"no valid chain could be built: {looping}",
-                                            "nothing to revise: no answer"]),
+        Critique(
+            verdict="reject", reasons=[f"no valid chain could be built: {looping}", "nothing to revise: no answer"]
+        ),
         AnswerDelta(text="Adam combines momentum ", agent="writer"),
         AnswerDelta(text="and RMSprop [1].", agent="writer"),
         Usage(agent="writer", model="openai/x", prompt_tokens=10, completion_tokens=8),
@@ -237,8 +251,9 @@ def test_the_trace_clips_runaway_chains_and_errors_as_the_chat_does() -> None:
 # -- evaluation --------------------------------------------------------------------------------------------
 
 
-async def test_eval_records_a_valueless_item_as_failed_and_keeps_it_on_resume(conclave_home: Path,
-                                                                              tmp_path: Path) -> None:
+async def test_eval_records_a_valueless_item_as_failed_and_keeps_it_on_resume(
+    conclave_home: Path, tmp_path: Path
+) -> None:
     settings = load_settings(model="openai/scripted")
     dataset = f"gsm8k:{write_gsm8k(tmp_path / 'dev.jsonl')}"
 
@@ -259,8 +274,9 @@ async def test_eval_records_a_valueless_item_as_failed_and_keeps_it_on_resume(co
     assert cell["failed"] == 1 and cell["no_answer"] == 1 and cell["accuracy"] == 0.0
 
     again = Factory({"openai/scripted": reply})
-    resumed = await run_eval(config(dataset, methods=["coa"], cache=False, limit=1), settings,
-                             resume=result.run_id, client_factory=again)
+    resumed = await run_eval(
+        config(dataset, methods=["coa"], cache=False, limit=1), settings, resume=result.run_id, client_factory=again
+    )
     assert again.calls == 0 and resumed.records[0]["outcome"] == "no answer"
 
 
@@ -271,18 +287,22 @@ async def test_eval_crashed_units_still_run_again_on_resume(conclave_home: Path,
     def down(question: str, system: str) -> str:
         raise ValueError("backend exploded")
 
-    first = await run_eval(config(dataset, methods=["cot"], cache=False, limit=2), settings,
-                           client_factory=Factory({"openai/scripted": down}))
+    first = await run_eval(
+        config(dataset, methods=["cot"], cache=False, limit=2),
+        settings,
+        client_factory=Factory({"openai/scripted": down}),
+    )
     assert [r["outcome"] for r in first.records] == ["error", "error"]
     again = Factory()
-    resumed = await run_eval(config(dataset, methods=["cot"], cache=False, limit=2), settings, resume=first.run_id,
-                             client_factory=again)
+    resumed = await run_eval(
+        config(dataset, methods=["cot"], cache=False, limit=2), settings, resume=first.run_id, client_factory=again
+    )
     assert again.calls == 2 and all(r["ok"] and r["outcome"] == "answered" for r in resumed.records)
 
 
-
 def test_eval_where_no_item_got_an_answer_says_so_not_that_the_backend_failed(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import functools
 
     import workflows.evaluation as evaluation
@@ -291,8 +311,21 @@ def test_eval_where_no_item_got_an_answer_says_so_not_that_the_backend_failed(
     factory = Factory({"openai/scripted": lambda question, system: "Answer: 7"})
     monkeypatch.setattr(evaluation, "run_eval", functools.partial(evaluation.run_eval, client_factory=factory))
     data = write_gsm8k(tmp_path / "dev.jsonl")
-    result = cli.invoke(app, ["eval", "--dataset", f"gsm8k:{data}", "--method", "coa", "--model", "openai/scripted",
-                              "--limit", "2", "--json"])
+    result = cli.invoke(
+        app,
+        [
+            "eval",
+            "--dataset",
+            f"gsm8k:{data}",
+            "--method",
+            "coa",
+            "--model",
+            "openai/scripted",
+            "--limit",
+            "2",
+            "--json",
+        ],
+    )
     error = result.exception
     assert isinstance(error, ConclaveError) and not isinstance(error, BackendError), result.output
     assert error.message.startswith("no item got an answer (no answer: no valid chain could be built")

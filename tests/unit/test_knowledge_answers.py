@@ -17,9 +17,13 @@ from workflows.methods import answer_value
 from workflows.runner import build_context, run_question
 
 PASSAGES = {
-    "Adam": [Passage("opt#1", "notes/optimisers.md", "Adam combines momentum with RMSprop scaling.", 0.8, "Optimisers")],
-    "RMSprop": [Passage("opt#2", "notes/optimisers.md", "RMSprop divides the gradient by a running RMS.", 0.7),
-                Passage("opt#1", "notes/optimisers.md", "Adam combines momentum with RMSprop scaling.", 0.5)],
+    "Adam": [
+        Passage("opt#1", "notes/optimisers.md", "Adam combines momentum with RMSprop scaling.", 0.8, "Optimisers")
+    ],
+    "RMSprop": [
+        Passage("opt#2", "notes/optimisers.md", "RMSprop divides the gradient by a running RMS.", 0.7),
+        Passage("opt#1", "notes/optimisers.md", "Adam combines momentum with RMSprop scaling.", 0.5),
+    ],
 }
 
 
@@ -58,9 +62,13 @@ def search_tool(store: WordStore) -> StructuredTool:
 async def run(method: str, script: list[str], question: str) -> tuple[list[Event], Recording, WordStore]:
     client = Recording(script)
     store = WordStore()
-    ctx = await build_context(question, load_settings(coa={"plan": "auto", "form": "program", "use_critic": "auto"}),
-                              method=method, clients={role: client for role in ("planner", "retriever", "reasoner", "critic")},
-                              tools={"calculator": calculator_tool(), "search_knowledge": search_tool(store)})
+    ctx = await build_context(
+        question,
+        load_settings(coa={"plan": "auto", "form": "program", "use_critic": "auto"}),
+        method=method,
+        clients={role: client for role in ("planner", "retriever", "reasoner", "critic")},
+        tools={"calculator": calculator_tool(), "search_knowledge": search_tool(store)},
+    )
     ctx.store = store
     return [e async for e in run_question(ctx)], client, store
 
@@ -95,8 +103,10 @@ def test_lookup_questions_are_told_apart_from_arithmetic() -> None:
 
 
 async def test_a_lookup_chain_is_written_without_passages_and_read_by_the_writer() -> None:
-    program = ('```python\n# which optimiser Adam takes its scaling from\nscaling = search_knowledge("Adam scaling")\n'
-               '# what that optimiser divides by\ndivides = search_knowledge("what RMSprop divides by")\nanswer = divides\n```')
+    program = (
+        '```python\n# which optimiser Adam takes its scaling from\nscaling = search_knowledge("Adam scaling")\n'
+        '# what that optimiser divides by\ndivides = search_knowledge("what RMSprop divides by")\nanswer = divides\n```'
+    )
     reply = "RMSprop divides the gradient by a running RMS [2].\nAnswer: a running RMS of the gradient"
     events, client, store = await run("coa", [program, reply], "What does the optimiser Adam borrows from divide by?")
     reasoner, writer = client.calls
@@ -118,15 +128,21 @@ async def test_a_lookup_chain_is_written_without_passages_and_read_by_the_writer
 
 async def test_an_arithmetic_question_over_a_collection_keeps_its_examples_and_passages() -> None:
     program = "```python\ncost = 3 * 12\nchange = 50 - cost\nanswer = change\n```"
-    events, client, _ = await run("coa", [program, "He gets 14 dollars back.\nAnswer: 14"], "Tom buys 12 pens at 3 dollars each and pays with 50 dollars. "
-                                                     "What is his change?")
+    events, client, _ = await run(
+        "coa",
+        [program, "He gets 14 dollars back.\nAnswer: 14"],
+        "Tom buys 12 pens at 3 dollars each and pays with 50 dollars. What is his change?",
+    )
     assert "Natalia" in text_of(client.calls[0]) and "Passages:" in text_of(client.calls[0])
     assert answer(events).value == "14"
 
 
 async def test_rag_and_direct_show_the_answer_format_and_score_the_answer_line() -> None:
-    events, client, _ = await run("rag", ["Adam combines momentum with RMSprop scaling [1].\nAnswer: momentum and "
-                                          "RMSprop"], "What does Adam combine?")
+    events, client, _ = await run(
+        "rag",
+        ["Adam combines momentum with RMSprop scaling [1].\nAnswer: momentum and RMSprop"],
+        "What does Adam combine?",
+    )
     assert "Eiffel" in text_of(client.calls[0]) and str(client.calls[0][-1].content).endswith('in a few words>".')
     assert answer(events).value == "momentum and RMSprop"
     events, client, _ = await run("direct", ["Paris is the capital.\nAnswer: Paris"], "What is the capital of France?")
@@ -135,8 +151,10 @@ async def test_rag_and_direct_show_the_answer_format_and_score_the_answer_line()
 
 async def test_a_lookup_program_that_cannot_run_keeps_its_searches_without_a_replan() -> None:
     # Qwen2.5-Coder wrote this for a HotpotQA question; three re-plans repeated the subscript.
-    program = ('```python\n# search for the optimiser Adam borrows from\nborrowed = search_knowledge("RMSprop in Adam")\n'
-               '# take its second word\nword = borrowed.split()[1]\nanswer = word\n```')
+    program = (
+        '```python\n# search for the optimiser Adam borrows from\nborrowed = search_knowledge("RMSprop in Adam")\n'
+        "# take its second word\nword = borrowed.split()[1]\nanswer = word\n```"
+    )
     reply = "RMSprop divides the gradient by a running RMS [1].\nAnswer: a running RMS"
     events, client, store = await run("coa", [program, reply], "What does the optimiser Adam borrows from divide by?")
     assert len(client.calls) == 2, "no re-plan: the reasoner's draft and the writer"
@@ -151,6 +169,9 @@ async def test_a_lookup_program_that_cannot_run_keeps_its_searches_without_a_rep
 async def test_an_arithmetic_program_that_cannot_run_is_still_sent_back() -> None:
     broken = "```python\ncost = 3 * 12\nchange = cost.real - 1\nanswer = change\n```"
     fixed = "```python\ncost = 3 * 12\nchange = 50 - cost\nanswer = change\n```"
-    events, client, _ = await run("coa", [broken, fixed, "He gets 14 back.\nAnswer: 14"],
-                                  "Tom buys 12 pens at 3 dollars each and pays with 50 dollars. What is his change?")
+    events, client, _ = await run(
+        "coa",
+        [broken, fixed, "He gets 14 back.\nAnswer: 14"],
+        "Tom buys 12 pens at 3 dollars each and pays with 50 dollars. What is his change?",
+    )
     assert [e.kind for e in events].count("replan") == 1 and answer(events).value == "14"

@@ -96,9 +96,7 @@ def test_vector_math_tool_with_json_variables(app: typer.Typer) -> None:
         (["tool", "calculator", "--arg", "expression=__import__('os')"], "unknown name '__import__'"),
     ],
 )
-def test_bad_tool_arguments_give_the_validation_message(
-    app: typer.Typer, args: list[str], message: str
-) -> None:
+def test_bad_tool_arguments_give_the_validation_message(app: typer.Typer, args: list[str], message: str) -> None:
     result = runner.invoke(app, args)
     assert isinstance(result.exception, ToolInputError)
     assert message in result.exception.message
@@ -118,9 +116,7 @@ def test_ingest_search_collections_forget(app: typer.Typer, tmp_path: Path) -> N
     first = found.stdout.splitlines()[0]
     assert first.startswith("1.") and "09-optimisers-adagrad-rmsprop-adam.md" in first and "Adam" in first
 
-    as_json = json.loads(
-        runner.invoke(app, ["search", "what does Adam combine", "-c", "demo", "--json"]).stdout
-    )
+    as_json = json.loads(runner.invoke(app, ["search", "what does Adam combine", "-c", "demo", "--json"]).stdout)
     assert len(as_json) == 5
     assert as_json[0]["source"].endswith("09-optimisers-adagrad-rmsprop-adam.md")
     assert "first moment" in as_json[0]["text"] and "second moment" in as_json[0]["text"]
@@ -175,13 +171,9 @@ def test_ingest_summary_lists_skipped_files(app: typer.Typer, tmp_path: Path) ->
 
 def test_forget_yes_and_errors(app: typer.Typer, tmp_path: Path) -> None:
     missing = runner.invoke(app, ["ingest", str(tmp_path / "nope"), "-c", "x-notes"])
-    assert (
-        isinstance(missing.exception, ConfigError) and "no such file or folder" in missing.exception.message
-    )
+    assert isinstance(missing.exception, ConfigError) and "no such file or folder" in missing.exception.message
     bad_name = runner.invoke(app, ["search", "q", "-c", "a"])
-    assert isinstance(bad_name.exception, ConfigError) and "3-512 characters" in (
-        bad_name.exception.hint or ""
-    )
+    assert isinstance(bad_name.exception, ConfigError) and "3-512 characters" in (bad_name.exception.hint or "")
     absent = runner.invoke(app, ["forget", "ghost-collection", "--yes"])
     assert isinstance(absent.exception, StoreError) and "no collection named" in absent.exception.message
     assert runner.invoke(app, ["collections"]).stdout.startswith("No collections yet")

@@ -28,15 +28,18 @@ def test_options_are_validated_like_settings() -> None:
     assert settings.coa.samples == 1  # the original is not changed
 
 
-@pytest.mark.parametrize(("spec", "words"), [
-    ("cota", "unknown method 'cota'"),
-    ("cot:k=2", "takes no options"),
-    ("coa:k", "bad option 'k'"),
-    ("coa:temperature=2", "bad option 'temperature=2'"),
-    ("coa:k=0", "bad option samples='0'"),
-    ("coa:k=many", "bad option samples='many'"),
-    ("coa:plan=sometimes", "bad option plan='sometimes'"),
-])
+@pytest.mark.parametrize(
+    ("spec", "words"),
+    [
+        ("cota", "unknown method 'cota'"),
+        ("cot:k=2", "takes no options"),
+        ("coa:k", "bad option 'k'"),
+        ("coa:temperature=2", "bad option 'temperature=2'"),
+        ("coa:k=0", "bad option samples='0'"),
+        ("coa:k=many", "bad option samples='many'"),
+        ("coa:plan=sometimes", "bad option plan='sometimes'"),
+    ],
+)
 def test_bad_variants_say_what_is_wrong(spec: str, words: str) -> None:
     with pytest.raises(ConfigError) as info:
         apply_method(load_settings(), spec)

@@ -211,12 +211,27 @@ def test_a_sidecar_that_lies_about_the_file_is_not_trusted(fake: Fake, tmp_path:
     st = target.stat()
     lies = [
         {"sha256": fake.weights.sha256, "size": fake.weights.size, "mtime_ns": st.st_mtime_ns},  # fields missing
-        {"sha256": fake.weights.sha256, "size": fake.weights.size, "mtime_ns": st.st_mtime_ns + 1,
-         "ctime_ns": st.st_ctime_ns, "inode": st.st_ino},  # another file's mtime
-        {"sha256": fake.weights.sha256, "size": str(fake.weights.size), "mtime_ns": str(st.st_mtime_ns),
-         "ctime_ns": str(st.st_ctime_ns), "inode": str(st.st_ino)},  # numbers as strings
-        {"sha256": fake.weights.sha256, "size": fake.weights.size, "mtime_ns": st.st_mtime_ns,
-         "ctime_ns": st.st_ctime_ns + 1, "inode": st.st_ino},  # changed since (mtime put back, ctime tells)
+        {
+            "sha256": fake.weights.sha256,
+            "size": fake.weights.size,
+            "mtime_ns": st.st_mtime_ns + 1,
+            "ctime_ns": st.st_ctime_ns,
+            "inode": st.st_ino,
+        },  # another file's mtime
+        {
+            "sha256": fake.weights.sha256,
+            "size": str(fake.weights.size),
+            "mtime_ns": str(st.st_mtime_ns),
+            "ctime_ns": str(st.st_ctime_ns),
+            "inode": str(st.st_ino),
+        },  # numbers as strings
+        {
+            "sha256": fake.weights.sha256,
+            "size": fake.weights.size,
+            "mtime_ns": st.st_mtime_ns,
+            "ctime_ns": st.st_ctime_ns + 1,
+            "inode": st.st_ino,
+        },  # changed since (mtime put back, ctime tells)
         [fake.weights.sha256],
     ]
     for lie in lies:
@@ -288,15 +303,18 @@ def test_speed_is_recorded_and_read_back(tmp_path: Path) -> None:
     assert speed.measured(path, "b.gguf") is None
 
 
-@pytest.mark.parametrize("entry", [
-    {"tokens_per_s": "fast", "threads": 2, "measured_at": 1.0},
-    {"tokens_per_s": float("nan"), "threads": 2, "measured_at": 1.0},
-    {"tokens_per_s": -3.0, "threads": 2, "measured_at": 1.0},
-    {"tokens_per_s": True, "threads": 2, "measured_at": 1.0},
-    {"tokens_per_s": 5.0, "threads": 2.5, "measured_at": 1.0},
-    {"tokens_per_s": 5.0, "threads": 2},
-    "5 tokens/s",
-])
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"tokens_per_s": "fast", "threads": 2, "measured_at": 1.0},
+        {"tokens_per_s": float("nan"), "threads": 2, "measured_at": 1.0},
+        {"tokens_per_s": -3.0, "threads": 2, "measured_at": 1.0},
+        {"tokens_per_s": True, "threads": 2, "measured_at": 1.0},
+        {"tokens_per_s": 5.0, "threads": 2.5, "measured_at": 1.0},
+        {"tokens_per_s": 5.0, "threads": 2},
+        "5 tokens/s",
+    ],
+)
 def test_a_malformed_speed_record_is_ignored(tmp_path: Path, entry: object) -> None:
     path = tmp_path / "speed.json"
     path.write_text(json.dumps({"a.gguf": entry}))

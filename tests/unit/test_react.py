@@ -10,24 +10,41 @@ from conclave.settings import load_settings
 from tests.unit.test_team import PENS, calculator_tool
 from workflows.runner import build_context, run_question
 
-TOOL_INFO: ModelInfo = {"vision": False, "function_calling": True, "json_output": True, "structured_output": True,
-                        "family": "unknown"}
+TOOL_INFO: ModelInfo = {
+    "vision": False,
+    "function_calling": True,
+    "json_output": True,
+    "structured_output": True,
+    "family": "unknown",
+}
 
 
 def call(name: str, arguments: str) -> CreateResult:
-    return CreateResult(finish_reason="function_calls", content=[FunctionCall(id=name + arguments, name=name,
-                        arguments=arguments)], usage=RequestUsage(prompt_tokens=10, completion_tokens=5), cached=False)
+    return CreateResult(
+        finish_reason="function_calls",
+        content=[FunctionCall(id=name + arguments, name=name, arguments=arguments)],
+        usage=RequestUsage(prompt_tokens=10, completion_tokens=5),
+        cached=False,
+    )
 
 
 async def test_react_calls_tools_in_turn_and_answers() -> None:
     client = ReplayChatCompletionClient(
-        [call("calculator", '{"expression": "3 * 12"}'), call("calculator", '{"expression": "50 - 36"}'),
-         "Tom gets 14 dollars back.\nAnswer: 14"],
+        [
+            call("calculator", '{"expression": "3 * 12"}'),
+            call("calculator", '{"expression": "50 - 36"}'),
+            "Tom gets 14 dollars back.\nAnswer: 14",
+        ],
         model_info=TOOL_INFO,
     )
-    ctx = await build_context(PENS, load_settings(), method="react",
-                              clients={r: client for r in ("planner", "retriever", "reasoner", "critic")},
-                              tools={"calculator": calculator_tool()}, knowledge=False)
+    ctx = await build_context(
+        PENS,
+        load_settings(),
+        method="react",
+        clients={r: client for r in ("planner", "retriever", "reasoner", "critic")},
+        tools={"calculator": calculator_tool()},
+        knowledge=False,
+    )
     events = [e async for e in run_question(ctx)]
     calls = [e for e in events if e.kind == "tool_call"]
     assert [(c.tool, c.result) for c in calls] == [("calculator", "36"), ("calculator", "14")]

@@ -24,18 +24,39 @@ from tests.unit.test_harness import Factory, config, write_gsm8k
 from workflows.evaluation import run_eval
 from workflows.evaluation.report import render_html, render_markdown, summarize
 
-LONG_QUESTION = ("A pen costs 2 dollars. " * 20 + "<script>alert('pwned')</script> How much do 6 pens cost, "
-                 "if each costs <b>2</b> & nothing else? The end of the question is here.")
+LONG_QUESTION = (
+    "A pen costs 2 dollars. " * 20 + "<script>alert('pwned')</script> How much do 6 pens cost, "
+    "if each costs <b>2</b> & nothing else? The end of the question is here."
+)
 
 
-def record(method: str, model: str, item: str, *, correct: bool | None, ok: bool = True, **extra: Any) -> dict[str, Any]:
+def record(
+    method: str, model: str, item: str, *, correct: bool | None, ok: bool = True, **extra: Any
+) -> dict[str, Any]:
     base: dict[str, Any] = {
-        "key": f"{item}|{method}|{model}", "item_id": item, "method": method, "model": model,
-        "question": f"question {item}", "gold": ["12"], "answer": "Answer: 12", "value": "12", "correct": correct,
-        "scores": {"numeric": {"value": 1.0 if correct else 0.0, "passed": correct, "detail": "12"},
-                   "f1": {"value": 0.5, "passed": False}},
-        "latency": 1.25, "prompt_tokens": 10, "completion_tokens": 5, "llm_calls": 1, "tool_calls": 0, "replans": 0,
-        "critic_rounds": 0, "ok": ok, "outcome": "answered" if ok else "no answer", "error": None if ok else "no answer: x",
+        "key": f"{item}|{method}|{model}",
+        "item_id": item,
+        "method": method,
+        "model": model,
+        "question": f"question {item}",
+        "gold": ["12"],
+        "answer": "Answer: 12",
+        "value": "12",
+        "correct": correct,
+        "scores": {
+            "numeric": {"value": 1.0 if correct else 0.0, "passed": correct, "detail": "12"},
+            "f1": {"value": 0.5, "passed": False},
+        },
+        "latency": 1.25,
+        "prompt_tokens": 10,
+        "completion_tokens": 5,
+        "llm_calls": 1,
+        "tool_calls": 0,
+        "replans": 0,
+        "critic_rounds": 0,
+        "ok": ok,
+        "outcome": "answered" if ok else "no answer",
+        "error": None if ok else "no answer: x",
         "trace": [],
     }
     return {**base, **extra}
@@ -45,25 +66,59 @@ def drill_trace() -> list[dict[str, Any]]:
     return [
         {"kind": "run_started", "question": LONG_QUESTION, "method": "coa", "models": {"reasoner": "openai/m"}},
         {"kind": "plan", "subquestions": [{"question": "What do 6 pens cost?", "needs": "calculation"}]},
-        {"kind": "chain", "text": "6 pens at 2 dollars [2 * 6 = y1] <img src=x onerror=alert(1)>", "form": "text",
-         "attempt": 0, "sample": 0},
+        {
+            "kind": "chain",
+            "text": "6 pens at 2 dollars [2 * 6 = y1] <img src=x onerror=alert(1)>",
+            "form": "text",
+            "attempt": 0,
+            "sample": 0,
+        },
         {"kind": "replan", "errors": ["y9 is not defined </li><script>bad()</script>"], "attempt": 0, "sample": 0},
         {"kind": "step_started", "step_id": "y1", "tool": "calculator", "args": {"expression": "2 * 6"}, "sample": 0},
-        {"kind": "step_finished", "step_id": "y1", "tool": "calculator", "status": "ok", "value": "12",
-         "started": 1.0, "ended": 1.004, "sample": 0},
-        {"kind": "tool_call", "tool": "search_knowledge", "args": {"query": "pen prices"}, "result": "1. [abc] pens",
-         "is_error": False},
+        {
+            "kind": "step_finished",
+            "step_id": "y1",
+            "tool": "calculator",
+            "status": "ok",
+            "value": "12",
+            "started": 1.0,
+            "ended": 1.004,
+            "sample": 0,
+        },
+        {
+            "kind": "tool_call",
+            "tool": "search_knowledge",
+            "args": {"query": "pen prices"},
+            "result": "1. [abc] pens",
+            "is_error": False,
+        },
         {"kind": "critique", "verdict": "reject", "reasons": ["step y2 failed: timeout"], "round": 0},
-        {"kind": "run_finished", "answer": "", "seconds": 2.5, "usage": {}, "ok": False,
-         "reason": "no answer: step y2 failed: timeout"},
+        {
+            "kind": "run_finished",
+            "answer": "",
+            "seconds": 2.5,
+            "usage": {},
+            "ok": False,
+            "reason": "no answer: step y2 failed: timeout",
+        },
     ]
 
 
 def records() -> list[dict[str, Any]]:
-    hostile = record("coa", "openai/m|x", "q2", correct=False, ok=False, question=LONG_QUESTION,
-                     gold=["12", "twelve & <i>12</i>"], answer="I could not <b>build</b> a chain", value=None,
-                     scores={"numeric": {"value": 0.0, "passed": False, "detail": "no number in the answer"}},
-                     error="no answer: step y2 failed: timeout", trace=drill_trace())
+    hostile = record(
+        "coa",
+        "openai/m|x",
+        "q2",
+        correct=False,
+        ok=False,
+        question=LONG_QUESTION,
+        gold=["12", "twelve & <i>12</i>"],
+        answer="I could not <b>build</b> a chain",
+        value=None,
+        scores={"numeric": {"value": 0.0, "passed": False, "detail": "no number in the answer"}},
+        error="no answer: step y2 failed: timeout",
+        trace=drill_trace(),
+    )
     return [
         record("cot", "openai/m|x", "q1", correct=True),
         record("cot", "openai/m|x", "q2", correct=False),
@@ -201,9 +256,22 @@ def test_report_html_filters_to_errors_or_one_method_without_a_script() -> None:
 def test_report_html_items_survive_damaged_records() -> None:
     from workflows.evaluation.report import _items_html
 
-    damaged = record("cot", "m", "q9", correct=None, latency="slow", prompt_tokens="many", scores="none", gold=None,
-                     trace=["not an event", {"kind": "step_finished", "step_id": ["y1"], "started": "a"},
-                            {"kind": "plan", "subquestions": "x"}, {"kind": "unknown"}])
+    damaged = record(
+        "cot",
+        "m",
+        "q9",
+        correct=None,
+        latency="slow",
+        prompt_tokens="many",
+        scores="none",
+        gold=None,
+        trace=[
+            "not an event",
+            {"kind": "step_finished", "step_id": ["y1"], "started": "a"},
+            {"kind": "plan", "subquestions": "x"},
+            {"kind": "unknown"},
+        ],
+    )
     [item] = parse(_items_html([damaged])[1]).items
     assert "question q9" in item["text"]
 
@@ -215,8 +283,9 @@ cli = CliRunner()
 
 async def _eval_run(tmp_path: Path) -> Any:
     dataset = f"gsm8k:{write_gsm8k(tmp_path / 'dev.jsonl')}"
-    return await run_eval(config(dataset, methods=["cot"]), load_settings(model="openai/scripted"),
-                          client_factory=Factory())
+    return await run_eval(
+        config(dataset, methods=["cot"]), load_settings(model="openai/scripted"), client_factory=Factory()
+    )
 
 
 async def test_view_prints_the_report_and_opens_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -270,4 +339,3 @@ async def test_view_serves_only_the_report_on_loopback(tmp_path: Path) -> None:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
-

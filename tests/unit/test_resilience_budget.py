@@ -45,9 +45,14 @@ async def test_default_settings_give_up_on_a_hung_endpoint_within_the_budget(mon
     monkeypatch.setattr(resilience.time, "monotonic", clock.monotonic)
     monkeypatch.setattr(resilience.asyncio, "sleep", clock.sleep)
     inner = _Hangs(clock, settings.request_timeout)
-    client = ResilientClient(inner, spec="openai/m", where="http://127.0.0.1:9/v1",  # type: ignore[arg-type]
-                             max_retries=settings.max_retries, attempt_timeout=settings.request_timeout,
-                             retry_budget=settings.retry_budget)
+    client = ResilientClient(
+        inner,
+        spec="openai/m",
+        where="http://127.0.0.1:9/v1",  # type: ignore[arg-type]
+        max_retries=settings.max_retries,
+        attempt_timeout=settings.request_timeout,
+        retry_budget=settings.retry_budget,
+    )
     with pytest.raises(BackendError, match="retry_budget"):
         await client.create(question())
     waited = clock.now - 1000.0

@@ -32,8 +32,11 @@ MESSAGES: list[LLMMessage] = [
 ADD_TOOL = {
     "name": "add",
     "description": "Add two numbers.",
-    "parameters": {"type": "object", "properties": {"a": {"type": "number"}, "b": {"type": "number"}},
-                   "required": ["a", "b"]},
+    "parameters": {
+        "type": "object",
+        "properties": {"a": {"type": "number"}, "b": {"type": "number"}},
+        "required": ["a", "b"],
+    },
 }
 
 
@@ -51,8 +54,12 @@ class Backend(ReplayChatCompletionClient):
 
     async def create(self, messages: Sequence[LLMMessage], **kwargs: Any) -> CreateResult:  # type: ignore[override]
         self.calls += 1
-        return CreateResult(finish_reason="stop", content=self.answer(messages), cached=False,
-                            usage=RequestUsage(prompt_tokens=3, completion_tokens=2))
+        return CreateResult(
+            finish_reason="stop",
+            content=self.answer(messages),
+            cached=False,
+            usage=RequestUsage(prompt_tokens=3, completion_tokens=2),
+        )
 
     async def create_stream(  # type: ignore[override]
         self, messages: Sequence[LLMMessage], **kwargs: Any
@@ -62,8 +69,9 @@ class Backend(ReplayChatCompletionClient):
         half = len(text) // 2
         yield text[:half]
         yield text[half:]
-        yield CreateResult(finish_reason="stop", content=text, cached=False,
-                           usage=RequestUsage(prompt_tokens=3, completion_tokens=2))
+        yield CreateResult(
+            finish_reason="stop", content=text, cached=False, usage=RequestUsage(prompt_tokens=3, completion_tokens=2)
+        )
 
 
 class Factory:
@@ -95,8 +103,9 @@ def settings(conclave_home: Path) -> Settings:
     return load_settings(model=SPEC, openai_base_url="http://127.0.0.1:8001/v1")
 
 
-async def ask(settings: Settings, factory: Factory, *, stream: bool = False, spec: str = SPEC,
-              **kwargs: Any) -> tuple[CreateResult, list[str]]:
+async def ask(
+    settings: Settings, factory: Factory, *, stream: bool = False, spec: str = SPEC, **kwargs: Any
+) -> tuple[CreateResult, list[str]]:
     """One call through a fresh CacheSet (as a new run would make it): the final result and any streamed text."""
     caches = CacheSet(settings, factory=factory)
     try:
@@ -154,8 +163,9 @@ async def test_a_planted_diskcache_pickle_is_not_loaded(settings: Settings, tmp_
     assert result.content == "server: What is 2 + 2?"
 
 
-async def test_a_pickle_in_place_of_a_stored_answer_is_a_miss(settings: Settings, tmp_path: Path,
-                                                                caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_pickle_in_place_of_a_stored_answer_is_a_miss(
+    settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     marker = tmp_path / "pwned"
     await ask(settings, Factory())
     assert overwrite_store(settings, pickle.dumps(TouchOnLoad(marker))) > 0
@@ -231,9 +241,13 @@ async def test_the_store_round_trips_tool_calls_and_streams_as_json(tmp_path: Pa
 
     store = JsonResponseStore(tmp_path / "store")
     key = "ab" * 32
-    result = CreateResult(finish_reason="function_calls", cached=False, thought="add them",
-                          content=[FunctionCall(id="call-1", name="add", arguments='{"a": 2, "b": 2}')],
-                          usage=RequestUsage(prompt_tokens=5, completion_tokens=7))
+    result = CreateResult(
+        finish_reason="function_calls",
+        cached=False,
+        thought="add them",
+        content=[FunctionCall(id="call-1", name="add", arguments='{"a": 2, "b": 2}')],
+        usage=RequestUsage(prompt_tokens=5, completion_tokens=7),
+    )
     store.set(key, result)
     assert store.get(key) == result
     assert json.loads(store.path(key).read_text(encoding="utf-8"))["result"]["content"][0]["name"] == "add"
@@ -283,8 +297,11 @@ async def test_ollama_hosts_do_not_share_answers(settings: Settings) -> None:
     assert second.calls == 1 and result.content == "host-2: What is 2 + 2?"
 
 
-@pytest.mark.parametrize("change", [{"temperature": 0.7}, {"max_tokens": 100}, {"context_length": 8192}],
-                         ids=["temperature", "max_tokens", "context_length"])
+@pytest.mark.parametrize(
+    "change",
+    [{"temperature": 0.7}, {"max_tokens": 100}, {"context_length": 8192}],
+    ids=["temperature", "max_tokens", "context_length"],
+)
 async def test_generation_settings_are_part_of_the_key(settings: Settings, change: dict[str, Any]) -> None:
     await ask(settings, Factory())
     factory = Factory()
@@ -330,8 +347,11 @@ async def test_no_secret_reaches_the_cache_folder(conclave_home: Path) -> None:
 # --- 4. a hit is served from the cache ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("first_stream,then_stream", [(False, False), (True, True), (True, False), (False, True)],
-                         ids=["create-create", "stream-stream", "stream-create", "create-stream"])
+@pytest.mark.parametrize(
+    "first_stream,then_stream",
+    [(False, False), (True, True), (True, False), (False, True)],
+    ids=["create-create", "stream-stream", "stream-create", "create-stream"],
+)
 async def test_a_hit_is_served_from_the_cache(settings: Settings, first_stream: bool, then_stream: bool) -> None:
     cold = Factory()
     result, _ = await ask(settings, cold, stream=first_stream)

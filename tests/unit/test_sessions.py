@@ -70,11 +70,19 @@ def test_messages_keep_meta_and_trace_and_history_skips_failed_answers(tmp_path:
     store = make_store(tmp_path / "s.sqlite")
     s = store.create()
     passage = Passage(id="p1", source="notes/a.md", text="Adam combines momentum and RMSProp.", score=0.9)
-    events = [RunStarted(question="q1", method="coa", models={"reasoner": "embedded"}),
-              AnswerReady(text="a1", sources=[passage]), RunFinished(answer="a1", seconds=1.5)]
+    events = [
+        RunStarted(question="q1", method="coa", models={"reasoner": "embedded"}),
+        AnswerReady(text="a1", sources=[passage]),
+        RunFinished(answer="a1", seconds=1.5),
+    ]
     store.add_message(s.id, "user", "q1")
-    store.add_message(s.id, "assistant", "a1", meta={"method": "coa", "sources": [passage.__dict__]},
-                      trace=[e.to_dict() for e in events])
+    store.add_message(
+        s.id,
+        "assistant",
+        "a1",
+        meta={"method": "coa", "sources": [passage.__dict__]},
+        trace=[e.to_dict() for e in events],
+    )
     store.add_message(s.id, "user", "q2")
     store.add_message(s.id, "assistant", "", status="failed", meta={"error": "Ollama is not running"})
     store.add_message(s.id, "user", "q3")
@@ -139,8 +147,9 @@ def test_settings_are_stored_redacted(tmp_path: Path, monkeypatch: pytest.Monkey
     s = store.create(settings=settings.redacted())
     store.update_settings(s.id, settings.redacted())
     assert store.get(s.id).settings["openai_api_key"] == "sk-…90"
-    raw = path.read_bytes() + (path.with_name(path.name + "-wal").read_bytes()
-                               if path.with_name(path.name + "-wal").exists() else b"")
+    raw = path.read_bytes() + (
+        path.with_name(path.name + "-wal").read_bytes() if path.with_name(path.name + "-wal").exists() else b""
+    )
     assert b"verysecretkey" not in raw
 
 
@@ -148,11 +157,20 @@ def test_export_markdown_and_json(tmp_path: Path) -> None:
     store = make_store(tmp_path / "s.sqlite")
     s = store.create(settings={"method": "coa", "model": "embedded", "collection": "demo"})
     store.add_message(s.id, "user", "What does Adam combine?")
-    store.add_message(s.id, "assistant", "Momentum and RMSProp [1].",
-                      meta={"method": "coa", "models": {"reasoner": "embedded"}, "seconds": 2.25,
-                            "sources": [{"id": "p1", "source": "notes/opt.md", "text": "Adam combines " * 30,
-                                         "score": 0.9, "title": ""}]},
-                      trace=[{"kind": "run_finished"}])
+    store.add_message(
+        s.id,
+        "assistant",
+        "Momentum and RMSProp [1].",
+        meta={
+            "method": "coa",
+            "models": {"reasoner": "embedded"},
+            "seconds": 2.25,
+            "sources": [
+                {"id": "p1", "source": "notes/opt.md", "text": "Adam combines " * 30, "score": 0.9, "title": ""}
+            ],
+        },
+        trace=[{"kind": "run_finished"}],
+    )
     store.add_message(s.id, "user", "And SGD?")
     store.add_message(s.id, "assistant", "", status="failed", meta={"error": "backend down"})
     md = store.export(s.id, tmp_path / "out" / "s.md", "md").read_text()
@@ -192,8 +210,15 @@ def test_cli_sessions_list_export_rename_delete(conclave_home: Path, tmp_path: P
 
     listed = runner.invoke(app, ["sessions", "list", "--json"])
     assert listed.exit_code == 0, listed.output
-    assert json.loads(listed.output) == [{"id": s.id, "title": "What does Adam combine?", "created": s.created,
-                                          "updated": store.get(s.id).updated, "messages": 2}]
+    assert json.loads(listed.output) == [
+        {
+            "id": s.id,
+            "title": "What does Adam combine?",
+            "created": s.created,
+            "updated": store.get(s.id).updated,
+            "messages": 2,
+        }
+    ]
     table = runner.invoke(app, ["sessions", "list"])
     assert s.id in table.output and "conclave chat --session ID" in table.output
 

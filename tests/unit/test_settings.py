@@ -24,16 +24,24 @@ def test_defaults_when_nothing_is_configured(conclave_home: Path) -> None:
     assert loaded.origins["home"] == "environment"
 
 
-def test_each_layer_overrides_the_one_below(conclave_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_each_layer_overrides_the_one_below(
+    conclave_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     write_toml(conclave_home, 'model = "ollama/from-toml"\ncollection = "toml-col"\nchunk_size = 500\ntop_k = 7\n')
-    (tmp_path / ".env").write_text("CONCLAVE_MODEL=ollama/from-dotenv\nCONCLAVE_COLLECTION=dotenv-col\nCONCLAVE_CHUNK_SIZE=600\n")
+    (tmp_path / ".env").write_text(
+        "CONCLAVE_MODEL=ollama/from-dotenv\nCONCLAVE_COLLECTION=dotenv-col\nCONCLAVE_CHUNK_SIZE=600\n"
+    )
     monkeypatch.setenv("CONCLAVE_MODEL", "ollama/from-env")
     monkeypatch.setenv("CONCLAVE_COLLECTION", "env-col")
     loaded = load_settings_with_origins(model="embedded")
     s = loaded.settings
     assert s.model == "embedded" and loaded.origins["model"] == "command line"
     assert s.collection == "env-col" and loaded.origins["collection"] == "environment"
-    assert s.chunk_size == 600 and loaded.origins["chunk_size"].startswith("file ") and ".env" in loaded.origins["chunk_size"]
+    assert (
+        s.chunk_size == 600
+        and loaded.origins["chunk_size"].startswith("file ")
+        and ".env" in loaded.origins["chunk_size"]
+    )
     assert s.top_k == 7 and "settings.toml" in loaded.origins["top_k"]
 
 
@@ -95,9 +103,9 @@ def test_json_values_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 # -- issue 13: a .env in the working folder is untrusted --------------------------------------------------------
 
 
-def test_a_dotenv_that_redirects_the_key_is_announced(conclave_home: Path, tmp_path: Path,
-                                                      monkeypatch: pytest.MonkeyPatch,
-                                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_dotenv_that_redirects_the_key_is_announced(
+    conclave_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Class 2: OPENAI_BASE_URL from ./.env sends the shell's key elsewhere; the user is told on stderr."""
     monkeypatch.setenv("OPENAI_API_KEY", "sk-from-the-users-shell-0123456789")
     (tmp_path / ".env").write_text("OPENAI_BASE_URL=http://127.0.0.1:9/v1\n")
@@ -112,8 +120,9 @@ def test_a_dotenv_that_redirects_the_key_is_announced(conclave_home: Path, tmp_p
     assert capsys.readouterr().err == "", "announced once per process, not on every load"
 
 
-def test_a_dotenv_that_moves_conclave_home_is_announced_with_its_toml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_dotenv_that_moves_conclave_home_is_announced_with_its_toml(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Class 1/2: CONCLAVE_HOME=.state from ./.env (a cloned folder's own state, and its settings.toml)."""
     for key in [k for k in __import__("os").environ if k.startswith("CONCLAVE_")]:
         monkeypatch.delenv(key, raising=False)
@@ -126,8 +135,9 @@ def test_a_dotenv_that_moves_conclave_home_is_announced_with_its_toml(tmp_path: 
     assert "home = .state" in err and "ollama_host = http://127.0.0.1:7" in err
 
 
-def test_settings_from_the_environment_are_not_announced(conclave_home: Path, monkeypatch: pytest.MonkeyPatch,
-                                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_settings_from_the_environment_are_not_announced(
+    conclave_home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:6/v1")
     assert load_settings().openai_base_url == "http://127.0.0.1:6/v1"
     assert capsys.readouterr().err == ""

@@ -23,12 +23,17 @@ JSON_INFO: ModelInfo = {
     "structured_output": True,
     "family": "unknown",
 }
-PENS = ("A shop sells pens at 3 dollars each. Tom buys 12 pens and pays with a 50 dollar bill. "
-        "How much change does he get?")
-PLAN = json.dumps({"subquestions": [
-    {"question": "What do 12 pens cost?", "needs": "calculation", "query": ""},
-    {"question": "What is the change from 50 dollars?", "needs": "calculation", "query": ""},
-]})
+PENS = (
+    "A shop sells pens at 3 dollars each. Tom buys 12 pens and pays with a 50 dollar bill. How much change does he get?"
+)
+PLAN = json.dumps(
+    {
+        "subquestions": [
+            {"question": "What do 12 pens cost?", "needs": "calculation", "query": ""},
+            {"question": "What is the change from 50 dollars?", "needs": "calculation", "query": ""},
+        ]
+    }
+)
 
 
 class WholeStream(ReplayChatCompletionClient):
@@ -43,12 +48,16 @@ class WholeStream(ReplayChatCompletionClient):
 
 
 def chain(*steps: tuple[str, str, str, dict[str, Any]], answer: str) -> str:
-    return json.dumps({"steps": [{"thought": t, "id": i, "tool": tool, "args": a} for t, i, tool, a in steps],
-                       "answer": answer})
+    return json.dumps(
+        {"steps": [{"thought": t, "id": i, "tool": tool, "args": a} for t, i, tool, a in steps], "answer": answer}
+    )
 
 
-GOOD_CHAIN = chain(("12 pens at 3 dollars each", "y1", "calculator", {"expression": "3 * 12"}),
-                   ("change from the 50 dollar bill", "y2", "calculator", {"expression": "50 - y1"}), answer="y2")
+GOOD_CHAIN = chain(
+    ("12 pens at 3 dollars each", "y1", "calculator", {"expression": "3 * 12"}),
+    ("change from the 50 dollar bill", "y2", "calculator", {"expression": "50 - y1"}),
+    answer="y2",
+)
 ACCEPT = json.dumps({"verdict": "accept", "reasons": ["the steps match the question"]})
 
 
@@ -70,14 +79,23 @@ def failing_tool() -> StructuredTool:
     return StructuredTool.from_function(lookup, name="lookup")
 
 
-async def run(script: list[str], *, question: str = PENS, tools: dict[str, Any] | None = None,
-              info: ModelInfo = JSON_INFO, method_spec: str = "coa", **settings: Any) -> tuple[list[Event], ReplayChatCompletionClient]:
+async def run(
+    script: list[str],
+    *,
+    question: str = PENS,
+    tools: dict[str, Any] | None = None,
+    info: ModelInfo = JSON_INFO,
+    method_spec: str = "coa",
+    **settings: Any,
+) -> tuple[list[Event], ReplayChatCompletionClient]:
     client = WholeStream(script, model_info=info)
     # These scripts open with a plan, write JSON chains and script the critic's verdicts: the defaults (plan auto,
     # program form, critic auto) would skip the planner and the critic and expect a program.
     settings["coa"] = {"plan": "always", "form": "auto", "use_critic": True, **settings.get("coa", {})}
     ctx = await build_context(
-        question, load_settings(**settings), method=method_spec,
+        question,
+        load_settings(**settings),
+        method=method_spec,
         clients={role: client for role in ("planner", "retriever", "reasoner", "critic")},
         tools=tools if tools is not None else {"calculator": calculator_tool()},
         knowledge=False,  # these scenarios need no knowledge store
@@ -108,8 +126,11 @@ async def test_accept_on_first_try_answers_14() -> None:
 
 
 async def test_revise_then_accept() -> None:
-    wrong = chain(("pens", "y1", "calculator", {"expression": "3 + 12"}),
-                  ("change", "y2", "calculator", {"expression": "50 - y1"}), answer="y2")
+    wrong = chain(
+        ("pens", "y1", "calculator", {"expression": "3 + 12"}),
+        ("change", "y2", "calculator", {"expression": "50 - y1"}),
+        answer="y2",
+    )
     revise = json.dumps({"verdict": "revise", "reasons": ["step y1 adds the price and the count; multiply them"]})
     events, _ = await run([PLAN, wrong, revise, GOOD_CHAIN, ACCEPT])
     critiques = [e for e in events if e.kind == "critique"]
@@ -119,8 +140,11 @@ async def test_revise_then_accept() -> None:
 
 
 async def test_invalid_chain_is_sent_back_and_replanned() -> None:
-    broken = chain(("change first", "y1", "calculator", {"expression": "50 - y2"}),
-                   ("pens", "y2", "calculator", {"expression": "3 * 12"}), answer="y1")
+    broken = chain(
+        ("change first", "y1", "calculator", {"expression": "50 - y2"}),
+        ("pens", "y2", "calculator", {"expression": "3 * 12"}),
+        answer="y1",
+    )
     events, client = await run([PLAN, broken, GOOD_CHAIN, ACCEPT])
     rejected = [e for e in events if e.kind == "replan"]
     assert len(rejected) == 1 and any("y2" in err for err in rejected[0].errors)
@@ -137,8 +161,11 @@ async def test_prose_instead_of_json_ends_with_could_not_build_a_chain() -> None
 
 
 async def test_tool_failure_skips_dependents_and_critic_asks_for_revision() -> None:
-    bad = chain(("look up the price", "y1", "lookup", {"query": "pen price"}),
-                ("cost of 12 pens", "y2", "calculator", {"expression": "y1 * 12"}), answer="y2")
+    bad = chain(
+        ("look up the price", "y1", "lookup", {"query": "pen price"}),
+        ("cost of 12 pens", "y2", "calculator", {"expression": "y1 * 12"}),
+        answer="y2",
+    )
     tools = {"calculator": calculator_tool(), "lookup": failing_tool()}
     events, _ = await run([PLAN, bad, GOOD_CHAIN, ACCEPT], tools=tools)
     first_round = [e for e in events if e.kind == "step_finished"][:2]
@@ -168,8 +195,11 @@ async def test_text_form_when_the_backend_has_no_structured_output() -> None:
 
 
 async def test_self_consistency_votes_on_reified_answers() -> None:
-    wrong = chain(("pens", "y1", "calculator", {"expression": "3 + 12"}),
-                  ("change", "y2", "calculator", {"expression": "50 - y1"}), answer="y2")
+    wrong = chain(
+        ("pens", "y1", "calculator", {"expression": "3 + 12"}),
+        ("change", "y2", "calculator", {"expression": "50 - y1"}),
+        answer="y2",
+    )
     events, _ = await run([PLAN, wrong, GOOD_CHAIN, GOOD_CHAIN, ACCEPT], coa={"samples": 3})
     vote = next(e for e in events if e.kind == "vote")
     assert vote.winner == "14" and vote.counts == {"35": 1, "14": 2}
@@ -199,9 +229,14 @@ async def test_backend_failure_becomes_run_failed() -> None:
             yield
 
     client: ChatCompletionClient = Down([], model_info=JSON_INFO)
-    ctx = await build_context(PENS, load_settings(), method="coa",
-                              clients={r: client for r in ("planner", "retriever", "reasoner", "critic")},
-                              tools={"calculator": calculator_tool()}, knowledge=False)
+    ctx = await build_context(
+        PENS,
+        load_settings(),
+        method="coa",
+        clients={r: client for r in ("planner", "retriever", "reasoner", "critic")},
+        tools={"calculator": calculator_tool()},
+        knowledge=False,
+    )
     events = [e async for e in run_question(ctx)]
     failed = next(e for e in events if e.kind == "run_failed")
     assert "not running" in failed.error and "ollama serve" in (failed.hint or "")
@@ -224,8 +259,10 @@ async def test_cancelling_a_run_stops_it() -> None:
 
 
 async def test_a_looping_chain_is_stopped_by_the_step_budget() -> None:
-    looping = chain(*[(f"add one more pen {i}", f"y{i}", "calculator", {"expression": f"{i} + 1"}) for i in range(1, 9)],
-                    answer="y8")
+    looping = chain(
+        *[(f"add one more pen {i}", f"y{i}", "calculator", {"expression": f"{i} + 1"}) for i in range(1, 9)],
+        answer="y8",
+    )
     # The replay client serves a reply again when its stream is closed early, so every attempt loops here.
     events, _ = await run([PLAN, looping, looping, looping], coa={"max_steps": 3})
     rejected = [e for e in events if e.kind == "replan"]
@@ -249,8 +286,11 @@ def test_step_budget_notices_repetition() -> None:
 
 
 async def test_a_tied_vote_is_broken_by_the_critic() -> None:
-    wrong = chain(("pens", "y1", "calculator", {"expression": "3 + 12"}),
-                  ("change", "y2", "calculator", {"expression": "50 - y1"}), answer="y2")
+    wrong = chain(
+        ("pens", "y1", "calculator", {"expression": "3 + 12"}),
+        ("change", "y2", "calculator", {"expression": "50 - y1"}),
+        answer="y2",
+    )
     reject = json.dumps({"verdict": "revise", "reasons": ["y1 should multiply"]})
     events, _ = await run([PLAN, wrong, GOOD_CHAIN, reject, ACCEPT], coa={"samples": 2})
     vote = next(e for e in events if e.kind == "vote")
@@ -268,7 +308,9 @@ class FixedStore:
 
         self.queries: list[str] = []
         self.passages = [
-            Passage(id="c1", source="notes/optimisers.md", text="Adam combines momentum with RMSprop scaling.", score=0.9),
+            Passage(
+                id="c1", source="notes/optimisers.md", text="Adam combines momentum with RMSprop scaling.", score=0.9
+            ),
             Passage(id="c2", source="notes/sgd.md", text="SGD updates weights against the gradient.", score=0.4),
         ]
 
@@ -277,8 +319,13 @@ class FixedStore:
         return self.passages[:k]
 
 
-KNOWLEDGE_PLAN = json.dumps({"subquestions": [
-    {"question": "What does Adam combine?", "needs": "knowledge", "query": "Adam optimiser combines"}]})
+KNOWLEDGE_PLAN = json.dumps(
+    {
+        "subquestions": [
+            {"question": "What does Adam combine?", "needs": "knowledge", "query": "Adam optimiser combines"}
+        ]
+    }
+)
 
 
 async def run_with_store(script: list[str], question: str, **coa: Any) -> tuple[list[Event], FixedStore]:
@@ -286,9 +333,13 @@ async def run_with_store(script: list[str], question: str, **coa: Any) -> tuple[
     store = FixedStore()
     # Scripted as plan, JSON chain, verdict, answer unless ``coa`` says otherwise (the defaults skip two of them).
     coa = {"plan": "always", "form": "auto", "use_critic": True, **coa}
-    ctx = await build_context(question, load_settings(coa=coa), method="coa",
-                              clients={role: client for role in ("planner", "retriever", "reasoner", "critic")},
-                              tools={"calculator": calculator_tool(), "search_knowledge": search_tool(store)})
+    ctx = await build_context(
+        question,
+        load_settings(coa=coa),
+        method="coa",
+        clients={role: client for role in ("planner", "retriever", "reasoner", "critic")},
+        tools={"calculator": calculator_tool(), "search_knowledge": search_tool(store)},
+    )
     ctx.store = store
     return [e async for e in run_question(ctx)], store
 
@@ -303,10 +354,13 @@ def search_tool(store: FixedStore) -> StructuredTool:
 
 
 async def test_retrieval_with_citations() -> None:
-    knowledge_chain = chain(("find what Adam combines", "y1", "search_knowledge", {"query": "Adam combines"}), answer="y1")
+    knowledge_chain = chain(
+        ("find what Adam combines", "y1", "search_knowledge", {"query": "Adam combines"}), answer="y1"
+    )
     events, store = await run_with_store(
         [KNOWLEDGE_PLAN, knowledge_chain, ACCEPT, "Adam combines momentum with RMSprop-style scaling [1]."],
-        "What does Adam combine?")
+        "What does Adam combine?",
+    )
     assert store.queries[:2] == ["Adam optimiser combines", "What does Adam combine?"]
     retrieved = [e for e in events if e.kind == "retrieval"]
     assert [p.id for p in retrieved[0].passages] == ["c1", "c2"]
@@ -321,8 +375,13 @@ async def test_by_default_a_knowledge_question_takes_two_model_calls() -> None:
     """No planner call (the chain writes its own lookup), no critic call (the answer is retrieved text, which the
     writer cites): the reasoner's program and the writer's answer."""
     program = '```python\n# what Adam combines\nadam = search_knowledge("Adam combines")\nanswer = adam\n```'
-    events, store = await run_with_store([program, "Adam combines momentum with RMSprop-style scaling [1]."],
-                                         "What does Adam combine?", plan="auto", form="program", use_critic="auto")
+    events, store = await run_with_store(
+        [program, "Adam combines momentum with RMSprop-style scaling [1]."],
+        "What does Adam combine?",
+        plan="auto",
+        form="program",
+        use_critic="auto",
+    )
     assert store.queries[0] == "What does Adam combine?", "the retriever searched the question itself"
     assert set(events[-1].usage) == {"reasoner", "writer"}
     assert all(events[-1].usage[role]["calls"] == 1 for role in ("reasoner", "writer"))
@@ -346,8 +405,9 @@ async def test_by_default_an_arithmetic_question_takes_one_model_call() -> None:
 
 async def test_no_valid_chain_still_answers_from_passages_and_says_so() -> None:
     prose = "Adam is great."
-    events, _ = await run_with_store([KNOWLEDGE_PLAN, prose, prose, prose, "Adam combines momentum and RMSprop [1]."],
-                                     "What does Adam combine?")
+    events, _ = await run_with_store(
+        [KNOWLEDGE_PLAN, prose, prose, prose, "Adam combines momentum and RMSprop [1]."], "What does Adam combine?"
+    )
     final = answer(events)
     assert final.text.startswith("Adam combines momentum and RMSprop [1].")
     assert "could not build a valid chain" in final.text and final.value is None
@@ -372,8 +432,10 @@ async def test_without_a_collection_the_planner_makes_no_model_call() -> None:
 
 async def test_sampling_stops_early_once_two_chains_agree() -> None:
     # Five chains allowed; the first two agree, so no third chain is drawn and no critic call is needed.
-    events, client = await run([GOOD_CHAIN, GOOD_CHAIN, "never used", "never used", "never used"],
-                               coa={"samples": 5, "agree": 2, "plan": "auto"})
+    events, client = await run(
+        [GOOD_CHAIN, GOOD_CHAIN, "never used", "never used", "never used"],
+        coa={"samples": 5, "agree": 2, "plan": "auto"},
+    )
     assert len([e for e in events if e.kind == "chain"]) == 2
     vote = next(e for e in events if e.kind == "vote")
     assert vote.counts == {"14": 2} and vote.answers == ["14", "14"]
@@ -384,11 +446,19 @@ async def test_sampling_stops_early_once_two_chains_agree() -> None:
 
 
 async def test_sampling_draws_more_until_an_answer_leads() -> None:
-    wrong = chain(("pens", "y1", "calculator", {"expression": "3 + 12"}),
-                  ("change", "y2", "calculator", {"expression": "50 - y1"}), answer="y2")
-    other = chain(("pens", "y1", "calculator", {"expression": "3 * 10"}),
-                  ("change", "y2", "calculator", {"expression": "50 - y1"}), answer="y2")
-    events, _ = await run([wrong, other, GOOD_CHAIN, GOOD_CHAIN, "never used"], coa={"samples": 5, "agree": 2, "plan": "auto"})
+    wrong = chain(
+        ("pens", "y1", "calculator", {"expression": "3 + 12"}),
+        ("change", "y2", "calculator", {"expression": "50 - y1"}),
+        answer="y2",
+    )
+    other = chain(
+        ("pens", "y1", "calculator", {"expression": "3 * 10"}),
+        ("change", "y2", "calculator", {"expression": "50 - y1"}),
+        answer="y2",
+    )
+    events, _ = await run(
+        [wrong, other, GOOD_CHAIN, GOOD_CHAIN, "never used"], coa={"samples": 5, "agree": 2, "plan": "auto"}
+    )
     vote = next(e for e in events if e.kind == "vote")
     assert vote.answers == ["35", "20", "14", "14"] and vote.winner == "14"
     # Each sample's steps ran exactly once, although the reifier ran after every new chain.

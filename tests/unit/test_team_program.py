@@ -15,7 +15,7 @@ from conclave.settings import load_settings
 from tests.unit.test_team import JSON_INFO, PENS, calculator_tool
 from workflows.runner import build_context, run_question
 
-LOOKUPS = '''```python
+LOOKUPS = """```python
 # the unit price of a pen
 price = slow_lookup("price of one pen")
 # twelve pens at that price
@@ -24,7 +24,7 @@ cost = price * 12
 change = 50 - cost
 answer = change
 ```
-The program is done.'''
+The program is done."""
 
 
 class SlowStream(ReplayChatCompletionClient):
@@ -64,9 +64,14 @@ async def test_a_slow_tool_starts_while_the_chain_is_still_being_written() -> No
     # ~290 characters at 5 ms: about 1.4 s of decoding after the first line, which the 1 s lookup overlaps.
     client = SlowStream([LOOKUPS], delay=0.005)
     settings = load_settings(coa={"form": "program", "use_critic": False, "plan": "never"})
-    ctx = await build_context(PENS, settings, method="coa", knowledge=False,
-                              clients={role: client for role in ("planner", "retriever", "reasoner", "critic")},
-                              tools={"calculator": calculator_tool(), "slow_lookup": slow_lookup_tool(calls, client)})
+    ctx = await build_context(
+        PENS,
+        settings,
+        method="coa",
+        knowledge=False,
+        clients={role: client for role in ("planner", "retriever", "reasoner", "critic")},
+        tools={"calculator": calculator_tool(), "slow_lookup": slow_lookup_tool(calls, client)},
+    )
     events = [e async for e in run_question(ctx)]
     answer = next(e for e in events if e.kind == "answer")
     assert answer.value == "14", [e.to_dict() for e in events if e.kind in ("replan", "answer")]
@@ -88,9 +93,14 @@ async def test_a_rejected_program_goes_back_with_its_errors() -> None:
     good = "```python\ncost = 3 * 12\nchange = 50 - cost\nanswer = change\n```"
     client = SlowStream([bad, good], delay=0)
     settings = load_settings(coa={"form": "program", "use_critic": False, "plan": "never"})
-    ctx = await build_context(PENS, settings, method="coa", knowledge=False,
-                              clients={role: client for role in ("planner", "retriever", "reasoner", "critic")},
-                              tools={"calculator": calculator_tool()})
+    ctx = await build_context(
+        PENS,
+        settings,
+        method="coa",
+        knowledge=False,
+        clients={role: client for role in ("planner", "retriever", "reasoner", "critic")},
+        tools={"calculator": calculator_tool()},
+    )
     events = [e async for e in run_question(ctx)]
     replans = [e for e in events if e.kind == "replan"]
     assert len(replans) == 1 and any("imports are not allowed" in err for err in replans[0].errors)
@@ -119,9 +129,14 @@ def program(total: str) -> str:
 
 async def _run(client: Recording, **coa: Any) -> list[Any]:
     settings = load_settings(coa={"form": "program", "use_critic": False, "plan": "never", **coa})
-    ctx = await build_context(PENS, settings, method="coa", knowledge=False,
-                              clients={role: client for role in ("planner", "retriever", "reasoner", "critic")},
-                              tools={"calculator": calculator_tool()})
+    ctx = await build_context(
+        PENS,
+        settings,
+        method="coa",
+        knowledge=False,
+        clients={role: client for role in ("planner", "retriever", "reasoner", "critic")},
+        tools={"calculator": calculator_tool()},
+    )
     return [e async for e in run_question(ctx)]
 
 
@@ -142,8 +157,7 @@ async def test_the_greedy_samples_vote_can_weigh_more() -> None:
     # Sample 0 says 14; two warm samples agree on 15.
     plain = await _run(Recording([program("50"), program("51"), program("51")]), samples=3, agree=0)
     assert next(e for e in plain if e.kind == "answer").value == "15"
-    weighted = await _run(Recording([program("50"), program("51"), program("51")]), samples=3, agree=0,
-                          greedy_weight=2)
+    weighted = await _run(Recording([program("50"), program("51"), program("51")]), samples=3, agree=0, greedy_weight=2)
     assert next(e for e in weighted if e.kind == "answer").value == "14", "2 against 2: the tie goes to sample 0"
 
 

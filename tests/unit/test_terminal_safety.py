@@ -105,8 +105,9 @@ def _run_events(evil: str) -> list[Event]:
         AnswerDelta(text=f"{evil[7:]} 42."),
         AnswerReady(text=f"The answer is {evil} 42.", sources=[passage]),
         RunFailed(error=f"failed{evil}", hint=f"hint{evil}"),
-        RunFinished(answer="x", seconds=1.0,
-                    usage={"reasoner": {"calls": 1, "prompt_tokens": 1, "completion_tokens": 2}}),
+        RunFinished(
+            answer="x", seconds=1.0, usage={"reasoner": {"calls": 1, "prompt_tokens": 1, "completion_tokens": 2}}
+        ),
     ]
 
 
@@ -155,8 +156,7 @@ async def test_chat_shows_no_escape_sequences(tmp_path: Any) -> None:
     from tui.trace import SourcesView, TracePanel
 
     evil = f"{CLIPBOARD}{TITLE}{RED}"
-    dirty = Passage(id="d1", source=f"evil{TITLE}.md", text=f"doc text{CLIPBOARD} more", score=0.4,
-                    title=f"Evil{RED}")
+    dirty = Passage(id="d1", source=f"evil{TITLE}.md", text=f"doc text{CLIPBOARD} more", score=0.4, title=f"Evil{RED}")
 
     def events(question: str) -> list[Event]:
         script = coa_events(question)

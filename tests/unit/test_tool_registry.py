@@ -34,10 +34,7 @@ def test_registry_names_descriptions_and_schemas(tools: dict[str, BaseTool]) -> 
 
 def test_run_tool_returns_bare_results(tools: dict[str, BaseTool]) -> None:
     assert run_tool(tools, "calculator", {"expression": "(1,234 + 15% of 80) / 3"}) == "415.333333333333"
-    assert (
-        json.loads(run_tool(tools, "vector_math", {"expression": "dot(a, a)", "variables": {"a": [3, 4]}}))
-        == 25
-    )
+    assert json.loads(run_tool(tools, "vector_math", {"expression": "dot(a, a)", "variables": {"a": [3, 4]}})) == 25
 
 
 async def test_arun_tool(tools: dict[str, BaseTool]) -> None:
@@ -72,9 +69,7 @@ def test_schema_violations_raise_tool_input_error(
 
 
 def test_format_passages() -> None:
-    passages = [
-        Passage("abc123", "/notes/adam.md", "Adam  combines\nmomentum.", 0.91234, "Optimisers > Adam")
-    ]
+    passages = [Passage("abc123", "/notes/adam.md", "Adam  combines\nmomentum.", 0.91234, "Optimisers > Adam")]
     assert (
         format_passages(passages)
         == "1. [abc123] (/notes/adam.md, score 0.912) Optimisers > Adam — Adam combines momentum."
@@ -87,9 +82,7 @@ async def test_autogen_adapters_run_the_tools(tools: dict[str, BaseTool]) -> Non
     by_name = {a.name: a for a in adapters}
     assert set(by_name) == set(tools)
     assert by_name["calculator"].schema["parameters"]["required"] == ["expression"]
-    result = await by_name["calculator"].run_json(
-        {"expression": "(1,234 + 15% of 80) / 3"}, CancellationToken()
-    )
+    result = await by_name["calculator"].run_json({"expression": "(1,234 + 15% of 80) / 3"}, CancellationToken())
     assert result == "415.333333333333"
     assert len(to_autogen_tools(list(tools.values()))) == 3
 

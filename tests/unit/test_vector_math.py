@@ -168,9 +168,7 @@ def test_large_but_finite_numbers_are_accepted() -> None:
     assert run("1e305 * 2") == 2e305
 
 
-@pytest.mark.parametrize(
-    ("expression", "expected"), [("exp(-1000)", 0), ("1e-200 * 1e-200", 0), ("a / 1e308", [0])]
-)
+@pytest.mark.parametrize(("expression", "expected"), [("exp(-1000)", 0), ("1e-200 * 1e-200", 0), ("a / 1e308", [0])])
 def test_underflow_to_zero_is_not_an_error(expression: str, expected: object) -> None:
     assert run(expression, a=[1e-300]) == expected
 

@@ -20,35 +20,74 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "workflows"
 @pytest.mark.parametrize(
     ("text", "where", "message"),
     [
-        ("name: w\nsteps:\n  - ask:\n      method: cot\n", "wf.yaml:3:5: steps[0].ask.question",
-         "missing required field 'question' (expected fields: question, method, collection)"),
-        ("name: w\nsteps:\n  - ask:\n      question: q\n      colour: red\n", "wf.yaml:5:7: steps[0].ask.colour",
-         "unknown field 'colour'"),
-        ("name: w\nsteps:\n  - id: x\n    foo: 1\n", "wf.yaml:3:5: steps[0]",
-         "a step needs exactly one of: ingest, ask, batch, synthesize, eval, report"),
-        ("name: w\nsteps:\n  - ask: {question: q}\n    eval: {dataset: 'gsm8k:x'}\n", "wf.yaml:3:5: steps[0]",
-         "a step needs exactly one of"),
-        ("name: w\nsteps:\n  - ask:\n      question: q\n      method: magic\n", "wf.yaml:5:7: steps[0].ask.method",
-         "unknown method 'magic'; use one of: coa, cot, rag, react, direct"),
-        ("name: w\nsteps:\n  - batch:\n      questions: ${steps.qa.output}\n  - id: qa\n    synthesize: {n: 3}\n",
-         "wf.yaml:4:7: steps[0].batch.questions", "${steps.qa.output} refers to a later step"),
-        ("name: w\nsteps:\n  - id: qa\n    synthesize: {n: 3}\n  - batch:\n      questions: ${qa.answer}\n",
-         "wf.yaml:6:7: steps[1].batch.questions", "step 'qa' (synthesize) has no output 'answer'"),
-        ("name: w\nsteps:\n  - ask: {question: q}\n  - report:\n      runs: [ask1]\n",
-         "wf.yaml:5:14: steps[1].report.runs[0]", "'ask1' is not an earlier eval step"),
-        ("name: w\nsteps:\n  - id: a\n    ask: {question: q}\n  - id: a\n    ask: {question: r}\n",
-         "wf.yaml:5:5: steps[1].id", "duplicate step id 'a'"),
-        ("name: w\nmodels:\n  default: gpt4\nsteps:\n  - ask: {question: q}\n", "wf.yaml:3:3: models.default",
-         "unknown model spec 'gpt4'"),
-        ("name: w\nsteps:\n  - eval:\n      dataset: gsm8k.jsonl\n", "wf.yaml:4:7: steps[0].eval.dataset",
-         "expected KIND:PATH"),
-        ("name: w\nsteps:\n  - eval:\n      dataset: gsm8k:x\n      scorers: [bleu]\n",
-         "wf.yaml:5:7: steps[0].eval.scorers", "unknown scorer 'bleu'"),
-        ("name: w\nsettings:\n  topk: 3\nsteps:\n  - ask: {question: q}\n", "wf.yaml:2:1: settings",
-         "unknown setting 'topk'"),
+        (
+            "name: w\nsteps:\n  - ask:\n      method: cot\n",
+            "wf.yaml:3:5: steps[0].ask.question",
+            "missing required field 'question' (expected fields: question, method, collection)",
+        ),
+        (
+            "name: w\nsteps:\n  - ask:\n      question: q\n      colour: red\n",
+            "wf.yaml:5:7: steps[0].ask.colour",
+            "unknown field 'colour'",
+        ),
+        (
+            "name: w\nsteps:\n  - id: x\n    foo: 1\n",
+            "wf.yaml:3:5: steps[0]",
+            "a step needs exactly one of: ingest, ask, batch, synthesize, eval, report",
+        ),
+        (
+            "name: w\nsteps:\n  - ask: {question: q}\n    eval: {dataset: 'gsm8k:x'}\n",
+            "wf.yaml:3:5: steps[0]",
+            "a step needs exactly one of",
+        ),
+        (
+            "name: w\nsteps:\n  - ask:\n      question: q\n      method: magic\n",
+            "wf.yaml:5:7: steps[0].ask.method",
+            "unknown method 'magic'; use one of: coa, cot, rag, react, direct",
+        ),
+        (
+            "name: w\nsteps:\n  - batch:\n      questions: ${steps.qa.output}\n  - id: qa\n    synthesize: {n: 3}\n",
+            "wf.yaml:4:7: steps[0].batch.questions",
+            "${steps.qa.output} refers to a later step",
+        ),
+        (
+            "name: w\nsteps:\n  - id: qa\n    synthesize: {n: 3}\n  - batch:\n      questions: ${qa.answer}\n",
+            "wf.yaml:6:7: steps[1].batch.questions",
+            "step 'qa' (synthesize) has no output 'answer'",
+        ),
+        (
+            "name: w\nsteps:\n  - ask: {question: q}\n  - report:\n      runs: [ask1]\n",
+            "wf.yaml:5:14: steps[1].report.runs[0]",
+            "'ask1' is not an earlier eval step",
+        ),
+        (
+            "name: w\nsteps:\n  - id: a\n    ask: {question: q}\n  - id: a\n    ask: {question: r}\n",
+            "wf.yaml:5:5: steps[1].id",
+            "duplicate step id 'a'",
+        ),
+        (
+            "name: w\nmodels:\n  default: gpt4\nsteps:\n  - ask: {question: q}\n",
+            "wf.yaml:3:3: models.default",
+            "unknown model spec 'gpt4'",
+        ),
+        (
+            "name: w\nsteps:\n  - eval:\n      dataset: gsm8k.jsonl\n",
+            "wf.yaml:4:7: steps[0].eval.dataset",
+            "expected KIND:PATH",
+        ),
+        (
+            "name: w\nsteps:\n  - eval:\n      dataset: gsm8k:x\n      scorers: [bleu]\n",
+            "wf.yaml:5:7: steps[0].eval.scorers",
+            "unknown scorer 'bleu'",
+        ),
+        (
+            "name: w\nsettings:\n  topk: 3\nsteps:\n  - ask: {question: q}\n",
+            "wf.yaml:2:1: settings",
+            "unknown setting 'topk'",
+        ),
         ("name: w\nsteps: []\n", "wf.yaml:2:1: steps", "at least 1 item"),
         ("steps:\n  - ask: {question: q}\n", "wf.yaml:1:1: name", "missing required field 'name'"),
-        ("name: w\nsteps:\n  - ask: {question: \"x\"\n", "wf.yaml:4:1: YAML", "expected ',' or '}'"),
+        ('name: w\nsteps:\n  - ask: {question: "x"\n', "wf.yaml:4:1: YAML", "expected ',' or '}'"),
         ("- just\n- a list\n", "wf.yaml:1:1", "a workflow is a mapping"),
     ],
 )
@@ -104,7 +143,8 @@ def test_examples_exist() -> None:
 def test_settings_models_and_collection_apply() -> None:
     workflow = parse_workflow(
         "name: w\ncollection: notes\nsettings: {top_k: 7}\nmodels:\n  default: embedded\n  judge: ollama/qwen2.5:7b\n"
-        "steps:\n  - ask: {question: q}\n")
+        "steps:\n  - ask: {question: q}\n"
+    )
     settings = workflow_settings(workflow, load_settings())
     assert (settings.top_k, settings.collection, settings.model) == (7, "notes", "embedded")
     assert settings.role_model("judge") == "ollama/qwen2.5:7b" and settings.role_model("critic") == "embedded"
@@ -137,8 +177,10 @@ steps:
 
 
 async def test_workflow_runs_steps_writes_outputs_and_resumes(tmp_path: Path, conclave_home: Path) -> None:
-    (tmp_path / "questions.txt").write_text("A pen costs 2 dollars. How much do 6 pens cost?\n\n"
-                                            "Tom has 3 apples and buys 4 more. How many apples does he have?\n")
+    (tmp_path / "questions.txt").write_text(
+        "A pen costs 2 dollars. How much do 6 pens cost?\n\n"
+        "Tom has 3 apples and buys 4 more. How many apples does he have?\n"
+    )
     path = tmp_path / "wf.yaml"
     path.write_text(WORKFLOW)
     settings = load_settings()
@@ -147,8 +189,9 @@ async def test_workflow_runs_steps_writes_outputs_and_resumes(tmp_path: Path, co
 
     # The data set is missing: the eval step fails after ask and batch finished.
     with pytest.raises(ConfigError, match="step scores \\(eval\\): data set file not found") as info:
-        await run_workflow(path, settings, client_factory=factory,
-                           on_start=lambda rid, d: state.update(run_id=rid, run_dir=d))
+        await run_workflow(
+            path, settings, client_factory=factory, on_start=lambda rid, d: state.update(run_id=rid, run_dir=d)
+        )
     run_dir = state["run_dir"]
     assert isinstance(run_dir, Path)
     assert f"--resume {run_dir.name}" in (info.value.hint or "")
@@ -163,8 +206,13 @@ async def test_workflow_runs_steps_writes_outputs_and_resumes(tmp_path: Path, co
     write_gsm8k(tmp_path / "dev.jsonl")
     steps: list[tuple[str, str]] = []
     resumed_factory = Factory()
-    result = await run_workflow(None, settings, resume=run_dir.name, client_factory=resumed_factory,
-                                on_step=lambda plan, status: steps.append((plan.id, status)))
+    result = await run_workflow(
+        None,
+        settings,
+        resume=run_dir.name,
+        client_factory=resumed_factory,
+        on_step=lambda plan, status: steps.append((plan.id, status)),
+    )
     assert result.skipped == ["hello", "answers"]
     assert ("hello", "skipped (finished earlier)") in steps and ("final", "finished") in steps
     # Only the eval step runs: 4 items x 2 methods, less the 3 prompts ask and batch already sent (the response
@@ -195,7 +243,12 @@ async def test_dry_run_plans_without_a_run_folder(tmp_path: Path, conclave_home:
 @pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)
 async def test_every_example_workflow_validates_and_reads_only_what_it_names(path: Path, conclave_home: Path) -> None:
     workflow = load_workflow(path)
-    result = await run_workflow(path, load_settings(), dry_run=True, client_factory=Factory(),
-                                allow_paths=[EXAMPLES.parents[2] / "shared" / "data", EXAMPLES.parent])
+    result = await run_workflow(
+        path,
+        load_settings(),
+        dry_run=True,
+        client_factory=Factory(),
+        allow_paths=[EXAMPLES.parents[2] / "shared" / "data", EXAMPLES.parent],
+    )
     assert result.access is not None and not result.access.blocked(), result.access.lines()
     assert [p.id for p in result.steps] == workflow.step_ids()

@@ -72,11 +72,14 @@ async def test_dry_run_lists_every_endpoint_and_path(tmp_path: Path, conclave_ho
     folder.mkdir()
     (folder / "notes").mkdir()
     path = folder / "wf.yaml"
-    path.write_text("name: w\nmodels: {default: openai/scripted}\nsettings:\n  openai_base_url: http://127.0.0.1:9/v1\n"
-                    "steps:\n  - ingest: {paths: [notes, ../../etc]}\n  - eval: {dataset: 'gsm8k:dev.jsonl'}\n"
-                    "  - id: qa\n    synthesize: {n: 2}\n  - batch: {questions: '${steps.qa.output}'}\n")
-    result = await run_workflow(path, load_settings(openai_base_url="http://127.0.0.1:8/v1"), dry_run=True,
-                                client_factory=Factory())
+    path.write_text(
+        "name: w\nmodels: {default: openai/scripted}\nsettings:\n  openai_base_url: http://127.0.0.1:9/v1\n"
+        "steps:\n  - ingest: {paths: [notes, ../../etc]}\n  - eval: {dataset: 'gsm8k:dev.jsonl'}\n"
+        "  - id: qa\n    synthesize: {n: 2}\n  - batch: {questions: '${steps.qa.output}'}\n"
+    )
+    result = await run_workflow(
+        path, load_settings(openai_base_url="http://127.0.0.1:8/v1"), dry_run=True, client_factory=Factory()
+    )
     access = result.access
     assert access is not None
     text = "\n".join(access.lines())

@@ -56,7 +56,12 @@ _EQ_RESULT = re.compile(r"=\s*[yY][0-9]+")
 _ANY_RESULT = re.compile(r"(?:->|=>|→|=)\s*[yY][0-9]+\b")
 _ANSWER = re.compile(r"(?i)(?:\b(?:the\s+)?(?:final\s+)?answer\s*(?::|\bis\b\s*:?)|####)[ \t]*")
 _LITERAL_WORDS: dict[str, Any] = {
-    "true": True, "false": False, "null": None, "True": True, "False": False, "None": None,
+    "true": True,
+    "false": False,
+    "null": None,
+    "True": True,
+    "False": False,
+    "None": None,
 }
 _DECODER = json.JSONDecoder(strict=False)
 
@@ -118,9 +123,7 @@ def _parse_json(text: str, start: int) -> Chain:
                 offset=exc.pos,
                 expected="the rest of the JSON object: keep the chain short and close every string, list and object",
             ) from None
-        raise ChainParseError(
-            f"invalid JSON ({exc.msg})", text=text, offset=exc.pos, expected="valid JSON"
-        ) from None
+        raise ChainParseError(f"invalid JSON ({exc.msg})", text=text, offset=exc.pos, expected="valid JSON") from None
     except (RecursionError, ValueError) as exc:  # nesting a looping model produced; numbers too long to read
         reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc).split(";")[0]
         raise ChainParseError(
@@ -327,12 +330,16 @@ class _TextParser:
                         value = expression_arg(value.value)
                 if name is None:
                     if kwargs:
-                        raise self.error("positional argument after a keyword argument", value_at,
-                                         "keyword arguments (name=value) after all positional ones")
+                        raise self.error(
+                            "positional argument after a keyword argument",
+                            value_at,
+                            "keyword arguments (name=value) after all positional ones",
+                        )
                     positional.append(value)
                 elif name in kwargs:
-                    raise self.error(f"argument {name!r} given twice", kwarg.start() if kwarg else k,
-                                     "each keyword argument once")
+                    raise self.error(
+                        f"argument {name!r} given twice", kwarg.start() if kwarg else k, "each keyword argument once"
+                    )
                 else:
                     kwargs[name] = value
                 k = self.ws(k)
@@ -375,8 +382,11 @@ class _TextParser:
             if isinstance(part, Ref) or (isinstance(part, Lit) and isinstance(part.value, str)):
                 pieces.append(part)
             else:
-                raise self.error("only strings and placeholders can be joined with '+'", at,
-                                 "a quoted string or a placeholder (do arithmetic in a calculator step)")
+                raise self.error(
+                    "only strings and placeholders can be joined with '+'",
+                    at,
+                    "a quoted string or a placeholder (do arithmetic in a calculator step)",
+                )
         return Concat(tuple(pieces)), end
 
     def term(self, k: int) -> tuple[Lit | Ref, int]:
@@ -388,7 +398,7 @@ class _TextParser:
             try:
                 value, end = _DECODER.raw_decode(text, k)
             except json.JSONDecodeError:
-                raise self.error("unterminated or malformed string", k, 'a closing \'"\'') from None
+                raise self.error("unterminated or malformed string", k, "a closing '\"'") from None
             return _string_arg(value), end
         if ch == "'":
             return self.single_quoted(k)
@@ -435,7 +445,7 @@ class _TextParser:
                 return _string_arg("".join(out)), i + 1
             out.append(ch)
             i += 1
-        raise self.error("unterminated string", k, "a closing \"'\"")
+        raise self.error("unterminated string", k, 'a closing "\'"')
 
     def ws(self, k: int) -> int:
         match = _WS.match(self.text, k)

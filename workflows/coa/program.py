@@ -63,16 +63,42 @@ _FENCE_ANY = re.compile(r"^[ \t]*```[^\n]*$", re.MULTILINE)
 _ASSIGNMENT_LINE = re.compile(r"^[ \t]*[A-Za-z_]\w*[ \t]*=(?!=)")
 _ARITH_OPS = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Pow, ast.Mod, ast.FloorDiv)
 _FORBIDDEN = {
-    ast.Import: "imports", ast.ImportFrom: "imports", ast.Attribute: "attributes (a.b)", ast.Subscript: "subscripts (a[i])",
-    ast.Lambda: "lambdas", ast.ListComp: "comprehensions", ast.SetComp: "comprehensions",
-    ast.DictComp: "comprehensions", ast.GeneratorExp: "comprehensions", ast.JoinedStr: "f-strings",
-    ast.NamedExpr: "the := operator", ast.AugAssign: "augmented assignments (x += 1)", ast.If: "if statements",
-    ast.For: "loops", ast.While: "loops", ast.FunctionDef: "function definitions", ast.Return: "return",
-    ast.List: "lists", ast.Tuple: "tuples", ast.Dict: "dicts", ast.Set: "sets", ast.Compare: "comparisons",
-    ast.BoolOp: "and/or", ast.IfExp: "conditional expressions", ast.Starred: "*args", ast.Await: "await",
-    ast.ClassDef: "classes", ast.With: "with statements", ast.Try: "try statements", ast.Delete: "del",
-    ast.Global: "global", ast.Nonlocal: "nonlocal", ast.Assert: "assert", ast.Raise: "raise",
-    ast.AnnAssign: "annotated assignment", ast.Slice: "slices",
+    ast.Import: "imports",
+    ast.ImportFrom: "imports",
+    ast.Attribute: "attributes (a.b)",
+    ast.Subscript: "subscripts (a[i])",
+    ast.Lambda: "lambdas",
+    ast.ListComp: "comprehensions",
+    ast.SetComp: "comprehensions",
+    ast.DictComp: "comprehensions",
+    ast.GeneratorExp: "comprehensions",
+    ast.JoinedStr: "f-strings",
+    ast.NamedExpr: "the := operator",
+    ast.AugAssign: "augmented assignments (x += 1)",
+    ast.If: "if statements",
+    ast.For: "loops",
+    ast.While: "loops",
+    ast.FunctionDef: "function definitions",
+    ast.Return: "return",
+    ast.List: "lists",
+    ast.Tuple: "tuples",
+    ast.Dict: "dicts",
+    ast.Set: "sets",
+    ast.Compare: "comparisons",
+    ast.BoolOp: "and/or",
+    ast.IfExp: "conditional expressions",
+    ast.Starred: "*args",
+    ast.Await: "await",
+    ast.ClassDef: "classes",
+    ast.With: "with statements",
+    ast.Try: "try statements",
+    ast.Delete: "del",
+    ast.Global: "global",
+    ast.Nonlocal: "nonlocal",
+    ast.Assert: "assert",
+    ast.Raise: "raise",
+    ast.AnnAssign: "annotated assignment",
+    ast.Slice: "slices",
 }
 _OP_SYMBOLS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**", ast.Mod: "%", ast.FloorDiv: "//"}
 _HINT = "write one assignment per line: name = arithmetic, or name = tool(arguments); finish with answer = name"
@@ -114,8 +140,12 @@ def extract_program(text: str) -> str:
         start = fences[0].end()
         index = 1
         # A doubled opening fence (```python then ```python again) opens once.
-        while index < len(fences) and not text[start : fences[index].start()].strip() and \
-                _FENCE_OPEN.fullmatch(fences[index].group(0)) and fences[index].group(0).strip() != "```":
+        while (
+            index < len(fences)
+            and not text[start : fences[index].start()].strip()
+            and _FENCE_OPEN.fullmatch(fences[index].group(0))
+            and fences[index].group(0).strip() != "```"
+        ):
             start = fences[index].end()
             index += 1
         end = fences[index].start() if index < len(fences) else len(text)
@@ -225,20 +255,29 @@ def _statements(module: ast.Module, code: str) -> tuple[list[_Statement], list[s
             out.append(_Statement(node.lineno, node.targets[0].id, node.value, " ".join(thought_lines)))
         elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
             continue  # a docstring or a bare string: prose, ignored
-        elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Call) and \
-                isinstance(node.value.func, ast.Name) and node.value.func.id == "print":
+        elif (
+            isinstance(node, ast.Expr)
+            and isinstance(node.value, ast.Call)
+            and isinstance(node.value.func, ast.Name)
+            and node.value.func.id == "print"
+        ):
             # How a code model shows a result (Qwen2.5-Coder writes `print(answer)` after most knowledge lookups):
             # it computes nothing, so it is no step; nothing is ever run.
             continue
         elif isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name) and type(node.op) in _OP_SYMBOLS:
             # A small model writes `x += 1` again and again when told only that it is not allowed: show the rewrite.
             name, op = node.target.id, _OP_SYMBOLS[type(node.op)]
-            errors.append(f"{where}: {_source(lines, node)!r} changes {name} in place; give the new quantity its own "
-                          f"name instead: {name}_2 = {name} {op} {ast.unparse(node.value)}")
+            errors.append(
+                f"{where}: {_source(lines, node)!r} changes {name} in place; give the new quantity its own "
+                f"name instead: {name}_2 = {name} {op} {ast.unparse(node.value)}"
+            )
         else:
             kind = _FORBIDDEN.get(type(node), type(node).__name__)
-            errors.append(f"{where}: {kind} are not allowed" if type(node) in _FORBIDDEN
-                          else f"{where}: only assignments are allowed, not {_source(lines, node)!r}")
+            errors.append(
+                f"{where}: {kind} are not allowed"
+                if type(node) in _FORBIDDEN
+                else f"{where}: only assignments are allowed, not {_source(lines, node)!r}"
+            )
     return out, errors
 
 
@@ -276,8 +315,10 @@ class _Converter:
         seen: dict[str, int] = {}
         for st in self.statements:
             if st.name in seen:
-                self.errors.append(f"line {st.line}: {st.name!r} is assigned twice (first on line {seen[st.name]}): "
-                                   "give every quantity its own name")
+                self.errors.append(
+                    f"line {st.line}: {st.name!r} is assigned twice (first on line {seen[st.name]}): "
+                    "give every quantity its own name"
+                )
                 continue
             seen[st.name] = st.line
             if st.name != ANSWER or not isinstance(st.value, ast.Name):
@@ -329,8 +370,9 @@ class _Converter:
         name = self.tool_name(call.func.id)
         if name is None:
             offered = ", ".join(sorted(self.tools or {})) if self.tools is not None else ""
-            self.errors.append(f"line {st.line}: {call.func.id!r} is not a tool" + (f" (tools: {offered})" if offered
-                                                                                    else ""))
+            self.errors.append(
+                f"line {st.line}: {call.func.id!r} is not a tool" + (f" (tools: {offered})" if offered else "")
+            )
             return None
         if name == CALCULATOR:
             if len(call.args) != 1 or call.keywords:
@@ -344,7 +386,9 @@ class _Converter:
             if text is not None:
                 for var, ref in self.ids.items():
                     expression = re.sub(rf"\b{re.escape(var)}\b", ref, expression)
-            return Step(id=step_id, tool=CALCULATOR, args={"expression": expression_arg(expression)}, thought=st.thought)
+            return Step(
+                id=step_id, tool=CALCULATOR, args={"expression": expression_arg(expression)}, thought=st.thought
+            )
         positional = tuple(a for a in (self.tool_arg(arg, st.line) for arg in call.args) if a is not None)
         args: dict[str, Arg] = {}
         fields = tool_fields(self.tools[name]) if self.tools is not None else None
@@ -353,8 +397,10 @@ class _Converter:
                 self.errors.append(f"line {st.line}: **kwargs are not allowed in a tool call")
                 continue
             if fields is not None and keyword.arg not in fields:
-                self.errors.append(f"line {st.line}: {name} has no parameter {keyword.arg!r}; its parameters are: "
-                                   f"{', '.join(fields) or 'none'}")
+                self.errors.append(
+                    f"line {st.line}: {name} has no parameter {keyword.arg!r}; its parameters are: "
+                    f"{', '.join(fields) or 'none'}"
+                )
                 continue
             converted = self.tool_arg(keyword.value, st.line)
             if converted is not None:
@@ -364,19 +410,29 @@ class _Converter:
         return Step(id=step_id, tool=name, args=args, positional=positional, thought=st.thought)
 
     def tool_arg(self, node: ast.expr, line: int) -> Arg | None:
-        if isinstance(node, ast.Constant) and isinstance(node.value, (str, int, float)) and not isinstance(node.value, bool):
+        if (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, (str, int, float))
+            and not isinstance(node.value, bool)
+        ):
             return Lit(node.value)
         if isinstance(node, ast.Name):
             ref = self.ref(node.id, line)
             return Ref(ref) if ref else None
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) and isinstance(node.operand, ast.Constant) \
-                and isinstance(node.operand.value, (int, float)) and not isinstance(node.operand.value, bool):
+        if (
+            isinstance(node, ast.UnaryOp)
+            and isinstance(node.op, ast.USub)
+            and isinstance(node.operand, ast.Constant)
+            and isinstance(node.operand.value, (int, float))
+            and not isinstance(node.operand.value, bool)
+        ):
             return Lit(-node.operand.value)
         if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
             parts = self.concat(node, line)
             return Concat(tuple(parts)) if parts is not None else None
-        self.errors.append(f"line {line}: a tool argument is a literal or a name (or strings joined with +), not "
-                           f"{_kind(node)}")
+        self.errors.append(
+            f"line {line}: a tool argument is a literal or a name (or strings joined with +), not {_kind(node)}"
+        )
         return None
 
     def concat(self, node: ast.expr, line: int) -> list[Lit | Ref] | None:
@@ -411,8 +467,10 @@ class _Converter:
         """Every fault of an arithmetic expression against the whitelist, into ``problems``."""
         if isinstance(node, ast.Constant):
             if isinstance(node.value, bool) or not isinstance(node.value, (int, float)):
-                problems.append(f"line {line}: arithmetic takes numbers, not {node.value!r}"
-                                + ("; a text argument belongs in a tool call" if isinstance(node.value, str) else ""))
+                problems.append(
+                    f"line {line}: arithmetic takes numbers, not {node.value!r}"
+                    + ("; a text argument belongs in a tool call" if isinstance(node.value, str) else "")
+                )
         elif isinstance(node, ast.Name):
             if node.id not in CONSTANTS or node.id in self.ids:
                 self.ref(node.id, line)
@@ -422,19 +480,26 @@ class _Converter:
             self._check_arith(node.left, problems, line)
             self._check_arith(node.right, problems, line)
             if not isinstance(node.op, _ARITH_OPS):
-                problems.append(f"line {line}: the operator {type(node.op).__name__} is not arithmetic the calculator "
-                                "knows (use + - * / ** % //)")
+                problems.append(
+                    f"line {line}: the operator {type(node.op).__name__} is not arithmetic the calculator "
+                    "knows (use + - * / ** % //)"
+                )
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
             if node.func.id not in MATH_FUNCTIONS:
-                problems.append(f"line {line}: a tool call must be the whole right-hand side: give "
-                                f"{node.func.id}(...) its own line")
+                problems.append(
+                    f"line {line}: a tool call must be the whole right-hand side: give {node.func.id}(...) its own line"
+                )
                 return
             if node.keywords:
                 problems.append(f"line {line}: {node.func.id}() takes no keyword arguments here")
             for arg in node.args:
                 self._check_arith(arg, problems, line)
-        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and \
-                isinstance(node.func.value, ast.Name) and node.func.value.id == "math":
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and isinstance(node.func.value, ast.Name)
+            and node.func.value.id == "math"
+        ):
             problems.append(f"line {line}: write {node.func.attr}(...), not math.{node.func.attr}(...) (no imports)")
         else:
             problems.append(f"line {line}: {_kind(node)} are not allowed in arithmetic")
@@ -452,8 +517,11 @@ class _ToCalculator(ast.NodeTransformer):
     def visit_BinOp(self, node: ast.BinOp) -> ast.AST:
         self.generic_visit(node)
         if isinstance(node.op, ast.FloorDiv):
-            return ast.Call(func=ast.Name(id="floor", ctx=ast.Load()),
-                            args=[ast.BinOp(left=node.left, op=ast.Div(), right=node.right)], keywords=[])
+            return ast.Call(
+                func=ast.Name(id="floor", ctx=ast.Load()),
+                args=[ast.BinOp(left=node.left, op=ast.Div(), right=node.right)],
+                keywords=[],
+            )
         return node
 
 
@@ -467,8 +535,11 @@ def _is_sentence(node: ast.expr) -> bool:
         parts.append(n)
         return isinstance(n, ast.Name) or (isinstance(n, ast.Constant) and isinstance(n.value, str))
 
-    return flatten(node) and any(isinstance(p, ast.Name) for p in parts) and \
-        any(isinstance(p, ast.Constant) for p in parts)
+    return (
+        flatten(node)
+        and any(isinstance(p, ast.Name) for p in parts)
+        and any(isinstance(p, ast.Constant) for p in parts)
+    )
 
 
 def _kind(node: ast.AST) -> str:
@@ -543,8 +614,9 @@ class ProgramStream:
         fences = list(_FENCE_ANY.finditer(body))
         if fences:
             start = fences[0].end()
-            closing = next((f for f in fences[1:] if f.group(0).strip() == "```"
-                            and body[start : f.start()].strip()), None)
+            closing = next(
+                (f for f in fences[1:] if f.group(0).strip() == "```" and body[start : f.start()].strip()), None
+            )
             if closing is not None:
                 self.closed = True
                 body = body[: closing.start()]
@@ -559,7 +631,7 @@ class ProgramStream:
             return []
         # Complete lines that parse hold complete statements (a call spanning lines does not parse until it closes),
         # and ids follow the order of assignment, so a step once seen keeps its id.
-        fresh = list(chain.steps[len(self._emitted):])
+        fresh = list(chain.steps[len(self._emitted) :])
         self._emitted.extend(fresh)
         return fresh
 

@@ -187,10 +187,18 @@ async def reify(
             await emit(StepStarted(step_id=step.id, tool=tool_name, args=args, sample=sample))
             result = await _call(step, tool_name, tools[tool_name], args, timeout, level)
         results[step.id] = result
-        await emit(StepFinished(
-            step_id=step.id, tool=tool_name, status=result.status, value=result.text, error=result.error,
-            started=result.started, ended=result.ended, sample=sample,
-        ))
+        await emit(
+            StepFinished(
+                step_id=step.id,
+                tool=tool_name,
+                status=result.status,
+                value=result.text,
+                error=result.error,
+                started=result.started,
+                ended=result.ended,
+                sample=sample,
+            )
+        )
 
     started = time.perf_counter()
     for level, ids in enumerate(levels):
@@ -211,8 +219,14 @@ class EagerRun:
     """Runs a chain's steps as they are decoded (see the module docstring). :meth:`start` takes each parsed step once;
     a step whose tool or arguments do not bind is left for :func:`reify`, and so are the steps that use it."""
 
-    def __init__(self, tools: Mapping[str, Any], *, timeout: float | None = 30.0,
-                 on_event: EventCallback | None = None, sample: int = 0):
+    def __init__(
+        self,
+        tools: Mapping[str, Any],
+        *,
+        timeout: float | None = 30.0,
+        on_event: EventCallback | None = None,
+        sample: int = 0,
+    ):
         self.tools = tools
         self.timeout = timeout
         self.on_event = on_event
@@ -239,15 +253,25 @@ class EagerRun:
         if missing:
             now = time.perf_counter()
             reason = ", ".join(f"{ref} ({deps[ref].status})" for ref in missing)
-            result = StepResult(step.id, tool_name, "skipped", error=f"not run: it needs {reason}", started=now,
-                                ended=now)
+            result = StepResult(
+                step.id, tool_name, "skipped", error=f"not run: it needs {reason}", started=now, ended=now
+            )
         else:
             args = {name: _substitute(arg, deps) for name, arg in step.args.items()}
             await self._emit(StepStarted(step_id=step.id, tool=tool_name, args=args, sample=self.sample))
             result = await _call(step, tool_name, self.tools[tool_name], args, self.timeout, 0)
-        await self._emit(StepFinished(step_id=step.id, tool=tool_name, status=result.status, value=result.text,
-                                      error=result.error, started=result.started, ended=result.ended,
-                                      sample=self.sample))
+        await self._emit(
+            StepFinished(
+                step_id=step.id,
+                tool=tool_name,
+                status=result.status,
+                value=result.text,
+                error=result.error,
+                started=result.started,
+                ended=result.ended,
+                sample=self.sample,
+            )
+        )
         return result
 
     async def _emit(self, event: Event) -> None:
@@ -277,13 +301,38 @@ async def _call(
     try:
         value = await asyncio.wait_for(tool.ainvoke(args), timeout)
     except TimeoutError:
-        return StepResult(step.id, tool_name, "timeout", error=f"{tool_name} did not finish within {timeout:g} s",
-                          args=args, started=started, ended=time.perf_counter(), level=level)
+        return StepResult(
+            step.id,
+            tool_name,
+            "timeout",
+            error=f"{tool_name} did not finish within {timeout:g} s",
+            args=args,
+            started=started,
+            ended=time.perf_counter(),
+            level=level,
+        )
     except Exception as exc:  # any tool failure belongs to the step, not to the run
-        return StepResult(step.id, tool_name, "failed", error=_error_text(exc), args=args,
-                          started=started, ended=time.perf_counter(), level=level)
-    return StepResult(step.id, tool_name, "ok", value=value, text=value_text(value), args=args,
-                      started=started, ended=time.perf_counter(), level=level)
+        return StepResult(
+            step.id,
+            tool_name,
+            "failed",
+            error=_error_text(exc),
+            args=args,
+            started=started,
+            ended=time.perf_counter(),
+            level=level,
+        )
+    return StepResult(
+        step.id,
+        tool_name,
+        "ok",
+        value=value,
+        text=value_text(value),
+        args=args,
+        started=started,
+        ended=time.perf_counter(),
+        level=level,
+    )
 
 
 def _error_text(exc: BaseException) -> str:
@@ -345,8 +394,10 @@ def _substitute(arg: Arg, results: Mapping[str, StepResult]) -> Any:
         # Structured results (a list of passages) pass through whole; everything else as its text.
         return result.value if isinstance(result.value, (list, dict)) else _gist(result.text or "")
     if isinstance(arg, Concat):
-        return "".join(_substitute(part, results) if isinstance(part, Ref) else _fill(str(part.value), results)
-                       for part in arg.parts)
+        return "".join(
+            _substitute(part, results) if isinstance(part, Ref) else _fill(str(part.value), results)
+            for part in arg.parts
+        )
     return _fill_value(arg.value, results)
 
 

@@ -39,8 +39,10 @@ def chain_json_schema(
         # A budget on words per step: a looping model stops at the schema, not at the token limit.
         thought["maxLength"] = max_thought_chars
     if per_tool:
-        variants = [_step_schema(thought, [name], _args_schema(tool, max_arg_chars), getattr(tool, "description", "")) for
-                    name, tool in tools.items()]
+        variants = [
+            _step_schema(thought, [name], _args_schema(tool, max_arg_chars), getattr(tool, "description", ""))
+            for name, tool in tools.items()
+        ]
         items: dict[str, Any] = variants[0] if len(variants) == 1 else {"anyOf": variants}
     else:
         items = _step_schema(thought, list(tools), {"type": "object"}, "")

@@ -124,32 +124,44 @@ def _bind(step: Step, fields: list[str] | None, name: str) -> tuple[dict[str, Ar
     bound: dict[str, Arg] = {}
     if step.positional:
         if fields is None:
-            errors.append(ChainError(
-                "positional_args", step.id,
-                f"step {step.id}: {name} does not declare its arguments; pass them by name (name=value)",
-            ))
+            errors.append(
+                ChainError(
+                    "positional_args",
+                    step.id,
+                    f"step {step.id}: {name} does not declare its arguments; pass them by name (name=value)",
+                )
+            )
             return dict(step.args), errors
         if len(step.positional) > len(fields):
-            errors.append(ChainError(
-                "too_many_args", step.id,
-                f"step {step.id}: {name} takes at most {len(fields)} argument(s) ({', '.join(fields) or 'none'}), "
-                f"got {len(step.positional)}",
-            ))
+            errors.append(
+                ChainError(
+                    "too_many_args",
+                    step.id,
+                    f"step {step.id}: {name} takes at most {len(fields)} argument(s) ({', '.join(fields) or 'none'}), "
+                    f"got {len(step.positional)}",
+                )
+            )
             return dict(step.args), errors
         bound.update(zip(fields, step.positional, strict=False))
     for arg_name, arg in step.args.items():
         if arg_name in bound:
-            errors.append(ChainError(
-                "duplicate_arg", step.id,
-                f"step {step.id}: argument {arg_name!r} of {name} is given both by position and by name; give it once",
-            ))
+            errors.append(
+                ChainError(
+                    "duplicate_arg",
+                    step.id,
+                    f"step {step.id}: argument {arg_name!r} of {name} is given both by position and by name; give it once",
+                )
+            )
             continue
         if fields is not None and arg_name not in fields:
-            errors.append(ChainError(
-                "unknown_arg", step.id,
-                f"step {step.id}: {name} has no argument {arg_name!r}; its arguments are: "
-                f"{', '.join(fields) or 'none'}",
-            ))
+            errors.append(
+                ChainError(
+                    "unknown_arg",
+                    step.id,
+                    f"step {step.id}: {name} has no argument {arg_name!r}; its arguments are: "
+                    f"{', '.join(fields) or 'none'}",
+                )
+            )
             continue
         bound[arg_name] = arg
     return bound, errors
@@ -183,31 +195,43 @@ def validate(
     errors: list[ChainError] = []
     steps = chain.steps
     if not steps:
-        errors.append(ChainError(
-            "empty_chain", None,
-            "the chain has no steps; write at least one step (e.g. [3 * 12 = y1], or in JSON "
-            '{"thought": "...", "id": "y1", "tool": "calculator", "args": {"expression": "3 * 12"}}) '
-            "and answer with its placeholder",
-        ))
+        errors.append(
+            ChainError(
+                "empty_chain",
+                None,
+                "the chain has no steps; write at least one step (e.g. [3 * 12 = y1], or in JSON "
+                '{"thought": "...", "id": "y1", "tool": "calculator", "args": {"expression": "3 * 12"}}) '
+                "and answer with its placeholder",
+            )
+        )
     if max_steps is not None and len(steps) > max_steps:
-        errors.append(ChainError(
-            "too_many_steps", None,
-            f"the chain has {len(steps)} steps; the limit is {max_steps}: combine arithmetic into fewer steps "
-            "(one expression may use several numbers and placeholders)",
-        ))
+        errors.append(
+            ChainError(
+                "too_many_steps",
+                None,
+                f"the chain has {len(steps)} steps; the limit is {max_steps}: combine arithmetic into fewer steps "
+                "(one expression may use several numbers and placeholders)",
+            )
+        )
     first: dict[str, int] = {}
     for index, step in enumerate(steps):
         if not _ID.fullmatch(step.id):
-            errors.append(ChainError(
-                "bad_id", step.id,
-                f"step id {step.id!r} is not a placeholder; name results y1, y2, y3, ... in order",
-            ))
+            errors.append(
+                ChainError(
+                    "bad_id",
+                    step.id,
+                    f"step id {step.id!r} is not a placeholder; name results y1, y2, y3, ... in order",
+                )
+            )
         if step.id in first:
-            errors.append(ChainError(
-                "duplicate_id", step.id,
-                f"{step.id} is defined twice (steps {first[step.id] + 1} and {index + 1}); "
-                f"give each step its own placeholder (the next free one is {_next_free(steps)})",
-            ))
+            errors.append(
+                ChainError(
+                    "duplicate_id",
+                    step.id,
+                    f"{step.id} is defined twice (steps {first[step.id] + 1} and {index + 1}); "
+                    f"give each step its own placeholder (the next free one is {_next_free(steps)})",
+                )
+            )
         else:
             first[step.id] = index
     errors.extend(_dependency_errors(chain, first))
@@ -236,16 +260,22 @@ def _dependency_errors(chain: Chain, first: Mapping[str, int]) -> list[ChainErro
     for index, step in enumerate(chain.steps):
         for ref in step.refs():
             if ref == step.id:
-                errors.append(ChainError(
-                    "cycle", step.id,
-                    f"step {step.id} uses its own result {ref}; a step can only use results of earlier steps",
-                ))
+                errors.append(
+                    ChainError(
+                        "cycle",
+                        step.id,
+                        f"step {step.id} uses its own result {ref}; a step can only use results of earlier steps",
+                    )
+                )
             elif ref not in first:
-                errors.append(ChainError(
-                    "undefined_placeholder", step.id,
-                    f"step {step.id} uses {ref}, which no step defines; compute {ref} in an earlier step or use a "
-                    f"defined placeholder (defined: {_defined_list(first)})",
-                ))
+                errors.append(
+                    ChainError(
+                        "undefined_placeholder",
+                        step.id,
+                        f"step {step.id} uses {ref}, which no step defines; compute {ref} in an earlier step or use a "
+                        f"defined placeholder (defined: {_defined_list(first)})",
+                    )
+                )
             elif step.id in in_cycle and ref in in_cycle[step.id]:
                 component = in_cycle[step.id]
                 if id(component) not in reported:
@@ -253,16 +283,22 @@ def _dependency_errors(chain: Chain, first: Mapping[str, int]) -> list[ChainErro
                     uses = "; ".join(
                         f"{member} uses {', '.join(r for r in graph[member] if r in component)}" for member in component
                     )
-                    errors.append(ChainError(
-                        "cycle", component[0],
-                        f"steps {', '.join(component)} form a cycle ({uses}); no order can compute them: "
-                        "compute one of them from the given numbers first",
-                    ))
+                    errors.append(
+                        ChainError(
+                            "cycle",
+                            component[0],
+                            f"steps {', '.join(component)} form a cycle ({uses}); no order can compute them: "
+                            "compute one of them from the given numbers first",
+                        )
+                    )
             elif first[ref] > index:
-                errors.append(ChainError(
-                    "used_before_defined", step.id,
-                    f"step {step.id} uses {ref} before it is defined; define {ref} in an earlier step or reorder",
-                ))
+                errors.append(
+                    ChainError(
+                        "used_before_defined",
+                        step.id,
+                        f"step {step.id} uses {ref} before it is defined; define {ref} in an earlier step or reorder",
+                    )
+                )
     return errors
 
 
@@ -319,10 +355,13 @@ def _cycles(graph: Mapping[str, list[str]], order: list[str]) -> list[list[str]]
 def _step_tool_errors(step: Step, tools: Mapping[str, Any], cache: dict[int, _ToolInfo]) -> list[ChainError]:
     registered = find_tool(step.tool, tools)
     if registered is None:
-        return [ChainError(
-            "unknown_tool", step.id,
-            f"step {step.id} calls unknown tool {step.tool!r}; available tools: {', '.join(tools) or 'none'}",
-        )]
+        return [
+            ChainError(
+                "unknown_tool",
+                step.id,
+                f"step {step.id} calls unknown tool {step.tool!r}; available tools: {', '.join(tools) or 'none'}",
+            )
+        ]
     info = _info(tools[registered], cache)
     bound, errors = _bind(step, info.fields, registered)
     if errors:
@@ -330,11 +369,14 @@ def _step_tool_errors(step: Step, tools: Mapping[str, Any], cache: dict[int, _To
     if registered.casefold() == "calculator":
         for arg in bound.values():
             if isinstance(arg, Lit) and isinstance(arg.value, str) and (glued := _GLUED.search(arg.value)):
-                errors.append(ChainError(
-                    "placeholder_glued", step.id,
-                    f"step {step.id} writes {glued.group(0)!r}; write the multiplication explicitly: "
-                    f"{glued.group(1)} * {glued.group(2)}",
-                ))
+                errors.append(
+                    ChainError(
+                        "placeholder_glued",
+                        step.id,
+                        f"step {step.id} writes {glued.group(0)!r}; write the multiplication explicitly: "
+                        f"{glued.group(1)} * {glued.group(2)}",
+                    )
+                )
     return errors + _schema_errors(step, registered, info, bound)
 
 
@@ -356,15 +398,18 @@ def _schema_errors(step: Step, name: str, info: _ToolInfo, bound: Mapping[str, A
         for err in exc.errors():
             loc = ".".join(str(part) for part in err["loc"]) or "(arguments)"
             if err["type"] == "missing":
-                errors.append(ChainError(
-                    "missing_arg", step.id, f"step {step.id}: {name} needs argument {loc!r}; add {loc}=..."
-                ))
+                errors.append(
+                    ChainError("missing_arg", step.id, f"step {step.id}: {name} needs argument {loc!r}; add {loc}=...")
+                )
             else:
                 shown = _shown(bound.get(str(err["loc"][0])) if err["loc"] else None, err.get("input"))
-                errors.append(ChainError(
-                    "invalid_arg", step.id,
-                    f"step {step.id}: argument {loc!r} of {name} is invalid: {err['msg']} (got {shown})",
-                ))
+                errors.append(
+                    ChainError(
+                        "invalid_arg",
+                        step.id,
+                        f"step {step.id}: argument {loc!r} of {name} is invalid: {err['msg']} (got {shown})",
+                    )
+                )
         return errors
     return []
 
@@ -378,7 +423,13 @@ def _shown(arg: Arg | None, fallback: Any) -> str:
 
 
 _DUMMY_BY_TYPE: dict[str, Any] = {
-    "string": "1", "integer": 1, "number": 1, "boolean": True, "array": [], "object": {}, "null": None,
+    "string": "1",
+    "integer": 1,
+    "number": 1,
+    "boolean": True,
+    "array": [],
+    "object": {},
+    "null": None,
 }
 
 
@@ -419,23 +470,30 @@ def _answer_errors(chain: Chain, first: Mapping[str, int], single_answer: bool) 
     refs = chain.answer_refs()
     last = chain.steps[-1].id if chain.steps else "y1"
     if not refs:
-        return [ChainError(
-            "answer_no_placeholder", None,
-            f"the answer {chain.answer!r} names no placeholder; answer with the placeholder of the step that "
-            f"computes it (e.g. {last}), not with a value",
-        )]
+        return [
+            ChainError(
+                "answer_no_placeholder",
+                None,
+                f"the answer {chain.answer!r} names no placeholder; answer with the placeholder of the step that "
+                f"computes it (e.g. {last}), not with a value",
+            )
+        ]
     errors = [
         ChainError(
-            "answer_undefined", None,
+            "answer_undefined",
+            None,
             f"the answer uses {ref}, which no step defines (defined: {_defined_list(first)})",
         )
         for ref in refs
         if ref not in first
     ]
     if single_answer and len(refs) > 1:
-        errors.append(ChainError(
-            "answer_several", None,
-            f"the answer names {len(refs)} placeholders ({', '.join(refs)}); it must be the one placeholder that "
-            f"holds the final value: add a step that combines them and answer with its placeholder",
-        ))
+        errors.append(
+            ChainError(
+                "answer_several",
+                None,
+                f"the answer names {len(refs)} placeholders ({', '.join(refs)}); it must be the one placeholder that "
+                f"holds the final value: add a step that combines them and answer with its placeholder",
+            )
+        )
     return errors

@@ -92,9 +92,12 @@ def _backend_identity(settings: Settings, spec: str) -> dict[str, Any]:
         from conclave.models.openai_compat import OPENAI_DEFAULT_BASE
 
         override = settings.openai_model_info.get(parsed.name)
-        return {"provider": "openai", "model": parsed.name,
-                "base_url": _endpoint(settings.openai_base_url or OPENAI_DEFAULT_BASE),
-                "model_info": override.model_dump(mode="json") if override is not None else None}
+        return {
+            "provider": "openai",
+            "model": parsed.name,
+            "base_url": _endpoint(settings.openai_base_url or OPENAI_DEFAULT_BASE),
+            "model_info": override.model_dump(mode="json") if override is not None else None,
+        }
     if parsed.provider == "ollama":
         return {"provider": "ollama", "model": parsed.name, "host": _endpoint(settings.ollama_host)}
     from conclave.models import catalog, weights
@@ -190,8 +193,10 @@ def _encode(value: CacheValue) -> str:
     if isinstance(value, CreateResult):
         document: dict[str, Any] = {"v": _FORMAT, "result": value.model_dump(mode="json")}
     elif isinstance(value, list) and all(isinstance(item, (str, CreateResult)) for item in value):
-        document = {"v": _FORMAT, "stream": [item if isinstance(item, str) else item.model_dump(mode="json")
-                                             for item in value]}
+        document = {
+            "v": _FORMAT,
+            "stream": [item if isinstance(item, str) else item.model_dump(mode="json") for item in value],
+        }
     else:
         raise TypeError(f"not a response: {type(value).__name__}")
     return json.dumps(document, ensure_ascii=False, allow_nan=False)
@@ -291,8 +296,11 @@ class JsonResponseStore(CacheStore[CacheValue]):
                 raise
         except OSError as exc:
             if not self._warned:
-                log.warning("response cache: cannot write under %s (%s); answers are not being cached", self.folder,
-                            exc.strerror or exc)
+                log.warning(
+                    "response cache: cannot write under %s (%s); answers are not being cached",
+                    self.folder,
+                    exc.strerror or exc,
+                )
                 self._warned = True
 
 
@@ -362,8 +370,14 @@ class ResponseCache(DelegatingClient):
         if final is not None:
             final.cached = True
             return final
-        result = await super().create(messages, tools=tools, tool_choice=tool_choice, json_output=json_output,
-                                      extra_create_args=extra_create_args, cancellation_token=cancellation_token)
+        result = await super().create(
+            messages,
+            tools=tools,
+            tool_choice=tool_choice,
+            json_output=json_output,
+            extra_create_args=extra_create_args,
+            cancellation_token=cancellation_token,
+        )
         if key is not None:
             self.store.set(key, result)
         return result
@@ -391,9 +405,14 @@ class ResponseCache(DelegatingClient):
                 yield final
             return
         items: list[str | CreateResult] = []
-        async for item in super().create_stream(messages, tools=tools, tool_choice=tool_choice,
-                                                json_output=json_output, extra_create_args=extra_create_args,
-                                                cancellation_token=cancellation_token):
+        async for item in super().create_stream(
+            messages,
+            tools=tools,
+            tool_choice=tool_choice,
+            json_output=json_output,
+            extra_create_args=extra_create_args,
+            cancellation_token=cancellation_token,
+        ):
             items.append(item)
             yield item
         # Stored only once the stream has ended with its result (a stream the caller stopped is not an answer).
@@ -418,7 +437,9 @@ class BackendCounter(DelegatingClient):
         self._count()
         return await super().create(messages, **kwargs)
 
-    async def create_stream(self, messages: Sequence[LLMMessage], **kwargs: Any) -> AsyncGenerator[str | CreateResult, None]:
+    async def create_stream(
+        self, messages: Sequence[LLMMessage], **kwargs: Any
+    ) -> AsyncGenerator[str | CreateResult, None]:
         self._count()
         async for item in super().create_stream(messages, **kwargs):
             yield item
@@ -453,8 +474,10 @@ class CacheSet:
             try:
                 folder.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
-                raise ConfigError(f"cannot open the response cache at {folder}: {exc.strerror or exc}",
-                                  hint="check CONCLAVE_HOME's permissions and free space, or run with --no-cache") from exc
+                raise ConfigError(
+                    f"cannot open the response cache at {folder}: {exc.strerror or exc}",
+                    hint="check CONCLAVE_HOME's permissions and free space, or run with --no-cache",
+                ) from exc
             store = JsonResponseStore(folder)
             self._stores.append(store)
             client = ResponseCache(counter, store, cache_identity(self.settings, spec))

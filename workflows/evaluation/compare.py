@@ -59,8 +59,9 @@ class Comparison:
         return f"{better} is better (p = {self.p_value:.3g})"
 
 
-def compare_records(a: list[dict[str, Any]], b: list[dict[str, Any]], *, a_name: str = "A",
-                    b_name: str = "B") -> Comparison:
+def compare_records(
+    a: list[dict[str, Any]], b: list[dict[str, Any]], *, a_name: str = "A", b_name: str = "B"
+) -> Comparison:
     """Pair records by item id; items either side could not score (judge missing) are left out."""
     right_a = {r["item_id"]: bool(r["correct"]) for r in a if r.get("correct") is not None}
     right_b = {r["item_id"]: bool(r["correct"]) for r in b if r.get("correct") is not None}
@@ -71,7 +72,12 @@ def compare_records(a: list[dict[str, Any]], b: list[dict[str, Any]], *, a_name:
         table["both" if x and y else "a" if x else "b" if y else "none"] += 1
     n = len(common)
     return Comparison(
-        a=a_name, b=b_name, paired=n, both_right=table["both"], a_only=table["a"], b_only=table["b"],
+        a=a_name,
+        b=b_name,
+        paired=n,
+        both_right=table["both"],
+        a_only=table["a"],
+        b_only=table["b"],
         both_wrong=table["none"],
         a_accuracy=(table["both"] + table["a"]) / n if n else None,
         b_accuracy=(table["both"] + table["b"]) / n if n else None,
@@ -92,7 +98,9 @@ def load_cells(run_dir: Path) -> dict[tuple[str, str], list[dict[str, Any]]]:
     return cells
 
 
-def _select(cells: dict[tuple[str, str], list[dict[str, Any]]], selector: str | None, run: str) -> dict[tuple[str, str], list[dict[str, Any]]]:
+def _select(
+    cells: dict[tuple[str, str], list[dict[str, Any]]], selector: str | None, run: str
+) -> dict[tuple[str, str], list[dict[str, Any]]]:
     if not selector:
         return cells
     method, _, model = selector.partition("@")

@@ -186,7 +186,9 @@ def _load_squad(path: Path) -> Dataset:
                 try:
                     question = _require(qa, "question")
                     answers = tuple(
-                        dict.fromkeys(a["text"].strip() for a in qa.get("answers", []) if isinstance(a, dict) and a.get("text"))
+                        dict.fromkeys(
+                            a["text"].strip() for a in qa.get("answers", []) if isinstance(a, dict) and a.get("text")
+                        )
                     )
                     if not answers:
                         raise _Bad("no answers")
@@ -249,7 +251,9 @@ def _jsonl_contexts(raw: Any, item_id: str) -> list[Context]:
         if isinstance(entry, str) and entry.strip():
             out.append(Context(f"{item_id}#{index}", entry))
         elif isinstance(entry, dict) and isinstance(entry.get("text"), str) and entry["text"].strip():
-            out.append(Context(str(entry.get("id") or f"{item_id}#{index}"), entry["text"], str(entry.get("title", ""))))
+            out.append(
+                Context(str(entry.get("id") or f"{item_id}#{index}"), entry["text"], str(entry.get("title", "")))
+            )
         else:
             raise _Bad(f"contexts[{index}] must be a non-empty string or an object with 'text'")
     return out
@@ -264,7 +268,9 @@ def _load_jsonl(path: Path) -> Dataset:
                 raise record
             question = _require(record, "question")
             answer = _require(record, "answer", (str, int, float, list))
-            answers = tuple(str(a).strip() for a in (answer if isinstance(answer, list) else [answer]) if str(a).strip())
+            answers = tuple(
+                str(a).strip() for a in (answer if isinstance(answer, list) else [answer]) if str(a).strip()
+            )
             if not answers:
                 raise _Bad("field 'answer' is empty")
             item_id = str(record.get("id") or f"line-{line}")
@@ -321,12 +327,16 @@ def load_dataset(spec: str, *, strict: bool = False) -> Dataset:
     if data.problems and strict:
         shown = "; ".join(str(p) for p in data.problems[:5])
         more = f" (and {len(data.problems) - 5} more)" if len(data.problems) > 5 else ""
-        raise ConfigError(f"{path}: {len(data.problems)} malformed record(s): {shown}{more}",
-                          hint="fix those lines, or run without --strict to skip them")
+        raise ConfigError(
+            f"{path}: {len(data.problems)} malformed record(s): {shown}{more}",
+            hint="fix those lines, or run without --strict to skip them",
+        )
     if not data.items:
         first = f": {data.problems[0]}" if data.problems else ""
-        raise ConfigError(f"{path} holds no usable {kind} items{first}",
-                          hint=f"check that the file is in the {kind} format (see README 'Evaluation')")
+        raise ConfigError(
+            f"{path} holds no usable {kind} items{first}",
+            hint=f"check that the file is in the {kind} format (see README 'Evaluation')",
+        )
     ids = [item.id for item in data.items]
     if len(set(ids)) != len(ids):
         # Results are keyed by item id (resume, paired comparison): make duplicates unique, deterministically.
@@ -335,20 +345,20 @@ def load_dataset(spec: str, *, strict: bool = False) -> Dataset:
         for item in data.items:
             n = counts.get(item.id, 0)
             counts[item.id] = n + 1
-            unique.append(item if n == 0 else Item(f"{item.id}~{n}", item.question, item.answers, item.answer_kind,
-                                                   item.gold_ids))
+            unique.append(
+                item if n == 0 else Item(f"{item.id}~{n}", item.question, item.answers, item.answer_kind, item.gold_ids)
+            )
         data.items = unique
     return data
 
 
-def select_items(items: list[Item], *, limit: int | None = None, seed: int | None = None,
-                 skip: int = 0) -> list[Item]:
+def select_items(items: list[Item], *, limit: int | None = None, seed: int | None = None, skip: int = 0) -> list[Item]:
     """The first ``limit`` items after the first ``skip`` (held-out items for checking a choice made on the first
     ones), or with a ``seed`` a reproducible random sample of them."""
     chosen = list(items)
     if seed is not None:
         chosen = random.Random(seed).sample(chosen, len(chosen))
-    chosen = chosen[max(0, skip):]
+    chosen = chosen[max(0, skip) :]
     if limit is not None:
         chosen = chosen[: max(0, limit)]
     return chosen

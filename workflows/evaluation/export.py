@@ -24,14 +24,20 @@ from conclave.errors import ConfigError
 
 __all__ = ["ExportReport", "accepted_chain", "export_chains", "export_traces", "gsm8k_chain_lines"]
 
-SYSTEM = ("Solve the problem by writing an abstract chain of reasoning: every intermediate value is a placeholder "
-          "(y1, y2, ...) filled in by a tool call, e.g. [3 * 12 = y1]. End with: Answer: yN")
-SYSTEM_JSON = ('Solve the problem by writing an abstract chain of reasoning as JSON: {"steps": [{"thought": ..., '
-               '"id": "y1", "tool": "calculator", "args": {"expression": "3 * 12"}}, ...], "answer": "yN"}; later '
-               "steps use earlier placeholders (y1, y2, ...) and tools fill in the values.")
-SYSTEM_PROGRAM = ("Solve the problem by writing a short Python program of assignments in a ```python block: one "
-                  "quantity per line (name = arithmetic, or name = tool(arguments)), a comment above each line, the "
-                  "question's numbers written into the expressions; tools fill in every value. End with answer = name.")
+SYSTEM = (
+    "Solve the problem by writing an abstract chain of reasoning: every intermediate value is a placeholder "
+    "(y1, y2, ...) filled in by a tool call, e.g. [3 * 12 = y1]. End with: Answer: yN"
+)
+SYSTEM_JSON = (
+    'Solve the problem by writing an abstract chain of reasoning as JSON: {"steps": [{"thought": ..., '
+    '"id": "y1", "tool": "calculator", "args": {"expression": "3 * 12"}}, ...], "answer": "yN"}; later '
+    "steps use earlier placeholders (y1, y2, ...) and tools fill in the values."
+)
+SYSTEM_PROGRAM = (
+    "Solve the problem by writing a short Python program of assignments in a ```python block: one "
+    "quantity per line (name = arithmetic, or name = tool(arguments)), a comment above each line, the "
+    "question's numbers written into the expressions; tools fill in every value. End with answer = name."
+)
 FORMS = ("text", "json", "program")
 
 
@@ -86,8 +92,9 @@ def _check_form(form: str) -> None:
         raise ConfigError(f"unknown chain form {form!r}", hint="use text, json or program")
 
 
-def run_chain_lines(run_dir: Path, *, only_correct: bool = False, with_system: bool = True,
-                    form: str = "text") -> tuple[list[str], dict[str, int]]:
+def run_chain_lines(
+    run_dir: Path, *, only_correct: bool = False, with_system: bool = True, form: str = "text"
+) -> tuple[list[str], dict[str, int]]:
     """Chat lines for the accepted chains of one run, and counts of the items left out (and why)."""
     from workflows.coa import parse_chain
     from workflows.evaluation.runs import read_jsonl
@@ -120,14 +127,22 @@ def run_chain_lines(run_dir: Path, *, only_correct: bool = False, with_system: b
                 continue
         else:
             assistant = chain if value in (None, "") or "Answer:" in chain else f"{chain}\nAnswer: {value}"
-        metadata = {"source": "run", "run": run_dir.name, "item_id": record["item_id"], "method": record["method"],
-                    "model": record["model"], "correct": record.get("correct"), "gold": record.get("gold")}
+        metadata = {
+            "source": "run",
+            "run": run_dir.name,
+            "item_id": record["item_id"],
+            "method": record["method"],
+            "model": record["model"],
+            "correct": record.get("correct"),
+            "gold": record.get("gold"),
+        }
         lines.append(_chat_line(record["question"], assistant, metadata, form=form, with_system=with_system))
     return lines, left
 
 
-def gsm8k_chain_lines(path: Path, *, with_system: bool = True, form: str = "text",
-                      limit: int | None = None) -> tuple[list[str], int]:
+def gsm8k_chain_lines(
+    path: Path, *, with_system: bool = True, form: str = "text", limit: int | None = None
+) -> tuple[list[str], int]:
     """Chat lines for a GSM8K-format training file's answers converted to chains; and how many did not convert."""
     from workflows.coa.gsm8k import GSM8KConversionError, convert_gsm8k_answer, gsm8k_gold
 
@@ -165,8 +180,16 @@ def _write(out: Path, lines: list[str]) -> None:
         raise ConfigError(f"cannot write {out}: {exc.strerror or exc}", hint="choose a writable output path") from exc
 
 
-def export_chains(out: Path, *, runs: Sequence[Path] = (), gsm8k: Sequence[Path] = (), only_correct: bool = False,
-                  with_system: bool = True, form: str = "text", limit: int | None = None) -> ExportReport:
+def export_chains(
+    out: Path,
+    *,
+    runs: Sequence[Path] = (),
+    gsm8k: Sequence[Path] = (),
+    only_correct: bool = False,
+    with_system: bool = True,
+    form: str = "text",
+    limit: int | None = None,
+) -> ExportReport:
     """One JSONL of chat examples from evaluation runs and converted GSM8K training files (``limit`` per file)."""
     if not runs and not gsm8k:
         raise ConfigError("nothing to export", hint="name an evaluation run and/or a GSM8K training file (--gsm8k)")

@@ -104,8 +104,11 @@ class Eta:
         if not timed:
             return None
         fallback = sum(timed.values()) / len(timed)
-        return sum(left * timed.get(cell, fallback) / max(1, self.parallel(cell[1]))
-                   for cell, left in self.remaining.items() if left > 0)
+        return sum(
+            left * timed.get(cell, fallback) / max(1, self.parallel(cell[1]))
+            for cell, left in self.remaining.items()
+            if left > 0
+        )
 
 
 @dataclass
@@ -153,8 +156,19 @@ def outcome_from_events(events: Sequence[Event], k: int | None = None) -> tuple[
     ids: list[str] = []
     passages: dict[str, str] = {}
     retrieved = False
-    stats = {"llm_calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "tool_calls": 0, "replans": 0,
-             "critic_rounds": 0, "usage": {}, "latency": None, "ok": True, "error": None, "outcome": "answered"}
+    stats = {
+        "llm_calls": 0,
+        "prompt_tokens": 0,
+        "completion_tokens": 0,
+        "tool_calls": 0,
+        "replans": 0,
+        "critic_rounds": 0,
+        "usage": {},
+        "latency": None,
+        "ok": True,
+        "error": None,
+        "outcome": "answered",
+    }
     for event in events:
         kind = event.kind
         data: Any = event
@@ -192,16 +206,29 @@ def outcome_from_events(events: Sequence[Event], k: int | None = None) -> tuple[
                 stats["llm_calls"] += slot.get("calls", 0)
                 stats["prompt_tokens"] += slot.get("prompt_tokens", 0)
                 stats["completion_tokens"] += slot.get("completion_tokens", 0)
-    outcome = Outcome(text=text, value=value, retrieved_ids=tuple(dict.fromkeys(i for i in ids if i)),
-                      passages=tuple(passages.values()), retrieved=retrieved)
+    outcome = Outcome(
+        text=text,
+        value=value,
+        retrieved_ids=tuple(dict.fromkeys(i for i in ids if i)),
+        passages=tuple(passages.values()),
+        retrieved=retrieved,
+    )
     return outcome, stats
 
 
 class _Matrix:
     """Everything a run needs once its configuration is resolved."""
 
-    def __init__(self, config: EvalConfig, settings: Settings, dataset: Dataset, items: list[Item], scorers: list[str],
-                 collection: str | None, k: int):
+    def __init__(
+        self,
+        config: EvalConfig,
+        settings: Settings,
+        dataset: Dataset,
+        items: list[Item],
+        scorers: list[str],
+        collection: str | None,
+        k: int,
+    ):
         self.config = config
         self.settings = settings
         self.dataset = dataset
@@ -222,7 +249,9 @@ def _validate(config: EvalConfig) -> None:
     resolve_scorers(config.scorers)
 
 
-async def _resolve(config: EvalConfig, settings: Settings, on_note: Callable[[str], None]) -> tuple[EvalConfig, _Matrix]:
+async def _resolve(
+    config: EvalConfig, settings: Settings, on_note: Callable[[str], None]
+) -> tuple[EvalConfig, _Matrix]:
     from conclave.models import role_spec
 
     _validate(config)
@@ -242,8 +271,9 @@ async def _resolve(config: EvalConfig, settings: Settings, on_note: Callable[[st
         collection, added = await ensure_contexts(settings, dataset)
         if added:
             on_note(f"ingested {added} contexts into collection {collection}")
-    resolved = config.model_copy(update={"models": models, "scorers": scorers, "collection": collection,
-                                             "use_roles": use_roles})
+    resolved = config.model_copy(
+        update={"models": models, "scorers": scorers, "collection": collection, "use_roles": use_roles}
+    )
     k = config.k or settings.top_k
     return resolved, _Matrix(resolved, settings, dataset, items, scorers, collection, k)
 
@@ -268,13 +298,17 @@ async def run_eval(
         run_dir = run_dir if run_dir is not None else runs.find_run(settings, resume or "")
         kind = runs.read_json(run_dir / "manifest.json").get("kind") if (run_dir / "manifest.json").is_file() else None
         if kind not in (None, "eval"):
-            raise ConfigError(f"run {run_dir.name} is a {kind} run, not an evaluation",
-                              hint=f"resume it with `conclave run --resume {run_dir.name}`")
+            raise ConfigError(
+                f"run {run_dir.name} is a {kind} run, not an evaluation",
+                hint=f"resume it with `conclave run --resume {run_dir.name}`",
+            )
         try:
             stored = EvalConfig.model_validate(runs.read_json(run_dir / "config.json"))
         except ValidationError as exc:
-            raise ConfigError(f"{run_dir / 'config.json'} is not an evaluation config: {exc.errors()[0]['msg']}",
-                              hint="resume an `eval` run (workflow runs resume with `conclave run --resume`)") from exc
+            raise ConfigError(
+                f"{run_dir / 'config.json'} is not an evaluation config: {exc.errors()[0]['msg']}",
+                hint="resume an `eval` run (workflow runs resume with `conclave run --resume`)",
+            ) from exc
         # The recorded configuration wins (same items, methods, models); only how fast it runs may change.
         config = stored.model_copy(update={"concurrency": config.concurrency})
         resolved, matrix = await _resolve(config, settings, note)
@@ -290,14 +324,16 @@ async def run_eval(
             try:
                 run_dir.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
-                raise runs.RunFolderError(f"cannot create the run folder {run_dir}: {exc.strerror or exc}",
-                                          hint="make CONCLAVE_HOME writable") from exc
+                raise runs.RunFolderError(
+                    f"cannot create the run folder {run_dir}: {exc.strerror or exc}", hint="make CONCLAVE_HOME writable"
+                ) from exc
         fresh = True
 
     if on_start is not None:
         on_start(run_id, run_dir)
-    run_settings = settings.model_copy(update={"cache": resolved.cache, **({"collection": matrix.collection}
-                                                                            if matrix.collection else {})})
+    run_settings = settings.model_copy(
+        update={"cache": resolved.cache, **({"collection": matrix.collection} if matrix.collection else {})}
+    )
     caches = CacheSet(run_settings, enabled=resolved.cache, factory=client_factory)
     try:
         judge_spec = None
@@ -307,15 +343,23 @@ async def run_eval(
             judge_spec = resolved.judge or await role_spec(settings, "judge")
         if fresh:
             runs.write_json(run_dir / "config.json", resolved.model_dump(mode="json"), run_id=run_id)
-            models = {"cells": resolved.models, "judge": judge_spec,
-                      "roles": {role: settings.role_model(role) for role in (*ROLES, "judge")}}
-            manifest = runs.build_manifest(run_settings, kind="eval", run_id=run_id,
-                                           config=resolved.model_dump(mode="json"), models=models)
-            manifest["dataset"] = {"kind": matrix.dataset.kind, "path": str(matrix.dataset.path.resolve()),
-                                   "items_total": len(matrix.dataset.items), "items_selected": len(matrix.items),
-                                   "contexts": len(matrix.dataset.contexts),
-                                   "problems": [str(p) for p in matrix.dataset.problems],
-                                   "collection": matrix.collection}
+            models = {
+                "cells": resolved.models,
+                "judge": judge_spec,
+                "roles": {role: settings.role_model(role) for role in (*ROLES, "judge")},
+            }
+            manifest = runs.build_manifest(
+                run_settings, kind="eval", run_id=run_id, config=resolved.model_dump(mode="json"), models=models
+            )
+            manifest["dataset"] = {
+                "kind": matrix.dataset.kind,
+                "path": str(matrix.dataset.path.resolve()),
+                "items_total": len(matrix.dataset.items),
+                "items_selected": len(matrix.items),
+                "contexts": len(matrix.dataset.contexts),
+                "problems": [str(p) for p in matrix.dataset.problems],
+                "collection": matrix.collection,
+            }
             runs.write_json(run_dir / "manifest.json", manifest, run_id=run_id)
         for problem in matrix.dataset.problems[:10]:
             note(f"skipped malformed record: {matrix.dataset.path}: {problem}")
@@ -328,22 +372,39 @@ async def run_eval(
     return EvalResult(run_id, run_dir, records, summary, caches.backend_calls(), time.perf_counter() - started)
 
 
-async def _execute(matrix: _Matrix, settings: Settings, caches: CacheSet, run_dir: Path, run_id: str,
-                   judge_spec: str | None, on_progress: Callable[[EvalProgress], None] | None,
-                   started: float, note: Callable[[str], None]) -> list[dict[str, Any]]:
-    log = runs.JsonlLog(run_dir / "items.jsonl", run_id=run_id,
-                        on_problem=lambda problem: note(f"skipped a damaged record (kept the rest): {problem}"))
+async def _execute(
+    matrix: _Matrix,
+    settings: Settings,
+    caches: CacheSet,
+    run_dir: Path,
+    run_id: str,
+    judge_spec: str | None,
+    on_progress: Callable[[EvalProgress], None] | None,
+    started: float,
+    note: Callable[[str], None],
+) -> list[dict[str, Any]]:
+    log = runs.JsonlLog(
+        run_dir / "items.jsonl",
+        run_id=run_id,
+        on_problem=lambda problem: note(f"skipped a damaged record (kept the rest): {problem}"),
+    )
     previous = log.load()
     latest = {r["key"]: r for r in previous if "key" in r}
     # Failed units (backend down, a crash) run again on resume; answered ones are kept as they are, and so are
     # units that ran through and produced no answer (a failed item, but running it again would repeat it).
     finished = {key for key, r in latest.items() if record_outcome(r) != "error"}
-    units = [(item, method, model) for model in matrix.config.models for method in matrix.config.methods
-             for item in matrix.items]
+    units = [
+        (item, method, model)
+        for model in matrix.config.models
+        for method in matrix.config.methods
+        for item in matrix.items
+    ]
     todo = [u for u in units if unit_key(u[0].id, u[1], u[2]) not in finished]
     wanted = {unit_key(i.id, m, s) for i, m, s in units}
     kept = [r for key, r in latest.items() if key in finished and key in wanted]
-    runs.write_json(run_dir / "status.json", {"status": "running", "units": len(units), "done": len(kept)}, run_id=run_id)
+    runs.write_json(
+        run_dir / "status.json", {"status": "running", "units": len(units), "done": len(kept)}, run_id=run_id
+    )
 
     limits: dict[str, asyncio.Semaphore] = {}
 
@@ -357,20 +418,35 @@ async def _execute(matrix: _Matrix, settings: Settings, caches: CacheSet, run_di
     judge = None
     if judge_spec is not None:
         judge = Judge(await caches.client(judge_spec), limit=limit(judge_spec))
-    counts = {"done": len(kept), "correct": sum(1 for r in kept if r.get("correct")),
-              "scored": sum(1 for r in kept if r.get("correct") is not None)}
+    counts = {
+        "done": len(kept),
+        "correct": sum(1 for r in kept if r.get("correct")),
+        "scored": sum(1 for r in kept if r.get("correct") is not None),
+    }
     new_records: list[dict[str, Any]] = []
     queue: asyncio.Queue[tuple[Item, str, str]] = asyncio.Queue()
     for unit in todo:
         queue.put_nowait(unit)
 
-    eta = Eta(Counter((method, model) for _, method, model in todo),
-              lambda spec: 1 if spec.startswith("embedded") else matrix.config.concurrency)
+    eta = Eta(
+        Counter((method, model) for _, method, model in todo),
+        lambda spec: 1 if spec.startswith("embedded") else matrix.config.concurrency,
+    )
 
     def report_progress(last: dict[str, Any] | None) -> None:
         if on_progress is not None:
-            on_progress(EvalProgress(counts["done"], len(units), counts["correct"], counts["scored"], len(kept),
-                                     time.perf_counter() - started, last, eta.seconds()))
+            on_progress(
+                EvalProgress(
+                    counts["done"],
+                    len(units),
+                    counts["correct"],
+                    counts["scored"],
+                    len(kept),
+                    time.perf_counter() - started,
+                    last,
+                    eta.seconds(),
+                )
+            )
 
     report_progress(None)
 
@@ -403,8 +479,9 @@ async def _execute(matrix: _Matrix, settings: Settings, caches: CacheSet, run_di
         status = "finished"
     finally:
         try:
-            runs.write_json(run_dir / "status.json", {"status": status, "units": len(units),
-                                                      "done": counts["done"]}, run_id=run_id)
+            runs.write_json(
+                run_dir / "status.json", {"status": status, "units": len(units), "done": counts["done"]}, run_id=run_id
+            )
         except ConclaveError:
             pass  # the original error (disk full, Ctrl-C) matters more than the status file
     order = {unit_key(i.id, m, s): n for n, (i, m, s) in enumerate(units)}
@@ -421,8 +498,16 @@ async def _clients_for(caches: CacheSet, model: str, settings: Settings, use_rol
     return {role: await caches.client(await role_spec(settings, role)) for role in ROLES}  # type: ignore[arg-type]
 
 
-async def _run_unit(matrix: _Matrix, settings: Settings, caches: CacheSet, item: Item, method: str, model: str,
-                    judge: Judge | None, limit: asyncio.Semaphore) -> dict[str, Any]:
+async def _run_unit(
+    matrix: _Matrix,
+    settings: Settings,
+    caches: CacheSet,
+    item: Item,
+    method: str,
+    model: str,
+    judge: Judge | None,
+    limit: asyncio.Semaphore,
+) -> dict[str, Any]:
     from workflows.runner import build_context, run_question
 
     calls = item_backend_calls()
@@ -431,9 +516,14 @@ async def _run_unit(matrix: _Matrix, settings: Settings, caches: CacheSet, item:
     async with limit:
         try:
             # Data sets without contexts get no knowledge at all (not the default collection).
-            ctx = await build_context(item.question, settings, method=method, collection=matrix.collection,
-                                      knowledge=matrix.collection is not None,
-                                      clients=await _clients_for(caches, model, settings, matrix.config.use_roles))
+            ctx = await build_context(
+                item.question,
+                settings,
+                method=method,
+                collection=matrix.collection,
+                knowledge=matrix.collection is not None,
+                clients=await _clients_for(caches, model, settings, matrix.config.use_roles),
+            )
             async for event in run_question(ctx):
                 if event.kind != "answer_delta":
                     events.append(event)

@@ -54,8 +54,10 @@ class Judge:
 
     async def correctness(self, question: str, golds: Sequence[str], outcome: Outcome) -> Score:
         """1-5: does the answer mean the same as a gold answer? (pass at 4 or more)."""
-        user = (f"Question: {question}\n\nGold answer: {' | '.join(golds)}\n\n"
-                f"Candidate answer: {outcome.text.strip() or '(no answer)'}")
+        user = (
+            f"Question: {question}\n\nGold answer: {' | '.join(golds)}\n\n"
+            f"Candidate answer: {outcome.text.strip() or '(no answer)'}"
+        )
         verdict, error = await self._ask(prompts.load("judge_correctness"), user, CorrectnessVerdict)
         if verdict is None:
             return Score(None, None, error, missing=True)

@@ -29,8 +29,9 @@ def collection_for(dataset: Dataset) -> str:
     return f"eval-{dataset.kind}-{digest.hexdigest()[:10]}"
 
 
-def _ensure_sync(settings: Settings, name: str, contexts: Sequence[Context], source: str,
-                 progress: Callable[[int, int], None] | None) -> int:
+def _ensure_sync(
+    settings: Settings, name: str, contexts: Sequence[Context], source: str, progress: Callable[[int, int], None] | None
+) -> int:
     from tools.store import KnowledgeStore
 
     store = KnowledgeStore.open(settings)
@@ -39,19 +40,24 @@ def _ensure_sync(settings: Settings, name: str, contexts: Sequence[Context], sou
     missing = [c for c in contexts if c.id not in have]
     for start in range(0, len(missing), _BATCH):
         batch = missing[start : start + _BATCH]
-        store.add_passages(collection, ids=[c.id for c in batch],
-                           embed_texts=[f"{c.title}\n\n{c.text}" if c.title else c.text for c in batch],
-                           documents=[c.text for c in batch],
-                           metadatas=[{"source": source, "title": c.title, "context_id": c.id} for c in batch])
+        store.add_passages(
+            collection,
+            ids=[c.id for c in batch],
+            embed_texts=[f"{c.title}\n\n{c.text}" if c.title else c.text for c in batch],
+            documents=[c.text for c in batch],
+            metadatas=[{"source": source, "title": c.title, "context_id": c.id} for c in batch],
+        )
         if progress is not None:
             progress(start + len(batch), len(missing))
     return len(missing)
 
 
-async def ensure_contexts(settings: Settings, dataset: Dataset,
-                          progress: Callable[[int, int], None] | None = None) -> tuple[str, int]:
+async def ensure_contexts(
+    settings: Settings, dataset: Dataset, progress: Callable[[int, int], None] | None = None
+) -> tuple[str, int]:
     """The collection holding every context of ``dataset`` (created or completed now); returns (name, added)."""
     name = collection_for(dataset)
-    added = await asyncio.to_thread(_ensure_sync, settings, name, dataset.contexts, f"{dataset.kind}:{dataset.path.name}",
-                                    progress)
+    added = await asyncio.to_thread(
+        _ensure_sync, settings, name, dataset.contexts, f"{dataset.kind}:{dataset.path.name}", progress
+    )
     return name, added

@@ -57,7 +57,9 @@ def _cells(records: Sequence[dict[str, Any]]) -> dict[tuple[str, str], list[dict
     return cells
 
 
-def summarize(records: Sequence[dict[str, Any]], *, run_id: str = "", meta: dict[str, Any] | None = None) -> dict[str, Any]:
+def summarize(
+    records: Sequence[dict[str, Any]], *, run_id: str = "", meta: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Per (method, model): accuracy with its interval, every scorer's mean, latency, tokens, calls, failures."""
     scorers: list[str] = []
     for record in records:
@@ -73,51 +75,60 @@ def summarize(records: Sequence[dict[str, Any]], *, run_id: str = "", meta: dict
         totals = [r.get("prompt_tokens", 0) + r.get("completion_tokens", 0) for r in recs]
         per_scorer = {}
         for name in scorers:
-            values = [r["scores"][name]["value"] for r in recs if name in r.get("scores", {})
-                      and r["scores"][name].get("value") is not None]
-            passes = [r["scores"][name]["passed"] for r in recs if name in r.get("scores", {})
-                      and r["scores"][name].get("passed") is not None]
+            values = [
+                r["scores"][name]["value"]
+                for r in recs
+                if name in r.get("scores", {}) and r["scores"][name].get("value") is not None
+            ]
+            passes = [
+                r["scores"][name]["passed"]
+                for r in recs
+                if name in r.get("scores", {}) and r["scores"][name].get("passed") is not None
+            ]
             per_scorer[name] = {
                 "mean": _mean(values),
                 "pass_rate": round(sum(passes) / len(passes), 4) if passes else None,
                 "n": len(values),
                 "missing": sum(1 for r in recs if r.get("scores", {}).get(name, {}).get("missing")),
             }
-        cells_out.append({
-            "method": method,
-            "model": model,
-            "items": len(recs),
-            "scored": len(scored),
-            "correct": correct,
-            "accuracy": round(correct / len(scored), 4) if scored else None,
-            "ci95": [round(low, 4), round(high, 4)],
-            "failed": sum(1 for r in recs if not r.get("ok", True)),
-            "no_answer": sum(1 for r in recs if r.get("outcome") == "no answer"),
-            "scores": per_scorer,
-            "latency": {
-                "mean": _mean(latencies),
-                "p50": round(_quantile(latencies, 0.5), 4) if latencies else None,
-                "p90": round(_quantile(latencies, 0.9), 4) if latencies else None,
-                "max": round(max(latencies), 4) if latencies else None,
-            },
-            "tokens": {
-                "prompt_mean": _mean([r.get("prompt_tokens", 0) for r in recs]),
-                "completion_mean": _mean([r.get("completion_tokens", 0) for r in recs]),
-                "total_mean": _mean(totals),
-                "total": sum(totals),
-            },
-            "llm_calls_mean": _mean([r.get("llm_calls", 0) for r in recs]),
-            "tool_calls_mean": _mean([r.get("tool_calls", 0) for r in recs]),
-            "replans_mean": _mean([r.get("replans", 0) for r in recs]),
-            "critic_rounds_mean": _mean([r.get("critic_rounds", 0) for r in recs]),
-            "backend_calls": sum(r.get("backend_calls", 0) for r in recs),
-            "cached_items": sum(1 for r in recs if r.get("cached")),
-        })
+        cells_out.append(
+            {
+                "method": method,
+                "model": model,
+                "items": len(recs),
+                "scored": len(scored),
+                "correct": correct,
+                "accuracy": round(correct / len(scored), 4) if scored else None,
+                "ci95": [round(low, 4), round(high, 4)],
+                "failed": sum(1 for r in recs if not r.get("ok", True)),
+                "no_answer": sum(1 for r in recs if r.get("outcome") == "no answer"),
+                "scores": per_scorer,
+                "latency": {
+                    "mean": _mean(latencies),
+                    "p50": round(_quantile(latencies, 0.5), 4) if latencies else None,
+                    "p90": round(_quantile(latencies, 0.9), 4) if latencies else None,
+                    "max": round(max(latencies), 4) if latencies else None,
+                },
+                "tokens": {
+                    "prompt_mean": _mean([r.get("prompt_tokens", 0) for r in recs]),
+                    "completion_mean": _mean([r.get("completion_tokens", 0) for r in recs]),
+                    "total_mean": _mean(totals),
+                    "total": sum(totals),
+                },
+                "llm_calls_mean": _mean([r.get("llm_calls", 0) for r in recs]),
+                "tool_calls_mean": _mean([r.get("tool_calls", 0) for r in recs]),
+                "replans_mean": _mean([r.get("replans", 0) for r in recs]),
+                "critic_rounds_mean": _mean([r.get("critic_rounds", 0) for r in recs]),
+                "backend_calls": sum(r.get("backend_calls", 0) for r in recs),
+                "cached_items": sum(1 for r in recs if r.get("cached")),
+            }
+        )
     comparisons = []
     cells = _cells(records)
     for key_a, key_b in combinations(list(cells), 2):
-        comp = compare_records(cells[key_a], cells[key_b], a_name=f"{key_a[0]}@{key_a[1]}",
-                               b_name=f"{key_b[0]}@{key_b[1]}")
+        comp = compare_records(
+            cells[key_a], cells[key_b], a_name=f"{key_a[0]}@{key_a[1]}", b_name=f"{key_b[0]}@{key_b[1]}"
+        )
         comparisons.append(comp.to_dict())
     return {
         "run_id": run_id,
@@ -152,35 +163,80 @@ def render_markdown(summary: dict[str, Any]) -> str:
     lines = [f"# Evaluation {summary['run_id']}", ""]
     dataset = meta.get("dataset") or {}
     if dataset:
-        lines.append(f"Data set: `{dataset.get('kind')}:{dataset.get('path')}` — {dataset.get('items_selected')} of "
-                     f"{dataset.get('items_total')} items" + (f", collection `{dataset['collection']}`"
-                                                              if dataset.get("collection") else ""))
+        lines.append(
+            f"Data set: `{dataset.get('kind')}:{dataset.get('path')}` — {dataset.get('items_selected')} of "
+            f"{dataset.get('items_total')} items"
+            + (f", collection `{dataset['collection']}`" if dataset.get("collection") else "")
+        )
         if dataset.get("problems"):
-            lines.append(f"Skipped {len(dataset['problems'])} malformed record(s): "
-                         + "; ".join(dataset["problems"][:5]))
+            lines.append(
+                f"Skipped {len(dataset['problems'])} malformed record(s): " + "; ".join(dataset["problems"][:5])
+            )
     no_answer = summary.get("no_answer_units", 0)
-    lines.append(f"Primary scorer: `{summary['primary_scorer']}`. Units: {summary['units']}; backend calls: "
-                 f"{summary['backend_calls']}; served wholly from cache: {summary['cached_units']}; failed: "
-                 f"{summary['failed_units']}" + (f" ({no_answer} with no answer)" if no_answer else "") + ".")
-    header = ["method", "model", "accuracy", "95% CI", "n", *summary["scorers"], "latency mean (s)", "p50 (s)",
-              "p90 (s)", "completion tokens/item", "tokens/item", "LLM calls", "tool calls", "re-plans",
-              "critic rounds", "failed"]
+    lines.append(
+        f"Primary scorer: `{summary['primary_scorer']}`. Units: {summary['units']}; backend calls: "
+        f"{summary['backend_calls']}; served wholly from cache: {summary['cached_units']}; failed: "
+        f"{summary['failed_units']}" + (f" ({no_answer} with no answer)" if no_answer else "") + "."
+    )
+    header = [
+        "method",
+        "model",
+        "accuracy",
+        "95% CI",
+        "n",
+        *summary["scorers"],
+        "latency mean (s)",
+        "p50 (s)",
+        "p90 (s)",
+        "completion tokens/item",
+        "tokens/item",
+        "LLM calls",
+        "tool calls",
+        "re-plans",
+        "critic rounds",
+        "failed",
+    ]
     lines += ["", _md_row(header), _md_row(["---"] * len(header))]
     for cell in summary["cells"]:
-        lines.append(_md_row([
-            cell["method"], cell["model"], _pct(cell["accuracy"]), f"{_pct(cell['ci95'][0])}–{_pct(cell['ci95'][1])}",
-            cell["scored"], *(_num(cell["scores"][s]["mean"], 3) for s in summary["scorers"]),
-            _num(cell["latency"]["mean"]), _num(cell["latency"]["p50"]), _num(cell["latency"]["p90"]),
-            _num(cell["tokens"]["completion_mean"], 0), _num(cell["tokens"]["total_mean"], 0),
-            _num(cell["llm_calls_mean"], 1), _num(cell["tool_calls_mean"], 1), _num(cell["replans_mean"], 1),
-            _num(cell["critic_rounds_mean"], 1), cell.get("failed", 0),
-        ]))
+        lines.append(
+            _md_row(
+                [
+                    cell["method"],
+                    cell["model"],
+                    _pct(cell["accuracy"]),
+                    f"{_pct(cell['ci95'][0])}–{_pct(cell['ci95'][1])}",
+                    cell["scored"],
+                    *(_num(cell["scores"][s]["mean"], 3) for s in summary["scorers"]),
+                    _num(cell["latency"]["mean"]),
+                    _num(cell["latency"]["p50"]),
+                    _num(cell["latency"]["p90"]),
+                    _num(cell["tokens"]["completion_mean"], 0),
+                    _num(cell["tokens"]["total_mean"], 0),
+                    _num(cell["llm_calls_mean"], 1),
+                    _num(cell["tool_calls_mean"], 1),
+                    _num(cell["replans_mean"], 1),
+                    _num(cell["critic_rounds_mean"], 1),
+                    cell.get("failed", 0),
+                ]
+            )
+        )
     if summary["comparisons"]:
         head = ["A", "B", "paired", "A won", "A lost", "p-value", "verdict"]
         lines += ["", "## Paired comparisons (McNemar's exact test)", "", _md_row(head), _md_row(["---"] * len(head))]
         for comp in summary["comparisons"]:
-            lines.append(_md_row([comp["a"], comp["b"], comp["paired"], comp["a_only"], comp["b_only"],
-                                  f"{comp['p_value']:.3g}", _verdict(comp)]))
+            lines.append(
+                _md_row(
+                    [
+                        comp["a"],
+                        comp["b"],
+                        comp["paired"],
+                        comp["a_only"],
+                        comp["b_only"],
+                        f"{comp['p_value']:.3g}",
+                        _verdict(comp),
+                    ]
+                )
+            )
     lines.append("")
     return "\n".join(lines)
 
@@ -207,9 +263,11 @@ def _esc(text: Any) -> str:
 
 
 def _svg(width: int, height: int, body: list[str], title: str) -> str:
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" '
-            f'height="{height}" role="img" aria-label="{_esc(title)}" font-family="system-ui, sans-serif" '
-            f'font-size="12"><title>{_esc(title)}</title>' + "".join(body) + "</svg>")
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" '
+        f'height="{height}" role="img" aria-label="{_esc(title)}" font-family="system-ui, sans-serif" '
+        f'font-size="12"><title>{_esc(title)}</title>' + "".join(body) + "</svg>"
+    )
 
 
 def accuracy_svg(cells: Sequence[dict[str, Any]]) -> str:
@@ -222,27 +280,35 @@ def accuracy_svg(cells: Sequence[dict[str, Any]]) -> str:
     body = [f'<text x="{left}" y="18" font-weight="bold">Accuracy (95% Wilson interval)</text>']
     for tick in range(0, 101, 25):
         y = top + plot_h * (1 - tick / 100)
-        body.append(f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>'
-                    f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{tick}%</text>')
+        body.append(
+            f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>'
+            f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{tick}%</text>'
+        )
     for i, cell in enumerate(cells):
         x = left + step * i + step * 0.2
         w = step * 0.6
         acc = cell["accuracy"] or 0.0
         y = top + plot_h * (1 - acc)
         color = _PALETTE[methods.index(cell["method"]) % len(_PALETTE)]
-        body.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{w:.1f}" height="{top + plot_h - y:.1f}" fill="{color}">'
-                    f'<title>{_esc(cell["method"])} @ {_esc(cell["model"])}: {_pct(cell["accuracy"])} '
-                    f'({cell["correct"]}/{cell["scored"]})</title></rect>')
+        body.append(
+            f'<rect x="{x:.1f}" y="{y:.1f}" width="{w:.1f}" height="{top + plot_h - y:.1f}" fill="{color}">'
+            f"<title>{_esc(cell['method'])} @ {_esc(cell['model'])}: {_pct(cell['accuracy'])} "
+            f"({cell['correct']}/{cell['scored']})</title></rect>"
+        )
         lo, hi = cell["ci95"]
         cx = x + w / 2
         y_lo, y_hi = top + plot_h * (1 - lo), top + plot_h * (1 - hi)
-        body.append(f'<line x1="{cx:.1f}" x2="{cx:.1f}" y1="{y_lo:.1f}" y2="{y_hi:.1f}" stroke="#222"/>'
-                    f'<line x1="{cx - 6:.1f}" x2="{cx + 6:.1f}" y1="{y_lo:.1f}" y2="{y_lo:.1f}" stroke="#222"/>'
-                    f'<line x1="{cx - 6:.1f}" x2="{cx + 6:.1f}" y1="{y_hi:.1f}" y2="{y_hi:.1f}" stroke="#222"/>')
+        body.append(
+            f'<line x1="{cx:.1f}" x2="{cx:.1f}" y1="{y_lo:.1f}" y2="{y_hi:.1f}" stroke="#222"/>'
+            f'<line x1="{cx - 6:.1f}" x2="{cx + 6:.1f}" y1="{y_lo:.1f}" y2="{y_lo:.1f}" stroke="#222"/>'
+            f'<line x1="{cx - 6:.1f}" x2="{cx + 6:.1f}" y1="{y_hi:.1f}" y2="{y_hi:.1f}" stroke="#222"/>'
+        )
         body.append(f'<text x="{cx:.1f}" y="{y_hi - 6:.1f}" text-anchor="middle">{_pct(cell["accuracy"])}</text>')
-        body.append(f'<text x="{cx:.1f}" y="{top + plot_h + 16}" text-anchor="middle">{_esc(cell["method"])}</text>'
-                    f'<text x="{cx:.1f}" y="{top + plot_h + 31}" text-anchor="middle" fill="#555">'
-                    f'{_esc(_short(_model_label(cell["model"]), 14))}</text>')
+        body.append(
+            f'<text x="{cx:.1f}" y="{top + plot_h + 16}" text-anchor="middle">{_esc(cell["method"])}</text>'
+            f'<text x="{cx:.1f}" y="{top + plot_h + 31}" text-anchor="middle" fill="#555">'
+            f"{_esc(_short(_model_label(cell['model']), 14))}</text>"
+        )
     return _svg(int(width), height, body, "Accuracy per method and model")
 
 
@@ -253,7 +319,7 @@ def _short(text: str, limit: int = 16) -> str:
 def _model_label(spec: str) -> str:
     """A model spec short enough for an axis: GGUF paths shown by file name."""
     if spec.startswith("embedded:"):
-        name = Path(spec[len("embedded:"):]).name
+        name = Path(spec[len("embedded:") :]).name
         return "embedded:" + (name[:-5] if name.endswith(".gguf") else name)
     return spec
 
@@ -272,8 +338,10 @@ def distribution_svg(groups: Sequence[tuple[str, Sequence[float]]], title: str, 
     for t in range(ticks + 1):
         value = step * t
         x = left + value * scale
-        body.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top - 6}" y2="{height - 30}" stroke="#eee"/>'
-                    f'<text x="{x:.1f}" y="{height - 14}" text-anchor="middle">{_tick(value)}{_esc(unit)}</text>')
+        body.append(
+            f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top - 6}" y2="{height - 30}" stroke="#eee"/>'
+            f'<text x="{x:.1f}" y="{height - 14}" text-anchor="middle">{_tick(value)}{_esc(unit)}</text>'
+        )
     for i, (label, vs) in enumerate(groups):
         y = top + row * i + row / 2
         color = _PALETTE[i % len(_PALETTE)]
@@ -282,17 +350,24 @@ def distribution_svg(groups: Sequence[tuple[str, Sequence[float]]], title: str, 
             continue
         q1, med, q3 = (_quantile(vs, q) for q in (0.25, 0.5, 0.75))
         lo, top_v = min(vs), max(vs)
-        body.append(f'<line x1="{left + lo * scale:.1f}" x2="{left + top_v * scale:.1f}" y1="{y:.1f}" y2="{y:.1f}" '
-                    f'stroke="#444"/>')
-        body.append(f'<rect x="{left + q1 * scale:.1f}" y="{y - 10:.1f}" width="{max(1.0, (q3 - q1) * scale):.1f}" '
-                    f'height="20" fill="{color}" fill-opacity="0.35" stroke="{color}"><title>{_esc(label)}: median '
-                    f'{_tick(med)}{_esc(unit)}, quartiles {_tick(q1)}–{_tick(q3)}, n={len(vs)}</title></rect>')
-        body.append(f'<line x1="{left + med * scale:.1f}" x2="{left + med * scale:.1f}" y1="{y - 10:.1f}" '
-                    f'y2="{y + 10:.1f}" stroke="#111" stroke-width="2"/>')
+        body.append(
+            f'<line x1="{left + lo * scale:.1f}" x2="{left + top_v * scale:.1f}" y1="{y:.1f}" y2="{y:.1f}" '
+            f'stroke="#444"/>'
+        )
+        body.append(
+            f'<rect x="{left + q1 * scale:.1f}" y="{y - 10:.1f}" width="{max(1.0, (q3 - q1) * scale):.1f}" '
+            f'height="20" fill="{color}" fill-opacity="0.35" stroke="{color}"><title>{_esc(label)}: median '
+            f"{_tick(med)}{_esc(unit)}, quartiles {_tick(q1)}–{_tick(q3)}, n={len(vs)}</title></rect>"
+        )
+        body.append(
+            f'<line x1="{left + med * scale:.1f}" x2="{left + med * scale:.1f}" y1="{y - 10:.1f}" '
+            f'y2="{y + 10:.1f}" stroke="#111" stroke-width="2"/>'
+        )
         for j, v in enumerate(vs[:400]):
             jitter = ((j * 7919) % 17 - 8) * 0.9  # deterministic spread, so reports are reproducible
-            body.append(f'<circle cx="{left + v * scale:.1f}" cy="{y + jitter:.1f}" r="2" fill="{color}" '
-                        f'fill-opacity="0.8"/>')
+            body.append(
+                f'<circle cx="{left + v * scale:.1f}" cy="{y + jitter:.1f}" r="2" fill="{color}" fill-opacity="0.8"/>'
+            )
     return _svg(width, int(height), body, title)
 
 
@@ -338,10 +413,23 @@ def render_html(summary: dict[str, Any], records: Sequence[dict[str, Any]]) -> s
     """A single self-contained HTML page: tables, inline SVG plots, every item."""
     cells = summary["cells"]
     by_cell = _cells(records)
-    latency = [(f"{c['method']} @ {_model_label(c['model'])}", [float(r["latency"]) for r in by_cell[(c["method"], c["model"])]
-                                                  if r.get("latency") is not None]) for c in cells]
-    tokens = [(f"{c['method']} @ {_model_label(c['model'])}", [float(r.get("prompt_tokens", 0) + r.get("completion_tokens", 0))
-                                                 for r in by_cell[(c["method"], c["model"])]]) for c in cells]
+    latency = [
+        (
+            f"{c['method']} @ {_model_label(c['model'])}",
+            [float(r["latency"]) for r in by_cell[(c["method"], c["model"])] if r.get("latency") is not None],
+        )
+        for c in cells
+    ]
+    tokens = [
+        (
+            f"{c['method']} @ {_model_label(c['model'])}",
+            [
+                float(r.get("prompt_tokens", 0) + r.get("completion_tokens", 0))
+                for r in by_cell[(c["method"], c["model"])]
+            ],
+        )
+        for c in cells
+    ]
     md_rows = []
     for cell in cells:
         scores = "".join(f"<td>{_num(cell['scores'][s]['mean'], 3)}</td>" for s in summary["scorers"])
@@ -351,37 +439,46 @@ def render_html(summary: dict[str, Any], records: Sequence[dict[str, Any]]) -> s
             f"<td>{_num(cell['latency']['p50'])}</td><td>{_num(cell['latency']['p90'])}</td>"
             f"<td>{_num(cell['tokens']['total_mean'], 0)}</td><td>{_num(cell['llm_calls_mean'], 1)}</td>"
             f"<td>{_num(cell['tool_calls_mean'], 1)}</td><td>{_num(cell['replans_mean'], 1)}</td>"
-            f"<td>{_num(cell['critic_rounds_mean'], 1)}</td><td>{cell['failed']}</td></tr>")
+            f"<td>{_num(cell['critic_rounds_mean'], 1)}</td><td>{cell['failed']}</td></tr>"
+        )
     score_heads = "".join(f"<th>{_esc(s)}</th>" for s in summary["scorers"])
     comp_rows = "".join(
         f"<tr><td>{_esc(c['a'])}</td><td>{_esc(c['b'])}</td><td>{c['paired']}</td><td>{c['a_only']}</td>"
         f"<td>{c['b_only']}</td><td>{c['p_value']:.3g}</td><td>{_esc(_verdict(c))}</td></tr>"
-        for c in summary["comparisons"])
+        for c in summary["comparisons"]
+    )
     items_css, items_html = _items_html(records)
     meta = summary.get("meta", {})
     dataset = meta.get("dataset") or {}
     problems = dataset.get("problems") or []
-    problem_html = (f"<details><summary>{len(problems)} malformed record(s) skipped</summary><ul>"
-                    + "".join(f"<li>{_esc(p)}</li>" for p in problems[:100]) + "</ul></details>") if problems else ""
+    problem_html = (
+        (
+            f"<details><summary>{len(problems)} malformed record(s) skipped</summary><ul>"
+            + "".join(f"<li>{_esc(p)}</li>" for p in problems[:100])
+            + "</ul></details>"
+        )
+        if problems
+        else ""
+    )
     config = meta.get("config") or {}
     return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Conclave evaluation {_esc(summary['run_id'])}</title>
+<html lang="en"><head><meta charset="utf-8"><title>Conclave evaluation {_esc(summary["run_id"])}</title>
 <style>{_CSS}{items_css}</style></head><body>
-<h1>Evaluation <code>{_esc(summary['run_id'])}</code></h1>
-<p>Data set <code>{_esc(config.get('dataset', dataset.get('path', '')))}</code>
-{_esc(dataset.get('items_selected', ''))} items{(', collection <code>' + _esc(dataset['collection']) + '</code>') if dataset.get('collection') else ''}.
-Primary scorer <code>{_esc(summary['primary_scorer'])}</code>. Units {summary['units']}, backend calls {summary['backend_calls']},
-served wholly from cache {summary['cached_units']}, failed {summary['failed_units']}. Generated {_esc(summary['generated'])}.</p>
+<h1>Evaluation <code>{_esc(summary["run_id"])}</code></h1>
+<p>Data set <code>{_esc(config.get("dataset", dataset.get("path", "")))}</code>
+{_esc(dataset.get("items_selected", ""))} items{(", collection <code>" + _esc(dataset["collection"]) + "</code>") if dataset.get("collection") else ""}.
+Primary scorer <code>{_esc(summary["primary_scorer"])}</code>. Units {summary["units"]}, backend calls {summary["backend_calls"]},
+served wholly from cache {summary["cached_units"]}, failed {summary["failed_units"]}. Generated {_esc(summary["generated"])}.</p>
 {problem_html}
 <table><tr><th>method</th><th>model</th><th>accuracy</th><th>95% CI</th><th>n</th>{score_heads}<th>latency p50 (s)</th>
 <th>p90 (s)</th><th>tokens/item</th><th>LLM calls</th><th>tool calls</th><th>re-plans</th><th>critic rounds</th><th>failed</th></tr>
-{''.join(md_rows)}</table>
+{"".join(md_rows)}</table>
 <div class="plots">
 {accuracy_svg(cells)}
 {distribution_svg(latency, "Latency per item", "s")}
 {distribution_svg(tokens, "Tokens per item (prompt + completion)", "")}
 </div>
-{('<h2>Paired comparisons (McNemar exact)</h2><table><tr><th>A</th><th>B</th><th>paired</th><th>A won</th><th>A lost</th><th>p</th><th>verdict</th></tr>' + comp_rows + '</table>') if comp_rows else ''}
+{("<h2>Paired comparisons (McNemar exact)</h2><table><tr><th>A</th><th>B</th><th>paired</th><th>A won</th><th>A lost</th><th>p</th><th>verdict</th></tr>" + comp_rows + "</table>") if comp_rows else ""}
 <h2>Items</h2>
 <p class="muted">Open an item for its full question, gold and answer, the scorers' detail and its trace
 (the same records as items.jsonl next to this file).</p>
@@ -406,11 +503,14 @@ def _items_html(records: Sequence[dict[str, Any]]) -> tuple[str, str]:
     ]
     rules = []
     if len(methods) > 1:
-        filters.append('<span class="sep">|</span><input type="radio" name="method" id="method-all" checked>'
-                       '<label for="method-all">every method</label>')
+        filters.append(
+            '<span class="sep">|</span><input type="radio" name="method" id="method-all" checked>'
+            '<label for="method-all">every method</label>'
+        )
         for i, method in enumerate(methods):
-            filters.append(f'<input type="radio" name="method" id="method-{i}"><label for="method-{i}">'
-                           f'{_esc(method)}</label>')
+            filters.append(
+                f'<input type="radio" name="method" id="method-{i}"><label for="method-{i}">{_esc(method)}</label>'
+            )
             rules.append(f"#method-{i}:checked~.items .item:not(.m{i}){{display:none}}")
     items = "".join(_item_html(r, methods.index(str(r.get("method", "")))) for r in records)
     return "".join(rules), f'<section class="drill">{"".join(filters)}<div class="items">{items}</div></section>'
@@ -418,8 +518,11 @@ def _items_html(records: Sequence[dict[str, Any]]) -> tuple[str, str]:
 
 def _text(value: Any, limit: int | None = None) -> str:
     """A value as escaped text; cut at ``limit`` characters with a note of how much was left out."""
-    text = value if isinstance(value, str) else ("" if value is None else json.dumps(value, ensure_ascii=False,
-                                                                                    default=str))
+    text = (
+        value
+        if isinstance(value, str)
+        else ("" if value is None else json.dumps(value, ensure_ascii=False, default=str))
+    )
     if limit is not None and len(text) > limit:
         more = len(text) - limit
         return _esc(text[:limit]) + f'<span class="muted">… ({more} more characters in items.jsonl)</span>'
@@ -430,16 +533,21 @@ def _item_html(r: dict[str, Any], method_index: int) -> str:
     correct = r.get("correct")
     mark, css = ("–", "") if correct is None else (("✓", "ok") if correct else ("✗", "bad"))
     outcome = r.get("outcome") or ("answered" if r.get("ok", True) else "error")
-    classes = ["item", f"m{method_index}"] + (["wrong"] if correct is False else []) \
+    classes = (
+        ["item", f"m{method_index}"]
+        + (["wrong"] if correct is False else [])
         + (["failed"] if not r.get("ok", True) else [])
+    )
     flag = f' <span class="flag">{_esc(outcome)}</span>' if outcome != "answered" else ""
     tokens = _int(r.get("prompt_tokens")) + _int(r.get("completion_tokens"))
     value = r.get("value")
     shown = clip(value if value is not None else "–", 40)
-    summary = (f'<span class="mark {css}">{mark}</span><code>{_esc(r.get("item_id", ""))}</code> · '
-               f'{_esc(r.get("method", ""))} · {_esc(_short(_model_label(str(r.get("model", ""))), 24))} · '
-               f'{_esc(clip(r.get("question", ""), 110))} → <b>{_esc(shown)}</b>'
-               f'{flag} <span class="muted">{_n(r.get("latency"))} s · {tokens} tokens</span>')
+    summary = (
+        f'<span class="mark {css}">{mark}</span><code>{_esc(r.get("item_id", ""))}</code> · '
+        f"{_esc(r.get('method', ''))} · {_esc(_short(_model_label(str(r.get('model', ''))), 24))} · "
+        f"{_esc(clip(r.get('question', ''), 110))} → <b>{_esc(shown)}</b>"
+        f'{flag} <span class="muted">{_n(r.get("latency"))} s · {tokens} tokens</span>'
+    )
     gold = r.get("gold") if isinstance(r.get("gold"), list) else [r.get("gold", "")]
     rows = [
         ("question", f'<span class="text">{_text(r.get("question", ""))}</span>'),
@@ -453,8 +561,10 @@ def _item_html(r: dict[str, Any], method_index: int) -> str:
     body = "".join(f"<dt>{name}</dt><dd>{html_}</dd>" for name, html_ in rows)
     trace = r.get("trace")
     trace_html = _trace_html(trace) if isinstance(trace, list) and trace else '<p class="muted">no trace recorded</p>'
-    return (f'<details class="{" ".join(classes)}"><summary>{summary}</summary><div class="item-body"><dl>{body}</dl>'
-            f"<h4>Trace</h4>{trace_html}</div></details>")
+    return (
+        f'<details class="{" ".join(classes)}"><summary>{summary}</summary><div class="item-body"><dl>{body}</dl>'
+        f"<h4>Trace</h4>{trace_html}</div></details>"
+    )
 
 
 def _outcome_html(outcome: str, error: Any) -> str:
@@ -485,8 +595,10 @@ def _scores_html(scores: Any) -> str:
         detail = _text(score.get("detail", ""))
         if score.get("missing"):
             detail += ' <span class="muted">(missing)</span>'
-        rows.append(f"<tr><td>{_esc(name)}</td><td>{_n(score.get('value'), 3)}</td><td>{verdict}</td>"
-                    f'<td class="text">{detail}</td></tr>')
+        rows.append(
+            f"<tr><td>{_esc(name)}</td><td>{_n(score.get('value'), 3)}</td><td>{verdict}</td>"
+            f'<td class="text">{detail}</td></tr>'
+        )
     return "<table><tr><th>scorer</th><th>value</th><th></th><th>explanation</th></tr>" + "".join(rows) + "</table>"
 
 
@@ -519,30 +631,41 @@ def _event_html(e: dict[str, Any], args: dict[tuple[str, str], Any]) -> str:
     step = (str(sample), str(e.get("step_id")))
     if kind == "run_started":
         models = e.get("models") if isinstance(e.get("models"), dict) else {}
-        return (f'<span class="k">Started</span> {_esc(e.get("method", ""))} · '
-                + _esc(", ".join(sorted({str(m) for m in models.values()}))))
+        return f'<span class="k">Started</span> {_esc(e.get("method", ""))} · ' + _esc(
+            ", ".join(sorted({str(m) for m in models.values()}))
+        )
     if kind == "plan":
         subs = e.get("subquestions") if isinstance(e.get("subquestions"), list) else []
-        listed = "".join(f'<li>{_text(s.get("question", ""))} <span class="muted">({_esc(s.get("needs", "?"))})</span></li>'
-                         for s in subs if isinstance(s, dict))
+        listed = "".join(
+            f'<li>{_text(s.get("question", ""))} <span class="muted">({_esc(s.get("needs", "?"))})</span></li>'
+            for s in subs
+            if isinstance(s, dict)
+        )
         return f'<span class="k">Plan</span><ol>{listed}</ol>'
     if kind == "retrieval":
         passages = e.get("passages") if isinstance(e.get("passages"), list) else []
         listed = "".join(
             f"<li>{_n(p.get('score'))} <b>{_esc(p.get('title') or p.get('source', ''))}</b> "
             f"<code>{_esc(str(p.get('id', ''))[:12])}</code> {_text(p.get('text', ''), 300)}</li>"
-            for p in passages if isinstance(p, dict))
+            for p in passages
+            if isinstance(p, dict)
+        )
         listed = listed or "<li>no passages</li>"
         return f'<span class="k">Retrieve</span> “{_text(e.get("query", ""))}”<ul>{listed}</ul>'
     if kind == "chain":
         attempt = e.get("attempt", 0)
         attempt = attempt + 1 if isinstance(attempt, int) else attempt
-        return (f'<span class="k">Chain</span> attempt {_esc(attempt)}{tag}, {_esc(e.get("form", ""))} form'
-                f'<pre>{_text(e.get("text", ""), _TRACE_CHARS)}</pre>')
+        return (
+            f'<span class="k">Chain</span> attempt {_esc(attempt)}{tag}, {_esc(e.get("form", ""))} form'
+            f"<pre>{_text(e.get('text', ''), _TRACE_CHARS)}</pre>"
+        )
     if kind == "replan":
         errors = e.get("errors") if isinstance(e.get("errors"), list) else []
-        return (f'<span class="k err">Rejected</span>{tag}<ul>'
-                + "".join(f'<li class="text">{_text(x, 1000)}</li>' for x in errors) + "</ul>")
+        return (
+            f'<span class="k err">Rejected</span>{tag}<ul>'
+            + "".join(f'<li class="text">{_text(x, 1000)}</li>' for x in errors)
+            + "</ul>"
+        )
     if kind == "step_started":
         args[step] = e.get("args")
         return ""
@@ -556,25 +679,37 @@ def _event_html(e: dict[str, Any], args: dict[tuple[str, str], Any]) -> str:
         timed = isinstance(started, (int, float)) and isinstance(ended, (int, float))
         ms = f" · {(ended - started) * 1000:.0f} ms" if timed else ""
         call = _call(e.get("tool", ""), args.get(step, {}))
-        return (f'<span class="k">Step {_esc(e.get("step_id", ""))}</span>{tag} = {call} → {result}'
-                f'<span class="muted">{ms}</span>')
+        return (
+            f'<span class="k">Step {_esc(e.get("step_id", ""))}</span>{tag} = {call} → {result}'
+            f'<span class="muted">{ms}</span>'
+        )
     if kind == "tool_call":
         css = "err text" if e.get("is_error") else "text"
-        return (f'<span class="k">Tool</span> {_call(e.get("tool", ""), e.get("args", {}))} → '
-                f'<span class="{css}">{_text(e.get("result", ""), _TRACE_CHARS)}</span>')
+        return (
+            f'<span class="k">Tool</span> {_call(e.get("tool", ""), e.get("args", {}))} → '
+            f'<span class="{css}">{_text(e.get("result", ""), _TRACE_CHARS)}</span>'
+        )
     if kind == "vote":
         counts = e.get("counts") if isinstance(e.get("counts"), dict) else {}
-        return ('<span class="k">Vote</span> ' + _esc(", ".join(f"{k}: {v}" for k, v in counts.items()))
-                + f" → {_esc(e.get('winner'))}")
+        return (
+            '<span class="k">Vote</span> '
+            + _esc(", ".join(f"{k}: {v}" for k, v in counts.items()))
+            + f" → {_esc(e.get('winner'))}"
+        )
     if kind == "critique":
         reasons = e.get("reasons") if isinstance(e.get("reasons"), list) else []
         verdict = str(e.get("verdict", ""))
         css = "" if verdict == "accept" else " err"
-        return (f'<span class="k{css}">Critic: {_esc(verdict)}</span><ul>'
-                + "".join(f'<li class="text">{_text(x, 1000)}</li>' for x in reasons) + "</ul>")
+        return (
+            f'<span class="k{css}">Critic: {_esc(verdict)}</span><ul>'
+            + "".join(f'<li class="text">{_text(x, 1000)}</li>' for x in reasons)
+            + "</ul>"
+        )
     if kind == "usage":
-        return (f'<span class="muted">{_esc(e.get("agent", ""))}: {_esc(e.get("prompt_tokens"))}+'
-                f'{_esc(e.get("completion_tokens"))} tokens, {_n(e.get("seconds"), 1)} s</span>')
+        return (
+            f'<span class="muted">{_esc(e.get("agent", ""))}: {_esc(e.get("prompt_tokens"))}+'
+            f"{_esc(e.get('completion_tokens'))} tokens, {_n(e.get('seconds'), 1)} s</span>"
+        )
     if kind == "run_failed":
         hint = f' <span class="muted">fix: {_text(e.get("hint"))}</span>' if e.get("hint") else ""
         return f'<span class="k err">Failed</span> <span class="text">{_text(e.get("error", ""))}</span>{hint}'

@@ -44,8 +44,18 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_PACKAGES = ("conclave", "autogen-agentchat", "autogen-core", "autogen-ext", "llama-cpp-python", "langchain-core",
-             "chromadb", "sentence-transformers", "pydantic", "typer")
+_PACKAGES = (
+    "conclave",
+    "autogen-agentchat",
+    "autogen-core",
+    "autogen-ext",
+    "llama-cpp-python",
+    "langchain-core",
+    "chromadb",
+    "sentence-transformers",
+    "pydantic",
+    "typer",
+)
 
 
 class RunFolderError(ConclaveError):
@@ -55,8 +65,9 @@ class RunFolderError(ConclaveError):
 def _write_error(path: Path, exc: OSError, run_id: str | None = None) -> RunFolderError:
     reason = exc.strerror or str(exc)
     resume = f"; finished items are kept: resume with --resume {run_id}" if run_id else ""
-    return RunFolderError(f"cannot write {path}: {reason}",
-                          hint=f"free disk space or make CONCLAVE_HOME writable{resume}")
+    return RunFolderError(
+        f"cannot write {path}: {reason}", hint=f"free disk space or make CONCLAVE_HOME writable{resume}"
+    )
 
 
 def new_run_id(prefix: str) -> str:
@@ -73,8 +84,10 @@ def create_run_dir(settings: Settings, run_id: str) -> Path:
     except FileExistsError as exc:
         raise ConfigError(f"run {run_id} already exists", hint=f"resume it with --resume {run_id}") from exc
     except OSError as exc:
-        raise RunFolderError(f"cannot create the run folder {folder}: {exc.strerror or exc}",
-                             hint="make CONCLAVE_HOME writable (or set CONCLAVE_HOME to a writable folder)") from exc
+        raise RunFolderError(
+            f"cannot create the run folder {folder}: {exc.strerror or exc}",
+            hint="make CONCLAVE_HOME writable (or set CONCLAVE_HOME to a writable folder)",
+        ) from exc
     return folder
 
 
@@ -84,11 +97,16 @@ def find_run(settings: Settings, run: str) -> Path:
     for path in candidates:
         if path.is_dir() and (path / "manifest.json").is_file():
             return path
-    recent = sorted((p.name for p in settings.runs_path.glob("*") if p.is_dir()), reverse=True)[:5] \
-        if settings.runs_path.is_dir() else []
+    recent = (
+        sorted((p.name for p in settings.runs_path.glob("*") if p.is_dir()), reverse=True)[:5]
+        if settings.runs_path.is_dir()
+        else []
+    )
     listed = f" (recent: {', '.join(recent)})" if recent else " (there are no runs yet)"
-    raise ConfigError(f"no run {run!r} under {settings.runs_path}{listed}",
-                      hint="give a run id from `conclave runs list` or the path of a run folder")
+    raise ConfigError(
+        f"no run {run!r} under {settings.runs_path}{listed}",
+        hint="give a run id from `conclave runs list` or the path of a run folder",
+    )
 
 
 def write_json(path: Path, data: Any, *, run_id: str | None = None) -> None:
@@ -170,8 +188,7 @@ def scan_jsonl(path: Path) -> JsonlScan:
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise RunFolderError(f"cannot read {path}: {exc.strerror or exc}",
-                             hint="make the run folder readable") from exc
+        raise RunFolderError(f"cannot read {path}: {exc.strerror or exc}", hint="make the run folder readable") from exc
     start = 0
     number = 0
     while start < len(raw):
@@ -185,17 +202,23 @@ def scan_jsonl(path: Path) -> JsonlScan:
             except ValueError as exc:  # JSONDecodeError, or bytes that are not UTF-8
                 if last:
                     scan.torn = True
-                    scan.problems.append(JsonlProblem(
-                        path, number, f"unfinished last line ({len(line)} bytes, cut short by a crash while it was "
-                        "written): ignored"))
+                    scan.problems.append(
+                        JsonlProblem(
+                            path,
+                            number,
+                            f"unfinished last line ({len(line)} bytes, cut short by a crash while it was "
+                            "written): ignored",
+                        )
+                    )
                     break
                 scan.problems.append(JsonlProblem(path, number, f"not valid JSON ({_reason(exc)}): line skipped"))
             else:
                 if isinstance(value, dict):
                     scan.records.append(value)
                 else:
-                    scan.problems.append(JsonlProblem(
-                        path, number, f"not a JSON object (a {type(value).__name__}): line skipped"))
+                    scan.problems.append(
+                        JsonlProblem(path, number, f"not a JSON object (a {type(value).__name__}): line skipped")
+                    )
         if last:
             start = len(raw)
             break
@@ -226,8 +249,7 @@ class JsonlLog:
     ``on_problem`` (a logged warning when none is given); ``problems`` keeps those of the last load.
     """
 
-    def __init__(self, path: Path, *, run_id: str | None = None,
-                 on_problem: Callable[[str], None] | None = None):
+    def __init__(self, path: Path, *, run_id: str | None = None, on_problem: Callable[[str], None] | None = None):
         self.path = path
         self.run_id = run_id
         self.on_problem = on_problem
@@ -302,8 +324,12 @@ def git_revision() -> dict[str, Any] | None:
         return None
     try:
         head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
-        status = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                                capture_output=True, text=True, timeout=5)
+        status = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     if head.returncode != 0:
@@ -311,8 +337,9 @@ def git_revision() -> dict[str, Any] | None:
     return {"commit": head.stdout.strip(), "dirty": bool(status.stdout.strip())}
 
 
-def build_manifest(settings: Settings, *, kind: str, run_id: str, config: dict[str, Any],
-                   models: dict[str, Any]) -> dict[str, Any]:
+def build_manifest(
+    settings: Settings, *, kind: str, run_id: str, config: dict[str, Any], models: dict[str, Any]
+) -> dict[str, Any]:
     """What produced a run: everything needed to reproduce it, with secrets masked."""
     from agents.prompting import prompt_hashes
     from workflows.evaluation import prompts

@@ -201,8 +201,13 @@ def recall_at_k(retrieved_ids: Sequence[str], gold_ids: Sequence[str], k: int) -
 DETERMINISTIC_SCORERS = ("numeric", "exact_match", "f1", "contains", "recall")
 JUDGE_SCORERS = ("correctness", "faithfulness")
 SCORERS = DETERMINISTIC_SCORERS + JUDGE_SCORERS
-_ALIASES = {"em": "exact_match", "exact": "exact_match", "recall@k": "recall", "judge": "correctness",
-            "number": "numeric"}
+_ALIASES = {
+    "em": "exact_match",
+    "exact": "exact_match",
+    "recall@k": "recall",
+    "judge": "correctness",
+    "number": "numeric",
+}
 F1_PASS = 0.5
 JUDGE_PASS = 4
 
