@@ -6,10 +6,10 @@ from typing import Literal
 
 from autogen_core import CancellationToken
 from autogen_core.models import ChatCompletionClient, SystemMessage, UserMessage
+from conclave.agents.base import RoleAgent, SubQuestion, TeamState, tracked_structured
+from conclave.agents.prompting import load_prompt
 from pydantic import BaseModel, Field
 
-from agents.base import RoleAgent, SubQuestion, TeamState, tracked_structured
-from agents.prompting import load_prompt
 from conclave.events import PlanMade
 from conclave.models import StructuredOutputError
 from conclave.models.structured import extract_json

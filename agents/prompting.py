@@ -14,7 +14,7 @@ from conclave.errors import ConfigError
 def load_prompt(name: str) -> str:
     """The text of ``agents/prompts/<name>.md``."""
     try:
-        text = resources.files("agents").joinpath("prompts", f"{name}.md").read_text(encoding="utf-8")
+        text = resources.files("conclave.agents").joinpath("prompts", f"{name}.md").read_text(encoding="utf-8")
     except FileNotFoundError as exc:
         raise ConfigError(f"prompt {name!r} is missing from the installation", hint="reinstall conclave") from exc
     if not text.strip():
@@ -33,7 +33,7 @@ def answer_prompt(name: str, settings: Any) -> str:
 def prompt_hashes() -> dict[str, str]:
     """sha256 (12 hex digits) of every bundled prompt, for run manifests."""
     out = {}
-    for entry in sorted(resources.files("agents").joinpath("prompts").iterdir(), key=lambda e: e.name):
+    for entry in sorted(resources.files("conclave.agents").joinpath("prompts").iterdir(), key=lambda e: e.name):
         if entry.name.endswith(".md"):
             out[entry.name[:-3]] = hashlib.sha256(entry.read_bytes()).hexdigest()[:12]
     return out

@@ -30,9 +30,9 @@ from autogen_core.models import (
     SystemMessage,
     UserMessage,
 )
+from conclave.agents.base import Candidate, RoleAgent, TeamState, passages_block
+from conclave.agents.prompting import load_prompt
 
-from agents.base import Candidate, RoleAgent, TeamState, passages_block
-from agents.prompting import load_prompt
 from conclave.errors import BackendError
 from conclave.events import ChainDrafted, ChainRejected, Usage
 from conclave.models import client_name

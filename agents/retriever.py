@@ -7,8 +7,8 @@ too, so a weak plan cannot starve the reasoner of evidence.
 from __future__ import annotations
 
 from autogen_core import CancellationToken
+from conclave.agents.base import RoleAgent, TeamState
 
-from agents.base import RoleAgent, TeamState
 from conclave.events import Passage, Retrieved
 
 

@@ -30,9 +30,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from conclave.workflows.evaluation.compare import mcnemar_exact  # noqa: E402
+from conclave.workflows.evaluation.scorers import numbers_equal, parse_number  # noqa: E402
+
 from bench.coa_failures import wilson  # noqa: E402
-from workflows.evaluation.compare import mcnemar_exact  # noqa: E402
-from workflows.evaluation.scorers import numbers_equal, parse_number  # noqa: E402
 
 
 @dataclass

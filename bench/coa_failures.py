@@ -108,7 +108,7 @@ def main() -> None:
         "pause taken off its wall time (repeatable)",
     )
     args = parser.parse_args()
-    from workflows.evaluation.compare import mcnemar_exact
+    from conclave.workflows.evaluation.compare import mcnemar_exact
 
     pauses = [tuple(float(t) for t in spec.split(":")) for spec in args.pause]
     path = args.run / "items.jsonl" if args.run.is_dir() else args.run

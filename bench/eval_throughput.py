@@ -31,7 +31,7 @@ MODEL_INFO = {"function_calling": False, "json_output": True, "structured_output
 
 
 async def one_eval(settings: Any, method: str, limit: int, concurrency: int, cache: bool) -> dict[str, Any]:
-    from workflows.evaluation import EvalConfig, run_eval
+    from conclave.workflows.evaluation import EvalConfig, run_eval
 
     config = EvalConfig(
         dataset=f"gsm8k:{common.GSM8K_DEV}",

@@ -35,8 +35,9 @@ def right(text: str) -> bool:
 
 
 async def run_once(method: str, model: str | None) -> dict[str, Any]:
+    from conclave.workflows.runner import build_context, run_question
+
     from conclave.settings import load_settings
-    from workflows.runner import build_context, run_question
 
     overrides = {"model": model} if model else {}
     started = time.perf_counter()

@@ -15,8 +15,9 @@ import time
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
+from conclave.workflows.runner import build_context, run_question, total_usage
+
 from conclave.settings import load_settings
-from workflows.runner import build_context, run_question, total_usage
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k" / "dev.jsonl"
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")

@@ -25,11 +25,12 @@ KS = (1, 5, 10)
 
 
 def measure(kind: str, limit: int) -> dict[str, Any]:
+    from conclave.tools.store import KnowledgeStore
+    from conclave.workflows.evaluation.datasets import load_dataset, select_items
+    from conclave.workflows.evaluation.knowledge import ensure_contexts
+    from conclave.workflows.evaluation.scorers import recall_at_k
+
     from conclave.settings import load_settings
-    from tools.store import KnowledgeStore
-    from workflows.evaluation.datasets import load_dataset, select_items
-    from workflows.evaluation.knowledge import ensure_contexts
-    from workflows.evaluation.scorers import recall_at_k
 
     settings = load_settings()
     dataset = load_dataset(f"{kind}:{SETS[kind]}")

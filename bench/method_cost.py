@@ -27,8 +27,9 @@ METHODS = ("coa", "react", "cot", "direct")
 
 
 async def one_run(spec: str, methods: list[str], limit: int, overrides: dict[str, Any]) -> dict[str, Any]:
+    from conclave.workflows.evaluation import EvalConfig, run_eval
+
     from conclave.settings import load_settings
-    from workflows.evaluation import EvalConfig, run_eval
 
     settings = load_settings(**overrides)
     warm = await common.warm_up(spec, settings)

@@ -96,8 +96,7 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], list[str], str]] = {
 async def scripted_run(settings: Any, method: str, script: list[str]) -> tuple[float, float, int, int]:
     """One question with a scripted model: (wall s incl. build_context, RunFinished.seconds, events, model calls)."""
     from autogen_ext.models.replay import ReplayChatCompletionClient
-
-    from workflows.runner import build_context, run_question
+    from conclave.workflows.runner import build_context, run_question
 
     client = ReplayChatCompletionClient(list(script), model_info=JSON_INFO)  # type: ignore[arg-type]
     started = time.perf_counter()
@@ -200,8 +199,9 @@ async def profiled(repeats: int) -> tuple[dict[str, float], list[tuple[str, floa
 
 async def real_runs(spec: str, questions: int, overrides: dict[str, Any]) -> list[dict[str, Any]]:
     """Answer GSM8K dev questions with ``spec`` (no response cache) and split each run's wall time."""
+    from conclave.workflows.runner import build_context, run_question
+
     from conclave.settings import load_settings
-    from workflows.runner import build_context, run_question
 
     settings = load_settings(model=spec, **overrides)
     warm = await common.warm_up(spec, settings)

@@ -79,9 +79,10 @@ def lookup_tool(latency: float) -> Any:
 
 async def one_run(streaming: bool, latency: float, tps: float) -> tuple[float, float]:
     """(wall seconds of the run, seconds from the end of decoding to the answer)."""
-    import workflows.team as team
+    import conclave.workflows.team as team
+    from conclave.workflows.runner import build_context, run_question
+
     from conclave.settings import load_settings
-    from workflows.runner import build_context, run_question
 
     client = build_client(tps)
     original = team.chain_kit

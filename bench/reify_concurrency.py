@@ -51,7 +51,7 @@ def make_tools() -> dict[str, Any]:
 
 
 async def measure(ks: tuple[int, ...], repeats: int, latency_ms: int) -> dict[str, dict[int, list[float]]]:
-    from workflows.coa import parse_chain, reify
+    from conclave.workflows.coa import parse_chain, reify
 
     tools = make_tools()
     events: list[Any] = []

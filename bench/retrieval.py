@@ -80,10 +80,11 @@ def corpus(folder: Path, articles: int | None) -> tuple[Path, list[tuple[str, st
 
 def ingest_once(root: Path) -> tuple[dict[str, Any], Any, TimedEmbedder, Path]:
     """One ingest into a fresh home; returns (numbers, store, timed embedder, home)."""
+    from conclave.tools.ingest import ingest
+    from conclave.tools.store import KnowledgeStore
+
     from conclave.embeddings import get_embedder
     from conclave.settings import load_settings
-    from tools.ingest import ingest
-    from tools.store import KnowledgeStore
 
     home = Path(tempfile.mkdtemp(prefix="conclave-bench-retrieval-"))
     settings = load_settings(home=home, chunk_size=4000)
@@ -182,9 +183,9 @@ def latency_sweep(
     keep: bool,
 ) -> list[dict[str, Any]]:
     import numpy as np
+    from conclave.tools.store import KnowledgeStore
 
     from conclave.settings import load_settings
-    from tools.store import KnowledgeStore
 
     home = Path(tempfile.mkdtemp(prefix=f"conclave-bench-latency-{backend}-"))
     server = None

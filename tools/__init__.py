@@ -29,28 +29,28 @@ __all__ = [
 ]
 
 _WHERE = {
-    "CalcResult": "tools.calculator",
-    "evaluate": "tools.calculator",
-    "evaluate_vector": "tools.vector_math",
-    "CollectionInfo": "tools.store",
-    "KnowledgeStore": "tools.store",
-    "IngestProgress": "tools.ingest",
-    "IngestReport": "tools.ingest",
-    "SkippedFile": "tools.ingest",
-    "ingest": "tools.ingest",
-    "demo_notes_path": "tools.demo",
-    "ensure_demo_collection": "tools.demo",
-    "arun_tool": "tools.registry",
-    "build_tools": "tools.registry",
-    "format_passages": "tools.registry",
-    "run_tool": "tools.registry",
-    "to_autogen_tools": "tools.registry",
-    "tool_schemas": "tools.registry",
+    "CalcResult": "conclave.tools.calculator",
+    "evaluate": "conclave.tools.calculator",
+    "evaluate_vector": "conclave.tools.vector_math",
+    "CollectionInfo": "conclave.tools.store",
+    "KnowledgeStore": "conclave.tools.store",
+    "IngestProgress": "conclave.tools.ingest",
+    "IngestReport": "conclave.tools.ingest",
+    "SkippedFile": "conclave.tools.ingest",
+    "ingest": "conclave.tools.ingest",
+    "demo_notes_path": "conclave.tools.demo",
+    "ensure_demo_collection": "conclave.tools.demo",
+    "arun_tool": "conclave.tools.registry",
+    "build_tools": "conclave.tools.registry",
+    "format_passages": "conclave.tools.registry",
+    "run_tool": "conclave.tools.registry",
+    "to_autogen_tools": "conclave.tools.registry",
+    "tool_schemas": "conclave.tools.registry",
 }
 
 
 def __getattr__(name: str) -> Any:
     module = _WHERE.get(name)
     if module is None:
-        raise AttributeError(f"module 'tools' has no attribute {name!r}")
+        raise AttributeError(f"module 'conclave.tools' has no attribute {name!r}")
     return getattr(importlib.import_module(module), name)

@@ -19,12 +19,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from conclave.tools.chunking import Chunk, SkipFile, chunk_id, load_document, split_document
+
 from conclave.errors import ConfigError
-from tools.chunking import Chunk, SkipFile, chunk_id, load_document, split_document
 
 if TYPE_CHECKING:
+    from conclave.tools.store import KnowledgeStore
+
     from conclave.settings import Settings
-    from tools.store import KnowledgeStore
 
 __all__ = ["BATCH_SIZE", "IngestProgress", "IngestReport", "SkippedFile", "discover_files", "ingest"]
 
@@ -176,7 +178,7 @@ def ingest(
     them is skipped (a workflow file's ingest step reads only what the user allowed). ``on_warning`` hears, before
     anything is embedded, when the input would take long (an estimate from its size).
     """
-    from tools.store import KnowledgeStore, validate_collection_name
+    from conclave.tools.store import KnowledgeStore, validate_collection_name
 
     started = time.monotonic()
     validate_collection_name(collection)

@@ -11,17 +11,18 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from conclave.tools.calculator import evaluate
+from conclave.tools.vector_math import evaluate_vector
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from conclave.errors import ConfigError, ToolFailed, ToolInputError
 from conclave.events import Passage
-from tools.calculator import evaluate
-from tools.vector_math import evaluate_vector
 
 if TYPE_CHECKING:
+    from conclave.tools.store import KnowledgeStore
+
     from conclave.settings import Settings
-    from tools.store import KnowledgeStore
 
 __all__ = [
     "CalculatorArgs",
@@ -104,7 +105,7 @@ def build_tools(
 
     def get_store() -> KnowledgeStore:
         if "store" not in holder:
-            from tools.store import KnowledgeStore
+            from conclave.tools.store import KnowledgeStore
 
             holder["store"] = KnowledgeStore.open(settings)
         return holder["store"]
@@ -145,7 +146,7 @@ def build_tools(
     ]
     registered = {t.name: t for t in tools}
     if settings.mcp_servers:
-        from tools.mcp import mcp_tools
+        from conclave.tools.mcp import mcp_tools
 
         for name, tool in mcp_tools(settings).items():
             if name in registered:

@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Any
 from conclave.settings import Settings, load_settings
 
 if TYPE_CHECKING:
+    from conclave.tui.app import ConclaveApp
+    from conclave.tui.backend import Knowledge, ResolveModels, RunQuestion
+
     from conclave.sessions import SessionStore
-    from tui.app import ConclaveApp
-    from tui.backend import Knowledge, ResolveModels, RunQuestion
 
 __all__ = ["create_app"]
 
@@ -39,9 +40,10 @@ def create_app(
     model each role will use before the first answer (default: resolved from the settings when neither
     ``runner`` nor ``clients`` is given).
     """
+    from conclave.tui.app import ConclaveApp
+    from conclave.tui.backend import StoreKnowledge, model_runner, resolve_models
+
     from conclave.sessions import SessionStore
-    from tui.app import ConclaveApp
-    from tui.backend import StoreKnowledge, model_runner, resolve_models
 
     settings = settings or load_settings()
     store = store or SessionStore.open(settings)

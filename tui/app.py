@@ -7,6 +7,14 @@ import logging
 from pathlib import Path
 from typing import Any, Literal
 
+from conclave.tui.backend import Knowledge, Question, ResolveModels, RunQuestion
+from conclave.tui.commands import ConclaveCommands
+from conclave.tui.conversation import AssistantMessage, Conversation
+from conclave.tui.prompt import PromptInput
+from conclave.tui.screens import HelpScreen, SessionsScreen, binding_rows, key_label
+from conclave.tui.slash import SlashCommands
+from conclave.tui.status import ROLES, StatusBar, models_label
+from conclave.tui.trace import SourcesView, TracePanel
 from rich.text import Text
 from textual import on
 from textual.app import App, ComposeResult
@@ -30,14 +38,6 @@ from conclave.events import (
 from conclave.sessions import Message, SessionStore
 from conclave.settings import KNOWLEDGE_METHODS, RoleModels, Settings
 from conclave.terminal import safe_text
-from tui.backend import Knowledge, Question, ResolveModels, RunQuestion
-from tui.commands import ConclaveCommands
-from tui.conversation import AssistantMessage, Conversation
-from tui.prompt import PromptInput
-from tui.screens import HelpScreen, SessionsScreen, binding_rows, key_label
-from tui.slash import SlashCommands
-from tui.status import ROLES, StatusBar, models_label
-from tui.trace import SourcesView, TracePanel
 
 __all__ = ["ConclaveApp"]
 
@@ -566,7 +566,7 @@ class ConclaveApp(App[None]):
 
     def set_method(self, method: str) -> None:
         """Answer the next questions with ``method`` (a coa variant such as ``coa:k=3`` sets its coa options too)."""
-        from workflows.runner import apply_method
+        from conclave.workflows.runner import apply_method
 
         name, applied = apply_method(self.settings, method)
         self.update_settings(method=name, coa=applied.coa)

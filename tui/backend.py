@@ -48,9 +48,9 @@ RunQuestion = Callable[[Question], AsyncIterator[Event]]
 
 def _warm_imports(method: str) -> None:
     # Heavy imports (chromadb, sentence-transformers) run here, in a thread, so the first answer never freezes the UI.
-    modules = ["workflows.runner", "workflows.methods"]
+    modules = ["conclave.workflows.runner", "conclave.workflows.methods"]
     if method in KNOWLEDGE_METHODS:
-        modules += ["workflows.team", "tools.store", "tools.registry", "chromadb"]
+        modules += ["conclave.workflows.team", "conclave.tools.store", "conclave.tools.registry", "chromadb"]
     for name in modules:
         try:
             importlib.import_module(name)
@@ -63,7 +63,7 @@ def model_runner(clients: dict[str, Any] | None = None) -> RunQuestion:
 
     async def run(question: Question) -> AsyncIterator[Event]:
         await asyncio.to_thread(_warm_imports, question.method)
-        from workflows.runner import build_context, run_question
+        from conclave.workflows.runner import build_context, run_question
 
         ctx = await build_context(
             question.text,
@@ -130,12 +130,12 @@ class StoreKnowledge:
     """The real knowledge store (``tools.store``) and ingestion (``tools.ingest``)."""
 
     async def _store(self, settings: Settings) -> Any:
-        store_mod = await asyncio.to_thread(_tools_module, "tools.store")
+        store_mod = await asyncio.to_thread(_tools_module, "conclave.tools.store")
         return await asyncio.to_thread(store_mod.KnowledgeStore.open, settings)
 
     async def _with_demo(self, settings: Settings, collection: str) -> Any:
         store = await self._store(settings)
-        demo = await asyncio.to_thread(_tools_module, "tools.demo")
+        demo = await asyncio.to_thread(_tools_module, "conclave.tools.demo")
         if collection == demo.DEMO_COLLECTION:
             await demo.ensure_demo_collection(settings, store)
         return store
@@ -144,7 +144,7 @@ class StoreKnowledge:
         self, paths: Sequence[Path], collection: str, settings: Settings, progress: Callable[[IngestUpdate], None]
     ) -> str:
         """Ingest in a thread; ``progress`` is called on the event loop."""
-        ingest_mod = await asyncio.to_thread(_tools_module, "tools.ingest")
+        ingest_mod = await asyncio.to_thread(_tools_module, "conclave.tools.ingest")
         loop = asyncio.get_running_loop()
 
         def on_progress(p: Any) -> None:

@@ -12,7 +12,7 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 from conclave.settings import METHODS
 
 if TYPE_CHECKING:
-    from tui.app import ConclaveApp
+    from conclave.tui.app import ConclaveApp
 
 __all__ = ["SLASH_COMMANDS", "SlashCommand", "ConclaveCommands", "parse_slash", "SlashError"]
 
@@ -74,7 +74,7 @@ def palette_actions(app: ConclaveApp) -> list[tuple[str, str, object]]:
         ("Cancel the answer in progress", "Ctrl+C", app.action_cancel),
         ("List collections", "and their chunk counts", partial(app.run_slash, "/collection")),
     ]
-    from workflows.runner import METHODS
+    from conclave.workflows.runner import METHODS
 
     for method in METHODS:
         actions.append((f"Method: {method}", f"answer with {method}", partial(app.set_method, method)))
@@ -86,7 +86,7 @@ class ConclaveCommands(Provider):
     """The chat's actions in the command palette (Ctrl+P)."""
 
     def _actions(self) -> list[tuple[str, str, object]]:
-        from tui.app import ConclaveApp
+        from conclave.tui.app import ConclaveApp
 
         app = self.app
         return palette_actions(app) if isinstance(app, ConclaveApp) else []

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from conclave.tui.commands import SLASH_COMMANDS
 from textual.binding import Binding
 from textual.suggester import SuggestFromList
 from textual.widgets import Input
-
-from tui.commands import SLASH_COMMANDS
 
 __all__ = ["PromptInput"]
 

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+from conclave.tui.commands import SLASH_COMMANDS
 from rich.console import Group
 from rich.padding import Padding
 from rich.table import Table
@@ -19,7 +20,6 @@ from textual.widgets import Button, DataTable, Footer, Input, Label, Static
 from conclave.errors import ConclaveError
 from conclave.sessions import SessionInfo, SessionStore
 from conclave.terminal import safe_text
-from tui.commands import SLASH_COMMANDS
 
 __all__ = ["ConfirmDialog", "HelpScreen", "SessionsScreen", "TextDialog", "key_label"]
 

@@ -5,19 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from conclave.tui.backend import IngestUpdate
+from conclave.tui.commands import SlashError, parse_slash
+from conclave.tui.status import ROLES
+from conclave.workflows.runner import METHODS
 from rich.text import Text
 from textual.widgets import Label, ProgressBar
 
 from conclave.errors import ConclaveError, ConfigError
 from conclave.settings import RoleModels
 from conclave.terminal import safe_text
-from tui.backend import IngestUpdate
-from tui.commands import SlashError, parse_slash
-from tui.status import ROLES
-from workflows.runner import METHODS
 
 if TYPE_CHECKING:
-    from tui.app import ConclaveApp
+    from conclave.tui.app import ConclaveApp
 
 __all__ = ["SlashCommands"]
 
@@ -113,7 +113,7 @@ class SlashCommands:
     async def _slash_collection(self, args: list[str]) -> None:
         if args:
             try:
-                from tools.store import validate_collection_name
+                from conclave.tools.store import validate_collection_name
             except ImportError:
                 name = args[0]
             else:

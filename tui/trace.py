@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from conclave.tui.conversation import Following
 from rich.text import Text
 from textual.containers import VerticalScroll
 from textual.widgets import Static
@@ -32,7 +33,6 @@ from conclave.events import (
 )
 from conclave.terminal import CHAIN_LINE_CHARS, REASON_CHARS, safe_rich_text, safe_text
 from conclave.terminal import clip as short
-from tui.conversation import Following
 
 __all__ = ["SourcesView", "TracePanel", "describe", "short"]
 

@@ -13,11 +13,11 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from autogen_core.models import AssistantMessage, CreateResult, LLMMessage, SystemMessage, UserMessage
+from conclave.agents.prompting import answer_prompt
+from conclave.workflows.runner import RunContext
 
-from agents.prompting import answer_prompt
 from conclave.events import AnswerDelta, AnswerReady, Event, Passage, Retrieved, Usage
 from conclave.models import client_name
-from workflows.runner import RunContext
 
 # "Answer: ..." on a line of its own, or after the last sentence of a line ("... in [1]. Answer: Coldplay").
 _ANSWER_LINE = re.compile(r"(?im)(?:^|(?<=[.!?)\]])[ \t]+)\**(?:final\s+)?answer\s*[:：]\**\s*(.+?)\s*$")
@@ -144,8 +144,8 @@ async def run_cot(ctx: RunContext) -> AsyncIterator[Event]:
 async def run_rag(ctx: RunContext) -> AsyncIterator[Event]:
     """Retrieval-augmented generation, the single-agent baseline the team is compared against: the question's top-k
     passages, then one call that answers from them with citations."""
-    from agents.base import cited_passages, passages_block
-    from workflows.team import open_store
+    from conclave.agents.base import cited_passages, passages_block
+    from conclave.workflows.team import open_store
 
     passages: list[Passage] = []
     if ctx.collection:
@@ -168,14 +168,14 @@ async def run_rag(ctx: RunContext) -> AsyncIterator[Event]:
 
 
 async def run_react(ctx: RunContext) -> AsyncIterator[Event]:
-    from workflows.react import run_react as _run
+    from conclave.workflows.react import run_react as _run
 
     async for event in _run(ctx):
         yield event
 
 
 async def run_coa(ctx: RunContext) -> AsyncIterator[Event]:
-    from workflows.team import run_coa as _run
+    from conclave.workflows.team import run_coa as _run
 
     async for event in _run(ctx):
         yield event

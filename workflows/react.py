@@ -19,24 +19,24 @@ from autogen_agentchat.messages import (
     ToolCallRequestEvent,
     ToolCallSummaryMessage,
 )
+from conclave.agents.prompting import answer_prompt
+from conclave.workflows.methods import answer_value
+from conclave.workflows.runner import RunContext
 
-from agents.prompting import answer_prompt
 from conclave.events import AnswerDelta, AnswerReady, Event, ToolCalled, Usage
 from conclave.models import client_name
-from workflows.methods import answer_value
-from workflows.runner import RunContext
 
 MAX_TOOL_ITERATIONS = 6
 
 
 async def run_react(ctx: RunContext) -> AsyncIterator[Event]:
     """Answer with a tool-calling assistant; yields tool calls, usage and the streamed answer."""
-    from tools.registry import to_autogen_tools
-    from workflows.team import available_tools
+    from conclave.tools.registry import to_autogen_tools
+    from conclave.workflows.team import available_tools
 
     store = ctx.store
     if store is None and ctx.collection:
-        from workflows.team import open_store
+        from conclave.workflows.team import open_store
 
         store = await open_store(ctx)
     tools = ctx.tools if ctx.tools is not None else available_tools(ctx.settings, store, ctx.collection)

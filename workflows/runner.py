@@ -118,7 +118,7 @@ async def build_context(
     if not question or not question.strip():
         raise ConfigError("the question is empty", hint='ask something, e.g. conclave ask "What does Adam combine?"')
     if knowledge and collection is not None:
-        from tools.store import validate_collection_name
+        from conclave.tools.store import validate_collection_name
 
         validate_collection_name(collection)  # '' is an error, never a stand-in for the default collection
     roles = ("planner", "retriever", "reasoner", "critic")
@@ -173,7 +173,7 @@ def answer_problem(method: str, answer: AnswerReady | None, critique: Critique |
 async def run_question(ctx: RunContext) -> AsyncIterator[Event]:
     """Run ``ctx.method`` and yield its events, framed by RunStarted and RunFinished/RunFailed. The run is ok when
     it did not fail and produced an answer (:func:`answer_problem`)."""
-    from workflows import methods
+    from conclave.workflows import methods
 
     started = time.perf_counter()
     yield RunStarted(question=ctx.question, method=ctx.method, models=ctx.models, collection=ctx.collection)

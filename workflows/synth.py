@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from autogen_core.models import SystemMessage, UserMessage
+from conclave.workflows.evaluation import prompts
+from conclave.workflows.evaluation.cache import CacheSet
 from pydantic import BaseModel, Field
 
 from conclave.errors import ConfigError
 from conclave.settings import Settings
-from workflows.evaluation import prompts
-from workflows.evaluation.cache import CacheSet
 
 __all__ = ["SynthConfig", "SynthReport", "key_terms", "synthesize"]
 
@@ -114,7 +114,7 @@ def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
 
 def _chunks(settings: Settings, collection: str) -> list[tuple[str, str, dict[str, Any]]]:
     """(id, text, metadata) of every chunk in the collection."""
-    from tools.store import KnowledgeStore
+    from conclave.tools.store import KnowledgeStore
 
     store = KnowledgeStore.open(settings)
     col = store.get_collection(collection)

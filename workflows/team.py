@@ -24,18 +24,18 @@ from autogen_agentchat.conditions import MaxMessageTermination
 from autogen_agentchat.teams import DiGraphBuilder, GraphFlow
 from autogen_core import CancellationToken
 from autogen_core.models import CreateResult, SystemMessage, UserMessage
+from conclave.agents.base import RoleAgent, TeamState, cited_passages, passages_block
+from conclave.agents.critic import build_critic
+from conclave.agents.planner import build_planner
+from conclave.agents.prompting import answer_prompt
+from conclave.agents.reasoner import ChainKit, build_reasoner
+from conclave.agents.retriever import build_retriever
+from conclave.workflows.methods import SHORT_ANSWER, answer_value, passages_shot
+from conclave.workflows.runner import RunContext
 
-from agents.base import RoleAgent, TeamState, cited_passages, passages_block
-from agents.critic import build_critic
-from agents.planner import build_planner
-from agents.prompting import answer_prompt
-from agents.reasoner import ChainKit, build_reasoner
-from agents.retriever import build_retriever
 from conclave.errors import BackendError, ConclaveError, ConfigError
 from conclave.events import AnswerDelta, AnswerReady, Event, Passage, StepFinished, StepStarted, Usage, VoteCast
 from conclave.models import client_name
-from workflows.methods import SHORT_ANSWER, answer_value, passages_shot
-from workflows.runner import RunContext
 
 _BANKS: dict[tuple[str, int, str], Any] = {}
 
@@ -50,8 +50,9 @@ def example_picker(settings: Any) -> Any:
             "coa.few_shot is 'similar' but coa.examples_file is not set",
             hint="set CONCLAVE_COA__EXAMPLES_FILE to a GSM8K-format train.jsonl",
         )
+    from conclave.workflows.coa.examples import ExampleBank
+
     from conclave.embeddings import get_embedder
-    from workflows.coa.examples import ExampleBank
 
     key = (str(coa.examples_file), coa.examples_limit, settings.embedder)
     if key not in _BANKS:
@@ -67,9 +68,15 @@ def example_picker(settings: Any) -> Any:
 
 def chain_kit(tools: dict[str, Any], max_steps: int, settings: Any = None) -> ChainKit:
     """The chain engine, packaged for the reasoner."""
-    from workflows.coa import chain_json_schema, parse_chain, render, validate
-    from workflows.coa.program import ProgramStream, looks_like_program, parse_program, render_program, salvage_lookups
-    from workflows.coa.reify import EagerRun
+    from conclave.workflows.coa import chain_json_schema, parse_chain, render, validate
+    from conclave.workflows.coa.program import (
+        ProgramStream,
+        looks_like_program,
+        parse_program,
+        render_program,
+        salvage_lookups,
+    )
+    from conclave.workflows.coa.reify import EagerRun
 
     def parse(text: str) -> Any:
         return parse_program(text, tools) if looks_like_program(text) else parse_chain(text)
@@ -126,7 +133,7 @@ class Reifier(RoleAgent):
         super().__init__("reifier", "Runs the chain's tool calls and fills in the placeholders.", state)
 
     async def act(self, cancellation_token: CancellationToken) -> str:
-        from workflows.coa import reify
+        from conclave.workflows.coa import reify
 
         state = self.state
 
@@ -249,7 +256,7 @@ class Writer(RoleAgent):
         """The passages the writer reads: what the chosen chain's searches found, interleaved by rank (a two-hop
         chain's second search is as important as its first), then the retriever's, without repeats, as many as
         ``top_k`` (what ``rag`` reads too)."""
-        from tools.registry import parse_passages
+        from conclave.tools.registry import parse_passages
 
         state = self.state
         chosen = state.chosen
@@ -339,8 +346,8 @@ def _guard(agent: RoleAgent, errors: list[BaseException]) -> RoleAgent:
 
 async def open_store(ctx: RunContext) -> Any:
     """The knowledge store, with the demo collection ingested on first use."""
-    from tools.demo import ensure_demo_collection
-    from tools.store import KnowledgeStore
+    from conclave.tools.demo import ensure_demo_collection
+    from conclave.tools.store import KnowledgeStore
 
     store = await asyncio.to_thread(KnowledgeStore.open, ctx.settings)
     if ctx.collection == "demo":
@@ -397,7 +404,7 @@ async def build_team(
 def available_tools(settings: Any, store: Any, collection: str | None = None) -> dict[str, Any]:
     """The registered tools, without knowledge search when there is no collection to search; the search is bound
     to ``collection`` (the run's) and ``settings.top_k``."""
-    from tools.registry import build_tools
+    from conclave.tools.registry import build_tools
 
     tools = build_tools(settings, store=store, collection=collection)
     if store is None:

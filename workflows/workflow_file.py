@@ -34,8 +34,9 @@ __all__ = [
 
 def _method(value: str) -> str:
     """A method, optionally a coa variant (``coa:k=5``), checked now so a typo fails before any step runs."""
+    from conclave.workflows.runner import parse_method
+
     from conclave.errors import ConclaveError
-    from workflows.runner import parse_method
 
     try:
         parse_method(value)
@@ -158,8 +159,9 @@ class EvalArgs(_Strict):
     @field_validator("scorers")
     @classmethod
     def _scorers(cls, value: list[str]) -> list[str]:
+        from conclave.workflows.evaluation.scorers import resolve_scorers
+
         from conclave.errors import ConclaveError
-        from workflows.evaluation.scorers import resolve_scorers
 
         try:
             return resolve_scorers(value)
@@ -169,7 +171,7 @@ class EvalArgs(_Strict):
     @field_validator("dataset")
     @classmethod
     def _dataset_kind(cls, value: str) -> str:
-        from workflows.evaluation.datasets import DATASET_KINDS
+        from conclave.workflows.evaluation.datasets import DATASET_KINDS
 
         kind = value.partition(":")[0].strip().lower()
         if ":" not in value or kind not in DATASET_KINDS:

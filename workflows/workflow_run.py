@@ -17,14 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from conclave.workflows.evaluation import runs
+from conclave.workflows.evaluation.cache import CacheSet, ClientFactory
+from conclave.workflows.workflow_access import Access, PathPolicy, describe_access, refuse_endpoint_overrides
+from conclave.workflows.workflow_file import REFERENCE, Workflow, load_workflow, parse_workflow, step_kind
 from pydantic import ValidationError
 
 from conclave.errors import ConclaveError, ConfigError, WorkflowError
 from conclave.settings import Settings
-from workflows.evaluation import runs
-from workflows.evaluation.cache import CacheSet, ClientFactory
-from workflows.workflow_access import Access, PathPolicy, describe_access, refuse_endpoint_overrides
-from workflows.workflow_file import REFERENCE, Workflow, load_workflow, parse_workflow, step_kind
 
 __all__ = ["StepPlan", "WorkflowResult", "plan_workflow", "run_workflow", "workflow_settings"]
 
@@ -160,7 +160,7 @@ class _Runner:
         }
 
     async def answer(self, question: str, method: str | None, collection: str | None) -> dict[str, Any]:
-        from workflows.runner import build_context, run_question
+        from conclave.workflows.runner import build_context, run_question
 
         ctx = await build_context(
             question, self.settings, method=method, collection=collection, clients=await self.clients()
@@ -185,7 +185,7 @@ class _Runner:
         }
 
     async def ingest(self, step_id: str, args: dict[str, Any]) -> dict[str, Any]:
-        from tools.ingest import ingest
+        from conclave.tools.ingest import ingest
 
         collection = self.settings.collection if args["collection"] is None else args["collection"]
         paths = [self.policy.check(p, f"{step_id}: ingest path") for p in args["paths"]]
@@ -260,7 +260,7 @@ class _Runner:
         return {"output": str(log.path), "count": len(questions)}
 
     async def synthesize(self, step_id: str, args: dict[str, Any]) -> dict[str, Any]:
-        from workflows.synth import SynthConfig, synthesize
+        from conclave.workflows.synth import SynthConfig, synthesize
 
         config = SynthConfig(
             collection=self.settings.collection if args["collection"] is None else args["collection"],
@@ -277,7 +277,7 @@ class _Runner:
         return {"output": str(out), "kept": report.kept, "collection": config.collection}
 
     async def eval(self, step_id: str, args: dict[str, Any]) -> dict[str, Any]:
-        from workflows.evaluation import EvalConfig, run_eval
+        from conclave.workflows.evaluation import EvalConfig, run_eval
 
         dataset = args["dataset"]
         kind, _, raw_path = dataset.partition(":")
@@ -319,7 +319,7 @@ class _Runner:
         }
 
     async def report(self, step_id: str, args: dict[str, Any], outputs: dict[str, dict[str, Any]]) -> dict[str, Any]:
-        from workflows.evaluation.report import write_reports
+        from conclave.workflows.evaluation.report import write_reports
 
         records: list[dict[str, Any]] = []
         several = len(args["runs"]) > 1

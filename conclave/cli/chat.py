@@ -27,11 +27,11 @@ def chat(
 ) -> None:
     """Chat in the terminal: streamed answers, the live trace, sources, saved sessions (F1 lists the keys)."""
     from conclave.cli.main import settings_from_cli
-    from tui import create_app
+    from conclave.tui import create_app
 
     variant = None
     if method is not None:
-        from workflows.runner import parse_method
+        from conclave.workflows.runner import parse_method
 
         if parse_method(method)[1]:
             variant, method = method, None  # a coa variant: applied to the app's settings below
@@ -43,7 +43,7 @@ def chat(
     settings = settings_from_cli(**flags)
     pinned = {name for name, value in flags.items() if value is not None}
     if variant is not None:
-        from workflows.runner import apply_method
+        from conclave.workflows.runner import apply_method
 
         name, settings = apply_method(settings, variant)
         settings = settings.model_copy(update={"method": name})

@@ -105,7 +105,7 @@ def eval_main(
     if dataset is None and resume is None:
         typer.echo(ctx.get_help())
         raise typer.Exit(0)
-    from workflows.evaluation import EvalConfig
+    from conclave.workflows.evaluation import EvalConfig
 
     config = EvalConfig(
         dataset=dataset or "jsonl:-",
@@ -149,7 +149,7 @@ def eval_main(
         _print_summary(summary, result, seconds)
     if summary["units"] and summary["failed_units"] == summary["units"]:
         from conclave.errors import BackendError, ConclaveError
-        from workflows.evaluation.harness import record_outcome
+        from conclave.workflows.evaluation.harness import record_outcome
 
         errors = [r for r in result.records if record_outcome(r) == "error"]
         if not errors:  # every item ran and none produced an answer: nothing to fix in the backend
@@ -169,7 +169,7 @@ def eval_main(
 async def _run_eval(config: Any, settings: Any, resume: str | None, state: dict[str, Any], *, quiet: bool) -> Any:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from workflows.evaluation import run_eval
+    from conclave.workflows.evaluation import run_eval
 
     progress = Progress(
         TextColumn("[bold]{task.description}"),
@@ -242,7 +242,7 @@ def eval_compare(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Paired comparison of two runs on the same items: won, lost, McNemar's exact test."""
-    from workflows.evaluation import compare_runs
+    from conclave.workflows.evaluation import compare_runs
 
     comparisons = compare_runs(_settings(), run_a, run_b)
     if as_json:
@@ -286,8 +286,8 @@ def eval_export(
     """CoA chains as chat-format JSONL (question -> chain) for fine-tuning: accepted chains of evaluation runs and
     GSM8K training answers converted to chains."""
     from conclave.errors import ConfigError
-    from workflows.evaluation import export_chains
-    from workflows.evaluation.runs import find_run
+    from conclave.workflows.evaluation import export_chains
+    from conclave.workflows.evaluation.runs import find_run
 
     settings = _settings()
     folders = [find_run(settings, r) for r in run or []]
@@ -319,7 +319,7 @@ workflow_app = typer.Typer(help="Workflow files (see `conclave run`).", no_args_
 @workflow_app.command("schema")
 def workflow_schema() -> None:
     """Print the JSON schema of workflow YAML files."""
-    from workflows.workflow_file import workflow_json_schema
+    from conclave.workflows.workflow_file import workflow_json_schema
 
     typer.echo(json.dumps(workflow_json_schema(), indent=2))
 
@@ -327,7 +327,7 @@ def workflow_schema() -> None:
 @workflow_app.command("validate")
 def workflow_validate(path: Path = typer.Argument(..., help="Workflow YAML file.")) -> None:
     """Check a workflow file; errors point at file:line:column."""
-    from workflows.workflow_file import load_workflow
+    from conclave.workflows.workflow_file import load_workflow
 
     workflow = load_workflow(path)
     out.print(f"{escape(path)}: valid ({len(workflow.steps)} steps: {escape(', '.join(workflow.step_ids()))})")
@@ -357,7 +357,7 @@ def run(
 
     A workflow file is untrusted (SECURITY.md): it cannot change where requests and keys go, nor read outside its own
     folder, unless you allow it with the options below. `--dry-run` lists what it would touch."""
-    from workflows.workflow_run import run_workflow
+    from conclave.workflows.workflow_run import run_workflow
 
     if workflow is None and resume is None:
         from conclave.errors import ConfigError
@@ -481,7 +481,7 @@ def synth(
 
     Progress (questions checked, kept, rejected by which check) shows on stderr; kept pairs are written as they
     come, so Ctrl-C keeps them; OUTPUT.summary.json says why pairs were rejected and why it stopped."""
-    from workflows.synth import SynthConfig, synthesize
+    from conclave.workflows.synth import SynthConfig, synthesize
 
     settings = _settings(cache=False if no_cache else None)
     config = SynthConfig(
@@ -554,7 +554,7 @@ def view(
     """Open a run's report.html: every item opens to its full question, answer, scores and trace."""
     import webbrowser
 
-    from workflows.evaluation.runs import find_run
+    from conclave.workflows.evaluation.runs import find_run
 
     report = report_path(find_run(_settings(), run))
     if not serve:
@@ -579,8 +579,8 @@ def report_path(folder: Path) -> Path:
     """The run's ``report.html``, rebuilt from ``items.jsonl`` when it is missing or older (an interrupted or resumed
     evaluation); a workflow run's newest eval or report step's. ConfigError when the run has none."""
     from conclave.errors import ConfigError
-    from workflows.evaluation import runs
-    from workflows.evaluation.report import write_reports
+    from conclave.workflows.evaluation import runs
+    from conclave.workflows.evaluation.report import write_reports
 
     items = folder / "items.jsonl"
     report = folder / "report.html"

@@ -135,7 +135,7 @@ def run_info(folder: Path) -> dict[str, Any]:
         steps = workflow.get("steps") if isinstance(workflow.get("steps"), list) else []
         done = 0
         if (folder / "steps.jsonl").is_file():
-            from workflows.evaluation.runs import scan_jsonl
+            from conclave.workflows.evaluation.runs import scan_jsonl
 
             done = sum(1 for r in scan_jsonl(folder / "steps.jsonl").records if r.get("status") == "finished")
         info["items"] = f"{done}/{len(steps)} steps"
@@ -230,7 +230,7 @@ def runs_show(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """A run's summary: its configuration, accuracy per method and model, and the paths of its report files."""
-    from workflows.evaluation.runs import find_run
+    from conclave.workflows.evaluation.runs import find_run
 
     data = _show_data(find_run(_settings(), run))
     if as_json:
@@ -260,7 +260,7 @@ def runs_rm(
     yes: bool = typer.Option(False, "--yes", "-y", help="Delete without asking."),
 ) -> None:
     """Delete a run folder (only one under $CONCLAVE_HOME/runs)."""
-    from workflows.evaluation.runs import find_run
+    from conclave.workflows.evaluation.runs import find_run
 
     settings = _settings()
     folder = find_run(settings, run)

@@ -76,8 +76,8 @@ def register(app: typer.Typer) -> None:
         """Ingest Markdown, text, reST, HTML, PDF and source files; unchanged files are skipped."""
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        from tools.ingest import IngestProgress
-        from tools.ingest import ingest as run_ingest
+        from conclave.tools.ingest import IngestProgress
+        from conclave.tools.ingest import ingest as run_ingest
 
         settings = _settings()
         name = settings.collection if collection is None else collection
@@ -124,7 +124,7 @@ def register(app: typer.Typer) -> None:
         """List collections with their chunk counts and embedders."""
         from rich.table import Table
 
-        from tools.store import KnowledgeStore
+        from conclave.tools.store import KnowledgeStore
 
         settings = _settings()
         infos = KnowledgeStore.open(settings).list_collections_sync()
@@ -154,7 +154,7 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     ) -> None:
         """Show the passages most similar to QUERY, best first, with scores and sources."""
-        from tools.store import KnowledgeStore
+        from conclave.tools.store import KnowledgeStore
 
         settings = _settings()
         name = settings.collection if collection is None else collection
@@ -182,7 +182,7 @@ def register(app: typer.Typer) -> None:
         yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
     ) -> None:
         """Delete a collection and all its chunks."""
-        from tools.store import KnowledgeStore
+        from conclave.tools.store import KnowledgeStore
 
         store = KnowledgeStore.open(_settings())
         count = store.count_sync(name)
@@ -195,7 +195,7 @@ def register(app: typer.Typer) -> None:
     @app.command("tools")
     def list_tools(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
         """List the tools with their argument schemas."""
-        from tools.registry import build_tools, tool_schemas
+        from conclave.tools.registry import build_tools, tool_schemas
 
         schemas = tool_schemas(build_tools(_settings()))
         if as_json:
@@ -227,7 +227,7 @@ def register(app: typer.Typer) -> None:
 
         For search_knowledge, `--arg collection=NAME` and `--arg k=N` choose what a run would bind (a model calling
         the tool can pass only `query`)."""
-        from tools.registry import build_tools, run_tool, tool_schemas
+        from conclave.tools.registry import build_tools, run_tool, tool_schemas
 
         bound: dict[str, Any] = {}
         if name == "search_knowledge":
@@ -248,7 +248,7 @@ def register(app: typer.Typer) -> None:
         note = None
         exact = None
         if name == "calculator":
-            from tools.calculator import evaluate
+            from conclave.tools.calculator import evaluate
 
             exact = evaluate(str(args["expression"])).exact
             if not exact:

@@ -227,7 +227,7 @@ async def _ask(
     question: str, settings: Any, renderer: Any, method: str | None = None, *, progress: Any = None, jsonl: bool = False
 ) -> dict[str, Any]:
     """Run one question; the ``--json`` result, with ``failure`` ({error, hint}) when the run failed."""
-    from workflows.runner import build_context, run_question, total_usage
+    from conclave.workflows.runner import build_context, run_question, total_usage
 
     if progress is not None:
         progress.start()

@@ -110,7 +110,7 @@ async def test_request_carries_settings_and_no_name_field(
 async def test_coa_team_through_the_llama_cpp_server(llama_server: str) -> None:
     """The reasoner streams its chain under a schema; llama.cpp's server refuses `json_schema` (HTTP 500), so the
     team must switch to the server's `json_object` + `schema` dialect instead of failing the run."""
-    from workflows.runner import build_context, run_question
+    from conclave.workflows.runner import build_context, run_question
 
     settings = openai_settings(
         llama_server,
@@ -138,7 +138,7 @@ async def test_planner_and_critic_fall_back_to_the_servers_json_dialect(
     """Issue 16 §4: the planner and the critic asked only in the `json_schema` dialect, which llama.cpp's server
     refuses, so a run with a plan (a collection set, `coa.plan = always`) or a critic ended in a BackendError. Both now
     go through the one structured call helper that switches to `json_object` + `schema` as the reasoner does."""
-    from workflows.runner import build_context, run_question
+    from conclave.workflows.runner import build_context, run_question
 
     settings = openai_settings(
         llama_server,

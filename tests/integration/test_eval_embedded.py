@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+from conclave.workflows.evaluation import EvalConfig, load_dataset, run_eval
 
 from conclave.settings import load_settings
-from workflows.evaluation import EvalConfig, load_dataset, run_eval
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -57,8 +57,8 @@ async def test_embedded_run_on_five_gsm8k_items_writes_every_output_and_repeats_
 
 
 async def test_dataset_contexts_are_ingested_once_with_their_own_ids(tmp_path: Path, conclave_home: Path) -> None:
-    from tools.store import KnowledgeStore
-    from workflows.evaluation.knowledge import ensure_contexts
+    from conclave.tools.store import KnowledgeStore
+    from conclave.workflows.evaluation.knowledge import ensure_contexts
 
     squad = {
         "version": "1.1",

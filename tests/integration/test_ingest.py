@@ -12,14 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conclave.tools.demo import demo_notes_path, ensure_demo_collection
+from conclave.tools.ingest import IngestProgress, ingest
+from conclave.tools.store import KnowledgeStore
 
 from conclave.errors import ConfigError
 from conclave.settings import Settings, load_settings
 from tests.integration.test_store import FakeEmbedder
 from tests.unit.test_chunking import make_pdf
-from tools.demo import demo_notes_path, ensure_demo_collection
-from tools.ingest import IngestProgress, ingest
-from tools.store import KnowledgeStore
 
 pytestmark = pytest.mark.integration
 
@@ -212,8 +212,8 @@ _CHILD = textwrap.dedent(
     import time
     from conclave.settings import load_settings
     from tests.integration.test_store import FakeEmbedder
-    from tools.ingest import ingest
-    from tools.store import KnowledgeStore
+    from conclave.tools.ingest import ingest
+    from conclave.tools.store import KnowledgeStore
 
     class SlowFake(FakeEmbedder):
         def embed_documents(self, texts):

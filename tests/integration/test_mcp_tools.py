@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conclave.tools.registry import build_tools, run_tool
 from typer.testing import CliRunner
 
 from conclave.errors import ConfigError, ToolFailed, WorkflowError
 from conclave.settings import load_settings, load_settings_with_origins
-from tools.registry import build_tools, run_tool
 
 SERVER = Path(__file__).resolve().parents[1] / "servers" / "mcp_notes.py"
 
@@ -56,9 +56,10 @@ def test_a_server_that_cannot_start_is_a_clear_error(tmp_path: Path) -> None:
 
 
 async def test_a_chain_calls_an_mcp_tool_in_a_scripted_team_run(tmp_path: Path) -> None:
+    from conclave.workflows.runner import build_context, run_question
+
     from tests.unit.test_knowledge_answers import Recording, text_of
     from tests.unit.test_team import answer
-    from workflows.runner import build_context, run_question
 
     settings = load_settings(
         mcp_servers=notes_server(tmp_path / "n.txt"), coa={"plan": "auto", "form": "program", "use_critic": "auto"}
@@ -109,8 +110,8 @@ def test_a_working_folders_env_cannot_name_mcp_servers(tmp_path: Path, conclave_
 
 
 def test_a_workflow_file_cannot_name_mcp_servers(tmp_path: Path) -> None:
-    from workflows.workflow_file import load_workflow
-    from workflows.workflow_run import workflow_settings
+    from conclave.workflows.workflow_file import load_workflow
+    from conclave.workflows.workflow_run import workflow_settings
 
     path = tmp_path / "wf.yaml"
     path.write_text(

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from autogen_core.models import CreateResult
 from autogen_ext.models.replay import ReplayChatCompletionClient
+from conclave.workflows.runner import build_context, run_question
 
 from conclave.settings import load_settings
 from tests.unit.test_team import JSON_INFO
-from workflows.runner import build_context, run_question
 
 pytestmark = [pytest.mark.integration]
 

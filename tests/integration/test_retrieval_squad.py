@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
+from conclave.tools.ingest import ingest
+from conclave.tools.store import KnowledgeStore
 
 from conclave.settings import load_settings
-from tools.ingest import ingest
-from tools.store import KnowledgeStore
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -8,13 +8,13 @@ import uuid
 from pathlib import Path
 
 import pytest
+from conclave.tools.ingest import ingest
+from conclave.tools.store import KnowledgeStore, validate_collection_name
 
 from conclave.errors import ConfigError, StoreError
 from conclave.settings import Settings, load_settings
 from tests.fixtures.chroma import start_chroma_server
 from tests.fixtures.servers import free_port
-from tools.ingest import ingest
-from tools.store import KnowledgeStore, validate_collection_name
 
 pytestmark = pytest.mark.integration
 

@@ -12,12 +12,12 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conclave.tools.ingest import ingest
+from conclave.tools.store import KnowledgeStore
 
 from conclave.errors import ConclaveError, ConfigError, StoreError
 from conclave.settings import Settings, load_settings
 from tests.integration.test_store import NOTES, FakeEmbedder
-from tools.ingest import ingest
-from tools.store import KnowledgeStore
 
 pytestmark = pytest.mark.integration
 

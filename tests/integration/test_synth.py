@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conclave.workflows.evaluation.cache import CacheSet
+from conclave.workflows.synth import SynthConfig, key_terms, synthesize
 
 from conclave.settings import load_settings
 from tests.unit.test_harness import Factory
-from workflows.evaluation.cache import CacheSet
-from workflows.synth import SynthConfig, key_terms, synthesize
 
 pytestmark = pytest.mark.integration
 
@@ -51,7 +51,7 @@ def scripted(user: str, system: str) -> str:
 
 @pytest.fixture
 async def collection(tmp_path: Path, conclave_home: Path) -> str:
-    from tools.ingest import ingest
+    from conclave.tools.ingest import ingest
 
     folder = tmp_path / "docs"
     folder.mkdir()
@@ -62,7 +62,7 @@ async def collection(tmp_path: Path, conclave_home: Path) -> str:
 
 
 async def test_keeps_only_grounded_pairs_and_counts_rejections(tmp_path: Path, collection: str) -> None:
-    from tools.store import KnowledgeStore
+    from conclave.tools.store import KnowledgeStore
 
     settings = load_settings(model="openai/writer", roles={"judge": "openai/judge"})
     factory = Factory({"openai/writer": scripted, "openai/judge": scripted})
@@ -159,10 +159,10 @@ async def test_an_interrupted_run_keeps_the_pairs_it_had(tmp_path: Path, collect
 def test_the_cli_shows_progress_writes_json_and_fails_when_nothing_is_kept(
     tmp_path: Path, collection: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from conclave.workflows.evaluation import cache as cache_module
     from typer.testing import CliRunner
 
     from conclave.cli.main import app
-    from workflows.evaluation import cache as cache_module
 
     factory = Factory({"openai/writer": scripted, "openai/judge": scripted})
     real = cache_module.CacheSet.__init__

@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from conclave.workflows.runner import build_context, run_question
 
 from conclave.events import event_from_dict
 from conclave.settings import load_settings
-from workflows.runner import build_context, run_question
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

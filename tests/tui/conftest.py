@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from autogen_core.models import ModelInfo
 from autogen_ext.models.replay import ReplayChatCompletionClient
+from conclave.tui.backend import IngestUpdate, Question
 from textual.pilot import Pilot
 
 from conclave.events import (
@@ -33,7 +34,6 @@ from conclave.events import (
 )
 from conclave.sessions import SessionStore
 from conclave.settings import Settings, load_settings
-from tui.backend import IngestUpdate, Question
 
 ROLES = ("planner", "retriever", "reasoner", "critic")
 EPOCH = 1_767_261_600.0  # 2026-01-01 10:00 UTC: snapshots show fixed dates

@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from conclave.tui import create_app
+from conclave.tui.conversation import AssistantMessage, UserMessage
+from conclave.tui.trace import TracePanel
+
 from conclave.events import RunFailed, RunStarted
 from conclave.sessions import SessionStore
 from conclave.settings import Settings, load_settings
 from tests.tui.conftest import ANSWER_TEXT as ANSWER
 from tests.tui.conftest import Script, ask, notices, replay_clients, settle, wait_for
-from tui import create_app
-from tui.conversation import AssistantMessage, UserMessage
-from tui.trace import TracePanel
 
 
 def trace_text(app: Any) -> str:

@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conclave.tui import create_app
+from conclave.tui.commands import SLASH_COMMANDS, SlashError, parse_slash
+from conclave.tui.screens import HelpScreen, SessionsScreen
 
 from conclave.sessions import SessionStore
 from conclave.settings import Settings
 from tests.tui.conftest import ADAM, FakeKnowledge, Script, ask, notices, settle, wait_for
-from tui import create_app
-from tui.commands import SLASH_COMMANDS, SlashError, parse_slash
-from tui.screens import HelpScreen, SessionsScreen
 
 
 def test_parse_slash() -> None:
@@ -134,7 +134,7 @@ async def test_ingest_shows_progress_while_it_runs(settings: Settings, store: Se
 
     class Slow(FakeKnowledge):
         async def ingest(self, paths: Any, collection: str, settings: Settings, progress: Any) -> str:
-            from tui.backend import IngestUpdate
+            from conclave.tui.backend import IngestUpdate
 
             progress(IngestUpdate(1, 4, 12, "notes/a.md"))
             await gate.wait()
@@ -159,7 +159,7 @@ async def test_help_screen_lists_every_binding_and_command(settings: Settings, s
         assert isinstance(app.screen, HelpScreen)
         rows = [keys for _, section in app.screen.sections for keys, _ in section]
         for binding in app.BINDINGS:
-            from tui.screens import key_label
+            from conclave.tui.screens import key_label
 
             assert key_label(binding.key) in rows, binding.key  # type: ignore[union-attr]
         assert "Up" in rows and "Ctrl+P" in rows and "r" in rows

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from conclave.tui import create_app
+from conclave.tui.conversation import AssistantMessage
 
 from conclave.sessions import SessionStore
 from conclave.settings import load_settings
 from tests.tui.conftest import ask, settle
-from tui import create_app
-from tui.conversation import AssistantMessage
 
 
 @pytest.mark.integration

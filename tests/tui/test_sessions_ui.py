@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from conclave.tui import create_app
+from conclave.tui.conversation import AssistantMessage, UserMessage
+from conclave.tui.screens import ConfirmDialog, SessionsScreen, TextDialog
 
 from conclave.sessions import SessionNotFound, SessionStore
 from conclave.settings import Settings, load_settings
 from tests.tui.conftest import ANSWER_TEXT, Script, ask, fixed_store, replay_clients, settle, wait_for
-from tui import create_app
-from tui.conversation import AssistantMessage, UserMessage
-from tui.screens import ConfirmDialog, SessionsScreen, TextDialog
 
 
 async def test_resume_after_the_app_is_closed(settings: Settings) -> None:

@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from conclave.tui import create_app
+from conclave.tui.conversation import AssistantMessage
+
 from conclave.sessions import SessionStore
 from conclave.settings import Settings
 from tests.tui.conftest import Script, ask, settle, wait_for
-from tui import create_app
-from tui.conversation import AssistantMessage
 
 
 def steady(app: Any) -> None:

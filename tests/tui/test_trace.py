@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from conclave.tui.status import models_label
+from conclave.tui.trace import describe, short
 
 from conclave.events import (
     EVENT_TYPES,
@@ -21,8 +23,6 @@ from conclave.events import (
     VoteCast,
 )
 from tests.tui.conftest import coa_events
-from tui.status import models_label
-from tui.trace import describe, short
 
 
 @pytest.mark.parametrize(

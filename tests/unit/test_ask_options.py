@@ -20,10 +20,10 @@ cli = CliRunner()
 @pytest.fixture
 def recorded(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Settings, list[Any]]]:
     """`conclave ask` in-process on a scripted direct-method client that records each call's settings and messages."""
+    import conclave.workflows.runner as runner
     from autogen_core.models import CreateResult
     from autogen_ext.models.replay import ReplayChatCompletionClient
 
-    import workflows.runner as runner
     from tests.unit.test_team import JSON_INFO
 
     calls: list[tuple[Settings, list[Any]]] = []

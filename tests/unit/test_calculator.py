@@ -8,11 +8,11 @@ from decimal import Decimal
 from fractions import Fraction
 
 import pytest
+from conclave.tools.calculator import MAX_DEPTH, CalcResult, evaluate, format_fraction
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conclave.errors import ToolInputError
-from tools.calculator import MAX_DEPTH, CalcResult, evaluate, format_fraction
 
 # ------------------------------------------------------------------ generated expressions vs fractions
 

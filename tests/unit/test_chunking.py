@@ -6,11 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-from conclave.errors import ConfigError
-from tools.chunking import (
+from conclave.tools.chunking import (
     Document,
     SkipFile,
     chunk_id,
@@ -20,6 +16,10 @@ from tools.chunking import (
     split_document,
     split_markdown_sections,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conclave.errors import ConfigError
 
 
 def make_pdf(lines: list[str], title: str = "") -> bytes:

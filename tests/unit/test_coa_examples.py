@@ -6,9 +6,8 @@ import json
 from pathlib import Path
 
 import numpy as np
-
-from workflows.coa import parse_chain
-from workflows.coa.examples import ExampleBank, load_examples
+from conclave.workflows.coa import parse_chain
+from conclave.workflows.coa.examples import ExampleBank, load_examples
 
 
 class BagOfWords:

@@ -10,10 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from langchain_core.tools import StructuredTool
-
-from tools.calculator import evaluate
-from workflows.coa import (
+from conclave.tools.calculator import evaluate
+from conclave.workflows.coa import (
     Chain,
     GSM8KConversionError,
     calculator_step,
@@ -25,6 +23,7 @@ from workflows.coa import (
     render_json,
     validate,
 )
+from langchain_core.tools import StructuredTool
 
 
 def _calculate(expression: str) -> str:
@@ -209,7 +208,7 @@ async def test_first_200_training_items(shared_data: Path) -> None:
 async def test_every_training_chain_in_program_form_reifies_to_gold(shared_data: Path) -> None:
     """Issue 14: the converted training chains written as programs parse back to the same chains, and every one of
     them reifies to its gold answer (7,202 of the 7,473 items on the full train split)."""
-    from workflows.coa.program import parse_program, render_program
+    from conclave.workflows.coa.program import parse_program, render_program
 
     lines = (shared_data / "gsm8k" / "train.jsonl").read_text(encoding="utf-8").splitlines()
     converted = 0

@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from workflows.coa import (
+from conclave.workflows.coa import (
     Chain,
     ChainParseError,
     Concat,

@@ -6,12 +6,10 @@ from __future__ import annotations
 import time
 
 import pytest
-
-from conclave.settings import load_settings
-from tools.registry import build_tools
-from workflows.coa.model import Chain, Concat, Lit, Ref
-from workflows.coa.parse import parse_chain
-from workflows.coa.program import (
+from conclave.tools.registry import build_tools
+from conclave.workflows.coa.model import Chain, Concat, Lit, Ref
+from conclave.workflows.coa.parse import parse_chain
+from conclave.workflows.coa.program import (
     ProgramError,
     ProgramStream,
     extract_program,
@@ -19,8 +17,10 @@ from workflows.coa.program import (
     parse_program,
     render_program,
 )
-from workflows.coa.render import render, render_json
-from workflows.coa.validate import validate
+from conclave.workflows.coa.render import render, render_json
+from conclave.workflows.coa.validate import validate
+
+from conclave.settings import load_settings
 
 TOOLS = build_tools(load_settings())
 
@@ -207,7 +207,7 @@ def test_an_answer_written_as_a_sentence_answers_with_its_quantity() -> None:
 
 
 def test_salvage_keeps_a_programs_own_searches_only_when_they_stand_alone() -> None:
-    from workflows.coa.program import salvage_lookups
+    from conclave.workflows.coa.program import salvage_lookups
 
     twice = (
         '```python\nrfsi = search_knowledge("Roud index")\nrhyme = search_knowledge("Little Girls")\n'

@@ -10,11 +10,8 @@ from fractions import Fraction
 from typing import Any
 
 import pytest
-from langchain_core.tools import BaseTool, StructuredTool, ToolException
-
-from conclave.events import Event, StepFinished, StepStarted
-from tools.calculator import evaluate
-from workflows.coa import (
+from conclave.tools.calculator import evaluate
+from conclave.workflows.coa import (
     InvalidChainError,
     ReifiedChain,
     chain_levels,
@@ -22,6 +19,9 @@ from workflows.coa import (
     reify,
     value_text,
 )
+from langchain_core.tools import BaseTool, StructuredTool, ToolException
+
+from conclave.events import Event, StepFinished, StepStarted
 
 
 class Recorder:
@@ -157,9 +157,10 @@ async def test_concatenation_and_structured_values(rec: Recorder) -> None:
 async def test_a_ranked_search_result_enters_a_later_query_as_its_top_passage() -> None:
     """A two-hop chain's second query gets the first search's top passage (clipped), not the ranked list with its
     ids, sources and scores; a plain value still enters whole."""
+    from conclave.tools.registry import format_passages
+    from conclave.workflows.coa.reify import GIST_CHARS
+
     from conclave.events import Passage
-    from tools.registry import format_passages
-    from workflows.coa.reify import GIST_CHARS
 
     queries: list[str] = []
     long_text = "Sir Alex Ferguson signed David Beckham as a trainee in 1991. " * 10
@@ -290,9 +291,10 @@ def test_value_text(value: Any, text: str) -> None:
 
 async def test_with_the_registered_tools() -> None:
     """The real tool registry: validation against its schemas, and the pens example through its calculator."""
+    from conclave.tools.registry import build_tools
+    from conclave.workflows.coa import validate
+
     from conclave.settings import load_settings
-    from tools.registry import build_tools
-    from workflows.coa import validate
 
     tools = build_tools(load_settings())
     chain = parse_chain(

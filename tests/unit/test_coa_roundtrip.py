@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import re
 
+from conclave.workflows.coa import Chain, Concat, Lit, Ref, Step, calculator_step, parse_chain, render, render_json
+from conclave.workflows.coa.parse import MATH_FUNCTIONS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from workflows.coa import Chain, Concat, Lit, Ref, Step, calculator_step, parse_chain, render, render_json
-from workflows.coa.parse import MATH_FUNCTIONS
 
 PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -8,10 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conclave.workflows.coa import chain_json_schema, parse_chain, render_json
 from langchain_core.tools import BaseTool, StructuredTool, tool
 from pydantic import BaseModel
-
-from workflows.coa import chain_json_schema, parse_chain, render_json
 
 jsonschema = pytest.importorskip("jsonschema")
 
@@ -136,7 +135,7 @@ def test_llama_cpp_grammar_compiler_accepts_it(per_tool: bool) -> None:
 def test_embedded_model_decodes_a_chain_under_the_grammar(smollm_path: Path) -> None:
     """With the bundled model: constrained output either parses as a chain or is reported as cut off."""
     llama_cpp = pytest.importorskip("llama_cpp")
-    from workflows.coa import ChainParseError
+    from conclave.workflows.coa import ChainParseError
 
     llm = llama_cpp.Llama(model_path=str(smollm_path), n_ctx=1024, verbose=False, seed=1)
     grammar = llama_cpp.LlamaGrammar.from_json_schema(json.dumps(chain_json_schema(TOOLS, max_steps=3)), verbose=False)
@@ -159,8 +158,9 @@ def test_embedded_model_decodes_a_chain_under_the_grammar(smollm_path: Path) -> 
 
 def test_registered_tools_schema_compiles() -> None:
     llama_cpp = pytest.importorskip("llama_cpp")
+    from conclave.tools.registry import build_tools
+
     from conclave.settings import load_settings
-    from tools.registry import build_tools
 
     tools = build_tools(load_settings())
     schema = chain_json_schema(tools)

@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from langchain_core.tools import BaseTool, StructuredTool, tool
-
-from tools.calculator import evaluate
-from workflows.coa import (
+from conclave.tools.calculator import evaluate
+from conclave.workflows.coa import (
     Chain,
     ChainError,
     Lit,
@@ -21,6 +19,7 @@ from workflows.coa import (
     parse_chain,
     validate,
 )
+from langchain_core.tools import BaseTool, StructuredTool, tool
 
 
 def _calculate(expression: str) -> str:

@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 from autogen_core.models import CreateResult, LLMMessage, RequestUsage, SystemMessage, UserMessage
 from autogen_ext.models.replay import ReplayChatCompletionClient
+from conclave.workflows.evaluation import EvalConfig, run_eval
+from conclave.workflows.evaluation.runs import RunFolderError
 
 from conclave.errors import ConfigError
 from conclave.settings import Settings, load_settings
-from workflows.evaluation import EvalConfig, run_eval
-from workflows.evaluation.runs import RunFolderError
 
 QUESTIONS = {
     "q1": ("Tom has 3 apples and buys 4 more. How many apples does he have?", "7"),
@@ -350,7 +350,7 @@ async def test_unwritable_run_folder_is_a_clear_error(settings: Settings, datase
 async def test_disk_full_keeps_finished_items_and_names_the_resume(
     settings: Settings, dataset: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from workflows.evaluation import runs
+    from conclave.workflows.evaluation import runs
 
     real_append = runs.JsonlLog.append
     written: list[int] = []
@@ -404,6 +404,9 @@ async def test_a_crashing_unit_is_recorded_and_the_run_goes_on(settings: Setting
 
 
 def test_outcome_and_statistics_come_from_events_only() -> None:
+    from conclave.tools.registry import format_passages
+    from conclave.workflows.evaluation.harness import outcome_from_events
+
     from conclave.events import (
         AnswerReady,
         ChainRejected,
@@ -414,8 +417,6 @@ def test_outcome_and_statistics_come_from_events_only() -> None:
         StepFinished,
         ToolCalled,
     )
-    from tools.registry import format_passages
-    from workflows.evaluation.harness import outcome_from_events
 
     def passage(pid: str) -> Passage:
         return Passage(id=pid, source=f"docs/{pid}.md", text=f"text of {pid}", score=0.5)
@@ -452,7 +453,7 @@ def test_outcome_and_statistics_come_from_events_only() -> None:
 
 
 def test_skip_leaves_out_the_first_items_for_a_held_out_check() -> None:
-    from workflows.evaluation.datasets import Item, select_items
+    from conclave.workflows.evaluation.datasets import Item, select_items
 
     items = [Item(id=str(n), question=f"q{n}", answers=(str(n),)) for n in range(1, 11)]
     assert [i.id for i in select_items(items, skip=3, limit=4)] == ["4", "5", "6", "7"]
@@ -466,8 +467,9 @@ def test_skip_leaves_out_the_first_items_for_a_held_out_check() -> None:
 def test_the_eta_times_each_method_on_its_own_items() -> None:
     from collections import Counter
 
+    from conclave.workflows.evaluation.harness import Eta
+
     from conclave.cli.evaluate import clock
-    from workflows.evaluation.harness import Eta
 
     eta = Eta(
         Counter({("direct", "embedded"): 10, ("coa", "embedded"): 10, ("coa", "openai/x"): 8}),

@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from conclave.workflows.evaluation import EvalConfig, run_eval
+from conclave.workflows.evaluation.export import accepted_chain, export_traces
 from typer.testing import CliRunner
 
 from conclave.cli.main import app
 from conclave.errors import ConfigError, WorkflowError
 from conclave.settings import load_settings
 from tests.unit.test_harness import Factory, write_gsm8k
-from workflows.evaluation import EvalConfig, run_eval
-from workflows.evaluation.export import accepted_chain, export_traces
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "workflows"
 runner = CliRunner()
@@ -131,10 +131,11 @@ def test_export_traces_writes_chat_jsonl(tmp_path: Path, conclave_home: Path) ->
 
 
 def test_export_converts_gsm8k_training_answers_and_combines_with_runs(tmp_path: Path, conclave_home: Path) -> None:
+    from conclave.tools.registry import build_tools
+    from conclave.workflows.coa import parse_chain, reify
+    from conclave.workflows.coa.render import render
+
     from conclave.settings import load_settings
-    from tools.registry import build_tools
-    from workflows.coa import parse_chain, reify
-    from workflows.coa.render import render
 
     train = tmp_path / "train.jsonl"
     items = [

@@ -16,17 +16,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conclave.workflows.evaluation import EvalConfig, run_eval
 
 from conclave.settings import load_settings
 from tests.fixtures.servers import default_sigint
 from tests.unit.test_harness import Factory, comparable, write_gsm8k
-from workflows.evaluation import EvalConfig, run_eval
 
 ROOT = Path(__file__).resolve().parents[2]
 CHILD = """
 import sys
 sys.path.insert(0, {root!r})
-import workflows.evaluation.cache as cache
+import conclave.workflows.evaluation.cache as cache
 from tests.unit.test_harness import Factory
 cache._default_factory = Factory(delay=0.4)
 from conclave.cli.main import main

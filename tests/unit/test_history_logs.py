@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conclave.workflows.evaluation import EvalConfig, run_eval
 from rich.console import Console
 from typer.testing import CliRunner
 
@@ -27,7 +28,6 @@ from conclave.settings import load_settings
 from tests.unit.test_harness import Factory, write_gsm8k
 from tests.unit.test_honest_outcomes import PROSE, scripted_ask  # noqa: F401 (a fixture)
 from tests.unit.test_team import GOOD_CHAIN, PLAN
-from workflows.evaluation import EvalConfig, run_eval
 
 cli = CliRunner()
 ACCEPT = json.dumps({"verdict": "accept", "reasons": []})
@@ -225,7 +225,7 @@ def test_cancelled_prints_one_line_and_exits_130(capsys: pytest.CaptureFixture[s
 
 
 def test_ctrl_c_during_ask_is_cancelled_not_a_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
-    import workflows.runner as runner
+    import conclave.workflows.runner as runner
 
     async def interrupted(*args: Any, **kwargs: Any) -> Any:
         raise KeyboardInterrupt

@@ -13,6 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conclave.workflows.evaluation import run_eval
+from conclave.workflows.evaluation.scorers import Outcome, numeric_match
+from conclave.workflows.runner import answer_problem
 from rich.console import Console
 from typer.testing import CliRunner
 
@@ -33,9 +36,6 @@ from conclave.settings import Settings, load_settings
 from conclave.terminal import CHAIN_LINE_CHARS, REASON_CHARS
 from tests.unit.test_harness import Factory, config, write_gsm8k
 from tests.unit.test_team import GOOD_CHAIN, PLAN, answer, calculator_tool, chain, failing_tool, run
-from workflows.evaluation import run_eval
-from workflows.evaluation.scorers import Outcome, numeric_match
-from workflows.runner import answer_problem
 
 PROSE = "The answer is fourteen dollars because pens are cheap."
 
@@ -124,9 +124,9 @@ cli = CliRunner()
 @pytest.fixture
 def scripted_ask(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
     """`conclave ask` in-process on one scripted client per call: append the script before invoking."""
+    import conclave.workflows.runner as runner
     from autogen_ext.models.replay import ReplayChatCompletionClient
 
-    import workflows.runner as runner
     from tests.unit.test_team import JSON_INFO
 
     scripts: list[list[str]] = []
@@ -305,7 +305,8 @@ def test_eval_where_no_item_got_an_answer_says_so_not_that_the_backend_failed(
 ) -> None:
     import functools
 
-    import workflows.evaluation as evaluation
+    import conclave.workflows.evaluation as evaluation
+
     from conclave.errors import BackendError, ConclaveError
 
     factory = Factory({"openai/scripted": lambda question, system: "Answer: 7"})

@@ -7,14 +7,14 @@ from __future__ import annotations
 from typing import Any
 
 from autogen_core.models import CreateResult
+from conclave.tools.registry import format_passages, parse_passages
+from conclave.workflows.methods import answer_value
+from conclave.workflows.runner import build_context, run_question
 from langchain_core.tools import StructuredTool
 
 from conclave.events import Event, Passage
 from conclave.settings import load_settings
 from tests.unit.test_team import JSON_INFO, WholeStream, answer, calculator_tool
-from tools.registry import format_passages, parse_passages
-from workflows.methods import answer_value
-from workflows.runner import build_context, run_question
 
 PASSAGES = {
     "Adam": [
@@ -94,7 +94,7 @@ def test_the_answer_line_is_read_on_its_own_line_or_after_the_last_sentence() ->
 
 
 def test_lookup_questions_are_told_apart_from_arithmetic() -> None:
-    from agents.reasoner import is_lookup_question
+    from conclave.agents.reasoner import is_lookup_question
 
     tools = {"calculator": object(), "search_knowledge": object()}
     assert is_lookup_question("Which NFL team represented the AFC at Super Bowl 50?", tools)

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 import typer
+from conclave.tools.demo import demo_notes_path
 from typer.testing import CliRunner
 
 from conclave.cli.knowledge import parse_tool_args, register
 from conclave.errors import ConfigError, StoreError, ToolInputError
-from tools.demo import demo_notes_path
 
 runner = CliRunner()
 

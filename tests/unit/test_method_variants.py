@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from conclave.workflows.runner import apply_method, parse_method
 
 from conclave.errors import ConfigError
 from conclave.settings import load_settings
-from workflows.runner import apply_method, parse_method
 
 
 def test_plain_names_have_no_options() -> None:

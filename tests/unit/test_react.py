@@ -5,10 +5,10 @@ from __future__ import annotations
 from autogen_core import FunctionCall
 from autogen_core.models import CreateResult, ModelInfo, RequestUsage
 from autogen_ext.models.replay import ReplayChatCompletionClient
+from conclave.workflows.runner import build_context, run_question
 
 from conclave.settings import load_settings
 from tests.unit.test_team import PENS, calculator_tool
-from workflows.runner import build_context, run_question
 
 TOOL_INFO: ModelInfo = {
     "vision": False,

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conclave.workflows.evaluation import run_eval
+from conclave.workflows.evaluation.report import render_html, render_markdown, summarize
 from markdown_it import MarkdownIt
 from typer.testing import CliRunner
 
@@ -21,8 +23,6 @@ from conclave.cli.main import app
 from conclave.errors import ConfigError
 from conclave.settings import load_settings
 from tests.unit.test_harness import Factory, config, write_gsm8k
-from workflows.evaluation import run_eval
-from workflows.evaluation.report import render_html, render_markdown, summarize
 
 LONG_QUESTION = (
     "A pen costs 2 dollars. " * 20 + "<script>alert('pwned')</script> How much do 6 pens cost, "
@@ -254,7 +254,7 @@ def test_report_html_filters_to_errors_or_one_method_without_a_script() -> None:
 
 
 def test_report_html_items_survive_damaged_records() -> None:
-    from workflows.evaluation.report import _items_html
+    from conclave.workflows.evaluation.report import _items_html
 
     damaged = record(
         "cot",

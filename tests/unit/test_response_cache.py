@@ -20,9 +20,9 @@ import pytest
 from autogen_core import FunctionCall
 from autogen_core.models import CreateResult, LLMMessage, RequestUsage, SystemMessage, UserMessage
 from autogen_ext.models.replay import ReplayChatCompletionClient
+from conclave.workflows.evaluation.cache import CacheSet, cache_dir
 
 from conclave.settings import Settings, load_settings
-from workflows.evaluation.cache import CacheSet, cache_dir
 
 SPEC = "openai/scripted"
 MESSAGES: list[LLMMessage] = [
@@ -171,7 +171,7 @@ async def test_a_pickle_in_place_of_a_stored_answer_is_a_miss(
     assert overwrite_store(settings, pickle.dumps(TouchOnLoad(marker))) > 0
 
     factory = Factory()
-    with caplog.at_level(logging.DEBUG, logger="workflows.evaluation.cache"):
+    with caplog.at_level(logging.DEBUG, logger="conclave.workflows.evaluation.cache"):
         result, _ = await ask(settings, factory)
     assert not marker.exists(), "data in the cache folder was run as code"
     assert "unreadable entry" in caplog.text, "a bad entry is logged at debug"
@@ -237,7 +237,7 @@ async def test_an_entry_that_is_not_a_regular_file_is_a_miss(settings: Settings,
 
 
 async def test_the_store_round_trips_tool_calls_and_streams_as_json(tmp_path: Path) -> None:
-    from workflows.evaluation.cache import JsonResponseStore
+    from conclave.workflows.evaluation.cache import JsonResponseStore
 
     store = JsonResponseStore(tmp_path / "store")
     key = "ab" * 32
@@ -391,7 +391,7 @@ async def test_disabled_cache_always_reaches_the_backend(settings: Settings) -> 
 
 async def test_a_stopped_stream_remembered_by_the_reasoner_is_replayed(settings: Settings) -> None:
     """agents/reasoner.py stores a stream it stopped early, so a repeated run stops at the same place."""
-    from agents.reasoner import remember_stopped_stream
+    from conclave.agents.reasoner import remember_stopped_stream
 
     extra = {"temperature": 0.0}
     caches = CacheSet(settings, factory=Factory())

@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conclave.workflows.evaluation import run_eval
+from conclave.workflows.evaluation.runs import JsonlLog, read_jsonl
 
 from conclave.settings import Settings, load_settings
 from tests.unit.test_harness import Factory, comparable, config, write_gsm8k
-from workflows.evaluation import run_eval
-from workflows.evaluation.runs import JsonlLog, read_jsonl
 
 
 def _records(n: int, start: int = 0) -> list[dict[str, Any]]:
@@ -63,7 +63,7 @@ def test_several_kinds_of_bad_lines_are_each_reported(tmp_path: Path) -> None:
 def test_problems_are_logged_as_warnings_without_a_callback(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "items.jsonl"
     _write(path, [*_dumps(_records(1)), "not json", *_dumps(_records(1, start=1))])
-    with caplog.at_level(logging.WARNING, logger="workflows.evaluation.runs"):
+    with caplog.at_level(logging.WARNING, logger="conclave.workflows.evaluation.runs"):
         assert len(JsonlLog(path).load()) == 2
         assert len(read_jsonl(path)[0]) == 2
     assert sum(f"{path}:2:" in r.getMessage() for r in caplog.records) == 2

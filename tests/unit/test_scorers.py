@@ -5,12 +5,10 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-
-from conclave.errors import ConfigError
-from workflows.evaluation.compare import compare_records, mcnemar_exact
-from workflows.evaluation.datasets import _Bad, gsm8k_gold
-from workflows.evaluation.report import wilson_interval
-from workflows.evaluation.scorers import (
+from conclave.workflows.evaluation.compare import compare_records, mcnemar_exact
+from conclave.workflows.evaluation.datasets import _Bad, gsm8k_gold
+from conclave.workflows.evaluation.report import wilson_interval
+from conclave.workflows.evaluation.scorers import (
     Outcome,
     contains,
     default_scorers,
@@ -24,6 +22,8 @@ from workflows.evaluation.scorers import (
     score_deterministic,
     token_f1,
 )
+
+from conclave.errors import ConfigError
 
 
 @pytest.mark.parametrize(

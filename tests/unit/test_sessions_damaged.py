@@ -169,8 +169,9 @@ def test_the_cli_reports_a_damaged_database_in_one_line(conclave_home: Path) -> 
 
 
 async def test_a_question_the_chat_cannot_save_is_reported_not_lost(conclave_home: Path) -> None:
+    from conclave.tui import create_app
+
     from tests.tui.conftest import Script, ask, fixed_store, notices, wait_for
-    from tui import create_app
 
     settings = load_settings(method="direct")
     store = fixed_store(settings.sessions_path)

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from autogen_core.models import CreateResult, ModelInfo
 from autogen_ext.models.replay import ReplayChatCompletionClient
+from conclave.workflows.runner import build_context, run_question
 from langchain_core.tools import StructuredTool
 
 from conclave.events import Event
 from conclave.settings import load_settings
-from workflows.runner import build_context, run_question
 
 JSON_INFO: ModelInfo = {
     "vision": False,
@@ -62,7 +62,7 @@ ACCEPT = json.dumps({"verdict": "accept", "reasons": ["the steps match the quest
 
 
 def calculator_tool() -> StructuredTool:
-    from tools.calculator import evaluate
+    from conclave.tools.calculator import evaluate
 
     def calculator(expression: str) -> str:
         """Evaluate an arithmetic expression exactly."""
@@ -274,7 +274,7 @@ async def test_a_looping_chain_is_stopped_by_the_step_budget() -> None:
 
 
 def test_step_budget_notices_repetition() -> None:
-    from agents.reasoner import StepBudget
+    from conclave.agents.reasoner import StepBudget
 
     budget = StepBudget(12, json_form=True)
     step = '{"thought": "add the pens", "id": "y%d", "tool": "calculator", "args": {"expression": "1+1"}}, '
@@ -480,8 +480,8 @@ async def test_a_method_variant_sets_coa_options() -> None:
 
 
 def test_examples_of_tools_not_offered_are_left_out_of_the_prompt() -> None:
-    from agents.prompting import load_prompt
-    from agents.reasoner import examples_for_tools
+    from conclave.agents.prompting import load_prompt
+    from conclave.agents.reasoner import examples_for_tools
 
     prompt = load_prompt("reasoner")
     assert "search_knowledge" in prompt

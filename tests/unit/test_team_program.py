@@ -9,11 +9,11 @@ from typing import Any
 
 from autogen_core.models import CreateResult
 from autogen_ext.models.replay import ReplayChatCompletionClient
+from conclave.workflows.runner import build_context, run_question
 from langchain_core.tools import StructuredTool
 
 from conclave.settings import load_settings
 from tests.unit.test_team import JSON_INFO, PENS, calculator_tool
-from workflows.runner import build_context, run_question
 
 LOOKUPS = """```python
 # the unit price of a pen

@@ -149,11 +149,12 @@ def test_cli_answer_without_stream_is_printed_as_text() -> None:
 
 
 async def test_chat_shows_no_escape_sequences(tmp_path: Any) -> None:
+    from conclave.tui import create_app
+    from conclave.tui.conversation import AssistantMessage
+    from conclave.tui.trace import SourcesView, TracePanel
+
     from conclave.settings import load_settings
     from tests.tui.conftest import ADAM, Script, ask, coa_events, fixed_store, settle
-    from tui import create_app
-    from tui.conversation import AssistantMessage
-    from tui.trace import SourcesView, TracePanel
 
     evil = f"{CLIPBOARD}{TITLE}{RED}"
     dirty = Passage(id="d1", source=f"evil{TITLE}.md", text=f"doc text{CLIPBOARD} more", score=0.4, title=f"Evil{RED}")
@@ -185,10 +186,11 @@ async def test_chat_shows_no_escape_sequences(tmp_path: Any) -> None:
 
 
 async def test_chat_shows_markup_in_a_question_and_its_session_title_literally(tmp_path: Any) -> None:
+    from conclave.tui import create_app
+    from conclave.tui.conversation import UserMessage
+
     from conclave.settings import load_settings
     from tests.tui.conftest import Script, ask, fixed_store, settle
-    from tui import create_app
-    from tui.conversation import UserMessage
 
     question = "[black on black]secret[/] and [/] x?"
     settings = load_settings(method="direct")
@@ -204,10 +206,11 @@ async def test_chat_shows_markup_in_a_question_and_its_session_title_literally(t
 
 
 async def test_sessions_screen_shows_markup_in_a_title_literally(tmp_path: Any) -> None:
+    from conclave.tui import create_app
+    from conclave.tui.screens import ConfirmDialog, SessionsScreen
+
     from conclave.settings import load_settings
     from tests.tui.conftest import Script, fixed_store
-    from tui import create_app
-    from tui.screens import ConfirmDialog, SessionsScreen
 
     title = "[black on black]secret[/] \x1b]0;pwned\x07notes"
     settings = load_settings(method="direct")

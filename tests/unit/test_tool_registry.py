@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 from autogen_core import CancellationToken
+from conclave.tools.registry import arun_tool, build_tools, format_passages, run_tool, to_autogen_tools, tool_schemas
 from langchain_core.tools import BaseTool
 
 from conclave.errors import StoreError, ToolInputError
 from conclave.events import Passage
 from conclave.settings import load_settings
-from tools.registry import arun_tool, build_tools, format_passages, run_tool, to_autogen_tools, tool_schemas
 
 
 @pytest.fixture
@@ -89,9 +89,10 @@ async def test_autogen_adapters_run_the_tools(tools: dict[str, BaseTool]) -> Non
 
 @pytest.mark.integration
 async def test_search_tool_goes_through_the_store(conclave_home: Path, tmp_path: Path) -> None:
+    from conclave.tools.ingest import ingest
+    from conclave.tools.store import KnowledgeStore
+
     from tests.integration.test_store import FakeEmbedder
-    from tools.ingest import ingest
-    from tools.store import KnowledgeStore
 
     settings = load_settings()
     store = KnowledgeStore.open(settings, embedder=FakeEmbedder())
@@ -110,9 +111,10 @@ async def test_search_tool_goes_through_the_store(conclave_home: Path, tmp_path:
 @pytest.mark.integration
 async def test_search_is_bound_to_the_runs_collection_and_k(conclave_home: Path, tmp_path: Path) -> None:
     """Text injected into one collection cannot make the model read another: the run fixes collection and k."""
+    from conclave.tools.ingest import ingest
+    from conclave.tools.store import KnowledgeStore
+
     from tests.integration.test_store import FakeEmbedder
-    from tools.ingest import ingest
-    from tools.store import KnowledgeStore
 
     settings = load_settings(top_k=2)
     store = KnowledgeStore.open(settings, embedder=FakeEmbedder())

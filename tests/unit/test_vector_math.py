@@ -7,11 +7,11 @@ import time
 
 import numpy as np
 import pytest
+from conclave.tools.vector_math import MAX_ELEMENTS, evaluate_vector
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conclave.errors import ToolInputError
-from tools.vector_math import MAX_ELEMENTS, evaluate_vector
 
 X = [[1, 1], [1, 2], [1, 3]]
 Y = [1, 2, 2]
@@ -23,7 +23,7 @@ def run(expression: str, **variables: object) -> object:
 
 
 def test_mse_gradient_matches_the_note() -> None:
-    # grad = (2/n) X^T (Xw - y) with the numbers of examples/knowledge/05-gradient-descent.md
+    # grad = (2/n) X^T (Xw - y) with the numbers of tools/demo_notes/05-gradient-descent.md
     grad = run("(2 / len(y)) * transpose(X) @ (X @ w - y)", X=X, y=Y, w=W)
     assert grad == pytest.approx([-10 / 3, -22 / 3], abs=1e-11)
     step = run("w - alpha * (2 / len(y)) * transpose(X) @ (X @ w - y)", X=X, y=Y, w=W, alpha=0.1)

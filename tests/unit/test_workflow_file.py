@@ -6,13 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
+from conclave.workflows.workflow_file import STEP_KINDS, load_workflow, parse_workflow, workflow_json_schema
+from conclave.workflows.workflow_run import run_workflow, workflow_settings
 
 from conclave.errors import ConfigError, WorkflowError
 from conclave.settings import load_settings
 from tests.conftest import SHARED_DATA
 from tests.unit.test_harness import Factory, write_gsm8k
-from workflows.workflow_file import STEP_KINDS, load_workflow, parse_workflow, workflow_json_schema
-from workflows.workflow_run import run_workflow, workflow_settings
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "workflows"
 

@@ -9,12 +9,12 @@ import time
 from pathlib import Path
 
 import pytest
+from conclave.workflows.workflow_file import parse_workflow
+from conclave.workflows.workflow_run import run_workflow, workflow_settings
 
 from conclave.errors import WorkflowError
 from conclave.settings import load_settings
 from tests.unit.test_harness import Factory
-from workflows.workflow_file import parse_workflow
-from workflows.workflow_run import run_workflow, workflow_settings
 
 EXFILTRATE = """\
 name: innocent-benchmark
@@ -109,9 +109,10 @@ async def test_allow_paths_lets_the_user_widen_the_folder(tmp_path: Path, concla
 
 @pytest.mark.integration
 def test_links_inside_an_ingested_folder_are_not_followed_out_of_it(tmp_path: Path, conclave_home: Path) -> None:
+    from conclave.tools.ingest import ingest
+    from conclave.tools.store import KnowledgeStore
+
     from tests.integration.test_store import FakeEmbedder
-    from tools.ingest import ingest
-    from tools.store import KnowledgeStore
 
     folder = tmp_path / "bench"
     (folder / "docs").mkdir(parents=True)
@@ -129,7 +130,7 @@ def test_links_inside_an_ingested_folder_are_not_followed_out_of_it(tmp_path: Pa
 
 
 def test_a_large_input_gets_a_warning_with_an_estimate(tmp_path: Path) -> None:
-    from tools.ingest import discover_files, size_warning
+    from conclave.tools.ingest import discover_files, size_warning
 
     big = tmp_path / "big.txt"
     with big.open("wb") as handle:

@@ -3,8 +3,8 @@
 Pure apart from the tools it runs: text or JSON in, frozen dataclasses out; see DESIGN.md, "Chain format".
 """
 
-from workflows.coa.gsm8k import GSM8KConversionError, convert_gsm8k_answer, gsm8k_gold
-from workflows.coa.model import (
+from conclave.workflows.coa.gsm8k import GSM8KConversionError, convert_gsm8k_answer, gsm8k_gold
+from conclave.workflows.coa.model import (
     CALCULATOR,
     PLACEHOLDER_PATTERN,
     Arg,
@@ -16,11 +16,19 @@ from workflows.coa.model import (
     calculator_step,
     placeholders_in,
 )
-from workflows.coa.parse import MATH_FUNCTIONS, ChainParseError, parse_chain
-from workflows.coa.reify import InvalidChainError, ReifiedChain, StepResult, chain_levels, reify, value_text
-from workflows.coa.render import chain_to_dict, render, render_filled, render_json
-from workflows.coa.schema import chain_json_schema
-from workflows.coa.validate import ChainError, bind_args, bind_chain, find_tool, format_errors, tool_fields, validate
+from conclave.workflows.coa.parse import MATH_FUNCTIONS, ChainParseError, parse_chain
+from conclave.workflows.coa.reify import InvalidChainError, ReifiedChain, StepResult, chain_levels, reify, value_text
+from conclave.workflows.coa.render import chain_to_dict, render, render_filled, render_json
+from conclave.workflows.coa.schema import chain_json_schema
+from conclave.workflows.coa.validate import (
+    ChainError,
+    bind_args,
+    bind_chain,
+    find_tool,
+    format_errors,
+    tool_fields,
+    validate,
+)
 
 __all__ = [
     "Arg",

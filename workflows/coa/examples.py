@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from conclave.workflows.coa.gsm8k import GSM8KConversionError, convert_gsm8k_answer
+from conclave.workflows.coa.render import render, render_json
 
 from conclave.errors import ConfigError
-from workflows.coa.gsm8k import GSM8KConversionError, convert_gsm8k_answer
-from workflows.coa.render import render, render_json
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import re
 from decimal import Decimal
 from fractions import Fraction
 
-from workflows.coa.model import Chain, Step, calculator_step
+from conclave.workflows.coa.model import Chain, Step, calculator_step
 
 __all__ = ["convert_gsm8k_answer", "gsm8k_gold", "GSM8KConversionError"]
 
@@ -91,7 +91,7 @@ _PLAIN = re.compile(
 
 def _plain_equations(line: str) -> list[_Occurrence]:
     """Arithmetic written without a note ("so 20/4 = $5"); kept only when the calculator agrees with it."""
-    from tools.calculator import evaluate
+    from conclave.tools.calculator import evaluate
 
     found: list[_Occurrence] = []
     for match in _PLAIN.finditer(line):
@@ -129,7 +129,7 @@ def _read_note(body: str) -> tuple[str, Fraction]:
 
 def _checked(expression: str, value: Fraction, note: str) -> int | None:
     """None when the expression computes the note's value; the decimal places when the note rounded it."""
-    from tools.calculator import evaluate  # workflows may use tools; imported here so the model stays pure
+    from conclave.tools.calculator import evaluate  # workflows may use tools; imported here so the model stays pure
 
     try:
         computed = evaluate(expression).value

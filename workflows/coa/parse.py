@@ -22,7 +22,7 @@ import re
 from dataclasses import replace
 from typing import Any
 
-from workflows.coa.model import (
+from conclave.workflows.coa.model import (
     CALCULATOR,
     Arg,
     Chain,

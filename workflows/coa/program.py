@@ -35,9 +35,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from workflows.coa.model import CALCULATOR, Arg, Chain, Concat, Lit, Ref, Step, expression_arg
-from workflows.coa.parse import MATH_FUNCTIONS
-from workflows.coa.validate import find_tool, tool_fields
+from conclave.workflows.coa.model import CALCULATOR, Arg, Chain, Concat, Lit, Ref, Step, expression_arg
+from conclave.workflows.coa.parse import MATH_FUNCTIONS
+from conclave.workflows.coa.validate import find_tool, tool_fields
 
 __all__ = [
     "MAX_LINE_CHARS",

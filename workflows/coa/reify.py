@@ -21,10 +21,11 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
+from conclave.workflows.coa.model import PLACEHOLDER_RE, Arg, Chain, Concat, Ref, Step
+from conclave.workflows.coa.render import render_filled
+from conclave.workflows.coa.validate import ChainError, bind_args, bind_chain, find_tool, format_errors, validate
+
 from conclave.events import Event, StepFinished, StepStarted
-from workflows.coa.model import PLACEHOLDER_RE, Arg, Chain, Concat, Ref, Step
-from workflows.coa.render import render_filled
-from workflows.coa.validate import ChainError, bind_args, bind_chain, find_tool, format_errors, validate
 
 __all__ = ["EagerRun", "reify", "ReifiedChain", "StepResult", "InvalidChainError", "chain_levels", "value_text"]
 
@@ -382,7 +383,7 @@ GIST_CHARS = 200
 
 
 def _gist(text: str) -> str:
-    from tools.registry import parse_passages
+    from conclave.tools.registry import parse_passages
 
     found = parse_passages(text)
     return found[0].text[:GIST_CHARS] if found else text

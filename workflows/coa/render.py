@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from workflows.coa.model import CALCULATOR, PLACEHOLDER_RE, Arg, Chain, Concat, Lit, Ref, Step
-from workflows.coa.parse import MATH_FUNCTIONS, parse_step_bracket
+from conclave.workflows.coa.model import CALCULATOR, PLACEHOLDER_RE, Arg, Chain, Concat, Lit, Ref, Step
+from conclave.workflows.coa.parse import MATH_FUNCTIONS, parse_step_bracket
 
 __all__ = ["render", "render_json", "chain_to_dict"]
 

@@ -7,7 +7,7 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
-from workflows.coa.validate import tool_schema
+from conclave.workflows.coa.validate import tool_schema
 
 __all__ = ["chain_json_schema", "SCHEMA_PLACEHOLDER_PATTERN"]
 

@@ -11,9 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from conclave.workflows.coa.model import PLACEHOLDER_RE, Arg, Chain, Concat, Lit, Ref, Step
 from pydantic import BaseModel, ValidationError
-
-from workflows.coa.model import PLACEHOLDER_RE, Arg, Chain, Concat, Lit, Ref, Step
 
 __all__ = [
     "ChainError",

@@ -1,10 +1,10 @@
 """The evaluation harness: data sets, scorers, the method x model matrix, the response cache, reports, comparison."""
 
-from workflows.evaluation.compare import Comparison, compare_records, compare_runs, mcnemar_exact
-from workflows.evaluation.datasets import DATASET_KINDS, Dataset, Item, load_dataset
-from workflows.evaluation.export import export_chains, export_traces
-from workflows.evaluation.harness import EvalConfig, EvalProgress, EvalResult, run_eval
-from workflows.evaluation.scorers import SCORERS
+from conclave.workflows.evaluation.compare import Comparison, compare_records, compare_runs, mcnemar_exact
+from conclave.workflows.evaluation.datasets import DATASET_KINDS, Dataset, Item, load_dataset
+from conclave.workflows.evaluation.export import export_chains, export_traces
+from conclave.workflows.evaluation.harness import EvalConfig, EvalProgress, EvalResult, run_eval
+from conclave.workflows.evaluation.scorers import SCORERS
 
 __all__ = [
     "DATASET_KINDS",

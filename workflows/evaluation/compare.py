@@ -88,7 +88,7 @@ def compare_records(
 
 def load_cells(run_dir: Path) -> dict[tuple[str, str], list[dict[str, Any]]]:
     """A run's latest record per unit, grouped by (method, model)."""
-    from workflows.evaluation.runs import read_jsonl
+    from conclave.workflows.evaluation.runs import read_jsonl
 
     records, _ = read_jsonl(run_dir / "items.jsonl")
     latest = {r["key"]: r for r in records if "key" in r}
@@ -114,7 +114,7 @@ def _select(
 def compare_runs(settings: Any, run_a: str, run_b: str) -> list[Comparison]:
     """Compare two runs (``RUN[:METHOD[@MODEL]]``); cells with the same method and model are paired, or the only
     cell of each run with the other's."""
-    from workflows.evaluation.runs import find_run
+    from conclave.workflows.evaluation.runs import find_run
 
     def open_run(spec: str) -> tuple[str, dict[tuple[str, str], list[dict[str, Any]]]]:
         run, _, selector = spec.partition(":")

@@ -43,8 +43,8 @@ FORMS = ("text", "json", "program")
 
 def render_form(chain: Any, form: str) -> str:
     """A chain in one of :data:`FORMS`."""
-    from workflows.coa.program import render_program
-    from workflows.coa.render import render, render_json
+    from conclave.workflows.coa.program import render_program
+    from conclave.workflows.coa.render import render, render_json
 
     return {"json": render_json, "program": render_program}.get(form, render)(chain)
 
@@ -96,8 +96,8 @@ def run_chain_lines(
     run_dir: Path, *, only_correct: bool = False, with_system: bool = True, form: str = "text"
 ) -> tuple[list[str], dict[str, int]]:
     """Chat lines for the accepted chains of one run, and counts of the items left out (and why)."""
-    from workflows.coa import parse_chain
-    from workflows.evaluation.runs import read_jsonl
+    from conclave.workflows.coa import parse_chain
+    from conclave.workflows.evaluation.runs import read_jsonl
 
     _check_form(form)
     records, _ = read_jsonl(run_dir / "items.jsonl")
@@ -144,7 +144,7 @@ def gsm8k_chain_lines(
     path: Path, *, with_system: bool = True, form: str = "text", limit: int | None = None
 ) -> tuple[list[str], int]:
     """Chat lines for a GSM8K-format training file's answers converted to chains; and how many did not convert."""
-    from workflows.coa.gsm8k import GSM8KConversionError, convert_gsm8k_answer, gsm8k_gold
+    from conclave.workflows.coa.gsm8k import GSM8KConversionError, convert_gsm8k_answer, gsm8k_gold
 
     _check_form(form)
     if not path.is_file():

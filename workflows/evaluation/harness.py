@@ -18,16 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
-from conclave.errors import ConclaveError, ConfigError
-from conclave.events import Event
-from conclave.settings import Settings
-from workflows.evaluation import runs
-from workflows.evaluation.cache import CacheSet, ClientFactory, item_backend_calls
-from workflows.evaluation.datasets import Dataset, Item, load_dataset, select_items
-from workflows.evaluation.judge import Judge
-from workflows.evaluation.scorers import (
+from conclave.workflows.evaluation import runs
+from conclave.workflows.evaluation.cache import CacheSet, ClientFactory, item_backend_calls
+from conclave.workflows.evaluation.datasets import Dataset, Item, load_dataset, select_items
+from conclave.workflows.evaluation.judge import Judge
+from conclave.workflows.evaluation.scorers import (
     DETERMINISTIC_SCORERS,
     Outcome,
     Score,
@@ -35,6 +30,11 @@ from workflows.evaluation.scorers import (
     resolve_scorers,
     score_deterministic,
 )
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from conclave.errors import ConclaveError, ConfigError
+from conclave.events import Event
+from conclave.settings import Settings
 
 __all__ = ["EvalConfig", "EvalProgress", "EvalResult", "outcome_from_events", "record_outcome", "run_eval", "unit_key"]
 
@@ -239,8 +239,9 @@ class _Matrix:
 
 
 def _validate(config: EvalConfig) -> None:
+    from conclave.workflows.runner import parse_method
+
     from conclave.models import parse_spec
-    from workflows.runner import parse_method
 
     for method in config.methods:
         parse_method(method)
@@ -265,7 +266,7 @@ async def _resolve(
     models = list(dict.fromkeys(config.models)) or [await role_spec(settings, "reasoner")]
     collection = config.collection
     if dataset.contexts:
-        from workflows.evaluation.knowledge import ensure_contexts
+        from conclave.workflows.evaluation.knowledge import ensure_contexts
 
         on_note(f"checking the {len(dataset.contexts)} contexts of {dataset.name} in the knowledge store")
         collection, added = await ensure_contexts(settings, dataset)
@@ -290,7 +291,7 @@ async def run_eval(
     client_factory: ClientFactory | None = None,
 ) -> EvalResult:
     """Run (or resume) an evaluation and write items.jsonl, summary.json, report.md and report.html."""
-    from workflows.evaluation import report
+    from conclave.workflows.evaluation import report
 
     note = on_note or (lambda _msg: None)
     started = time.perf_counter()
@@ -508,7 +509,7 @@ async def _run_unit(
     judge: Judge | None,
     limit: asyncio.Semaphore,
 ) -> dict[str, Any]:
-    from workflows.runner import build_context, run_question
+    from conclave.workflows.runner import build_context, run_question
 
     calls = item_backend_calls()
     events: list[Event] = []

@@ -13,11 +13,11 @@ from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from autogen_core.models import ChatCompletionClient, SystemMessage, UserMessage
+from conclave.workflows.evaluation import prompts
+from conclave.workflows.evaluation.scorers import JUDGE_PASS, CorrectnessVerdict, FaithfulnessVerdict, Outcome, Score
 from pydantic import BaseModel
 
 from conclave.errors import BackendError
-from workflows.evaluation import prompts
-from workflows.evaluation.scorers import JUDGE_PASS, CorrectnessVerdict, FaithfulnessVerdict, Outcome, Score
 
 __all__ = ["Judge"]
 

@@ -11,8 +11,9 @@ import asyncio
 import hashlib
 from collections.abc import Callable, Sequence
 
+from conclave.workflows.evaluation.datasets import Context, Dataset
+
 from conclave.settings import Settings
-from workflows.evaluation.datasets import Context, Dataset
 
 __all__ = ["collection_for", "ensure_contexts"]
 
@@ -32,7 +33,7 @@ def collection_for(dataset: Dataset) -> str:
 def _ensure_sync(
     settings: Settings, name: str, contexts: Sequence[Context], source: str, progress: Callable[[int, int], None] | None
 ) -> int:
-    from tools.store import KnowledgeStore
+    from conclave.tools.store import KnowledgeStore
 
     store = KnowledgeStore.open(settings)
     collection = store.get_or_create_collection(name)

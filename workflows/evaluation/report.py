@@ -17,9 +17,10 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
+from conclave.workflows.evaluation import runs
+from conclave.workflows.evaluation.compare import compare_records
+
 from conclave.terminal import clip
-from workflows.evaluation import runs
-from workflows.evaluation.compare import compare_records
 
 __all__ = ["summarize", "render_markdown", "render_html", "wilson_interval", "write_reports"]
 

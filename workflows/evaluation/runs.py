@@ -341,8 +341,8 @@ def build_manifest(
     settings: Settings, *, kind: str, run_id: str, config: dict[str, Any], models: dict[str, Any]
 ) -> dict[str, Any]:
     """What produced a run: everything needed to reproduce it, with secrets masked."""
-    from agents.prompting import prompt_hashes
-    from workflows.evaluation import prompts
+    from conclave.agents.prompting import prompt_hashes
+    from conclave.workflows.evaluation import prompts
 
     return {
         "run_id": run_id,
