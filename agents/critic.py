@@ -83,8 +83,8 @@ class Critic(RoleAgent):
         await state.publish(Critique(verdict=outcome, reasons=reasons, round=state.critic_rounds))
         if outcome == REVISE:
             state.critic_rounds += 1
-        # The graph routes on this message (workflows/team.py): "verdict: revise" back to the reasoner, anything else
-        # on to the writer, which reports that there is no answer when the chain was rejected.
+        # The graph routes on state.verdict (workflows/team.py): revise back to the reasoner, anything else on to the
+        # writer, which reports that there is no answer when the chain was rejected. The message is for the transcript.
         return f"verdict: {outcome}"
 
     def self_evident(self) -> str | None:

@@ -381,14 +381,13 @@ async def build_team(
     builder.add_edge(planner, retriever)
     builder.add_edge(retriever, reasoner, activation_group="first_draft")
     builder.add_edge(reasoner, reifier)
-    builder.add_edge(
-        reifier, reasoner, condition=lambda m: "reified: more samples" in m.to_model_text(), activation_group="sampling"
-    )
-    builder.add_edge(reifier, critic, condition=lambda m: "reified: more samples" not in m.to_model_text())
-    builder.add_edge(
-        critic, reasoner, condition=lambda m: "verdict: revise" in m.to_model_text(), activation_group="revision"
-    )
-    builder.add_edge(critic, writer, condition=lambda m: "verdict: revise" not in m.to_model_text())
+    # The loops route on the team state the agents have just set, not on the words of their summaries: the reifier
+    # keeps `sampling` on while early-stopping self-consistency wants another chain, and the critic's verdict is
+    # `state.verdict`.
+    builder.add_edge(reifier, reasoner, condition=lambda _: state.sampling, activation_group="sampling")
+    builder.add_edge(reifier, critic, condition=lambda _: not state.sampling)
+    builder.add_edge(critic, reasoner, condition=lambda _: state.verdict == "revise", activation_group="revision")
+    builder.add_edge(critic, writer, condition=lambda _: state.verdict != "revise")
     builder.set_entry_point(planner)
     # One pass is 6 messages plus the task; each revision adds 3, each extra sampling round 2. The bound is a
     # backstop: the critic and the reifier enforce theirs first.
