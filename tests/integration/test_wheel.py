@@ -20,8 +20,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def checkout_files() -> list[str]:
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True,
-                            check=True)
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True
+    )
     return [line for line in listed.stdout.splitlines() if (REPO / line).is_file()]
 
 
@@ -35,8 +36,12 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO / name, target)
     out = tmp_path_factory.mktemp("dist")
-    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(out),
-                            str(src)], capture_output=True, text=True, timeout=600)
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(out), str(src)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert built.returncode == 0, built.stderr[-3000:]
     [path] = out.glob("conclave-*.whl")
     return path
@@ -46,10 +51,15 @@ def test_the_wheel_installs_one_top_level_name_with_its_data(wheel: Path) -> Non
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/", 1)[0] for n in names}
     assert {t for t in tops if not t.endswith(".dist-info")} == {"conclave"}
-    for needed in ("conclave/agents/prompts/rag.md", "conclave/agents/prompts/reasoner_program.md",
-                   "conclave/workflows/evaluation/prompts/judge_correctness.md", "conclave/tui/conclave.tcss",
-                   "conclave/tools/demo_notes/09-optimisers-adagrad-rmsprop-adam.md", "conclave/cli/main.py",
-                   "conclave/workflows/coa/program.py"):
+    for needed in (
+        "conclave/agents/prompts/rag.md",
+        "conclave/agents/prompts/reasoner_program.md",
+        "conclave/workflows/evaluation/prompts/judge_correctness.md",
+        "conclave/tui/conclave.tcss",
+        "conclave/tools/demo_notes/09-optimisers-adagrad-rmsprop-adam.md",
+        "conclave/cli/main.py",
+        "conclave/workflows/coa/program.py",
+    ):
         assert needed in names, needed
     demo = [n for n in names if n.startswith("conclave/tools/demo_notes/") and n.endswith(".md")]
     assert len(demo) == len(list((REPO / "tools" / "demo_notes").glob("*.md"))) > 5
@@ -59,15 +69,21 @@ def test_in_a_fresh_venv_only_conclave_is_importable(wheel: Path, tmp_path: Path
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
     python = venv / "bin" / "python"
-    installed = subprocess.run([str(python), "-m", "pip", "install", "--no-deps", "--no-index", str(wheel)],
-                               capture_output=True, text=True, timeout=300)
+    installed = subprocess.run(
+        [str(python), "-m", "pip", "install", "--no-deps", "--no-index", str(wheel)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert installed.returncode == 0, installed.stderr[-2000:]
-    probe = ("import importlib.util as u, pathlib\n"
-             "print([n for n in ('agents', 'tools', 'workflows', 'tui') if u.find_spec(n) is not None])\n"
-             "import conclave\n"
-             "spec = u.find_spec('conclave.tools')\n"
-             "notes = pathlib.Path(spec.submodule_search_locations[0]) / 'demo_notes'\n"
-             "print(len(list(notes.glob('*.md'))), conclave.__version__)\n")
+    probe = (
+        "import importlib.util as u, pathlib\n"
+        "print([n for n in ('agents', 'tools', 'workflows', 'tui') if u.find_spec(n) is not None])\n"
+        "import conclave\n"
+        "spec = u.find_spec('conclave.tools')\n"
+        "notes = pathlib.Path(spec.submodule_search_locations[0]) / 'demo_notes'\n"
+        "print(len(list(notes.glob('*.md'))), conclave.__version__)\n"
+    )
     ran = subprocess.run([str(python), "-c", probe], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert ran.returncode == 0, ran.stderr[-2000:]
     others, line = ran.stdout.splitlines()
