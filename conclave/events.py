@@ -7,6 +7,7 @@ Events carry plain data only (no model SDK objects), so consumers need not impor
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -209,6 +210,60 @@ def event_from_dict(data: dict[str, Any]) -> Event:
     if cls is AnswerReady:
         data["sources"] = [Passage(**p) for p in data.get("sources", [])]
     return cls(**data)
+
+
+# ------------------------------------------------------------------------------------------------ results
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a run came to, read from its events by class (:func:`collect`): the one place that picks the answer and
+    the failure out of a run, for ``ask``, workflow steps and the evaluation harness."""
+
+    answer: AnswerReady | None
+    failure: RunFailed | None
+    finished: RunFinished | None
+    events: tuple[Event, ...]
+
+    @property
+    def ok(self) -> bool:
+        """Finished, answered (the run's own verdict, ``workflows.runner.answer_problem``), and not failed."""
+        return self.failure is None and self.finished is not None and self.finished.ok
+
+    @property
+    def error(self) -> str | None:
+        """Why it is not ok: the failure, else the reason it produced no answer."""
+        if self.failure is not None:
+            return self.failure.error
+        return self.finished.reason if self.finished is not None else "the run did not finish"
+
+    @property
+    def text(self) -> str:
+        return self.answer.text if self.answer is not None else ""
+
+    @property
+    def value(self) -> str | None:
+        return self.answer.value if self.answer is not None else None
+
+    @property
+    def sources(self) -> list[Passage]:
+        return list(self.answer.sources) if self.answer is not None else []
+
+    @property
+    def seconds(self) -> float:
+        return self.finished.seconds if self.finished is not None else 0.0
+
+    @property
+    def usage(self) -> dict[str, dict[str, int]]:
+        return dict(self.finished.usage) if self.finished is not None else {}
+
+
+def collect(events: Sequence[Event]) -> RunResult:
+    """The :class:`RunResult` of a run's events: its last answer, its first failure, its end."""
+    answer = next((e for e in reversed(events) if isinstance(e, AnswerReady)), None)
+    failure = next((e for e in events if isinstance(e, RunFailed)), None)
+    finished = next((e for e in reversed(events) if isinstance(e, RunFinished)), None)
+    return RunResult(answer, failure, finished, tuple(events))
 
 
 # ------------------------------------------------------------------------------------------------ stages

@@ -160,27 +160,26 @@ class _Runner:
         }
 
     async def answer(self, question: str, method: str | None, collection: str | None) -> dict[str, Any]:
+        from conclave.events import AnswerDelta, collect
         from conclave.workflows.runner import build_context, run_question
 
         ctx = await build_context(
             question, self.settings, method=method, collection=collection, clients=await self.clients()
         )
-        events = [e async for e in run_question(ctx) if e.kind != "answer_delta"]
-        answer = next((e for e in reversed(events) if e.kind == "answer"), None)
-        failure = next((e for e in events if e.kind == "run_failed"), None)
-        finished = events[-1]
+        events = [e async for e in run_question(ctx) if not isinstance(e, AnswerDelta)]
+        run = collect(events)
         return {
             "question": ctx.question,
             "method": ctx.method,
             "models": ctx.models,
-            "answer": getattr(answer, "text", ""),
-            "value": getattr(answer, "value", None),
-            "sources": [s.__dict__ for s in getattr(answer, "sources", [])],
+            "answer": run.text,
+            "value": run.value,
+            "sources": [s.__dict__ for s in run.sources],
             # No answer is not ok either (workflows.runner.answer_problem): the run's own verdict.
-            "ok": failure is None and bool(getattr(finished, "ok", False)),
-            "error": getattr(failure, "error", None) or getattr(finished, "reason", None),
-            "seconds": round(getattr(finished, "seconds", 0.0), 3),
-            "usage": getattr(finished, "usage", {}),
+            "ok": run.ok,
+            "error": None if run.ok else run.error,
+            "seconds": round(run.seconds, 3),
+            "usage": run.usage,
             "trace": [e.to_dict() for e in events],
         }
 

@@ -227,6 +227,7 @@ async def _ask(
     question: str, settings: Any, renderer: Any, method: str | None = None, *, progress: Any = None, jsonl: bool = False
 ) -> dict[str, Any]:
     """Run one question; the ``--json`` result, with ``failure`` ({error, hint}) when the run failed."""
+    from conclave.events import collect
     from conclave.workflows.runner import build_context, run_question, total_usage
 
     if progress is not None:
@@ -242,26 +243,23 @@ async def _ask(
             progress.handle(event, renderer.handle)
         else:
             renderer.handle(event)
-    finished = events[-1]
-    answer_event = next((e for e in reversed(events) if e.kind == "answer"), None)
-    failure = next((e for e in events if e.kind == "run_failed"), None)
-    usage = finished.usage  # type: ignore[attr-defined]
+    run = collect(events)
     result = {
-        "ok": finished.ok and failure is None,  # type: ignore[attr-defined]
-        "error": failure.error if failure is not None else finished.reason,  # type: ignore[attr-defined]
+        "ok": run.ok,
+        "error": None if run.ok else run.error,
         "question": ctx.question,
-        "answer": answer_event.text if answer_event else "",  # type: ignore[attr-defined]
-        "value": answer_event.value if answer_event else None,  # type: ignore[attr-defined]
-        "sources": [s.__dict__ for s in answer_event.sources] if answer_event else [],  # type: ignore[attr-defined]
+        "answer": run.text,
+        "value": run.value,
+        "sources": [s.__dict__ for s in run.sources],
         "method": ctx.method,
         "model": ctx.models["reasoner"],
         "models": ctx.models,
-        "usage": {"total": total_usage(usage), "agents": usage},
-        "timings": {"seconds": round(finished.seconds, 3)},  # type: ignore[attr-defined]
+        "usage": {"total": total_usage(run.usage), "agents": run.usage},
+        "timings": {"seconds": round(run.seconds, 3)},
         "trace": [e.to_dict() for e in events],
     }
-    if failure is not None:
-        result["failure"] = {"error": failure.error, "hint": failure.hint}  # type: ignore[attr-defined]
+    if run.failure is not None:
+        result["failure"] = {"error": run.failure.error, "hint": run.failure.hint}
     return result
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import re
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -40,7 +39,6 @@ __all__ = ["EvalConfig", "EvalProgress", "EvalResult", "outcome_from_events", "r
 
 ROLES = ("planner", "retriever", "reasoner", "critic")
 # `format_passages` in tools.registry: "1. [id] (source, score 0.812) ..." — how react's search results name passages.
-_SEARCH_LINE = re.compile(r"^\s*\d+\.\s+\[([^\]]+)\]\s+\(([^,]*),", re.MULTILINE)
 
 
 class EvalConfig(BaseModel):
@@ -137,75 +135,63 @@ def unit_key(item_id: str, method: str, model: str) -> str:
     return f"{item_id}|{method}|{model}"
 
 
-def _search_ids(text: str, k: int | None) -> list[str]:
-    out: list[str] = []
-    for pid, source in _SEARCH_LINE.findall(text or "")[:k]:
-        out.append(pid.strip())
-        if source.strip():
-            out.append(source.strip())
-    return out
-
-
 def outcome_from_events(events: Sequence[Event], k: int | None = None) -> tuple[Outcome, dict[str, Any]]:
     """What the scorers need and the per-item statistics, read from a run's events only.
 
     Retrieved ids are the top ``k`` passages of every search the run made (a multi-hop question searches more
     than once), so recall@k asks: did any search put the gold context in its top k?
     """
-    text, value = "", None
+    from conclave.tools.registry import parse_passages
+
+    from conclave.events import ChainRejected, Critique, Retrieved, StepFinished, ToolCalled, collect
+
+    run = collect(events)
     ids: list[str] = []
     passages: dict[str, str] = {}
     retrieved = False
-    stats = {
+    stats: dict[str, Any] = {
         "llm_calls": 0,
         "prompt_tokens": 0,
         "completion_tokens": 0,
         "tool_calls": 0,
         "replans": 0,
         "critic_rounds": 0,
-        "usage": {},
-        "latency": None,
-        "ok": True,
-        "error": None,
-        "outcome": "answered",
     }
     for event in events:
-        kind = event.kind
-        data: Any = event
-        if kind == "answer":
-            text, value = data.text, data.value
-            for p in data.sources:
-                passages.setdefault(p.id, p.text)
-        elif kind == "retrieval":
+        if isinstance(event, Retrieved):
             retrieved = True
-            for p in data.passages[:k]:
+            for p in event.passages[:k]:
                 ids.extend([p.id, p.source] if p.source else [p.id])
                 passages.setdefault(p.id, p.text)
-        elif kind == "tool_call":
+        elif isinstance(event, ToolCalled):
             stats["tool_calls"] += 1
-            if data.tool == "search_knowledge" and not data.is_error:
+            if event.tool == "search_knowledge" and not event.is_error:
                 retrieved = True
-                ids.extend(_search_ids(data.result, k))
-        elif kind == "step_finished":
-            if data.status != "skipped":
+                for p in parse_passages(event.result)[:k]:
+                    ids.extend([p.id, p.source] if p.source else [p.id])
+        elif isinstance(event, StepFinished):
+            if event.status != "skipped":
                 stats["tool_calls"] += 1
-        elif kind == "replan":
+        elif isinstance(event, ChainRejected):
             stats["replans"] += 1
-        elif kind == "critique":
+        elif isinstance(event, Critique):
             stats["critic_rounds"] += 1
-        elif kind == "run_failed":
-            stats["ok"], stats["error"], stats["outcome"] = False, data.error, "error"
-        elif kind == "run_finished":
-            stats["latency"] = round(data.seconds, 4)
-            if not data.ok and stats["outcome"] != "error":
-                # The run did not fail but produced no answer (workflows.runner.answer_problem).
-                stats["ok"], stats["outcome"] = False, "no answer"
-                stats["error"] = stats["error"] or data.reason or "no answer"
-            stats["usage"] = data.usage
-            for slot in data.usage.values():
-                stats["llm_calls"] += slot.get("calls", 0)
-                stats["prompt_tokens"] += slot.get("prompt_tokens", 0)
-                stats["completion_tokens"] += slot.get("completion_tokens", 0)
+    for p in run.sources:
+        passages.setdefault(p.id, p.text)
+    # A failure is an error; a run that finished without an answer is "no answer" (workflows.runner.answer_problem).
+    outcome_kind = "error" if run.failure is not None else "answered" if run.ok else "no answer"
+    stats.update(
+        ok=run.ok,
+        error=None if run.ok else (run.error or "no answer"),
+        outcome=outcome_kind,
+        usage=run.usage,
+        latency=round(run.finished.seconds, 4) if run.finished is not None else None,
+    )
+    for slot in run.usage.values():
+        stats["llm_calls"] += slot.get("calls", 0)
+        stats["prompt_tokens"] += slot.get("prompt_tokens", 0)
+        stats["completion_tokens"] += slot.get("completion_tokens", 0)
+    text, value = run.text, run.value
     outcome = Outcome(
         text=text,
         value=value,
