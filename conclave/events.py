@@ -7,8 +7,8 @@ Events carry plain data only (no model SDK objects), so consumers need not impor
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 

@@ -160,8 +160,9 @@ class _Runner:
         }
 
     async def answer(self, question: str, method: str | None, collection: str | None) -> dict[str, Any]:
-        from conclave.events import AnswerDelta, collect
         from conclave.workflows.runner import build_context, run_question
+
+        from conclave.events import AnswerDelta, collect
 
         ctx = await build_context(
             question, self.settings, method=method, collection=collection, clients=await self.clients()
