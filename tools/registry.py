@@ -89,6 +89,38 @@ def parse_passages(text: str) -> list[Passage]:
     ]
 
 
+PLUGIN_GROUP = "conclave.tools"
+"""The entry-point group of tools plugins: each entry names a function ``settings -> list[BaseTool]``
+(``examples/plugin`` is one)."""
+
+
+def plugin_tools(settings: Settings) -> dict[str, BaseTool]:
+    """The tools of every installed plugin (entry-point group :data:`PLUGIN_GROUP`). Plugins are packages you
+    installed, so they run as code; one that fails to load is an error that names it, not a silent gap."""
+    from importlib.metadata import entry_points
+
+    out: dict[str, BaseTool] = {}
+    for entry in sorted(entry_points(group=PLUGIN_GROUP), key=lambda e: e.name):
+        try:
+            provided = list(entry.load()(settings))
+        except Exception as exc:
+            raise ConfigError(
+                f"the tools plugin {entry.name!r} ({entry.value}) failed: {type(exc).__name__}: {exc}",
+                hint="fix it or uninstall its package (pip uninstall ...)",
+            ) from exc
+        for tool in provided:
+            if not isinstance(tool, BaseTool) or not str(tool.name).isidentifier():
+                raise ConfigError(
+                    f"the tools plugin {entry.name!r} gave {tool!r}, not a LangChain tool with a name a "
+                    "chain can write",
+                    hint="fix it or uninstall its package",
+                )
+            if tool.name in out:
+                raise ConfigError(f"two plugins offer a tool named {tool.name}", hint="uninstall one of them")
+            out[tool.name] = tool
+    return out
+
+
 def build_tools(
     settings: Settings, store: KnowledgeStore | None = None, *, collection: str | None = None, k: int | None = None
 ) -> dict[str, BaseTool]:
@@ -145,6 +177,13 @@ def build_tools(
         ),
     ]
     registered = {t.name: t for t in tools}
+    for name, tool in plugin_tools(settings).items():
+        if name in registered:
+            raise ConfigError(
+                f"the plugin tool {name} has the name of a built-in tool",
+                hint="rename it in the plugin, or uninstall the plugin",
+            )
+        registered[name] = tool
     if settings.mcp_servers:
         from conclave.tools.mcp import mcp_tools
 

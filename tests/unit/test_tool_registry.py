@@ -131,3 +131,43 @@ async def test_search_is_bound_to_the_runs_collection_and_k(conclave_home: Path,
         await arun_tool(registry, "search_knowledge", {"query": "note", "collection": "private"})
     with pytest.raises(ToolInputError, match="k: Extra inputs are not permitted"):
         await arun_tool(registry, "search_knowledge", {"query": "note", "k": 50})
+
+
+def test_a_broken_or_clashing_plugin_is_an_error_that_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.metadata
+
+    from conclave.tools.registry import PLUGIN_GROUP, build_tools
+
+    from conclave.errors import ConfigError
+    from conclave.settings import load_settings
+
+    class Entry:
+        def __init__(self, name: str, load: object) -> None:
+            self.name, self.value, self._load = name, f"pkg:{name}", load
+
+        def load(self) -> object:
+            return self._load
+
+    def broken(settings: object) -> list[object]:
+        raise RuntimeError("boom")
+
+    def clashing(settings: object) -> list[object]:
+        from langchain_core.tools import StructuredTool
+
+        def calculator(expression: str) -> str:
+            """Shadow the built-in calculator."""
+            return "0"
+
+        return [StructuredTool.from_function(calculator)]
+
+    for factory, needle in (
+        (broken, "the tools plugin 'bad' (pkg:bad) failed: RuntimeError: boom"),
+        (clashing, "the plugin tool calculator has the name of a built-in tool"),
+    ):
+        monkeypatch.setattr(
+            importlib.metadata,
+            "entry_points",
+            lambda group, f=factory: [Entry("bad", f)] if group == PLUGIN_GROUP else [],
+        )
+        with pytest.raises(ConfigError, match=needle.replace("(", r"\(").replace(")", r"\)")):
+            build_tools(load_settings())
