@@ -11,7 +11,7 @@ from conclave.tui.backend import Knowledge, Question, ResolveModels, RunQuestion
 from conclave.tui.commands import ConclaveCommands
 from conclave.tui.conversation import AssistantMessage, Conversation
 from conclave.tui.prompt import PromptInput
-from conclave.tui.screens import HelpScreen, SessionsScreen, binding_rows, key_label
+from conclave.tui.screens import HelpScreen, ParamsDialog, SessionsScreen, binding_rows, key_label
 from conclave.tui.slash import SlashCommands
 from conclave.tui.status import ROLES, StatusBar, models_label
 from conclave.tui.trace import SourcesView, TracePanel
@@ -23,7 +23,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Input, Label, ProgressBar, Static, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState
 
-from conclave.errors import ConclaveError
+from conclave.errors import ConclaveError, ConfigError
 from conclave.events import (
     AnswerDelta,
     AnswerReady,
@@ -86,6 +86,7 @@ class ConclaveApp(App[None]):
         Binding("f3", "toggle_trace", "Trace", tooltip="Show or hide the trace panel"),
         Binding("f4", "show_sources", "Sources", show=False, tooltip="Show the sources of the last answer"),
         Binding("ctrl+n", "new_session", "New", tooltip="Start a new session"),
+        Binding("f5", "edit_params", "Params", tooltip="Edit the chat's parameters for the next questions"),
         Binding("ctrl+q", "quit", "Quit", priority=True, tooltip="Quit (the session is already saved)"),
         Binding("pageup", "scroll_conversation(-1)", "Scroll up", show=False, tooltip="Scroll the conversation up"),
         Binding(
@@ -571,6 +572,86 @@ class ConclaveApp(App[None]):
         name, applied = apply_method(self.settings, method)
         self.update_settings(method=name, coa=applied.coa)
         self.notify(safe_text(f"Method: {method.strip()}"), markup=False)
+        self.call_later(self.conversation.add_note, f"method for the next questions: {method.strip()}")
+
+    def action_edit_params(self) -> None:
+        """Open the chat-parameters dialog (F5, /params)."""
+        if self.answering:
+            self.notify("An answer is in progress: press Ctrl+C to cancel it first.", severity="warning")
+            return
+        s = self.settings
+        values = {
+            "method": s.method,
+            "model": s.model or "",
+            "temperature": f"{s.temperature:g}",
+            "max_tokens": str(s.max_tokens),
+            "system": s.system or "",
+        }
+        self.push_screen(ParamsDialog(values), self._params_chosen)
+
+    def _params_chosen(self, values: dict[str, str] | None) -> None:
+        if values is None:
+            return
+        try:
+            changes = params_changes(self.settings, values)
+        except ConclaveError as exc:
+            self.show_error(exc, title="Parameters not changed")
+            return
+        if not changes:
+            return
+        method = changes.pop("method_spec", None)
+        if method is not None:
+            from conclave.workflows.runner import apply_method
+
+            name, applied = apply_method(self.settings, method)
+            changes.update(method=name, coa=applied.coa)
+        self.update_settings(**{k: v for k, v in changes.items() if k != "shown"})
+        self.call_later(self.conversation.add_note, "parameters for the next questions: " + changes["shown"])
+
+
+def params_changes(settings: Settings, values: dict[str, str]) -> dict[str, Any]:
+    """What the parameters dialog changed, checked: settings keywords, ``method_spec`` for a method (a variant sets
+    coa options too) and ``shown`` (a summary for the conversation). Bad values raise ConfigError; nothing applies."""
+    from conclave.workflows.runner import parse_method
+
+    from conclave.models.spec import parse_spec
+    from conclave.templates import parse_options
+
+    changes: dict[str, Any] = {}
+    shown: list[str] = []
+    method = values.get("method", "").strip()
+    if method and method != settings.method:
+        parse_method(method)
+        changes["method_spec"] = method
+        shown.append(f"method {method}")
+    model = values.get("model", "").strip() or None
+    if model != settings.model:
+        if model is not None:
+            parse_spec(model)
+        changes["model"] = model
+        shown.append(f"model {model or 'automatic'}")
+    options = parse_options(
+        [f"{k}={values[k].strip()}" for k in ("temperature", "max_tokens") if values.get(k, "").strip()]
+    )
+    if "temperature" in options and not 0.0 <= options["temperature"] <= 2.0:
+        raise ConfigError("the temperature must be between 0 and 2", hint="e.g. 0.7")
+    if "max_tokens" in options and not 16 <= options["max_tokens"] <= 32768:
+        raise ConfigError("the longest reply must be 16 to 32768 tokens", hint="e.g. 512")
+    for key, value in options.items():
+        if value != getattr(settings, key):
+            changes[key] = value
+            shown.append(
+                f"{key.replace('_', ' ')} {value:g}" if isinstance(value, float) else f"{key.replace('_', ' ')} {value}"
+            )
+    system = values.get("system", "").strip() or None
+    if system != settings.system:
+        if system is not None and len(system) > 4000:
+            raise ConfigError("the instructions are longer than 4000 characters", hint="shorten them")
+        changes["system"] = system
+        shown.append(f"instructions “{system}”" if system else "no instructions")
+    if changes:
+        changes["shown"] = ", ".join(shown)
+    return changes
 
 
 def last_usage(messages: list[Message]) -> tuple[int | None, float | None]:

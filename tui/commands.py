@@ -36,6 +36,7 @@ SLASH_COMMANDS: tuple[SlashCommand, ...] = (
     SlashCommand("new", "", "start a new session"),
     SlashCommand("export", "[md|json] [PATH]", "export this session (default: Markdown in the current folder)"),
     SlashCommand("trace", "[on|off]", "show or hide the trace panel"),
+    SlashCommand("params", "", "edit the chat's parameters: method, model, temperature, length, instructions"),
     SlashCommand("help", "", "keys and commands"),
 )
 _BY_NAME = {c.name: c for c in SLASH_COMMANDS}
@@ -72,6 +73,7 @@ def palette_actions(app: ConclaveApp) -> list[tuple[str, str, object]]:
         ("Export session as Markdown", "to the current folder", partial(app.export_session, "md", None)),
         ("Export session as JSON", "to the current folder, with traces", partial(app.export_session, "json", None)),
         ("Cancel the answer in progress", "Ctrl+C", app.action_cancel),
+        ("Edit chat parameters", "F5: method, model, temperature, length, instructions", app.action_edit_params),
         ("List collections", "and their chunk counts", partial(app.run_slash, "/collection")),
     ]
     from conclave.workflows.runner import METHODS

@@ -189,6 +189,13 @@ class Conversation(Following):
         self.follow()
         return message
 
+    async def add_note(self, text: str) -> Static:
+        """Append a line about the chat itself (a changed method or parameter), between the messages."""
+        note = Static(safe_text(text), classes="note", markup=False)
+        await self.mount(note)
+        self.follow()
+        return note
+
     async def clear(self) -> None:
         """Remove every message."""
         self.stop_following()

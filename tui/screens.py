@@ -101,6 +101,45 @@ class TextDialog(ModalScreen[str | None]):
         self.dismiss(None)
 
 
+class ParamsDialog(ModalScreen[dict[str, str] | None]):
+    """Edit the chat's parameters for the next questions (oterm's "Edit chat parameters"): method, model, temperature,
+    answer length and your instructions for the answer. Returns the fields as typed (the app checks them), or None."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+s", "save", "Save")]
+    FIELDS = (
+        ("method", "Method (coa, cot, rag, react, direct; coa:k=3,...)"),
+        ("model", "Model for every role (empty: automatic)"),
+        ("temperature", "Temperature (0 to 2)"),
+        ("max_tokens", "Longest reply, in tokens"),
+        ("system", "Your instructions for the answer (tone, language, length)"),
+    )
+
+    def __init__(self, values: dict[str, str]):
+        super().__init__()
+        self.values = values
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label("Chat parameters (for the next questions of this session)")
+            for key, label in self.FIELDS:
+                yield Label(label, classes="field-label")
+                yield Input(self.values.get(key, ""), id=f"param-{key}")
+            yield Static(Text("Ctrl+S or Enter to save · Esc to cancel", style="dim"))
+
+    def _collect(self) -> dict[str, str]:
+        return {key: self.query_one(f"#param-{key}", Input).value.strip() for key, _ in self.FIELDS}
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.dismiss(self._collect())
+
+    def action_save(self) -> None:
+        self.dismiss(self._collect())
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
 class ConfirmDialog(ModalScreen[bool]):
     """A yes/no question (y / n, Enter / Esc)."""
 

@@ -71,6 +71,9 @@ class SlashCommands:
             path = path.with_suffix(f".{fmt}")
         self.app.export_session(fmt, path)
 
+    async def _slash_params(self, args: list[str]) -> None:
+        self.app.action_edit_params()
+
     async def _slash_method(self, args: list[str]) -> None:
         if not args:
             self.app.notify(

@@ -270,3 +270,48 @@ async def test_search_and_ingest_with_the_real_store(settings: Settings, store: 
         await command(pilot, "/collection")
         await wait_for(pilot, lambda: any(n.startswith("Collections") for n in notices(app)), timeout=60)
         assert any("● wildlife (2 chunks)" in n for n in notices(app))
+
+
+async def test_chat_parameters_are_edited_in_a_dialog_and_confirmed_in_the_conversation(
+    settings: Settings, store: SessionStore
+) -> None:
+    """Issue 17 §5: oterm's "Edit chat parameters" (F5, /params); /method is confirmed in the conversation."""
+    from conclave.tui.screens import ParamsDialog
+    from textual.widgets import Input, Static
+
+    app = create_app(settings, runner=Script(), store=store, knowledge=FakeKnowledge())
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ask(pilot, "What does Adam combine?")  # a session to remember the parameters in
+        await settle(pilot)
+        await command(pilot, "/method cot")
+        await pilot.pause()
+        notes = [str(n.render()) for n in app.conversation.query(".note").results(Static)]
+        assert notes == ["method for the next questions: cot"]
+        await pilot.press("f5")
+        await wait_for(pilot, lambda: isinstance(app.screen, ParamsDialog))
+        dialog = app.screen
+        dialog.query_one("#param-temperature", Input).value = "0.4"
+        dialog.query_one("#param-system", Input).value = "Answer in French."
+        dialog.query_one("#param-method", Input).value = "coa:k=3"
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: not isinstance(app.screen, ParamsDialog))
+        await pilot.pause()
+        assert app.settings.temperature == 0.4 and app.settings.system == "Answer in French."
+        assert app.settings.method == "coa" and app.settings.coa.samples == 3
+        notes = [str(n.render()) for n in app.conversation.query(".note").results(Static)]
+        assert notes[-1] == (
+            "parameters for the next questions: method coa:k=3, temperature 0.4, instructions “Answer in French.”"
+        )
+        # A bad value changes nothing and says why.
+        await command(pilot, "/params")
+        await wait_for(pilot, lambda: isinstance(app.screen, ParamsDialog))
+        app.screen.query_one("#param-temperature", Input).value = "hot"
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: not isinstance(app.screen, ParamsDialog))
+        await pilot.pause()
+        assert app.settings.temperature == 0.4
+        assert any("temperature needs a float" in n for n in notices(app))
+        # The session remembers the parameters.
+        assert app.session_id is not None
+        remembered = store.get(app.session_id).settings
+        assert remembered["system"] == "Answer in French." and remembered["temperature"] == 0.4
