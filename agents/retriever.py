@@ -1,6 +1,6 @@
 """The retriever: runs the knowledge search for each sub-question that needs it; it never answers.
 
-It needs no model call: the planner already wrote the queries (DESIGN.md), and the original question is searched
+It needs no model call: the planner already wrote the queries, and the original question is searched
 too, so a weak plan cannot starve the reasoner of evidence.
 """
 

@@ -1,6 +1,6 @@
 """The error hierarchy.
 
-Two kinds of failure (STYLE.md): what a *model* got wrong (a bad chain, a tool failure) goes back into the
+Two kinds of failure: what a *model* got wrong (a bad chain, a tool failure) goes back into the
 conversation as a message it can act on and never surfaces here; what the *user or configuration* got wrong is a
 :class:`ConclaveError` carrying a one-line message and the fix, turned into a CLI message only at the edge.
 """

@@ -1,6 +1,6 @@
 """Suite-wide guards and fixtures.
 
-* Any attempt to open a non-loopback network connection fails the test (STYLE.md #11).
+* Any attempt to open a non-loopback network connection fails the test.
 * Every test gets its own ``CONCLAVE_HOME`` in a temporary folder, so nothing touches the user's data.
 * Plain ``embedded`` is the bundled SmolLM2-135M, as in CI (which does not install the ``qwen`` extra), even where
   Qwen's part packages are installed: the suite stays fast and never assembles or loads the 1.1 GB model.

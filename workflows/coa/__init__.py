@@ -1,6 +1,6 @@
 """The chain-of-abstraction engine: chain model, parser, validator, reifier, renderers, JSON schema, GSM8K converter.
 
-Pure apart from the tools it runs: text or JSON in, frozen dataclasses out; see DESIGN.md, "Chain format".
+Pure apart from the tools it runs: text or JSON in, frozen dataclasses out; see docs/ARCHITECTURE.md, "The flow of one question".
 """
 
 from conclave.workflows.coa.gsm8k import GSM8KConversionError, convert_gsm8k_answer, gsm8k_gold

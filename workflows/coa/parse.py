@@ -1,6 +1,6 @@
 """``parse_chain``: text or JSON in, a :class:`Chain` out; pure, with precise errors for the model to act on.
 
-Text form (DESIGN.md, "Chain format")::
+Text form (docs/ARCHITECTURE.md, "The flow of one question")::
 
     Tom pays [3 * 12 = y1] dollars, so his change is [50 - y1 = y2]. Answer: y2
     The capital is [search_knowledge("capital of Australia") -> y1]. Answer: y1
