@@ -63,32 +63,3 @@ def test_config_show_says_what_an_unset_model_means_and_where_the_files_are(conc
     data = json.loads(CliRunner().invoke(app, ["config", "show", "--json"]).output)
     assert data["default_model"] == "embedded" and data["settings"]["top_k"] == 6
     assert data["files"]["settings.toml"] == {"path": str(conclave_home / "settings.toml"), "exists": True}
-
-
-def test_shell_completion_is_offered_and_completes(tmp_path: Path) -> None:
-    import os
-    import subprocess
-    import sys
-
-    exe = Path(sys.executable).parent / "conclave"  # the installed script, what users run
-    script = subprocess.run(
-        [str(exe), "--show-completion", "bash"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "SHELL": "/bin/bash"},
-    )
-    assert script.returncode == 0 and "_conclave_completion" in script.stdout, script.stderr[-500:]
-    done = subprocess.run(
-        [str(exe)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={
-            **os.environ,
-            "_CONCLAVE_COMPLETE": "complete_bash",
-            "COMP_WORDS": "conclave eval --me",
-            "COMP_CWORD": "2",
-        },
-    )
-    assert done.stdout.split() == ["--method"]
