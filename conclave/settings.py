@@ -42,7 +42,7 @@ _ALIASES = {
     "openai_api_key": "OPENAI_API_KEY",
 }
 _SECRET_FIELDS = {"openai_api_key"}
-DOTENV_NOTICE_FIELDS = ("home", "openai_base_url", "ollama_host", "chroma_url", "openai_api_key")
+DOTENV_NOTICE_FIELDS = ("home", "openai_base_url", "openai_base_urls", "ollama_host", "chroma_url", "openai_api_key")
 """Settings that a ``.env`` file may only change out loud: where state lives and where requests and keys go."""
 _ANNOUNCED: set[tuple[str, str]] = set()
 
@@ -178,6 +178,10 @@ class Settings(_Frozen):
     top_k: int = Field(4, ge=1, le=50)
     ollama_host: str = "http://127.0.0.1:11434"
     openai_base_url: str | None = None
+    openai_base_urls: list[str] = Field(default_factory=list)
+    """Several endpoints serving the same models (a pool: each request to the least-loaded healthy one, a failing one
+    taken out for ``endpoint_cooldown`` seconds); when set, ``openai/`` specs use these instead of openai_base_url."""
+    endpoint_cooldown: float = Field(30.0, gt=0)
     openai_api_key: SecretStr | None = None
     openai_model_info: dict[str, ModelInfoOverride] = Field(default_factory=dict)
     temperature: float = Field(0.0, ge=0.0, le=2.0)
@@ -394,6 +398,7 @@ def _dotenv_notices(
         effect = {
             "home": "Conclave's state (settings, cache, sessions, runs) is read from and written there",
             "openai_base_url": "OpenAI-compatible requests, with the API key, are sent there",
+            "openai_base_urls": "OpenAI-compatible requests, with the API key, are sent there",
             "ollama_host": "Ollama requests are sent there",
             "chroma_url": "documents and searches are sent to that Chroma server",
             "openai_api_key": "requests are made with that key",

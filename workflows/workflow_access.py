@@ -24,7 +24,7 @@ from conclave.settings import ROLES
 
 __all__ = ["ENDPOINT_SETTINGS", "Access", "PathPolicy", "describe_access", "endpoint_of", "refuse_endpoint_overrides"]
 
-ENDPOINT_SETTINGS = ("openai_base_url", "openai_api_key", "ollama_host", "chroma_url")
+ENDPOINT_SETTINGS = ("openai_base_url", "openai_base_urls", "openai_api_key", "ollama_host", "chroma_url")
 """Settings that decide where requests, documents and credentials are sent."""
 
 
@@ -84,7 +84,8 @@ def endpoint_of(spec: str | None, settings: Any) -> str:
         return "chosen at run time (embedded when nothing else is configured)"
     parsed = parse_spec(spec)
     if parsed.provider == "openai":
-        return f"{settings.openai_base_url or 'https://api.openai.com/v1'} (OpenAI-compatible; sends your API key)"
+        where = ", ".join(settings.openai_base_urls) or settings.openai_base_url or "https://api.openai.com/v1"
+        return f"{where} (OpenAI-compatible; sends your API key)"
     if parsed.provider == "ollama":
         return f"{settings.ollama_host} (Ollama)"
     if parsed.gguf_path is not None:

@@ -44,11 +44,12 @@ def resolve_model_info(model: str, settings: Settings) -> ModelInfo:
         }
 
 
-def build_openai_client(model: str, settings: Settings) -> tuple[Any, str]:
-    """An autogen-ext OpenAI client for any compatible endpoint, and a printable name of the endpoint."""
+def build_openai_client(model: str, settings: Settings, base_url: str | None = None) -> tuple[Any, str]:
+    """An autogen-ext OpenAI client for any compatible endpoint (``base_url``, default ``settings.openai_base_url``),
+    and a printable name of the endpoint."""
     from autogen_ext.models.openai import OpenAIChatCompletionClient
 
-    base_url = settings.openai_base_url
+    base_url = base_url or settings.openai_base_url
     key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
     if not key:
         if is_official_openai(base_url):

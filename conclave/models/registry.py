@@ -59,6 +59,8 @@ async def make_client(spec: str | ModelSpec | None, settings: Settings) -> ChatC
         )
     from conclave.models.openai_compat import build_openai_client
 
+    if settings.openai_base_urls:
+        return _pool(parsed, settings)
     inner, where = build_openai_client(parsed.name, settings)
     return ResilientClient(
         inner,
@@ -68,6 +70,27 @@ async def make_client(spec: str | ModelSpec | None, settings: Settings) -> ChatC
         attempt_timeout=settings.request_timeout,
         retry_budget=settings.retry_budget,
     )
+
+
+def _pool(parsed: ModelSpec, settings: Settings) -> ChatCompletionClient:
+    """One OpenAI-compatible model over every URL of ``openai_base_urls`` (conclave/models/pool.py). Each endpoint
+    retries once on its own; the pool moves a failed request on to the next endpoint."""
+    from conclave.models.openai_compat import build_openai_client
+    from conclave.models.pool import Endpoint, EndpointPool
+
+    endpoints = []
+    for url in dict.fromkeys(settings.openai_base_urls):
+        inner, where = build_openai_client(parsed.name, settings, base_url=url)
+        client = ResilientClient(
+            inner,
+            spec=str(parsed),
+            where=where,
+            max_retries=min(1, settings.max_retries),
+            attempt_timeout=settings.request_timeout,
+            retry_budget=settings.retry_budget,
+        )
+        endpoints.append(Endpoint(where, client))
+    return EndpointPool(endpoints, spec=str(parsed), cooldown=settings.endpoint_cooldown)
 
 
 async def _embedded_gguf(spec: ModelSpec, settings: Settings) -> Path:

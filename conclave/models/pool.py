@@ -1,0 +1,196 @@
+"""Several endpoints serving one model spec, as one ``ChatCompletionClient`` (``openai_base_urls`` in settings).
+
+Each request goes to the healthy endpoint with the fewest requests in flight (ties in turn). An endpoint that cannot
+be reached, or fails with a server error, is taken out for ``cooldown`` seconds and the request moves on to the next
+one; when every endpoint is out, the last error is raised. A stream moves on only while nothing has been yielded (a
+half-streamed answer cannot be resumed elsewhere). Errors that are the caller's (bad key, unknown model, a request the
+host refuses) are raised at once: another endpoint would refuse them too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncGenerator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from autogen_core import CancellationToken
+from autogen_core.models import ChatCompletionClient, CreateResult, LLMMessage, ModelInfo, RequestUsage
+from autogen_core.tools import Tool, ToolSchema
+from pydantic import BaseModel
+
+from conclave.errors import AuthenticationFailed, BackendError, ConfigError, ModelNotFound
+
+__all__ = ["Endpoint", "EndpointPool"]
+
+
+@dataclass
+class Endpoint:
+    name: str
+    client: ChatCompletionClient
+    in_flight: int = 0
+    down_until: float = 0.0
+    served: int = 0
+    failures: int = 0
+
+    def healthy(self, now: float) -> bool:
+        return now >= self.down_until
+
+
+def _final(exc: BaseException) -> bool:
+    """Errors that another endpoint would repeat: the request's or the account's, not the host's health."""
+    if isinstance(exc, (AuthenticationFailed, ModelNotFound, ConfigError)):
+        return True
+    message = getattr(exc, "message", str(exc))
+    return "HTTP 400" in message or "rejected response_format" in message
+
+
+class EndpointPool(ChatCompletionClient):
+    """Routes each call to the least-loaded healthy endpoint of one model."""
+
+    def __init__(
+        self, endpoints: Sequence[Endpoint], *, spec: str, cooldown: float = 30.0, clock: Any = time.monotonic
+    ):
+        if not endpoints:
+            raise ConfigError(f"no endpoints for {spec}", hint="list at least one URL in openai_base_urls")
+        self.endpoints = list(endpoints)
+        self.spec = spec
+        self.cooldown = cooldown
+        self.clock = clock
+        self._turn = 0
+        self.conclave_name = spec
+
+    # ------------------------------------------------------------------ routing
+
+    def _order(self) -> list[Endpoint]:
+        """Healthy endpoints, least loaded first (ties in turn); the ones taken out after them, soonest back first."""
+        now = self.clock()
+        n = len(self.endpoints)
+        self._turn = (self._turn + 1) % n
+        turned = [self.endpoints[(self._turn + i) % n] for i in range(n)]
+        healthy = sorted((e for e in turned if e.healthy(now)), key=lambda e: e.in_flight)
+        resting = sorted((e for e in turned if not e.healthy(now)), key=lambda e: e.down_until)
+        return healthy + resting
+
+    def _take_out(self, endpoint: Endpoint) -> None:
+        endpoint.failures += 1
+        endpoint.down_until = self.clock() + self.cooldown
+
+    def status(self) -> list[dict[str, Any]]:
+        """Per endpoint: requests served, failures, in flight, and whether it is out now."""
+        now = self.clock()
+        return [
+            {
+                "endpoint": e.name,
+                "served": e.served,
+                "failures": e.failures,
+                "in_flight": e.in_flight,
+                "healthy": e.healthy(now),
+            }
+            for e in self.endpoints
+        ]
+
+    # ------------------------------------------------------------------ ChatCompletionClient
+
+    async def create(
+        self,
+        messages: Sequence[LLMMessage],
+        *,
+        tools: Sequence[Tool | ToolSchema] = [],
+        tool_choice: Tool | Literal["auto", "required", "none"] = "auto",
+        json_output: bool | type[BaseModel] | None = None,
+        extra_create_args: Mapping[str, Any] = {},
+        cancellation_token: CancellationToken | None = None,
+    ) -> CreateResult:
+        last: BaseException | None = None
+        for endpoint in self._order():
+            endpoint.in_flight += 1
+            try:
+                result = await endpoint.client.create(
+                    messages,
+                    tools=tools,
+                    tool_choice=tool_choice,
+                    json_output=json_output,
+                    extra_create_args=extra_create_args,
+                    cancellation_token=cancellation_token,
+                )
+            except (asyncio.CancelledError, KeyboardInterrupt):
+                raise
+            except BackendError as exc:
+                if _final(exc):
+                    raise
+                self._take_out(endpoint)
+                last = exc
+                continue
+            finally:
+                endpoint.in_flight -= 1
+            endpoint.served += 1
+            return result
+        assert last is not None
+        raise last
+
+    async def create_stream(
+        self,
+        messages: Sequence[LLMMessage],
+        *,
+        tools: Sequence[Tool | ToolSchema] = [],
+        tool_choice: Tool | Literal["auto", "required", "none"] = "auto",
+        json_output: bool | type[BaseModel] | None = None,
+        extra_create_args: Mapping[str, Any] = {},
+        cancellation_token: CancellationToken | None = None,
+    ) -> AsyncGenerator[str | CreateResult, None]:
+        last: BaseException | None = None
+        for endpoint in self._order():
+            yielded = False
+            endpoint.in_flight += 1
+            try:
+                async for item in endpoint.client.create_stream(
+                    messages,
+                    tools=tools,
+                    tool_choice=tool_choice,
+                    json_output=json_output,
+                    extra_create_args=extra_create_args,
+                    cancellation_token=cancellation_token,
+                ):
+                    yielded = True
+                    yield item
+            except (asyncio.CancelledError, KeyboardInterrupt, GeneratorExit):
+                raise
+            except BackendError as exc:
+                if yielded or _final(exc):
+                    raise
+                self._take_out(endpoint)
+                last = exc
+                continue
+            finally:
+                endpoint.in_flight -= 1
+            endpoint.served += 1
+            return
+        assert last is not None
+        raise last
+
+    async def close(self) -> None:
+        await asyncio.gather(*(e.client.close() for e in self.endpoints), return_exceptions=True)
+
+    def actual_usage(self) -> RequestUsage:
+        usages = [e.client.actual_usage() for e in self.endpoints]
+        return RequestUsage(sum(u.prompt_tokens for u in usages), sum(u.completion_tokens for u in usages))
+
+    def total_usage(self) -> RequestUsage:
+        usages = [e.client.total_usage() for e in self.endpoints]
+        return RequestUsage(sum(u.prompt_tokens for u in usages), sum(u.completion_tokens for u in usages))
+
+    def count_tokens(self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = []) -> int:
+        return self.endpoints[0].client.count_tokens(messages, tools=tools)
+
+    def remaining_tokens(self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = []) -> int:
+        return self.endpoints[0].client.remaining_tokens(messages, tools=tools)
+
+    @property
+    def capabilities(self) -> Any:  # deprecated in autogen-core, still abstract
+        return self.endpoints[0].client.capabilities
+
+    @property
+    def model_info(self) -> ModelInfo:
+        return self.endpoints[0].client.model_info
