@@ -25,17 +25,25 @@ INFO = {"stub": {"function_calling": False, "json_output": True, "structured_out
 
 
 async def one_run(endpoints: int, delay: float) -> dict[str, Any]:
-    from conclave.settings import load_settings
     from conclave.workflows.evaluation import EvalConfig, run_eval
+
+    from conclave.settings import load_settings
     from tests.servers.openai_stub import StubEndpoint
 
     stubs = [StubEndpoint(delay=delay).start() for _ in range(endpoints)]
     try:
-        settings = load_settings(openai_base_urls=[s.base_url for s in stubs], openai_model_info=INFO,
-                                 request_timeout=30, cache=False)
+        settings = load_settings(
+            openai_base_urls=[s.base_url for s in stubs], openai_model_info=INFO, request_timeout=30, cache=False
+        )
         items = 8 * endpoints
-        config = EvalConfig(dataset=f"gsm8k:{common.GSM8K_DEV}", methods=["direct"], models=["openai/stub"],
-                            limit=items, concurrency=endpoints, cache=False)
+        config = EvalConfig(
+            dataset=f"gsm8k:{common.GSM8K_DEV}",
+            methods=["direct"],
+            models=["openai/stub"],
+            limit=items,
+            concurrency=endpoints,
+            cache=False,
+        )
         result = await run_eval(config, settings)
     finally:
         for stub in stubs:
@@ -45,9 +53,17 @@ async def one_run(endpoints: int, delay: float) -> dict[str, Any]:
         raise SystemExit(f"every item failed with {endpoints} endpoint(s): {result.records[0]['error']}")
     rate = 60 * len(result.records) / result.seconds
     ideal = endpoints * 60 / delay
-    return {"endpoints": endpoints, "items": len(result.records), "seconds": round(result.seconds, 2),
-            "items_per_min": round(rate, 1), "ideal_per_min": round(ideal, 1), "efficiency": round(rate / ideal, 3),
-            "served": [s.served for s in stubs], "peak_in_flight": [s.peak for s in stubs], "failed": failed}
+    return {
+        "endpoints": endpoints,
+        "items": len(result.records),
+        "seconds": round(result.seconds, 2),
+        "items_per_min": round(rate, 1),
+        "ideal_per_min": round(ideal, 1),
+        "efficiency": round(rate / ideal, 3),
+        "served": [s.served for s in stubs],
+        "peak_in_flight": [s.peak for s in stubs],
+        "failed": failed,
+    }
 
 
 def main() -> None:
@@ -64,16 +80,46 @@ def main() -> None:
         with common.temp_home("pool", keep=args.keep_home):
             run = asyncio.run(one_run(n, delay))
         data.append(run)
-        rows.append([n, run["items"], f"{run['seconds']:.1f}", f"{run['items_per_min']:.1f}", f"{run['ideal_per_min']:.0f}",
-                     f"{100 * run['efficiency']:.0f}%", " ".join(map(str, run["served"])),
-                     " ".join(map(str, run["peak_in_flight"]))])
-    table = common.md_table(["endpoints", "items", "seconds", "items/min", "ideal items/min", "efficiency",
-                             "served per endpoint", "peak in flight per endpoint"], rows, align="rrrrrrll")
-    common.emit("pool_scaling", f"Harness over a pool of stub endpoints ({delay:g} s per call)", table,
-                data={"delay": delay, "runs": data}, info=info, quick=args.quick,
-                notes=["`direct`, 8 x N GSM8K dev items at harness concurrency N, response cache off; stub endpoints "
-                       "on loopback (tests/servers/openai_stub.py) pooled through openai_base_urls",
-                       "efficiency: measured items/min over N x 60 / delay"], out=args.out)
+        rows.append(
+            [
+                n,
+                run["items"],
+                f"{run['seconds']:.1f}",
+                f"{run['items_per_min']:.1f}",
+                f"{run['ideal_per_min']:.0f}",
+                f"{100 * run['efficiency']:.0f}%",
+                " ".join(map(str, run["served"])),
+                " ".join(map(str, run["peak_in_flight"])),
+            ]
+        )
+    table = common.md_table(
+        [
+            "endpoints",
+            "items",
+            "seconds",
+            "items/min",
+            "ideal items/min",
+            "efficiency",
+            "served per endpoint",
+            "peak in flight per endpoint",
+        ],
+        rows,
+        align="rrrrrrll",
+    )
+    common.emit(
+        "pool_scaling",
+        f"Harness over a pool of stub endpoints ({delay:g} s per call)",
+        table,
+        data={"delay": delay, "runs": data},
+        info=info,
+        quick=args.quick,
+        notes=[
+            "`direct`, 8 x N GSM8K dev items at harness concurrency N, response cache off; stub endpoints "
+            "on loopback (tests/servers/openai_stub.py) pooled through openai_base_urls",
+            "efficiency: measured items/min over N x 60 / delay",
+        ],
+        out=args.out,
+    )
 
 
 if __name__ == "__main__":

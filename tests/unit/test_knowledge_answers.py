@@ -113,10 +113,10 @@ async def test_a_lookup_chain_is_written_without_passages_and_read_by_the_writer
     # The reasoner sees the lookup examples only, and no passages: its chain stays abstract.
     assert "Natalia" not in text_of(reasoner) and "ReLU" in text_of(reasoner)
     assert "Passages:" not in text_of(reasoner)
-    # The writer reads what the chain's searches found, interleaved by rank and without repeats: the first
-    # search's top passage, then the second's.
+    # The writer reads the question's own passages (the retriever's: what rag reads) and what the chain's searches
+    # found, interleaved by rank and without repeats: the question's top passage, then the second search's.
     written = str(writer[-1].content)
-    assert "[1] (notes/optimisers.md) Optimisers — Adam combines" in written
+    assert "[1] (notes/optimisers.md) Adam combines" in written
     assert "[2] (notes/optimisers.md) RMSprop divides the gradient" in written and "[3]" not in written
     assert "Answer:" in written and "Eiffel" in text_of(writer), "the format is shown and reminded"
     final = answer(events)
