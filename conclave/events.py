@@ -282,7 +282,7 @@ def stage_of(event: Event, method: str = "") -> str | None:
     if kind in _ANSWERING:
         return None
     if kind == "run_started":
-        return "planner planning" if coa else f"{data['method']}: model answering"
+        return "getting ready: model, collection, plan" if coa else f"{data['method']}: model answering"
     if kind == "plan":
         needs = {str(s.get("needs")) for s in data["subquestions"]}
         return "retriever searching" if "knowledge" in needs else "reasoner writing the chain"

@@ -195,7 +195,7 @@ def test_the_spinner_shows_the_stage_on_stderr_and_never_on_stdout() -> None:
         stages.append(progress.stage if progress._live is not None else None)
     progress.stop()
     assert stages[:4] == [
-        "planner planning",
+        "getting ready: model, collection, plan",
         "reasoner writing the chain",
         "reasoner writing the chain",
         "running the chain's tools",
@@ -204,7 +204,7 @@ def test_the_spinner_shows_the_stage_on_stderr_and_never_on_stdout() -> None:
     assert "reasoner writing the chain ·" in stderr.getvalue() and " s" in stderr.getvalue()
     shown = stdout.getvalue()
     assert "The answer is 2." in shown and "plan" in shown
-    for stage in ("planner planning", "writing the chain ·", "loading the model"):
+    for stage in ("getting ready", "writing the chain ·", "loading the model"):
         assert stage not in shown
 
 
