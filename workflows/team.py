@@ -207,9 +207,12 @@ class Writer(RoleAgent):
         self.client = client
 
     def used_knowledge(self) -> bool:
+        """Whether the answer is written from passages: the chain searched the collection (or used no tool at all).
+        A chain of calculations (or other tools) gets the templated answer: the retriever's passages for its question
+        were not used, and citing them would claim sources the answer does not rest on."""
         chosen = self.state.chosen
         tools_used = {s.tool for s in chosen.chain.steps} if chosen and chosen.chain else set()
-        return bool(self.state.passages) and ("search_knowledge" in tools_used or not tools_used - {"calculator"})
+        return bool(self.state.passages) and ("search_knowledge" in tools_used or not tools_used)
 
     async def act(self, cancellation_token: CancellationToken) -> str:
         state = self.state
