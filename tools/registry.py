@@ -177,24 +177,20 @@ def build_tools(
         ),
     ]
     registered = {t.name: t for t in tools}
-    for name, tool in plugin_tools(settings).items():
-        if name in registered:
-            raise ConfigError(
-                f"the plugin tool {name} has the name of a built-in tool",
-                hint="rename it in the plugin, or uninstall the plugin",
-            )
-        registered[name] = tool
+    _add(registered, plugin_tools(settings), "plugin", "rename it in the plugin, or uninstall the plugin")
     if settings.mcp_servers:
         from conclave.tools.mcp import mcp_tools
 
-        for name, tool in mcp_tools(settings).items():
-            if name in registered:
-                raise ConfigError(
-                    f"the MCP tool {name} has the name of a built-in tool",
-                    hint="rename its server in mcp_servers (tools are named SERVER_TOOL)",
-                )
-            registered[name] = tool
+        _add(registered, mcp_tools(settings), "MCP", "rename its server in mcp_servers (tools are named SERVER_TOOL)")
     return registered
+
+
+def _add(registered: dict[str, BaseTool], more: Mapping[str, BaseTool], source: str, hint: str) -> None:
+    """Add tools from another source; a name already taken (a built-in's, say) is an error, never a silent swap."""
+    for name, tool in more.items():
+        if name in registered:
+            raise ConfigError(f"the {source} tool {name} has the name of a built-in tool", hint=hint)
+        registered[name] = tool
 
 
 def tool_schemas(tools: Mapping[str, BaseTool]) -> dict[str, dict[str, Any]]:
