@@ -115,6 +115,18 @@ def _BoundedStateCache(max_entries: int) -> Any:  # noqa: N802 - a class built o
     return BoundedStateCache(capacity_bytes=1 << 40)
 
 
+def remember_prefix(llama: Any) -> None:
+    """Save the evaluated tokens' state in the prompt cache. llama-cpp-python saves it only when a generation runs to
+    its end, and the reasoner stops decoding at a program's closing fence: without this its static prompt prefix was
+    evaluated afresh on every call (7-8 s of a lookup's 15 on 2 cores)."""
+    if llama.cache is None or not llama.n_tokens:
+        return
+    try:
+        llama.cache[llama.input_ids[: llama.n_tokens].tolist()] = llama.save_state()
+    except (RuntimeError, ValueError, MemoryError):
+        pass  # a cache miss next time costs time, never the answer
+
+
 _MODELS: dict[tuple[str, int, int], _SharedModel] = {}
 _MODELS_LOCK = threading.Lock()
 
@@ -481,6 +493,9 @@ class EmbeddedChatCompletionClient(ChatCompletionClient):
                             post(("delta", delta))
                         if choice.get("finish_reason"):
                             finish = choice["finish_reason"]
+                    if finish == "cancelled":
+                        stream.close()
+                        remember_prefix(shared.llama)
                     total = int(shared.llama.n_tokens)
                 post(("done", (finish, pieces, total, last - first)))
             except Exception as exc:  # surfaced in the event loop below

@@ -92,3 +92,26 @@ async def test_embedded_threads_setting_reaches_llama_cpp(embedded_spec: str) ->
     default = await make_client(embedded_spec, load_settings(max_tokens=16, context_length=2048))
     await check_chat(default)
     assert default.inner._model().llama.n_threads == default_threads()  # type: ignore[attr-defined]
+
+
+async def test_a_stream_stopped_early_still_caches_its_prompt_prefix(client: ChatCompletionClient) -> None:
+    """llama-cpp-python saves a prompt's state only when a generation runs to its end; the reasoner stops at a
+    program's closing fence, so its static prefix must still be saved, or every call evaluates it afresh."""
+    shared = client.inner._model()  # type: ignore[attr-defined]
+    llama = shared.llama
+    llama.cache.cache_state.clear()
+    stream = client.create_stream(question("List the numbers from 1 to 50, one per line, and nothing else."))
+    async for _ in stream:
+        break
+    await stream.aclose()  # type: ignore[attr-defined]
+
+    def wait_for_the_generation_thread() -> None:
+        with shared.lock:  # held until the stopped generation has finished (and saved its state)
+            pass
+
+    await asyncio.to_thread(wait_for_the_generation_thread)
+    keys = list(llama.cache.cache_state)
+    assert len(keys) == 1, "the stopped generation's state was saved"
+    assert len(keys[0]) > 10, "its key is the evaluated prompt and the piece decoded"
+    # The next call with the same prompt starts from that state.
+    assert llama.cache._find_longest_prefix_key(keys[0]) == keys[0]
