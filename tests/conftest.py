@@ -24,6 +24,11 @@ pytest_plugins = [
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
+HANG_GUARD_S = 10.0
+"""How long a hostile-input test (an exponent tower, a YAML alias bomb, a 2,000-deep expression) may take: a guard
+against work that blows up, not a speed claim (speed is measured in bench/). Generous, so that a machine busy with
+other work never fails it; a blow-up it guards against takes minutes or never ends."""
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")

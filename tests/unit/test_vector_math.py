@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conclave.errors import ToolInputError
+from tests.conftest import HANG_GUARD_S
 
 X = [[1, 1], [1, 2], [1, 3]]
 Y = [1, 2, 2]
@@ -120,7 +121,7 @@ def test_rejections(expression: str, variables: dict[str, object], message: str)
     started = time.perf_counter()
     with pytest.raises(ToolInputError, match=message):
         evaluate_vector(expression, variables)  # type: ignore[arg-type]
-    assert time.perf_counter() - started < 1.0
+    assert time.perf_counter() - started < HANG_GUARD_S
 
 
 # ------------------------------------------------------------------ limits: axes of numbers, huge and tiny values
@@ -135,7 +136,7 @@ def _outcome(expression: str, variables: dict[str, object] | None = None) -> obj
         assert exc.hint
         assert "\n" not in exc.message
         outcome = exc
-    assert time.perf_counter() - started < 1.0, expression[:60]
+    assert time.perf_counter() - started < HANG_GUARD_S, expression[:60]
     return outcome
 
 

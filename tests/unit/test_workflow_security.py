@@ -14,6 +14,7 @@ from conclave.workflows.workflow_run import run_workflow, workflow_settings
 
 from conclave.errors import WorkflowError
 from conclave.settings import load_settings
+from tests.conftest import HANG_GUARD_S
 from tests.unit.test_harness import Factory
 
 EXFILTRATE = """\
@@ -153,7 +154,7 @@ def test_a_yaml_alias_bomb_is_refused_fast() -> None:
     started = time.monotonic()
     with pytest.raises(WorkflowError) as info:
         parse_workflow(text, "bomb.yaml")
-    assert time.monotonic() - started < 1
+    assert time.monotonic() - started < HANG_GUARD_S
     assert info.value.message.startswith("bomb.yaml:2:") and "alias *a is not allowed" in info.value.message
 
 
