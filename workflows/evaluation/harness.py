@@ -395,11 +395,14 @@ async def _execute(
 
     limits: dict[str, asyncio.Semaphore] = {}
 
+    def parallel(spec: str) -> int:
+        # One in-process model serves one request at a time anyway; parallel items would only queue and distort
+        # each other's latency.
+        return 1 if spec.startswith("embedded") else matrix.config.concurrency
+
     def limit(spec: str) -> asyncio.Semaphore:
         if spec not in limits:
-            # One in-process model serves one request at a time anyway; parallel items would only queue and
-            # distort each other's latency.
-            limits[spec] = asyncio.Semaphore(1 if spec.startswith("embedded") else matrix.config.concurrency)
+            limits[spec] = asyncio.Semaphore(parallel(spec))
         return limits[spec]
 
     judge = None
@@ -415,10 +418,7 @@ async def _execute(
     for unit in todo:
         queue.put_nowait(unit)
 
-    eta = Eta(
-        Counter((method, model) for _, method, model in todo),
-        lambda spec: 1 if spec.startswith("embedded") else matrix.config.concurrency,
-    )
+    eta = Eta(Counter((method, model) for _, method, model in todo), parallel)
 
     def report_progress(last: dict[str, Any] | None) -> None:
         if on_progress is not None:
