@@ -96,7 +96,7 @@ class Critic(RoleAgent):
         tools = {step.tool for step in chosen.chain.steps}
         if tools <= {"calculator"}:
             return "an arithmetic chain that reified cleanly"
-        answer_step = next((s for s in chosen.chain.steps if s.id == chosen.chain.answer), None)
+        answer_step = chosen.chain.answer_step
         if (
             tools <= {"calculator", "search_knowledge"}
             and answer_step is not None

@@ -280,7 +280,7 @@ class Writer(RoleAgent):
         chosen = self.state.chosen
         if chosen is None or chosen.chain is None:
             return False
-        last = next((s for s in chosen.chain.steps if s.id == chosen.chain.answer), None)
+        last = chosen.chain.answer_step
         return last is not None and last.tool == "search_knowledge"
 
     async def compose(self, cancellation_token: CancellationToken, worked: str | None = "chain") -> None:

@@ -134,6 +134,11 @@ class Chain:
                 return step
         raise KeyError(step_id)
 
+    @property
+    def answer_step(self) -> Step | None:
+        """The step whose value is the answer (``answer`` names one placeholder), or None (a template, no step)."""
+        return next((step for step in self.steps if step.id == self.answer), None)
+
     def answer_refs(self) -> list[str]:
         """Placeholders the answer names."""
         return placeholders_in(self.answer)
