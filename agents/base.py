@@ -124,22 +124,14 @@ async def tracked_structured(
     """:func:`tracked_create` constrained to ``schema``, in the dialect the client's host takes: a host that refuses
     ``json_schema`` (llama-cpp-python's server) is asked once more in ``json_object`` + ``schema``, and the client
     remembers it (:func:`conclave.models.structured.rejects_json_schema`)."""
-    from conclave.errors import BackendError
-    from conclave.models.structured import rejects_json_schema, schema_args
+    from conclave.models.structured import with_schema
 
-    args = {**(extra or {}), **schema_args(client, schema, name)}
-    try:
-        return await tracked_create(state, agent, client, messages, extra=args, cancellation_token=cancellation_token)
-    except BackendError as exc:
-        if not rejects_json_schema(client, exc, args):
-            raise
-    return await tracked_create(
-        state,
-        agent,
+    return await with_schema(
         client,
-        messages,
-        extra={**(extra or {}), **schema_args(client, schema, name)},
-        cancellation_token=cancellation_token,
+        schema,
+        name,
+        extra,
+        lambda args: tracked_create(state, agent, client, messages, extra=args, cancellation_token=cancellation_token),
     )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from autogen_core.models import ChatCompletionClient, CreateResult, LLMMessage
@@ -21,6 +21,7 @@ from conclave.models.embedded import EmbeddedChatCompletionClient, grammar_safe
 from conclave.models.resilience import ResilientClient
 
 T = TypeVar("T", bound=BaseModel)
+R = TypeVar("R")
 
 
 class StructuredOutputError(BackendError):
@@ -95,6 +96,25 @@ def extract_json(text: str) -> Any:
         raise
 
 
+async def with_schema(
+    client: ChatCompletionClient,
+    schema: dict[str, Any],
+    name: str,
+    extra: dict[str, Any] | None,
+    call: Callable[[dict[str, Any]], Awaitable[R]],
+) -> R:
+    """``call(extra_create_args)`` constrained to ``schema`` in the dialect the client's host takes: a host that refuses
+    ``json_schema`` is asked once more in ``json_object`` + ``schema`` (remembered per client, see
+    :func:`rejects_json_schema`). The one place that owns this fallback."""
+    args = {**(extra or {}), **schema_args(client, schema, name)}
+    try:
+        return await call(args)
+    except BackendError as exc:
+        if not rejects_json_schema(client, exc, args):
+            raise
+    return await call({**(extra or {}), **schema_args(client, schema, name)})
+
+
 async def complete_json(
     client: ChatCompletionClient,
     messages: Sequence[LLMMessage],
@@ -104,14 +124,9 @@ async def complete_json(
     extra: dict[str, Any] | None = None,
 ) -> tuple[Any, CreateResult]:
     """One constrained call; returns the parsed JSON (not yet validated against ``schema``) and the raw result."""
-    args = {**(extra or {}), **schema_args(client, schema, name)}
-    try:
-        result = await client.create(messages, extra_create_args=args)
-    except BackendError as exc:
-        if not rejects_json_schema(client, exc, args):
-            raise
-        args = {**(extra or {}), **schema_args(client, schema, name)}
-        result = await client.create(messages, extra_create_args=args)
+    result = await with_schema(
+        client, schema, name, extra, lambda args: client.create(messages, extra_create_args=args)
+    )
     raw = result.content if isinstance(result.content, str) else str(result.content)
     try:
         return extract_json(raw), result
