@@ -15,6 +15,7 @@ from conclave.tui.screens import HelpScreen, ParamsDialog, SessionsScreen, bindi
 from conclave.tui.slash import SlashCommands
 from conclave.tui.status import ROLES, StatusBar, models_label
 from conclave.tui.trace import SourcesView, TracePanel
+from pydantic import ValidationError
 from rich.text import Text
 from textual import on
 from textual.app import App, ComposeResult
@@ -633,10 +634,6 @@ def params_changes(settings: Settings, values: dict[str, str]) -> dict[str, Any]
     options = parse_options(
         [f"{k}={values[k].strip()}" for k in ("temperature", "max_tokens") if values.get(k, "").strip()]
     )
-    if "temperature" in options and not 0.0 <= options["temperature"] <= 2.0:
-        raise ConfigError("the temperature must be between 0 and 2", hint="e.g. 0.7")
-    if "max_tokens" in options and not 16 <= options["max_tokens"] <= 32768:
-        raise ConfigError("the longest reply must be 16 to 32768 tokens", hint="e.g. 512")
     for key, value in options.items():
         if value != getattr(settings, key):
             changes[key] = value
@@ -645,10 +642,17 @@ def params_changes(settings: Settings, values: dict[str, str]) -> dict[str, Any]
             )
     system = values.get("system", "").strip() or None
     if system != settings.system:
-        if system is not None and len(system) > 4000:
-            raise ConfigError("the instructions are longer than 4000 characters", hint="shorten them")
         changes["system"] = system
         shown.append(f"instructions “{system}”" if system else "no instructions")
+    # The bounds (temperature 0-2, reply length 16-32768, instructions up to 4000 characters) are the settings' own.
+    try:
+        Settings.model_validate(
+            {**settings.model_dump(), **{k: v for k, v in changes.items() if k in Settings.model_fields}}
+        )
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"])
+        raise ConfigError(f"{field}: {err['msg']}", hint="change it in the dialog (F5) and save again") from None
     if changes:
         changes["shown"] = ", ".join(shown)
     return changes
