@@ -50,6 +50,11 @@ class Candidate:
     eager: Any | None = None
     """Program form: the tool runs started while the chain streamed (``workflows.coa.reify.EagerRun``)."""
 
+    @property
+    def answer_value(self) -> Any:
+        """The value reification gave the chain's answer placeholder; ``None`` before it ran or without one."""
+        return self.reified.answer_value if self.reified is not None else None
+
 
 @dataclass
 class TeamState:

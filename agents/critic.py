@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from autogen_core import CancellationToken
-from autogen_core.models import ChatCompletionClient, SystemMessage, UserMessage
+from autogen_core.models import ChatCompletionClient, LLMMessage, SystemMessage, UserMessage
 from conclave.agents.base import RoleAgent, TeamState, passages_block, tracked_structured
 from conclave.agents.prompting import load_prompt
 from pydantic import BaseModel, Field
@@ -38,6 +38,8 @@ class Critic(RoleAgent):
             errors = self.state.candidates[0].errors if self.state.candidates else []
             return ["no valid chain could be built: " + "; ".join(errors[:3])]
         reified = chosen.reified
+        if reified is None:
+            return ["the chain's tools were not run"]
         problems = [
             f"step {r.step_id} {r.status}: {r.error}"
             for r in reified.results.values()
@@ -63,7 +65,8 @@ class Critic(RoleAgent):
             verdict = Verdict(verdict="accept", reasons=[f"critic not asked (coa.use_critic = auto): {evident}"])
         else:
             verdict = await self.judge(cancellation_token)
-        outcome, reasons = verdict.verdict, list(verdict.reasons)
+        outcome: str = verdict.verdict
+        reasons = list(verdict.reasons)
         stop = None
         if outcome == REVISE and state.stalled:
             stop = "the revision repeated the same chain"
@@ -129,7 +132,7 @@ class Critic(RoleAgent):
             if verdict.verdict == "accept":
                 verdict = Verdict(
                     verdict="accept",
-                    reasons=[f"tie broken in favour of {candidate.reified.answer_value}", *verdict.reasons],
+                    reasons=[f"tie broken in favour of {candidate.answer_value}", *verdict.reasons],
                 )
                 break
         return verdict
@@ -143,8 +146,8 @@ class Critic(RoleAgent):
             parts.append("Passages:\n" + passages_block(state.passages, limit=300))
         parts.append(f"Question: {state.question}")
         parts.append("Worked chain (tool values filled in):\n" + chosen.reified.filled_text(limit=300))
-        parts.append(f"Final value: {chosen.reified.answer_value}")
-        messages = [
+        parts.append(f"Final value: {chosen.answer_value}")
+        messages: list[LLMMessage] = [
             SystemMessage(content=load_prompt("critic")),
             UserMessage(content="\n\n".join(parts), source="user"),
         ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from autogen_core import CancellationToken
-from autogen_core.models import ChatCompletionClient, SystemMessage, UserMessage
+from autogen_core.models import ChatCompletionClient, LLMMessage, SystemMessage, UserMessage
 from conclave.agents.base import RoleAgent, SubQuestion, TeamState, tracked_structured
 from conclave.agents.prompting import load_prompt
 from pydantic import BaseModel, Field
@@ -55,7 +55,10 @@ class Planner(RoleAgent):
         if state.history:
             last_q, last_a = state.history[-1]
             user = f"Earlier question: {last_q}\nEarlier answer: {last_a[:300]}\n\n" + user
-        messages = [SystemMessage(content=load_prompt("planner")), UserMessage(content=user, source="user")]
+        messages: list[LLMMessage] = [
+            SystemMessage(content=load_prompt("planner")),
+            UserMessage(content=user, source="user"),
+        ]
         raw = ""
         try:
             result = await tracked_structured(

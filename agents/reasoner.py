@@ -147,9 +147,10 @@ class Reasoner(RoleAgent):
         if self.lookup:
             text = lookup_examples(text)
         text = text.replace("{tools}", tool_lines(self.state.tools))
-        if form == "program-y" and self.kit.placeholders is not None:
+        placeholders = self.kit.placeholders
+        if form == "program-y" and placeholders is not None:
             text = _PROGRAM_BLOCK.sub(
-                lambda m: self.kit.placeholders(m.group(0)),
+                lambda m: placeholders(m.group(0)),
                 text.replace("give every quantity its own new name", "name the quantities y1, y2, y3, ... in order"),
             )
         if form == "text":
@@ -323,7 +324,7 @@ class Reasoner(RoleAgent):
                     finish = "budget"
                     break
         finally:
-            await stream.aclose()  # type: ignore[attr-defined]
+            await stream.aclose()
         raw = "".join(parts)
         if finish == "budget" or (program is not None and program.closed and result is None):
             remember_stopped_stream(self.client, messages, extra, parts)  # a repeated run replays it from the cache

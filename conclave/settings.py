@@ -32,8 +32,12 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from conclave.errors import ConfigError
 
-ROLES = ("planner", "retriever", "reasoner", "critic", "judge")
-Role = Literal["planner", "retriever", "reasoner", "critic", "judge"]
+Role = Literal["planner", "reasoner", "critic", "writer", "judge"]
+"""The roles that call a model, each with its own ``roles.<name>`` setting. The retriever is an agent that calls no
+model (it searches the collection), so it has no role."""
+ROLES: tuple[Role, ...] = get_args(Role)
+AGENT_ROLES: tuple[Role, ...] = ("planner", "reasoner", "critic", "writer")
+"""The roles of the team's agents (the judge scores evaluations)."""
 
 # Standard variables other tools already use, read as well as their CONCLAVE_ names (lower precedence).
 _ALIASES = {
@@ -52,13 +56,23 @@ class _Frozen(BaseModel):
 
 
 class RoleModels(_Frozen):
-    """Per-role model specs; ``None`` means the top-level ``model`` setting."""
+    """Per-role model specs; ``None`` means the top-level ``model`` setting (for the writer: the reasoner's)."""
 
     planner: str | None = None
-    retriever: str | None = None
     reasoner: str | None = None
     critic: str | None = None
+    writer: str | None = None
     judge: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_retriever(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "retriever" in data:
+            raise ValueError(
+                "roles.retriever is not a role: the retriever calls no model (it searches the collection); "
+                "remove it (the answer is written by roles.writer)"
+            )
+        return data
 
 
 Method = Literal["coa", "cot", "rag", "react", "direct"]
@@ -219,7 +233,10 @@ class Settings(_Frozen):
         return value
 
     def role_model(self, role: Role) -> str | None:
-        """The model spec for a role (``None``: choose automatically)."""
+        """The model spec for a role (``None``: choose automatically). The writer runs on the reasoner's model
+        unless ``roles.writer`` names one: it writes out the chain that model drafted."""
+        if role == "writer" and not self.roles.writer:
+            return self.roles.reasoner or self.model
         return getattr(self.roles, role) or self.model
 
     @property

@@ -311,7 +311,7 @@ def split_markdown_sections(text: str) -> list[tuple[list[str], str]]:
     return sections
 
 
-def _splitter(kind: str, language: str, chunk_size: int, chunk_overlap: int):  # type: ignore[no-untyped-def]
+def _splitter(kind: str, language: str, chunk_size: int, chunk_overlap: int):
     from langchain_text_splitters import Language, RecursiveCharacterTextSplitter
 
     lang = {"markdown": "markdown", "rst": "rst", "code": language}.get(kind, "")
@@ -325,7 +325,7 @@ def _splitter(kind: str, language: str, chunk_size: int, chunk_overlap: int):  #
     return RecursiveCharacterTextSplitter(chunk_size=chunk_size, chunk_overlap=chunk_overlap)
 
 
-def _split_section(body: str, chunk_size: int, chunk_overlap: int, splitter) -> list[str]:  # type: ignore[no-untyped-def]
+def _split_section(body: str, chunk_size: int, chunk_overlap: int, splitter) -> list[str]:
     """A section as one chunk if it fits; otherwise pieces that each repeat the section's heading line."""
     if len(body) <= chunk_size:
         return [body]

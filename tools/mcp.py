@@ -189,7 +189,7 @@ def _args_model(tool: McpTool) -> type[BaseModel]:
     for arg, spec in props.items():
         if not str(arg).isidentifier():
             continue
-        kind = _TYPES.get(spec.get("type") if isinstance(spec, dict) else None, Any)
+        kind = _TYPES.get(str(spec.get("type")) if isinstance(spec, dict) else "", Any)
         info = Field(... if arg in required else None, description=str(spec.get("description", "")) or None)
         fields[arg] = (kind if arg in required else kind | None, info)
     return create_model(f"{tool.conclave_name}_args", __config__=ConfigDict(extra="forbid"), **fields)

@@ -13,7 +13,7 @@ from conclave.tui.conversation import AssistantMessage, Conversation
 from conclave.tui.prompt import PromptInput
 from conclave.tui.screens import HelpScreen, ParamsDialog, SessionsScreen, binding_rows, key_label
 from conclave.tui.slash import SlashCommands
-from conclave.tui.status import ROLES, StatusBar, models_label
+from conclave.tui.status import StatusBar, models_label
 from conclave.tui.trace import SourcesView, TracePanel
 from pydantic import ValidationError
 from rich.text import Text
@@ -37,7 +37,7 @@ from conclave.events import (
     stage_of,
 )
 from conclave.sessions import Message, SessionStore
-from conclave.settings import KNOWLEDGE_METHODS, RoleModels, Settings
+from conclave.settings import AGENT_ROLES, KNOWLEDGE_METHODS, RoleModels, Settings
 from conclave.terminal import safe_text
 
 __all__ = ["ConclaveApp"]
@@ -208,7 +208,7 @@ class ConclaveApp(App[None]):
 
     def refresh_status(self, **changes: Any) -> None:
         """Redraw the status bar from the settings, plus ``changes``."""
-        models = {role: self.models.get(role) or self.settings.role_model(role) or "auto" for role in ROLES}
+        models = {role: self.models.get(role) or self.settings.role_model(role) or "auto" for role in AGENT_ROLES}
         self.status_bar.set(models=models, method=self.settings.method, collection=self.settings.collection, **changes)
         for welcome in self.query("#welcome").results(Static):
             welcome.update(welcome_text(self.settings))

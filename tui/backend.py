@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from conclave.errors import ConclaveError
 from conclave.events import Event, Passage
-from conclave.settings import KNOWLEDGE_METHODS, Settings
+from conclave.settings import AGENT_ROLES, KNOWLEDGE_METHODS, Settings
 
 __all__ = [
     "IngestUpdate",
@@ -82,7 +82,7 @@ def model_runner(clients: dict[str, Any] | None = None) -> RunQuestion:
 async def resolve_models(settings: Settings) -> dict[str, str]:
     """The model spec each role will run on (probing Ollama when no model is configured)."""
     registry = await asyncio.to_thread(importlib.import_module, "conclave.models")
-    return {role: await registry.role_spec(settings, role) for role in ("planner", "retriever", "reasoner", "critic")}
+    return {role: await registry.role_spec(settings, role) for role in AGENT_ROLES}
 
 
 ResolveModels = Callable[[Settings], Awaitable[dict[str, str]]]

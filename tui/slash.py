@@ -7,13 +7,12 @@ from typing import TYPE_CHECKING, Literal
 
 from conclave.tui.backend import IngestUpdate
 from conclave.tui.commands import SlashError, parse_slash
-from conclave.tui.status import ROLES
 from conclave.workflows.runner import METHODS
 from rich.text import Text
 from textual.widgets import Label, ProgressBar
 
 from conclave.errors import ConclaveError, ConfigError
-from conclave.settings import RoleModels
+from conclave.settings import AGENT_ROLES, RoleModels
 from conclave.terminal import safe_text
 
 if TYPE_CHECKING:
@@ -88,7 +87,8 @@ class SlashCommands:
 
         if not args:
             lines = [
-                f"{role}: {self.app.models.get(role) or self.app.settings.role_model(role) or 'auto'}" for role in ROLES
+                f"{role}: {self.app.models.get(role) or self.app.settings.role_model(role) or 'auto'}"
+                for role in AGENT_ROLES
             ]
             self.app.notify(
                 safe_text("\n".join(lines) + "\nchange with /model SPEC or /model ROLE SPEC"),
@@ -100,8 +100,8 @@ class SlashCommands:
             raise ConfigError("/model takes a spec, or a role and a spec", hint="e.g. /model ollama/qwen2.5:1.5b")
         if len(args) == 2:
             role, spec = args[0].lower(), str(parse_spec(args[1]))
-            if role not in ROLES:
-                raise ConfigError(f"unknown role {role!r}", hint=f"roles: {', '.join(ROLES)}")
+            if role not in AGENT_ROLES:
+                raise ConfigError(f"unknown role {role!r}", hint=f"roles: {', '.join(AGENT_ROLES)}")
             self.app.models.pop(role, None)
             self.app.update_settings(roles=self.app.settings.roles.model_copy(update={role: spec}))
             self.app.notify(safe_text(f"{role} model: {spec}"), markup=False)

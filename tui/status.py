@@ -8,12 +8,12 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import Static
 
+from conclave.settings import AGENT_ROLES
 from conclave.terminal import safe_text
 
 __all__ = ["StatusBar", "StatusState", "models_label"]
 
-ROLES = ("planner", "retriever", "reasoner", "critic")
-_SHORT = {"planner": "plan", "retriever": "retr", "reasoner": "reas", "critic": "crit"}
+_SHORT = {"planner": "plan", "reasoner": "reas", "critic": "crit", "writer": "writ"}
 
 
 @dataclass(frozen=True)
@@ -29,11 +29,11 @@ class StatusState:
 
 
 def models_label(models: dict[str, str]) -> str:
-    """``embedded`` when every role shares a model, else ``plan a · retr b · reas c · crit d``."""
-    specs = [models.get(role, "auto") for role in ROLES]
+    """``embedded`` when every role shares a model, else ``plan a · reas b · crit c · writ d``."""
+    specs = [models.get(role, "auto") for role in AGENT_ROLES]
     if len(set(specs)) == 1:
         return specs[0]
-    return " · ".join(f"{_SHORT[role]} {spec}" for role, spec in zip(ROLES, specs, strict=False))
+    return " · ".join(f"{_SHORT[role]} {spec}" for role, spec in zip(AGENT_ROLES, specs, strict=True))
 
 
 class StatusBar(Static):

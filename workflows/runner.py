@@ -121,7 +121,8 @@ async def build_context(
         from conclave.tools.store import validate_collection_name
 
         validate_collection_name(collection)  # '' is an error, never a stand-in for the default collection
-    roles = ("planner", "retriever", "reasoner", "critic")
+    from conclave.settings import AGENT_ROLES as roles
+
     resolved: dict[str, Any] = dict(clients or {})
     by_spec: dict[str, Any] = {}
     for client in resolved.values():
@@ -129,11 +130,11 @@ async def build_context(
     for role in roles:
         if role in resolved:
             continue
-        spec = await role_spec(settings, role)  # type: ignore[arg-type]
+        spec = await role_spec(settings, role)
         if spec not in by_spec:
             by_spec[spec] = await make_client(spec, settings)
         resolved[role] = by_spec[spec]
-    models = {role: client_name(resolved[role]) for role in roles}
+    models: dict[str, str] = {role: client_name(resolved[role]) for role in roles}
     return RunContext(
         settings=settings,
         question=question.strip(),

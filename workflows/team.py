@@ -154,14 +154,14 @@ class Reifier(RoleAgent):
         valid = [c for c in state.candidates if c.chain is not None]
         # Earlier samples were reified in an earlier turn; only the new chains run their tools.
         await asyncio.gather(*(run(c) for c in valid if c.reified is None))
-        values = [normalise_value(c.reified.answer_value) for c in valid]
+        values = [normalise_value(c.answer_value) for c in valid]
         counts = Counter(v for v in values if v is not None)
         # The vote: sample 0 (drawn at the configured temperature) may weigh more than a warm sample.
         weights = {c.sample: state.settings.coa.greedy_weight if c.sample == 0 else 1.0 for c in valid}
-        tally: Counter[str] = Counter()
+        tally: dict[str, float] = {}
         for c, v in zip(valid, values, strict=True):
             if v is not None:
-                tally[v] += weights[c.sample]
+                tally[v] = tally.get(v, 0.0) + weights[c.sample]
         if state.sampling:
             ranked = counts.most_common(2)
             settled = (
@@ -191,12 +191,12 @@ class Reifier(RoleAgent):
         if len(state.candidates) > 1:
             await state.publish(
                 VoteCast(
-                    answers=[normalise_value(c.reified.answer_value) if c.reified else None for c in state.candidates],
+                    answers=[normalise_value(c.answer_value) for c in state.candidates],
                     winner=winner,
                     counts=dict(counts),
                 )
             )
-        return f"reified: answer {state.chosen.reified.answer_value}"
+        return f"reified: answer {state.chosen.answer_value}"
 
 
 class Writer(RoleAgent):
@@ -380,7 +380,7 @@ async def build_team(
     reasoner = _guard(build_reasoner(state, ctx.clients["reasoner"], kit), errors)
     reifier = _guard(Reifier(state), errors)
     critic = _guard(build_critic(state, ctx.clients["critic"]), errors)
-    writer = _guard(Writer(state, ctx.clients["reasoner"]), errors)
+    writer = _guard(Writer(state, ctx.clients["writer"]), errors)
     builder = DiGraphBuilder()
     for agent in (planner, retriever, reasoner, reifier, critic, writer):
         builder.add_node(agent)

@@ -90,6 +90,8 @@ def endpoint_of(spec: str | None, settings: Any) -> str:
         return f"{settings.ollama_host} (Ollama)"
     if parsed.gguf_path is not None:
         return f"in-process llama.cpp ({parsed.gguf_path})"
+    if parsed.tuned:
+        return f"in-process llama.cpp (tuned model {parsed.tuned}: its base GGUF with a LoRA adapter)"
     from conclave.models.catalog import LABELS, builtin_of
 
     return f"in-process llama.cpp ({LABELS[builtin_of(parsed) or 'smollm2']}, built in)"

@@ -9,7 +9,7 @@ Each step is a mapping with an optional ``id`` and exactly one of ``ingest``, ``
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -81,9 +81,9 @@ class Models(_Strict):
 
     default: str | None = Field(None, description="spec for every role (embedded, ollama/NAME, openai/NAME)")
     planner: str | None = None
-    retriever: str | None = None
     reasoner: str | None = None
     critic: str | None = None
+    writer: str | None = None
     judge: str | None = None
 
     @field_validator("*")
@@ -307,7 +307,7 @@ def _describe(loc: tuple[Any, ...]) -> str:
     return text or "(top level)"
 
 
-def _explain(error: dict[str, Any], model_loc: tuple[Any, ...]) -> str:
+def _explain(error: Mapping[str, Any], model_loc: tuple[Any, ...]) -> str:
     kind = error["type"]
     field = model_loc[-1] if model_loc else ""
     if kind == "missing":
@@ -321,7 +321,7 @@ def _explain(error: dict[str, Any], model_loc: tuple[Any, ...]) -> str:
 
 def _expected_fields(loc: tuple[Any, ...]) -> str:
     """For unknown/missing field errors: the fields allowed at that place."""
-    models = {
+    models: dict[str, type[BaseModel]] = {
         "ingest": IngestArgs,
         "ask": AskArgs,
         "batch": BatchArgs,
@@ -341,7 +341,8 @@ def _expected_fields(loc: tuple[Any, ...]) -> str:
 class Problem:
     """One error in a workflow file, located."""
 
-    def __init__(self, source: str, mark: yaml.Mark | None, where: str, message: str):
+    def __init__(self, source: str, mark: Any, where: str, message: str):
+        """``mark``: a YAML mark (``.line``, ``.column``), or ``None`` when the place is unknown."""
         self.source = source
         self.line = mark.line + 1 if mark else 1
         self.column = mark.column + 1 if mark else 1

@@ -24,12 +24,11 @@ from conclave.workflows.workflow_file import REFERENCE, Workflow, load_workflow,
 from pydantic import ValidationError
 
 from conclave.errors import ConclaveError, ConfigError, WorkflowError
-from conclave.settings import Settings
+from conclave.settings import AGENT_ROLES, ROLES, Settings
 
 __all__ = ["StepPlan", "WorkflowResult", "plan_workflow", "run_workflow", "workflow_settings"]
 
 Note = Callable[[str], None]
-ROLES = ("planner", "retriever", "reasoner", "critic", "judge")
 
 
 @dataclass(frozen=True)
@@ -154,10 +153,7 @@ class _Runner:
     async def clients(self) -> dict[str, Any]:
         from conclave.models import role_spec
 
-        return {
-            role: await self.caches.client(await role_spec(self.settings, role))  # type: ignore[arg-type]
-            for role in ("planner", "retriever", "reasoner", "critic")
-        }
+        return {role: await self.caches.client(await role_spec(self.settings, role)) for role in AGENT_ROLES}
 
     async def answer(self, question: str, method: str | None, collection: str | None) -> dict[str, Any]:
         from conclave.workflows.runner import build_context, run_question
@@ -416,7 +412,7 @@ async def run_workflow(
             {"kind": "workflow", "source": source, "base_dir": str(base), "name": workflow.name},
             run_id=run_id,
         )
-        models = {role: run_settings.role_model(role) for role in ROLES}  # type: ignore[arg-type]
+        models: dict[str, Any] = {role: run_settings.role_model(role) for role in ROLES}
         manifest = runs.build_manifest(
             run_settings,
             kind="workflow",

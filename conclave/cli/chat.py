@@ -114,7 +114,7 @@ def sessions_export(
         raise ConfigError(f"unknown format {fmt!r}", hint="use --format md or --format json")
     store = _store()
     if output is not None:
-        written = store.export(session, output, fmt)  # type: ignore[arg-type]
+        written = store.export(session, output, fmt)
         typer.echo(f"exported to {safe_text(written)}")
         return
     info = store.get(session)

@@ -105,7 +105,7 @@ def run_info(folder: Path) -> dict[str, Any]:
     """What ``runs list`` shows of a run folder: id, kind, started, status, items, methods."""
     manifest = _read(folder / "manifest.json")
     manifest = manifest if isinstance(manifest, dict) else {}
-    config = manifest.get("config") if isinstance(manifest.get("config"), dict) else {}
+    config = v if isinstance(v := manifest.get("config"), dict) else {}
     kind = str(manifest.get("kind") or ("workflow" if (folder / "run.json").is_file() else "?"))
     info: dict[str, Any] = {
         "id": folder.name,
@@ -131,8 +131,8 @@ def run_info(folder: Path) -> dict[str, Any]:
         info["models"] = [str(m) for m in config.get("models") or []]
     elif kind == "workflow":
         info["status"] = "complete" if (folder / "outputs.json").is_file() else "partial"
-        workflow = config.get("workflow") if isinstance(config.get("workflow"), dict) else {}
-        steps = workflow.get("steps") if isinstance(workflow.get("steps"), list) else []
+        workflow = v if isinstance(v := config.get("workflow"), dict) else {}
+        steps = v if isinstance(v := workflow.get("steps"), list) else []
         done = 0
         if (folder / "steps.jsonl").is_file():
             from conclave.workflows.evaluation.runs import scan_jsonl
@@ -199,16 +199,16 @@ def _show_data(folder: Path) -> dict[str, Any]:
     info = run_info(folder)
     manifest = _read(folder / "manifest.json")
     manifest = manifest if isinstance(manifest, dict) else {}
-    config = manifest.get("config") if isinstance(manifest.get("config"), dict) else {}
+    config = v if isinstance(v := manifest.get("config"), dict) else {}
     if info["kind"] == "workflow":
-        workflow = config.get("workflow") if isinstance(config.get("workflow"), dict) else {}
+        workflow = v if isinstance(v := config.get("workflow"), dict) else {}
         config = {
             "name": workflow.get("name"),
             "source": config.get("source"),
             "steps": [s.get("id") for s in workflow.get("steps") or [] if isinstance(s, dict)],
         }
     summary = _read(folder / "summary.json")
-    cells = summary.get("cells") if isinstance(summary, dict) and isinstance(summary.get("cells"), list) else []
+    cells = v if isinstance(summary, dict) and isinstance(v := summary.get("cells"), list) else []
     accuracy = [
         {
             "method": c.get("method"),

@@ -244,7 +244,7 @@ async def _ask(
         else:
             renderer.handle(event)
     run = collect(events)
-    result = {
+    result: dict[str, Any] = {
         "ok": run.ok,
         "error": None if run.ok else run.error,
         "question": ctx.question,
@@ -388,6 +388,7 @@ def _register_subcommands() -> None:
         "conclave.cli.evaluate",
         "conclave.cli.history",
         "conclave.cli.templates",
+        "conclave.cli.tune",
     ):
         try:
             mod = importlib.import_module(module)

@@ -83,8 +83,8 @@ class DelegatingClient(ChatCompletionClient):
         return self.client.remaining_tokens(messages, tools=tools)
 
     @property
-    def capabilities(self) -> ModelCapabilities:  # type: ignore[override]
-        return self.client.capabilities  # type: ignore[no-any-return]
+    def capabilities(self) -> ModelCapabilities:
+        return self.client.capabilities
 
     @property
     def model_info(self) -> ModelInfo:

@@ -106,7 +106,7 @@ def _BoundedStateCache(max_entries: int) -> Any:  # noqa: N802 - a class built o
     """
     from llama_cpp import LlamaRAMCache
 
-    class BoundedStateCache(LlamaRAMCache):  # type: ignore[misc]
+    class BoundedStateCache(LlamaRAMCache):
         def __setitem__(self, key: Any, value: Any) -> None:
             super().__setitem__(key, value)
             while len(self.cache_state) > max_entries:
@@ -285,7 +285,8 @@ def tool_instructions(tools: Sequence[Tool | ToolSchema], *, allow_answer: bool)
     lines = ["You can call these tools. Reply with exactly one JSON object."]
     for tool in tools:
         schema = _tool_schema(tool)
-        params = json.dumps((schema.get("parameters") or {}).get("properties", {}))
+        parameters: Mapping[str, Any] = schema.get("parameters") or {}
+        params = json.dumps(parameters.get("properties", {}))
         lines.append(f"- {schema['name']}: {schema.get('description', '')} Arguments: {params}")
     lines.append('To call a tool: {"tool": "<name>", "arguments": {...}}')
     if allow_answer:
@@ -557,8 +558,8 @@ class EmbeddedChatCompletionClient(ChatCompletionClient):
         return self._n_ctx - self.count_tokens(messages, tools=tools)
 
     @property
-    def capabilities(self) -> ModelCapabilities:  # type: ignore[override]
-        return {"vision": False, "function_calling": True, "json_output": True}  # type: ignore[typeddict-item]
+    def capabilities(self) -> ModelCapabilities:
+        return {"vision": False, "function_calling": True, "json_output": True}
 
     @property
     def model_info(self) -> ModelInfo:

@@ -76,7 +76,7 @@ async def test_a_chain_calls_an_mcp_tool_in_a_scripted_team_run(tmp_path: Path) 
         method="coa",
         knowledge=False,
         tools=tools,
-        clients={role: client for role in ("planner", "retriever", "reasoner", "critic")},
+        clients={role: client for role in ("planner", "reasoner", "critic", "writer")},
     )
     events = [e async for e in run_question(ctx)]
     step = next(e for e in events if e.kind == "step_finished")

@@ -43,7 +43,7 @@ async def test_rag_answers_from_the_retrieved_passages_in_one_call() -> None:
         QUESTION,
         load_settings(),
         method="rag",
-        clients={role: client for role in ("planner", "retriever", "reasoner", "critic")},
+        clients={role: client for role in ("planner", "reasoner", "critic", "writer")},
     )
     events = [e async for e in run_question(ctx)]
     retrieval = next(e for e in events if e.kind == "retrieval")
@@ -67,7 +67,7 @@ async def test_rag_with_no_collection_says_so_in_the_prompt() -> None:
         load_settings(),
         method="rag",
         knowledge=False,
-        clients={role: client for role in ("planner", "retriever", "reasoner", "critic")},
+        clients={role: client for role in ("planner", "reasoner", "critic", "writer")},
     )
     events = [e async for e in run_question(ctx)]
     assert not any(e.kind == "retrieval" for e in events)

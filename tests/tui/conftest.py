@@ -35,7 +35,7 @@ from conclave.events import (
 from conclave.sessions import SessionStore
 from conclave.settings import Settings, load_settings
 
-ROLES = ("planner", "retriever", "reasoner", "critic")
+ROLES = ("planner", "reasoner", "critic", "writer")
 EPOCH = 1_767_261_600.0  # 2026-01-01 10:00 UTC: snapshots show fixed dates
 INFO: ModelInfo = {
     "vision": False,

@@ -36,7 +36,7 @@ async def test_question_streams_answer_and_trace_with_a_scripted_model(settings:
         text = trace_text(app)
         assert "▶ direct" in text and "reasoner:" in text and "■ Done" in text
         state = app.status_bar.state
-        assert state.models == {r: "replay" for r in ("planner", "retriever", "reasoner", "critic")}
+        assert state.models == {r: "replay" for r in ("planner", "reasoner", "critic", "writer")}
         assert state.tokens is not None and state.tokens > 0 and state.seconds is not None
         # Both messages are in the database already, the answer with its trace and the settings in force.
         messages = store.messages(app.session_id)

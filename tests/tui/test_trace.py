@@ -98,8 +98,8 @@ def test_passages_are_cut_to_one_line() -> None:
 
 
 def test_models_label() -> None:
-    same = {r: "embedded" for r in ("planner", "retriever", "reasoner", "critic")}
+    same = {r: "embedded" for r in ("planner", "reasoner", "critic", "writer")}
     assert models_label(same) == "embedded"
     mixed = {**same, "critic": "openai/gpt-4o"}
-    assert models_label(mixed) == "plan embedded · retr embedded · reas embedded · crit openai/gpt-4o"
+    assert models_label(mixed) == "plan embedded · reas embedded · crit openai/gpt-4o · writ embedded"
     assert models_label({}) == "auto"

@@ -47,7 +47,7 @@ def recorded(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Settings, list[Any]]
             **{
                 **kwargs,
                 "knowledge": False,
-                "clients": {r: client for r in ("planner", "retriever", "reasoner", "critic")},
+                "clients": {r: client for r in ("planner", "reasoner", "critic", "writer")},
             },
         )
 

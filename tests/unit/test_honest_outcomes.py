@@ -142,7 +142,7 @@ def scripted_ask(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
                 **kwargs,
                 "knowledge": False,
                 "tools": {"calculator": calculator_tool()},
-                "clients": {r: client for r in ("planner", "retriever", "reasoner", "critic")},
+                "clients": {r: client for r in ("planner", "reasoner", "critic", "writer")},
             },
         )
 

@@ -66,7 +66,7 @@ async def run(method: str, script: list[str], question: str) -> tuple[list[Event
         question,
         load_settings(coa={"plan": "auto", "form": "program", "use_critic": "auto"}),
         method=method,
-        clients={role: client for role in ("planner", "retriever", "reasoner", "critic")},
+        clients={role: client for role in ("planner", "reasoner", "critic", "writer")},
         tools={"calculator": calculator_tool(), "search_knowledge": search_tool(store)},
     )
     ctx.store = store

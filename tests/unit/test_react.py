@@ -41,7 +41,7 @@ async def test_react_calls_tools_in_turn_and_answers() -> None:
         PENS,
         load_settings(),
         method="react",
-        clients={r: client for r in ("planner", "retriever", "reasoner", "critic")},
+        clients={r: client for r in ("planner", "reasoner", "critic", "writer")},
         tools={"calculator": calculator_tool()},
         knowledge=False,
     )

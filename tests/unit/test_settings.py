@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from conclave.errors import ConfigError
-from conclave.settings import load_settings, load_settings_with_origins, mask_secret
+from conclave.settings import Settings, load_settings, load_settings_with_origins, mask_secret
 
 
 def write_toml(home: Path, text: str) -> None:
@@ -148,3 +148,20 @@ def test_an_empty_collection_name_is_refused(conclave_home: Path, name: str) -> 
     """Class 5: `--collection ''` used to write into demo silently."""
     with pytest.raises(ConfigError, match="collection .*the collection name is empty"):
         load_settings(collection=name)
+
+
+def test_roles_match_the_agents_that_call_a_model(tmp_path) -> None:
+    from conclave.settings import AGENT_ROLES, ROLES
+
+    assert AGENT_ROLES == ("planner", "reasoner", "critic", "writer")
+    assert ROLES == (*AGENT_ROLES, "judge")
+    settings = Settings(home=tmp_path, model="embedded", roles={"reasoner": "ollama/qwen"})
+    assert settings.role_model("writer") == "ollama/qwen"  # the writer writes out the reasoner's chain
+    assert settings.role_model("planner") == "embedded"
+    writer = Settings(home=tmp_path, model="embedded", roles={"reasoner": "ollama/qwen", "writer": "embedded:smollm2"})
+    assert writer.role_model("writer") == "embedded:smollm2"
+
+
+def test_a_retriever_role_is_refused_with_the_reason(tmp_path) -> None:
+    with pytest.raises(ValidationError, match="the retriever calls no model"):
+        Settings(home=tmp_path, roles={"retriever": "embedded"})

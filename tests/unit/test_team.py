@@ -96,7 +96,7 @@ async def run(
         question,
         load_settings(**settings),
         method=method_spec,
-        clients={role: client for role in ("planner", "retriever", "reasoner", "critic")},
+        clients={role: client for role in ("planner", "reasoner", "critic", "writer")},
         tools=tools if tools is not None else {"calculator": calculator_tool()},
         knowledge=False,  # these scenarios need no knowledge store
     )
@@ -233,7 +233,7 @@ async def test_backend_failure_becomes_run_failed() -> None:
         PENS,
         load_settings(),
         method="coa",
-        clients={r: client for r in ("planner", "retriever", "reasoner", "critic")},
+        clients={r: client for r in ("planner", "reasoner", "critic", "writer")},
         tools={"calculator": calculator_tool()},
         knowledge=False,
     )
@@ -337,7 +337,7 @@ async def run_with_store(script: list[str], question: str, **coa: Any) -> tuple[
         question,
         load_settings(coa=coa),
         method="coa",
-        clients={role: client for role in ("planner", "retriever", "reasoner", "critic")},
+        clients={role: client for role in ("planner", "reasoner", "critic", "writer")},
         tools={"calculator": calculator_tool(), "search_knowledge": search_tool(store)},
     )
     ctx.store = store

@@ -69,7 +69,7 @@ async def test_a_slow_tool_starts_while_the_chain_is_still_being_written() -> No
         settings,
         method="coa",
         knowledge=False,
-        clients={role: client for role in ("planner", "retriever", "reasoner", "critic")},
+        clients={role: client for role in ("planner", "reasoner", "critic", "writer")},
         tools={"calculator": calculator_tool(), "slow_lookup": slow_lookup_tool(calls, client)},
     )
     events = [e async for e in run_question(ctx)]
@@ -98,7 +98,7 @@ async def test_a_rejected_program_goes_back_with_its_errors() -> None:
         settings,
         method="coa",
         knowledge=False,
-        clients={role: client for role in ("planner", "retriever", "reasoner", "critic")},
+        clients={role: client for role in ("planner", "reasoner", "critic", "writer")},
         tools={"calculator": calculator_tool()},
     )
     events = [e async for e in run_question(ctx)]
@@ -134,7 +134,7 @@ async def _run(client: Recording, **coa: Any) -> list[Any]:
         settings,
         method="coa",
         knowledge=False,
-        clients={role: client for role in ("planner", "retriever", "reasoner", "critic")},
+        clients={role: client for role in ("planner", "reasoner", "critic", "writer")},
         tools={"calculator": calculator_tool()},
     )
     return [e async for e in run_question(ctx)]

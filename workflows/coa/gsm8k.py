@@ -96,7 +96,7 @@ def _plain_equations(line: str) -> list[_Occurrence]:
     found: list[_Occurrence] = []
     for match in _PLAIN.finditer(line):
         expression = re.sub(r"(?<=[\d)])\s*x\s*(?=[\d($])", " * ", match.group("expr"))
-        expression = expression.replace("$", "").translate(str.maketrans({"×": "*", "÷": "/", "−": "-", "–": "-"}))
+        expression = expression.replace("$", "").translate(str.maketrans("×÷−–", "*/--"))
         value = _number(match.group("value"))
         try:
             computed = evaluate(expression).value

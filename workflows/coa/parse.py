@@ -180,8 +180,9 @@ def _step_from_json(item: Any, index: int, fail: Any) -> Step:
         args = {"expression": expression_arg(raw_args)}
     else:
         raise fail(f'{where} ({step_id}) has "args" that are not an object', '"args": {"name": value, ...}')
-    if tool.casefold() == CALCULATOR and isinstance(args.get("expression"), Lit):
-        args["expression"] = _without_own_result(args["expression"], step_id)
+    expression = args.get("expression")
+    if tool.casefold() == CALCULATOR and isinstance(expression, Lit):
+        args["expression"] = _without_own_result(expression, step_id)
     thought = item.get("thought", "")
     thought = thought if isinstance(thought, str) else json.dumps(thought)
     return Step(id=step_id, tool=tool, args=args, positional=positional, thought=thought.strip())

@@ -336,8 +336,8 @@ class _Converter:
             if st.name == ANSWER and not isinstance(st.value, ast.Name) and _is_sentence(st.value):
                 # answer = name + " was known as ...": a sentence around a quantity. The writer words the answer,
                 # so the quantity it names is the answer (a re-plan would cost a model call to say the same).
-                names = [n.id for n in ast.walk(st.value) if isinstance(n, ast.Name)]
-                st = replace(st, value=ast.Name(id=names[-1], ctx=ast.Load()))
+                named = [n.id for n in ast.walk(st.value) if isinstance(n, ast.Name)]
+                st = replace(st, value=ast.Name(id=named[-1], ctx=ast.Load()))
             if st.name == ANSWER and isinstance(st.value, ast.Name):
                 target = st.value.id
                 if target not in self.ids:

@@ -79,7 +79,7 @@ def _args_schema(tool: Any, max_chars: int | None) -> dict[str, Any]:
     if schema is None:
         return {"type": "object"}
     raw = copy.deepcopy(schema) if isinstance(schema, dict) else schema.model_json_schema()
-    defs = raw.get("$defs", raw.get("definitions", {}))
+    defs = raw.get("$defs") or raw.get("definitions") or {}
     properties = {
         name: _allow_placeholder(_bound_strings(_clean(_inline(prop, defs)), max_chars))
         for name, prop in raw.get("properties", {}).items()

@@ -33,11 +33,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from conclave.errors import ConclaveError, ConfigError
 from conclave.events import Event
-from conclave.settings import Settings
+from conclave.settings import AGENT_ROLES, ROLES, Settings
 
 __all__ = ["EvalConfig", "EvalProgress", "EvalResult", "outcome_from_events", "record_outcome", "run_eval", "unit_key"]
 
-ROLES = ("planner", "retriever", "reasoner", "critic")
 # `format_passages` in tools.registry: "1. [id] (source, score 0.812) ..." — how react's search results name passages.
 
 
@@ -333,7 +332,7 @@ async def run_eval(
             models = {
                 "cells": resolved.models,
                 "judge": judge_spec,
-                "roles": {role: settings.role_model(role) for role in (*ROLES, "judge")},
+                "roles": {role: settings.role_model(role) for role in ROLES},
             }
             manifest = runs.build_manifest(
                 run_settings, kind="eval", run_id=run_id, config=resolved.model_dump(mode="json"), models=models
@@ -479,10 +478,10 @@ async def _execute(
 async def _clients_for(caches: CacheSet, model: str, settings: Settings, use_roles: bool) -> dict[str, Any]:
     if not use_roles:
         client = await caches.client(model)
-        return {role: client for role in ROLES}
+        return {role: client for role in AGENT_ROLES}
     from conclave.models import role_spec
 
-    return {role: await caches.client(await role_spec(settings, role)) for role in ROLES}  # type: ignore[arg-type]
+    return {role: await caches.client(await role_spec(settings, role)) for role in AGENT_ROLES}
 
 
 async def _run_unit(

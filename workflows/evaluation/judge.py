@@ -12,7 +12,7 @@ import contextlib
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
-from autogen_core.models import ChatCompletionClient, SystemMessage, UserMessage
+from autogen_core.models import ChatCompletionClient, LLMMessage, SystemMessage, UserMessage
 from conclave.workflows.evaluation import prompts
 from conclave.workflows.evaluation.scorers import JUDGE_PASS, CorrectnessVerdict, FaithfulnessVerdict, Outcome, Score
 from pydantic import BaseModel
@@ -36,7 +36,7 @@ class Judge:
     async def _ask(self, system: str, user: str, schema: type[T]) -> tuple[T | None, str]:
         from conclave.models import StructuredOutputError, complete_structured
 
-        messages = [SystemMessage(content=system), UserMessage(content=user, source="user")]
+        messages: list[LLMMessage] = [SystemMessage(content=system), UserMessage(content=user, source="user")]
         last = ""
         for attempt in range(self.retries + 1):
             extra: dict[str, Any] = {"max_tokens": 300}
@@ -44,7 +44,7 @@ class Judge:
                 extra.update({"temperature": 0.7, "seed": attempt})
             guard = self.limit if self.limit is not None else contextlib.nullcontext()
             try:
-                async with guard:  # type: ignore[attr-defined]
+                async with guard:
                     return await complete_structured(self.client, messages, schema, extra=extra), ""
             except StructuredOutputError as exc:
                 last = exc.message

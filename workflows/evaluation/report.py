@@ -549,7 +549,7 @@ def _item_html(r: dict[str, Any], method_index: int) -> str:
         f"{_esc(clip(r.get('question', ''), 110))} → <b>{_esc(shown)}</b>"
         f'{flag} <span class="muted">{_n(r.get("latency"))} s · {tokens} tokens</span>'
     )
-    gold = r.get("gold") if isinstance(r.get("gold"), list) else [r.get("gold", "")]
+    gold = v if isinstance(v := r.get("gold"), list) else [r.get("gold", "")]
     rows = [
         ("question", f'<span class="text">{_text(r.get("question", ""))}</span>'),
         ("gold", " <b>|</b> ".join(f'<span class="text">{_text(g)}</span>' for g in gold) or "–"),
@@ -631,12 +631,12 @@ def _event_html(e: dict[str, Any], args: dict[tuple[str, str], Any]) -> str:
     tag = f" (sample {_esc(sample + 1 if isinstance(sample, int) else sample)})" if sample else ""
     step = (str(sample), str(e.get("step_id")))
     if kind == "run_started":
-        models = e.get("models") if isinstance(e.get("models"), dict) else {}
+        models = v if isinstance(v := e.get("models"), dict) else {}
         return f'<span class="k">Started</span> {_esc(e.get("method", ""))} · ' + _esc(
             ", ".join(sorted({str(m) for m in models.values()}))
         )
     if kind == "plan":
-        subs = e.get("subquestions") if isinstance(e.get("subquestions"), list) else []
+        subs = v if isinstance(v := e.get("subquestions"), list) else []
         listed = "".join(
             f'<li>{_text(s.get("question", ""))} <span class="muted">({_esc(s.get("needs", "?"))})</span></li>'
             for s in subs
@@ -644,7 +644,7 @@ def _event_html(e: dict[str, Any], args: dict[tuple[str, str], Any]) -> str:
         )
         return f'<span class="k">Plan</span><ol>{listed}</ol>'
     if kind == "retrieval":
-        passages = e.get("passages") if isinstance(e.get("passages"), list) else []
+        passages = v if isinstance(v := e.get("passages"), list) else []
         listed = "".join(
             f"<li>{_n(p.get('score'))} <b>{_esc(p.get('title') or p.get('source', ''))}</b> "
             f"<code>{_esc(str(p.get('id', ''))[:12])}</code> {_text(p.get('text', ''), 300)}</li>"
@@ -661,7 +661,7 @@ def _event_html(e: dict[str, Any], args: dict[tuple[str, str], Any]) -> str:
             f"<pre>{_text(e.get('text', ''), _TRACE_CHARS)}</pre>"
         )
     if kind == "replan":
-        errors = e.get("errors") if isinstance(e.get("errors"), list) else []
+        errors = v if isinstance(v := e.get("errors"), list) else []
         return (
             f'<span class="k err">Rejected</span>{tag}<ul>'
             + "".join(f'<li class="text">{_text(x, 1000)}</li>' for x in errors)
@@ -678,7 +678,7 @@ def _event_html(e: dict[str, Any], args: dict[tuple[str, str], Any]) -> str:
             result = f'<span class="err">{_esc(e.get("status"))}: {_text(e.get("error"), 1000)}</span>'
         started, ended = e.get("started"), e.get("ended")
         timed = isinstance(started, (int, float)) and isinstance(ended, (int, float))
-        ms = f" · {(ended - started) * 1000:.0f} ms" if timed else ""
+        ms = f" · {(float(ended or 0) - float(started or 0)) * 1000:.0f} ms" if timed else ""
         call = _call(e.get("tool", ""), args.get(step, {}))
         return (
             f'<span class="k">Step {_esc(e.get("step_id", ""))}</span>{tag} = {call} → {result}'
@@ -691,14 +691,14 @@ def _event_html(e: dict[str, Any], args: dict[tuple[str, str], Any]) -> str:
             f'<span class="{css}">{_text(e.get("result", ""), _TRACE_CHARS)}</span>'
         )
     if kind == "vote":
-        counts = e.get("counts") if isinstance(e.get("counts"), dict) else {}
+        counts = v if isinstance(v := e.get("counts"), dict) else {}
         return (
             '<span class="k">Vote</span> '
             + _esc(", ".join(f"{k}: {v}" for k, v in counts.items()))
             + f" → {_esc(e.get('winner'))}"
         )
     if kind == "critique":
-        reasons = e.get("reasons") if isinstance(e.get("reasons"), list) else []
+        reasons = v if isinstance(v := e.get("reasons"), list) else []
         verdict = str(e.get("verdict", ""))
         css = "" if verdict == "accept" else " err"
         return (

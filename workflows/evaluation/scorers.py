@@ -254,9 +254,9 @@ def score_deterministic(name: str, outcome: Outcome, golds: Sequence[str], gold_
         if not outcome.retrieved:
             return Score(None, None, "no retrieval")
         # The ids are already each search's top k (see harness.outcome_from_events).
-        value = recall_at_k(outcome.retrieved_ids, gold_ids, len(outcome.retrieved_ids))
-        assert value is not None
-        return Score(round(value, 4), value == 1.0)
+        recall = recall_at_k(outcome.retrieved_ids, gold_ids, len(outcome.retrieved_ids))
+        assert recall is not None
+        return Score(round(recall, 4), recall == 1.0)
     raise ConfigError(f"unknown scorer {name!r}", hint=f"use one of: {', '.join(SCORERS)}")
 
 
