@@ -75,14 +75,6 @@ class RoleModels(_Frozen):
         return data
 
 
-Method = Literal["coa", "cot", "rag", "react", "direct"]
-METHODS: tuple[str, ...] = get_args(Method)
-"""How a question can be answered (``workflows/methods.py`` runs each)."""
-KNOWLEDGE_METHODS = ("coa", "rag", "react")
-"""The methods that search a knowledge collection."""
-METHOD_HELP = "coa (default), cot, rag, react or direct"
-
-
 class ModelInfoOverride(_Frozen):
     """Capabilities of an OpenAI-compatible model the client library does not know by name."""
 
@@ -180,7 +172,8 @@ class Settings(_Frozen):
     home: Path = Field(default_factory=lambda: Path(user_data_dir("conclave", appauthor=False)))
     model: str | None = None
     roles: RoleModels = RoleModels()
-    method: Method = "coa"
+    method: str = "coa"
+    """How questions are answered: a name in the method registry (``conclave methods``; ``workflows/methods.py``)."""
     collection: str = "demo"
     embedder: str = "local"
     chroma_url: str | None = None
@@ -224,6 +217,15 @@ class Settings(_Frozen):
             if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]{0,39}", name):
                 raise ValueError(f"MCP server name {name!r}: use letters, digits, - and _ (starting with a letter)")
         return value
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, value: str) -> str:
+        from conclave.workflows.methods import METHODS, method_help
+
+        if value.strip() not in METHODS:
+            raise ValueError(f"unknown method {value!r}: use {method_help()} (conclave methods lists them)")
+        return value.strip()
 
     @field_validator("collection")
     @classmethod

@@ -37,7 +37,7 @@ from conclave.events import (
     stage_of,
 )
 from conclave.sessions import Message, SessionStore
-from conclave.settings import AGENT_ROLES, KNOWLEDGE_METHODS, RoleModels, Settings
+from conclave.settings import AGENT_ROLES, RoleModels, Settings
 from conclave.terminal import safe_text
 
 __all__ = ["ConclaveApp"]
@@ -66,7 +66,9 @@ def welcome_text(settings: Settings) -> Text:
     text = Text()
     text.append("Ask a question", style="bold")
     text.append(f" — answered with {settings.method}")
-    if settings.collection and settings.method in KNOWLEDGE_METHODS:
+    from conclave.workflows.methods import searches_knowledge
+
+    if settings.collection and searches_knowledge(settings.method):
         text.append(f", searching the '{safe_text(settings.collection)}' collection")
     text.append(".\n")
     text.append("Type / for commands (/help lists them), F1 for keys, Ctrl+P for the command palette.", style="dim")

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from conclave.errors import ConclaveError
 from conclave.events import Event, Passage
-from conclave.settings import AGENT_ROLES, KNOWLEDGE_METHODS, Settings
+from conclave.settings import AGENT_ROLES, Settings
 
 __all__ = [
     "IngestUpdate",
@@ -49,7 +49,9 @@ RunQuestion = Callable[[Question], AsyncIterator[Event]]
 def _warm_imports(method: str) -> None:
     # Heavy imports (chromadb, sentence-transformers) run here, in a thread, so the first answer never freezes the UI.
     modules = ["conclave.workflows.runner", "conclave.workflows.methods"]
-    if method in KNOWLEDGE_METHODS:
+    from conclave.workflows.methods import searches_knowledge
+
+    if searches_knowledge(method):
         modules += ["conclave.workflows.team", "conclave.tools.store", "conclave.tools.registry", "chromadb"]
     for name in modules:
         try:

@@ -7,9 +7,8 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING
 
+from conclave.workflows.methods import METHODS
 from textual.command import DiscoveryHit, Hit, Hits, Provider
-
-from conclave.settings import METHODS
 
 if TYPE_CHECKING:
     from conclave.tui.app import ConclaveApp
@@ -28,7 +27,7 @@ class SlashCommand:
 
 SLASH_COMMANDS: tuple[SlashCommand, ...] = (
     SlashCommand("model", "[ROLE] SPEC", "model for every role, or one role (embedded, ollama/NAME, openai/NAME)"),
-    SlashCommand("method", f"[{'|'.join(METHODS)}]", "how questions are answered (no argument: show)"),
+    SlashCommand("method", f"[{'|'.join(METHODS.names())}]", "how questions are answered (no argument: show)"),
     SlashCommand("collection", "[NAME]", "knowledge collection to search (no argument: list them)"),
     SlashCommand("ingest", "PATH...", "add files or folders to the current collection"),
     SlashCommand("search", "QUERY", "search the current collection; results in the Sources tab"),
@@ -76,9 +75,7 @@ def palette_actions(app: ConclaveApp) -> list[tuple[str, str, object]]:
         ("Edit chat parameters", "F5: method, model, temperature, length, instructions", app.action_edit_params),
         ("List collections", "and their chunk counts", partial(app.run_slash, "/collection")),
     ]
-    from conclave.workflows.runner import METHODS
-
-    for method in METHODS:
+    for method in METHODS.names():
         actions.append((f"Method: {method}", f"answer with {method}", partial(app.set_method, method)))
     actions.append(("Quit", "Ctrl+Q", app.action_quit))
     return actions

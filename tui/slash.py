@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Literal
 
 from conclave.tui.backend import IngestUpdate
 from conclave.tui.commands import SlashError, parse_slash
-from conclave.workflows.runner import METHODS
+from conclave.workflows.methods import METHODS
 from rich.text import Text
 from textual.widgets import Label, ProgressBar
 
@@ -76,7 +76,9 @@ class SlashCommands:
     async def _slash_method(self, args: list[str]) -> None:
         if not args:
             self.app.notify(
-                safe_text(f"Method: {self.app.settings.method} (choose from {', '.join(METHODS)}: /method NAME)"),
+                safe_text(
+                    f"Method: {self.app.settings.method} (choose from {', '.join(METHODS.names())}: /method NAME)"
+                ),
                 markup=False,
             )
             return

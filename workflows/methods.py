@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from autogen_core.models import AssistantMessage, CreateResult, LLMMessage, SystemMessage, UserMessage
@@ -18,6 +19,7 @@ from conclave.workflows.runner import RunContext
 
 from conclave.events import AnswerDelta, AnswerReady, Event, Passage, Retrieved, Usage
 from conclave.models import client_name
+from conclave.registry import Registry
 
 # "Answer: ..." on a line of its own, or after the last sentence of a line ("... in [1]. Answer: Coldplay").
 _ANSWER_LINE = re.compile(r"(?im)(?:^|(?<=[.!?)\]])[ \t]+)\**(?:final\s+)?answer\s*[:：]\**\s*(.+?)\s*$")
@@ -114,11 +116,11 @@ class StreamedCall:
         )
 
 
-async def run_direct(ctx: RunContext) -> AsyncIterator[Event]:
-    """One call, no tools."""
+async def _one_call(ctx: RunContext, prompt: str, shot: Sequence[LLMMessage] = ()) -> AsyncIterator[Event]:
+    """One streamed call with the prompt ``prompt`` (``agents/prompts``), no tools; the answer line is the value."""
     messages: list[LLMMessage] = [
-        SystemMessage(content=answer_prompt("direct", ctx.settings)),
-        *direct_shot(),
+        SystemMessage(content=answer_prompt(prompt, ctx.settings)),
+        *shot,
         *history_messages(ctx),
         UserMessage(content=ctx.question, source="user"),
     ]
@@ -126,19 +128,18 @@ async def run_direct(ctx: RunContext) -> AsyncIterator[Event]:
     async for event in call.events():
         yield event
     yield AnswerReady(text=call.text.strip(), value=answer_value(call.text))
+
+
+async def run_direct(ctx: RunContext) -> AsyncIterator[Event]:
+    """One call, no tools."""
+    async for event in _one_call(ctx, "direct", direct_shot()):
+        yield event
 
 
 async def run_cot(ctx: RunContext) -> AsyncIterator[Event]:
     """Chain of thought: think step by step, no tools."""
-    messages: list[LLMMessage] = [
-        SystemMessage(content=answer_prompt("cot", ctx.settings)),
-        *history_messages(ctx),
-        UserMessage(content=ctx.question, source="user"),
-    ]
-    call = StreamedCall(ctx.clients["reasoner"], messages, agent="reasoner")
-    async for event in call.events():
+    async for event in _one_call(ctx, "cot"):
         yield event
-    yield AnswerReady(text=call.text.strip(), value=answer_value(call.text))
 
 
 async def run_rag(ctx: RunContext) -> AsyncIterator[Event]:
@@ -181,10 +182,58 @@ async def run_coa(ctx: RunContext) -> AsyncIterator[Event]:
         yield event
 
 
-METHOD_RUNNERS: dict[str, Callable[[RunContext], AsyncIterator[Event]]] = {
-    "direct": run_direct,
-    "cot": run_cot,
-    "react": run_react,
-    "rag": run_rag,
-    "coa": run_coa,
-}
+# ------------------------------------------------------------------------------------------------ registry
+
+Runner = Callable[[RunContext], AsyncIterator[Event]]
+
+
+@dataclass(frozen=True)
+class Method:
+    """A way to answer a question: ``run(ctx)`` yields the run's events and ends with one ``AnswerReady``."""
+
+    name: str
+    run: Runner
+    summary: str
+    knowledge: bool = False
+    """It searches the knowledge collection (the CLI and chat say which collection it read)."""
+    value: bool = False
+    """Its answer is a value (coa: the reified chain's); a run without one is no answer. Prose methods answer when
+    they wrote something, and their value is the ``Answer:`` line when there is one."""
+    options: bool = False
+    """It takes ``NAME:key=value`` variants (coa: its ``coa.*`` settings)."""
+
+
+def _plugin_method(name: str, loaded: object) -> Method:
+    """What a ``conclave.methods`` entry point loads: a :class:`Method`, or an async generator function
+    ``run(ctx)`` (a prose method; its docstring's first line is the summary)."""
+    if isinstance(loaded, Method):
+        return replace(loaded, name=name)
+    if callable(loaded):
+        summary = (getattr(loaded, "__doc__", None) or "").strip().splitlines()
+        return Method(name=name, run=loaded, summary=summary[0] if summary else "(a plugin method)")
+    raise TypeError(f"expected a Method or an async generator function, got {type(loaded).__name__}")
+
+
+METHODS: Registry[Method] = Registry("method", "conclave.methods", _plugin_method)
+"""Every method, by name: the built-ins below and plugins (entry-point group ``conclave.methods``)."""
+
+for _method in (
+    Method("coa", run_coa, "chain of abstraction: plan, retrieve, abstract chain, tools, critic", True, True, True),
+    Method("cot", run_cot, "chain of thought: step by step, no tools"),
+    Method("rag", run_rag, "the question's passages, one cited answer (the single-agent baseline)", knowledge=True),
+    Method("react", run_react, "tool calls interleaved with reasoning", knowledge=True),
+    Method("direct", run_direct, "one call, no tools"),
+):
+    METHODS.add(_method.name, _method)
+
+
+def searches_knowledge(name: str) -> bool:
+    """Whether the method ``name`` (a variant such as ``coa:k=3`` included) reads the knowledge collection."""
+    base = name.partition(":")[0].strip()
+    return base in METHODS and METHODS.get(base).knowledge
+
+
+def method_help() -> str:
+    """``coa (default), cot, rag, react or direct`` (and any plugin methods)."""
+    names = [f"{n} (default)" if n == "coa" else n for n in METHODS.names()]
+    return ", ".join(names[:-1]) + f" or {names[-1]}" if len(names) > 1 else names[0]

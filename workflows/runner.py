@@ -9,12 +9,10 @@ from typing import Any
 
 from conclave.errors import ConclaveError, ConfigError
 from conclave.events import AnswerReady, Critique, Event, RunFailed, RunFinished, RunStarted, Usage
-from conclave.settings import METHODS, Settings
+from conclave.settings import Settings
 from conclave.terminal import REASON_CHARS, clip
 
 __all__ = [
-    "METHODS",
-    "VALUE_METHODS",
     "RunContext",
     "answer_problem",
     "apply_method",
@@ -23,9 +21,6 @@ __all__ = [
     "run_question",
     "total_usage",
 ]
-VALUE_METHODS = frozenset({"coa"})
-"""Methods whose answer is a value (coa: the reified chain's); the others answer in prose, and their value is only
-the ``Answer:`` line when the model wrote one."""
 # Short names for chain-of-abstraction options in a method variant (``coa:k=5``).
 _COA_ALIASES = {"k": "samples", "critic": "use_critic"}
 
@@ -34,16 +29,19 @@ def parse_method(spec: str) -> tuple[str, dict[str, Any]]:
     """``NAME`` or ``NAME:key=value,...`` -> (name, options). Only ``coa`` takes options: its ``coa.*`` settings
     (``samples``/``k``, ``agree``, ``use_critic``/``critic``, ``plan``, ``few_shot``, ...), so one evaluation can
     compare variants such as ``coa:k=1`` and ``coa:k=5``."""
+    from conclave.workflows.methods import METHODS
+
     name, _, rest = spec.strip().partition(":")
     name = name.strip()
     if name not in METHODS:
         raise ConfigError(
-            f"unknown method {name!r}", hint=f"use one of: {', '.join(METHODS)} (options after a colon, e.g. coa:k=5)"
+            f"unknown method {name!r}",
+            hint=f"use one of: {', '.join(METHODS.names())} (options after a colon, e.g. coa:k=5)",
         )
     options: dict[str, Any] = {}
     if not rest.strip():
         return name, options
-    if name != "coa":
+    if not METHODS.get(name).options:
         raise ConfigError(
             f"method {name!r} takes no options (got {spec!r})", hint="only coa has variants, e.g. coa:k=5,critic=false"
         )
@@ -157,7 +155,9 @@ def answer_problem(method: str, answer: AnswerReady | None, critique: Critique |
     if answer is None:
         return "no answer: the method gave none"
     rejected = critique is not None and critique.verdict == "reject"
-    if method in VALUE_METHODS:
+    from conclave.workflows.methods import METHODS
+
+    if METHODS.get(method).value:
         if rejected or answer.value is None or not str(answer.value).strip():
             why = (
                 critique.reasons[0]
@@ -182,7 +182,7 @@ async def run_question(ctx: RunContext) -> AsyncIterator[Event]:
     answer: AnswerReady | None = None
     critique: Critique | None = None
     try:
-        async for event in methods.METHOD_RUNNERS[ctx.method](ctx):
+        async for event in methods.METHODS.get(ctx.method).run(ctx):
             if isinstance(event, Usage):
                 slot = usage.setdefault(event.agent, {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0})
                 slot["calls"] += event.calls

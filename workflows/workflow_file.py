@@ -17,7 +17,6 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator
 
 from conclave.errors import WorkflowError
-from conclave.settings import METHOD_HELP
 
 __all__ = [
     "STEP_KINDS",
@@ -45,7 +44,13 @@ def _method(value: str) -> str:
     return value.strip()
 
 
-Method = Annotated[str, AfterValidator(_method), Field(description=f"{METHOD_HELP}; coa:k=5,... for a variant")]
+Method = Annotated[
+    str,
+    AfterValidator(_method),
+    Field(
+        description="a method (`conclave methods` lists them: coa, cot, rag, react, direct and plugins); coa:k=5,... for a variant"
+    ),
+]
 STEP_KINDS = ("ingest", "ask", "batch", "synthesize", "eval", "report")
 STEP_OUTPUTS: dict[str, tuple[str, ...]] = {
     "ingest": ("collection", "chunks", "files"),

@@ -9,8 +9,8 @@ from typing import Any
 
 import typer
 
-from conclave.settings import METHOD_HELP
 from conclave.terminal import escape_markup, safe_text
+from conclave.workflows.methods import method_help
 
 __all__ = ["register"]
 
@@ -22,7 +22,7 @@ def chat(
     model: str | None = typer.Option(
         None, "--model", "-m", help="Model spec for every role (embedded, ollama/NAME, openai/NAME)."
     ),
-    method: str | None = typer.Option(None, "--method", help=f"{METHOD_HELP}."),
+    method: str | None = typer.Option(None, "--method", help=f"{method_help()}."),
     collection: str | None = typer.Option(None, "--collection", "-c", help="Knowledge collection to search."),
 ) -> None:
     """Chat in the terminal: streamed answers, the live trace, sources, saved sessions (F1 lists the keys)."""

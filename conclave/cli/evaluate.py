@@ -17,6 +17,8 @@ import typer
 from rich.console import Console
 
 from conclave.terminal import escape_markup as escape
+from conclave.workflows.evaluation.scorers import SCORERS
+from conclave.workflows.methods import method_help
 
 out = Console(highlight=False, soft_wrap=True, emoji=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
@@ -67,13 +69,13 @@ def eval_main(
     method: list[str] = typer.Option(
         [],
         "--method",
-        help="Method(s) to run: coa, cot, rag, react, direct; coa variants such as coa:k=3 (repeatable).",
+        help=f"Method(s) to run: {method_help()}; coa variants such as coa:k=3 (repeatable).",
     ),
     model: list[str] = typer.Option([], "--model", "-m", help="Model spec(s), each runs every role (repeatable)."),
     scorer: list[str] = typer.Option(
         [],
         "--scorer",
-        help="numeric, exact_match, f1, contains, recall, correctness, faithfulness (repeatable; the first decides accuracy).",
+        help=f"{', '.join(SCORERS.names())} (repeatable; the first decides accuracy).",
     ),
     limit: int | None = typer.Option(None, "--limit", "-n", min=1, help="Run only this many items."),
     skip: int = typer.Option(

@@ -17,8 +17,8 @@ from rich.console import Console
 from conclave import __version__
 from conclave.cli.metavars import ReadableGroup
 from conclave.errors import ConclaveError
-from conclave.settings import METHOD_HELP
 from conclave.terminal import escape_markup, safe_text
+from conclave.workflows.methods import method_help
 
 app = typer.Typer(
     name="conclave",
@@ -88,7 +88,7 @@ def ask(
         None, "--model", "-m", help="Model spec for every role (embedded, ollama/NAME, openai/NAME)."
     ),
     method: str | None = typer.Option(
-        None, "--method", help=f"{METHOD_HELP}; coa options after a colon (coa:k=5,critic=false)."
+        None, "--method", help=f"{method_help()}; coa options after a colon (coa:k=5,critic=false)."
     ),
     collection: str | None = typer.Option(None, "--collection", "-c", help="Knowledge collection to search."),
     samples: int | None = typer.Option(None, "--samples", min=1, max=16, help="CoA: chains to sample and vote on."),
@@ -388,6 +388,7 @@ def _register_subcommands() -> None:
         "conclave.cli.evaluate",
         "conclave.cli.history",
         "conclave.cli.templates",
+        "conclave.cli.registries",
         "conclave.cli.tune",
     ):
         try:

@@ -11,10 +11,10 @@ from typing import Any
 from rich.console import Console
 
 from conclave.events import Event, stage_of
-from conclave.settings import KNOWLEDGE_METHODS
 from conclave.terminal import CHAIN_LINE_CHARS, REASON_CHARS, safe_text
 from conclave.terminal import clip as _short
 from conclave.terminal import escape_markup as escape
+from conclave.workflows.methods import searches_knowledge
 
 
 class TraceRenderer:
@@ -80,7 +80,7 @@ class TraceRenderer:
                 f"[dim]{escape(data['method'])} · model {escape(', '.join(models))}"
                 + (
                     f" · collection {escape(data['collection'])}"
-                    if data.get("collection") and data["method"] in KNOWLEDGE_METHODS
+                    if data.get("collection") and searches_knowledge(data["method"])
                     else ""
                 )
                 + "[/]"

@@ -68,3 +68,38 @@ def test_without_the_plugin_the_tool_is_absent(tmp_path: Path) -> None:
     from conclave.settings import load_settings
 
     assert "days_between" not in build_tools(load_settings())
+
+
+def test_an_installed_plugin_adds_its_method_and_scorer(plugin_path: Path, tmp_path: Path) -> None:
+    methods = conclave(["methods", "--json"], plugin_path, tmp_path)
+    assert methods.returncode == 0, methods.stderr[-2000:]
+    listed = {m["name"]: m for m in json.loads(methods.stdout)}
+    assert list(listed)[:5] == ["coa", "cot", "rag", "react", "direct"]
+    assert listed["brief"]["summary"].startswith("One sentence of reasoning")
+    scorers = conclave(["scorers", "--json"], plugin_path, tmp_path)
+    assert "close" in {s["name"] for s in json.loads(scorers.stdout)}
+    # Both run: the plugin's method answers on the embedded model, the plugin's scorer scores it.
+    data = tmp_path / "sums.jsonl"
+    data.write_text(json.dumps({"id": "a", "question": "What is 2 + 2?", "answer": "4"}) + "\n")
+    run = conclave(
+        ["eval", "-d", f"jsonl:{data}", "--method", "brief", "-m", "embedded:smollm2", "--scorer", "close", "--json"],
+        plugin_path,
+        tmp_path,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    summary = json.loads(run.stdout)["summary"]
+    cell = summary["cells"][0]
+    assert (cell["method"], summary["primary_scorer"], cell["scored"], cell["failed"]) == ("brief", "close", 1, 0)
+
+
+def test_the_registries_name_the_choices_when_a_name_is_unknown(tmp_path: Path) -> None:
+    from conclave.errors import ConfigError
+    from conclave.workflows.evaluation.scorers import resolve_scorers
+    from conclave.workflows.runner import parse_method
+
+    with pytest.raises(ConfigError) as method:
+        parse_method("brief")  # the plugin is not installed in the test venv itself
+    assert "coa, cot, rag, react, direct" in (method.value.hint or "")
+    with pytest.raises(ConfigError) as scorer:
+        resolve_scorers(["close"])
+    assert "numeric, exact_match" in (scorer.value.hint or "")

@@ -22,12 +22,13 @@ from conclave.workflows.evaluation.cache import CacheSet, ClientFactory, item_ba
 from conclave.workflows.evaluation.datasets import Dataset, Item, load_dataset, select_items
 from conclave.workflows.evaluation.judge import Judge
 from conclave.workflows.evaluation.scorers import (
-    DETERMINISTIC_SCORERS,
+    SCORERS,
     Outcome,
     Score,
+    ScoreInput,
     default_scorers,
+    needs_judge,
     resolve_scorers,
-    score_deterministic,
 )
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -323,7 +324,7 @@ async def run_eval(
     caches = CacheSet(run_settings, enabled=resolved.cache, factory=client_factory)
     try:
         judge_spec = None
-        if any(s not in DETERMINISTIC_SCORERS for s in matrix.scorers):
+        if needs_judge(matrix.scorers):
             from conclave.models import role_spec
 
             judge_spec = resolved.judge or await role_spec(settings, "judge")
@@ -529,18 +530,17 @@ async def _run_unit(
         # No answer is scored as no answer: a notice that no chain worked may still hold a number or the gold words.
         outcome = dataclasses.replace(outcome, text="", value=None)
     scores: dict[str, Score] = {}
+    seen = ScoreInput(item.question, outcome, item.answers, item.gold_ids, matrix.k)
     for name in matrix.scorers:
-        if name in DETERMINISTIC_SCORERS:
-            scores[name] = score_deterministic(name, outcome, item.answers, item.gold_ids, matrix.k)
+        scorer = SCORERS.get(name)
+        if not scorer.judge:
+            scores[name] = scorer.score(seen)
         elif judge is None:
             scores[name] = Score(None, None, "no judge", missing=True)
         elif not stats["ok"]:
-            # Nothing to grade: wrong for correctness (the judge's 1 = "wrong or no answer"); no claims to check.
-            scores[name] = Score(1.0, False, "no answer") if name == "correctness" else Score(None, None, "no answer")
-        elif name == "correctness":
-            scores[name] = await judge.correctness(item.question, item.answers, outcome)
+            scores[name] = scorer.unanswered
         else:
-            scores[name] = await judge.faithfulness(outcome)
+            scores[name] = await scorer.score(seen, judge)
     primary = scores[matrix.scorers[0]]
     return {
         "key": unit_key(item.id, method, model),

@@ -10,19 +10,20 @@ from __future__ import annotations
 import re
 import string
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from conclave.errors import ConfigError
+from conclave.registry import Registry
 
 __all__ = [
-    "DETERMINISTIC_SCORERS",
-    "JUDGE_SCORERS",
     "SCORERS",
+    "ScoreInput",
+    "Scorer",
     "CorrectnessVerdict",
     "FaithfulnessVerdict",
     "Outcome",
@@ -38,6 +39,7 @@ __all__ = [
     "parse_number",
     "recall_at_k",
     "resolve_scorers",
+    "needs_judge",
     "score_deterministic",
     "token_f1",
 ]
@@ -198,18 +200,109 @@ def recall_at_k(retrieved_ids: Sequence[str], gold_ids: Sequence[str], k: int) -
 
 # ---------------------------------------------------------------------------------------------- registry
 
-DETERMINISTIC_SCORERS = ("numeric", "exact_match", "f1", "contains", "recall")
-JUDGE_SCORERS = ("correctness", "faithfulness")
-SCORERS = DETERMINISTIC_SCORERS + JUDGE_SCORERS
-_ALIASES = {
-    "em": "exact_match",
-    "exact": "exact_match",
-    "recall@k": "recall",
-    "judge": "correctness",
-    "number": "numeric",
-}
+
+@dataclass(frozen=True)
+class ScoreInput:
+    """What a scorer sees of one item: the question, the run's outcome, the gold answers and context ids, and the
+    recall cut-off ``k``."""
+
+    question: str
+    outcome: Outcome
+    golds: Sequence[str]
+    gold_ids: Sequence[str] = ()
+    k: int = 4
+
+
+@dataclass(frozen=True)
+class Scorer:
+    """A named scorer. A model-free one is ``score(item) -> Score``; a judge scorer (``judge=True``) is
+    ``async score(item, judge) -> Score`` and gives ``unanswered`` to an item whose run produced no answer."""
+
+    name: str
+    score: Callable[..., Any]
+    summary: str
+    judge: bool = False
+    unanswered: Score = field(default_factory=lambda: Score(None, None, "no answer"))
+
+
+def _plugin_scorer(name: str, loaded: object) -> Scorer:
+    """What a ``conclave.scorers`` entry point loads: a :class:`Scorer`, or a function ``(ScoreInput) -> Score``."""
+    if isinstance(loaded, Scorer):
+        return replace(loaded, name=name)
+    if callable(loaded):
+        doc = (getattr(loaded, "__doc__", None) or "").strip().splitlines()
+        return Scorer(name, loaded, doc[0] if doc else "(a plugin scorer)")
+    raise TypeError(f"expected a Scorer or a function (ScoreInput) -> Score, got {type(loaded).__name__}")
+
+
+SCORERS: Registry[Scorer] = Registry("scorer", "conclave.scorers", _plugin_scorer)
+"""Every scorer by name: the built-ins below and plugins (entry-point group ``conclave.scorers``)."""
 F1_PASS = 0.5
 JUDGE_PASS = 4
+
+
+def _exact(item: ScoreInput) -> Score:
+    value = exact_match(candidate_answer(item.outcome), item.golds)
+    return Score(value, value == 1.0)
+
+
+def _f1_score(item: ScoreInput) -> Score:
+    value = round(token_f1(candidate_answer(item.outcome), item.golds), 4)
+    return Score(value, value >= F1_PASS)
+
+
+def _contains(item: ScoreInput) -> Score:
+    value = contains(_strip_markup(item.outcome.text) + " " + (item.outcome.value or ""), item.golds)
+    return Score(value, value == 1.0)
+
+
+def _recall(item: ScoreInput) -> Score:
+    if not item.gold_ids:
+        return Score(None, None, "no gold contexts")
+    if not item.outcome.retrieved:
+        return Score(None, None, "no retrieval")
+    # The ids are already each search's top k (see harness.outcome_from_events).
+    recall = recall_at_k(item.outcome.retrieved_ids, item.gold_ids, len(item.outcome.retrieved_ids))
+    assert recall is not None
+    return Score(round(recall, 4), recall == 1.0)
+
+
+async def _correctness(item: ScoreInput, judge: Any) -> Score:
+    return await judge.correctness(item.question, item.golds, item.outcome)  # type: ignore[no-any-return]
+
+
+async def _faithfulness(item: ScoreInput, judge: Any) -> Score:
+    return await judge.faithfulness(item.outcome)  # type: ignore[no-any-return]
+
+
+for _scorer, _aliases in (
+    (
+        Scorer("numeric", lambda i: numeric_match(i.outcome, i.golds), "the answer's number equals the gold number"),
+        ("number",),
+    ),
+    (Scorer("exact_match", _exact, "SQuAD exact match of the short answer"), ("em", "exact")),
+    (Scorer("f1", _f1_score, f"SQuAD token F1 of the short answer (pass at {F1_PASS})"), ()),
+    (Scorer("contains", _contains, "a gold answer occurs, as whole words, in the answer"), ()),
+    (Scorer("recall", _recall, "share of gold contexts among the retrieved passages (recall@k)"), ("recall@k",)),
+    (
+        Scorer(
+            "correctness",
+            _correctness,
+            f"the judge model grades the answer against the gold, 1-5 (pass at {JUDGE_PASS})",
+            judge=True,
+            # Nothing to grade is wrong: the judge's 1 means "wrong or no answer".
+            unanswered=Score(1.0, False, "no answer"),
+        ),
+        ("judge",),
+    ),
+    (
+        Scorer(
+            "faithfulness", _faithfulness, "the judge model checks each claim against the passages, 1-5", judge=True
+        ),
+        (),
+    ),
+):
+    SCORERS.add(_scorer.name, _scorer, aliases=_aliases)
 
 
 def resolve_scorers(names: Sequence[str]) -> list[str]:
@@ -217,14 +310,19 @@ def resolve_scorers(names: Sequence[str]) -> list[str]:
     out: list[str] = []
     for raw in names:
         for name in str(raw).split(","):
-            name = _ALIASES.get(name.strip().lower(), name.strip().lower())
+            name = name.strip().lower()
             if not name:
                 continue
             if name not in SCORERS:
-                raise ConfigError(f"unknown scorer {raw!r}", hint=f"use one of: {', '.join(SCORERS)}")
+                raise ConfigError(f"unknown scorer {raw!r}", hint=f"use one of: {', '.join(SCORERS.names())}")
+            name = SCORERS.canonical(name)
             if name not in out:
                 out.append(name)
     return out
+
+
+def needs_judge(names: Sequence[str]) -> bool:
+    return any(SCORERS.get(n).judge for n in names)
 
 
 def default_scorers(kind: str, *, numeric: bool, has_gold_ids: bool) -> list[str]:
@@ -237,27 +335,10 @@ def default_scorers(kind: str, *, numeric: bool, has_gold_ids: bool) -> list[str
 
 def score_deterministic(name: str, outcome: Outcome, golds: Sequence[str], gold_ids: Sequence[str], k: int) -> Score:
     """Score one outcome with one of the model-free scorers."""
-    if name == "numeric":
-        return numeric_match(outcome, golds)
-    if name == "exact_match":
-        value = exact_match(candidate_answer(outcome), golds)
-        return Score(value, value == 1.0)
-    if name == "f1":
-        value = round(token_f1(candidate_answer(outcome), golds), 4)
-        return Score(value, value >= F1_PASS)
-    if name == "contains":
-        value = contains(_strip_markup(outcome.text) + " " + (outcome.value or ""), golds)
-        return Score(value, value == 1.0)
-    if name == "recall":
-        if not gold_ids:
-            return Score(None, None, "no gold contexts")
-        if not outcome.retrieved:
-            return Score(None, None, "no retrieval")
-        # The ids are already each search's top k (see harness.outcome_from_events).
-        recall = recall_at_k(outcome.retrieved_ids, gold_ids, len(outcome.retrieved_ids))
-        assert recall is not None
-        return Score(round(recall, 4), recall == 1.0)
-    raise ConfigError(f"unknown scorer {name!r}", hint=f"use one of: {', '.join(SCORERS)}")
+    scorer = SCORERS.get(name)
+    if scorer.judge:
+        raise ConfigError(f"scorer {name!r} needs the judge model", hint="score it in an evaluation run")
+    return scorer.score(ScoreInput("", outcome, golds, gold_ids, k))  # type: ignore[no-any-return]
 
 
 # ------------------------------------------------------------------------------------------ judge schemas

@@ -1,0 +1,57 @@
+"""The extension-point registry (conclave/registry.py): names, aliases, plugins that load and plugins that do not."""
+
+from __future__ import annotations
+
+from importlib.metadata import EntryPoint
+
+import pytest
+
+from conclave import registry as registry_module
+from conclave.errors import ConfigError
+from conclave.registry import Registry
+
+
+def test_names_aliases_and_unknown_names() -> None:
+    reg: Registry[str] = Registry("widget", "conclave.test-widgets")
+    reg.add("alpha", "A", aliases=("a",))
+    reg.add("beta", "B")
+    assert reg.names() == ("alpha", "beta")
+    assert reg.get("a") == "A" and reg.canonical("a") == "alpha"
+    assert "a" in reg and "gamma" not in reg
+    with pytest.raises(ConfigError) as unknown:
+        reg.get("gamma")
+    assert unknown.value.message == "unknown widget 'gamma'" and unknown.value.hint == "use one of: alpha, beta"
+    with pytest.raises(ValueError, match="registered twice"):
+        reg.add("a", "again")
+
+
+def test_plugins_load_and_a_broken_one_is_reported_not_fatal(monkeypatch: pytest.MonkeyPatch) -> None:
+    points = [
+        EntryPoint("upper", "builtins:str", "conclave.test-widgets"),
+        EntryPoint("broken", "no_such_module_anywhere:thing", "conclave.test-widgets"),
+        EntryPoint("alpha", "builtins:str", "conclave.test-widgets"),
+    ]
+    monkeypatch.setattr(registry_module, "entry_points", lambda group: [p for p in points if p.group == group])
+    reg: Registry[str] = Registry("widget", "conclave.test-widgets", lambda name, loaded: f"{name}:{loaded.__name__}")
+    reg.add("alpha", "A")
+    assert reg.names() == ("alpha", "upper")
+    assert reg.get("upper") == "upper:str"
+    assert reg.get("alpha") == "A"  # a plugin cannot replace a built-in
+    assert any(e.startswith("alpha (builtins:str): the name is taken") for e in reg.plugin_errors)
+    assert any(e.startswith("broken (no_such_module_anywhere:thing): ModuleNotFoundError") for e in reg.plugin_errors)
+
+
+def test_methods_and_scorers_come_from_their_registries() -> None:
+    from conclave.workflows.evaluation.scorers import SCORERS, resolve_scorers
+    from conclave.workflows.methods import METHODS, method_help, searches_knowledge
+
+    assert METHODS.names()[:5] == ("coa", "cot", "rag", "react", "direct")
+    assert method_help().startswith("coa (default), cot, rag, react or direct")
+    assert [m for m in ("coa", "cot", "rag", "react", "direct", "coa:k=3") if searches_knowledge(m)] == [
+        "coa",
+        "rag",
+        "react",
+        "coa:k=3",
+    ]
+    assert resolve_scorers(["em,judge", "recall@k", "exact"]) == ["exact_match", "correctness", "recall"]
+    assert [s.name for s in SCORERS if s.judge] == ["correctness", "faithfulness"]
