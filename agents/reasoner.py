@@ -36,6 +36,7 @@ from conclave.agents.prompting import load_prompt
 from conclave.errors import BackendError
 from conclave.events import ChainDrafted, ChainRejected, Usage
 from conclave.models import client_name
+from conclave.models.capabilities import capabilities_of
 from conclave.models.structured import rejects_json_schema, schema_args
 
 
@@ -371,7 +372,7 @@ class Reasoner(RoleAgent):
                     openings[form] = self.opening(form)
                 fresh.append(Candidate(sample=i, form=form, messages=list(openings[form])))
             state.candidates = []
-        if self.client.model_info.get("family") == "unknown" and _is_embedded(self.client):
+        if self.client.model_info.get("family") == "unknown" and capabilities_of(self.client).in_process:
             # One in-process model: concurrent requests would only queue behind its lock.
             for candidate in fresh:
                 await self._draft(candidate, cancellation_token)
@@ -450,10 +451,6 @@ class StepBudget:
             return True
         thoughts = [" ".join(t.lower().split()) for t in self._THOUGHT.findall(text)]
         return any(count >= 3 for count in Counter(thoughts).values())
-
-
-def _is_embedded(client: ChatCompletionClient) -> bool:
-    return client_name(client).startswith("embedded")
 
 
 def build_reasoner(state: TeamState, client: ChatCompletionClient, kit: ChainKit) -> Reasoner:

@@ -38,6 +38,7 @@ from autogen_core.tools import Tool, ToolSchema
 from pydantic import BaseModel
 
 from conclave.errors import BackendError, ConfigError
+from conclave.models.capabilities import EMBEDDED
 
 BUNDLED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 GGUF_MAGIC = b"GGUF"
@@ -127,7 +128,7 @@ def remember_prefix(llama: Any) -> None:
         pass  # a cache miss next time costs time, never the answer
 
 
-_MODELS: dict[tuple[str, int, int], _SharedModel] = {}
+_MODELS: dict[tuple[str, int, int, str], _SharedModel] = {}
 _MODELS_LOCK = threading.Lock()
 
 
@@ -297,6 +298,7 @@ def tool_instructions(tools: Sequence[Tool | ToolSchema], *, allow_answer: bool)
 class EmbeddedChatCompletionClient(ChatCompletionClient):
     """A ChatCompletionClient running a GGUF model in-process with llama.cpp."""
 
+    conclave_capabilities = EMBEDDED
     def __init__(
         self,
         model_path: Path,

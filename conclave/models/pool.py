@@ -21,6 +21,7 @@ from autogen_core.tools import Tool, ToolSchema
 from pydantic import BaseModel
 
 from conclave.errors import AuthenticationFailed, BackendError, ConfigError, ModelNotFound
+from conclave.models.capabilities import OPENAI
 
 __all__ = ["Endpoint", "EndpointPool"]
 
@@ -47,6 +48,7 @@ def _final(exc: BaseException) -> bool:
 
 
 class EndpointPool(ChatCompletionClient):
+    conclave_capabilities = OPENAI
     """Routes each call to the least-loaded healthy endpoint of one model."""
 
     def __init__(

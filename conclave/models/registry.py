@@ -36,7 +36,9 @@ async def make_client(spec: str | ModelSpec | None, settings: Settings) -> ChatC
             speed_file=speed_path(settings.home),
         )
         # In-process: nothing transient to retry, but errors still get one shape.
-        return ResilientClient(inner, spec=str(parsed), where="the embedded model", max_retries=0)
+        return ResilientClient(
+            inner, spec=str(parsed), where="the embedded model", max_retries=0, capabilities=EMBEDDED
+        )
     if parsed.provider == "ollama":
         from conclave.models.ollama import build_ollama_client
 
@@ -56,6 +58,7 @@ async def make_client(spec: str | ModelSpec | None, settings: Settings) -> ChatC
             max_retries=settings.max_retries,
             attempt_timeout=settings.request_timeout,
             retry_budget=settings.retry_budget,
+            capabilities=OLLAMA,
         )
     from conclave.models.openai_compat import build_openai_client
 
@@ -69,6 +72,7 @@ async def make_client(spec: str | ModelSpec | None, settings: Settings) -> ChatC
         max_retries=settings.max_retries,
         attempt_timeout=settings.request_timeout,
         retry_budget=settings.retry_budget,
+        capabilities=OPENAI,
     )
 
 
@@ -88,6 +92,7 @@ def _pool(parsed: ModelSpec, settings: Settings) -> ChatCompletionClient:
             max_retries=min(1, settings.max_retries),
             attempt_timeout=settings.request_timeout,
             retry_budget=settings.retry_budget,
+            capabilities=OPENAI,
         )
         endpoints.append(Endpoint(where, client))
     return EndpointPool(endpoints, spec=str(parsed), cooldown=settings.endpoint_cooldown)

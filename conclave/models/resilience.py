@@ -36,6 +36,7 @@ from conclave.errors import (
     ConclaveError,
     ModelNotFound,
 )
+from conclave.models.capabilities import Capabilities, capabilities_for
 from conclave.models.delegating import DelegatingClient
 
 log = logging.getLogger(__name__)
@@ -166,6 +167,7 @@ class ResilientClient(DelegatingClient):
         spec: str,
         where: str,
         max_retries: int = 3,
+        capabilities: Capabilities | None = None,
         backoff: float = 0.5,
         attempt_timeout: float | None = None,
         retry_budget: float | None = None,
@@ -179,7 +181,9 @@ class ResilientClient(DelegatingClient):
         """How long one attempt may take at most (the backend's request timeout), for the retry budget."""
         self.retry_budget = retry_budget
         """No retry starts unless it could end within this many seconds of the first attempt's start."""
-        self.remote = not spec.startswith("embedded")
+        self.conclave_capabilities = capabilities or capabilities_for(spec)
+        """What the backend can do (``models/capabilities.py``); make_client names it, a bare spec implies it."""
+        self.remote = not self.conclave_capabilities.in_process
 
     def _delay(self, attempt: int) -> float:
         return min(8.0, self.backoff * (2**attempt))
@@ -266,7 +270,7 @@ class ResilientClient(DelegatingClient):
         cancellation_token: CancellationToken | None = None,
     ) -> AsyncGenerator[str | CreateResult, None]:
         stream_kwargs: dict[str, Any] = {}
-        if type(self.inner).__name__ == "OpenAIChatCompletionClient":
+        if self.conclave_capabilities.stream_usage:
             stream_kwargs["include_usage"] = True  # hosts that honour stream_options report real usage
         began = time.monotonic()
         for attempt in range(self.max_retries + 1):
@@ -312,7 +316,7 @@ class ResilientClient(DelegatingClient):
         return result.model_copy(update={"usage": RequestUsage(prompt_tokens=prompt, completion_tokens=chunks)})
 
     def count_tokens(self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = []) -> int:
-        if type(self.inner).__name__ == "OpenAIChatCompletionClient":
+        if not self.conclave_capabilities.local_token_count:
             # autogen counts with tiktoken, which fetches its tables from the internet on first use: estimate instead
             # (about four characters a token), so counting never blocks on a network that is not there.
             return sum(len(str(getattr(m, "content", ""))) for m in messages) // 4 + 4 * len(messages)

@@ -17,8 +17,8 @@ from autogen_core.models import ChatCompletionClient, CreateResult, LLMMessage
 from pydantic import BaseModel, ValidationError
 
 from conclave.errors import BackendError
-from conclave.models.embedded import EmbeddedChatCompletionClient, grammar_safe
-from conclave.models.resilience import ResilientClient
+from conclave.models.capabilities import capabilities_of
+from conclave.models.embedded import grammar_safe
 
 T = TypeVar("T", bound=BaseModel)
 R = TypeVar("R")
@@ -32,25 +32,13 @@ class StructuredOutputError(BackendError):
         self.raw = raw
 
 
-def _backend(client: ChatCompletionClient) -> ChatCompletionClient:
-    while isinstance(client, ResilientClient):
-        client = client.inner
-    # The response cache and other wrappers keep the real client in `client`/`_client`.
-    inner = getattr(client, "client", None)
-    if isinstance(inner, ChatCompletionClient):
-        return _backend(inner)
-    return client
-
-
 def schema_args(client: ChatCompletionClient, schema: dict[str, Any], name: str) -> dict[str, Any]:
     """The ``extra_create_args`` that constrain this client's output to ``schema`` (in the ``json_object`` + ``schema``
     dialect once the client's host has refused ``json_schema``, see :func:`rejects_json_schema`)."""
-    backend = _backend(client)
-    if isinstance(backend, EmbeddedChatCompletionClient):
+    dialect = capabilities_of(client).structured
+    if dialect == "grammar":
         return {"json_schema": schema}
-    from autogen_ext.models.ollama import OllamaChatCompletionClient
-
-    if isinstance(backend, OllamaChatCompletionClient):
+    if dialect == "format":
         return {"format": schema}
     if getattr(client, "conclave_json_object_schema", False):
         # llama-cpp-python's server compiles the schema into a grammar as the embedded backend does, and dies on the

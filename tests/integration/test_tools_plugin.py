@@ -93,9 +93,10 @@ def test_an_installed_plugin_adds_its_method_and_scorer(plugin_path: Path, tmp_p
 
 
 def test_the_registries_name_the_choices_when_a_name_is_unknown(tmp_path: Path) -> None:
-    from conclave.errors import ConfigError
     from conclave.workflows.evaluation.scorers import resolve_scorers
     from conclave.workflows.runner import parse_method
+
+    from conclave.errors import ConfigError
 
     with pytest.raises(ConfigError) as method:
         parse_method("brief")  # the plugin is not installed in the test venv itself

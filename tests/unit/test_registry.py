@@ -55,3 +55,20 @@ def test_methods_and_scorers_come_from_their_registries() -> None:
     ]
     assert resolve_scorers(["em,judge", "recall@k", "exact"]) == ["exact_match", "correctness", "recall"]
     assert [s.name for s in SCORERS if s.judge] == ["correctness", "faithfulness"]
+
+
+def test_backend_capabilities_are_properties_of_the_client() -> None:
+    from conclave.models.capabilities import EMBEDDED, OLLAMA, OPENAI, Capabilities, capabilities_for, capabilities_of
+    from conclave.models.resilience import ResilientClient
+    from conclave.models.structured import schema_args
+
+    class Bare:  # any client: no capabilities declared
+        pass
+
+    wrapped = ResilientClient(Bare(), spec="ollama/qwen", where="here", capabilities=OLLAMA)  # type: ignore[arg-type]
+    assert capabilities_of(wrapped) is OLLAMA and wrapped.remote
+    assert schema_args(wrapped, {"type": "object"}, "x") == {"format": {"type": "object"}}
+    embedded = ResilientClient(Bare(), spec="embedded", where="here", capabilities=EMBEDDED)  # type: ignore[arg-type]
+    assert not embedded.remote and schema_args(embedded, {"type": "object"}, "x") == {"json_schema": {"type": "object"}}
+    assert capabilities_of(Bare()) == Capabilities()
+    assert capabilities_for("openai/gpt-4o") is OPENAI and capabilities_for("embedded:smollm2").in_process

@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from conclave.errors import ConclaveError, ConfigError
 from conclave.events import Event
+from conclave.models.capabilities import capabilities_for
 from conclave.settings import AGENT_ROLES, ROLES, Settings
 
 __all__ = ["EvalConfig", "EvalProgress", "EvalResult", "outcome_from_events", "record_outcome", "run_eval", "unit_key"]
@@ -398,7 +399,7 @@ async def _execute(
     def parallel(spec: str) -> int:
         # One in-process model serves one request at a time anyway; parallel items would only queue and distort
         # each other's latency.
-        return 1 if spec.startswith("embedded") else matrix.config.concurrency
+        return 1 if capabilities_for(spec).in_process else matrix.config.concurrency
 
     def limit(spec: str) -> asyncio.Semaphore:
         if spec not in limits:

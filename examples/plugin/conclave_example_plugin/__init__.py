@@ -47,8 +47,9 @@ def tools(settings: Any) -> list[BaseTool]:
 async def brief(ctx: Any) -> Any:
     """One sentence of reasoning, then the answer line (a prose method from a plugin)."""
     from autogen_core.models import SystemMessage, UserMessage
-    from conclave.events import AnswerReady
     from conclave.workflows.methods import StreamedCall, answer_value
+
+    from conclave.events import AnswerReady
 
     messages = [
         SystemMessage(content="Think in one sentence, then end with a line `Answer: <the answer>`."),
