@@ -43,9 +43,9 @@ async def one_eval(settings: Any, method: str, limit: int, concurrency: int, cac
     )
     result = await run_eval(config, settings)
     recs = result.records
-    if recs and all(not r["ok"] for r in recs):
+    if recs and all(not r.ok for r in recs):
         # A throughput of failures measures nothing: stop with what the harness said.
-        raise SystemExit(f"every item failed at concurrency {concurrency}, e.g.: {recs[0]['error']}")
+        raise SystemExit(f"every item failed at concurrency {concurrency}, e.g.: {recs[0].error}")
     return {
         "concurrency": concurrency,
         "cache": cache,
@@ -53,10 +53,10 @@ async def one_eval(settings: Any, method: str, limit: int, concurrency: int, cac
         "units": len(recs),
         "items_per_min": 60 * len(recs) / result.seconds,
         "backend_calls": sum(result.backend_calls.values()),
-        "latency": [r["latency"] for r in recs if r["latency"] is not None],
-        "correct": sum(bool(r["correct"]) for r in recs),
-        "failed": sum(not r["ok"] for r in recs),
-        "completion_tokens": sum(r["completion_tokens"] or 0 for r in recs),
+        "latency": [r.latency for r in recs if r.latency is not None],
+        "correct": sum(bool(r.correct) for r in recs),
+        "failed": sum(not r.ok for r in recs),
+        "completion_tokens": sum(r.completion_tokens or 0 for r in recs),
     }
 
 

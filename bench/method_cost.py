@@ -43,8 +43,8 @@ async def one_run(spec: str, methods: list[str], limit: int, overrides: dict[str
             done["n"] = p.done
             r = p.last
             print(
-                f"  {p.done}/{p.total} {r['method']:<6} {r['item_id']:<16} {r['latency'] or 0:7.1f} s "
-                f"correct={r['correct']} calls={r['llm_calls']} tokens={r['prompt_tokens']}+{r['completion_tokens']}",
+                f"  {p.done}/{p.total} {r.method:<6} {r.item_id:<16} {r.latency or 0:7.1f} s "
+                f"correct={r.correct} calls={r.llm_calls} tokens={r.prompt_tokens}+{r.completion_tokens}",
                 flush=True,
             )
 
@@ -68,7 +68,7 @@ async def one_run(spec: str, methods: list[str], limit: int, overrides: dict[str
     )
     return {
         "warm_up_s": warm,
-        "records": [{k: r.get(k) for k in keep} for r in result.records],
+        "records": [{k: getattr(r, k) for k in keep} for r in result.records],
         "backend_calls": result.backend_calls,
         "seconds": result.seconds,
         "settings": settings.redacted(),
@@ -118,7 +118,7 @@ def main() -> None:
     for run in runs:
         by_method: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for rec in run["records"]:
-            by_method[rec["method"]].append(rec)
+            by_method[rec.method].append(rec)
         for method, recs in by_method.items():
             scored = [x for x in recs if x["correct"] is not None]
             accuracy[method].append(sum(bool(x["correct"]) for x in scored) / len(scored) if scored else math.nan)
@@ -165,10 +165,10 @@ def main() -> None:
         r, c = per["react"], per["coa"]
         tok = lambda m: [a + b for a, b in zip(m["prompt_tokens"], m["completion_tokens"], strict=False)]  # noqa: E731
         ratios = {
-            "wall_mean": mean(r["latency"]) / mean(c["latency"]),
-            "wall_median": statistics.median(r["latency"]) / statistics.median(c["latency"]),
+            "wall_mean": mean(r.latency) / mean(c["latency"]),
+            "wall_median": statistics.median(r.latency) / statistics.median(c["latency"]),
             "tokens_total": mean(tok(r)) / mean(tok(c)),
-            "completion_tokens": mean(r["completion_tokens"]) / max(1e-9, mean(c["completion_tokens"])),
+            "completion_tokens": mean(r.completion_tokens) / max(1e-9, mean(c["completion_tokens"])),
         }
         table += (
             "\n\nreact / coa: wall time "

@@ -48,9 +48,9 @@ async def one_run(endpoints: int, delay: float) -> dict[str, Any]:
     finally:
         for stub in stubs:
             stub.stop()
-    failed = sum(not r["ok"] for r in result.records)
+    failed = sum(not r.ok for r in result.records)
     if failed == len(result.records):
-        raise SystemExit(f"every item failed with {endpoints} endpoint(s): {result.records[0]['error']}")
+        raise SystemExit(f"every item failed with {endpoints} endpoint(s): {result.records[0].error}")
     rate = 60 * len(result.records) / result.seconds
     ideal = endpoints * 60 / delay
     return {

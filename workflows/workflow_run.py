@@ -315,19 +315,17 @@ class _Runner:
         }
 
     async def report(self, step_id: str, args: dict[str, Any], outputs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        from conclave.workflows.evaluation.records import EvalSample, latest_samples
         from conclave.workflows.evaluation.report import write_reports
 
-        records: list[dict[str, Any]] = []
+        records: list[EvalSample] = []
         several = len(args["runs"]) > 1
         for ref in args["runs"]:
-            folder = Path(outputs[ref]["run_dir"])
-            rows, _ = runs.read_jsonl(folder / "items.jsonl")
-            latest = {r["key"]: r for r in rows if "key" in r}
-            for record in latest.values():
+            for sample in latest_samples(Path(outputs[ref]["run_dir"]) / "items.jsonl"):
                 if several:
                     # Different eval steps may run the same method on different data: keep their cells apart.
-                    record = {**record, "method": f"{ref}/{record['method']}"}
-                records.append(record)
+                    sample = sample.model_copy(update={"method": f"{ref}/{sample.method}"})
+                records.append(sample)
         folder = self.step_dir(step_id)
         write_reports(folder, records, run_id=f"{self.run_id}/{step_id}")
         return {"output": str(folder / "report.html"), "markdown": str(folder / "report.md")}

@@ -151,17 +151,16 @@ def eval_main(
         _print_summary(summary, result, seconds)
     if summary["units"] and summary["failed_units"] == summary["units"]:
         from conclave.errors import BackendError, ConclaveError
-        from conclave.workflows.evaluation.harness import record_outcome
 
-        errors = [r for r in result.records if record_outcome(r) == "error"]
+        errors = [r for r in result.records if r.status == "error"]
         if not errors:  # every item ran and none produced an answer: nothing to fix in the backend
-            first = next((r.get("error") for r in result.records if r.get("error")), "no answer")
+            first = next((r.error for r in result.records if r.error), "no answer")
             raise ConclaveError(
                 f"no item got an answer ({first})",
                 hint=f"see why in the traces: conclave view {result.run_id}; another method or a "
                 "larger model may answer",
             )
-        first = next((r.get("error") for r in errors if r.get("error")), "unknown error")
+        first = next((r.error for r in errors if r.error), "unknown error")
         raise BackendError(
             f"every item failed: {first}",
             hint=f"fix the backend and resume with `conclave eval --resume {result.run_id}`",
@@ -581,15 +580,13 @@ def report_path(folder: Path) -> Path:
     """The run's ``report.html``, rebuilt from ``items.jsonl`` when it is missing or older (an interrupted or resumed
     evaluation); a workflow run's newest eval or report step's. ConfigError when the run has none."""
     from conclave.errors import ConfigError
-    from conclave.workflows.evaluation import runs
+    from conclave.workflows.evaluation.records import latest_samples
     from conclave.workflows.evaluation.report import write_reports
 
     items = folder / "items.jsonl"
     report = folder / "report.html"
     if items.is_file() and (not report.is_file() or report.stat().st_mtime < items.stat().st_mtime):
-        records, _ = runs.read_jsonl(items)
-        latest = {r["key"]: r for r in records if isinstance(r, dict) and "key" in r}
-        write_reports(folder, list(latest.values()), run_id=folder.name)
+        write_reports(folder, latest_samples(items), run_id=folder.name)
     if report.is_file():
         return report
     nested = sorted(folder.glob("steps/*/report.html"), key=lambda p: p.stat().st_mtime)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -48,7 +49,7 @@ def register(app: typer.Typer) -> None:
         """List the evaluation scorers (built-in and from plugins)."""
         from conclave.workflows.evaluation.scorers import SCORERS
 
-        rows = [
+        rows: list[dict[str, Any]] = [
             {"name": s.name, "summary": s.summary, "judge": s.judge, "aliases": list(SCORERS.aliases_of(s.name))}
             for s in SCORERS
         ]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from conclave.workflows.evaluation import EvalConfig, load_dataset, run_eval
+from conclave.workflows.evaluation.records import EvalSample
 
 from conclave.settings import load_settings
 
@@ -34,15 +35,15 @@ async def test_embedded_run_on_five_gsm8k_items_writes_every_output_and_repeats_
         "status.json",
     ):
         assert (folder / name).stat().st_size > 0, name
-    records = [json.loads(line) for line in (folder / "items.jsonl").read_text().splitlines()]
+    records = [EvalSample.model_validate_json(line) for line in (folder / "items.jsonl").read_text().splitlines()]
     first_five = [item.id for item in load_dataset(config.dataset).items[:5]]
-    assert [r["item_id"] for r in records] == first_five
+    assert [r.item_id for r in records] == first_five
     for record in records:
-        assert record["ok"], record["error"]
-        assert record["answer"].strip()
-        assert record["completion_tokens"] > 0 and record["prompt_tokens"] > 0
-        assert record["correct"] in (True, False)
-        assert record["scores"]["numeric"]["value"] in (0.0, 1.0)
+        assert record.ok, record.error
+        assert record.answer.strip()
+        assert record.completion_tokens > 0 and record.prompt_tokens > 0
+        assert record.correct in (True, False)
+        assert record.scores["numeric"]["value"] in (0.0, 1.0)
     assert first.backend_calls == {"embedded": 5}
     summary = json.loads((folder / "summary.json").read_text())
     assert summary["cells"][0]["items"] == 5 and summary["cells"][0]["model"] == "embedded"
@@ -52,7 +53,7 @@ async def test_embedded_run_on_five_gsm8k_items_writes_every_output_and_repeats_
     second = await run_eval(config, settings)
     assert second.backend_calls == {"embedded": 0}
     assert second.summary["cached_units"] == 5
-    assert [r["answer"] for r in second.records] == [r["answer"] for r in records]
+    assert [r.answer for r in second.records] == [r.answer for r in records]
     assert second.seconds < first.seconds
 
 

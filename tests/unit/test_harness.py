@@ -133,14 +133,14 @@ def comparable(records: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
     """What must not change between equivalent runs (timings and timestamps may)."""
     return [
         (
-            r["key"],
-            r["answer"],
-            r["value"],
-            r["correct"],
-            json.dumps(r["scores"], sort_keys=True),
-            r["prompt_tokens"],
-            r["completion_tokens"],
-            r["llm_calls"],
+            r.key,
+            r.answer,
+            r.value,
+            r.correct,
+            json.dumps(r.scores, sort_keys=True),
+            r.prompt_tokens,
+            r.completion_tokens,
+            r.llm_calls,
         )
         for r in records
     ]
@@ -163,12 +163,12 @@ async def test_scores_summary_and_reports(settings: Settings, dataset: str) -> N
     )
     low, high = cells[("cot", "openai/scripted")]["ci95"]
     assert 0 < low < 0.75 < high <= 1
-    record = next(r for r in result.records if r["key"] == "q3|cot|openai/scripted")
-    assert record["correct"] is True and record["value"] == "1,250"
-    assert record["llm_calls"] == 1 and record["usage"]["reasoner"]["calls"] == 1
-    assert record["completion_tokens"] > 0 and record["latency"] is not None
-    assert [e["kind"] for e in record["trace"]][0] == "run_started"
-    assert all(e["kind"] != "answer_delta" for e in record["trace"])
+    record = next(r for r in result.records if r.key == "q3|cot|openai/scripted")
+    assert record.correct is True and record.value == "1,250"
+    assert record.llm_calls == 1 and record.usage["reasoner"]["calls"] == 1
+    assert record.completion_tokens > 0 and record.latency is not None
+    assert [e["kind"] for e in record.trace][0] == "run_started"
+    assert all(e["kind"] != "answer_delta" for e in record.trace)
     comp = result.summary["comparisons"][0]
     assert (comp["a_only"], comp["b_only"]) == (2, 0)
 
@@ -210,7 +210,7 @@ async def test_repeated_run_is_served_wholly_from_the_cache(settings: Settings, 
     assert warm.calls == 0
     assert second.backend_calls == {"openai/scripted": 0}
     assert second.summary["backend_calls"] == 0 and second.summary["cached_units"] == 8
-    assert all(r["cached"] for r in second.records)
+    assert all(r.cached for r in second.records)
     assert comparable(first.records) == comparable(second.records)
     assert list((settings.cache_path).iterdir()), "one store folder per model spec"
 
@@ -279,9 +279,9 @@ async def test_judge_invalid_json_is_retried_then_missing_never_a_pass(settings:
     )
     assert factory.backends["openai/judge-bad"].calls == 4 * 3  # one attempt and two retries per item
     for record in result.records:
-        score = record["scores"]["correctness"]
+        score = record.scores["correctness"]
         assert score["value"] is None and score["passed"] is None and score["missing"] is True
-        assert record["correct"] is None
+        assert record.correct is None
     cell = result.summary["cells"][0]
     assert cell["accuracy"] is None and cell["scored"] == 0
     assert cell["scores"]["correctness"]["missing"] == 4
@@ -299,8 +299,8 @@ async def test_judge_valid_verdicts_are_scored(settings: Settings, dataset: str)
         settings,
         client_factory=factory,
     )
-    assert [r["correct"] for r in result.records] == [True, True, True, False]
-    assert result.records[0]["scores"]["correctness"]["value"] == 5.0
+    assert [r.correct for r in result.records] == [True, True, True, False]
+    assert result.records[0].scores["correctness"]["value"] == 5.0
     assert factory.backends["openai/judge-good"].calls == 4
 
 
@@ -397,9 +397,9 @@ async def test_a_crashing_unit_is_recorded_and_the_run_goes_on(settings: Setting
     result = await run_eval(
         config(dataset, methods=["cot"], cache=False), settings, client_factory=Factory({"openai/scripted": flaky})
     )
-    failed = [r for r in result.records if not r["ok"]]
-    assert [r["item_id"] for r in failed] == ["q2"]
-    assert "backend exploded" in failed[0]["error"] and failed[0]["correct"] is False
+    failed = [r for r in result.records if not r.ok]
+    assert [r.item_id for r in failed] == ["q2"]
+    assert "backend exploded" in failed[0].error and failed[0].correct is False
     assert result.summary["failed_units"] == 1 and len(result.records) == 4
 
 

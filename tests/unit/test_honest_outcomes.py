@@ -263,12 +263,12 @@ async def test_eval_records_a_valueless_item_as_failed_and_keeps_it_on_resume(
     factory = Factory({"openai/scripted": reply})
     result = await run_eval(config(dataset, methods=["coa"], cache=False, limit=1), settings, client_factory=factory)
     [record] = result.records
-    assert record["ok"] is False and record["outcome"] == "no answer" and record["value"] is None
-    assert record["error"].startswith("no answer: no valid chain could be built")
-    assert record["correct"] is False and record["scores"]["numeric"]["passed"] is False
+    assert record.ok is False and record.outcome == "no answer" and record.value is None
+    assert record.error.startswith("no answer: no valid chain could be built")
+    assert record.correct is False and record.scores["numeric"]["passed"] is False
     # The notice quotes the rejected "7", which is the gold answer: scored as an answer it would have passed.
-    assert "could not build a valid chain" in record["answer"]
-    assert numeric_match(Outcome(text=record["answer"]), record["gold"]).passed is True
+    assert "could not build a valid chain" in record.answer
+    assert numeric_match(Outcome(text=record.answer), record.gold).passed is True
     assert result.summary["failed_units"] == 1 and result.summary["no_answer_units"] == 1
     cell = result.summary["cells"][0]
     assert cell["failed"] == 1 and cell["no_answer"] == 1 and cell["accuracy"] == 0.0
@@ -277,7 +277,7 @@ async def test_eval_records_a_valueless_item_as_failed_and_keeps_it_on_resume(
     resumed = await run_eval(
         config(dataset, methods=["coa"], cache=False, limit=1), settings, resume=result.run_id, client_factory=again
     )
-    assert again.calls == 0 and resumed.records[0]["outcome"] == "no answer"
+    assert again.calls == 0 and resumed.records[0].outcome == "no answer"
 
 
 async def test_eval_crashed_units_still_run_again_on_resume(conclave_home: Path, tmp_path: Path) -> None:
@@ -292,12 +292,12 @@ async def test_eval_crashed_units_still_run_again_on_resume(conclave_home: Path,
         settings,
         client_factory=Factory({"openai/scripted": down}),
     )
-    assert [r["outcome"] for r in first.records] == ["error", "error"]
+    assert [r.outcome for r in first.records] == ["error", "error"]
     again = Factory()
     resumed = await run_eval(
         config(dataset, methods=["cot"], cache=False, limit=2), settings, resume=first.run_id, client_factory=again
     )
-    assert again.calls == 2 and all(r["ok"] and r["outcome"] == "answered" for r in resumed.records)
+    assert again.calls == 2 and all(r.ok and r.outcome == "answered" for r in resumed.records)
 
 
 def test_eval_where_no_item_got_an_answer_says_so_not_that_the_backend_failed(

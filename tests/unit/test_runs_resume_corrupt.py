@@ -122,8 +122,8 @@ async def test_resume_keeps_the_records_after_a_corrupt_line(settings: Settings,
         config(dataset), settings, resume=first.run_id, client_factory=resumed_backend, on_note=notes.append
     )
     assert resumed_backend.calls == 0, "every finished unit is on disk: nothing runs again"
-    assert comparable(sorted(resumed.records, key=lambda r: r["key"])) == comparable(
-        sorted(first.records, key=lambda r: r["key"])
+    assert comparable(sorted(resumed.records, key=lambda r: r.key)) == comparable(
+        sorted(first.records, key=lambda r: r.key)
     )
     messages = notes  # the run's own notes (the CLI prints them), not a log line
     assert any(f"{items}:4:" in m and "not valid JSON" in m for m in messages), messages

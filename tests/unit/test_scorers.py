@@ -7,6 +7,7 @@ from decimal import Decimal
 import pytest
 from conclave.workflows.evaluation.compare import compare_records, mcnemar_exact
 from conclave.workflows.evaluation.datasets import _Bad, gsm8k_gold
+from conclave.workflows.evaluation.records import EvalSample
 from conclave.workflows.evaluation.report import wilson_interval
 from conclave.workflows.evaluation.scorers import (
     Outcome,
@@ -175,8 +176,11 @@ def test_mcnemar_exact(b: int, c: int, expected: float) -> None:
 
 
 def test_paired_comparison_counts_wins_and_losses() -> None:
-    a = [{"item_id": str(i), "correct": ok} for i, ok in enumerate([True, True, False, False, True, None])]
-    b = [{"item_id": str(i), "correct": ok} for i, ok in enumerate([True, False, True, False, False, True])]
+    def sample(i: int, ok: bool | None, side: str) -> EvalSample:
+        return EvalSample(key=f"{i}|{side}|m", item_id=str(i), method=side, model="m", correct=ok)
+
+    a = [sample(i, ok, "a") for i, ok in enumerate([True, True, False, False, True, None])]
+    b = [sample(i, ok, "b") for i, ok in enumerate([True, False, True, False, False, True])]
     comp = compare_records(a, b)
     assert (comp.paired, comp.both_right, comp.a_only, comp.b_only, comp.both_wrong) == (5, 1, 2, 1, 1)
     assert comp.p_value == pytest.approx(1.0)

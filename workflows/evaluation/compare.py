@@ -7,10 +7,13 @@ both are equally good each discordant item is a fair coin, so the exact two-side
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from math import comb
 from pathlib import Path
 from typing import Any
+
+from conclave.workflows.evaluation.records import EvalSample, as_samples, latest_samples
 
 from conclave.errors import ConfigError
 
@@ -60,11 +63,15 @@ class Comparison:
 
 
 def compare_records(
-    a: list[dict[str, Any]], b: list[dict[str, Any]], *, a_name: str = "A", b_name: str = "B"
+    a: Sequence[EvalSample | Mapping[str, Any]],
+    b: Sequence[EvalSample | Mapping[str, Any]],
+    *,
+    a_name: str = "A",
+    b_name: str = "B",
 ) -> Comparison:
     """Pair records by item id; items either side could not score (judge missing) are left out."""
-    right_a = {r["item_id"]: bool(r["correct"]) for r in a if r.get("correct") is not None}
-    right_b = {r["item_id"]: bool(r["correct"]) for r in b if r.get("correct") is not None}
+    right_a = {r.item_id: r.correct for r in as_samples(a) if r.correct is not None}
+    right_b = {r.item_id: r.correct for r in as_samples(b) if r.correct is not None}
     common = sorted(set(right_a) & set(right_b))
     table = {"both": 0, "a": 0, "b": 0, "none": 0}
     for item in common:
@@ -86,21 +93,17 @@ def compare_records(
     )
 
 
-def load_cells(run_dir: Path) -> dict[tuple[str, str], list[dict[str, Any]]]:
+def load_cells(run_dir: Path) -> dict[tuple[str, str], list[EvalSample]]:
     """A run's latest record per unit, grouped by (method, model)."""
-    from conclave.workflows.evaluation.runs import read_jsonl
-
-    records, _ = read_jsonl(run_dir / "items.jsonl")
-    latest = {r["key"]: r for r in records if "key" in r}
-    cells: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for record in latest.values():
-        cells.setdefault((record["method"], record["model"]), []).append(record)
+    cells: dict[tuple[str, str], list[EvalSample]] = {}
+    for sample in latest_samples(run_dir / "items.jsonl"):
+        cells.setdefault((sample.method, sample.model), []).append(sample)
     return cells
 
 
 def _select(
-    cells: dict[tuple[str, str], list[dict[str, Any]]], selector: str | None, run: str
-) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    cells: dict[tuple[str, str], list[EvalSample]], selector: str | None, run: str
+) -> dict[tuple[str, str], list[EvalSample]]:
     if not selector:
         return cells
     method, _, model = selector.partition("@")
@@ -116,7 +119,7 @@ def compare_runs(settings: Any, run_a: str, run_b: str) -> list[Comparison]:
     cell of each run with the other's."""
     from conclave.workflows.evaluation.runs import find_run
 
-    def open_run(spec: str) -> tuple[str, dict[tuple[str, str], list[dict[str, Any]]]]:
+    def open_run(spec: str) -> tuple[str, dict[tuple[str, str], list[EvalSample]]]:
         run, _, selector = spec.partition(":")
         folder = find_run(settings, run)
         cells = load_cells(folder)

@@ -21,6 +21,7 @@ from conclave.workflows.evaluation import runs
 from conclave.workflows.evaluation.cache import CacheSet, ClientFactory, item_backend_calls
 from conclave.workflows.evaluation.datasets import Dataset, Item, load_dataset, select_items
 from conclave.workflows.evaluation.judge import Judge
+from conclave.workflows.evaluation.records import EvalSample, samples_from
 from conclave.workflows.evaluation.scorers import (
     SCORERS,
     Outcome,
@@ -37,7 +38,7 @@ from conclave.events import Event
 from conclave.models.capabilities import capabilities_for
 from conclave.settings import AGENT_ROLES, ROLES, Settings
 
-__all__ = ["EvalConfig", "EvalProgress", "EvalResult", "outcome_from_events", "record_outcome", "run_eval", "unit_key"]
+__all__ = ["EvalConfig", "EvalProgress", "EvalResult", "outcome_from_events", "run_eval", "unit_key"]
 
 # `format_passages` in tools.registry: "1. [id] (source, score 0.812) ..." — how react's search results name passages.
 
@@ -73,7 +74,7 @@ class EvalProgress:
     scored: int
     resumed: int
     elapsed: float
-    last: dict[str, Any] | None = None
+    last: EvalSample | None = None
     eta: float | None = None
     """Seconds left, estimated per method and model from the items this session ran (None until one has)."""
 
@@ -116,19 +117,10 @@ class EvalResult:
 
     run_id: str
     run_dir: Path
-    records: list[dict[str, Any]]
+    records: list[EvalSample]
     summary: dict[str, Any]
     backend_calls: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
-
-
-def record_outcome(record: dict[str, Any]) -> str:
-    """``answered``, ``no answer`` (the run went through and produced none) or ``error`` (it failed: backend down, a
-    crash). Records written before ``outcome`` existed read from ``ok``."""
-    found = record.get("outcome")
-    if found in ("answered", "no answer", "error"):
-        return str(found)
-    return "answered" if record.get("ok", False) else "error"
 
 
 def unit_key(item_id: str, method: str, model: str) -> str:
@@ -370,17 +362,19 @@ async def _execute(
     on_progress: Callable[[EvalProgress], None] | None,
     started: float,
     note: Callable[[str], None],
-) -> list[dict[str, Any]]:
+) -> list[EvalSample]:
     log = runs.JsonlLog(
         run_dir / "items.jsonl",
         run_id=run_id,
         on_problem=lambda problem: note(f"skipped a damaged record (kept the rest): {problem}"),
     )
-    previous = log.load()
-    latest = {r["key"]: r for r in previous if "key" in r}
+    previous, invalid = samples_from(log.load())
+    for problem in invalid:
+        note(f"skipped a record that is not a result (its unit runs again): {problem}")
+    latest = {r.key: r for r in previous}
     # Failed units (backend down, a crash) run again on resume; answered ones are kept as they are, and so are
     # units that ran through and produced no answer (a failed item, but running it again would repeat it).
-    finished = {key for key, r in latest.items() if record_outcome(r) != "error"}
+    finished = {key for key, r in latest.items() if r.status != "error"}
     units = [
         (item, method, model)
         for model in matrix.config.models
@@ -411,17 +405,17 @@ async def _execute(
         judge = Judge(await caches.client(judge_spec), limit=limit(judge_spec))
     counts = {
         "done": len(kept),
-        "correct": sum(1 for r in kept if r.get("correct")),
-        "scored": sum(1 for r in kept if r.get("correct") is not None),
+        "correct": sum(1 for r in kept if r.correct),
+        "scored": sum(1 for r in kept if r.correct is not None),
     }
-    new_records: list[dict[str, Any]] = []
+    new_records: list[EvalSample] = []
     queue: asyncio.Queue[tuple[Item, str, str]] = asyncio.Queue()
     for unit in todo:
         queue.put_nowait(unit)
 
     eta = Eta(Counter((method, model) for _, method, model in todo), parallel)
 
-    def report_progress(last: dict[str, Any] | None) -> None:
+    def report_progress(last: EvalSample | None) -> None:
         if on_progress is not None:
             on_progress(
                 EvalProgress(
@@ -444,15 +438,15 @@ async def _execute(
                 item, method, model = queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
-            record = await _run_unit(matrix, settings, caches, item, method, model, judge, limit(model))
-            log.append(record)
-            new_records.append(record)
-            eta.finished(method, model, record.get("latency"), bool(record.get("cached")))
+            sample = await _run_unit(matrix, settings, caches, item, method, model, judge, limit(model))
+            log.append(sample.to_record())
+            new_records.append(sample)
+            eta.finished(method, model, sample.latency, sample.cached)
             counts["done"] += 1
-            if record["correct"] is not None:
+            if sample.correct is not None:
                 counts["scored"] += 1
-                counts["correct"] += int(bool(record["correct"]))
-            report_progress(record)
+                counts["correct"] += int(sample.correct)
+            report_progress(sample)
 
     status = "interrupted"
     try:
@@ -473,8 +467,8 @@ async def _execute(
         except ConclaveError:
             pass  # the original error (disk full, Ctrl-C) matters more than the status file
     order = {unit_key(i.id, m, s): n for n, (i, m, s) in enumerate(units)}
-    records = {r["key"]: r for r in [*kept, *new_records]}
-    return sorted(records.values(), key=lambda r: order.get(r["key"], len(order)))
+    records = {r.key: r for r in [*kept, *new_records]}
+    return sorted(records.values(), key=lambda r: order.get(r.key, len(order)))
 
 
 async def _clients_for(caches: CacheSet, model: str, settings: Settings, use_roles: bool) -> dict[str, Any]:
@@ -495,7 +489,7 @@ async def _run_unit(
     model: str,
     judge: Judge | None,
     limit: asyncio.Semaphore,
-) -> dict[str, Any]:
+) -> EvalSample:
     from conclave.workflows.runner import build_context, run_question
 
     calls = item_backend_calls()
@@ -543,32 +537,31 @@ async def _run_unit(
         else:
             scores[name] = await scorer.score(seen, judge)
     primary = scores[matrix.scorers[0]]
-    return {
-        "key": unit_key(item.id, method, model),
-        "item_id": item.id,
-        "method": method,
-        "model": model,
-        "question": item.question,
-        "gold": list(item.answers),
-        "gold_ids": list(item.gold_ids),
-        "answer": answer_text,
-        "value": answer_value,
-        "correct": primary.passed,
-        "scores": {name: s.to_dict() for name, s in scores.items()},
-        "latency": stats["latency"],
-        "llm_calls": stats["llm_calls"],
-        "prompt_tokens": stats["prompt_tokens"],
-        "completion_tokens": stats["completion_tokens"],
-        "usage": stats["usage"],
-        "tool_calls": stats["tool_calls"],
-        "replans": stats["replans"],
-        "critic_rounds": stats["critic_rounds"],
-        "retrieved_ids": list(outcome.retrieved_ids),
-        "backend_calls": calls[0],
-        "cached": calls[0] == 0 and stats["llm_calls"] > 0,
-        "ok": stats["ok"],
-        "outcome": stats["outcome"],
-        "error": stats["error"],
-        "finished_at": time.time(),
-        "trace": [e.to_dict() for e in events],
-    }
+    return EvalSample(
+        key=unit_key(item.id, method, model),
+        item_id=item.id,
+        method=method,
+        model=model,
+        question=item.question,
+        gold=list(item.answers),
+        gold_ids=list(item.gold_ids),
+        answer=answer_text,
+        value=answer_value,
+        correct=primary.passed,
+        scores={name: s.to_dict() for name, s in scores.items()},
+        latency=stats["latency"],
+        llm_calls=stats["llm_calls"],
+        prompt_tokens=stats["prompt_tokens"],
+        completion_tokens=stats["completion_tokens"],
+        usage=stats["usage"],
+        tool_calls=stats["tool_calls"],
+        replans=stats["replans"],
+        critic_rounds=stats["critic_rounds"],
+        retrieved_ids=list(outcome.retrieved_ids),
+        backend_calls=calls[0],
+        cached=calls[0] == 0 and stats["llm_calls"] > 0,
+        ok=stats["ok"],
+        outcome=stats["outcome"],
+        error=stats["error"],
+        trace=[e.to_dict() for e in events],
+    )

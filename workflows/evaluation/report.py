@@ -11,7 +11,7 @@ import html
 import json
 import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from itertools import combinations
 from pathlib import Path
@@ -19,6 +19,7 @@ from typing import Any
 
 from conclave.workflows.evaluation import runs
 from conclave.workflows.evaluation.compare import compare_records
+from conclave.workflows.evaluation.records import EvalSample, as_samples
 
 from conclave.terminal import clip
 
@@ -51,46 +52,39 @@ def _mean(values: Sequence[float]) -> float | None:
     return round(statistics.fmean(values), 4) if values else None
 
 
-def _cells(records: Sequence[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
-    cells: dict[tuple[str, str], list[dict[str, Any]]] = {}
+def _cells(records: Sequence[EvalSample]) -> dict[tuple[str, str], list[EvalSample]]:
+    cells: dict[tuple[str, str], list[EvalSample]] = {}
     for record in records:
-        cells.setdefault((record["method"], record["model"]), []).append(record)
+        cells.setdefault((record.method, record.model), []).append(record)
     return cells
 
 
 def summarize(
-    records: Sequence[dict[str, Any]], *, run_id: str = "", meta: dict[str, Any] | None = None
+    records: Sequence[EvalSample | Mapping[str, Any]], *, run_id: str = "", meta: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """Per (method, model): accuracy with its interval, every scorer's mean, latency, tokens, calls, failures."""
+    samples = as_samples(records)
     scorers: list[str] = []
-    for record in records:
-        for name in record.get("scores", {}):
+    for record in samples:
+        for name in record.scores:
             if name not in scorers:
                 scorers.append(name)
     cells_out = []
-    for (method, model), recs in _cells(records).items():
-        scored = [r for r in recs if r.get("correct") is not None]
-        correct = sum(1 for r in scored if r["correct"])
+    for (method, model), recs in _cells(samples).items():
+        scored = [r for r in recs if r.correct is not None]
+        correct = sum(1 for r in scored if r.correct)
         low, high = wilson_interval(correct, len(scored))
-        latencies = [float(r["latency"]) for r in recs if r.get("latency") is not None]
-        totals = [r.get("prompt_tokens", 0) + r.get("completion_tokens", 0) for r in recs]
+        latencies = [float(r.latency) for r in recs if r.latency is not None]
+        totals = [r.total_tokens for r in recs]
         per_scorer = {}
         for name in scorers:
-            values = [
-                r["scores"][name]["value"]
-                for r in recs
-                if name in r.get("scores", {}) and r["scores"][name].get("value") is not None
-            ]
-            passes = [
-                r["scores"][name]["passed"]
-                for r in recs
-                if name in r.get("scores", {}) and r["scores"][name].get("passed") is not None
-            ]
+            values = [v for r in recs if (v := r.score_of(name).get("value")) is not None]
+            passes = [p for r in recs if (p := r.score_of(name).get("passed")) is not None]
             per_scorer[name] = {
                 "mean": _mean(values),
                 "pass_rate": round(sum(passes) / len(passes), 4) if passes else None,
                 "n": len(values),
-                "missing": sum(1 for r in recs if r.get("scores", {}).get(name, {}).get("missing")),
+                "missing": sum(1 for r in recs if r.score_of(name).get("missing")),
             }
         cells_out.append(
             {
@@ -101,8 +95,8 @@ def summarize(
                 "correct": correct,
                 "accuracy": round(correct / len(scored), 4) if scored else None,
                 "ci95": [round(low, 4), round(high, 4)],
-                "failed": sum(1 for r in recs if not r.get("ok", True)),
-                "no_answer": sum(1 for r in recs if r.get("outcome") == "no answer"),
+                "failed": sum(1 for r in recs if not r.ok),
+                "no_answer": sum(1 for r in recs if r.status == "no answer"),
                 "scores": per_scorer,
                 "latency": {
                     "mean": _mean(latencies),
@@ -111,21 +105,21 @@ def summarize(
                     "max": round(max(latencies), 4) if latencies else None,
                 },
                 "tokens": {
-                    "prompt_mean": _mean([r.get("prompt_tokens", 0) for r in recs]),
-                    "completion_mean": _mean([r.get("completion_tokens", 0) for r in recs]),
+                    "prompt_mean": _mean([r.prompt_tokens for r in recs]),
+                    "completion_mean": _mean([r.completion_tokens for r in recs]),
                     "total_mean": _mean(totals),
                     "total": sum(totals),
                 },
-                "llm_calls_mean": _mean([r.get("llm_calls", 0) for r in recs]),
-                "tool_calls_mean": _mean([r.get("tool_calls", 0) for r in recs]),
-                "replans_mean": _mean([r.get("replans", 0) for r in recs]),
-                "critic_rounds_mean": _mean([r.get("critic_rounds", 0) for r in recs]),
-                "backend_calls": sum(r.get("backend_calls", 0) for r in recs),
-                "cached_items": sum(1 for r in recs if r.get("cached")),
+                "llm_calls_mean": _mean([r.llm_calls for r in recs]),
+                "tool_calls_mean": _mean([r.tool_calls for r in recs]),
+                "replans_mean": _mean([r.replans for r in recs]),
+                "critic_rounds_mean": _mean([r.critic_rounds for r in recs]),
+                "backend_calls": sum(r.backend_calls for r in recs),
+                "cached_items": sum(1 for r in recs if r.cached),
             }
         )
     comparisons = []
-    cells = _cells(records)
+    cells = _cells(samples)
     for key_a, key_b in combinations(list(cells), 2):
         comp = compare_records(
             cells[key_a], cells[key_b], a_name=f"{key_a[0]}@{key_a[1]}", b_name=f"{key_b[0]}@{key_b[1]}"
@@ -136,11 +130,11 @@ def summarize(
         "generated": datetime.now(UTC).isoformat(timespec="seconds"),
         "primary_scorer": scorers[0] if scorers else None,
         "scorers": scorers,
-        "units": len(records),
-        "backend_calls": sum(r.get("backend_calls", 0) for r in records),
-        "cached_units": sum(1 for r in records if r.get("cached")),
-        "failed_units": sum(1 for r in records if not r.get("ok", True)),
-        "no_answer_units": sum(1 for r in records if r.get("outcome") == "no answer"),
+        "units": len(samples),
+        "backend_calls": sum(r.backend_calls for r in samples),
+        "cached_units": sum(1 for r in samples if r.cached),
+        "failed_units": sum(1 for r in samples if not r.ok),
+        "no_answer_units": sum(1 for r in samples if r.status == "no answer"),
         "cells": cells_out,
         "comparisons": comparisons,
         **({"meta": meta} if meta else {}),
@@ -410,24 +404,22 @@ _TRACE_CHARS = 4000
 """A trace's text (a chain, a tool's result) shown in the report; a runaway model can write far more."""
 
 
-def render_html(summary: dict[str, Any], records: Sequence[dict[str, Any]]) -> str:
+def render_html(summary: dict[str, Any], records: Sequence[EvalSample | Mapping[str, Any]]) -> str:
     """A single self-contained HTML page: tables, inline SVG plots, every item."""
     cells = summary["cells"]
-    by_cell = _cells(records)
+    samples = as_samples(records)
+    by_cell = _cells(samples)
     latency = [
         (
             f"{c['method']} @ {_model_label(c['model'])}",
-            [float(r["latency"]) for r in by_cell[(c["method"], c["model"])] if r.get("latency") is not None],
+            [float(r.latency) for r in by_cell[(c["method"], c["model"])] if r.latency is not None],
         )
         for c in cells
     ]
     tokens = [
         (
             f"{c['method']} @ {_model_label(c['model'])}",
-            [
-                float(r.get("prompt_tokens", 0) + r.get("completion_tokens", 0))
-                for r in by_cell[(c["method"], c["model"])]
-            ],
+            [float(r.total_tokens) for r in by_cell[(c["method"], c["model"])]],
         )
         for c in cells
     ]
@@ -448,7 +440,8 @@ def render_html(summary: dict[str, Any], records: Sequence[dict[str, Any]]) -> s
         f"<td>{c['b_only']}</td><td>{c['p_value']:.3g}</td><td>{_esc(_verdict(c))}</td></tr>"
         for c in summary["comparisons"]
     )
-    items_css, items_html = _items_html(records)
+    # The drill-down renders the records as written (every field escaped: they hold model and data-set text).
+    items_css, items_html = _items_html([s.to_record() for s in samples])
     meta = summary.get("meta", {})
     dataset = meta.get("dataset") or {}
     problems = dataset.get("problems") or []
@@ -725,7 +718,7 @@ def _event_html(e: dict[str, Any], args: dict[tuple[str, str], Any]) -> str:
     return ""
 
 
-def write_reports(run_dir: Path, records: Sequence[dict[str, Any]], *, run_id: str) -> dict[str, Any]:
+def write_reports(run_dir: Path, records: Sequence[EvalSample], *, run_id: str) -> dict[str, Any]:
     """Write summary.json, report.md and report.html into ``run_dir``; returns the summary."""
     meta: dict[str, Any] = {}
     manifest_path = run_dir / "manifest.json"

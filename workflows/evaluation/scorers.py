@@ -268,11 +268,11 @@ def _recall(item: ScoreInput) -> Score:
 
 
 async def _correctness(item: ScoreInput, judge: Any) -> Score:
-    return await judge.correctness(item.question, item.golds, item.outcome)  # type: ignore[no-any-return]
+    return await judge.correctness(item.question, item.golds, item.outcome)
 
 
 async def _faithfulness(item: ScoreInput, judge: Any) -> Score:
-    return await judge.faithfulness(item.outcome)  # type: ignore[no-any-return]
+    return await judge.faithfulness(item.outcome)
 
 
 for _scorer, _aliases in (
@@ -338,7 +338,7 @@ def score_deterministic(name: str, outcome: Outcome, golds: Sequence[str], gold_
     scorer = SCORERS.get(name)
     if scorer.judge:
         raise ConfigError(f"scorer {name!r} needs the judge model", hint="score it in an evaluation run")
-    return scorer.score(ScoreInput("", outcome, golds, gold_ids, k))  # type: ignore[no-any-return]
+    return scorer.score(ScoreInput("", outcome, golds, gold_ids, k))
 
 
 # ------------------------------------------------------------------------------------------ judge schemas
