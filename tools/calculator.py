@@ -501,6 +501,8 @@ _FUNCTIONS: dict[str, tuple[Callable[..., _Num], int, int]] = {
 }
 _CONSTANTS = {"pi": _Num(_PI, False), "e": _Num(_E, False)}
 _ALLOWED = ", ".join([*_FUNCTIONS, *_CONSTANTS])
+FUNCTION_NAMES = frozenset(_FUNCTIONS)
+"""The functions an expression may call (chains read ``name(...)`` with one of these as arithmetic)."""
 
 
 # ---------------------------------------------------------------- parser / evaluator

@@ -1,7 +1,8 @@
 """The tool registry: LangChain tools keyed by name, their AutoGen adapters, and a validated runner.
 
 Later layers build chain schemas from ``build_tools(...)`` (names, descriptions and pydantic argument schemas) and
-run tool calls through :func:`run_tool` / :func:`arun_tool`, which turn schema violations into ToolInputError.
+run one tool call through :func:`run_tool`, which turns schema violations into ToolInputError (chains validate their
+arguments when they are bound, ``workflows/coa/validate.py``, and call the tools' coroutines).
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ __all__ = [
     "CalculatorArgs",
     "SearchKnowledgeArgs",
     "VectorMathArgs",
-    "arun_tool",
     "build_tools",
     "format_passages",
     "run_tool",
@@ -237,17 +237,6 @@ def run_tool(tools: Mapping[str, BaseTool], name: str, args: Mapping[str, Any]) 
     tool, clean = _validated(tools, name, args)
     try:
         return _as_text(tool.invoke(clean))
-    except ToolException as exc:
-        raise ToolFailed(
-            str(exc), hint=f"the tool {name} itself failed; see `conclave tools` for what it does"
-        ) from None
-
-
-async def arun_tool(tools: Mapping[str, BaseTool], name: str, args: Mapping[str, Any]) -> str:
-    """Async :func:`run_tool` (uses the tool's coroutine when it has one)."""
-    tool, clean = _validated(tools, name, args)
-    try:
-        return _as_text(await tool.ainvoke(clean))
     except ToolException as exc:
         raise ToolFailed(
             str(exc), hint=f"the tool {name} itself failed; see `conclave tools` for what it does"

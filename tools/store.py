@@ -437,10 +437,6 @@ class KnowledgeStore:
         """Async :meth:`search_sync` (runs in a worker thread)."""
         return await asyncio.to_thread(self.search_sync, query, k, collection)
 
-    async def search_many(self, queries: list[str], k: int = 5, collection: str | None = None) -> list[list[Passage]]:
-        """Async :meth:`search_many_sync`."""
-        return await asyncio.to_thread(self.search_many_sync, queries, k, collection)
-
     async def list_collections(self) -> list[CollectionInfo]:
         """Async :meth:`list_collections_sync`."""
         return await asyncio.to_thread(self.list_collections_sync)

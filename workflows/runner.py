@@ -110,7 +110,8 @@ async def build_context(
 ) -> RunContext:
     """Resolve roles to clients (shared when roles name the same spec). ``collection`` defaults to the configured
     one; ``knowledge=False`` answers with no collection at all (arithmetic data sets)."""
-    from conclave.models import client_name, make_client, role_spec
+    from conclave.models import client_name, make_client, role_clients
+    from conclave.settings import AGENT_ROLES
 
     method, settings = apply_method(settings, method or settings.method)
     if not question or not question.strip():
@@ -119,20 +120,8 @@ async def build_context(
         from conclave.tools.store import validate_collection_name
 
         validate_collection_name(collection)  # '' is an error, never a stand-in for the default collection
-    from conclave.settings import AGENT_ROLES as roles
-
-    resolved: dict[str, Any] = dict(clients or {})
-    by_spec: dict[str, Any] = {}
-    for client in resolved.values():
-        by_spec.setdefault(client_name(client), client)
-    for role in roles:
-        if role in resolved:
-            continue
-        spec = await role_spec(settings, role)
-        if spec not in by_spec:
-            by_spec[spec] = await make_client(spec, settings)
-        resolved[role] = by_spec[spec]
-    models: dict[str, str] = {role: client_name(resolved[role]) for role in roles}
+    resolved = await role_clients(settings, lambda spec: make_client(spec, settings), AGENT_ROLES, clients)
+    models: dict[str, str] = {role: client_name(resolved[role]) for role in AGENT_ROLES}
     return RunContext(
         settings=settings,
         question=question.strip(),

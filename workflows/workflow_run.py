@@ -151,9 +151,9 @@ class _Runner:
         return folder
 
     async def clients(self) -> dict[str, Any]:
-        from conclave.models import role_spec
+        from conclave.models import role_clients
 
-        return {role: await self.caches.client(await role_spec(self.settings, role)) for role in AGENT_ROLES}
+        return await role_clients(self.settings, self.caches.client, AGENT_ROLES)
 
     async def answer(self, question: str, method: str | None, collection: str | None) -> dict[str, Any]:
         from conclave.workflows.runner import build_context, run_question

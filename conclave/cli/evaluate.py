@@ -16,18 +16,13 @@ from typing import Any
 import typer
 from rich.console import Console
 
+from conclave.cli import cli_settings
 from conclave.terminal import escape_markup as escape
 from conclave.workflows.evaluation.scorers import SCORERS
 from conclave.workflows.methods import method_help
 
 out = Console(highlight=False, soft_wrap=True, emoji=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
-
-
-def _settings(**overrides: Any) -> Any:
-    from conclave.settings import load_settings
-
-    return load_settings(**{k: v for k, v in overrides.items() if v is not None})
 
 
 def clock(seconds: float | None) -> str:
@@ -126,7 +121,7 @@ def eval_main(
     )
     if resume and (dataset or method or model):
         err.print(f"[dim]resuming {escape(resume)}: its recorded data set, methods and models are used[/]")
-    settings = _settings()
+    settings = cli_settings()
     started = time.perf_counter()
     state: dict[str, Any] = {"run_id": resume}
     try:
@@ -245,7 +240,7 @@ def eval_compare(
     """Paired comparison of two runs on the same items: won, lost, McNemar's exact test."""
     from conclave.workflows.evaluation import compare_runs
 
-    comparisons = compare_runs(_settings(), run_a, run_b)
+    comparisons = compare_runs(cli_settings(), run_a, run_b)
     if as_json:
         typer.echo(json.dumps([c.to_dict() for c in comparisons]))
         return
@@ -290,7 +285,7 @@ def eval_export(
     from conclave.workflows.evaluation import export_chains
     from conclave.workflows.evaluation.runs import find_run
 
-    settings = _settings()
+    settings = cli_settings()
     folders = [find_run(settings, r) for r in run or []]
     if output is None:
         if len(folders) != 1 or gsm8k:
@@ -384,7 +379,7 @@ def run(
         if not as_json:
             err.print(f"  [dim]{escape(message)}[/]")
 
-    settings = _settings()
+    settings = cli_settings()
     try:
         result = asyncio.run(
             run_workflow(
@@ -484,7 +479,7 @@ def synth(
     come, so Ctrl-C keeps them; OUTPUT.summary.json says why pairs were rejected and why it stopped."""
     from conclave.workflows.synth import SynthConfig, synthesize
 
-    settings = _settings(cache=False if no_cache else None)
+    settings = cli_settings(cache=False if no_cache else None)
     config = SynthConfig(
         collection=settings.collection if collection is None else collection,
         n=n,
@@ -557,7 +552,7 @@ def view(
 
     from conclave.workflows.evaluation.runs import find_run
 
-    report = report_path(find_run(_settings(), run))
+    report = report_path(find_run(cli_settings(), run))
     if not serve:
         out.print(escape(report))
         if not no_open and not webbrowser.open(report.resolve().as_uri()):

@@ -16,6 +16,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
+from conclave.cli import cli_settings
 from conclave.errors import ConclaveError, ConfigError
 from conclave.terminal import clip
 from conclave.terminal import escape_markup as escape
@@ -28,12 +29,6 @@ err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 runs_app = typer.Typer(
     help="Evaluation and workflow runs under $CONCLAVE_HOME/runs: list, show, rm.", no_args_is_help=True
 )
-
-
-def _settings() -> Any:
-    from conclave.settings import load_settings
-
-    return load_settings()
 
 
 def _when(ts: Any) -> str:
@@ -58,7 +53,7 @@ def logs(
 
     from conclave.logs import LogStore
 
-    store = LogStore.open(_settings())  # a damaged file: a LogStoreError (exit 2) with the fix
+    store = LogStore.open(cli_settings())  # a damaged file: a LogStoreError (exit 2) with the fix
     try:
         records = store.recent(number, search)
     finally:
@@ -155,7 +150,7 @@ def runs_list(as_json: bool = typer.Option(False, "--json", help="Print JSON."))
     """Every run, newest first: id, kind (eval/workflow), started, status (complete/partial), items, methods."""
     from rich.table import Table
 
-    settings = _settings()
+    settings = cli_settings()
     infos = [run_info(p) for p in _all_runs(settings)]
     if as_json:
         typer.echo(json.dumps(infos, ensure_ascii=False, default=str))
@@ -232,7 +227,7 @@ def runs_show(
     """A run's summary: its configuration, accuracy per method and model, and the paths of its report files."""
     from conclave.workflows.evaluation.runs import find_run
 
-    data = _show_data(find_run(_settings(), run))
+    data = _show_data(find_run(cli_settings(), run))
     if as_json:
         typer.echo(json.dumps(data, ensure_ascii=False, default=str))
         return
@@ -262,7 +257,7 @@ def runs_rm(
     """Delete a run folder (only one under $CONCLAVE_HOME/runs)."""
     from conclave.workflows.evaluation.runs import find_run
 
-    settings = _settings()
+    settings = cli_settings()
     folder = find_run(settings, run)
     root = settings.runs_path.resolve()
     if folder.is_symlink() or folder.resolve().parent != root:

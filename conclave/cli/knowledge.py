@@ -14,6 +14,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
+from conclave.cli import cli_settings
 from conclave.errors import ToolInputError
 from conclave.terminal import escape_markup as escape
 from conclave.terminal import safe_text
@@ -23,12 +24,6 @@ __all__ = ["parse_tool_args", "register"]
 _out = Console(highlight=False, soft_wrap=True, emoji=False)
 _err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 _MAX_SKIPPED_SHOWN = 20
-
-
-def _settings(**overrides: Any) -> Any:
-    from conclave.settings import load_settings
-
-    return load_settings(**{k: v for k, v in overrides.items() if v is not None})
 
 
 def _display_path(source: str) -> str:
@@ -79,7 +74,7 @@ def register(app: typer.Typer) -> None:
         from conclave.tools.ingest import IngestProgress
         from conclave.tools.ingest import ingest as run_ingest
 
-        settings = _settings()
+        settings = cli_settings()
         name = settings.collection if collection is None else collection
         columns = (
             TextColumn("[bold]ingest[/]"),
@@ -126,7 +121,7 @@ def register(app: typer.Typer) -> None:
 
         from conclave.tools.store import KnowledgeStore
 
-        settings = _settings()
+        settings = cli_settings()
         infos = KnowledgeStore.open(settings).list_collections_sync()
         if as_json:
             typer.echo(json.dumps([i.__dict__ for i in infos]))
@@ -156,7 +151,7 @@ def register(app: typer.Typer) -> None:
         """Show the passages most similar to QUERY, best first, with scores and sources."""
         from conclave.tools.store import KnowledgeStore
 
-        settings = _settings()
+        settings = cli_settings()
         name = settings.collection if collection is None else collection
         passages = KnowledgeStore.open(settings).search_sync(query, k, name)
         if as_json:
@@ -184,7 +179,7 @@ def register(app: typer.Typer) -> None:
         """Delete a collection and all its chunks."""
         from conclave.tools.store import KnowledgeStore
 
-        store = KnowledgeStore.open(_settings())
+        store = KnowledgeStore.open(cli_settings())
         count = store.count_sync(name)
         if not yes and not typer.confirm(f"Delete collection {name!r} with {count} chunks?", default=False):
             _err.print("Nothing deleted.")
@@ -197,7 +192,7 @@ def register(app: typer.Typer) -> None:
         """List the tools with their argument schemas."""
         from conclave.tools.registry import build_tools, tool_schemas
 
-        schemas = tool_schemas(build_tools(_settings()))
+        schemas = tool_schemas(build_tools(cli_settings()))
         if as_json:
             typer.echo(json.dumps(schemas))
             return
@@ -241,7 +236,7 @@ def register(app: typer.Typer) -> None:
                     f"search_knowledge: k must be a whole number from 1 to 50, got {bound['k']!r}",
                     hint="e.g. --arg k=5",
                 )
-        registry = build_tools(_settings(), collection=bound.get("collection"), k=bound.get("k"))
+        registry = build_tools(cli_settings(), collection=bound.get("collection"), k=bound.get("k"))
         schema = tool_schemas(registry).get(name, {}).get("parameters")
         args = parse_tool_args(arg, schema)
         result = run_tool(registry, name, args)

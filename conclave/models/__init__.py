@@ -1,6 +1,6 @@
 """Model backends: spec strings resolve to AutoGen ``ChatCompletionClient`` objects."""
 
-from conclave.models.registry import client_name, default_spec, make_client, role_spec
+from conclave.models.registry import client_name, default_spec, make_client, role_clients, role_spec
 from conclave.models.spec import ModelSpec, parse_spec
 from conclave.models.structured import StructuredOutputError, complete_json, complete_structured
 
@@ -13,5 +13,6 @@ __all__ = [
     "default_spec",
     "make_client",
     "parse_spec",
+    "role_clients",
     "role_spec",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 
 from autogen_core.models import ChatCompletionClient
@@ -143,6 +144,26 @@ async def role_spec(settings: Settings, role: Role) -> str:
 def client_name(client: ChatCompletionClient) -> str:
     """The spec string a client was built from."""
     if isinstance(client, ResilientClient):
+async def role_clients(
+    settings: Settings,
+    make: Callable[[str], Awaitable[ChatCompletionClient]],
+    roles: Sequence[Role],
+    given: Mapping[str, ChatCompletionClient] | None = None,
+) -> dict[str, ChatCompletionClient]:
+    """A client per role: ``given`` ones kept, the others made once per distinct spec (roles naming the same spec
+    share one client, and so one loaded model)."""
+    out: dict[str, ChatCompletionClient] = dict(given or {})
+    by_spec = {client_name(c): c for c in out.values()}
+    for role in roles:
+        if role in out:
+            continue
+        spec = await role_spec(settings, role)
+        if spec not in by_spec:
+            by_spec[spec] = await make(spec)
+        out[role] = by_spec[spec]
+    return out
+
+
         return client.spec
     inner = getattr(client, "client", None)  # autogen-ext's ChatCompletionCache and similar wrappers
     if isinstance(inner, ChatCompletionClient):

@@ -38,6 +38,7 @@ from conclave.errors import (
 )
 from conclave.models.capabilities import Capabilities, capabilities_for
 from conclave.models.delegating import DelegatingClient
+from conclave.terminal import clip
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ def classify(exc: BaseException, *, spec: str, where: str) -> ConclaveError | _T
         if isinstance(exc, openai.APIStatusError) and _mentions_response_format(exc):
             # A host that does not know a response_format dialect (llama.cpp's server answers 500): not transient.
             return BackendError(
-                f"{where} rejected response_format for {spec} (HTTP {exc.status_code}): {_short(exc.message)}"
+                f"{where} rejected response_format for {spec} (HTTP {exc.status_code}): {clip(exc.message, 200)}"
             )
         if isinstance(exc, openai.RateLimitError | openai.InternalServerError):
             return _Transient(
@@ -99,7 +100,7 @@ def classify(exc: BaseException, *, spec: str, where: str) -> ConclaveError | _T
                 )
             )
         if isinstance(exc, openai.APIStatusError):
-            return BackendError(f"{where} answered HTTP {exc.status_code} for {spec}: {_short(exc.message)}")
+            return BackendError(f"{where} answered HTTP {exc.status_code} for {spec}: {clip(exc.message, 200)}")
         if isinstance(exc, openai.APIResponseValidationError):
             return BackendError(
                 f"{where} sent a reply that is not an OpenAI-compatible response", hint="check the base URL"
@@ -111,9 +112,9 @@ def classify(exc: BaseException, *, spec: str, where: str) -> ConclaveError | _T
             return ModelNotFound(f"Ollama at {where} has no model {name!r}", hint=f"run `ollama pull {name}`")
         if exc.status_code >= 500 or exc.status_code == 429:
             return _Transient(
-                BackendError(f"Ollama at {where} failed: {_short(text)}", hint="see the Ollama server log")
+                BackendError(f"Ollama at {where} failed: {clip(text, 200)}", hint="see the Ollama server log")
             )
-        return BackendError(f"Ollama at {where} refused the request: {_short(text)}")
+        return BackendError(f"Ollama at {where} refused the request: {clip(text, 200)}")
     if isinstance(exc, httpx.TimeoutException | TimeoutError):
         return _Transient(
             BackendError(
@@ -134,10 +135,10 @@ def classify(exc: BaseException, *, spec: str, where: str) -> ConclaveError | _T
         )
     if isinstance(exc, json.JSONDecodeError | ValueError | KeyError | TypeError):
         return BackendError(
-            f"{where} sent a reply {spec} could not understand: {_short(str(exc))}",
+            f"{where} sent a reply {spec} could not understand: {clip(str(exc), 200)}",
             hint="check the URL points at the right kind of server",
         )
-    return BackendError(f"{spec} failed: {type(exc).__name__}: {_short(str(exc))}")
+    return BackendError(f"{spec} failed: {type(exc).__name__}: {clip(str(exc), 200)}")
 
 
 def _mentions_response_format(exc: Any) -> bool:
@@ -150,11 +151,6 @@ def ollama_unreachable(host: str) -> BackendUnavailable:
         f"Ollama is not running at {host}",
         hint="start it with `ollama serve` (or set OLLAMA_HOST), or use --model embedded",
     )
-
-
-def _short(text: str, limit: int = 200) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class ResilientClient(DelegatingClient):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from autogen_core import CancellationToken
-from conclave.tools.registry import arun_tool, build_tools, format_passages, run_tool, to_autogen_tools, tool_schemas
+from conclave.tools.registry import build_tools, format_passages, run_tool, to_autogen_tools, tool_schemas
 from langchain_core.tools import BaseTool
 
 from conclave.errors import StoreError, ToolInputError
@@ -37,8 +37,8 @@ def test_run_tool_returns_bare_results(tools: dict[str, BaseTool]) -> None:
     assert json.loads(run_tool(tools, "vector_math", {"expression": "dot(a, a)", "variables": {"a": [3, 4]}})) == 25
 
 
-async def test_arun_tool(tools: dict[str, BaseTool]) -> None:
-    assert await arun_tool(tools, "calculator", {"expression": "2 ** 10"}) == "1024"
+async def test_tools_run_async_as_reification_calls_them(tools: dict[str, BaseTool]) -> None:
+    assert await tools["calculator"].ainvoke({"expression": "2 ** 10"}) == "1024"
 
 
 @pytest.mark.parametrize(
@@ -102,7 +102,7 @@ async def test_search_tool_goes_through_the_store(conclave_home: Path, tmp_path:
     # The hash embedder puts identical texts at distance 0, so the exact embedded text is found first.
     sync = run_tool(registry, "search_knowledge", {"query": "Note\n\n# Note\n\nexact text"})
     assert sync.startswith("1. [") and "n.md, score 1.000) Note — # Note exact text" in sync
-    found = await arun_tool(registry, "search_knowledge", {"query": "anything"})
+    found = await registry["search_knowledge"].ainvoke({"query": "anything"})  # the path reification takes
     assert found.startswith("1. [")
     with pytest.raises(StoreError, match="no collection named 'other'"):
         run_tool(build_tools(settings, store, collection="other"), "search_knowledge", {"query": "x"})
@@ -125,12 +125,12 @@ async def test_search_is_bound_to_the_runs_collection_and_k(conclave_home: Path,
             (folder / f"{name}{i}.md").write_text(f"# {name} {i}\n\n{name} note number {i}")
         ingest([folder], name, settings, store=store)
     registry = build_tools(settings, store, collection="public")
-    found = await arun_tool(registry, "search_knowledge", {"query": "note"})
+    found = await registry["search_knowledge"].ainvoke({"query": "note"})
     assert found.count("\n") == 1 and "private" not in found  # k=2 passages, both from the run's collection
     with pytest.raises(ToolInputError, match="collection: Extra inputs are not permitted"):
-        await arun_tool(registry, "search_knowledge", {"query": "note", "collection": "private"})
+        run_tool(registry, "search_knowledge", {"query": "note", "collection": "private"})
     with pytest.raises(ToolInputError, match="k: Extra inputs are not permitted"):
-        await arun_tool(registry, "search_knowledge", {"query": "note", "k": 50})
+        run_tool(registry, "search_knowledge", {"query": "note", "k": 50})
 
 
 def test_a_broken_or_clashing_plugin_is_an_error_that_names_it(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -22,6 +22,7 @@ import re
 from dataclasses import replace
 from typing import Any
 
+from conclave.tools.calculator import FUNCTION_NAMES
 from conclave.workflows.coa.model import (
     CALCULATOR,
     Arg,
@@ -37,10 +38,9 @@ from conclave.workflows.coa.model import (
 
 __all__ = ["ChainParseError", "parse_chain", "MATH_FUNCTIONS"]
 
-MATH_FUNCTIONS = frozenset(
-    {"sqrt", "log", "ln", "log10", "exp", "round", "min", "max", "abs", "floor", "ceil", "pow", "int", "float"}
-)
-"""Names that make ``[name(...) = yN]`` arithmetic rather than a call of a tool called ``name`` (without ``FUNC``)."""
+MATH_FUNCTIONS = FUNCTION_NAMES
+"""Names that make ``[name(...) = yN]`` arithmetic rather than a call of a tool called ``name`` (without ``FUNC``):
+exactly the calculator's functions, so a chain never writes arithmetic the calculator cannot run."""
 
 _WS = re.compile(r"\s*")
 _FUNC = re.compile(r"(?i:func)\s+")

@@ -475,9 +475,9 @@ async def _clients_for(caches: CacheSet, model: str, settings: Settings, use_rol
     if not use_roles:
         client = await caches.client(model)
         return {role: client for role in AGENT_ROLES}
-    from conclave.models import role_spec
+    from conclave.models import role_clients
 
-    return {role: await caches.client(await role_spec(settings, role)) for role in AGENT_ROLES}
+    return await role_clients(settings, caches.client, AGENT_ROLES)
 
 
 async def _run_unit(

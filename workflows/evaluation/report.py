@@ -302,13 +302,9 @@ def accuracy_svg(cells: Sequence[dict[str, Any]]) -> str:
         body.append(
             f'<text x="{cx:.1f}" y="{top + plot_h + 16}" text-anchor="middle">{_esc(cell["method"])}</text>'
             f'<text x="{cx:.1f}" y="{top + plot_h + 31}" text-anchor="middle" fill="#555">'
-            f"{_esc(_short(_model_label(cell['model']), 14))}</text>"
+            f"{_esc(clip(_model_label(cell['model']), 14))}</text>"
         )
     return _svg(int(width), height, body, "Accuracy per method and model")
-
-
-def _short(text: str, limit: int = 16) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _model_label(spec: str) -> str:
@@ -340,7 +336,7 @@ def distribution_svg(groups: Sequence[tuple[str, Sequence[float]]], title: str, 
     for i, (label, vs) in enumerate(groups):
         y = top + row * i + row / 2
         color = _PALETTE[i % len(_PALETTE)]
-        body.append(f'<text x="{left - 8}" y="{y + 4:.1f}" text-anchor="end">{_esc(_short(label, 34))}</text>')
+        body.append(f'<text x="{left - 8}" y="{y + 4:.1f}" text-anchor="end">{_esc(clip(label, 34))}</text>')
         if not vs:
             continue
         q1, med, q3 = (_quantile(vs, q) for q in (0.25, 0.5, 0.75))
@@ -538,7 +534,7 @@ def _item_html(r: dict[str, Any], method_index: int) -> str:
     shown = clip(value if value is not None else "–", 40)
     summary = (
         f'<span class="mark {css}">{mark}</span><code>{_esc(r.get("item_id", ""))}</code> · '
-        f"{_esc(r.get('method', ''))} · {_esc(_short(_model_label(str(r.get('model', ''))), 24))} · "
+        f"{_esc(r.get('method', ''))} · {_esc(clip(_model_label(str(r.get('model', ''))), 24))} · "
         f"{_esc(clip(r.get('question', ''), 110))} → <b>{_esc(shown)}</b>"
         f'{flag} <span class="muted">{_n(r.get("latency"))} s · {tokens} tokens</span>'
     )
