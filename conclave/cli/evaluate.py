@@ -275,7 +275,9 @@ def eval_export(
     only_correct: bool = typer.Option(False, "--only-correct", help="Only run items whose answer scored correct."),
     no_system: bool = typer.Option(False, "--no-system", help="Leave out the system message."),
     form: str = typer.Option(
-        "text", "--form", help="Chain form: text ([48 / 2 = y1]), json or program (Python assignments)."
+        "text",
+        "--form",
+        help="Chain form: text ([48 / 2 = y1]), json, program (Python assignments), or cot (GSM8K's own rationale).",
     ),
     limit: int | None = typer.Option(None, "--limit", "-n", min=1, help="At most this many chains per training file."),
 ) -> None:

@@ -28,8 +28,9 @@ def default_builtin() -> str:
 
 
 def builtin_of(spec: ModelSpec) -> str | None:
-    """The built-in model an embedded spec runs (``qwen``/``smollm2``); ``None`` for a GGUF path or another provider."""
-    if spec.provider != "embedded" or spec.gguf_path is not None:
+    """The built-in model an embedded spec runs (``qwen``/``smollm2``); ``None`` for a GGUF path, a tuned model or
+    another provider."""
+    if spec.provider != "embedded" or spec.gguf_path is not None or spec.tuned:
         return None
     return spec.builtin or default_builtin()
 
@@ -49,6 +50,10 @@ def gguf_for(
     """The GGUF file an embedded spec runs; Qwen is assembled and checked first when needed (minutes, once)."""
     if spec.gguf_path is not None:
         return spec.gguf_path
+    if spec.tuned:
+        from conclave.tune.registry import base_gguf
+
+        return base_gguf(home, spec.tuned)  # its adapter: adapter_for
     if builtin_of(spec) == SMOLLM2:
         from conclave.models.embedded import bundled_model_path
 
@@ -56,3 +61,12 @@ def gguf_for(
     return weights.ensure_assembled(
         weights.QWEN, qwen_target(home), progress=progress or weights.rich_progress, cancel=cancel
     )
+
+
+def adapter_for(spec: ModelSpec, home: Path) -> Path | None:
+    """The LoRA adapter GGUF a tuned model's spec (``embedded:NAME``) applies to its base; ``None`` for other specs."""
+    if not spec.tuned:
+        return None
+    from conclave.tune.registry import adapter_path
+
+    return adapter_path(home, spec.tuned)

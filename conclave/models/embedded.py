@@ -154,9 +154,9 @@ def default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _load(path: Path, n_ctx: int, n_threads: int | None = None) -> _SharedModel:
+def _load(path: Path, n_ctx: int, n_threads: int | None = None, lora_path: Path | None = None) -> _SharedModel:
     threads = n_threads or default_threads()
-    key = (str(path), n_ctx, threads)
+    key = (str(path), n_ctx, threads, str(lora_path or ""))  # a base with an adapter is another model
     with _MODELS_LOCK:
         shared = _MODELS.get(key)
         if shared is None:
@@ -171,10 +171,12 @@ def _load(path: Path, n_ctx: int, n_threads: int | None = None) -> _SharedModel:
                     n_threads=threads,
                     verbose=False,
                     seed=0,
+                    lora_path=str(lora_path) if lora_path else None,
                 )
             except (ValueError, RuntimeError) as exc:
                 raise ConfigError(
-                    f"llama.cpp could not load {path}: {exc}", hint="check that the GGUF file is intact"
+                    f"llama.cpp could not load {path}{f' with adapter {lora_path}' if lora_path else ''}: {exc}",
+                    hint="check that the GGUF file is intact",
                 ) from exc
             llama.set_cache(_BoundedStateCache(max_entries=4))
             shared = _SharedModel(llama)
@@ -296,9 +298,9 @@ def tool_instructions(tools: Sequence[Tool | ToolSchema], *, allow_answer: bool)
 
 
 class EmbeddedChatCompletionClient(ChatCompletionClient):
+    conclave_capabilities = EMBEDDED
     """A ChatCompletionClient running a GGUF model in-process with llama.cpp."""
 
-    conclave_capabilities = EMBEDDED
     def __init__(
         self,
         model_path: Path,
@@ -310,8 +312,10 @@ class EmbeddedChatCompletionClient(ChatCompletionClient):
         seed: int = 0,
         n_threads: int | None = None,
         speed_file: Path | None = None,
+        lora_path: Path | None = None,
     ):
         self._path = check_gguf(model_path)
+        self._lora_path = check_gguf(lora_path) if lora_path is not None else None  # a tuned model's adapter
         self._n_threads = n_threads
         self._speed_file = speed_file  # where the decoding rate is recorded (conclave/models/speed.py)
         self._name = name
@@ -334,7 +338,7 @@ class EmbeddedChatCompletionClient(ChatCompletionClient):
 
     def _model(self) -> _SharedModel:
         if self._shared is None:
-            self._shared = _load(self._path, self._n_ctx, self._n_threads)
+            self._shared = _load(self._path, self._n_ctx, self._n_threads, self._lora_path)
         return self._shared
 
     def _grammar(self, schema: Mapping[str, Any]) -> Any:

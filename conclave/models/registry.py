@@ -11,6 +11,8 @@ from pathlib import Path
 from autogen_core.models import ChatCompletionClient
 
 from conclave.errors import BackendError
+from conclave.models.capabilities import EMBEDDED, OLLAMA, OPENAI
+from conclave.models.catalog import adapter_for
 from conclave.models.embedded import EmbeddedChatCompletionClient
 from conclave.models.resilience import ResilientClient
 from conclave.models.spec import ModelSpec, parse_spec
@@ -35,6 +37,7 @@ async def make_client(spec: str | ModelSpec | None, settings: Settings) -> ChatC
             max_tokens=settings.max_tokens,
             n_threads=settings.embedded_threads,
             speed_file=speed_path(settings.home),
+            lora_path=adapter_for(parsed, settings.home),  # a tuned model (conclave tune): base + LoRA adapter
         )
         # In-process: nothing transient to retry, but errors still get one shape.
         return ResilientClient(
@@ -56,10 +59,10 @@ async def make_client(spec: str | ModelSpec | None, settings: Settings) -> ChatC
             inner,
             spec=str(parsed),
             where=host,
+            capabilities=OLLAMA,
             max_retries=settings.max_retries,
             attempt_timeout=settings.request_timeout,
             retry_budget=settings.retry_budget,
-            capabilities=OLLAMA,
         )
     from conclave.models.openai_compat import build_openai_client
 
@@ -70,10 +73,10 @@ async def make_client(spec: str | ModelSpec | None, settings: Settings) -> ChatC
         inner,
         spec=str(parsed),
         where=where,
+        capabilities=OPENAI,
         max_retries=settings.max_retries,
         attempt_timeout=settings.request_timeout,
         retry_budget=settings.retry_budget,
-        capabilities=OPENAI,
     )
 
 
@@ -90,10 +93,10 @@ def _pool(parsed: ModelSpec, settings: Settings) -> ChatCompletionClient:
             inner,
             spec=str(parsed),
             where=where,
+            capabilities=OPENAI,
             max_retries=min(1, settings.max_retries),
             attempt_timeout=settings.request_timeout,
             retry_budget=settings.retry_budget,
-            capabilities=OPENAI,
         )
         endpoints.append(Endpoint(where, client))
     return EndpointPool(endpoints, spec=str(parsed), cooldown=settings.endpoint_cooldown)
@@ -141,9 +144,6 @@ async def role_spec(settings: Settings, role: Role) -> str:
     return settings.role_model(role) or await default_spec(settings)
 
 
-def client_name(client: ChatCompletionClient) -> str:
-    """The spec string a client was built from."""
-    if isinstance(client, ResilientClient):
 async def role_clients(
     settings: Settings,
     make: Callable[[str], Awaitable[ChatCompletionClient]],
@@ -164,6 +164,9 @@ async def role_clients(
     return out
 
 
+def client_name(client: ChatCompletionClient) -> str:
+    """The spec string a client was built from."""
+    if isinstance(client, ResilientClient):
         return client.spec
     inner = getattr(client, "client", None)  # autogen-ext's ChatCompletionCache and similar wrappers
     if isinstance(inner, ChatCompletionClient):

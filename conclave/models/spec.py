@@ -2,11 +2,13 @@
 
 ``embedded:qwen`` and ``embedded:smollm2`` name the built-in embedded models (``conclave/models/catalog.py``); plain
 ``embedded`` is Qwen when its parts are installed, else SmolLM2. A GGUF file literally named ``qwen`` in the
-current folder is ``embedded:./qwen``.
+current folder is ``embedded:./qwen``. A plain name (letters, digits, ``-``, ``_``) that is not built in names a
+tuned model (``conclave tune``, ``CONCLAVE_HOME/tuned/NAME``); a GGUF file so named is ``embedded:./NAME``.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -17,6 +19,9 @@ Provider = Literal["embedded", "ollama", "openai"]
 
 EMBEDDED_NAMES = ("qwen", "smollm2")
 """The built-in embedded models, by the name ``embedded:<name>`` gives them."""
+
+TUNED_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+"""``embedded:<name>`` of a tuned model (conclave/tune/registry.py): no dot or slash, so never a file's path."""
 
 SPEC_HELP = (
     "use `embedded` (or `embedded:qwen`, `embedded:smollm2`), `embedded:/path/to/model.gguf`, `ollama/<model>` "
@@ -43,9 +48,17 @@ class ModelSpec:
         return self.name if self.provider == "embedded" and self.name in EMBEDDED_NAMES else None
 
     @property
-    def gguf_path(self) -> Path | None:
-        """The GGUF file an ``embedded:/path.gguf`` spec names; ``None`` for built-in models and other providers."""
+    def tuned(self) -> str | None:
+        """The tuned model this spec names (``embedded:NAME``, see ``conclave tune``); ``None`` otherwise."""
         if self.provider != "embedded" or not self.name or self.builtin:
+            return None
+        return self.name if TUNED_NAME.match(self.name) else None
+
+    @property
+    def gguf_path(self) -> Path | None:
+        """The GGUF file an ``embedded:/path.gguf`` spec names; ``None`` for built-in and tuned models and other
+        providers."""
+        if self.provider != "embedded" or not self.name or self.builtin or self.tuned:
             return None
         return Path(self.name).expanduser()
 

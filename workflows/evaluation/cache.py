@@ -103,6 +103,10 @@ def _backend_identity(settings: Settings, spec: str) -> dict[str, Any]:
     from conclave.models import catalog, weights
     from conclave.models.embedded import BUNDLED_FILE, bundled_model_path
 
+    if parsed.tuned:  # base + LoRA adapter: the two files' hashes are its identity (re-tuning changes it)
+        from conclave.tune.registry import identity
+
+        return identity(settings.home, parsed.tuned)
     path = parsed.gguf_path
     builtin = catalog.builtin_of(parsed)
     if builtin == catalog.QWEN:

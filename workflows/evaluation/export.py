@@ -10,12 +10,17 @@ The paper's models were trained on (question -> abstract chain) pairs. Two sourc
 
 Any form is written: ``text`` (``[48 / 2 = y1]``, what the system message describes), ``json`` (the reasoner's
 constrained-decoding form) or ``program`` (Python assignments in a fenced block, the reasoner's program form).
+GSM8K files also give ``cot``: the training answer's own rationale, calculator notes removed, ending in the
+``Answer: N`` line the ``cot`` method's prompt asks for (and its scorer reads), under that prompt as system message;
+only items whose answer also converts to a chain are written, so ``cot`` and the chain forms hold the same questions
+(the paper's comparison: tuned on chains vs tuned on chain-of-thought).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +43,15 @@ SYSTEM_PROGRAM = (
     "quantity per line (name = arithmetic, or name = tool(arguments)), a comment above each line, the "
     "question's numbers written into the expressions; tools fill in every value. End with answer = name."
 )
-FORMS = ("text", "json", "program")
+FORMS = ("text", "json", "program", "cot")
+_CALCULATOR_NOTE = re.compile(r"<<[^<>]*>>")
+
+
+def cot_answer(answer: str, gold: str) -> str:
+    """A GSM8K answer as a chain-of-thought reply: ``<<48/2=24>>`` notes removed, ``#### 72`` -> ``Answer: 72``."""
+    body = _CALCULATOR_NOTE.sub("", answer.rpartition("####")[0])
+    lines = [" ".join(line.split()) for line in body.splitlines()]
+    return "\n".join([line for line in lines if line] + [f"Answer: {gold}"])
 
 
 def render_form(chain: Any, form: str) -> str:
@@ -46,7 +59,8 @@ def render_form(chain: Any, form: str) -> str:
     from conclave.workflows.coa.program import render_program
     from conclave.workflows.coa.render import render, render_json
 
-    return {"json": render_json, "program": render_program}.get(form, render)(chain)
+    renderers: dict[str, Callable[[Any], str]] = {"json": render_json, "program": render_program}
+    return renderers.get(form, render)(chain)
 
 
 def accepted_chain(trace: Sequence[dict[str, Any]]) -> str | None:
@@ -78,8 +92,16 @@ class ExportReport:
     """Training items whose answer has no usable calculator notes (or a wrong one)."""
 
 
+def _system(form: str) -> str:
+    if form == "cot":
+        from conclave.agents.prompting import load_prompt
+
+        return load_prompt("cot")  # what `--method cot` sends (without a user's --system)
+    return {"json": SYSTEM_JSON, "program": SYSTEM_PROGRAM}.get(form, SYSTEM)
+
+
 def _chat_line(question: str, chain: str, metadata: dict[str, Any], *, form: str, with_system: bool) -> str:
-    system = {"json": SYSTEM_JSON, "program": SYSTEM_PROGRAM}.get(form, SYSTEM)
+    system = _system(form)
     messages = ([{"role": "system", "content": system}] if with_system else []) + [
         {"role": "user", "content": question},
         {"role": "assistant", "content": chain},
@@ -89,7 +111,7 @@ def _chat_line(question: str, chain: str, metadata: dict[str, Any], *, form: str
 
 def _check_form(form: str) -> None:
     if form not in FORMS:
-        raise ConfigError(f"unknown chain form {form!r}", hint="use text, json or program")
+        raise ConfigError(f"unknown chain form {form!r}", hint="use text, json, program or cot")
 
 
 def run_chain_lines(
@@ -100,6 +122,10 @@ def run_chain_lines(
     from conclave.workflows.evaluation.runs import read_jsonl
 
     _check_form(form)
+    if form == "cot":
+        raise ConfigError(
+            "the cot form comes from GSM8K training files only", hint="use --gsm8k TRAIN.jsonl with --form cot"
+        )
     records, _ = read_jsonl(run_dir / "items.jsonl")
     if not records:
         raise ConfigError(f"run {run_dir.name} has no finished items", hint="run or resume it first")
@@ -164,7 +190,7 @@ def gsm8k_chain_lines(
             except (json.JSONDecodeError, KeyError, TypeError, GSM8KConversionError):
                 skipped += 1
                 continue
-            text = render_form(chain, form)
+            text = cot_answer(item["answer"], gold) if form == "cot" else render_form(chain, form)
             metadata = {"source": "gsm8k", "file": path.name, "line": number, "gold": [gold]}
             lines.append(_chat_line(item["question"], text, metadata, form=form, with_system=with_system))
     return lines, skipped
