@@ -82,19 +82,10 @@ def endpoint_of(spec: str | None, settings: Any) -> str:
 
     if not spec:
         return "chosen at run time (embedded when nothing else is configured)"
-    parsed = parse_spec(spec)
-    if parsed.provider == "openai":
-        where = ", ".join(settings.openai_base_urls) or settings.openai_base_url or "https://api.openai.com/v1"
-        return f"{where} (OpenAI-compatible; sends your API key)"
-    if parsed.provider == "ollama":
-        return f"{settings.ollama_host} (Ollama)"
-    if parsed.gguf_path is not None:
-        return f"in-process llama.cpp ({parsed.gguf_path})"
-    if parsed.tuned:
-        return f"in-process llama.cpp (tuned model {parsed.tuned}: its base GGUF with a LoRA adapter)"
-    from conclave.models.catalog import LABELS, builtin_of
+    from conclave.models.backends import BACKENDS
 
-    return f"in-process llama.cpp ({LABELS[builtin_of(parsed) or 'smollm2']}, built in)"
+    parsed = parse_spec(spec)
+    return BACKENDS.get(parsed.provider).endpoint(parsed, settings)
 
 
 @dataclass

@@ -29,14 +29,14 @@ class Capabilities:
 EMBEDDED = Capabilities(in_process=True, structured="grammar")
 OLLAMA = Capabilities(structured="format")
 OPENAI = Capabilities(structured="response_format", stream_usage=True, local_token_count=False)
-_BY_PROVIDER = {"embedded": EMBEDDED, "ollama": OLLAMA, "openai": OPENAI}
 
 
 def capabilities_for(spec: str) -> Capabilities:
     """The capabilities of the backend a spec string names (before any client exists, e.g. to size a limiter)."""
+    from conclave.models.backends import BACKENDS
     from conclave.models.spec import parse_spec
 
-    return _BY_PROVIDER[parse_spec(spec).provider]
+    return BACKENDS.get(parse_spec(spec).provider).capabilities
 
 
 def capabilities_of(client: Any) -> Capabilities:

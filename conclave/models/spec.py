@@ -11,11 +11,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 from conclave.errors import ConfigError
 
-Provider = Literal["embedded", "ollama", "openai"]
+Provider = str
+"""A backend's name in the backend registry (``conclave/models/backends.py``): embedded, ollama, openai, plugins."""
 
 EMBEDDED_NAMES = ("qwen", "smollm2")
 """The built-in embedded models, by the name ``embedded:<name>`` gives them."""
@@ -77,9 +77,13 @@ def parse_spec(spec: str) -> ModelSpec:
         if path.lower() in EMBEDDED_NAMES:
             path = path.lower()
         return ModelSpec("embedded", path)
+    from conclave.models.backends import BACKENDS
+
     prefix, sep, name = text.partition("/")
-    if sep and prefix in ("ollama", "openai"):
+    if sep and prefix != "embedded" and prefix in BACKENDS:
         if not name.strip():
             raise ConfigError(f"model spec {spec!r} names no model", hint=SPEC_HELP)
-        return ModelSpec(prefix, name.strip())  # type: ignore[arg-type]
-    raise ConfigError(f"unknown model spec {spec!r}", hint=SPEC_HELP)
+        return ModelSpec(BACKENDS.canonical(prefix), name.strip())
+    plugins = [n for n in BACKENDS.names() if n not in ("embedded", "ollama", "openai")]
+    more = f" (or {', '.join(f'{n}/<model>' for n in plugins)})" if plugins else ""
+    raise ConfigError(f"unknown model spec {spec!r}", hint=SPEC_HELP + more)

@@ -72,3 +72,36 @@ def test_backend_capabilities_are_properties_of_the_client() -> None:
     assert not embedded.remote and schema_args(embedded, {"type": "object"}, "x") == {"json_schema": {"type": "object"}}
     assert capabilities_of(Bare()) == Capabilities()
     assert capabilities_for("openai/gpt-4o") is OPENAI and capabilities_for("embedded:smollm2").in_process
+
+
+async def test_a_backend_plugin_is_a_spec_prefix_everywhere(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """A function (model, settings) -> client under the conclave.backends group becomes `NAME/model`: parsed, built
+    with retries, keyed in the response cache and described to workflow users."""
+    from conclave.workflows.evaluation.cache import cache_identity
+    from conclave.workflows.workflow_access import endpoint_of
+
+    from conclave.models import make_client
+    from conclave.models.backends import BACKENDS, _plugin_backend
+    from conclave.models.resilience import ResilientClient
+    from conclave.models.spec import parse_spec
+    from conclave.settings import Settings
+
+    made: list[str] = []
+
+    def scripted(model: str, settings: object) -> object:
+        """Answers from a script (a test backend)."""
+        made.append(model)
+        from autogen_ext.models.replay import ReplayChatCompletionClient
+
+        return ReplayChatCompletionClient(["Answer: 4"])
+
+    monkeypatch.setitem(BACKENDS._entries, "scripted", _plugin_backend("scripted", scripted))
+    settings = Settings(home=tmp_path)
+    assert parse_spec("scripted/m1").provider == "scripted" and str(parse_spec("scripted/m1")) == "scripted/m1"
+    client = await make_client("scripted/m1", settings)
+    assert isinstance(client, ResilientClient) and made == ["m1"] and client.remote
+    assert cache_identity(settings, "scripted/m1")["backend"] == {"provider": "scripted", "model": "m1"}
+    assert endpoint_of("scripted/m1", settings) == "the scripted backend (a plugin)"
+    monkeypatch.delitem(BACKENDS._entries, "scripted")
+    with pytest.raises(ConfigError, match="unknown model spec 'scripted/m1'"):
+        parse_spec("scripted/m1")

@@ -77,52 +77,15 @@ def item_backend_calls() -> list[int]:
 # --- the key ------------------------------------------------------------------------------------------------------
 
 
-def _endpoint(url: str) -> str:
-    """An endpoint URL as it identifies a server: without credentials written into it (``scheme://user:pw@host``)."""
-    return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#@]*@", r"\1", url.strip()).rstrip("/")
-
-
 def _backend_identity(settings: Settings, spec: str) -> dict[str, Any]:
     """Which model answers, and where: the part of the key a request cannot show."""
     try:
         parsed = parse_spec(spec)
     except ConfigError:
         return {"spec": spec}  # a factory's own spec (tests): the spec is all there is
-    if parsed.provider == "openai":
-        from conclave.models.openai_compat import OPENAI_DEFAULT_BASE
+    from conclave.models.backends import BACKENDS
 
-        override = settings.openai_model_info.get(parsed.name)
-        return {
-            "provider": "openai",
-            "model": parsed.name,
-            "base_url": _endpoint(settings.openai_base_url or OPENAI_DEFAULT_BASE),
-            "model_info": override.model_dump(mode="json") if override is not None else None,
-        }
-    if parsed.provider == "ollama":
-        return {"provider": "ollama", "model": parsed.name, "host": _endpoint(settings.ollama_host)}
-    from conclave.models import catalog, weights
-    from conclave.models.embedded import BUNDLED_FILE, bundled_model_path
-
-    if parsed.tuned:  # base + LoRA adapter: the two files' hashes are its identity (re-tuning changes it)
-        from conclave.tune.registry import identity
-
-        return identity(settings.home, parsed.tuned)
-    path = parsed.gguf_path
-    builtin = catalog.builtin_of(parsed)
-    if builtin == catalog.QWEN:
-        # The assembled file is checked against this hash before it loads: the hash is the model's identity.
-        return {"provider": "embedded", "model": f"builtin:{catalog.QWEN}", "sha256": weights.QWEN.sha256}
-    if path is None:
-        try:
-            path = bundled_model_path()
-        except ConfigError:
-            return {"provider": "embedded", "model": f"bundled:{BUNDLED_FILE}"}
-    path = path.expanduser().resolve()
-    try:
-        size: int | None = path.stat().st_size  # another file at the same path is another model
-    except OSError:
-        size = None
-    return {"provider": "embedded", "model": str(path), "size": size}
+    return BACKENDS.get(parsed.provider).identity(parsed, settings)
 
 
 def cache_identity(settings: Settings, spec: str) -> dict[str, Any]:

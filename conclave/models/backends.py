@@ -1,0 +1,276 @@
+"""Model backends: one registry entry per kind of model spec (``embedded``, ``ollama/NAME``, ``openai/NAME``, plugins).
+
+A :class:`Backend` says everything the rest of Conclave needs to know about one provider: how to build its client,
+what the client can do (:mod:`conclave.models.capabilities`), where its requests go (for the workflow access
+summary), and what identifies the model behind it (for the response cache's key). ``make_client``, ``parse_spec``,
+``conclave models`` and the cache ask the registry, so a new backend is this one file's entry, or a package's entry
+point in the ``conclave.backends`` group (a :class:`Backend`, or a function ``build(model, settings)`` returning an
+AutoGen ``ChatCompletionClient``; it is then used as ``NAME/model``).
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import threading
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from conclave.errors import ConfigError
+from conclave.models.capabilities import EMBEDDED, OLLAMA, OPENAI, Capabilities
+from conclave.models.spec import ModelSpec
+from conclave.registry import Registry
+
+if TYPE_CHECKING:
+    from autogen_core.models import ChatCompletionClient
+
+    from conclave.settings import Settings
+
+__all__ = ["BACKENDS", "Backend", "endpoint_url"]
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    """The spec prefix (``ollama`` in ``ollama/qwen2.5``; ``embedded`` is written ``embedded[:NAME]``)."""
+    summary: str
+    build: Callable[[ModelSpec, Settings], Awaitable[ChatCompletionClient]]
+    """The client for a spec, wrapped for retries and one error shape (``ResilientClient``)."""
+    capabilities: Capabilities = field(default_factory=Capabilities)
+    endpoint: Callable[[ModelSpec, Settings], str] = lambda spec, settings: f"the {spec.provider} backend (a plugin)"
+    """Where requests go, in words (what a workflow run will contact)."""
+    identity: Callable[[ModelSpec, Settings], dict[str, Any]] = lambda spec, settings: {
+        "provider": spec.provider,
+        "model": spec.name,
+    }
+    """What identifies the model that answers (part of every response-cache key; plain JSON, no secrets)."""
+
+
+def endpoint_url(url: str) -> str:
+    """An endpoint URL as it identifies a server: without credentials written into it (``scheme://user:pw@host``)."""
+    return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#@]*@", r"\1", url.strip()).rstrip("/")
+
+
+# ------------------------------------------------------------------------------------------------- embedded
+
+
+async def _build_embedded(spec: ModelSpec, settings: Settings) -> ChatCompletionClient:
+    from conclave.models.catalog import adapter_for
+    from conclave.models.embedded import EmbeddedChatCompletionClient
+    from conclave.models.resilience import ResilientClient
+    from conclave.models.speed import speed_path
+
+    inner = EmbeddedChatCompletionClient(
+        Path(await _embedded_gguf(spec, settings)),
+        name=str(spec),
+        n_ctx=settings.context_length,
+        temperature=settings.temperature,
+        max_tokens=settings.max_tokens,
+        n_threads=settings.embedded_threads,
+        speed_file=speed_path(settings.home),
+        lora_path=adapter_for(spec, settings.home),  # a tuned model (conclave tune): base + LoRA adapter
+    )
+    # In-process: nothing transient to retry, but errors still get one shape.
+    return ResilientClient(inner, spec=str(spec), where="the embedded model", max_retries=0, capabilities=EMBEDDED)
+
+
+async def _embedded_gguf(spec: ModelSpec, settings: Settings) -> Path:
+    """The GGUF file of an embedded spec, off the event loop: assembling Qwen the first time takes a minute or two."""
+    import asyncio
+
+    from conclave.models.catalog import gguf_for
+
+    cancel = threading.Event()
+    try:
+        return await asyncio.to_thread(gguf_for, spec, settings.home, cancel=cancel)
+    except asyncio.CancelledError:
+        cancel.set()  # the assembly thread stops at its next chunk and removes its partial file
+        raise
+
+
+def _embedded_endpoint(spec: ModelSpec, settings: Settings) -> str:
+    if spec.gguf_path is not None:
+        return f"in-process llama.cpp ({spec.gguf_path})"
+    if spec.tuned:
+        return f"in-process llama.cpp (tuned model {spec.tuned}: its base GGUF with a LoRA adapter)"
+    from conclave.models.catalog import LABELS, builtin_of
+
+    return f"in-process llama.cpp ({LABELS[builtin_of(spec) or 'smollm2']}, built in)"
+
+
+def _embedded_identity(spec: ModelSpec, settings: Settings) -> dict[str, Any]:
+    from conclave.models import catalog, weights
+    from conclave.models.embedded import BUNDLED_FILE, bundled_model_path
+
+    if spec.tuned:  # base + LoRA adapter: the two files' hashes are its identity (re-tuning changes it)
+        from conclave.tune.registry import identity
+
+        return identity(settings.home, spec.tuned)
+    path = spec.gguf_path
+    if catalog.builtin_of(spec) == catalog.QWEN:
+        # The assembled file is checked against this hash before it loads: the hash is the model's identity.
+        return {"provider": "embedded", "model": f"builtin:{catalog.QWEN}", "sha256": weights.QWEN.sha256}
+    if path is None:
+        try:
+            path = bundled_model_path()
+        except ConfigError:
+            return {"provider": "embedded", "model": f"bundled:{BUNDLED_FILE}"}
+    path = path.expanduser().resolve()
+    try:
+        size: int | None = path.stat().st_size  # another file at the same path is another model
+    except OSError:
+        size = None
+    return {"provider": "embedded", "model": str(path), "size": size}
+
+
+# --------------------------------------------------------------------------------------------------- ollama
+
+
+async def _build_ollama(spec: ModelSpec, settings: Settings) -> ChatCompletionClient:
+    from conclave.models.ollama import build_ollama_client
+    from conclave.models.resilience import ResilientClient
+
+    host = settings.ollama_host.rstrip("/")
+    inner = await build_ollama_client(
+        spec.name,
+        host=host,
+        num_ctx=settings.context_length,
+        temperature=settings.temperature,
+        max_tokens=settings.max_tokens,
+        timeout=settings.request_timeout,
+    )
+    return ResilientClient(
+        inner,
+        spec=str(spec),
+        where=host,
+        capabilities=OLLAMA,
+        max_retries=settings.max_retries,
+        attempt_timeout=settings.request_timeout,
+        retry_budget=settings.retry_budget,
+    )
+
+
+# --------------------------------------------------------------------------------------------------- openai
+
+
+async def _build_openai(spec: ModelSpec, settings: Settings) -> ChatCompletionClient:
+    from conclave.models.openai_compat import build_openai_client
+    from conclave.models.resilience import ResilientClient
+
+    if settings.openai_base_urls:
+        return _pool(spec, settings)
+    inner, where = build_openai_client(spec.name, settings)
+    return ResilientClient(
+        inner,
+        spec=str(spec),
+        where=where,
+        capabilities=OPENAI,
+        max_retries=settings.max_retries,
+        attempt_timeout=settings.request_timeout,
+        retry_budget=settings.retry_budget,
+    )
+
+
+def _pool(spec: ModelSpec, settings: Settings) -> ChatCompletionClient:
+    """One OpenAI-compatible model over every URL of ``openai_base_urls`` (conclave/models/pool.py). Each endpoint
+    retries once on its own; the pool moves a failed request on to the next endpoint."""
+    from conclave.models.openai_compat import build_openai_client
+    from conclave.models.pool import Endpoint, EndpointPool
+    from conclave.models.resilience import ResilientClient
+
+    endpoints = []
+    for url in dict.fromkeys(settings.openai_base_urls):
+        inner, where = build_openai_client(spec.name, settings, base_url=url)
+        client = ResilientClient(
+            inner,
+            spec=str(spec),
+            where=where,
+            capabilities=OPENAI,
+            max_retries=min(1, settings.max_retries),
+            attempt_timeout=settings.request_timeout,
+            retry_budget=settings.retry_budget,
+        )
+        endpoints.append(Endpoint(where, client))
+    return EndpointPool(endpoints, spec=str(spec), cooldown=settings.endpoint_cooldown)
+
+
+def _openai_endpoint(spec: ModelSpec, settings: Settings) -> str:
+    where = ", ".join(settings.openai_base_urls) or settings.openai_base_url or "https://api.openai.com/v1"
+    return f"{where} (OpenAI-compatible; sends your API key)"
+
+
+def _openai_identity(spec: ModelSpec, settings: Settings) -> dict[str, Any]:
+    from conclave.models.openai_compat import OPENAI_DEFAULT_BASE
+
+    override = settings.openai_model_info.get(spec.name)
+    return {
+        "provider": "openai",
+        "model": spec.name,
+        "base_url": endpoint_url(settings.openai_base_url or OPENAI_DEFAULT_BASE),
+        "model_info": override.model_dump(mode="json") if override is not None else None,
+    }
+
+
+# ------------------------------------------------------------------------------------------------- registry
+
+
+def _plugin_backend(name: str, loaded: object) -> Backend:
+    """What a ``conclave.backends`` entry point loads: a :class:`Backend`, or ``build(model, settings)`` (sync or
+    async) returning a ``ChatCompletionClient``, which gets the standard retries and error shape."""
+    if isinstance(loaded, Backend):
+        return replace(loaded, name=name)
+    if not callable(loaded):
+        raise TypeError(f"expected a Backend or a function (model, settings) -> client, got {type(loaded).__name__}")
+    factory = loaded
+
+    async def build(spec: ModelSpec, settings: Settings) -> ChatCompletionClient:
+        from conclave.models.resilience import ResilientClient
+
+        made = factory(spec.name, settings)
+        inner = await made if inspect.isawaitable(made) else made
+        return ResilientClient(
+            inner,
+            spec=str(spec),
+            where=f"the {name} backend",
+            capabilities=Capabilities(),
+            max_retries=settings.max_retries,
+            attempt_timeout=settings.request_timeout,
+            retry_budget=settings.retry_budget,
+        )
+
+    doc = (getattr(loaded, "__doc__", None) or "").strip().splitlines()
+    return Backend(name, doc[0] if doc else "(a plugin backend)", build)
+
+
+BACKENDS: Registry[Backend] = Registry("backend", "conclave.backends", _plugin_backend)
+"""Every backend by spec prefix: the three built-ins below and plugins (entry-point group ``conclave.backends``)."""
+
+for _backend in (
+    Backend(
+        "embedded",
+        "in-process llama.cpp: the built-in models, a GGUF path, or a tuned model (embedded[:NAME|:/path.gguf])",
+        _build_embedded,
+        EMBEDDED,
+        _embedded_endpoint,
+        _embedded_identity,
+    ),
+    Backend(
+        "ollama",
+        "a local Ollama server's native API (ollama/MODEL)",
+        _build_ollama,
+        OLLAMA,
+        lambda spec, settings: f"{settings.ollama_host} (Ollama)",
+        lambda spec, settings: {"provider": "ollama", "model": spec.name, "host": endpoint_url(settings.ollama_host)},
+    ),
+    Backend(
+        "openai",
+        "any OpenAI-compatible endpoint, or a pool of them (openai/MODEL)",
+        _build_openai,
+        OPENAI,
+        _openai_endpoint,
+        _openai_identity,
+    ),
+):
+    BACKENDS.add(_backend.name, _backend)
