@@ -54,209 +54,211 @@ def parse_tool_args(pairs: list[str], schema: dict[str, Any] | None = None) -> d
     return args
 
 
+def ingest(
+    paths: list[Path] = typer.Argument(..., help="Files and folders to ingest."),
+    collection: str | None = typer.Option(None, "--collection", "-c", help="Collection to fill (default: settings)."),
+    include: list[str] = typer.Option([], "--include", help="Only files matching this glob (repeatable)."),
+    exclude: list[str] = typer.Option([], "--exclude", help="Skip files matching this glob (repeatable)."),
+    prune: bool = typer.Option(False, "--prune", help="Remove chunks of files under PATHS that are gone."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Ingest Markdown, text, reST, HTML, PDF and source files; unchanged files are skipped."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from conclave.tools.ingest import IngestProgress
+    from conclave.tools.ingest import ingest as run_ingest
+
+    settings = cli_settings()
+    name = settings.collection if collection is None else collection
+    columns = (
+        TextColumn("[bold]ingest[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("files"),
+        TextColumn("{task.fields[chunks]} chunks, {task.fields[rate]:.1f} chunks/s"),
+        TimeElapsedColumn(),
+        TextColumn("[dim]{task.fields[current]}[/]"),
+    )
+    with Progress(*columns, console=_err, transient=True, disable=as_json) as bar:
+        task = bar.add_task("ingest", total=None, chunks=0, rate=0.0, current="")
+
+        def on_progress(p: IngestProgress) -> None:
+            rate = p.chunks_added / p.elapsed if p.elapsed > 0 else 0.0
+            bar.update(
+                task,
+                total=p.files_total,
+                completed=p.files_done,
+                chunks=p.chunks_added,
+                rate=rate,
+                current=escape(p.current[-50:]),
+            )
+
+        report = run_ingest(
+            paths,
+            name,
+            settings,
+            include=include,
+            exclude=exclude,
+            prune=prune,
+            progress=on_progress,
+            on_warning=lambda message: _err.print(f"[yellow]warning:[/] {escape(message)}"),
+        )
+    if as_json:
+        typer.echo(json.dumps(report.to_dict()))
+        return
+    _print_report(report)
+
+
+def collections(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """List collections with their chunk counts and embedders."""
+    from rich.table import Table
+
+    from conclave.tools.store import KnowledgeStore
+
+    settings = cli_settings()
+    infos = KnowledgeStore.open(settings).list_collections_sync()
+    if as_json:
+        typer.echo(json.dumps([i.__dict__ for i in infos]))
+        return
+    if not infos:
+        _out.print("No collections yet. Create one with `conclave ingest PATH --collection NAME`.")
+        return
+    table = Table(
+        title=f"Collections in {escape(settings.chroma_url or str(settings.chroma_path))}",
+        title_justify="left",
+    )
+    table.add_column("name")
+    table.add_column("chunks", justify="right")
+    table.add_column("embedder")
+    table.add_column("dim", justify="right")
+    for info in infos:
+        table.add_row(escape(info.name), str(info.count), escape(info.embedder), str(info.dimension or "?"))
+    _out.print(table)
+
+
+def search(
+    query: str = typer.Argument(..., help="What to look for."),
+    k: int = typer.Option(5, "-k", "--k", min=1, max=100, help="How many passages."),
+    collection: str | None = typer.Option(None, "--collection", "-c", help="Collection (default: settings)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Show the passages most similar to QUERY, best first, with scores and sources."""
+    from conclave.tools.store import KnowledgeStore
+
+    settings = cli_settings()
+    name = settings.collection if collection is None else collection
+    passages = KnowledgeStore.open(settings).search_sync(query, k, name)
+    if as_json:
+        typer.echo(json.dumps([p.__dict__ for p in passages], ensure_ascii=False))
+        return
+    if not passages:
+        _out.print(f"No passages in collection {escape(repr(name))}.")
+        return
+    for rank, p in enumerate(passages, 1):
+        text = " ".join(p.text.split())
+        if len(text) > 300:
+            text = text[:299] + "…"
+        title = f" — {escape(p.title)}" if p.title else ""
+        chunk_id = escape("[" + p.id[:12] + "]")
+        _out.print(
+            f"[bold]{rank}.[/] [cyan]{p.score:.3f}[/]  {escape(_display_path(p.source))}{title}  [dim]{chunk_id}[/]"
+        )
+        _out.print(f"   {escape(text)}")
+
+
+def forget(
+    name: str = typer.Argument(..., help="Collection to delete."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+) -> None:
+    """Delete a collection and all its chunks."""
+    from conclave.tools.store import KnowledgeStore
+
+    store = KnowledgeStore.open(cli_settings())
+    count = store.count_sync(name)
+    if not yes and not typer.confirm(f"Delete collection {name!r} with {count} chunks?", default=False):
+        _err.print("Nothing deleted.")
+        raise typer.Exit(1)
+    store.forget_sync(name)
+    _out.print(f"Deleted collection {escape(repr(name))} ({count} chunks).")
+
+
+def list_tools(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """List the tools with their argument schemas."""
+    from conclave.tools.registry import build_tools, tool_schemas
+
+    schemas = tool_schemas(build_tools(cli_settings()))
+    if as_json:
+        typer.echo(json.dumps(schemas))
+        return
+    from rich.table import Table
+
+    table = Table(title="Tools (schemas: conclave tools --json)", title_justify="left")
+    table.add_column("tool", style="bold")
+    table.add_column("arguments")
+    table.add_column("what it does", overflow="fold")
+    for name, info in schemas.items():
+        params = info["parameters"]
+        required = set(params.get("required") or [])
+        arguments = ", ".join(
+            f"{arg}: {spec.get('type', 'any')}" + ("" if arg in required else " (optional)")
+            for arg, spec in (params.get("properties") or {}).items()
+        )
+        table.add_row(escape(name), escape(arguments), escape(info["description"]))
+    _out.print(table)
+
+
+def run_one_tool(
+    name: str = typer.Argument(..., help="Tool name (see `conclave tools`)."),
+    arg: list[str] = typer.Option([], "--arg", "-a", help="key=value (value parsed as JSON when it parses)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Run one tool directly, e.g. `conclave tool calculator --arg expression="2 * 3"`.
+
+    For search_knowledge, `--arg collection=NAME` and `--arg k=N` choose what a run would bind (a model calling
+    the tool can pass only `query`)."""
+    from conclave.tools.registry import build_tools, run_tool, tool_schemas
+
+    bound: dict[str, Any] = {}
+    if name == "search_knowledge":
+        run_args = [a for a in arg if a.partition("=")[0].strip() in ("collection", "k")]
+        arg = [a for a in arg if a not in run_args]
+        bound = parse_tool_args(run_args, {"properties": {"collection": {"type": "string"}, "k": {"type": "integer"}}})
+        if "k" in bound and (not isinstance(bound["k"], int) or not 1 <= bound["k"] <= 50):
+            raise ToolInputError(
+                f"search_knowledge: k must be a whole number from 1 to 50, got {bound['k']!r}",
+                hint="e.g. --arg k=5",
+            )
+    registry = build_tools(cli_settings(), collection=bound.get("collection"), k=bound.get("k"))
+    schema = tool_schemas(registry).get(name, {}).get("parameters")
+    args = parse_tool_args(arg, schema)
+    result = run_tool(registry, name, args)
+    note = None
+    exact = None
+    if name == "calculator":
+        from conclave.tools.calculator import evaluate
+
+        exact = evaluate(str(args["expression"])).exact
+        if not exact:
+            note = "rounded: the exact value has more digits (12 decimal places, at least 12 significant digits)"
+    if as_json:
+        payload: dict[str, Any] = {"tool": name, "args": args, "result": result}
+        if exact is not None:
+            payload["exact"] = exact
+        typer.echo(json.dumps(payload, ensure_ascii=False))
+        return
+    typer.echo(safe_text(result))  # a search_knowledge result holds document text
+    if note:
+        _err.print(f"[dim]note: {note}[/]")
+
+
 def register(app: typer.Typer) -> None:
     """Add the knowledge and tool commands to ``app``."""
-
-    @app.command()
-    def ingest(
-        paths: list[Path] = typer.Argument(..., help="Files and folders to ingest."),
-        collection: str | None = typer.Option(
-            None, "--collection", "-c", help="Collection to fill (default: settings)."
-        ),
-        include: list[str] = typer.Option([], "--include", help="Only files matching this glob (repeatable)."),
-        exclude: list[str] = typer.Option([], "--exclude", help="Skip files matching this glob (repeatable)."),
-        prune: bool = typer.Option(False, "--prune", help="Remove chunks of files under PATHS that are gone."),
-        as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
-    ) -> None:
-        """Ingest Markdown, text, reST, HTML, PDF and source files; unchanged files are skipped."""
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        from conclave.tools.ingest import IngestProgress
-        from conclave.tools.ingest import ingest as run_ingest
-
-        settings = cli_settings()
-        name = settings.collection if collection is None else collection
-        columns = (
-            TextColumn("[bold]ingest[/]"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("files"),
-            TextColumn("{task.fields[chunks]} chunks, {task.fields[rate]:.1f} chunks/s"),
-            TimeElapsedColumn(),
-            TextColumn("[dim]{task.fields[current]}[/]"),
-        )
-        with Progress(*columns, console=_err, transient=True, disable=as_json) as bar:
-            task = bar.add_task("ingest", total=None, chunks=0, rate=0.0, current="")
-
-            def on_progress(p: IngestProgress) -> None:
-                rate = p.chunks_added / p.elapsed if p.elapsed > 0 else 0.0
-                bar.update(
-                    task,
-                    total=p.files_total,
-                    completed=p.files_done,
-                    chunks=p.chunks_added,
-                    rate=rate,
-                    current=escape(p.current[-50:]),
-                )
-
-            report = run_ingest(
-                paths,
-                name,
-                settings,
-                include=include,
-                exclude=exclude,
-                prune=prune,
-                progress=on_progress,
-                on_warning=lambda message: _err.print(f"[yellow]warning:[/] {escape(message)}"),
-            )
-        if as_json:
-            typer.echo(json.dumps(report.to_dict()))
-            return
-        _print_report(report)
-
-    @app.command()
-    def collections(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-        """List collections with their chunk counts and embedders."""
-        from rich.table import Table
-
-        from conclave.tools.store import KnowledgeStore
-
-        settings = cli_settings()
-        infos = KnowledgeStore.open(settings).list_collections_sync()
-        if as_json:
-            typer.echo(json.dumps([i.__dict__ for i in infos]))
-            return
-        if not infos:
-            _out.print("No collections yet. Create one with `conclave ingest PATH --collection NAME`.")
-            return
-        table = Table(
-            title=f"Collections in {escape(settings.chroma_url or str(settings.chroma_path))}",
-            title_justify="left",
-        )
-        table.add_column("name")
-        table.add_column("chunks", justify="right")
-        table.add_column("embedder")
-        table.add_column("dim", justify="right")
-        for info in infos:
-            table.add_row(escape(info.name), str(info.count), escape(info.embedder), str(info.dimension or "?"))
-        _out.print(table)
-
-    @app.command()
-    def search(
-        query: str = typer.Argument(..., help="What to look for."),
-        k: int = typer.Option(5, "-k", "--k", min=1, max=100, help="How many passages."),
-        collection: str | None = typer.Option(None, "--collection", "-c", help="Collection (default: settings)."),
-        as_json: bool = typer.Option(False, "--json", help="Print JSON."),
-    ) -> None:
-        """Show the passages most similar to QUERY, best first, with scores and sources."""
-        from conclave.tools.store import KnowledgeStore
-
-        settings = cli_settings()
-        name = settings.collection if collection is None else collection
-        passages = KnowledgeStore.open(settings).search_sync(query, k, name)
-        if as_json:
-            typer.echo(json.dumps([p.__dict__ for p in passages], ensure_ascii=False))
-            return
-        if not passages:
-            _out.print(f"No passages in collection {escape(repr(name))}.")
-            return
-        for rank, p in enumerate(passages, 1):
-            text = " ".join(p.text.split())
-            if len(text) > 300:
-                text = text[:299] + "…"
-            title = f" — {escape(p.title)}" if p.title else ""
-            chunk_id = escape("[" + p.id[:12] + "]")
-            _out.print(
-                f"[bold]{rank}.[/] [cyan]{p.score:.3f}[/]  {escape(_display_path(p.source))}{title}  [dim]{chunk_id}[/]"
-            )
-            _out.print(f"   {escape(text)}")
-
-    @app.command()
-    def forget(
-        name: str = typer.Argument(..., help="Collection to delete."),
-        yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
-    ) -> None:
-        """Delete a collection and all its chunks."""
-        from conclave.tools.store import KnowledgeStore
-
-        store = KnowledgeStore.open(cli_settings())
-        count = store.count_sync(name)
-        if not yes and not typer.confirm(f"Delete collection {name!r} with {count} chunks?", default=False):
-            _err.print("Nothing deleted.")
-            raise typer.Exit(1)
-        store.forget_sync(name)
-        _out.print(f"Deleted collection {escape(repr(name))} ({count} chunks).")
-
-    @app.command("tools")
-    def list_tools(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-        """List the tools with their argument schemas."""
-        from conclave.tools.registry import build_tools, tool_schemas
-
-        schemas = tool_schemas(build_tools(cli_settings()))
-        if as_json:
-            typer.echo(json.dumps(schemas))
-            return
-        from rich.table import Table
-
-        table = Table(title="Tools (schemas: conclave tools --json)", title_justify="left")
-        table.add_column("tool", style="bold")
-        table.add_column("arguments")
-        table.add_column("what it does", overflow="fold")
-        for name, info in schemas.items():
-            params = info["parameters"]
-            required = set(params.get("required") or [])
-            arguments = ", ".join(
-                f"{arg}: {spec.get('type', 'any')}" + ("" if arg in required else " (optional)")
-                for arg, spec in (params.get("properties") or {}).items()
-            )
-            table.add_row(escape(name), escape(arguments), escape(info["description"]))
-        _out.print(table)
-
-    @app.command("tool")
-    def run_one_tool(
-        name: str = typer.Argument(..., help="Tool name (see `conclave tools`)."),
-        arg: list[str] = typer.Option([], "--arg", "-a", help="key=value (value parsed as JSON when it parses)."),
-        as_json: bool = typer.Option(False, "--json", help="Print JSON."),
-    ) -> None:
-        """Run one tool directly, e.g. `conclave tool calculator --arg expression="2 * 3"`.
-
-        For search_knowledge, `--arg collection=NAME` and `--arg k=N` choose what a run would bind (a model calling
-        the tool can pass only `query`)."""
-        from conclave.tools.registry import build_tools, run_tool, tool_schemas
-
-        bound: dict[str, Any] = {}
-        if name == "search_knowledge":
-            run_args = [a for a in arg if a.partition("=")[0].strip() in ("collection", "k")]
-            arg = [a for a in arg if a not in run_args]
-            bound = parse_tool_args(
-                run_args, {"properties": {"collection": {"type": "string"}, "k": {"type": "integer"}}}
-            )
-            if "k" in bound and (not isinstance(bound["k"], int) or not 1 <= bound["k"] <= 50):
-                raise ToolInputError(
-                    f"search_knowledge: k must be a whole number from 1 to 50, got {bound['k']!r}",
-                    hint="e.g. --arg k=5",
-                )
-        registry = build_tools(cli_settings(), collection=bound.get("collection"), k=bound.get("k"))
-        schema = tool_schemas(registry).get(name, {}).get("parameters")
-        args = parse_tool_args(arg, schema)
-        result = run_tool(registry, name, args)
-        note = None
-        exact = None
-        if name == "calculator":
-            from conclave.tools.calculator import evaluate
-
-            exact = evaluate(str(args["expression"])).exact
-            if not exact:
-                note = "rounded: the exact value has more digits (12 decimal places, at least 12 significant digits)"
-        if as_json:
-            payload: dict[str, Any] = {"tool": name, "args": args, "result": result}
-            if exact is not None:
-                payload["exact"] = exact
-            typer.echo(json.dumps(payload, ensure_ascii=False))
-            return
-        typer.echo(safe_text(result))  # a search_knowledge result holds document text
-        if note:
-            _err.print(f"[dim]note: {note}[/]")
+    app.command()(ingest)
+    app.command()(collections)
+    app.command()(search)
+    app.command()(forget)
+    app.command("tools")(list_tools)
+    app.command("tool")(run_one_tool)
 
 
 def _print_report(report: Any) -> None:

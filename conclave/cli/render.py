@@ -10,7 +10,24 @@ from typing import Any
 
 from rich.console import Console
 
-from conclave.events import Event, stage_of
+from conclave.events import (
+    AnswerDelta,
+    AnswerReady,
+    ChainDrafted,
+    ChainRejected,
+    Critique,
+    Event,
+    PlanMade,
+    Retrieved,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+    StepFinished,
+    ToolCalled,
+    Usage,
+    VoteCast,
+    stage_of,
+)
 from conclave.terminal import CHAIN_LINE_CHARS, REASON_CHARS, safe_text
 from conclave.terminal import clip as _short
 from conclave.terminal import escape_markup as escape
@@ -36,103 +53,110 @@ class TraceRenderer:
         self.out.print(text)
 
     def handle(self, event: Event) -> None:
-        kind = event.kind
-        data = event.to_dict()
-        if kind == "answer_delta":
+        """Print one event: the answer as it streams and the run's frame when ``stream``, the rest when ``trace``."""
+        if isinstance(event, AnswerDelta):
+            self._delta(event)
+        elif isinstance(event, AnswerReady):
+            self._answer(event)
+        elif isinstance(event, RunFinished):
             if self.stream:
-                if not self._headed and self.trace:
-                    # Once: trace lines may come between the answer's pieces (the writer's usage, then its notice).
-                    self.out.print("[bold]answer:[/]")
-                    self._headed = True
-                text = safe_text(data["text"])
-                self.out.file.write(text)
-                self.out.file.flush()
-                self._streaming = True
-                self._streamed += text
-            return
-        if kind == "answer":
-            if self.stream and not self._streamed.strip():
-                if self.trace and not self._headed:
-                    self._line("[bold]answer:[/]")
-                    self._headed = True
-                self._line(escape(data["text"]))
-            elif self._streaming:
-                self.out.file.write("\n")
-                self._streaming = False
-            if self.stream and data.get("sources"):
-                cited = ", ".join(f"{s['source']}#{s['id'][:8]}" for s in data["sources"])
-                self.out.print(f"[dim]sources: {escape(cited)}[/]")
-            return
-        if kind == "run_finished":
+                self._line(_totals(event))
+        elif isinstance(event, RunStarted):
             if self.stream:
-                usage = data["usage"]
-                prompt = sum(u.get("prompt_tokens", 0) for u in usage.values())
-                completion = sum(u.get("completion_tokens", 0) for u in usage.values())
-                calls = sum(u.get("calls", 0) for u in usage.values())
-                self._line(
-                    f"[dim]{calls} model call(s) · {prompt} prompt + {completion} completion tokens · "
-                    f"{data['seconds']:.1f} s[/]"
-                )
+                self._line(_started(event))
+        elif self.trace:
+            for line in trace_lines(event):
+                self._line(line)
+
+    def _delta(self, event: AnswerDelta) -> None:
+        if not self.stream:
             return
-        if kind == "run_started" and self.stream:
-            models = sorted(set(data["models"].values()))
-            self._line(
-                f"[dim]{escape(data['method'])} · model {escape(', '.join(models))}"
-                + (
-                    f" · collection {escape(data['collection'])}"
-                    if data.get("collection") and searches_knowledge(data["method"])
-                    else ""
-                )
-                + "[/]"
-            )
-            return
-        if not self.trace:
-            return
-        if kind == "plan":
-            self._line("[bold cyan]plan[/]")
-            for i, sub in enumerate(data["subquestions"], 1):
-                self._line(
-                    f"  {i}. {escape(_short(sub.get('question', ''), REASON_CHARS))} "
-                    f"[dim]({escape(sub.get('needs', '?'))})[/]"
-                )
-        elif kind == "retrieval":
-            self._line(f"[bold cyan]retrieve[/] {escape(data['query'])}")
-            for p in data["passages"]:
-                self._line(f"  [dim]{p['score']:.2f}[/] {escape(p['source'])} — {escape(_short(p['text'], 90))}")
-        elif kind == "chain":
-            label = f" sample {data['sample'] + 1}" if data.get("sample") else ""
-            self._line(f"[bold cyan]chain[/] (attempt {data['attempt'] + 1}{label}, {escape(data['form'])} form)")
-            for line in data["text"].splitlines():
-                self._line(f"  {escape(_short(line, CHAIN_LINE_CHARS))}")  # a runaway model can loop on one line
-        elif kind == "replan":
-            self._line("[bold yellow]re-plan[/] the chain was rejected:")
-            for e in data["errors"]:
-                self._line(f"  - {escape(_short(e, REASON_CHARS))}")
-        elif kind == "step_finished":
-            ms = (data["ended"] - data["started"]) * 1000
-            value = data["value"] if data["status"] == "ok" else data.get("error") or data["status"]
-            colour = "green" if data["status"] == "ok" else "red"
-            self._line(
-                f"  [{colour}]{escape(data['step_id'])}[/] = {escape(_short(value, 100))} "
-                f"[dim]({escape(data['tool'])}, {ms:.0f} ms, {escape(data['status'])})[/]"
-            )
-        elif kind == "vote":
-            self._line(f"[bold cyan]vote[/] {escape(json.dumps(data['counts']))} -> {escape(str(data['winner']))}")
-        elif kind == "critique":
-            colour = {"accept": "green", "reject": "red"}.get(data["verdict"], "yellow")
-            self._line(f"[bold {colour}]critic: {escape(data['verdict'])}[/]")
-            for r in data["reasons"]:
-                self._line(f"  - {escape(_short(r, REASON_CHARS))}")
-        elif kind == "tool_call":
-            self._line(
-                f"[bold cyan]tool[/] {escape(data['tool'])}({escape(_short(data['args'], 80))}) -> {escape(_short(data['result'], 100))}"
-            )
-        elif kind == "usage":
-            self._line(
-                f"[dim]  {escape(data['agent'])}: {data['prompt_tokens']}+{data['completion_tokens']} tokens, {data['seconds']:.1f} s[/]"
-            )
-        elif kind == "run_failed":
-            self._line(f"[red]failed: {escape(data['error'])}[/]")
+        if not self._headed and self.trace:
+            # Once: trace lines may come between the answer's pieces (the writer's usage, then its notice).
+            self.out.print("[bold]answer:[/]")
+            self._headed = True
+        text = safe_text(event.text)
+        self.out.file.write(text)
+        self.out.file.flush()
+        self._streaming = True
+        self._streamed += text
+
+    def _answer(self, event: AnswerReady) -> None:
+        if self.stream and not self._streamed.strip():
+            if self.trace and not self._headed:
+                self._line("[bold]answer:[/]")
+                self._headed = True
+            self._line(escape(event.text))
+        elif self._streaming:
+            self.out.file.write("\n")
+            self._streaming = False
+        if self.stream and event.sources:
+            cited = ", ".join(f"{s.source}#{s.id[:8]}" for s in event.sources)
+            self.out.print(f"[dim]sources: {escape(cited)}[/]")
+
+
+def _started(event: RunStarted) -> str:
+    models = sorted(set(event.models.values()))
+    where = f" · collection {escape(event.collection)}" if event.collection and searches_knowledge(event.method) else ""
+    return f"[dim]{escape(event.method)} · model {escape(', '.join(models))}{where}[/]"
+
+
+def _totals(event: RunFinished) -> str:
+    usage = event.usage.values()
+    prompt = sum(u.get("prompt_tokens", 0) for u in usage)
+    completion = sum(u.get("completion_tokens", 0) for u in usage)
+    calls = sum(u.get("calls", 0) for u in usage)
+    return f"[dim]{calls} model call(s) · {prompt} prompt + {completion} completion tokens · {event.seconds:.1f} s[/]"
+
+
+def trace_lines(event: Event) -> list[str]:
+    """The trace's lines (Rich markup, every value escaped) for one event of the team's work; none for the rest."""
+    if isinstance(event, PlanMade):
+        return ["[bold cyan]plan[/]"] + [
+            f"  {i}. {escape(_short(sub.get('question', ''), REASON_CHARS))} [dim]({escape(sub.get('needs', '?'))})[/]"
+            for i, sub in enumerate(event.subquestions, 1)
+        ]
+    if isinstance(event, Retrieved):
+        return [f"[bold cyan]retrieve[/] {escape(event.query)}"] + [
+            f"  [dim]{p.score:.2f}[/] {escape(p.source)} — {escape(_short(p.text, 90))}" for p in event.passages
+        ]
+    if isinstance(event, ChainDrafted):
+        label = f" sample {event.sample + 1}" if event.sample else ""
+        head = f"[bold cyan]chain[/] (attempt {event.attempt + 1}{label}, {escape(event.form)} form)"
+        # A runaway model can loop on one line: each is clipped.
+        return [head] + [f"  {escape(_short(line, CHAIN_LINE_CHARS))}" for line in event.text.splitlines()]
+    if isinstance(event, ChainRejected):
+        return ["[bold yellow]re-plan[/] the chain was rejected:"] + [
+            f"  - {escape(_short(e, REASON_CHARS))}" for e in event.errors
+        ]
+    if isinstance(event, StepFinished):
+        ms = (event.ended - event.started) * 1000
+        value = event.value if event.status == "ok" else event.error or event.status
+        colour = "green" if event.status == "ok" else "red"
+        return [
+            f"  [{colour}]{escape(event.step_id)}[/] = {escape(_short(value, 100))} "
+            f"[dim]({escape(event.tool)}, {ms:.0f} ms, {escape(event.status)})[/]"
+        ]
+    if isinstance(event, VoteCast):
+        return [f"[bold cyan]vote[/] {escape(json.dumps(event.counts))} -> {escape(str(event.winner))}"]
+    if isinstance(event, Critique):
+        colour = {"accept": "green", "reject": "red"}.get(event.verdict, "yellow")
+        return [f"[bold {colour}]critic: {escape(event.verdict)}[/]"] + [
+            f"  - {escape(_short(r, REASON_CHARS))}" for r in event.reasons
+        ]
+    if isinstance(event, ToolCalled):
+        return [
+            f"[bold cyan]tool[/] {escape(event.tool)}({escape(_short(event.args, 80))}) -> "
+            f"{escape(_short(event.result, 100))}"
+        ]
+    if isinstance(event, Usage):
+        return [
+            f"[dim]  {escape(event.agent)}: {event.prompt_tokens}+{event.completion_tokens} tokens, "
+            f"{event.seconds:.1f} s[/]"
+        ]
+    if isinstance(event, RunFailed):
+        return [f"[red]failed: {escape(event.error)}[/]"]
+    return []
 
 
 # ------------------------------------------------------------------------------------------------ progress
