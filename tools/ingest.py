@@ -158,6 +158,110 @@ class _Pending:
     stale: list[str]
 
 
+class _Batcher:
+    """Adds new chunks to the collection in batches. A changed file's old chunks are deleted only once all of its new
+    ones are in, so an interrupted ingest never leaves a file with fewer chunks than before."""
+
+    def __init__(
+        self, store: KnowledgeStore, col: Any, report: IngestReport, size: int, on_batch: Callable[[str], None]
+    ):
+        self.store, self.col, self.report, self.size, self.on_batch = store, col, report, size, on_batch
+        self.queue: list[tuple[str, Chunk, dict[str, Any], _Pending]] = []
+
+    def add(self, cid: str, chunk: Chunk, meta: dict[str, Any], pending: _Pending) -> None:
+        self.queue.append((cid, chunk, meta, pending))
+        if len(self.queue) >= self.size:
+            self.flush()
+
+    def finish(self, pending: _Pending) -> None:
+        if pending.stale:
+            self.store.call(self.col.delete, ids=pending.stale)
+            self.report.chunks_removed += len(pending.stale)
+        self.report.files_ingested += 1
+
+    def flush(self) -> None:
+        if not self.queue:
+            return
+        batch, self.queue = self.queue, []
+        self.store.add_passages(
+            self.col,
+            ids=[cid for cid, _, _, _ in batch],
+            embed_texts=[c.embed_text for _, c, _, _ in batch],
+            documents=[c.text for _, c, _, _ in batch],
+            metadatas=[meta for _, _, meta, _ in batch],
+        )
+        self.report.chunks_added += len(batch)
+        for _, _, _, pending in batch:
+            pending.missing -= 1
+            if pending.missing == 0:
+                self.finish(pending)
+        self.on_batch(batch[-1][3].file.name)
+
+
+def _confined(files: list[_File], confine_to: Sequence[Path], report: IngestReport) -> list[_File]:
+    """The files that really lie in one of ``confine_to`` (links followed); the others are reported as skipped."""
+    allowed = [Path(p).resolve() for p in confine_to]
+    inside = []
+    for file in files:
+        if _under_any(str(file.path.resolve()), allowed):
+            inside.append(file)
+        else:
+            report.skipped.append(SkippedFile(file.name, "a link to a file outside the allowed folders"))
+    return inside
+
+
+def _ingest_file(
+    file: _File, settings: Settings, have: set[str], batcher: _Batcher, report: IngestReport, now: str
+) -> bool:
+    """Queue one file's new chunks (its unchanged ones stay, its stale ones go once the new ones are in); False when
+    the file was skipped (unreadable, empty)."""
+    try:
+        doc = load_document(file.path, explicit=file.explicit)
+        chunks = split_document(doc, settings.chunk_size, settings.chunk_overlap, name=file.path.name)
+        if not chunks:
+            raise SkipFile("empty")
+    except SkipFile as skip:
+        report.skipped.append(SkippedFile(file.name, skip.reason))
+        return False
+    ids = [chunk_id(file.source, c.index, c.text) for c in chunks]
+    missing = [(cid, c) for cid, c in zip(ids, chunks, strict=True) if cid not in have]
+    stale = sorted(have - set(ids))
+    if not missing and not stale:
+        report.files_unchanged += 1
+        return True
+    pending = _Pending(file, len(missing), stale)
+    if not missing:
+        batcher.finish(pending)
+    for cid, chunk in missing:
+        meta = {
+            "source": file.source,
+            "name": file.name,
+            "title": chunk.title,
+            "chunk_index": chunk.index,
+            "kind": doc.kind,
+            "ingested_at": now,
+        }
+        batcher.add(cid, chunk, meta, pending)
+    return True
+
+
+def _prune(
+    store: KnowledgeStore,
+    col: Any,
+    existing: dict[str, set[str]],
+    kept: set[str],
+    roots: list[Path],
+    report: IngestReport,
+) -> None:
+    """Remove the chunks of files under the ingested folders that are gone (or no longer match the filters)."""
+    for source, ids_of_source in sorted(existing.items()):
+        if source in kept or not _under_any(source, roots):
+            continue
+        store.call(col.delete, ids=sorted(ids_of_source))
+        report.chunks_removed += len(ids_of_source)
+        report.files_pruned += 1
+
+
 def ingest(
     paths: Iterable[str | Path],
     collection: str,
@@ -190,107 +294,32 @@ def ingest(
     files, roots = discover_files(paths, include, exclude)
     report = IngestReport(collection=collection, files_seen=len(files))
     if confine_to is not None:
-        allowed = [Path(p).resolve() for p in confine_to]
-        inside = []
-        for file in files:
-            if _under_any(str(file.path.resolve()), allowed):
-                inside.append(file)
-            else:
-                report.skipped.append(SkippedFile(file.name, "a link to a file outside the allowed folders"))
-        files = inside
-    if on_warning is not None:
-        warning = size_warning(files, settings)
-        if warning:
-            on_warning(warning)
+        files = _confined(files, confine_to, report)
+    if on_warning is not None and (warning := size_warning(files, settings)):
+        on_warning(warning)
     store = store or KnowledgeStore.open(settings)
     col = store.get_or_create_collection(collection)
-
     existing: dict[str, set[str]] = {}
     for cid, meta in store.all_metadata(col).items():
         existing.setdefault(str(meta.get("source", "")), set()).add(cid)
 
-    now = datetime.now(UTC).isoformat(timespec="seconds")
-    queue: list[tuple[str, Chunk, dict[str, Any], _Pending]] = []
-    kept_sources: set[str] = set()
-    files_done = 0
+    done = 0
 
     def tick(current: str) -> None:
         if progress is not None:
-            progress(IngestProgress(files_done, len(files), report.chunks_added, current, time.monotonic() - started))
+            progress(IngestProgress(done, len(files), report.chunks_added, current, time.monotonic() - started))
 
-    def finish(pending: _Pending) -> None:
-        # All new chunks of this file are in: only now is it safe to drop its old ones.
-        if pending.stale:
-            store.call(col.delete, ids=pending.stale)
-            report.chunks_removed += len(pending.stale)
-        report.files_ingested += 1
-
-    def flush() -> None:
-        if not queue:
-            return
-        batch = queue[:]
-        queue.clear()
-        store.add_passages(
-            col,
-            ids=[cid for cid, _, _, _ in batch],
-            embed_texts=[c.embed_text for _, c, _, _ in batch],
-            documents=[c.text for _, c, _, _ in batch],
-            metadatas=[meta for _, _, meta, _ in batch],
-        )
-        report.chunks_added += len(batch)
-        for _, _, _, pending in batch:
-            pending.missing -= 1
-            if pending.missing == 0:
-                finish(pending)
-        tick(batch[-1][3].file.name)
-
+    batcher = _Batcher(store, col, report, batch_size, tick)
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    kept: set[str] = set()
     for file in files:
         tick(file.name)
-        try:
-            doc = load_document(file.path, explicit=file.explicit)
-            chunks = split_document(doc, settings.chunk_size, settings.chunk_overlap, name=file.path.name)
-            if not chunks:
-                raise SkipFile("empty")
-        except SkipFile as skip:
-            report.skipped.append(SkippedFile(file.name, skip.reason))
-            files_done += 1
-            continue
-        kept_sources.add(file.source)
-        ids = [chunk_id(file.source, c.index, c.text) for c in chunks]
-        have = existing.get(file.source, set())
-        wanted = set(ids)
-        missing = [(cid, c) for cid, c in zip(ids, chunks, strict=True) if cid not in have]
-        stale = sorted(have - wanted)
-        if not missing and not stale:
-            report.files_unchanged += 1
-            files_done += 1
-            continue
-        pending = _Pending(file, len(missing), stale)
-        if not missing:
-            finish(pending)
-        for cid, chunk in missing:
-            meta = {
-                "source": file.source,
-                "name": file.name,
-                "title": chunk.title,
-                "chunk_index": chunk.index,
-                "kind": doc.kind,
-                "ingested_at": now,
-            }
-            queue.append((cid, chunk, meta, pending))
-            if len(queue) >= batch_size:
-                flush()
-        files_done += 1
-    flush()
-
+        if _ingest_file(file, settings, existing.get(file.source, set()), batcher, report, now):
+            kept.add(file.source)
+        done += 1
+    batcher.flush()
     if prune:
-        for source, ids_of_source in sorted(existing.items()):
-            if source in kept_sources or not _under_any(source, roots):
-                continue
-            store.call(col.delete, ids=sorted(ids_of_source))
-            report.chunks_removed += len(ids_of_source)
-            report.files_pruned += 1
-
+        _prune(store, col, existing, kept, roots, report)
     report.chunks_total = int(store.call(col.count))
     report.seconds = time.monotonic() - started
     tick("")
