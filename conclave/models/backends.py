@@ -125,12 +125,34 @@ def _embedded_identity(spec: ModelSpec, settings: Settings) -> dict[str, Any]:
     return {"provider": "embedded", "model": str(path), "size": size}
 
 
+def _remote(
+    inner: ChatCompletionClient,
+    spec: ModelSpec,
+    where: str,
+    capabilities: Capabilities,
+    settings: Settings,
+    *,
+    max_retries: int | None = None,
+) -> ChatCompletionClient:
+    """A remote backend's client with bounded retries within the settings' budget, and one error shape."""
+    from conclave.models.resilience import ResilientClient
+
+    return ResilientClient(
+        inner,
+        spec=str(spec),
+        where=where,
+        capabilities=capabilities,
+        max_retries=settings.max_retries if max_retries is None else max_retries,
+        attempt_timeout=settings.request_timeout,
+        retry_budget=settings.retry_budget,
+    )
+
+
 # --------------------------------------------------------------------------------------------------- ollama
 
 
 async def _build_ollama(spec: ModelSpec, settings: Settings) -> ChatCompletionClient:
     from conclave.models.ollama import build_ollama_client
-    from conclave.models.resilience import ResilientClient
 
     host = settings.ollama_host.rstrip("/")
     inner = await build_ollama_client(
@@ -141,15 +163,7 @@ async def _build_ollama(spec: ModelSpec, settings: Settings) -> ChatCompletionCl
         max_tokens=settings.max_tokens,
         timeout=settings.request_timeout,
     )
-    return ResilientClient(
-        inner,
-        spec=str(spec),
-        where=host,
-        capabilities=OLLAMA,
-        max_retries=settings.max_retries,
-        attempt_timeout=settings.request_timeout,
-        retry_budget=settings.retry_budget,
-    )
+    return _remote(inner, spec, host, OLLAMA, settings)
 
 
 # --------------------------------------------------------------------------------------------------- openai
@@ -157,20 +171,11 @@ async def _build_ollama(spec: ModelSpec, settings: Settings) -> ChatCompletionCl
 
 async def _build_openai(spec: ModelSpec, settings: Settings) -> ChatCompletionClient:
     from conclave.models.openai_compat import build_openai_client
-    from conclave.models.resilience import ResilientClient
 
     if settings.openai_base_urls:
         return _pool(spec, settings)
     inner, where = build_openai_client(spec.name, settings)
-    return ResilientClient(
-        inner,
-        spec=str(spec),
-        where=where,
-        capabilities=OPENAI,
-        max_retries=settings.max_retries,
-        attempt_timeout=settings.request_timeout,
-        retry_budget=settings.retry_budget,
-    )
+    return _remote(inner, spec, where, OPENAI, settings)
 
 
 def _pool(spec: ModelSpec, settings: Settings) -> ChatCompletionClient:
@@ -178,20 +183,11 @@ def _pool(spec: ModelSpec, settings: Settings) -> ChatCompletionClient:
     retries once on its own; the pool moves a failed request on to the next endpoint."""
     from conclave.models.openai_compat import build_openai_client
     from conclave.models.pool import Endpoint, EndpointPool
-    from conclave.models.resilience import ResilientClient
 
     endpoints = []
     for url in dict.fromkeys(settings.openai_base_urls):
         inner, where = build_openai_client(spec.name, settings, base_url=url)
-        client = ResilientClient(
-            inner,
-            spec=str(spec),
-            where=where,
-            capabilities=OPENAI,
-            max_retries=min(1, settings.max_retries),
-            attempt_timeout=settings.request_timeout,
-            retry_budget=settings.retry_budget,
-        )
+        client = _remote(inner, spec, where, OPENAI, settings, max_retries=min(1, settings.max_retries))
         endpoints.append(Endpoint(where, client))
     return EndpointPool(endpoints, spec=str(spec), cooldown=settings.endpoint_cooldown)
 
@@ -226,19 +222,9 @@ def _plugin_backend(name: str, loaded: object) -> Backend:
     factory = loaded
 
     async def build(spec: ModelSpec, settings: Settings) -> ChatCompletionClient:
-        from conclave.models.resilience import ResilientClient
-
         made = factory(spec.name, settings)
         inner = await made if inspect.isawaitable(made) else made
-        return ResilientClient(
-            inner,
-            spec=str(spec),
-            where=f"the {name} backend",
-            capabilities=Capabilities(),
-            max_retries=settings.max_retries,
-            attempt_timeout=settings.request_timeout,
-            retry_budget=settings.retry_budget,
-        )
+        return _remote(inner, spec, f"the {name} backend", Capabilities(), settings)
 
     doc = (getattr(loaded, "__doc__", None) or "").strip().splitlines()
     return Backend(name, doc[0] if doc else "(a plugin backend)", build)
