@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -73,6 +74,21 @@ def welcome_text(settings: Settings) -> Text:
     text.append(".\n")
     text.append("Type / for commands (/help lists them), F1 for keys, Ctrl+P for the command palette.", style="dim")
     return text
+
+
+@dataclass
+class _Answering:
+    """What one answer's run has produced so far (the chat's ``_answer`` and its helpers share it)."""
+
+    method: str
+    started: float
+    events: list[Event] = field(default_factory=list)
+    answer: AnswerReady | None = None
+    failure: RunFailed | None = None
+    finished: RunFinished | None = None
+    outcome: Literal["ok", "failed", "cancelled"] = "failed"
+    writing: bool = False
+    """The answer has started to stream (the status bar says so once)."""
 
 
 class ConclaveApp(App[None]):
@@ -256,6 +272,8 @@ class ConclaveApp(App[None]):
         self.conversation.border_title = Text(safe_text(f"{label} · {title}" if title and self.session_id else label))
 
     async def _answer(self, text: str) -> None:
+        """Ask ``text`` in the current session: save the question, stream the run into the conversation and the trace,
+        save the answer (or the failure, or the cancellation) with its trace."""
         try:
             session_id = self._ensure_session()
             self.store.add_message(session_id, "user", text)
@@ -273,93 +291,100 @@ class ConclaveApp(App[None]):
         question = Question(
             text, self.settings, self.settings.method, self.settings.collection, self.store.history(session_id)
         )
-        events: list[Event] = []
-        answer: AnswerReady | None = None
-        failure: RunFailed | None = None
-        finished: RunFinished | None = None
-        outcome: Literal["ok", "failed", "cancelled"] = "failed"
-        method = question.method
-        view_started = False
-        started = asyncio.get_running_loop().time()
+        run = _Answering(method=question.method, started=asyncio.get_running_loop().time())
         try:
             async for event in self.runner(question):
-                events.append(event)
-                self.trace_panel.add_event(event)
-                stage = stage_of(event, method if not isinstance(event, RunStarted) else event.method)
-                if stage:
-                    self.refresh_status(activity=f"{stage}…")
-                elif stage is None and isinstance(event, AnswerDelta) and not view_started:
-                    view_started = True
-                    self.refresh_status(activity="writing the answer…")
-                if isinstance(event, AnswerDelta):
-                    await view.write(event.text)
-                elif isinstance(event, RunStarted):
-                    method = event.method
-                    self.models = dict(event.models)
-                    self.refresh_status()
-                elif isinstance(event, AnswerReady):
-                    answer = event
-                    await view.finish(event.text)
-                    view.set_sources(event.sources)
-                    self.show_sources(event.sources, "Sources of the last answer")
-                elif isinstance(event, RunFailed):
-                    failure = event
-                    self.show_error(ConclaveError(event.error, hint=event.hint), title="Answer failed")
-                elif isinstance(event, RunFinished):
-                    finished = event
-            outcome = "ok" if finished is not None and finished.ok and failure is None else "failed"
+                await self._show_event(event, view, run)
+            finished = run.finished
+            run.outcome = "ok" if finished is not None and finished.ok and run.failure is None else "failed"
         except asyncio.CancelledError:
-            outcome = "cancelled"
+            run.outcome = "cancelled"
             raise
         except ConclaveError as exc:
-            failure = RunFailed(error=exc.message, hint=exc.hint)
-            events.append(failure)
-            self.trace_panel.add_event(failure)
-            self.show_error(exc, title="Answer failed")
+            self._failed(run, RunFailed(error=exc.message, hint=exc.hint))
         except Exception as exc:  # a bug or an unexpected library error: say so, keep the app alive
             log.exception("the answer failed")
-            failure = RunFailed(
-                error=f"unexpected {type(exc).__name__}: {exc}",
-                hint="run `conclave --debug chat` to see the traceback, and report it",
+            self._failed(
+                run,
+                RunFailed(
+                    error=f"unexpected {type(exc).__name__}: {exc}",
+                    hint="run `conclave --debug chat` to see the traceback, and report it",
+                ),
             )
-            events.append(failure)
-            self.trace_panel.add_event(failure)
-            self.show_error(ConclaveError(failure.error, hint=failure.hint), title="Answer failed")
         finally:
-            seconds = finished.seconds if finished else asyncio.get_running_loop().time() - started
-            content = answer.text if answer is not None else view.streamed
-            meta: dict[str, Any] = {
-                "method": method,
-                "models": dict(self.models),
-                "collection": question.collection,
-                "seconds": round(seconds, 3),
-                "usage": finished.usage if finished else {},
-                "sources": [p.__dict__ for p in answer.sources] if answer else [],
-                "value": answer.value if answer else None,
-            }
-            if failure is not None:
-                meta.update(error=failure.error, hint=failure.hint)
-            try:
-                self.store.add_message(
-                    session_id,
-                    "assistant",
-                    content,
-                    status=outcome,
-                    meta=meta,
-                    trace=[e.to_dict() for e in events if not isinstance(e, AnswerDelta)],
-                )
-            except ConclaveError as exc:  # shown, not lost silently: the answer stays on screen
-                self.show_error(exc, title="Cannot save the answer")
-            if outcome != "cancelled":
-                self._log_answer(text, content, outcome == "ok", meta, events, session_id)
-            view.events = events
-            await view.finish(None)
-            view.set_heading(answer_heading(meta), status=outcome)
-            tokens = sum(u.get("prompt_tokens", 0) + u.get("completion_tokens", 0) for u in meta["usage"].values())
-            self.refresh_status(activity="", tokens=tokens if finished else None, seconds=seconds)
-            self.call_after_refresh(self.refresh_bindings)
-            if outcome == "cancelled":
-                self.notify("Answer cancelled.", severity="warning")
+            await self._save_answer(text, session_id, question, view, run)
+
+    async def _show_event(self, event: Event, view: Any, run: _Answering) -> None:
+        """One event of the run: into the trace, the status bar and the answer's view."""
+        run.events.append(event)
+        self.trace_panel.add_event(event)
+        stage = stage_of(event, run.method if not isinstance(event, RunStarted) else event.method)
+        if stage:
+            self.refresh_status(activity=f"{stage}…")
+        elif stage is None and isinstance(event, AnswerDelta) and not run.writing:
+            run.writing = True
+            self.refresh_status(activity="writing the answer…")
+        if isinstance(event, AnswerDelta):
+            await view.write(event.text)
+        elif isinstance(event, RunStarted):
+            run.method = event.method
+            self.models = dict(event.models)
+            self.refresh_status()
+        elif isinstance(event, AnswerReady):
+            run.answer = event
+            await view.finish(event.text)
+            view.set_sources(event.sources)
+            self.show_sources(event.sources, "Sources of the last answer")
+        elif isinstance(event, RunFailed):
+            run.failure = event
+            self.show_error(ConclaveError(event.error, hint=event.hint), title="Answer failed")
+        elif isinstance(event, RunFinished):
+            run.finished = event
+
+    def _failed(self, run: _Answering, failure: RunFailed) -> None:
+        """A run that raised instead of reporting its failure: recorded and shown as if it had."""
+        run.failure = failure
+        run.events.append(failure)
+        self.trace_panel.add_event(failure)
+        self.show_error(ConclaveError(failure.error, hint=failure.hint), title="Answer failed")
+
+    async def _save_answer(self, text: str, session_id: str, question: Question, view: Any, run: _Answering) -> None:
+        """Save what the run produced (whatever its outcome), log it, and settle the view and the status bar."""
+        finished, answer, failure, outcome = run.finished, run.answer, run.failure, run.outcome
+        seconds = finished.seconds if finished else asyncio.get_running_loop().time() - run.started
+        content = answer.text if answer is not None else view.streamed
+        meta: dict[str, Any] = {
+            "method": run.method,
+            "models": dict(self.models),
+            "collection": question.collection,
+            "seconds": round(seconds, 3),
+            "usage": finished.usage if finished else {},
+            "sources": [p.__dict__ for p in answer.sources] if answer else [],
+            "value": answer.value if answer else None,
+        }
+        if failure is not None:
+            meta.update(error=failure.error, hint=failure.hint)
+        try:
+            self.store.add_message(
+                session_id,
+                "assistant",
+                content,
+                status=outcome,
+                meta=meta,
+                trace=[e.to_dict() for e in run.events if not isinstance(e, AnswerDelta)],
+            )
+        except ConclaveError as exc:  # shown, not lost silently: the answer stays on screen
+            self.show_error(exc, title="Cannot save the answer")
+        if outcome != "cancelled":
+            self._log_answer(text, content, outcome == "ok", meta, run.events, session_id)
+        view.events = run.events
+        await view.finish(None)
+        view.set_heading(answer_heading(meta), status=outcome)
+        tokens = sum(u.get("prompt_tokens", 0) + u.get("completion_tokens", 0) for u in meta["usage"].values())
+        self.refresh_status(activity="", tokens=tokens if finished else None, seconds=seconds)
+        self.call_after_refresh(self.refresh_bindings)
+        if outcome == "cancelled":
+            self.notify("Answer cancelled.", severity="warning")
 
     def _log_answer(
         self, question: str, content: str, ok: bool, meta: dict[str, Any], events: list[Event], session_id: str
