@@ -173,9 +173,47 @@ async def _build_openai(spec: ModelSpec, settings: Settings) -> ChatCompletionCl
     from conclave.models.openai_compat import build_openai_client
 
     if settings.openai_base_urls:
+        await _check_pool_models(spec, settings)
         return _pool(spec, settings)
     inner, where = build_openai_client(spec.name, settings)
     return _remote(inner, spec, where, OPENAI, settings)
+
+
+async def _check_pool_models(spec: ModelSpec, settings: Settings) -> None:
+    """Refuse a pool whose endpoints serve different models (their ``/models`` lists disagree about ``spec``): one
+    run's answers would come from different models. Endpoints that cannot be reached now, or have no model list, are
+    not judged here (the pool takes a dead one out when a request fails)."""
+    import asyncio
+
+    import httpx
+
+    key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    urls = list(dict.fromkeys(settings.openai_base_urls))
+
+    async def served(client: httpx.AsyncClient, url: str) -> frozenset[str] | None:
+        try:
+            reply = await client.get(url.rstrip("/") + "/models", headers=headers)
+            data = reply.json().get("data") if reply.status_code == 200 else None
+        except (httpx.HTTPError, ValueError, AttributeError):
+            return None
+        if not isinstance(data, list):
+            return None
+        return frozenset(str(m.get("id")) for m in data if isinstance(m, dict) and m.get("id"))
+
+    async with httpx.AsyncClient(timeout=min(5.0, settings.request_timeout), follow_redirects=False) as client:
+        lists = dict(zip(urls, await asyncio.gather(*(served(client, u) for u in urls)), strict=True))
+    known = {url: ids for url, ids in lists.items() if ids is not None}
+    with_model = [url for url, ids in known.items() if spec.name in ids]
+    differ = (with_model and len(with_model) < len(known)) or (not with_model and len(set(known.values())) > 1)
+    if differ:
+        each = "; ".join(
+            f"{endpoint_url(url)} serves {', '.join(sorted(ids)) or 'nothing'}" for url, ids in known.items()
+        )
+        raise ConfigError(
+            f"the endpoints in openai_base_urls serve different models ({spec} asked): {each}",
+            hint=f"list only endpoints that serve the same model as {spec}",
+        )
 
 
 def _pool(spec: ModelSpec, settings: Settings) -> ChatCompletionClient:

@@ -2,7 +2,7 @@
 
 Each request goes to the healthy endpoint with the fewest requests in flight (ties in turn). An endpoint that cannot
 be reached, or fails with a server error, is taken out for ``cooldown`` seconds and the request moves on to the next
-one; when every endpoint is out, the last error is raised. A stream moves on only while nothing has been yielded (a
+one; when every endpoint fails, the error names each one and what it said. A stream moves on only while nothing has been yielded (a
 half-streamed answer cannot be resumed elsewhere). Errors that are the caller's (bad key, unknown model, a request the
 host refuses) are raised at once: another endpoint would refuse them too.
 """
@@ -79,6 +79,16 @@ class EndpointPool(ChatCompletionClient):
         endpoint.failures += 1
         endpoint.down_until = self.clock() + self.cooldown
 
+    def _all_failed(self, failures: list[tuple[Endpoint, BackendError]]) -> BackendError:
+        """The error when no endpoint could serve a request: of the last failure's kind, naming every endpoint."""
+        kind = type(failures[-1][1])
+        each = "; ".join(f"{e.name}: {exc.message}" for e, exc in failures)
+        return kind(
+            f"every endpoint of {self.spec} failed ({len(failures)} of {len(self.endpoints)}): {each}",
+            hint="start one of them, or remove the dead ones from openai_base_urls (each is tried again after "
+            f"{self.cooldown:g} s)",
+        )
+
     def status(self) -> list[dict[str, Any]]:
         """Per endpoint: requests served, failures, in flight, and whether it is out now."""
         now = self.clock()
@@ -105,7 +115,7 @@ class EndpointPool(ChatCompletionClient):
         extra_create_args: Mapping[str, Any] = {},
         cancellation_token: CancellationToken | None = None,
     ) -> CreateResult:
-        last: BaseException | None = None
+        failures: list[tuple[Endpoint, BackendError]] = []
         for endpoint in self._order():
             endpoint.in_flight += 1
             try:
@@ -123,14 +133,13 @@ class EndpointPool(ChatCompletionClient):
                 if _final(exc):
                     raise
                 self._take_out(endpoint)
-                last = exc
+                failures.append((endpoint, exc))
                 continue
             finally:
                 endpoint.in_flight -= 1
             endpoint.served += 1
             return result
-        assert last is not None
-        raise last
+        raise self._all_failed(failures)
 
     async def create_stream(
         self,
@@ -142,7 +151,7 @@ class EndpointPool(ChatCompletionClient):
         extra_create_args: Mapping[str, Any] = {},
         cancellation_token: CancellationToken | None = None,
     ) -> AsyncGenerator[str | CreateResult, None]:
-        last: BaseException | None = None
+        failures: list[tuple[Endpoint, BackendError]] = []
         for endpoint in self._order():
             yielded = False
             endpoint.in_flight += 1
@@ -163,14 +172,13 @@ class EndpointPool(ChatCompletionClient):
                 if yielded or _final(exc):
                     raise
                 self._take_out(endpoint)
-                last = exc
+                failures.append((endpoint, exc))
                 continue
             finally:
                 endpoint.in_flight -= 1
             endpoint.served += 1
             return
-        assert last is not None
-        raise last
+        raise self._all_failed(failures)
 
     async def close(self) -> None:
         await asyncio.gather(*(e.client.close() for e in self.endpoints), return_exceptions=True)

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from autogen_core.models import UserMessage
 
-from conclave.errors import AuthenticationFailed, BackendUnavailable
+from conclave.errors import AuthenticationFailed, BackendUnavailable, ConfigError
 from conclave.models import make_client
 from conclave.models.pool import EndpointPool
 from conclave.settings import load_settings
@@ -26,8 +26,8 @@ INFO = {"stub": {"function_calling": False, "json_output": True, "structured_out
 def stubs() -> Iterator[Callable[..., StubEndpoint]]:
     started: list[StubEndpoint] = []
 
-    def start(delay: float = 0.0) -> StubEndpoint:
-        started.append(StubEndpoint(delay=delay).start())
+    def start(delay: float = 0.0, model: str = "stub") -> StubEndpoint:
+        started.append(StubEndpoint(delay=delay, model=model).start())
         return started[-1]
 
     yield start
@@ -69,14 +69,33 @@ async def test_a_dead_endpoint_is_taken_out_and_the_request_moves_on(
     assert status[alive.base_url]["served"] == 4
 
 
-async def test_when_every_endpoint_fails_the_last_error_is_raised(
+async def test_when_every_endpoint_fails_the_error_names_each_of_them(
     flaky_endpoint: Callable[[Behaviour], FlakyEndpoint],
 ) -> None:
     first, second = flaky_endpoint("close"), flaky_endpoint("close")
     client = await make_client("openai/stub", pool_settings(first.base_url, second.base_url))
-    with pytest.raises(BackendUnavailable):
+    with pytest.raises(BackendUnavailable) as caught:
         await client.create(QUESTION)
     assert first.chat_hits >= 1 and second.chat_hits >= 1
+    message = caught.value.message
+    assert message.startswith("every endpoint of openai/stub failed (2 of 2): ")
+    assert first.base_url.rstrip("/") in message and second.base_url.rstrip("/") in message
+    assert "openai_base_urls" in (caught.value.hint or "")
+    with pytest.raises(BackendUnavailable, match="every endpoint"):  # streams say the same
+        async for _ in client.create_stream(QUESTION):
+            pass
+
+
+async def test_endpoints_serving_different_models_are_refused_at_start(
+    stubs: Callable[..., StubEndpoint],
+) -> None:
+    one, other = stubs(model="stub"), stubs(model="qwen2.5-coder")
+    with pytest.raises(ConfigError) as caught:
+        await make_client("openai/stub", pool_settings(one.base_url, other.base_url))
+    assert "serve different models" in caught.value.message and "serves qwen2.5-coder" in caught.value.message
+    assert one.served == 0 and other.served == 0, "refused before any request"
+    same = await make_client("openai/stub", pool_settings(one.base_url, stubs(model="stub").base_url))
+    assert (await same.create(QUESTION)).content == "Answer: 42"
 
 
 async def test_a_callers_error_is_not_retried_elsewhere(

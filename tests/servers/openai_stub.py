@@ -15,8 +15,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class StubEndpoint:
-    def __init__(self, delay: float = 0.0, answer: str = "Answer: 42", port: int = 0):
+    def __init__(self, delay: float = 0.0, answer: str = "Answer: 42", port: int = 0, model: str = "stub"):
         self.delay = delay
+        self.model = model
         self.answer = answer
         self.served = 0
         self.in_flight = 0
@@ -47,7 +48,7 @@ class StubEndpoint:
                 pass
 
             def do_GET(self) -> None:  # /v1/models
-                body = json.dumps({"object": "list", "data": [{"id": "stub", "object": "model"}]}).encode()
+                body = json.dumps({"object": "list", "data": [{"id": stub.model, "object": "model"}]}).encode()
                 self._send(200, body, "application/json")
 
             def do_POST(self) -> None:
