@@ -82,19 +82,23 @@ class StreamedCall:
         agent: str,
         extra: dict[str, Any] | None = None,
         emit: bool = True,
+        cancellation_token: Any = None,
     ):
         self.client = client
         self.messages = list(messages)
         self.agent = agent
         self.extra = extra or {}
         self.emit = emit
+        self.cancellation_token = cancellation_token
         self.text = ""
         self.result: CreateResult | None = None
 
     async def events(self) -> AsyncIterator[Event]:
         started = time.perf_counter()
         parts: list[str] = []
-        async for item in self.client.create_stream(self.messages, extra_create_args=self.extra):
+        async for item in self.client.create_stream(
+            self.messages, extra_create_args=self.extra, cancellation_token=self.cancellation_token
+        ):
             if isinstance(item, CreateResult):
                 self.result = item
             else:

@@ -3,18 +3,16 @@ read), streaming it, with the chain's value as the answer's value."""
 
 from __future__ import annotations
 
-import time
 from itertools import zip_longest
 from typing import Any
 
 from autogen_core import CancellationToken
-from autogen_core.models import CreateResult, SystemMessage, UserMessage
+from autogen_core.models import SystemMessage, UserMessage
 from conclave.agents.base import RoleAgent, TeamState, cited_passages, passages_block
 from conclave.agents.prompting import answer_prompt
-from conclave.workflows.methods import SHORT_ANSWER, answer_value, passages_shot
+from conclave.workflows.methods import SHORT_ANSWER, StreamedCall, answer_value, passages_shot
 
-from conclave.events import AnswerDelta, Passage, Usage
-from conclave.models import client_name
+from conclave.events import AnswerDelta, Passage
 
 
 class Writer(RoleAgent):
@@ -121,29 +119,11 @@ class Writer(RoleAgent):
             *passages_shot(),
             UserMessage(content=user, source="user"),
         ]
-        started = time.perf_counter()
-        parts: list[str] = []
-        result: CreateResult | None = None
-        async for item in self.client.create_stream(
-            messages, extra_create_args={"max_tokens": 256}, cancellation_token=cancellation_token
-        ):
-            if isinstance(item, CreateResult):
-                result = item
-            else:
-                parts.append(item)
-                await state.publish(AnswerDelta(text=item, agent="writer"))
-        text = "".join(parts) or (result.content if result and isinstance(result.content, str) else "")
-        if not parts and text:
-            await state.publish(AnswerDelta(text=text, agent="writer"))
+        call = StreamedCall(
+            self.client, messages, agent="writer", extra={"max_tokens": 256}, cancellation_token=cancellation_token
+        )
+        async for event in call.events():  # the answer's pieces as they come, then the call's usage
+            await state.publish(event)
+        text = call.text
         state.answer_text = text.strip()
         state.sources = cited_passages(text, passages) or list(passages[:3])
-        if result is not None:
-            await state.publish(
-                Usage(
-                    agent="writer",
-                    model=client_name(self.client),
-                    prompt_tokens=result.usage.prompt_tokens,
-                    completion_tokens=result.usage.completion_tokens,
-                    seconds=time.perf_counter() - started,
-                )
-            )
