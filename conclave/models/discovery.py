@@ -192,7 +192,25 @@ async def _openai(settings: Settings) -> list[ModelEntry]:
     ]
 
 
+def _tuned(settings: Settings) -> list[ModelEntry]:
+    """The models ``conclave tune`` registered: a base GGUF with a LoRA adapter each."""
+    from conclave.tune.registry import list_tuned
+
+    out = []
+    for found in list_tuned(settings.home):
+        loss = (found.get("result") or {}).get("final_loss")
+        steps = (found.get("config") or {}).get("steps")
+        detail = (
+            f"tuned from {found.get('base_spec')} on {found.get('form')} chat data"
+            + (f", {steps} steps" if steps else "")
+            + (f", final loss {loss:.3f}" if isinstance(loss, (int, float)) else "")
+        )
+        out.append(ModelEntry(f"embedded:{found['name']}", "embedded", True, detail, status="tuned"))
+    return out
+
+
 async def list_models(settings: Settings) -> list[ModelEntry]:
-    """Embedded models, Ollama's models when it answers, configured OpenAI-compatible endpoints."""
+    """Embedded models (built in and tuned), Ollama's models when it answers, configured OpenAI-compatible
+    endpoints."""
     ollama, openai = await asyncio.gather(_ollama(settings), _openai(settings))
-    return [*_embedded(settings), *ollama, *openai]
+    return [*_embedded(settings), *_tuned(settings), *ollama, *openai]

@@ -134,6 +134,11 @@ def test_tune_a_few_steps_then_answer_through_embedded_name(
     identity = cache_identity(load_settings(), "embedded:smol-test")["backend"]
     assert identity["model"] == "tuned:smol-test" and len(identity["adapter_sha256"]) == 64
 
+    from conclave.models.discovery import list_models
+
+    entries = {e.spec: e for e in asyncio.run(list_models(load_settings()))}
+    assert entries["embedded:smol-test"].status == "tuned" and "3 steps" in entries["embedded:smol-test"].detail
+
 
 def test_ctrl_c_saves_a_checkpoint_and_resume_continues(base: Any, chains: Path, conclave_home: Path) -> None:
     from conclave.tune.runs import tune
