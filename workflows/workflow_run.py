@@ -342,6 +342,94 @@ class _Runner:
 # ---------------------------------------------------------------------------------------------------- runner
 
 
+@dataclass
+class _Opened:
+    """A workflow to run: parsed, with its text, the folder its paths are relative to, and (resuming) its run."""
+
+    workflow: Workflow
+    text: str
+    base: Path
+    source: str
+    run_dir: Path | None
+
+
+def _open(path: Path | None, settings: Settings, resume: str | None) -> _Opened:
+    """The workflow file given, or the copy a run being resumed keeps (its original folder stays the base)."""
+    if resume is None:
+        if path is None:
+            raise ConfigError("no workflow file given", hint="conclave run WORKFLOW.yaml (or --resume RUN_ID)")
+        return _Opened(load_workflow(path), path.read_text(encoding="utf-8"), path.resolve().parent, str(path), None)
+    run_dir = runs.find_run(settings, resume)
+    info = runs.read_json(run_dir / "run.json") if (run_dir / "run.json").is_file() else None
+    if not info or info.get("kind") != "workflow":
+        raise ConfigError(f"run {resume} is not a workflow run", hint="resume eval runs with `conclave eval --resume`")
+    text = (run_dir / "workflow.yaml").read_text(encoding="utf-8")
+    workflow = parse_workflow(text, info.get("source", str(run_dir / "workflow.yaml")))
+    return _Opened(workflow, text, Path(info["base_dir"]), info.get("source", "workflow"), run_dir)
+
+
+def _new_run(settings: Settings, run_settings: Settings, opened: _Opened) -> Path:
+    """A new run folder with the workflow's text, where it came from and the manifest."""
+    workflow = opened.workflow
+    slug = re.sub(r"[^A-Za-z0-9-]+", "-", workflow.name).strip("-")[:40] or "workflow"
+    run_id = runs.new_run_id(f"wf-{slug}")
+    run_dir = runs.create_run_dir(settings, run_id)
+    runs.write_text(run_dir / "workflow.yaml", opened.text, run_id=run_id)
+    runs.write_json(
+        run_dir / "run.json",
+        {"kind": "workflow", "source": opened.source, "base_dir": str(opened.base), "name": workflow.name},
+        run_id=run_id,
+    )
+    models: dict[str, Any] = {role: run_settings.role_model(role) for role in ROLES}
+    manifest = runs.build_manifest(
+        run_settings,
+        kind="workflow",
+        run_id=run_id,
+        config={"workflow": workflow.model_dump(mode="json"), "source": opened.source},
+        models=models,
+    )
+    runs.write_json(run_dir / "manifest.json", manifest, run_id=run_id)
+    return run_dir
+
+
+async def _run_steps(
+    runner: _Runner,
+    result: WorkflowResult,
+    log: runs.JsonlLog,
+    finished: dict[str, Any],
+    on_step: Callable[[StepPlan, str], None] | None,
+) -> None:
+    """Every step in order: one that finished in an earlier session is skipped (its outputs kept), each one that runs
+    is logged when it finishes, so a resume starts at the first unfinished step."""
+    report = on_step or (lambda _plan, _state: None)
+    for plan in result.steps:
+        if plan.id in finished:
+            result.outputs[plan.id] = finished[plan.id]
+            result.skipped.append(plan.id)
+            report(plan, "skipped (finished earlier)")
+            continue
+        report(plan, "running")
+        step_started = time.perf_counter()
+        try:
+            outputs = await runner.run_step(plan, result.outputs)
+        except ConclaveError as exc:
+            raise type(exc)(
+                f"step {plan.id} ({plan.kind}): {exc.message}",
+                hint=(exc.hint or "") + f" — then resume with --resume {result.run_id}",
+            ) from exc
+        result.outputs[plan.id] = outputs
+        log.append(
+            {
+                "step": plan.id,
+                "kind": plan.kind,
+                "status": "finished",
+                "outputs": outputs,
+                "seconds": round(time.perf_counter() - step_started, 3),
+            }
+        )
+        report(plan, "finished")
+
+
 async def run_workflow(
     path: Path | None,
     settings: Settings,
@@ -365,30 +453,13 @@ async def run_workflow(
     """
     note = on_note or (lambda _m: None)
     started = time.perf_counter()
-    if resume is not None:
-        run_dir = runs.find_run(settings, resume)
-        info = runs.read_json(run_dir / "run.json") if (run_dir / "run.json").is_file() else None
-        if not info or info.get("kind") != "workflow":
-            raise ConfigError(
-                f"run {resume} is not a workflow run", hint="resume eval runs with `conclave eval --resume`"
-            )
-        text = (run_dir / "workflow.yaml").read_text(encoding="utf-8")
-        workflow = parse_workflow(text, info.get("source", str(run_dir / "workflow.yaml")))
-        base = Path(info["base_dir"])
-        source = info.get("source", "workflow")
-    else:
-        if path is None:
-            raise ConfigError("no workflow file given", hint="conclave run WORKFLOW.yaml (or --resume RUN_ID)")
-        workflow = load_workflow(path)
-        text = path.read_text(encoding="utf-8")
-        base = path.resolve().parent
-        source = str(path)
-        run_dir = None
+    opened = _open(path, settings, resume)
+    workflow = opened.workflow
     run_settings = workflow_settings(
-        workflow, settings, source, allow_endpoint_overrides=allow_endpoint_overrides or dry_run
+        workflow, settings, opened.source, allow_endpoint_overrides=allow_endpoint_overrides or dry_run
     )
     plans = plan_workflow(workflow)
-    policy = PathPolicy(base, allow_paths, run_dir)
+    policy = PathPolicy(opened.base, allow_paths, opened.run_dir)
     access = describe_access(workflow, run_settings, policy, plans)
     if dry_run:
         for plan in plans:
@@ -400,25 +471,7 @@ async def run_workflow(
     for use in access.blocked():
         policy.check(use.raw, f"{use.step}.{use.field}")  # raises, naming the path and the flag that allows it
 
-    if run_dir is None:
-        slug = re.sub(r"[^A-Za-z0-9-]+", "-", workflow.name).strip("-")[:40] or "workflow"
-        run_id = runs.new_run_id(f"wf-{slug}")
-        run_dir = runs.create_run_dir(settings, run_id)
-        runs.write_text(run_dir / "workflow.yaml", text, run_id=run_id)
-        runs.write_json(
-            run_dir / "run.json",
-            {"kind": "workflow", "source": source, "base_dir": str(base), "name": workflow.name},
-            run_id=run_id,
-        )
-        models: dict[str, Any] = {role: run_settings.role_model(role) for role in ROLES}
-        manifest = runs.build_manifest(
-            run_settings,
-            kind="workflow",
-            run_id=run_id,
-            config={"workflow": workflow.model_dump(mode="json"), "source": source},
-            models=models,
-        )
-        runs.write_json(run_dir / "manifest.json", manifest, run_id=run_id)
+    run_dir = opened.run_dir or _new_run(settings, run_settings, opened)
     run_id = run_dir.name
     if on_start is not None:
         on_start(run_id, run_dir)
@@ -427,38 +480,10 @@ async def run_workflow(
     )
     finished = {r["step"]: r["outputs"] for r in log.load() if r.get("status") == "finished"}
     result = WorkflowResult(run_id, run_dir, plans)
-    policy = PathPolicy(base, allow_paths, run_dir)
+    policy = PathPolicy(opened.base, allow_paths, run_dir)
     runner = _Runner(workflow, run_settings, run_dir, run_id, policy, note, client_factory, on_eval_progress)
     try:
-        for plan in plans:
-            if plan.id in finished:
-                result.outputs[plan.id] = finished[plan.id]
-                result.skipped.append(plan.id)
-                if on_step is not None:
-                    on_step(plan, "skipped (finished earlier)")
-                continue
-            if on_step is not None:
-                on_step(plan, "running")
-            step_started = time.perf_counter()
-            try:
-                outputs = await runner.run_step(plan, result.outputs)
-            except ConclaveError as exc:
-                raise type(exc)(
-                    f"step {plan.id} ({plan.kind}): {exc.message}",
-                    hint=(exc.hint or "") + f" — then resume with --resume {run_id}",
-                ) from exc
-            result.outputs[plan.id] = outputs
-            log.append(
-                {
-                    "step": plan.id,
-                    "kind": plan.kind,
-                    "status": "finished",
-                    "outputs": outputs,
-                    "seconds": round(time.perf_counter() - step_started, 3),
-                }
-            )
-            if on_step is not None:
-                on_step(plan, "finished")
+        await _run_steps(runner, result, log, finished, on_step)
     finally:
         await runner.caches.close()
     result.seconds = time.perf_counter() - started
