@@ -11,15 +11,19 @@ import re
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from autogen_core.models import AssistantMessage, CreateResult, LLMMessage, SystemMessage, UserMessage
 from conclave.agents.prompting import answer_prompt
 from conclave.workflows.runner import RunContext
 
 from conclave.events import AnswerDelta, AnswerReady, Event, Passage, Retrieved, Usage
-from conclave.models import client_name
 from conclave.registry import Registry
+
+if TYPE_CHECKING:
+    from autogen_core.models import CreateResult, LLMMessage
+
+# AutoGen is imported where a method runs, not here: every command reads this module's registry at start-up (help
+# strings, settings validation), and autogen_core alone would double the CLI's start-up time.
 
 # "Answer: ..." on a line of its own, or after the last sentence of a line ("... in [1]. Answer: Coldplay").
 _ANSWER_LINE = re.compile(r"(?im)(?:^|(?<=[.!?)\]])[ \t]+)\**(?:final\s+)?answer\s*[:：]\**\s*(.+?)\s*$")
@@ -36,6 +40,8 @@ SHORT_ANSWER = (
 def passages_shot() -> list[LLMMessage]:
     """One worked exchange in the passages-answer format (what rag and the coa writer write): a 1.5B model copies a
     shown answer's shape where it ignores a stated one. Static, so it sits in the cached prompt prefix."""
+    from autogen_core.models import AssistantMessage, UserMessage
+
     question = (
         "Passages:\n[1] (example.md) The Eiffel Tower was built for the 1889 World's Fair in Paris by the "
         "engineering company of Gustave Eiffel.\n[2] (example.md) The tower is 330 metres tall.\n\n"
@@ -49,6 +55,8 @@ def passages_shot() -> list[LLMMessage]:
 
 def direct_shot() -> list[LLMMessage]:
     """The direct method's worked exchange (the same reason as :func:`passages_shot`)."""
+    from autogen_core.models import AssistantMessage, UserMessage
+
     return [
         UserMessage(content="What is the capital of France?", source="user"),
         AssistantMessage(content="The capital of France is Paris.\nAnswer: Paris", source="assistant"),
@@ -64,6 +72,8 @@ def answer_value(text: str) -> str | None:
 
 
 def history_messages(ctx: RunContext) -> list[LLMMessage]:
+    from autogen_core.models import AssistantMessage, UserMessage
+
     out: list[LLMMessage] = []
     for question, answer in ctx.history[-4:]:
         out.append(UserMessage(content=question, source="user"))
@@ -94,6 +104,10 @@ class StreamedCall:
         self.result: CreateResult | None = None
 
     async def events(self) -> AsyncIterator[Event]:
+        from autogen_core.models import CreateResult
+
+        from conclave.models import client_name
+
         started = time.perf_counter()
         parts: list[str] = []
         async for item in self.client.create_stream(
@@ -122,6 +136,8 @@ class StreamedCall:
 
 async def _one_call(ctx: RunContext, prompt: str, shot: Sequence[LLMMessage] = ()) -> AsyncIterator[Event]:
     """One streamed call with the prompt ``prompt`` (``agents/prompts``), no tools; the answer line is the value."""
+    from autogen_core.models import SystemMessage, UserMessage
+
     messages: list[LLMMessage] = [
         SystemMessage(content=answer_prompt(prompt, ctx.settings)),
         *shot,
@@ -149,6 +165,7 @@ async def run_cot(ctx: RunContext) -> AsyncIterator[Event]:
 async def run_rag(ctx: RunContext) -> AsyncIterator[Event]:
     """Retrieval-augmented generation, the single-agent baseline the team is compared against: the question's top-k
     passages, then one call that answers from them with citations."""
+    from autogen_core.models import SystemMessage, UserMessage
     from conclave.agents.base import cited_passages, passages_block
     from conclave.workflows.team import open_store
 
