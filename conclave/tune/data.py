@@ -9,7 +9,6 @@ prompt) is masked out; the reply and the template's end-of-turn marker are learn
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 from collections.abc import Callable, Iterator, Sequence
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from conclave.errors import ConfigError
+from conclave.models.weights import sha256_file
 
 IGNORE = -100
 """The label of a token the loss ignores (PyTorch's cross-entropy default)."""
@@ -45,14 +45,6 @@ class DataReport:
     dropped_too_long: int = 0
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def read_conversations(paths: Sequence[Path], report: DataReport | None = None) -> list[Conversation]:
     """Every conversation with at least one assistant turn; ConfigError (naming ``file:line``) for a malformed line,
     and when no file holds an assistant turn to learn from."""
@@ -66,7 +58,7 @@ def read_conversations(paths: Sequence[Path], report: DataReport | None = None) 
                 f"training data not found: {path}",
                 hint="write one with `conclave eval export-traces --gsm8k TRAIN.jsonl -o chains.jsonl`",
             )
-        report.files[str(path)] = file_sha256(path)
+        report.files[str(path)] = sha256_file(path)
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
@@ -181,7 +173,7 @@ class ChatEncoder:
         encoder._keep = vocab  # the vocabulary lives as long as the encoder
         return encoder
 
-    def encode(self, messages: list[dict[str, str]], max_length: int | None = None) -> Example:
+    def encode(self, messages: list[dict[str, str]]) -> Example:
         """Ids of the whole conversation; labels on every assistant reply (and its end-of-turn marker) only."""
         ids: list[int] = []
         labels: list[int] = []
@@ -199,8 +191,6 @@ class ChatEncoder:
             ids += part
             labels += list(part) if message["role"] == "assistant" else [IGNORE] * len(part)
             done = through
-        if max_length is not None and len(ids) > max_length:
-            ids, labels = ids[:max_length], labels[:max_length]
         return Example(ids, labels)
 
 

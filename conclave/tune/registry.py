@@ -2,26 +2,22 @@
 
 The manifest records the base model (its spec, GGUF path, size and SHA-256), the adapter file, the chain form and
 the data it was tuned on (file hashes), the training configuration and the loss curve. ``--model embedded:NAME``
-runs the base GGUF with the adapter applied (llama.cpp's ``lora_path``). Standard library only: running a tuned
-model needs no training dependencies.
+runs the base GGUF with the adapter applied (llama.cpp's ``lora_path``). Nothing here needs the
+``tune`` extra: running a tuned model needs no training dependencies.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import re
 import shutil
 from pathlib import Path
 from typing import Any
 
 from conclave.errors import ConfigError
+from conclave.models.spec import EMBEDDED_NAMES, TUNED_NAME
+from conclave.models.weights import sha256_file
 
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-"""A tuned model's name: letters, digits, ``-`` and ``_`` (no dot or slash, so it never reads as a file path)."""
-
-RESERVED = ("qwen", "smollm2")
 ADAPTER_FILE = "adapter.gguf"
 MANIFEST_FILE = "manifest.json"
 
@@ -32,27 +28,20 @@ def tuned_root(home: Path) -> Path:
 
 def check_name(name: str) -> str:
     """The name, if it can name a tuned model; else ConfigError."""
-    if not NAME_PATTERN.match(name or ""):
+    if not TUNED_NAME.match(name or ""):
         raise ConfigError(
             f"{name!r} cannot name a tuned model",
             hint="use letters, digits, - and _ (up to 64, no dots or slashes), e.g. --name smol-coa",
         )
-    if name.lower() in RESERVED:
+    if name.lower() in EMBEDDED_NAMES:
         raise ConfigError(f"{name!r} is a built-in model's name", hint="choose another --name")
     return name
 
 
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _write_json(path: Path, data: Any) -> None:
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON atomically (a temporary file renamed into place): a reader never sees half a manifest."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
     os.replace(tmp, path)
 
 
@@ -67,7 +56,7 @@ def register(home: Path, name: str, adapter: Path, manifest: dict[str, Any]) -> 
         shutil.copyfile(adapter, tmp)
         os.replace(tmp, target)
         record = dict(manifest, name=name, adapter=ADAPTER_FILE, adapter_sha256=sha256_file(target))
-        _write_json(folder / MANIFEST_FILE, record)
+        write_json(folder / MANIFEST_FILE, record)
     except OSError as exc:
         raise ConfigError(
             f"cannot register tuned model {name!r} in {folder}: {exc.strerror or exc}",

@@ -9,7 +9,6 @@ evaluate the tuned model).
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -57,12 +56,6 @@ def eval_commands(name: str, form: str, base_spec: str, dataset: str = GSM8K_DEV
     ]
 
 
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _base_gguf(base_spec: str, home: Path) -> tuple[str, Path]:
     from conclave.models.catalog import gguf_for
     from conclave.models.embedded import check_gguf
@@ -103,7 +96,8 @@ def tune(
     threads_setting: int | None = None,
 ) -> TuneOutcome:
     """Run (or resume) a tuning run and register its adapter as ``embedded:NAME``."""
-    from conclave.tune.data import ChatEncoder, DataReport, encode_all, file_sha256, read_conversations
+    from conclave.models.weights import sha256_file
+    from conclave.tune.data import ChatEncoder, DataReport, encode_all, read_conversations
     from conclave.tune.load import read_info
     from conclave.tune.report import write_report
     from conclave.tune.train import train
@@ -118,7 +112,7 @@ def tune(
         data_paths = [Path(p) for p in stored["data"]]
         for path in data_paths:
             old = stored["data_sha256"].get(str(path))
-            if not path.is_file() or file_sha256(path) != old:
+            if not path.is_file() or sha256_file(path) != old:
                 raise ConfigError(
                     f"training data {path} changed (or went) since run {run_dir.name} started",
                     hint="restore it, or start a new run without --resume",
@@ -154,8 +148,6 @@ def tune(
             ) from exc
         except OSError as exc:
             raise ConfigError(f"cannot create {run_dir}: {exc.strerror}", hint="choose another --out") from exc
-        from conclave.tune.registry import sha256_file
-
         stored = {
             "name": name,
             "base_spec": base_spec,
@@ -168,7 +160,7 @@ def tune(
             "config": asdict(cfg),
             "started": datetime.now(UTC).isoformat(timespec="seconds"),
         }
-        _write_json(run_dir / "config.json", stored)
+        registry.write_json(run_dir / "config.json", stored)
     data_summary = {
         "files": report.files,
         "conversations": report.conversations,
@@ -179,7 +171,7 @@ def tune(
         "tokens": sum(len(e) for e in examples),
         "assistant_tokens": sum(e.learnt for e in examples),
     }
-    _write_json(run_dir / "data.json", data_summary)
+    registry.write_json(run_dir / "data.json", data_summary)
     commands = eval_commands(str(name), cfg.form, str(base_spec))
     (run_dir / "commands.txt").write_text("\n".join(commands) + "\n", encoding="utf-8")
 
@@ -213,7 +205,7 @@ def tune(
         "threads": result.threads,
         "adapter": str(result.adapter),
     }
-    _write_json(run_dir / "result.json", summary)
+    registry.write_json(run_dir / "result.json", summary)
     write_report(
         run_dir,
         run_id=run_dir.name,
