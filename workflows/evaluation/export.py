@@ -119,32 +119,31 @@ def run_chain_lines(
 ) -> tuple[list[str], dict[str, int]]:
     """Chat lines for the accepted chains of one run, and counts of the items left out (and why)."""
     from conclave.workflows.coa import parse_chain
-    from conclave.workflows.evaluation.runs import read_jsonl
+    from conclave.workflows.evaluation.records import latest_samples
 
     _check_form(form)
     if form == "cot":
         raise ConfigError(
             "the cot form comes from GSM8K training files only", hint="use --gsm8k TRAIN.jsonl with --form cot"
         )
-    records, _ = read_jsonl(run_dir / "items.jsonl")
-    if not records:
+    samples = latest_samples(run_dir / "items.jsonl")
+    if not samples:
         raise ConfigError(f"run {run_dir.name} has no finished items", hint="run or resume it first")
-    latest = {r["key"]: r for r in records if "key" in r}
     lines: list[str] = []
     left = {"without_chain": 0, "not_correct": 0, "not_accepted": 0}
-    for record in latest.values():
-        trace = record.get("trace", [])
+    for record in samples:
+        trace = record.trace
         if not any(e.get("kind") == "chain" for e in trace):
             left["without_chain"] += 1
             continue
-        if only_correct and not record.get("correct"):
+        if only_correct and not record.correct:
             left["not_correct"] += 1
             continue
         chain = accepted_chain(trace)
         if chain is None:
             left["not_accepted"] += 1
             continue
-        value = record.get("value")
+        value = record.value
         if form in ("json", "program"):
             try:
                 assistant = render_form(parse_chain(chain), form)
@@ -156,13 +155,13 @@ def run_chain_lines(
         metadata = {
             "source": "run",
             "run": run_dir.name,
-            "item_id": record["item_id"],
-            "method": record["method"],
-            "model": record["model"],
-            "correct": record.get("correct"),
-            "gold": record.get("gold"),
+            "item_id": record.item_id,
+            "method": record.method,
+            "model": record.model,
+            "correct": record.correct,
+            "gold": record.gold,
         }
-        lines.append(_chat_line(record["question"], assistant, metadata, form=form, with_system=with_system))
+        lines.append(_chat_line(record.question, assistant, metadata, form=form, with_system=with_system))
     return lines, left
 
 
