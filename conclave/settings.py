@@ -46,7 +46,15 @@ _ALIASES = {
     "openai_api_key": "OPENAI_API_KEY",
 }
 _SECRET_FIELDS = {"openai_api_key"}
-DOTENV_NOTICE_FIELDS = ("home", "openai_base_url", "openai_base_urls", "ollama_host", "chroma_url", "openai_api_key")
+DOTENV_NOTICE_FIELDS = (
+    "home",
+    "openai_base_url",
+    "openai_base_urls",
+    "ollama_host",
+    "chroma_url",
+    "ray_address",
+    "openai_api_key",
+)
 """Settings that a ``.env`` file may only change out loud: where state lives and where requests and keys go."""
 _ANNOUNCED: set[tuple[str, str]] = set()
 
@@ -189,6 +197,12 @@ class Settings(_Frozen):
     """Several endpoints serving the same models (a pool: each request to the least-loaded healthy one, a failing one
     taken out for ``endpoint_cooldown`` seconds); when set, ``openai/`` specs use these instead of openai_base_url."""
     endpoint_cooldown: float = Field(30.0, gt=0)
+    ray_address: str | None = None
+    """The Ray cluster ``conclave eval --executor ray`` runs its items on (``HOST:6379`` or ``ray://HOST:10001``);
+    unset: a local Ray started for the run. Its workers get these settings, API key included."""
+    pool_shard: tuple[int, int] | None = None
+    """``(i, n)``: this process is worker i of n of a distributed run (set by the Ray executor, not by hand); an
+    endpoint pool sends its requests to its own share of the endpoints first (``models/pool.py``)."""
     openai_api_key: SecretStr | None = None
     openai_model_info: dict[str, ModelInfoOverride] = Field(default_factory=dict)
     temperature: float = Field(0.0, ge=0.0, le=2.0)
@@ -426,6 +440,7 @@ def _dotenv_notices(
     return notices
 
 
+            "ray_address": "eval --executor ray sends its items, settings and API key to that Ray cluster",
 def _announce(notices: list[str], dotenv_file: Path) -> None:
     fresh = [n for n in notices if (str(dotenv_file), n) not in _ANNOUNCED]
     if not fresh:

@@ -24,7 +24,14 @@ from conclave.settings import ROLES
 
 __all__ = ["ENDPOINT_SETTINGS", "Access", "PathPolicy", "describe_access", "endpoint_of", "refuse_endpoint_overrides"]
 
-ENDPOINT_SETTINGS = ("openai_base_url", "openai_base_urls", "openai_api_key", "ollama_host", "chroma_url")
+ENDPOINT_SETTINGS = (
+    "openai_base_url",
+    "openai_base_urls",
+    "openai_api_key",
+    "ollama_host",
+    "chroma_url",
+    "ray_address",
+)
 """Settings that decide where requests, documents and credentials are sent."""
 
 

@@ -146,6 +146,9 @@ class EvalArgs(_Strict):
     skip: int = Field(0, ge=0, description="leave out the first N items")
     seed: int | None = None
     concurrency: int = Field(4, ge=1, le=64)
+    executor: Literal["local", "ray"] = Field(
+        "local", description="ray: run the items on Ray workers, at the user's ray_address (a workflow cannot set it)"
+    )
     cache: bool = True
     strict: bool = False
     collection: str | None = None

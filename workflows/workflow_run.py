@@ -288,6 +288,7 @@ class _Runner:
             skip=args["skip"],
             seed=args["seed"],
             concurrency=args["concurrency"],
+            executor=args["executor"],
             cache=args["cache"],
             strict=args["strict"],
             collection=args["collection"],

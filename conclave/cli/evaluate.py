@@ -82,6 +82,19 @@ def eval_main(
     concurrency: int = typer.Option(
         4, "--concurrency", min=1, max=64, help="Units in flight (the embedded model always runs one at a time)."
     ),
+    executor: str = typer.Option(
+        "local", "--executor", help="Where units run: local (this process) or ray (Ray workers; the ray extra)."
+    ),
+    address: str | None = typer.Option(
+        None,
+        "--address",
+        help="With --executor ray: the cluster (HOST:PORT or ray://HOST:PORT; default: a local Ray, or ray_address).",
+    ),
+    endpoint: list[str] = typer.Option(
+        [],
+        "--endpoint",
+        help="An OpenAI-compatible base URL serving the openai/ model(s); repeat it for a pool (openai_base_urls).",
+    ),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not use or fill the LLM response cache."),
     resume: str | None = typer.Option(
         None, "--resume", help="Continue the run with this id (its recorded configuration wins)."
@@ -102,8 +115,13 @@ def eval_main(
     if dataset is None and resume is None:
         typer.echo(ctx.get_help())
         raise typer.Exit(0)
+    from conclave.errors import ConfigError
     from conclave.workflows.evaluation import EvalConfig
 
+    if executor not in ("local", "ray"):
+        raise ConfigError(f"unknown executor {executor!r}", hint="use --executor local or --executor ray")
+    if address is not None and executor != "ray":
+        raise ConfigError("--address names a Ray cluster", hint="add --executor ray, or leave --address out")
     config = EvalConfig(
         dataset=dataset or "jsonl:-",
         methods=method or ["cot"],
@@ -113,6 +131,7 @@ def eval_main(
         skip=skip,
         seed=seed,
         concurrency=concurrency,
+        executor=executor,
         cache=not no_cache,
         strict=strict,
         collection=collection,
@@ -121,7 +140,7 @@ def eval_main(
     )
     if resume and (dataset or method or model):
         err.print(f"[dim]resuming {escape(resume)}: its recorded data set, methods and models are used[/]")
-    settings = cli_settings()
+    settings = cli_settings(ray_address=address, openai_base_urls=endpoint or None)
     started = time.perf_counter()
     state: dict[str, Any] = {"run_id": resume}
     try:

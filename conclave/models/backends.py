@@ -220,14 +220,16 @@ def _pool(spec: ModelSpec, settings: Settings) -> ChatCompletionClient:
     """One OpenAI-compatible model over every URL of ``openai_base_urls`` (conclave/models/pool.py). Each endpoint
     retries once on its own; the pool moves a failed request on to the next endpoint."""
     from conclave.models.openai_compat import build_openai_client
-    from conclave.models.pool import Endpoint, EndpointPool
+    from conclave.models.pool import Endpoint, EndpointPool, shard
 
     endpoints = []
     for url in dict.fromkeys(settings.openai_base_urls):
         inner, where = build_openai_client(spec.name, settings, base_url=url)
         client = _remote(inner, spec, where, OPENAI, settings, max_retries=min(1, settings.max_retries))
         endpoints.append(Endpoint(where, client))
-    return EndpointPool(endpoints, spec=str(spec), cooldown=settings.endpoint_cooldown)
+    # A worker of a distributed run (the Ray executor) sends to its share of the endpoints first.
+    home = shard(*settings.pool_shard, len(endpoints)) if settings.pool_shard else None
+    return EndpointPool(endpoints, spec=str(spec), cooldown=settings.endpoint_cooldown, home=home)
 
 
 def _openai_endpoint(spec: ModelSpec, settings: Settings) -> str:

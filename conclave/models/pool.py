@@ -23,7 +23,7 @@ from pydantic import BaseModel
 from conclave.errors import AuthenticationFailed, BackendError, ConfigError, ModelNotFound
 from conclave.models.capabilities import OPENAI
 
-__all__ = ["Endpoint", "EndpointPool"]
+__all__ = ["Endpoint", "EndpointPool", "shard"]
 
 
 @dataclass
@@ -34,6 +34,9 @@ class Endpoint:
     down_until: float = 0.0
     served: int = 0
     failures: int = 0
+    home: bool = True
+    """In this process's share of the pool (a distributed run's worker: ``shard``); others serve only when every
+    endpoint of the share is out."""
 
     def healthy(self, now: float) -> bool:
         return now >= self.down_until
@@ -47,16 +50,36 @@ def _final(exc: BaseException) -> bool:
     return "HTTP 400" in message or "rejected response_format" in message
 
 
+def shard(worker: int, workers: int, endpoints: int) -> list[int]:
+    """The endpoints worker ``worker`` of ``workers`` sends to first: every ``workers``-th one from its own index,
+    so that workers of one run, each routing on its own, do not pile onto the same endpoints (with fewer endpoints
+    than workers, they share one each)."""
+    if endpoints <= 0 or workers <= 0:
+        return []
+    if endpoints < workers:
+        return [worker % endpoints]
+    return list(range(worker % workers, endpoints, workers))
+
+
 class EndpointPool(ChatCompletionClient):
     conclave_capabilities = OPENAI
     """Routes each call to the least-loaded healthy endpoint of one model."""
 
     def __init__(
-        self, endpoints: Sequence[Endpoint], *, spec: str, cooldown: float = 30.0, clock: Any = time.monotonic
+        self,
+        endpoints: Sequence[Endpoint],
+        *,
+        spec: str,
+        cooldown: float = 30.0,
+        clock: Any = time.monotonic,
+        home: Sequence[int] | None = None,
     ):
         if not endpoints:
             raise ConfigError(f"no endpoints for {spec}", hint="list at least one URL in openai_base_urls")
         self.endpoints = list(endpoints)
+        if home is not None:
+            for n, endpoint in enumerate(self.endpoints):
+                endpoint.home = n in home
         self.spec = spec
         self.cooldown = cooldown
         self.clock = clock
@@ -66,12 +89,13 @@ class EndpointPool(ChatCompletionClient):
     # ------------------------------------------------------------------ routing
 
     def _order(self) -> list[Endpoint]:
-        """Healthy endpoints, least loaded first (ties in turn); the ones taken out after them, soonest back first."""
+        """Healthy endpoints, this process's share first, least loaded first (ties in turn); the ones taken out
+        after them, soonest back first."""
         now = self.clock()
         n = len(self.endpoints)
         self._turn = (self._turn + 1) % n
         turned = [self.endpoints[(self._turn + i) % n] for i in range(n)]
-        healthy = sorted((e for e in turned if e.healthy(now)), key=lambda e: e.in_flight)
+        healthy = sorted((e for e in turned if e.healthy(now)), key=lambda e: (not e.home, e.in_flight))
         resting = sorted((e for e in turned if not e.healthy(now)), key=lambda e: e.down_until)
         return healthy + resting
 

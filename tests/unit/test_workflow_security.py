@@ -28,7 +28,7 @@ steps:
 """
 
 
-@pytest.mark.parametrize("key", ["openai_base_url", "openai_api_key", "ollama_host", "chroma_url"])
+@pytest.mark.parametrize("key", ["openai_base_url", "openai_api_key", "ollama_host", "chroma_url", "ray_address"])
 def test_a_workflow_cannot_set_endpoints_or_keys(key: str) -> None:
     workflow = parse_workflow(f"name: w\nsettings:\n  {key}: http://127.0.0.1:9/v1\nsteps:\n  - ask: {{question: q}}\n")
     with pytest.raises(WorkflowError) as info:

@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from conclave.workflows.evaluation import runs
 from conclave.workflows.evaluation.cache import CacheSet, ClientFactory, item_backend_calls
@@ -62,6 +62,9 @@ class EvalConfig(BaseModel):
     judge: str | None = Field(None, description="model spec for the judge (default: the judge role)")
     k: int | None = Field(None, ge=1, le=50, description="recall@k cut-off (default: settings.top_k)")
     use_roles: bool = Field(False, description="no --model given: each role runs on its configured model")
+    executor: Literal["local", "ray"] = Field(
+        "local", description="where units run: this process, or Ray workers (settings.ray_address; distributed.py)"
+    )
 
 
 @dataclass(frozen=True)
@@ -195,6 +198,17 @@ def outcome_from_events(events: Sequence[Event], k: int | None = None) -> tuple[
     return outcome, stats
 
 
+@dataclass(frozen=True)
+class UnitPlan:
+    """What running one unit needs beyond its item, method and model: small and picklable, so a Ray worker gets it
+    once (``distributed.py``) rather than the whole data set."""
+
+    collection: str | None
+    k: int
+    scorers: tuple[str, ...]
+    use_roles: bool
+
+
 class _Matrix:
     """Everything a run needs once its configuration is resolved."""
 
@@ -215,6 +229,7 @@ class _Matrix:
         self.scorers = scorers
         self.collection = collection
         self.k = k
+        self.plan = UnitPlan(collection, k, tuple(scorers), config.use_roles)
 
 
 def _validate(config: EvalConfig) -> None:
@@ -258,6 +273,14 @@ async def _resolve(
     return resolved, _Matrix(resolved, settings, dataset, items, scorers, collection, k)
 
 
+def _preflight(matrix: _Matrix, settings: Settings) -> None:
+    """Refuse a run that cannot start where it is asked to run before anything is written for it."""
+    if matrix.config.executor == "ray":
+        from conclave.workflows.evaluation.distributed import preflight
+
+        preflight(matrix.plan, settings)
+
+
 async def run_eval(
     config: EvalConfig,
     settings: Settings,
@@ -289,13 +312,15 @@ async def run_eval(
                 f"{run_dir / 'config.json'} is not an evaluation config: {exc.errors()[0]['msg']}",
                 hint="resume an `eval` run (workflow runs resume with `conclave run --resume`)",
             ) from exc
-        # The recorded configuration wins (same items, methods, models); only how fast it runs may change.
-        config = stored.model_copy(update={"concurrency": config.concurrency})
+        # The recorded configuration wins (same items, methods, models); only how fast and where it runs may change.
+        config = stored.model_copy(update={"concurrency": config.concurrency, "executor": config.executor})
         resolved, matrix = await _resolve(config, settings, note)
+        _preflight(matrix, settings)
         run_id = run_dir.name
         fresh = False
     else:
         resolved, matrix = await _resolve(config, settings, note)
+        _preflight(matrix, settings)
         if run_dir is None:
             run_id = runs.new_run_id("eval")
             run_dir = runs.create_run_dir(settings, run_id)
@@ -388,21 +413,16 @@ async def _execute(
         run_dir / "status.json", {"status": "running", "units": len(units), "done": len(kept)}, run_id=run_id
     )
 
-    limits: dict[str, asyncio.Semaphore] = {}
-
     def parallel(spec: str) -> int:
-        # One in-process model serves one request at a time anyway; parallel items would only queue and distort
-        # each other's latency.
-        return 1 if capabilities_for(spec).in_process else matrix.config.concurrency
+        return model_parallel(spec, matrix.config.concurrency)
 
-    def limit(spec: str) -> asyncio.Semaphore:
-        if spec not in limits:
-            limits[spec] = asyncio.Semaphore(parallel(spec))
-        return limits[spec]
+    runner: UnitRunner
+    if matrix.config.executor == "ray":
+        from conclave.workflows.evaluation.distributed import RayUnits
 
-    judge = None
-    if judge_spec is not None:
-        judge = Judge(await caches.client(judge_spec), limit=limit(judge_spec))
+        runner = await RayUnits.start(matrix.plan, settings, judge_spec, matrix.config.concurrency, note)
+    else:
+        runner = await LocalUnits.start(matrix.plan, settings, caches, judge_spec, matrix.config.concurrency)
     counts = {
         "done": len(kept),
         "correct": sum(1 for r in kept if r.correct),
@@ -438,7 +458,7 @@ async def _execute(
                 item, method, model = queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
-            sample = await _run_unit(matrix, settings, caches, item, method, model, judge, limit(model))
+            sample = await runner(item, method, model)
             log.append(sample.to_record())
             new_records.append(sample)
             eta.finished(method, model, sample.latency, sample.cached)
@@ -460,6 +480,7 @@ async def _execute(
             raise
         status = "finished"
     finally:
+        await runner.close()
         try:
             runs.write_json(
                 run_dir / "status.json", {"status": status, "units": len(units), "done": counts["done"]}, run_id=run_id
@@ -480,8 +501,53 @@ async def _clients_for(caches: CacheSet, model: str, settings: Settings, use_rol
     return await role_clients(settings, caches.client, AGENT_ROLES)
 
 
-async def _run_unit(
-    matrix: _Matrix,
+def model_parallel(spec: str, concurrency: int) -> int:
+    """Units of one model in flight at once: one for a model in this process (it serves one request at a time;
+    parallel items would only queue and distort each other's latency), else the run's concurrency."""
+    return 1 if capabilities_for(spec).in_process else concurrency
+
+
+class UnitRunner:
+    """Runs one unit and returns its sample (never raises for the unit's own failure: the sample records it)."""
+
+    async def __call__(self, item: Item, method: str, model: str) -> EvalSample:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        """Release what the runner holds (workers, connections)."""
+
+
+class LocalUnits(UnitRunner):
+    """Units in this process, on the run's clients (``CacheSet``), at most ``model_parallel`` per model at once."""
+
+    def __init__(self, plan: UnitPlan, settings: Settings, caches: CacheSet, concurrency: int) -> None:
+        self.plan = plan
+        self.settings = settings
+        self.caches = caches
+        self.concurrency = concurrency
+        self.limits: dict[str, asyncio.Semaphore] = {}
+        self.judge: Judge | None = None
+
+    @classmethod
+    async def start(
+        cls, plan: UnitPlan, settings: Settings, caches: CacheSet, judge_spec: str | None, concurrency: int
+    ) -> LocalUnits:
+        units = cls(plan, settings, caches, concurrency)
+        if judge_spec is not None:
+            units.judge = Judge(await caches.client(judge_spec), limit=units.limit(judge_spec))
+        return units
+
+    def limit(self, spec: str) -> asyncio.Semaphore:
+        if spec not in self.limits:
+            self.limits[spec] = asyncio.Semaphore(model_parallel(spec, self.concurrency))
+        return self.limits[spec]
+
+    async def __call__(self, item: Item, method: str, model: str) -> EvalSample:
+        return await run_unit(self.plan, self.settings, self.caches, item, method, model, self.judge, self.limit(model))
+
+
+async def run_unit(
+    plan: UnitPlan,
     settings: Settings,
     caches: CacheSet,
     item: Item,
@@ -502,9 +568,9 @@ async def _run_unit(
                 item.question,
                 settings,
                 method=method,
-                collection=matrix.collection,
-                knowledge=matrix.collection is not None,
-                clients=await _clients_for(caches, model, settings, matrix.config.use_roles),
+                collection=plan.collection,
+                knowledge=plan.collection is not None,
+                clients=await _clients_for(caches, model, settings, plan.use_roles),
             )
             async for event in run_question(ctx):
                 if event.kind != "answer_delta":
@@ -517,7 +583,21 @@ async def _run_unit(
             from conclave.redact import redact
 
             crash = redact(f"{type(exc).__name__}: {exc}")
-    outcome, stats = outcome_from_events(events, matrix.k)
+    return await build_sample(plan, item, method, model, events, crash, calls[0], judge)
+
+
+async def build_sample(
+    plan: UnitPlan,
+    item: Item,
+    method: str,
+    model: str,
+    events: Sequence[Event],
+    crash: str | None,
+    backend_calls: int,
+    judge: Judge | None,
+) -> EvalSample:
+    """A unit's sample from its events, scored; ``crash``: why it did not run through (the unit is an error)."""
+    outcome, stats = outcome_from_events(events, plan.k)
     if crash is not None:
         stats["ok"], stats["error"], stats["outcome"] = False, crash, "error"
     answer_text, answer_value = outcome.text, outcome.value
@@ -525,8 +605,8 @@ async def _run_unit(
         # No answer is scored as no answer: a notice that no chain worked may still hold a number or the gold words.
         outcome = dataclasses.replace(outcome, text="", value=None)
     scores: dict[str, Score] = {}
-    seen = ScoreInput(item.question, outcome, item.answers, item.gold_ids, matrix.k)
-    for name in matrix.scorers:
+    seen = ScoreInput(item.question, outcome, item.answers, item.gold_ids, plan.k)
+    for name in plan.scorers:
         scorer = SCORERS.get(name)
         if not scorer.judge:
             scores[name] = scorer.score(seen)
@@ -536,7 +616,7 @@ async def _run_unit(
             scores[name] = scorer.unanswered
         else:
             scores[name] = await scorer.score(seen, judge)
-    primary = scores[matrix.scorers[0]]
+    primary = scores[plan.scorers[0]]
     return EvalSample(
         key=unit_key(item.id, method, model),
         item_id=item.id,
@@ -558,8 +638,8 @@ async def _run_unit(
         replans=stats["replans"],
         critic_rounds=stats["critic_rounds"],
         retrieved_ids=list(outcome.retrieved_ids),
-        backend_calls=calls[0],
-        cached=calls[0] == 0 and stats["llm_calls"] > 0,
+        backend_calls=backend_calls,
+        cached=backend_calls == 0 and stats["llm_calls"] > 0,
         ok=stats["ok"],
         outcome=stats["outcome"],
         error=stats["error"],
