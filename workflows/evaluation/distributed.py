@@ -107,6 +107,16 @@ def preflight(plan: UnitPlan, settings: Settings) -> ModuleType:
     return ray
 
 
+WARM_MODULES = (
+    "autogen_agentchat.agents",
+    "conclave.workflows.runner",
+    "conclave.workflows.team",
+    "conclave.workflows.react",
+    "conclave.models.openai_compat",
+    "conclave.tools.registry",
+)
+
+
 class _Worker:
     """A Ray actor: runs units with its own clients, ``per_worker`` at once (an async actor's max_concurrency)."""
 
@@ -134,7 +144,13 @@ class _Worker:
         sample: EvalSample = await self.units(item, method, model)
         return sample.to_record()
 
-    def pid(self) -> int:
+    def ready(self) -> int:
+        """Import what units need (AutoGen, the team and its agents, the tools: seconds in a new process) before
+        the first unit is sent; the process id."""
+        import importlib
+
+        for module in WARM_MODULES:
+            importlib.import_module(module)
         return os.getpid()
 
 
@@ -162,7 +178,7 @@ class RayUnits(UnitRunner):
         address = settings.ray_address
         started_ray = not ray.is_initialized()
         if started_ray:
-            await asyncio.to_thread(_init, ray, address)
+            await asyncio.to_thread(start_ray, ray, address)
         cpus = int(ray.available_resources().get("CPU", 1)) or 1
         count = max(1, min(concurrency, workers or cpus))
         per_worker = math.ceil(concurrency / count)
@@ -175,7 +191,7 @@ class RayUnits(UnitRunner):
         )
         handles = [actor.remote(plan, settings, judge_spec, per_worker, (n, count)) for n in range(count)]
         try:
-            await asyncio.gather(*(h.pid.remote() for h in handles))  # every worker up before the first unit
+            await asyncio.gather(*(h.ready.remote() for h in handles))  # every worker up before the first unit
         except Exception as exc:
             await asyncio.to_thread(_stop, ray, handles, started_ray)
             raise ConfigError(
@@ -206,7 +222,8 @@ class RayUnits(UnitRunner):
         await asyncio.to_thread(_stop, self.ray, self.workers, self.started_ray)
 
 
-def _init(ray: ModuleType, address: str | None) -> None:
+def start_ray(ray: ModuleType, address: str | None) -> None:
+    """Connect to the cluster at ``address``, or start a local Ray (no dashboard, its logs kept out of ours)."""
     try:
         if address:
             ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
