@@ -123,11 +123,13 @@ class Access:
     store: str = ""
     paths: list[PathUse] = field(default_factory=list)
     endpoint_overrides: list[str] = field(default_factory=list)
+    ray: list[str] = field(default_factory=list)  # "step: where": eval steps whose items run on Ray workers
 
     def lines(self) -> list[str]:
         out = ["endpoints:"]
         out += [f"  {role}: {spec or '(auto)'} -> {where}" for role, spec, where in self.endpoints]
         out.append(f"knowledge store: {self.store}")
+        out += [f"items on Ray workers (with the settings and API key): {where}" for where in self.ray]
         if self.endpoint_overrides:
             out.append("endpoint settings set by the workflow: " + ", ".join(self.endpoint_overrides))
         out.append("paths read:" if self.paths else "paths read: none")
@@ -139,6 +141,7 @@ class Access:
             "endpoints": [{"role": r, "spec": s, "endpoint": w} for r, s, w in self.endpoints],
             "store": self.store,
             "endpoint_overrides": self.endpoint_overrides,
+            "ray": self.ray,
             "paths": [p.__dict__ for p in self.paths],
         }
 
@@ -180,6 +183,9 @@ def describe_access(workflow: Any, run_settings: Any, policy: PathPolicy, steps:
             PathUse("settings", "coa.examples_file", str(examples), str(path), policy.permits(path), _exists(path))
         )
     for plan in steps:
+        if plan.kind == "eval" and plan.args.get("executor") == "ray":
+            cluster = run_settings.ray_address
+            access.ray.append(f"{plan.id}: {f'the Ray cluster at {cluster}' if cluster else 'a local Ray'}")
         for name, raw in _path_fields(plan.kind, plan.args):
             if REFERENCE.search(raw):
                 access.paths.append(PathUse(plan.id, name, raw, None, True))

@@ -92,6 +92,24 @@ async def test_dry_run_lists_every_endpoint_and_path(tmp_path: Path, conclave_ho
     assert f"eval2.dataset: {folder / 'dev.jsonl'}" in text
     assert "(an earlier step's output, inside the run folder)" in text
     assert "local Chroma folder" in access.store
+    assert access.ray == [], "no eval step asked for Ray"
+
+
+async def test_dry_run_says_which_eval_steps_run_on_ray_and_where(tmp_path: Path, conclave_home: Path) -> None:
+    path = tmp_path / "wf.yaml"
+    path.write_text(
+        "name: w\nmodels: {default: openai/scripted}\nsteps:\n"
+        "  - id: big\n    eval: {dataset: 'gsm8k:dev.jsonl', executor: ray}\n"
+        "  - eval: {dataset: 'gsm8k:dev.jsonl'}\n"
+    )
+    result = await run_workflow(
+        path, load_settings(ray_address="10.1.2.3:6379"), dry_run=True, client_factory=Factory()
+    )
+    assert result.access is not None
+    assert result.access.ray == ["big: the Ray cluster at 10.1.2.3:6379"]
+    assert "items on Ray workers (with the settings and API key): big: the Ray cluster at 10.1.2.3:6379" in "\n".join(
+        result.access.lines()
+    )
 
 
 async def test_allow_paths_lets_the_user_widen_the_folder(tmp_path: Path, conclave_home: Path) -> None:
