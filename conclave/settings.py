@@ -434,13 +434,13 @@ def _dotenv_notices(
             "openai_base_urls": "OpenAI-compatible requests, with the API key, are sent there",
             "ollama_host": "Ollama requests are sent there",
             "chroma_url": "documents and searches are sent to that Chroma server",
+            "ray_address": "eval --executor ray sends its items, settings and API key to that Ray cluster",
             "openai_api_key": "requests are made with that key",
         }[name]
         notices.append(f"{name} = {shown} ({effect})")
     return notices
 
 
-            "ray_address": "eval --executor ray sends its items, settings and API key to that Ray cluster",
 def _announce(notices: list[str], dotenv_file: Path) -> None:
     fresh = [n for n in notices if (str(dotenv_file), n) not in _ANNOUNCED]
     if not fresh:
