@@ -378,6 +378,25 @@ async def test_hits_within_one_run_and_the_backend_count(settings: Settings) -> 
     await caches.close()
 
 
+async def test_units_that_start_together_share_one_client(settings: Settings) -> None:
+    """The harness starts its units at once; each asks for the model's client. One must be built: an endpoint pool
+    built four times counts its requests four times apart and sends the four first requests to one endpoint."""
+    import asyncio
+
+    built: list[str] = []
+    factory = Factory()
+
+    async def slow_factory(spec: str, s: Settings) -> Any:
+        built.append(spec)
+        await asyncio.sleep(0.05)  # building a client awaits (a pool checks its endpoints' /models)
+        return await factory(spec, s)
+
+    caches = CacheSet(settings, factory=slow_factory)
+    clients = await asyncio.gather(*(caches.client(SPEC) for _ in range(4)))
+    assert built == [SPEC] and all(c is clients[0] for c in clients)
+    await caches.close()
+
+
 async def test_disabled_cache_always_reaches_the_backend(settings: Settings) -> None:
     factory = Factory()
     caches = CacheSet(settings, enabled=False, factory=factory)

@@ -18,6 +18,7 @@ Each model spec still gets its own folder (:func:`cache_dir`), named after the s
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import hashlib
 import json
@@ -427,12 +428,21 @@ class CacheSet:
         self.factory = factory or _default_factory
         self.counters: dict[str, BackendCounter] = {}
         self.clients: dict[str, ChatCompletionClient] = {}
+        self._building: dict[str, asyncio.Lock] = {}
         self._stores: list[JsonResponseStore] = []
 
     async def client(self, spec: str) -> ChatCompletionClient:
-        """The (cached) client for ``spec``, built once per run."""
+        """The (cached) client for ``spec``, built once per run: units that start together wait for the first one's
+        build (built once each, an endpoint pool would count each copy's requests apart and route them onto the
+        same endpoint)."""
         if spec in self.clients:
             return self.clients[spec]
+        async with self._building.setdefault(spec, asyncio.Lock()):
+            if spec not in self.clients:
+                self.clients[spec] = await self._build(spec)
+        return self.clients[spec]
+
+    async def _build(self, spec: str) -> ChatCompletionClient:
         counter = BackendCounter(await self.factory(spec, self.settings))
         self.counters[spec] = counter
         client: ChatCompletionClient = counter
@@ -448,7 +458,6 @@ class CacheSet:
             store = JsonResponseStore(folder)
             self._stores.append(store)
             client = ResponseCache(counter, store, cache_identity(self.settings, spec))
-        self.clients[spec] = client
         return client
 
     def backend_calls(self) -> dict[str, int]:
