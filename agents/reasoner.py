@@ -36,7 +36,7 @@ from conclave.agents.prompting import load_prompt
 from conclave.errors import BackendError
 from conclave.events import ChainDrafted, ChainRejected, Usage
 from conclave.models import client_name
-from conclave.models.capabilities import capabilities_of
+from conclave.models.capabilities import parallel_of
 from conclave.models.structured import rejects_json_schema, schema_args
 
 
@@ -372,11 +372,14 @@ class Reasoner(RoleAgent):
                     openings[form] = self.opening(form)
                 fresh.append(Candidate(sample=i, form=form, messages=list(openings[form])))
             state.candidates = []
-        if self.client.model_info.get("family") == "unknown" and capabilities_of(self.client).in_process:
-            # One in-process model: concurrent requests would only queue behind its lock.
+        if parallel_of(self.client) == 1:
+            # A model that serves one request at a time (llama-cpp-python in-process): concurrent requests would
+            # only queue behind its lock.
             for candidate in fresh:
                 await self._draft(candidate, cancellation_token)
         else:
+            # Remote servers and the xllamacpp engine's slots decode the samples together; each candidate keeps its
+            # own seed and place in the list, so the results and their order do not depend on which finishes first.
             await asyncio.gather(*(self._draft(c, cancellation_token) for c in fresh))
         state.candidates.extend(fresh)
         valid = sum(1 for c in state.candidates if c.chain is not None)

@@ -211,6 +211,12 @@ class Settings(_Frozen):
     embedded_threads: int | None = Field(None, ge=1, le=256)
     """llama.cpp threads for the embedded backend; default: the CPUs this process may run on. On a machine shared
     with other heavy work, fewer threads than cores avoids llama.cpp's threads waiting on each other."""
+    embedded_engine: Literal["llama-cpp-python", "xllamacpp"] = "llama-cpp-python"
+    """What runs the embedded backend's GGUF models: llama-cpp-python (one request at a time) or xllamacpp
+    (llama.cpp's server code in-process: ``embedded_parallel`` requests decoded together; ``models/xllama.py``)."""
+    embedded_parallel: int = Field(4, ge=1, le=64)
+    """Requests the xllamacpp engine decodes at once (its slots; each has ``context_length`` tokens, so its KV cache
+    holds context_length × embedded_parallel). Unused by llama-cpp-python."""
     request_timeout: float = Field(120.0, gt=0)
     max_retries: int = Field(3, ge=0, le=10)
     retry_budget: float = Field(300.0, gt=0)

@@ -80,7 +80,12 @@ def eval_main(
         None, "--seed", help="Sample the items at random with this seed (default: the first N)."
     ),
     concurrency: int = typer.Option(
-        4, "--concurrency", min=1, max=64, help="Units in flight (the embedded model always runs one at a time)."
+        4,
+        "--concurrency",
+        min=1,
+        max=64,
+        help="Units in flight (per model at most what it serves at once: 1 on the embedded llama-cpp-python engine, "
+        "embedded_parallel on xllamacpp).",
     ),
     executor: str = typer.Option(
         "local", "--executor", help="Where units run: local (this process) or ray (Ray workers; the ray extra)."

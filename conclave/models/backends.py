@@ -58,20 +58,27 @@ def endpoint_url(url: str) -> str:
 
 async def _build_embedded(spec: ModelSpec, settings: Settings) -> ChatCompletionClient:
     from conclave.models.catalog import adapter_for
-    from conclave.models.embedded import EmbeddedChatCompletionClient
+    from conclave.models.embedded import EmbeddedChatCompletionClient, InProcessChatClient
     from conclave.models.resilience import ResilientClient
     from conclave.models.speed import speed_path
 
-    inner = EmbeddedChatCompletionClient(
-        Path(await _embedded_gguf(spec, settings)),
-        name=str(spec),
-        n_ctx=settings.context_length,
-        temperature=settings.temperature,
-        max_tokens=settings.max_tokens,
-        n_threads=settings.embedded_threads,
-        speed_file=speed_path(settings.home),
-        lora_path=adapter_for(spec, settings.home),  # a tuned model (conclave tune): base + LoRA adapter
-    )
+    common: dict[str, Any] = {
+        "name": str(spec),
+        "n_ctx": settings.context_length,
+        "temperature": settings.temperature,
+        "max_tokens": settings.max_tokens,
+        "n_threads": settings.embedded_threads,
+        "speed_file": speed_path(settings.home),
+        "lora_path": adapter_for(spec, settings.home),  # a tuned model (conclave tune): base + LoRA adapter
+    }
+    path = Path(await _embedded_gguf(spec, settings))
+    inner: InProcessChatClient
+    if settings.embedded_engine == "xllamacpp":  # llama.cpp's server code in-process: parallel slots
+        from conclave.models.xllama import XLlamaChatCompletionClient
+
+        inner = XLlamaChatCompletionClient(path, slots=settings.embedded_parallel, **common)
+    else:
+        inner = EmbeddedChatCompletionClient(path, **common)
     # In-process: nothing transient to retry, but errors still get one shape.
     return ResilientClient(inner, spec=str(spec), where="the embedded model", max_retries=0, capabilities=EMBEDDED)
 
@@ -101,6 +108,16 @@ def _embedded_endpoint(spec: ModelSpec, settings: Settings) -> str:
 
 
 def _embedded_identity(spec: ModelSpec, settings: Settings) -> dict[str, Any]:
+    identity = _embedded_model_identity(spec, settings)
+    if settings.embedded_engine != "llama-cpp-python":
+        # The same GGUF may answer differently on xllamacpp at temperature 0 (the server's own chat-template code and
+        # batched kernels; 1 of 8 short SmolLM2 answers differed), so its answers are cached apart. The default
+        # engine's identity is unchanged: caches made before the engine setting existed stay valid.
+        identity["engine"] = settings.embedded_engine
+    return identity
+
+
+def _embedded_model_identity(spec: ModelSpec, settings: Settings) -> dict[str, Any]:
     from conclave.models import catalog, weights
     from conclave.models.embedded import BUNDLED_FILE, bundled_model_path
 

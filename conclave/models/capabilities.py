@@ -7,16 +7,28 @@ once, in ``models/registry.py``); code that has to treat backends differently as
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-__all__ = ["EMBEDDED", "OLLAMA", "OPENAI", "Capabilities", "capabilities_of", "capabilities_for"]
+if TYPE_CHECKING:
+    from conclave.settings import Settings
+
+__all__ = [
+    "EMBEDDED",
+    "OLLAMA",
+    "OPENAI",
+    "Capabilities",
+    "capabilities_for",
+    "capabilities_of",
+    "parallel_of",
+    "parallel_requests",
+]
 
 
 @dataclass(frozen=True)
 class Capabilities:
     in_process: bool = False
-    """The model runs inside this process: one request at a time (parallel requests only queue), nothing transient
-    to retry, no network."""
+    """The model runs inside this process: nothing transient to retry, no network, and a bounded number of requests
+    at once (:func:`parallel_requests`: one on llama-cpp-python, where parallel requests only queue)."""
     structured: Literal["grammar", "format", "response_format"] = "response_format"
     """How output is constrained to a JSON schema: a llama.cpp grammar (``json_schema``), Ollama's ``format``, or
     OpenAI's ``response_format`` (falling back to ``json_object`` where a host refuses ``json_schema``)."""
@@ -49,3 +61,29 @@ def capabilities_of(client: Any) -> Capabilities:
         client = getattr(client, "inner", None) or getattr(client, "client", None) or getattr(client, "_client", None)
         seen += 1
     return Capabilities()
+
+
+def parallel_requests(spec: str, settings: Settings) -> int | None:
+    """How many requests the model a spec names can usefully serve at once (before any client exists): 1 on the
+    embedded backend's llama-cpp-python engine (one at a time), ``embedded_parallel`` on its xllamacpp engine (its
+    slots), None for a remote backend (no limit of its own: the server decides)."""
+    if not capabilities_for(spec).in_process:
+        return None
+    from conclave.models.spec import parse_spec
+
+    if parse_spec(spec).provider == "embedded" and settings.embedded_engine == "xllamacpp":
+        return settings.embedded_parallel
+    return 1
+
+
+def parallel_of(client: Any) -> int | None:
+    """How many requests a client can usefully serve at once: its own ``conclave_parallel`` (looked up through
+    wrappers), else 1 for an in-process model and None (no limit of its own) for a remote one."""
+    seen, inner = 0, client
+    while inner is not None and seen < 16:
+        found = getattr(inner, "conclave_parallel", None)
+        if isinstance(found, int) and not isinstance(found, bool) and found > 0:
+            return found
+        inner = getattr(inner, "inner", None) or getattr(inner, "client", None) or getattr(inner, "_client", None)
+        seen += 1
+    return 1 if capabilities_of(client).in_process else None

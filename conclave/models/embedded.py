@@ -5,6 +5,9 @@ autogen-ext's ``LlamaCppChatCompletionClient`` cannot stream, so this is a compl
 through llama.cpp grammars, tool calls through the same grammars (small models follow a grammar far more reliably
 than a chat template's tool syntax), one shared model per GGUF file behind a lock (llama.cpp contexts are not
 thread-safe), and a RAM prompt cache so a static prompt prefix is evaluated once.
+
+This is the default engine (``embedded_engine = "llama-cpp-python"``); ``xllama.py`` is the other (llama.cpp's server
+code in-process, parallel slots). Both share ``InProcessChatClient`` and the request/reply helpers below.
 """
 
 from __future__ import annotations
@@ -297,9 +300,13 @@ def tool_instructions(tools: Sequence[Tool | ToolSchema], *, allow_answer: bool)
     return "\n".join(lines)
 
 
-class EmbeddedChatCompletionClient(ChatCompletionClient):
+class InProcessChatClient(ChatCompletionClient):
+    """What both engines of the embedded backend share (llama-cpp-python here, xllamacpp in ``xllama.py``): the
+    constructor's settings, turning a request into chat messages + sampling arguments + a grammar (JSON schemas and
+    tool calls), the reply into a ``CreateResult``, usage, and the model info. An engine adds ``_grammar`` (a schema
+    as that engine's grammar), ``create_stream`` and ``count_tokens``."""
+
     conclave_capabilities = EMBEDDED
-    """A ChatCompletionClient running a GGUF model in-process with llama.cpp."""
 
     def __init__(
         self,
@@ -323,7 +330,6 @@ class EmbeddedChatCompletionClient(ChatCompletionClient):
         self._temperature = temperature
         self._max_tokens = max_tokens
         self._seed = seed
-        self._shared: _SharedModel | None = None
         self._total = RequestUsage(prompt_tokens=0, completion_tokens=0)
         self._last = RequestUsage(prompt_tokens=0, completion_tokens=0)
 
@@ -336,24 +342,9 @@ class EmbeddedChatCompletionClient(ChatCompletionClient):
     def path(self) -> Path:
         return self._path
 
-    def _model(self) -> _SharedModel:
-        if self._shared is None:
-            self._shared = _load(self._path, self._n_ctx, self._n_threads, self._lora_path)
-        return self._shared
-
     def _grammar(self, schema: Mapping[str, Any]) -> Any:
-        from llama_cpp import LlamaGrammar
-
-        shared = self._model()
-        text = json.dumps(grammar_safe(schema))  # property order matters: the grammar writes them in this order
-        grammar = shared.grammars.get(text)
-        if grammar is None:
-            try:
-                grammar = LlamaGrammar.from_json_schema(text, verbose=False)
-            except Exception as exc:  # llama.cpp raises bare exceptions for schemas it cannot compile
-                raise BackendError(f"llama.cpp cannot turn this JSON schema into a grammar: {exc}") from exc
-            shared.grammars[text] = grammar
-        return grammar
+        """A JSON schema as the grammar this engine's sampler takes (``grammar_safe`` first)."""
+        raise NotImplementedError
 
     def _prepare(
         self,
@@ -427,6 +418,14 @@ class EmbeddedChatCompletionClient(ChatCompletionClient):
                 content = text.split(":", 1)[1].strip().lstrip('"').rstrip('"}').strip()
         return CreateResult(finish_reason=finish_reason, content=content, usage=usage, cached=False)
 
+    def _record_speed(self, tokens: int, seconds: float) -> None:
+        """Record the decoding rate: tokens after the first over the time they took (no prompt evaluation)."""
+        if self._speed_file is None:
+            return
+        from conclave.models.speed import record
+
+        record(self._speed_file, self._path.name, tokens, seconds, self._n_threads or default_threads())
+
     # -- the ChatCompletionClient interface -------------------------------------------------------------------
     async def create(
         self,
@@ -454,6 +453,53 @@ class EmbeddedChatCompletionClient(ChatCompletionClient):
                 text_parts.append(item)
         assert result is not None
         return result
+
+    async def close(self) -> None:
+        """Models are shared between clients and freed at exit; nothing to do per client."""
+
+    def actual_usage(self) -> RequestUsage:
+        return self._last
+
+    def total_usage(self) -> RequestUsage:
+        return self._total
+
+    def remaining_tokens(self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = []) -> int:
+        return self._n_ctx - self.count_tokens(messages, tools=tools)
+
+    @property
+    def capabilities(self) -> ModelCapabilities:
+        return {"vision": False, "function_calling": True, "json_output": True}
+
+    @property
+    def model_info(self) -> ModelInfo:
+        return EMBEDDED_MODEL_INFO
+
+
+class EmbeddedChatCompletionClient(InProcessChatClient):
+    """A ChatCompletionClient running a GGUF model in-process with llama-cpp-python (one request at a time)."""
+
+    def __init__(self, model_path: Path, **kwargs: Any):
+        super().__init__(model_path, **kwargs)
+        self._shared: _SharedModel | None = None
+
+    def _model(self) -> _SharedModel:
+        if self._shared is None:
+            self._shared = _load(self._path, self._n_ctx, self._n_threads, self._lora_path)
+        return self._shared
+
+    def _grammar(self, schema: Mapping[str, Any]) -> Any:
+        from llama_cpp import LlamaGrammar
+
+        shared = self._model()
+        text = json.dumps(grammar_safe(schema))  # property order matters: the grammar writes them in this order
+        grammar = shared.grammars.get(text)
+        if grammar is None:
+            try:
+                grammar = LlamaGrammar.from_json_schema(text, verbose=False)
+            except Exception as exc:  # llama.cpp raises bare exceptions for schemas it cannot compile
+                raise BackendError(f"llama.cpp cannot turn this JSON schema into a grammar: {exc}") from exc
+            shared.grammars[text] = grammar
+        return grammar
 
     async def create_stream(
         self,
@@ -532,41 +578,16 @@ class EmbeddedChatCompletionClient(ChatCompletionClient):
         self._record(usage)
         if finish == "cancelled":
             raise asyncio.CancelledError()
-        if self._speed_file is not None:
-            from conclave.models.speed import record
-
-            # Tokens after the first over the time they took: the decoding rate, without the prompt's evaluation.
-            record(
-                self._speed_file,
-                self._path.name,
-                usage.completion_tokens - 1,
-                decode_seconds,
-                self._n_threads or default_threads(),
-            )
+        self._record_speed(usage.completion_tokens - 1, decode_seconds)
         yield self._result(text, finish, usage, tool_mode)
 
-    async def close(self) -> None:
-        """Models are shared between clients and freed at exit; nothing to do per client."""
-
-    def actual_usage(self) -> RequestUsage:
-        return self._last
-
-    def total_usage(self) -> RequestUsage:
-        return self._total
-
     def count_tokens(self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = []) -> int:
-        text = "\n".join(m["content"] for m in to_chat_messages(messages))
-        if tools:
-            text += tool_instructions(tools, allow_answer=True)
-        return len(self._model().llama.tokenize(text.encode("utf-8"), add_bos=True)) + 4 * len(messages)
+        return count_prompt_tokens(self._model().llama, messages, tools)
 
-    def remaining_tokens(self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = []) -> int:
-        return self._n_ctx - self.count_tokens(messages, tools=tools)
 
-    @property
-    def capabilities(self) -> ModelCapabilities:
-        return {"vision": False, "function_calling": True, "json_output": True}
-
-    @property
-    def model_info(self) -> ModelInfo:
-        return EMBEDDED_MODEL_INFO
+def count_prompt_tokens(llama: Any, messages: Sequence[LLMMessage], tools: Sequence[Tool | ToolSchema]) -> int:
+    """The prompt's tokens as ``count_tokens`` estimates them (the text, the tool instructions, a few per message)."""
+    text = "\n".join(m["content"] for m in to_chat_messages(messages))
+    if tools:
+        text += tool_instructions(tools, allow_answer=True)
+    return len(llama.tokenize(text.encode("utf-8"), add_bos=True)) + 4 * len(messages)

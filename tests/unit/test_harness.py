@@ -484,3 +484,14 @@ def test_the_eta_times_each_method_on_its_own_items() -> None:
         eta.finished("coa", "embedded", 20.0, cached=False)
     assert eta.seconds() == 8 * 1.0 + 8 * 20.0 + 8 * 10.5 / 4
     assert clock(None) == "–" and clock(65) == "1:05" and clock(3725) == "1:02:05"
+
+
+def test_units_in_flight_per_model_follow_what_the_model_serves_at_once() -> None:
+    from conclave.workflows.evaluation.harness import model_parallel
+
+    serial = load_settings()
+    slots = serial.model_copy(update={"embedded_engine": "xllamacpp", "embedded_parallel": 3})
+    assert model_parallel("embedded:smollm2", 8, serial) == 1, "llama-cpp-python: one at a time"
+    assert model_parallel("embedded:smollm2", 8, slots) == 3, "xllamacpp: its slots"
+    assert model_parallel("embedded:smollm2", 2, slots) == 2, "never more than the run's concurrency"
+    assert model_parallel("openai/gpt-4o", 8, serial) == 8, "a remote backend: the run's concurrency"

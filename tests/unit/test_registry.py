@@ -74,6 +74,46 @@ def test_backend_capabilities_are_properties_of_the_client() -> None:
     assert capabilities_for("openai/gpt-4o") is OPENAI and capabilities_for("embedded:smollm2").in_process
 
 
+def test_parallel_requests_per_backend_and_engine(tmp_path) -> None:
+    """How many requests a model serves at once: 1 on llama-cpp-python, its slots on xllamacpp, no limit of its own
+    for a remote backend; a client says the same through its wrappers."""
+    from conclave.models.capabilities import EMBEDDED, OLLAMA, parallel_of, parallel_requests
+    from conclave.models.resilience import ResilientClient
+    from conclave.settings import Settings
+
+    serial = Settings(home=tmp_path)
+    slots = Settings(home=tmp_path, embedded_engine="xllamacpp", embedded_parallel=6)
+    assert parallel_requests("embedded", serial) == 1 and parallel_requests("embedded:smollm2", slots) == 6
+    assert parallel_requests("openai/gpt-4o", slots) is None and parallel_requests("ollama/qwen", serial) is None
+
+    class Bare:
+        pass
+
+    class Slotted:
+        conclave_parallel = 3
+
+    wrap = ResilientClient
+    assert parallel_of(wrap(Bare(), spec="embedded", where="here", capabilities=EMBEDDED)) == 1  # type: ignore[arg-type]
+    assert parallel_of(wrap(Slotted(), spec="embedded", where="here", capabilities=EMBEDDED)) == 3  # type: ignore[arg-type]
+    assert parallel_of(wrap(Bare(), spec="ollama/q", where="here", capabilities=OLLAMA)) is None  # type: ignore[arg-type]
+
+
+def test_the_xllamacpp_engine_caches_its_answers_apart(tmp_path) -> None:
+    """Engines may answer the same GGUF differently at temperature 0: xllamacpp's identity says so; the default
+    engine's identity is what it was before the setting existed (existing caches stay valid)."""
+    from conclave.models.backends import BACKENDS
+    from conclave.models.spec import parse_spec
+    from conclave.settings import Settings
+
+    identity = BACKENDS.get("embedded").identity
+    spec = parse_spec("embedded:smollm2")
+    default = identity(spec, Settings(home=tmp_path))
+    other = identity(spec, Settings(home=tmp_path, embedded_engine="xllamacpp"))
+    assert "engine" not in default and set(default) == {"provider", "model", "size"}
+    assert other == {**default, "engine": "xllamacpp"}
+    assert identity(spec, Settings(home=tmp_path, embedded_engine="xllamacpp", embedded_parallel=2)) == other
+
+
 async def test_a_backend_plugin_is_a_spec_prefix_everywhere(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     """A function (model, settings) -> client under the conclave.backends group becomes `NAME/model`: parsed, built
     with retries, keyed in the response cache and described to workflow users."""

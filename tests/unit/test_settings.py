@@ -165,3 +165,31 @@ def test_roles_match_the_agents_that_call_a_model(tmp_path) -> None:
 def test_a_retriever_role_is_refused_with_the_reason(tmp_path) -> None:
     with pytest.raises(ValidationError, match="the retriever calls no model"):
         Settings(home=tmp_path, roles={"retriever": "embedded"})
+
+
+def test_the_embedded_engine_settings_and_their_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = load_settings()
+    assert settings.embedded_engine == "llama-cpp-python" and settings.embedded_parallel == 4
+    monkeypatch.setenv("CONCLAVE_EMBEDDED_ENGINE", "xllamacpp")
+    monkeypatch.setenv("CONCLAVE_EMBEDDED_PARALLEL", "8")
+    loaded = load_settings_with_origins()
+    assert loaded.settings.embedded_engine == "xllamacpp" and loaded.settings.embedded_parallel == 8
+    assert loaded.origins["embedded_engine"] == loaded.origins["embedded_parallel"] == "environment"
+    assert load_settings(embedded_engine="llama-cpp-python").embedded_engine == "llama-cpp-python"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "needle"),
+    [
+        ("CONCLAVE_EMBEDDED_ENGINE", "vllm", "embedded_engine (environment): Input should be 'llama-cpp-python' or"),
+        ("CONCLAVE_EMBEDDED_PARALLEL", "0", "embedded_parallel (environment): Input should be greater than or equal"),
+        ("CONCLAVE_EMBEDDED_PARALLEL", "many", "embedded_parallel (environment): Input should be a valid integer"),
+    ],
+)
+def test_a_wrong_engine_setting_names_the_field(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, needle: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError) as refused:
+        load_settings()
+    assert needle in refused.value.message

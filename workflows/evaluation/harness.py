@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from conclave.errors import ConclaveError, ConfigError
 from conclave.events import Event
-from conclave.models.capabilities import capabilities_for
+from conclave.models.capabilities import parallel_requests
 from conclave.settings import AGENT_ROLES, ROLES, Settings
 
 __all__ = ["EvalConfig", "EvalProgress", "EvalResult", "outcome_from_events", "run_eval", "unit_key"]
@@ -414,7 +414,7 @@ async def _execute(
     )
 
     def parallel(spec: str) -> int:
-        return model_parallel(spec, matrix.config.concurrency)
+        return model_parallel(spec, matrix.config.concurrency, settings)
 
     runner: UnitRunner
     if matrix.config.executor == "ray":
@@ -501,10 +501,12 @@ async def _clients_for(caches: CacheSet, model: str, settings: Settings, use_rol
     return await role_clients(settings, caches.client, AGENT_ROLES)
 
 
-def model_parallel(spec: str, concurrency: int) -> int:
-    """Units of one model in flight at once: one for a model in this process (it serves one request at a time;
-    parallel items would only queue and distort each other's latency), else the run's concurrency."""
-    return 1 if capabilities_for(spec).in_process else concurrency
+def model_parallel(spec: str, concurrency: int, settings: Settings) -> int:
+    """Units of one model in flight at once: the run's concurrency, capped by what the model can serve at once
+    (``capabilities.parallel_requests``: one on the embedded llama-cpp-python engine, where parallel items would only
+    queue and distort each other's latency; its slots on xllamacpp; no cap of its own for a remote backend)."""
+    own = parallel_requests(spec, settings)
+    return concurrency if own is None else max(1, min(concurrency, own))
 
 
 class UnitRunner:
@@ -539,7 +541,7 @@ class LocalUnits(UnitRunner):
 
     def limit(self, spec: str) -> asyncio.Semaphore:
         if spec not in self.limits:
-            self.limits[spec] = asyncio.Semaphore(model_parallel(spec, self.concurrency))
+            self.limits[spec] = asyncio.Semaphore(model_parallel(spec, self.concurrency, self.settings))
         return self.limits[spec]
 
     async def __call__(self, item: Item, method: str, model: str) -> EvalSample:
