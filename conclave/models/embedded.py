@@ -343,7 +343,25 @@ class InProcessChatClient(ChatCompletionClient):
         return self._path
 
     def _grammar(self, schema: Mapping[str, Any]) -> Any:
-        """A JSON schema as the grammar this engine's sampler takes (``grammar_safe`` first)."""
+        """A JSON schema as the grammar this engine's sampler takes (``grammar_safe`` first), compiled once per shared
+        model or server."""
+        grammars = self._grammars()
+        text = json.dumps(grammar_safe(schema))  # property order matters: the grammar writes them in this order
+        grammar = grammars.get(text)
+        if grammar is None:
+            try:
+                grammar = self._compile_grammar(text)
+            except Exception as exc:  # llama.cpp raises bare exceptions for schemas it cannot compile
+                raise BackendError(f"llama.cpp cannot turn this JSON schema into a grammar: {exc}") from exc
+            grammars[text] = grammar
+        return grammar
+
+    def _grammars(self) -> dict[str, Any]:
+        """The compiled grammars of this engine's shared model, by schema text."""
+        raise NotImplementedError
+
+    def _compile_grammar(self, schema_text: str) -> Any:
+        """A JSON schema (as text) compiled into this engine's grammar."""
         raise NotImplementedError
 
     def _prepare(
@@ -487,19 +505,13 @@ class EmbeddedChatCompletionClient(InProcessChatClient):
             self._shared = _load(self._path, self._n_ctx, self._n_threads, self._lora_path)
         return self._shared
 
-    def _grammar(self, schema: Mapping[str, Any]) -> Any:
+    def _grammars(self) -> dict[str, Any]:
+        return self._model().grammars
+
+    def _compile_grammar(self, schema_text: str) -> Any:
         from llama_cpp import LlamaGrammar
 
-        shared = self._model()
-        text = json.dumps(grammar_safe(schema))  # property order matters: the grammar writes them in this order
-        grammar = shared.grammars.get(text)
-        if grammar is None:
-            try:
-                grammar = LlamaGrammar.from_json_schema(text, verbose=False)
-            except Exception as exc:  # llama.cpp raises bare exceptions for schemas it cannot compile
-                raise BackendError(f"llama.cpp cannot turn this JSON schema into a grammar: {exc}") from exc
-            shared.grammars[text] = grammar
-        return grammar
+        return LlamaGrammar.from_json_schema(schema_text, verbose=False)
 
     async def create_stream(
         self,

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
-import json
 import secrets
 import threading
 import time
@@ -34,7 +33,7 @@ from autogen_core.tools import Tool, ToolSchema
 from pydantic import BaseModel
 
 from conclave.errors import BackendError, ConfigError
-from conclave.models.embedded import InProcessChatClient, count_prompt_tokens, default_threads, grammar_safe
+from conclave.models.embedded import InProcessChatClient, count_prompt_tokens, default_threads
 
 __all__ = ["PROMPT_CACHE_MIB", "XLlamaChatCompletionClient", "serve"]
 
@@ -215,21 +214,15 @@ class XLlamaChatCompletionClient(InProcessChatClient):
             self._shared = _start(self._path, self._n_ctx, self._n_threads, self._slots, self._lora_path)
         return self._shared
 
-    def _grammar(self, schema: Mapping[str, Any]) -> str:
+    def _grammars(self) -> dict[str, Any]:
+        return self._server().grammars
+
+    def _compile_grammar(self, schema_text: str) -> str:
         """The GBNF text llama-cpp-python compiles for the same schema (``embedded.py``): both engines constrain a
         reply identically."""
         from llama_cpp.llama_grammar import json_schema_to_gbnf
 
-        shared = self._server()
-        text = json.dumps(grammar_safe(schema))  # property order matters: the grammar writes them in this order
-        grammar = shared.grammars.get(text)
-        if grammar is None:
-            try:
-                grammar = json_schema_to_gbnf(text)
-            except Exception as exc:  # the converter raises bare exceptions for schemas it cannot compile
-                raise BackendError(f"llama.cpp cannot turn this JSON schema into a grammar: {exc}") from exc
-            shared.grammars[text] = grammar
-        return grammar
+        return str(json_schema_to_gbnf(schema_text))
 
     async def create_stream(
         self,
