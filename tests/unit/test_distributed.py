@@ -120,3 +120,38 @@ def test_a_workflow_eval_step_may_ask_for_ray_but_not_name_the_cluster() -> None
     assert workflow.steps[0].eval.executor == "ray"
     with pytest.raises(Exception, match="address"):
         parse_workflow("name: w\nsteps:\n  - eval: {dataset: 'gsm8k:dev.jsonl', executor: ray, address: 'h:1'}\n")
+
+
+async def test_a_worker_builds_its_clients_once_for_units_that_arrive_together(
+    monkeypatch: pytest.MonkeyPatch, conclave_home: Path
+) -> None:
+    """A Ray worker's first units arrive at once; one set of clients must serve them all (two would be two pools
+    routing apart). The actor class is exercised directly here, in this process, against a loopback stub."""
+    import asyncio
+
+    from conclave.workflows.evaluation import harness
+    from conclave.workflows.evaluation.datasets import Item
+    from conclave.workflows.evaluation.distributed import _Worker
+
+    from tests.servers.openai_stub import StubEndpoint
+
+    starts: list[int] = []
+    real_start = harness.LocalUnits.start
+
+    async def slow_start(*args: Any, **kwargs: Any) -> Any:
+        starts.append(1)
+        await asyncio.sleep(0.05)  # building clients awaits (a judge's client, a pool's /models check)
+        return await real_start(*args, **kwargs)
+
+    monkeypatch.setattr(harness.LocalUnits, "start", staticmethod(slow_start))
+    stub = StubEndpoint().start()
+    try:
+        info = {"stub": {"function_calling": False, "json_output": True, "structured_output": True}}
+        settings = load_settings(openai_base_url=stub.base_url, openai_model_info=info, cache=False)
+        worker = _Worker(harness.UnitPlan(None, 4, ("numeric",), False), settings, None, 3, (0, 1))
+        items = [Item(f"q{i}", "What is 6 times 7?", ("42",), "number") for i in range(3)]
+        records = await asyncio.gather(*(worker.run(item, "direct", "openai/stub") for item in items))
+    finally:
+        stub.stop()
+    assert starts == [1]
+    assert [r["value"] for r in records] == ["42", "42", "42"] and all(r["ok"] for r in records)

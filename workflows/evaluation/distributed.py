@@ -130,6 +130,7 @@ class _Worker:
         self.judge_spec = judge_spec
         self.concurrency = concurrency
         self.units: Any = None
+        self.starting = asyncio.Lock()  # the first units arrive together: one set of clients for all of them
         # Errors this worker records must not carry the key it was given (the driver registered it, not us).
         if settings.openai_api_key is not None:
             register_secret(settings.openai_api_key.get_secret_value())
@@ -138,9 +139,10 @@ class _Worker:
         from conclave.workflows.evaluation.cache import CacheSet
         from conclave.workflows.evaluation.harness import LocalUnits
 
-        if self.units is None:
-            caches = CacheSet(self.settings, enabled=self.settings.cache)
-            self.units = await LocalUnits.start(self.plan, self.settings, caches, self.judge_spec, self.concurrency)
+        async with self.starting:
+            if self.units is None:
+                caches = CacheSet(self.settings, enabled=self.settings.cache)
+                self.units = await LocalUnits.start(self.plan, self.settings, caches, self.judge_spec, self.concurrency)
         sample: EvalSample = await self.units(item, method, model)
         return sample.to_record()
 
@@ -172,7 +174,6 @@ class RayUnits(UnitRunner):
         judge_spec: str | None,
         concurrency: int,
         note: Callable[[str], None],
-        workers: int | None = None,
     ) -> RayUnits:
         ray = preflight(plan, settings)
         address = settings.ray_address
@@ -180,7 +181,7 @@ class RayUnits(UnitRunner):
         if started_ray:
             await asyncio.to_thread(start_ray, ray, address)
         cpus = int(ray.available_resources().get("CPU", 1)) or 1
-        count = max(1, min(concurrency, workers or cpus))
+        count = max(1, min(concurrency, cpus))
         per_worker = math.ceil(concurrency / count)
         actor = ray.remote(_Worker).options(
             num_cpus=0,  # a worker mostly waits on endpoints; how many there are is ``count``'s business
