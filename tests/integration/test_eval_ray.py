@@ -211,3 +211,21 @@ def test_an_unreachable_ray_address_is_one_clear_error(tmp_path: Path, conclave_
     assert f"cannot reach the Ray cluster at 127.0.0.1:{port}" in message, message
     assert "Traceback" not in message
     assert time.monotonic() - started < 60, "refused at once, not after Ray's own minute of retries"
+
+
+async def test_an_embedded_model_runs_inside_the_workers(tmp_path: Path, conclave_home: Path) -> None:
+    """No endpoint at all: each Ray worker loads the bundled model itself, and the answers are the local run's.
+    The thread count is pinned: llama.cpp sums in another order with another count, and greedy decoding can then
+    take another word (a Ray worker on one machine otherwise gets cores / workers threads). Both runs start from a
+    freshly loaded model: a model's prompt cache from an earlier run changes greedy answers too (PERFORMANCE.md §5)."""
+    dataset = f"gsm8k:{_questions(tmp_path / 'q.jsonl', 2)}"
+    # A context length no other test uses: this process loads a copy of its own, with an empty prompt cache.
+    settings = load_settings(temperature=0.0, max_tokens=32, context_length=2176, embedded_threads=1)
+    # Named: the workers are other processes, where the suite's "Qwen looks uninstalled" patch does not reach.
+    config = EvalConfig(dataset=dataset, methods=["direct"], models=["embedded:smollm2"], concurrency=2, cache=False)
+    local = await run_eval(config, settings)
+    notes: list[str] = []
+    distributed = await run_eval(config.model_copy(update={"executor": "ray"}), settings, on_note=notes.append)
+    assert any("runs inside each Ray worker" in n for n in notes), notes
+    assert all(r.ok for r in distributed.records), [r.error for r in distributed.records]
+    assert [(r.item_id, r.answer) for r in distributed.records] == [(r.item_id, r.answer) for r in local.records]

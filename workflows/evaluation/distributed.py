@@ -190,6 +190,10 @@ class RayUnits(UnitRunner):
             max_task_retries=1,
             scheduling_strategy="SPREAD",
         )
+        if not address and settings.embedded_threads is None:
+            # An embedded model is loaded by every worker; on one machine they share its cores rather than each
+            # taking all of them (llama.cpp's threads wait on each other when oversubscribed).
+            settings = settings.model_copy(update={"embedded_threads": max(1, (os.cpu_count() or 1) // count)})
         handles = [actor.remote(plan, settings, judge_spec, per_worker, (n, count)) for n in range(count)]
         try:
             await asyncio.gather(*(h.ready.remote() for h in handles))  # every worker up before the first unit

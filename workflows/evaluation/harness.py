@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from conclave.errors import ConclaveError, ConfigError
 from conclave.events import Event
-from conclave.models.capabilities import parallel_requests
+from conclave.models.capabilities import capabilities_for, parallel_requests
 from conclave.settings import AGENT_ROLES, ROLES, Settings
 
 __all__ = ["EvalConfig", "EvalProgress", "EvalResult", "outcome_from_events", "run_eval", "unit_key"]
@@ -419,6 +419,13 @@ async def _execute(
     runner: UnitRunner
     if matrix.config.executor == "ray":
         from conclave.workflows.evaluation.distributed import RayUnits
+
+        in_process = [m for m in matrix.config.models if capabilities_for(m).in_process]
+        if in_process:
+            note(
+                f"{', '.join(in_process)} runs inside each Ray worker (a copy of the model per worker); on one "
+                "machine --executor local serves it with less memory"
+            )
 
         runner = await RayUnits.start(matrix.plan, settings, judge_spec, matrix.config.concurrency, note)
     else:
