@@ -175,7 +175,7 @@ class RayUnits(UnitRunner):
         concurrency: int,
         note: Callable[[str], None],
     ) -> RayUnits:
-        ray = preflight(plan, settings)
+        ray = import_ray()  # the run's preflight (harness._resolve) checked the address and the store
         address = settings.ray_address
         started_ray = not ray.is_initialized()
         if started_ray:

@@ -212,24 +212,11 @@ class UnitPlan:
 class _Matrix:
     """Everything a run needs once its configuration is resolved."""
 
-    def __init__(
-        self,
-        config: EvalConfig,
-        settings: Settings,
-        dataset: Dataset,
-        items: list[Item],
-        scorers: list[str],
-        collection: str | None,
-        k: int,
-    ):
+    def __init__(self, config: EvalConfig, dataset: Dataset, items: list[Item], plan: UnitPlan):
         self.config = config
-        self.settings = settings
         self.dataset = dataset
         self.items = items
-        self.scorers = scorers
-        self.collection = collection
-        self.k = k
-        self.plan = UnitPlan(collection, k, tuple(scorers), config.use_roles)
+        self.plan = plan
 
 
 def _validate(config: EvalConfig) -> None:
@@ -269,16 +256,13 @@ async def _resolve(
     resolved = config.model_copy(
         update={"models": models, "scorers": scorers, "collection": collection, "use_roles": use_roles}
     )
-    k = config.k or settings.top_k
-    return resolved, _Matrix(resolved, settings, dataset, items, scorers, collection, k)
-
-
-def _preflight(matrix: _Matrix, settings: Settings) -> None:
-    """Refuse a run that cannot start where it is asked to run before anything is written for it."""
-    if matrix.config.executor == "ray":
+    plan = UnitPlan(collection, config.k or settings.top_k, tuple(scorers), use_roles)
+    matrix = _Matrix(resolved, dataset, items, plan)
+    if resolved.executor == "ray":  # refused here, before the caller writes anything for the run
         from conclave.workflows.evaluation.distributed import preflight
 
-        preflight(matrix.plan, settings)
+        preflight(plan, settings)
+    return resolved, matrix
 
 
 async def run_eval(
@@ -315,12 +299,10 @@ async def run_eval(
         # The recorded configuration wins (same items, methods, models); only how fast and where it runs may change.
         config = stored.model_copy(update={"concurrency": config.concurrency, "executor": config.executor})
         resolved, matrix = await _resolve(config, settings, note)
-        _preflight(matrix, settings)
         run_id = run_dir.name
         fresh = False
     else:
         resolved, matrix = await _resolve(config, settings, note)
-        _preflight(matrix, settings)
         if run_dir is None:
             run_id = runs.new_run_id("eval")
             run_dir = runs.create_run_dir(settings, run_id)
@@ -337,12 +319,12 @@ async def run_eval(
     if on_start is not None:
         on_start(run_id, run_dir)
     run_settings = settings.model_copy(
-        update={"cache": resolved.cache, **({"collection": matrix.collection} if matrix.collection else {})}
+        update={"cache": resolved.cache, **({"collection": matrix.plan.collection} if matrix.plan.collection else {})}
     )
     caches = CacheSet(run_settings, enabled=resolved.cache, factory=client_factory)
     try:
         judge_spec = None
-        if needs_judge(matrix.scorers):
+        if needs_judge(matrix.plan.scorers):
             from conclave.models import role_spec
 
             judge_spec = resolved.judge or await role_spec(settings, "judge")
@@ -363,7 +345,7 @@ async def run_eval(
                 "items_selected": len(matrix.items),
                 "contexts": len(matrix.dataset.contexts),
                 "problems": [str(p) for p in matrix.dataset.problems],
-                "collection": matrix.collection,
+                "collection": matrix.plan.collection,
             }
             runs.write_json(run_dir / "manifest.json", manifest, run_id=run_id)
         for problem in matrix.dataset.problems[:10]:
