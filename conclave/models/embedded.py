@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import importlib.util
 import json
 import os
 import threading
 import time
 import uuid
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -300,6 +301,44 @@ def tool_instructions(tools: Sequence[Tool | ToolSchema], *, allow_answer: bool)
     return "\n".join(lines)
 
 
+Post = Callable[[tuple[str, Any]], None]
+"""How a generation thread hands ``("delta", text)``, ``("done", result)`` or ``("error", exception)`` to the loop."""
+
+
+async def relay_thread(
+    produce: Callable[[Post, threading.Event], None], cancellation_token: CancellationToken | None, name: str
+) -> AsyncGenerator[tuple[str, Any], None]:
+    """Run ``produce(post, stop)`` in a daemon thread and yield what it posts, in order, up to ``("done", ...)``;
+    an ``("error", exc)`` is raised as a BackendError. ``stop`` is set when the generator is closed early (Ctrl-C,
+    a consumer that stops reading), when the token is cancelled, or when the loop is gone: the thread ends its
+    generation at the next token. Close it with ``contextlib.aclosing`` so an early stop reaches the thread."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+    stop = threading.Event()
+    if cancellation_token is not None:
+        cancellation_token.add_callback(stop.set)
+
+    def post(item: tuple[str, Any]) -> None:
+        try:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+        except RuntimeError:  # the consumer's loop is gone (stopped early, or the program is exiting)
+            stop.set()
+
+    threading.Thread(target=produce, args=(post, stop), name=name, daemon=True).start()
+    try:
+        while True:
+            kind, payload = await queue.get()
+            if kind == "error":
+                if isinstance(payload, BackendError):
+                    raise payload
+                raise BackendError(f"the embedded model failed: {payload}") from payload
+            yield kind, payload
+            if kind == "done":
+                return
+    finally:
+        stop.set()
+
+
 class InProcessChatClient(ChatCompletionClient):
     """What both engines of the embedded backend share (llama-cpp-python here, xllamacpp in ``xllama.py``): the
     constructor's settings, turning a request into chat messages + sampling arguments + a grammar (JSON schemas and
@@ -526,19 +565,8 @@ class EmbeddedChatCompletionClient(InProcessChatClient):
     ) -> AsyncGenerator[str | CreateResult, None]:
         shared = await asyncio.to_thread(self._model)
         chat, kwargs, tool_mode = self._prepare(messages, tools, tool_choice, json_output, extra_create_args)
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-        stop = threading.Event()
-        if cancellation_token is not None:
-            cancellation_token.add_callback(stop.set)
 
-        def post(item: tuple[str, Any]) -> None:
-            try:
-                loop.call_soon_threadsafe(queue.put_nowait, item)
-            except RuntimeError:  # the consumer's loop is gone (stopped early, or the program is exiting)
-                stop.set()
-
-        def produce() -> None:
+        def produce(post: Post, stop: threading.Event) -> None:
             finish = "stop"
             pieces = 0
             first = last = 0.0  # when the first and the last piece of text were decoded
@@ -563,27 +591,18 @@ class EmbeddedChatCompletionClient(InProcessChatClient):
                         remember_prefix(shared.llama)
                     total = int(shared.llama.n_tokens)
                 post(("done", (finish, pieces, total, last - first)))
-            except Exception as exc:  # surfaced in the event loop below
+            except Exception as exc:  # surfaced in the event loop by relay_thread
                 post(("error", exc))
 
-        worker = threading.Thread(target=produce, name="conclave-embedded", daemon=True)
-        worker.start()
         parts: list[str] = []
-        try:
-            while True:
-                kind, payload = await queue.get()
+        async with contextlib.aclosing(relay_thread(produce, cancellation_token, "conclave-embedded")) as relayed:
+            async for kind, payload in relayed:
                 if kind == "delta":
                     parts.append(payload)
                     if not tool_mode:
                         yield payload
-                elif kind == "error":
-                    raise BackendError(f"the embedded model failed: {payload}") from payload
                 else:
                     finish, pieces, total, decode_seconds = payload
-                    break
-        finally:
-            # Closing the generator early (Ctrl-C, cancellation) stops the generation thread at its next token.
-            stop.set()
         text = "".join(parts)
         completion = len(shared.llama.tokenize(text.encode("utf-8"), add_bos=False, special=True)) if text else 0
         usage = RequestUsage(prompt_tokens=max(0, total - completion), completion_tokens=max(completion, pieces))

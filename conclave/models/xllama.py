@@ -33,7 +33,13 @@ from autogen_core.tools import Tool, ToolSchema
 from pydantic import BaseModel
 
 from conclave.errors import BackendError, ConfigError
-from conclave.models.embedded import InProcessChatClient, count_prompt_tokens, default_threads
+from conclave.models.embedded import (
+    InProcessChatClient,
+    Post,
+    count_prompt_tokens,
+    default_threads,
+    relay_thread,
+)
 
 __all__ = ["PROMPT_CACHE_MIB", "XLlamaChatCompletionClient", "serve"]
 
@@ -244,19 +250,8 @@ class XLlamaChatCompletionClient(InProcessChatClient):
             "cache_prompt": True,
             **kwargs,
         }
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-        stop = threading.Event()
-        if cancellation_token is not None:
-            cancellation_token.add_callback(stop.set)
 
-        def post(item: tuple[str, Any]) -> None:
-            try:
-                loop.call_soon_threadsafe(queue.put_nowait, item)
-            except RuntimeError:  # the consumer's loop is gone (stopped early, or the program is exiting)
-                stop.set()
-
-        def produce() -> None:
+        def produce(post: Post, stop: threading.Event) -> None:
             state: dict[str, Any] = {"finish": "stop", "usage": None, "timings": None, "error": None}
 
             def on_chunk(chunk: Any) -> bool:
@@ -303,26 +298,15 @@ class XLlamaChatCompletionClient(InProcessChatClient):
                     state["alone"] = alone and shared.started == mine  # no other request overlapped this one
             post(outcome)
 
-        worker = threading.Thread(target=produce, name="conclave-xllama", daemon=True)
-        worker.start()
         parts: list[str] = []
-        try:
-            while True:
-                kind, payload = await queue.get()
+        async with contextlib.aclosing(relay_thread(produce, cancellation_token, "conclave-xllama")) as relayed:
+            async for kind, payload in relayed:
                 if kind == "delta":
                     parts.append(payload)
                     if not tool_mode:
                         yield payload
-                elif kind == "error":
-                    if isinstance(payload, BackendError):
-                        raise payload
-                    raise BackendError(f"the embedded model failed: {payload}") from payload
                 else:
                     state = payload
-                    break
-        finally:
-            # Closing the generator early (Ctrl-C, cancellation) stops the generation at its next token.
-            stop.set()
         finish = state["finish"]
         if finish == "cancelled":
             raise asyncio.CancelledError()
