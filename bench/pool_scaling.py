@@ -64,6 +64,8 @@ async def one_run(endpoints: int, delay: float, executor: str = "local", per_end
         raise SystemExit(f"every item failed with {endpoints} endpoint(s): {result.records[0].error}")
     rate = 60 * len(result.records) / result.seconds
     ideal = endpoints * 60 / delay
+    # The moment every Ray worker was up (the "running on ..." note), or the run's start in-process.
+    up, workers = next(((t, n.partition(": ")[2]) for t, n in notes if n.startswith("running on")), (started, None))
     return {
         "endpoints": endpoints,
         "items": len(result.records),
@@ -71,19 +73,12 @@ async def one_run(endpoints: int, delay: float, executor: str = "local", per_end
         "items_per_min": round(rate, 1),
         "ideal_per_min": round(ideal, 1),
         "efficiency": round(rate / ideal, 3),
-        "efficiency_working": round(
-            60
-            * len(result.records)
-            / (ended - next((t for t, n in notes if n.startswith("running on")), started))
-            / ideal,
-            3,
-        ),
+        "efficiency_working": round(60 * len(result.records) / (ended - up) / ideal, 3),
         "served": [s.served for s in stubs],
         "peak_in_flight": [s.peak for s in stubs],
         "failed": failed,
-        "workers": next((n.partition(": ")[2] for _, n in notes if n.startswith("running on")), "in-process"),
-        # From the moment every worker is up (Ray) or the run starts (in-process) to the last item.
-        "working_seconds": round(ended - next((t for t, n in notes if n.startswith("running on")), started), 2),
+        "workers": workers or "in-process",
+        "working_seconds": round(ended - up, 2),
     }
 
 
