@@ -240,6 +240,7 @@ def _ingest_file(
             "chunk_index": chunk.index,
             "kind": doc.kind,
             "ingested_at": now,
+            **chunk.meta,  # a table chunk's caption and rows (tools/tables.py)
         }
         batcher.add(cid, chunk, meta, pending)
     return True

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from conclave.tools.calculator import evaluate
+from conclave.tools.values import read_value_tool
 from conclave.tools.vector_math import evaluate_vector
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -175,6 +176,7 @@ def build_tools(
             description="Vector/matrix arithmetic over named arrays (dot, transpose, @, mean, sum, norm); returns JSON.",
             args_schema=VectorMathArgs,
         ),
+        read_value_tool(get_store, bound_collection, bound_k),
     ]
     registered = {t.name: t for t in tools}
     _add(registered, plugin_tools(settings), "plugin", "rename it in the plugin, or uninstall the plugin")
@@ -244,6 +246,8 @@ def run_tool(tools: Mapping[str, BaseTool], name: str, args: Mapping[str, Any]) 
 
 
 def _as_text(result: Any) -> str:
+    if isinstance(result, BaseModel):  # a structured result (read_value's value with its source)
+        return result.model_dump_json(exclude_none=True)
     return result if isinstance(result, str) else json.dumps(result)
 
 
