@@ -65,6 +65,8 @@ class TeamState:
     tools: dict[str, Any]
     collection: str | None
     emit: Emit
+    source: str | None = None
+    """Search only this document's passages (``RunContext.source``)."""
     history: list[tuple[str, str]] = field(default_factory=list)
     subquestions: list[SubQuestion] = field(default_factory=list)
     passages: list[Passage] = field(default_factory=list)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from autogen_core import CancellationToken
 from conclave.agents.base import RoleAgent, TeamState
+from conclave.tools.registry import source_filter
 
 from conclave.events import Passage, Retrieved
 
@@ -33,7 +34,11 @@ class Retriever(RoleAgent):
             return "retrieval: no collection"
         by_id: dict[str, Passage] = {}
         for query in self.queries():
-            found = await self.store.search(query, k=state.settings.top_k, collection=state.collection)  # type: ignore[attr-defined]
+            # The filter only when a source scopes the run: a store without one keeps working as before.
+            scope = {"where": source_filter(state.source)} if state.source else {}
+            found = await self.store.search(  # type: ignore[attr-defined]
+                query, k=state.settings.top_k, collection=state.collection, **scope
+            )
             await state.publish(Retrieved(query=query, passages=list(found)))
             for passage in found:
                 if passage.id not in by_id or by_id[passage.id].score < passage.score:

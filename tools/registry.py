@@ -33,6 +33,7 @@ __all__ = [
     "build_tools",
     "format_passages",
     "run_tool",
+    "source_filter",
     "to_autogen_tools",
     "tool_schemas",
 ]
@@ -122,16 +123,30 @@ def plugin_tools(settings: Settings) -> dict[str, BaseTool]:
     return out
 
 
+def source_filter(source: str | None) -> dict[str, Any] | None:
+    """The store's metadata filter that limits a search to one document's passages (None: the whole collection)."""
+    return {"source": source} if source else None
+
+
 def build_tools(
-    settings: Settings, store: KnowledgeStore | None = None, *, collection: str | None = None, k: int | None = None
+    settings: Settings,
+    store: KnowledgeStore | None = None,
+    *,
+    collection: str | None = None,
+    k: int | None = None,
+    source: str | None = None,
 ) -> dict[str, BaseTool]:
     """The registered tools, keyed by name; the store is opened on the first knowledge search if not given.
 
     ``search_knowledge`` searches ``collection`` (default: ``settings.collection``) for ``k`` passages (default:
-    ``settings.top_k``), both fixed here by the run: its schema offers the model the query alone.
+    ``settings.top_k``), only among the passages of the document ``source`` when one is given; all fixed here by the
+    run: its schema offers the model the query alone.
     """
     bound_collection = settings.collection if collection is None else collection
     bound_k = k or settings.top_k
+    bound_where = source_filter(source)
+    # The filter travels only when a source scopes the search: a store without one keeps working as before.
+    scope: dict[str, Any] = {"where": bound_where} if bound_where else {}
     holder: dict[str, KnowledgeStore] = {}
     if store is not None:
         holder["store"] = store
@@ -144,10 +159,10 @@ def build_tools(
         return holder["store"]
 
     def search_sync(query: str) -> str:
-        return format_passages(get_store().search_sync(query, bound_k, bound_collection))
+        return format_passages(get_store().search_sync(query, bound_k, bound_collection, **scope))
 
     async def search_async(query: str) -> str:
-        return format_passages(await get_store().search(query, bound_k, bound_collection))
+        return format_passages(await get_store().search(query, bound_k, bound_collection, **scope))
 
     def calculator(expression: str) -> str:
         return evaluate(expression).text

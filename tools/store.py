@@ -356,11 +356,16 @@ class KnowledgeStore:
 
     # ------------------------------------------------------------ search
 
-    def search_sync(self, query: str, k: int = 5, collection: str | None = None) -> list[Passage]:
-        """The ``k`` passages most similar to ``query``, best first; score is cosine similarity in [0, 1]."""
-        return self.search_many_sync([query], k, collection)[0]
+    def search_sync(
+        self, query: str, k: int = 5, collection: str | None = None, where: dict[str, Any] | None = None
+    ) -> list[Passage]:
+        """The ``k`` passages most similar to ``query``, best first; score is cosine similarity in [0, 1]. ``where``
+        (a Chroma metadata filter, e.g. ``{"source": path}``) limits the search to the passages it matches."""
+        return self.search_many_sync([query], k, collection, where)[0]
 
-    def search_many_sync(self, queries: list[str], k: int = 5, collection: str | None = None) -> list[list[Passage]]:
+    def search_many_sync(
+        self, queries: list[str], k: int = 5, collection: str | None = None, where: dict[str, Any] | None = None
+    ) -> list[list[Passage]]:
         """:meth:`search_sync` for several queries at once (one batched embedding call; Chroma queried in batches)."""
         for query in queries:
             if not isinstance(query, str) or not query.strip():
@@ -388,6 +393,7 @@ class KnowledgeStore:
                 col.query,
                 query_embeddings=vectors[start : start + batch],
                 n_results=n_results,
+                where=where or None,
                 include=["documents", "metadatas", "distances"],
             )
             found.extend(
@@ -433,9 +439,11 @@ class KnowledgeStore:
 
     # ------------------------------------------------------------ async API
 
-    async def search(self, query: str, k: int = 5, collection: str | None = None) -> list[Passage]:
+    async def search(
+        self, query: str, k: int = 5, collection: str | None = None, where: dict[str, Any] | None = None
+    ) -> list[Passage]:
         """Async :meth:`search_sync` (runs in a worker thread)."""
-        return await asyncio.to_thread(self.search_sync, query, k, collection)
+        return await asyncio.to_thread(self.search_sync, query, k, collection, where)
 
     async def list_collections(self) -> list[CollectionInfo]:
         """Async :meth:`list_collections_sync`."""

@@ -167,12 +167,14 @@ async def run_rag(ctx: RunContext) -> AsyncIterator[Event]:
     passages, then one call that answers from them with citations."""
     from autogen_core.models import SystemMessage, UserMessage
     from conclave.agents.base import cited_passages, passages_block
+    from conclave.tools.registry import source_filter
     from conclave.workflows.team import open_store
 
     passages: list[Passage] = []
     if ctx.collection:
         store = ctx.store if ctx.store is not None else await open_store(ctx)
-        passages = list(await store.search(ctx.question, k=ctx.settings.top_k, collection=ctx.collection))
+        scope = {"where": source_filter(ctx.source)} if ctx.source else {}
+        passages = list(await store.search(ctx.question, k=ctx.settings.top_k, collection=ctx.collection, **scope))
         yield Retrieved(query=ctx.question, passages=passages)
     context = f"Passages:\n{passages_block(passages)}" if passages else "Passages: (none were found)"
     messages: list[LLMMessage] = [

@@ -39,7 +39,7 @@ async def run_react(ctx: RunContext) -> AsyncIterator[Event]:
         from conclave.workflows.team import open_store
 
         store = await open_store(ctx)
-    tools = ctx.tools if ctx.tools is not None else available_tools(ctx.settings, store, ctx.collection)
+    tools = ctx.tools if ctx.tools is not None else available_tools(ctx.settings, store, ctx.collection, ctx.source)
     client = ctx.clients["reasoner"]
     agent = AssistantAgent(
         "reasoner",

@@ -95,6 +95,8 @@ class RunContext:
     tools: dict[str, Any] | None = None
     store: Any = None
     """The knowledge store; opened on demand when None."""
+    source: str | None = None
+    """Search only the passages of this one document (their ``source``), not the whole collection."""
 
 
 async def build_context(
@@ -107,9 +109,11 @@ async def build_context(
     clients: dict[str, Any] | None = None,
     tools: dict[str, Any] | None = None,
     knowledge: bool = True,
+    source: str | None = None,
 ) -> RunContext:
     """Resolve roles to clients (shared when roles name the same spec). ``collection`` defaults to the configured
-    one; ``knowledge=False`` answers with no collection at all (arithmetic data sets)."""
+    one; ``knowledge=False`` answers with no collection at all (arithmetic data sets); ``source`` limits every
+    search to that document's passages."""
     from conclave.models import client_name, make_client, role_clients
     from conclave.settings import AGENT_ROLES
 
@@ -131,6 +135,7 @@ async def build_context(
         collection=(settings.collection if collection is None else collection) if knowledge else None,
         history=list(history or []),
         tools=tools,
+        source=source if knowledge else None,
     )
 
 

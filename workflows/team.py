@@ -71,6 +71,7 @@ async def build_team(
         question=ctx.question,
         tools=tools,
         collection=ctx.collection if store else None,
+        source=ctx.source,
         emit=emit,
         history=ctx.history,
     )
@@ -107,12 +108,14 @@ async def build_team(
     return flow, state, errors
 
 
-def available_tools(settings: Any, store: Any, collection: str | None = None) -> dict[str, Any]:
+def available_tools(
+    settings: Any, store: Any, collection: str | None = None, source: str | None = None
+) -> dict[str, Any]:
     """The registered tools, without knowledge search when there is no collection to search; the search is bound
-    to ``collection`` (the run's) and ``settings.top_k``."""
+    to ``collection`` (the run's), ``settings.top_k`` and, when given, one document (``source``)."""
     from conclave.tools.registry import build_tools
 
-    tools = build_tools(settings, store=store, collection=collection)
+    tools = build_tools(settings, store=store, collection=collection, source=source)
     if store is None:
         # Offering a search that can only fail invites the model to "look up" what it should compute.
         tools.pop("search_knowledge", None)
@@ -122,7 +125,7 @@ def available_tools(settings: Any, store: Any, collection: str | None = None) ->
 async def run_coa(ctx: RunContext) -> AsyncIterator[Event]:
     """Answer with the team, yielding its events as they happen."""
     store = ctx.store if ctx.store is not None else (await open_store(ctx) if ctx.collection else None)
-    tools = ctx.tools if ctx.tools is not None else available_tools(ctx.settings, store, ctx.collection)
+    tools = ctx.tools if ctx.tools is not None else available_tools(ctx.settings, store, ctx.collection, ctx.source)
     queue: asyncio.Queue[Event | None] = asyncio.Queue()
     flow, state, errors = await build_team(ctx, queue.put, store, tools)
     token = CancellationToken()

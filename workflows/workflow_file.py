@@ -113,6 +113,9 @@ class AskArgs(_Strict):
     question: str = Field(..., min_length=1)
     method: Method | None = None
     collection: str | None = None
+    source: str | None = Field(
+        None, description="search only this ingested document (its path, relative to the workflow file)"
+    )
 
 
 class BatchArgs(_Strict):
@@ -121,6 +124,9 @@ class BatchArgs(_Strict):
     questions: str = Field(..., description="path of the questions file (or a reference to a step's output)")
     method: Method | None = None
     collection: str | None = None
+    source: str | None = Field(
+        None, description="search only this ingested document (its path, relative to the workflow file)"
+    )
     limit: int | None = Field(None, ge=1)
 
 

@@ -155,13 +155,20 @@ class _Runner:
 
         return await role_clients(self.settings, self.caches.client, AGENT_ROLES)
 
-    async def answer(self, question: str, method: str | None, collection: str | None) -> dict[str, Any]:
+    async def answer(
+        self, question: str, method: str | None, collection: str | None, source: str | None = None
+    ) -> dict[str, Any]:
         from conclave.workflows.runner import build_context, run_question
 
         from conclave.events import AnswerDelta, collect
 
         ctx = await build_context(
-            question, self.settings, method=method, collection=collection, clients=await self.clients()
+            question,
+            self.settings,
+            method=method,
+            collection=collection,
+            clients=await self.clients(),
+            source=await self.source_of(source, collection),
         )
         events = [e async for e in run_question(ctx) if not isinstance(e, AnswerDelta)]
         run = collect(events)
@@ -202,8 +209,22 @@ class _Runner:
         )
         return {"collection": collection, "chunks": report.chunks_total, "files": report.files_seen}
 
+    async def source_of(self, given: str | None, collection: str | None) -> str | None:
+        """The stored source of a step's ``source:`` (a path relative to the workflow file), checked to be ingested."""
+        if given is None:
+            return None
+        from conclave.tools.sources import find_source
+
+        return await asyncio.to_thread(
+            find_source,
+            self.settings,
+            self.settings.collection if collection is None else collection,
+            given,
+            base=self.policy.base,
+        )
+
     async def ask(self, step_id: str, args: dict[str, Any]) -> dict[str, Any]:
-        result = await self.answer(args["question"], args["method"], args["collection"])
+        result = await self.answer(args["question"], args["method"], args["collection"], args.get("source"))
         path = self.step_dir(step_id) / "answer.json"
         runs.write_json(path, result, run_id=self.run_id)
         if not result["ok"]:
@@ -250,7 +271,7 @@ class _Runner:
         for qid, question in questions:
             if qid in done:
                 continue
-            result = await self.answer(question, args["method"], args["collection"])
+            result = await self.answer(question, args["method"], args["collection"], args.get("source"))
             log.append({"id": qid, **{k: v for k, v in result.items()}})
         self.note(f"{step_id}: {len(questions)} answer(s) in {log.path}")
         return {"output": str(log.path), "count": len(questions)}

@@ -91,6 +91,9 @@ def ask(
         None, "--method", help=f"{method_help()}; coa options after a colon (coa:k=5,critic=false)."
     ),
     collection: str | None = typer.Option(None, "--collection", "-c", help="Knowledge collection to search."),
+    source: str | None = typer.Option(
+        None, "--source", help="Search only this ingested document (its path) of the collection."
+    ),
     samples: int | None = typer.Option(None, "--samples", min=1, max=16, help="CoA: chains to sample and vote on."),
     trace: bool = typer.Option(False, "--trace", help="Print the agents' trace as it happens."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object: answer, model, usage, timings, trace."),
@@ -156,7 +159,13 @@ def ask(
         if samples is not None:
             overrides["coa"] = {**load_settings().coa.model_dump(), "samples": samples}
         settings = settings_from_cli(**overrides)
-        result = asyncio.run(_ask(question, settings, renderer, method, progress=progress, jsonl=as_jsonl))
+        if source is not None:
+            from conclave.tools.sources import find_source
+
+            source = find_source(settings, settings.collection, source)
+        result = asyncio.run(
+            _ask(question, settings, renderer, method, progress=progress, jsonl=as_jsonl, source=source)
+        )
     except KeyboardInterrupt:
         progress.stop()
         _cancelled(streaming=renderer._streaming)
@@ -224,15 +233,23 @@ def _question_from_stdin(ctx: typer.Context) -> str:
 
 
 async def _ask(
-    question: str, settings: Any, renderer: Any, method: str | None = None, *, progress: Any = None, jsonl: bool = False
+    question: str,
+    settings: Any,
+    renderer: Any,
+    method: str | None = None,
+    *,
+    progress: Any = None,
+    jsonl: bool = False,
+    source: str | None = None,
 ) -> dict[str, Any]:
-    """Run one question; the ``--json`` result, with ``failure`` ({error, hint}) when the run failed."""
+    """Run one question (searching only the document ``source`` when given); the ``--json`` result, with
+    ``failure`` ({error, hint}) when the run failed."""
     from conclave.events import collect
     from conclave.workflows.runner import build_context, run_question, total_usage
 
     if progress is not None:
         progress.start()
-    ctx = await build_context(question, settings, method=method)
+    ctx = await build_context(question, settings, method=method, source=source)
     events = []
     async for event in run_question(ctx):
         events.append(event)
@@ -342,16 +359,12 @@ def config_show(as_json: bool = typer.Option(False, "--json", help="Print JSON."
     # files the values can come from.
     automatic = asyncio.run(default_spec(settings))
     files = {"settings.toml": str(settings.home / "settings.toml"), ".env": str(Path.cwd() / ".env")}
-    withheld = {
-        w.key: {"value": w.shown, "from": w.source, "effect": w.effect, "remedy": w.remedy} for w in loaded.withheld
-    }
     if as_json:
         typer.echo(
             json.dumps(
                 {
                     "settings": data,
                     "origins": loaded.origins,
-                    "withheld": withheld,
                     "default_model": automatic,
                     "files": {k: {"path": v, "exists": Path(v).is_file()} for k, v in files.items()},
                 },
@@ -368,25 +381,14 @@ def config_show(as_json: bool = typer.Option(False, "--json", help="Print JSON."
     table.add_column("from")
     for key, value in data.items():
         origin = loaded.origins.get(key, "default")
-        if isinstance(value, dict) and value:
-            # One row per entry, each with its own origin: entries of one table may come from different sources.
+        if isinstance(value, dict) and value and all(not isinstance(v, dict) for v in value.values()):
             for sub, subval in value.items():
-                table.add_row(
-                    escape_markup(f"{key}.{sub}"),
-                    escape_markup(json.dumps(subval, default=str)),
-                    escape_markup(loaded.origins.get(f"{key}.{sub}", origin)),
-                )
+                table.add_row(escape_markup(f"{key}.{sub}"), escape_markup(json.dumps(subval)), escape_markup(origin))
         else:
             shown = json.dumps(value, default=str)
             if key == "model" and value is None:
                 shown = f"null (unset: {automatic}, the automatic default)"
             table.add_row(escape_markup(key), escape_markup(shown), escape_markup(origin))
-    for w in loaded.withheld:
-        table.add_row(
-            escape_markup(w.key),
-            escape_markup(f"withheld: {w.shown}"),
-            escape_markup(f"{w.source} (not applied; to apply: {w.remedy})"),
-        )
     out.print(table)
     out.print("Roles left null run on the model above.")
     for name, path in files.items():
@@ -405,7 +407,6 @@ def _register_subcommands() -> None:
         "conclave.cli.templates",
         "conclave.cli.registries",
         "conclave.cli.tune",
-        "conclave.cli.trust",
     ):
         try:
             mod = importlib.import_module(module)

@@ -23,7 +23,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "workflows"
         (
             "name: w\nsteps:\n  - ask:\n      method: cot\n",
             "wf.yaml:3:5: steps[0].ask.question",
-            "missing required field 'question' (expected fields: question, method, collection)",
+            "missing required field 'question' (expected fields: question, method, collection, source)",
         ),
         (
             "name: w\nsteps:\n  - ask:\n      question: q\n      colour: red\n",
