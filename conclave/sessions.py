@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from conclave.errors import ConclaveError, ConfigError
+from conclave.redact import redact_secrets
 
 __all__ = [
     "Message",
@@ -379,22 +380,24 @@ class SessionStore:
         """Append one completed message (and its trace) and commit; the first question titles an untitled session."""
         full = self.resolve(session_id)
         now = self._clock()
-        meta = dict(meta or {})
+        content = redact_secrets(content)  # a configured key, pasted or echoed by a server, never reaches the file
+        meta = json.loads(redact_secrets(json.dumps(meta or {}, default=str)))
+        events = json.loads(redact_secrets(json.dumps(trace, default=str, ensure_ascii=False))) if trace else trace
         with self._tx() as db:
             cursor = db.execute(
                 "INSERT INTO messages (session_id, role, content, created, status, meta) VALUES (?, ?, ?, ?, ?, ?)",
                 (full, role, content, now, status, json.dumps(meta, default=str)),
             )
             message_id = int(cursor.lastrowid or 0)
-            if trace is not None:
+            if events is not None:
                 db.execute(
                     "INSERT INTO traces (message_id, events) VALUES (?, ?)",
-                    (message_id, json.dumps(trace, default=str, ensure_ascii=False)),
+                    (message_id, json.dumps(events, default=str, ensure_ascii=False)),
                 )
             db.execute("UPDATE sessions SET updated = ? WHERE id = ?", (now, full))
             if role == "user":
                 db.execute("UPDATE sessions SET title = ? WHERE id = ? AND title = ''", (_title_from(content), full))
-        return Message(message_id, full, role, content, now, status, meta, list(trace or []))
+        return Message(message_id, full, role, content, now, status, meta, list(events or []))
 
     def messages(self, session_id: str) -> list[Message]:
         """A session's messages in order, with their traces."""

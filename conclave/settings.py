@@ -11,9 +11,17 @@ Precedence, highest first:
 
 ``CONCLAVE_HOME`` itself comes from keyword, environment or ``.env`` only (the TOML file lives inside it).
 
-A ``.env`` in the working folder is untrusted (it comes with whatever folder the user is in): a value from it that
-changes where requests, documents and keys go (:data:`DOTENV_NOTICE_FIELDS`) or moves ``CONCLAVE_HOME`` is announced
-on stderr, once per process, whenever it takes effect.
+A ``.env`` in the working folder is untrusted (it comes with whatever folder the user is in). Its values that decide
+where requests, keys and state go (:data:`DOTENV_GATED_FIELDS`, and ``model``/``roles.*`` given as a GGUF path) are
+withheld until the user allows that file with ``conclave trust`` (``conclave/trust.py``: by resolved path and content
+hash, so any edit withdraws it); each withheld value is named on stderr once per process with the command that allows
+it. Everything else in it applies. ``mcp_servers`` is refused from a ``.env`` even when allowed, and from the
+``settings.toml`` of a home a ``.env`` chose, whose endpoint, key and model-path values stay withheld too (the
+allowance covers the ``.env``'s own content, not files it points to).
+
+Values merge per nested key (``CONCLAVE_MCP_SERVERS__FILES__URL`` adds to the servers of settings.toml), and the
+origin of every nested value is kept (:attr:`LoadedSettings.origins`); the ``.env``'s values are filtered before they
+are merged, so a trusted source never lends its name to what a ``.env`` set.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import os
 import re
 import sys
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -46,17 +55,24 @@ _ALIASES = {
     "openai_api_key": "OPENAI_API_KEY",
 }
 _SECRET_FIELDS = {"openai_api_key"}
-DOTENV_NOTICE_FIELDS = (
-    "home",
-    "openai_base_url",
-    "openai_base_urls",
-    "ollama_host",
-    "chroma_url",
-    "ray_address",
-    "openai_api_key",
-)
-"""Settings that a ``.env`` file may only change out loud: where state lives and where requests and keys go."""
+_URL_FIELDS = ("openai_base_url", "ollama_host", "chroma_url", "ray_address")
+"""Settings that hold one endpoint URL (``openai_base_urls`` holds several): credentials written into them are
+redacted wherever settings are shown or stored, and registered as secrets."""
+DOTENV_GATED_FIELDS: dict[str, str] = {
+    "home": "Conclave's state (settings, response cache, sessions, runs) would be read from and written there",
+    "openai_base_url": "OpenAI-compatible requests, with the API key, would be sent there",
+    "openai_base_urls": "OpenAI-compatible requests, with the API key, would be sent there",
+    "ollama_host": "Ollama requests would be sent there",
+    "chroma_url": "documents and searches would be sent to that Chroma server",
+    "ray_address": "eval --executor ray would send its items, settings and API key to that Ray cluster",
+    "openai_api_key": "requests would be made with that key",
+}
+"""Settings a ``.env`` file may set only once the user allowed the file (``conclave trust``), and what each would
+do."""
+_MODEL_PATH_EFFECT = "llama.cpp would load and parse that file"
 _ANNOUNCED: set[tuple[str, str]] = set()
+Path_ = tuple[str, ...]
+"""A setting's place in the nested settings (``("mcp_servers", "files", "url")``)."""
 
 
 class _Frozen(BaseModel):
@@ -166,6 +182,11 @@ class McpServer(_Frozen):
     allow: list[str] = Field(default_factory=list)
     """Tools the server does not mark read-only that chains may still call (they can change things)."""
     timeout: float = Field(30.0, gt=0)
+    cwd: Path | None = None
+    """The folder a stdio server starts in. A server from settings.toml starts in that file's folder unless this says
+    otherwise (relative: to that folder), and a relative program path there is that folder's too: ``command =
+    ["python3", "server.py"]`` runs the server beside the settings file, never one in the folder Conclave was started
+    from. Unset (the environment, flags): the current folder."""
 
     @model_validator(mode="after")
     def _one_transport(self) -> McpServer:
@@ -187,6 +208,8 @@ class Settings(_Frozen):
     chroma_url: str | None = None
     chunk_size: int = Field(800, ge=100, le=20000)
     chunk_overlap: int = Field(100, ge=0, le=5000)
+    max_file_mb: int = Field(50, ge=1, le=1024)
+    """Ingestion reads a file of at most this many MiB; a larger one is skipped and listed in the ingest report."""
     log_answers: bool = True
     """Keep every ``ask`` and chat answer in ``CONCLAVE_HOME/logs.sqlite`` (``conclave logs``); ``ask --no-log``
     skips one."""
@@ -278,12 +301,42 @@ class Settings(_Frozen):
         return self.home / "cache"
 
     def redacted(self) -> dict[str, Any]:
-        """Settings as plain JSON data with secrets masked (safe for traces, manifests and logs)."""
+        """Settings as plain JSON data with secrets masked (safe for traces, manifests and logs): the API key,
+        credentials written into endpoint URLs, and the secret-named environment of MCP servers."""
+        from conclave.redact import is_secret_variable, redact, redact_url
+
         data = self.model_dump(mode="json")
         for name in _SECRET_FIELDS:
             if data.get(name):
                 data[name] = mask_secret(getattr(self, name).get_secret_value())
+        for name in _URL_FIELDS:
+            if data.get(name):
+                data[name] = redact_url(data[name])
+        data["openai_base_urls"] = [redact_url(url) for url in data["openai_base_urls"]]
+        for server in data["mcp_servers"].values():
+            if server.get("url"):
+                server["url"] = redact_url(server["url"])
+            server["command"] = [redact(arg) for arg in server["command"]]
+            server["env"] = {
+                key: mask_secret(value) if is_secret_variable(key) else redact(value)
+                for key, value in server["env"].items()
+            }
         return data
+
+    def register_secrets(self) -> None:
+        """Make every secret these settings hold known to :func:`conclave.redact.redact`: the API key, credentials
+        written into endpoint URLs, and the secret-named environment of MCP servers."""
+        from conclave.redact import is_secret_variable, register_secret, register_url_secrets
+
+        if self.openai_api_key is not None:
+            register_secret(self.openai_api_key.get_secret_value())
+        for url in [*(getattr(self, name) for name in _URL_FIELDS), *self.openai_base_urls]:
+            register_url_secrets(url)
+        for server in self.mcp_servers.values():
+            register_url_secrets(server.url)
+            for key, value in server.env.items():
+                if is_secret_variable(key):
+                    register_secret(value)
 
 
 def mask_secret(value: str) -> str:
@@ -331,70 +384,221 @@ def _from_variables(variables: dict[str, str | None]) -> dict[str, Any]:
     return values
 
 
-class LoadedSettings:
-    """Settings plus the origin of each top-level value (for ``conclave config show``)."""
+@dataclass(frozen=True)
+class Withheld:
+    """A value of an untrusted file that was not applied, and why it matters."""
 
-    def __init__(self, settings: Settings, origins: dict[str, str], notices: list[str] | None = None):
+    key: str
+    """Its dotted setting name (``openai_base_url``, ``roles.critic``)."""
+    shown: str
+    """Its value as it may be shown (keys masked, URL credentials redacted)."""
+    source: str
+    """The origin it would have had (``file /path/.env``)."""
+    effect: str
+    """What it would do."""
+    remedy: str = ""
+    """How to apply it (``conclave trust ./.env``)."""
+
+
+class LoadedSettings:
+    """Settings plus the origin of every value (for ``conclave config show``).
+
+    ``origins`` maps each top-level setting, and each nested one by its dotted name (``mcp_servers.files``,
+    ``mcp_servers.files.url``, ``roles.critic``), to where it came from: ``command line``, ``environment``,
+    ``file PATH`` or ``default``; a value merged from several sources names them all, highest first, joined by
+    `` + ``. ``withheld`` lists the values of an untrusted ``.env`` that were not applied."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        origins: dict[str, str],
+        notices: list[str] | None = None,
+        withheld: list[Withheld] | None = None,
+    ):
         self.settings = settings
         self.origins = origins
         self.notices = notices or []
+        self.withheld = withheld or []
 
 
-def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+def _leaves(value: Any, path: Path_) -> list[Path_]:
+    if isinstance(value, dict) and value:
+        return [leaf for key, sub in value.items() for leaf in _leaves(sub, (*path, key))]
+    return [path]
+
+
+def _merge(
+    base: dict[str, Any], top: dict[str, Any], origin: str, sources: dict[Path_, str], prefix: Path_ = ()
+) -> dict[str, Any]:
+    """``top`` merged over ``base`` (nested tables key by key); ``sources`` records the origin of every leaf."""
     out = dict(base)
     for key, value in top.items():
+        path = (*prefix, key)
         if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
+            out[key] = _merge(out[key], value, origin, sources, path)
+            continue
+        for replaced in [p for p in sources if p[: len(path)] == path]:
+            del sources[replaced]
+        out[key] = value
+        for leaf in _leaves(value, path):
+            sources[leaf] = origin
     return out
+
+
+def _origins(sources: dict[Path_, str], precedence: list[str]) -> dict[str, str]:
+    """Each top-level and nested setting's origin: the sources of the leaves under it, highest first."""
+    under: dict[Path_, set[str]] = {}
+    for leaf, origin in sources.items():
+        for size in range(1, len(leaf) + 1):
+            under.setdefault(leaf[:size], set()).add(origin)
+    return {".".join(path): " + ".join(o for o in reversed(precedence) if o in found) for path, found in under.items()}
+
+
+def _origin_of(origins: dict[str, str], loc: tuple[Any, ...]) -> str:
+    """The origin of a validation error's location: its own, or its nearest parent's."""
+    for size in range(len(loc), 0, -1):
+        found = origins.get(".".join(str(part) for part in loc[:size]))
+        if found:
+            return found
+    return "default"
+
+
+def _names_a_file(spec: Any) -> bool:
+    """Whether a model spec names a GGUF file (``embedded:./weights.gguf``), not a built-in or tuned model."""
+    if not isinstance(spec, str) or not spec.strip().startswith("embedded:"):
+        return False
+    from conclave.models.spec import EMBEDDED_NAMES, TUNED_NAME
+
+    name = spec.strip()[len("embedded:") :].strip()
+    return bool(name) and name.lower() not in EMBEDDED_NAMES and not TUNED_NAME.match(name)
+
+
+def _shown(key: str, value: Any) -> str:
+    from conclave.redact import redact, redact_url
+
+    if key == "openai_api_key":
+        return mask_secret(str(value))
+    if isinstance(value, list):
+        return ", ".join(redact_url(str(v)) for v in value)
+    return redact_url(str(value)) if "://" in str(value) else redact(str(value))
+
+
+def _withhold(values: dict[str, Any], source: str, remedy: str) -> tuple[dict[str, Any], list[Withheld]]:
+    """``values`` without what an untrusted file may not set: endpoints, keys, the home, models given as paths."""
+    kept = dict(values)
+    withheld = []
+    for key, effect in DOTENV_GATED_FIELDS.items():
+        if key in kept:
+            withheld.append(Withheld(key, _shown(key, kept.pop(key)), source, effect, remedy))
+    if _names_a_file(kept.get("model")):
+        withheld.append(Withheld("model", _shown("model", kept.pop("model")), source, _MODEL_PATH_EFFECT, remedy))
+    if isinstance(kept.get("roles"), dict):
+        roles = dict(kept["roles"])
+        for role, spec in list(roles.items()):
+            if _names_a_file(spec):
+                shown = _shown("model", roles.pop(role))
+                withheld.append(Withheld(f"roles.{role}", shown, source, _MODEL_PATH_EFFECT, remedy))
+        kept["roles"] = roles
+    return kept, withheld
+
+
+def _refuse_mcp_servers(values: dict[str, Any], source: Path, why: str) -> None:
+    """A ``.env`` (or a home it chose) may not name MCP servers, allowed or not: a server is a program to start."""
+    if "mcp_servers" in values:
+        raise ConfigError(
+            f"mcp_servers is set by {source}, {why}: MCP servers start programs, so they are read only from your "
+            "environment or your own settings.toml",
+            hint="move mcp_servers to $CONCLAVE_HOME/settings.toml if you trust it, or delete it from the folder's file",
+        )
+
+
+def _anchor_mcp_servers(values: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """The stdio servers of a settings file run from that file's folder: ``cwd`` defaults to it (a relative one is
+    taken from it), and so does a relative program path (``./server.py``, ``bin/server``)."""
+    servers = values.get("mcp_servers")
+    if not isinstance(servers, dict):
+        return values
+    anchored: dict[str, Any] = {}
+    for name, server in servers.items():
+        if isinstance(server, dict) and isinstance(server.get("command"), list) and server["command"]:
+            server = dict(server)
+            cwd = server.get("cwd")
+            server["cwd"] = str(folder / Path(cwd).expanduser()) if isinstance(cwd, str) and cwd else str(folder)
+            program = server["command"][0]
+            if isinstance(program, str) and ("/" in program or os.sep in program):
+                server["command"] = [str(folder / Path(program).expanduser()), *server["command"][1:]]
+        anchored[name] = server
+    return {**values, "mcp_servers": anchored}
+
+
+def _default_home() -> Path:
+    return Path(Settings.model_fields["home"].get_default(call_default_factory=True))
+
+
+def trusted_home(*, env: dict[str, str] | None = None, home: str | Path | None = None) -> Path:
+    """The home the user chose (a flag, else ``CONCLAVE_HOME`` of the environment, else the default data folder),
+    whatever a ``.env`` says: where allowances of ``.env`` files are kept (``conclave/trust.py``)."""
+    environ = os.environ if env is None else env
+    chosen = home or environ.get("CONCLAVE_HOME")
+    return Path(chosen).expanduser() if chosen else _default_home()
 
 
 def load_settings_with_origins(
     *, env: dict[str, str] | None = None, dotenv_path: Path | None = None, **overrides: Any
 ) -> LoadedSettings:
-    """Read every source in precedence order and record where each top-level value came from."""
+    """Read every source in precedence order and record where each value came from."""
+    from conclave import trust
+
     environ = dict(os.environ if env is None else env)
     dotenv_file = dotenv_path if dotenv_path is not None else Path.cwd() / ".env"
     dotenv_vars: dict[str, str | None] = dict(dotenv_values(dotenv_file)) if dotenv_file.is_file() else {}
 
-    layers: list[tuple[str, dict[str, Any]]] = []
     overrides = {k: v for k, v in overrides.items() if v is not None}
     env_values = _from_variables(environ)  # type: ignore[arg-type]
     dotenv_vals = _from_variables(dotenv_vars)
+    dotenv_origin = f"file {dotenv_file}"
+    _refuse_mcp_servers(dotenv_vals, dotenv_file, "which comes with the working folder")
+    store = trust.store_path(trusted_home(env=environ, home=overrides.get("home")))
+    withheld: list[Withheld] = []
+    if dotenv_vals and not trust.is_allowed(store, dotenv_file):
+        dotenv_vals, withheld = _withhold(dotenv_vals, dotenv_origin, trust_command(dotenv_file))
 
     home_raw = overrides.get("home") or env_values.get("home") or dotenv_vals.get("home")
-    home = (
-        Path(home_raw).expanduser()
-        if home_raw
-        else Settings.model_fields["home"].get_default(call_default_factory=True)
-    )
-    toml_path = Path(home) / "settings.toml"
+    home = Path(home_raw).expanduser() if home_raw else _default_home()
+    home_from_dotenv = not overrides.get("home") and not env_values.get("home") and bool(dotenv_vals.get("home"))
+    toml_path = home / "settings.toml"
+    toml_origin = f"file {toml_path}"
     toml_values: dict[str, Any] = {}
     if toml_path.is_file():
         try:
             toml_values = tomllib.loads(toml_path.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{toml_path} is not valid TOML: {exc}", hint="fix or remove the file") from exc
+    if home_from_dotenv:
+        # The allowance covers the .env's own content, not the files of the home it points to.
+        _refuse_mcp_servers(toml_values, toml_path, f"in the home {dotenv_file} chose")
+        remedy = f"set it in your environment, or in {dotenv_file} and allow that again"
+        toml_values, from_toml = _withhold(toml_values, toml_origin, remedy)
+        withheld += from_toml
+    toml_values = _anchor_mcp_servers(toml_values, toml_path.parent)
 
     layers = [
-        (f"file {toml_path}", toml_values),
-        (f"file {dotenv_file}", dotenv_vals),
+        (toml_origin, toml_values),
+        (dotenv_origin, dotenv_vals),
         ("environment", env_values),
         ("command line", overrides),
     ]
     merged: dict[str, Any] = {}
-    origins: dict[str, str] = {}
+    sources: dict[Path_, str] = {}
     for origin, values in layers:
-        merged = _merge(merged, values)
-        for key in values:
-            origins[key] = origin
+        merged = _merge(merged, values, origin, sources)
     merged["home"] = str(home)
+    origins = _origins(sources, [origin for origin, _ in layers])
     try:
         settings = Settings.model_validate(merged)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])} ({origins.get(str(err['loc'][0]), 'default')}): {err['msg']}"
+            f"{'.'.join(str(p) for p in err['loc'])} ({_origin_of(origins, tuple(err['loc']))}): {err['msg']}"
             for err in exc.errors()
         )
         raise ConfigError(
@@ -402,64 +606,55 @@ def load_settings_with_origins(
         ) from exc
     for name in Settings.model_fields:
         origins.setdefault(name, "default")
-    if settings.openai_api_key is not None:
-        from conclave.redact import register_secret
-
-        register_secret(settings.openai_api_key.get_secret_value())
-    home_from_dotenv = not overrides.get("home") and not env_values.get("home") and bool(dotenv_vals.get("home"))
-    # With CONCLAVE_HOME from .env, the settings.toml inside it is the folder's too.
-    untrusted = {f"file {dotenv_file}", *([f"file {toml_path}"] if home_from_dotenv else [])}
-    if settings.mcp_servers and origins.get("mcp_servers") in untrusted:
-        raise ConfigError(
-            f"mcp_servers is set by {origins['mcp_servers'].removeprefix('file ')}, which comes with the "
-            "working folder: MCP servers start programs, so they are read only from your environment "
-            "or your own settings.toml",
-            hint="move mcp_servers to $CONCLAVE_HOME/settings.toml if you trust it, or delete it from the "
-            "folder's file",
-        )
-    notices = _dotenv_notices(settings, untrusted, origins, home_from_dotenv)
-    _announce(notices, dotenv_file)
-    return LoadedSettings(settings, origins, notices)
+    settings.register_secrets()
+    # A withheld value matters only where nothing above the file sets the same setting.
+    withheld = [w for w in withheld if not _set_above(w.key, env_values, overrides)]
+    notices = _announce(withheld, dotenv_file, home_from_dotenv)
+    return LoadedSettings(settings, origins, notices, withheld)
 
 
-def _dotenv_notices(
-    settings: Settings, untrusted: set[str], origins: dict[str, str], home_from_dotenv: bool
-) -> list[str]:
-    """What a ``.env`` file (or the settings.toml of a home it chose) changed that decides where data, requests and
-    keys go."""
-    notices = []
-    for name in DOTENV_NOTICE_FIELDS:
-        from_dotenv = home_from_dotenv if name == "home" else origins.get(name) in untrusted
-        if not from_dotenv:
-            continue
-        value = getattr(settings, name)
-        shown = mask_secret(value.get_secret_value()) if isinstance(value, SecretStr) else str(value)
-        effect = {
-            "home": "Conclave's state (settings, cache, sessions, runs) is read from and written there",
-            "openai_base_url": "OpenAI-compatible requests, with the API key, are sent there",
-            "openai_base_urls": "OpenAI-compatible requests, with the API key, are sent there",
-            "ollama_host": "Ollama requests are sent there",
-            "chroma_url": "documents and searches are sent to that Chroma server",
-            "ray_address": "eval --executor ray sends its items, settings and API key to that Ray cluster",
-            "openai_api_key": "requests are made with that key",
-        }[name]
-        notices.append(f"{name} = {shown} ({effect})")
-    return notices
+def _set_above(key: str, *layers: dict[str, Any]) -> bool:
+    for values in layers:
+        node: Any = values
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is not None:
+            return True
+    return False
 
 
-def _announce(notices: list[str], dotenv_file: Path) -> None:
-    fresh = [n for n in notices if (str(dotenv_file), n) not in _ANNOUNCED]
+def trust_command(dotenv_file: Path) -> str:
+    """The exact command that allows ``dotenv_file`` (``conclave trust ./.env`` for the working folder's)."""
+    import shlex
+
+    path = dotenv_file if dotenv_file.is_absolute() else Path.cwd() / dotenv_file
+    try:
+        shown = f"./{path.relative_to(Path.cwd())}"
+    except ValueError:
+        shown = str(path)
+    return f"conclave trust {shlex.quote(shown)}"
+
+
+def _announce(withheld: list[Withheld], dotenv_file: Path, home_from_dotenv: bool) -> list[str]:
+    """One note on stderr (once per process and value) naming each withheld value and how to apply it; returns the
+    note's value lines."""
+    lines = [f"{w.key} = {w.shown} ({w.effect})" for w in withheld]
+    fresh = [line for line in lines if (str(dotenv_file), line) not in _ANNOUNCED]
     if not fresh:
-        return
-    for notice in fresh:
-        _ANNOUNCED.add((str(dotenv_file), notice))
-    lines = "\n".join(f"  {n}" for n in fresh)
-    print(
-        f"note: {dotenv_file} changes where Conclave sends or keeps data:\n{lines}\n"
-        "  (set these in your environment or settings.toml instead if you trust them; delete the file if you "
-        "do not)",
-        file=sys.stderr,
-    )
+        return lines
+    _ANNOUNCED.update((str(dotenv_file), line) for line in fresh)
+    body = "\n".join(f"  {line}" for line in fresh)
+    if home_from_dotenv:  # the .env is allowed; these come from the settings.toml of the home it chose
+        source = withheld[0].source.removeprefix("file ")
+        head = f"{source} is in the home that {dotenv_file} chose, so these of its values are not applied:"
+        tail = (
+            f"  set them in your environment, or in {dotenv_file} and allow that again ({trust_command(dotenv_file)})"
+        )
+    else:
+        head = f"{dotenv_file} is not trusted, so these of its values are not applied:"
+        tail = f"  to apply them, allow the file: {trust_command(dotenv_file)} (any later edit to it withdraws that)"
+    print(f"note: {head}\n{body}\n{tail}", file=sys.stderr)
+    return lines
 
 
 def set_toml_value(path: Path, key: str, value: str) -> Path:

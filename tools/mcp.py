@@ -7,8 +7,10 @@ a program-form chain can call it), with an argument model built from the tool's 
 
 Safety: a server's tool runs only if the server marks it read-only (``readOnlyHint``) or the server's ``allow`` list
 names it: documents a model reads can steer it, so a tool that changes something is the user's explicit choice.
-Servers start programs, so only the user's own settings may name them (settings.py refuses them from a ``.env`` and
-workflow files cannot set them).
+Servers start programs, so only the user's own settings may name them (settings.py refuses them from a ``.env``,
+allowed or not, and from the settings.toml of a home a ``.env`` chose; workflow files cannot set them). A server
+from settings.toml starts in that file's folder (``McpServer.cwd``), so a relative ``server.py`` is the one beside
+the settings file, never one in the folder Conclave runs in.
 
 Each call opens its own session (a stdio server is started for the call and stopped after it): a server that crashes
 fails that call, with the end of its stderr in the error, and the next call starts afresh. The tool list is read
@@ -110,7 +112,10 @@ async def _session(server: McpServer, name: str, work: Callable[[Any], Awaitable
                     async with Client(server.url) as client:
                         return await work(client.session)
                 params = StdioServerParameters(
-                    command=server.command[0], args=list(server.command[1:]), env=dict(server.env) or None
+                    command=server.command[0],
+                    args=list(server.command[1:]),
+                    env=dict(server.env) or None,
+                    cwd=server.cwd,
                 )
                 async with stdio_client(params, errlog=errlog) as (read, write), ClientSession(read, write) as session:
                     await session.initialize()

@@ -359,12 +359,16 @@ def config_show(as_json: bool = typer.Option(False, "--json", help="Print JSON."
     # files the values can come from.
     automatic = asyncio.run(default_spec(settings))
     files = {"settings.toml": str(settings.home / "settings.toml"), ".env": str(Path.cwd() / ".env")}
+    withheld = {
+        w.key: {"value": w.shown, "from": w.source, "effect": w.effect, "remedy": w.remedy} for w in loaded.withheld
+    }
     if as_json:
         typer.echo(
             json.dumps(
                 {
                     "settings": data,
                     "origins": loaded.origins,
+                    "withheld": withheld,
                     "default_model": automatic,
                     "files": {k: {"path": v, "exists": Path(v).is_file()} for k, v in files.items()},
                 },
@@ -381,14 +385,25 @@ def config_show(as_json: bool = typer.Option(False, "--json", help="Print JSON."
     table.add_column("from")
     for key, value in data.items():
         origin = loaded.origins.get(key, "default")
-        if isinstance(value, dict) and value and all(not isinstance(v, dict) for v in value.values()):
+        if isinstance(value, dict) and value:
+            # One row per entry, each with its own origin: entries of one table may come from different sources.
             for sub, subval in value.items():
-                table.add_row(escape_markup(f"{key}.{sub}"), escape_markup(json.dumps(subval)), escape_markup(origin))
+                table.add_row(
+                    escape_markup(f"{key}.{sub}"),
+                    escape_markup(json.dumps(subval, default=str)),
+                    escape_markup(loaded.origins.get(f"{key}.{sub}", origin)),
+                )
         else:
             shown = json.dumps(value, default=str)
             if key == "model" and value is None:
                 shown = f"null (unset: {automatic}, the automatic default)"
             table.add_row(escape_markup(key), escape_markup(shown), escape_markup(origin))
+    for w in loaded.withheld:
+        table.add_row(
+            escape_markup(w.key),
+            escape_markup(f"withheld: {w.shown}"),
+            escape_markup(f"{w.source} (not applied; to apply: {w.remedy})"),
+        )
     out.print(table)
     out.print("Roles left null run on the model above.")
     for name, path in files.items():
@@ -407,6 +422,7 @@ def _register_subcommands() -> None:
         "conclave.cli.templates",
         "conclave.cli.registries",
         "conclave.cli.tune",
+        "conclave.cli.trust",
     ):
         try:
             mod = importlib.import_module(module)

@@ -8,18 +8,23 @@ Each retry is announced (a WARNING log line, which the CLI shows on stderr) and 
 starts that could not finish within ``retry_budget`` seconds of the first attempt (a hung endpoint with the default
 settings gives up after two timed-out attempts, not four). A remote reply with no content and no finish reason (an
 HTML page or a cut-off stream that the SDK reads as nothing) is an error, never an empty answer.
+
+Every reply leaves with the configured secrets removed (:func:`without_secrets`; a stream through
+:class:`conclave.redact.SecretStream`): this is the one door model output passes through, and the response cache sits
+outside it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import time
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Any, Literal
 
-from autogen_core import CancellationToken
+from autogen_core import CancellationToken, FunctionCall
 from autogen_core.models import (
     ChatCompletionClient,
     CreateResult,
@@ -38,6 +43,7 @@ from conclave.errors import (
 )
 from conclave.models.capabilities import Capabilities, capabilities_for
 from conclave.models.delegating import DelegatingClient
+from conclave.redact import SecretStream, redact_secrets
 from conclave.terminal import clip
 
 log = logging.getLogger(__name__)
@@ -139,6 +145,21 @@ def classify(exc: BaseException, *, spec: str, where: str) -> ConclaveError | _T
             hint="check the URL points at the right kind of server",
         )
     return BackendError(f"{spec} failed: {type(exc).__name__}: {clip(str(exc), 200)}")
+
+
+def without_secrets(result: CreateResult) -> CreateResult:
+    """``result`` with every configured secret (the API key, URL credentials) removed from its text, its tool-call
+    arguments and its thought: a server that echoes the key in its answer must not put it into answers, items,
+    sessions, reports or the response cache (which wraps this client, so it stores what this returns)."""
+    content = result.content
+    if isinstance(content, str):
+        clean: str | list[FunctionCall] = redact_secrets(content)
+    else:
+        clean = [dataclasses.replace(call, arguments=redact_secrets(call.arguments)) for call in content]
+    thought = redact_secrets(result.thought) if result.thought else result.thought
+    if clean == content and thought == result.thought:
+        return result
+    return result.model_copy(update={"content": clean, "thought": thought})
 
 
 def _mentions_response_format(exc: Any) -> bool:
@@ -252,7 +273,7 @@ class ResilientClient(DelegatingClient):
             if self._is_empty(result, 0):
                 await self._retry_or_raise(self._empty_reply(), attempt, started, False, None)
                 continue
-            return result
+            return without_secrets(result)
         raise AssertionError("unreachable")
 
     async def create_stream(
@@ -272,6 +293,7 @@ class ResilientClient(DelegatingClient):
         for attempt in range(self.max_retries + 1):
             started = False
             chunks = 0
+            secrets = SecretStream()  # what is held back is dropped with a failed attempt: it never reached anyone
             try:
                 async for item in self.inner.create_stream(
                     messages,
@@ -285,9 +307,17 @@ class ResilientClient(DelegatingClient):
                     if isinstance(item, CreateResult):
                         if self._is_empty(item, chunks):
                             raise _EmptyReply
-                        item = self._with_usage(item, messages, chunks)
+                        held = secrets.flush()
+                        if held:
+                            started = True
+                            yield held
+                        item = without_secrets(self._with_usage(item, messages, chunks))
                     else:
                         chunks += 1
+                        passed = secrets.feed(item)
+                        if item and not passed:
+                            continue  # all of it may be the start of a secret: the next piece decides
+                        item = passed
                     started = True
                     yield item
                 return

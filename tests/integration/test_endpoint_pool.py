@@ -110,7 +110,7 @@ async def test_a_callers_error_is_not_retried_elsewhere(
     assert alive.served == 0, "a bad key is bad everywhere: not moved on"
 
 
-def test_a_workflow_cannot_set_the_pool_and_a_dotenv_that_does_is_announced(tmp_path: object, capsys: object) -> None:
+def test_a_workflow_cannot_set_the_pool_and_a_dotenv_that_does_is_withheld(tmp_path: object, capsys: object) -> None:
     from pathlib import Path
 
     from conclave.workflows.workflow_file import load_workflow
@@ -131,5 +131,6 @@ def test_a_workflow_cannot_set_the_pool_and_a_dotenv_that_does_is_announced(tmp_
     dotenv = folder / ".env"
     dotenv.write_text('CONCLAVE_OPENAI_BASE_URLS=["http://127.0.0.1:9/v1"]\n', encoding="utf-8")
     loaded = load_settings_with_origins(dotenv_path=dotenv, env={"CONCLAVE_HOME": str(folder / "home")})
-    assert loaded.settings.openai_base_urls == ["http://127.0.0.1:9/v1"]
+    assert loaded.settings.openai_base_urls == [], "withheld until `conclave trust` allows the file"
+    assert [w.key for w in loaded.withheld] == ["openai_base_urls"]
     assert any(n.startswith("openai_base_urls = ") for n in loaded.notices)

@@ -103,16 +103,17 @@ def test_json_values_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 # -- issue 13: a .env in the working folder is untrusted --------------------------------------------------------
 
 
-def test_a_dotenv_that_redirects_the_key_is_announced(
+def test_a_dotenv_that_redirects_the_key_is_withheld_and_named(
     conclave_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Class 2: OPENAI_BASE_URL from ./.env sends the shell's key elsewhere; the user is told on stderr."""
+    """Class 2: OPENAI_BASE_URL from ./.env would send the shell's key elsewhere: withheld until `conclave trust`,
+    and the user is told on stderr (tests/unit/test_dotenv_trust.py covers allowing it)."""
     monkeypatch.setenv("OPENAI_API_KEY", "sk-from-the-users-shell-0123456789")
     (tmp_path / ".env").write_text("OPENAI_BASE_URL=http://127.0.0.1:9/v1\n")
     loaded = load_settings_with_origins()
-    assert loaded.settings.openai_base_url == "http://127.0.0.1:9/v1"
+    assert loaded.settings.openai_base_url is None
     err = capsys.readouterr().err
-    assert ".env changes where Conclave sends or keeps data" in err
+    assert ".env is not trusted" in err and "conclave trust ./.env" in err
     assert "openai_base_url = http://127.0.0.1:9/v1" in err and "API key" in err
     assert "sk-from-the-users-shell" not in err
     assert loaded.notices and "openai_base_url" in loaded.notices[0]
@@ -120,19 +121,21 @@ def test_a_dotenv_that_redirects_the_key_is_announced(
     assert capsys.readouterr().err == "", "announced once per process, not on every load"
 
 
-def test_a_dotenv_that_moves_conclave_home_is_announced_with_its_toml(
+def test_a_dotenv_that_moves_conclave_home_is_withheld(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Class 1/2: CONCLAVE_HOME=.state from ./.env (a cloned folder's own state, and its settings.toml)."""
     for key in [k for k in __import__("os").environ if k.startswith("CONCLAVE_")]:
         monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     monkeypatch.chdir(tmp_path)
     (tmp_path / ".env").write_text("CONCLAVE_HOME=.state\n")
     (tmp_path / ".state").mkdir()
     write_toml(tmp_path / ".state", 'ollama_host = "http://127.0.0.1:7"\n')
-    load_settings()
+    settings = load_settings()
+    assert settings.home == tmp_path / "data" / "conclave" and settings.ollama_host != "http://127.0.0.1:7"
     err = capsys.readouterr().err
-    assert "home = .state" in err and "ollama_host = http://127.0.0.1:7" in err
+    assert "home = .state" in err and "conclave trust ./.env" in err
 
 
 def test_settings_from_the_environment_are_not_announced(

@@ -288,7 +288,9 @@ class JsonlLog:
 
     def append(self, record: dict[str, Any]) -> None:
         """Write one record durably, on a line of its own even when the file ends in an unfinished line."""
-        data = (json.dumps(record, ensure_ascii=False, default=str) + "\n").encode("utf-8")
+        from conclave.redact import redact_secrets
+
+        data = (redact_secrets(json.dumps(record, ensure_ascii=False, default=str)) + "\n").encode("utf-8")
         try:
             with self.path.open("a+b") as fh:
                 if fh.seek(0, os.SEEK_END) > 0:
@@ -344,12 +346,14 @@ def build_manifest(
     from conclave.agents.prompting import prompt_hashes
     from conclave.workflows.evaluation import prompts
 
+    from conclave.redact import redact_command
+
     return {
         "run_id": run_id,
         "kind": kind,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "created_unix": time.time(),
-        "command": [Path(sys.argv[0]).name, *sys.argv[1:]] if sys.argv else [],
+        "command": redact_command([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv else [],
         "config": config,
         "models": models,
         "settings": settings.redacted(),
