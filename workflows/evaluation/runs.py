@@ -287,7 +287,9 @@ class JsonlLog:
                 os.fsync(fh.fileno())
 
     def append(self, record: dict[str, Any]) -> None:
-        """Write one record durably, on a line of its own even when the file ends in an unfinished line."""
+        """Write one record durably, on a line of its own even when the file ends in an unfinished line.
+
+        The file is opened without following a link (a planted ``items.jsonl -> ~/.bashrc`` is refused)."""
         from conclave.redact import redact_secrets
 
         data = (redact_secrets(json.dumps(record, ensure_ascii=False, default=str)) + "\n").encode("utf-8")
