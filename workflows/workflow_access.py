@@ -40,16 +40,30 @@ def _within(path: Path, root: Path) -> bool:
 
 
 class PathPolicy:
-    """The folders a workflow may read from; every path is checked after resolving ``..`` and symbolic links."""
+    """The folders a workflow may read from; every path is checked after resolving ``..`` and symbolic links.
 
-    def __init__(self, base: Path, allowed: Iterable[Path] = (), run_dir: Path | None = None):
+    ``base`` is where relative paths start. It is also a folder the workflow may read unless ``base_trusted`` is
+    false: a resumed run's recorded folder (its ``run.json``) is a file of the run folder, so it may say where
+    relative paths start but never widen what the run may read (SECURITY.md: run folders are untrusted).
+    """
+
+    def __init__(
+        self,
+        base: Path,
+        allowed: Iterable[Path] = (),
+        run_dir: Path | None = None,
+        *,
+        base_trusted: bool = True,
+    ):
         self.base = base.resolve()
+        self.base_trusted = base_trusted
         self.allowed = [Path(p).expanduser().resolve() for p in allowed]
         self.run_dir = run_dir.resolve() if run_dir is not None else None
 
     @property
     def roots(self) -> list[Path]:
-        return [self.base, *self.allowed, *([self.run_dir] if self.run_dir else [])]
+        own = [self.base] if self.base_trusted else []
+        return [*own, *self.allowed, *([self.run_dir] if self.run_dir else [])]
 
     def resolve(self, raw: str | Path) -> Path:
         """``raw`` relative to the workflow's folder, resolved (``..`` and links), not yet checked."""
@@ -63,8 +77,14 @@ class PathPolicy:
         """The resolved path, or a WorkflowError when it lies outside every allowed folder."""
         path = self.resolve(raw)
         if not self.permits(path):
+            where = (
+                f"the workflow's folder {self.base}"
+                if self.base_trusted
+                else "the run folder and the --allow-paths folders (a resumed run reads its workflow's folder only "
+                "when you give the workflow file again)"
+            )
             raise WorkflowError(
-                f"{what} {str(raw)!r} resolves to {path}, outside the workflow's folder {self.base}",
+                f"{what} {str(raw)!r} resolves to {path}, outside {where}",
                 hint=f"a workflow reads only files under its own folder; if you trust it with that path, run again "
                 f"with --allow-paths {path.parent if path.is_file() else path}",
             )

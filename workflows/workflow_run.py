@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import shlex
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from conclave.workflows.workflow_access import Access, PathPolicy, describe_acce
 from conclave.workflows.workflow_file import REFERENCE, Workflow, load_workflow, parse_workflow, step_kind
 from pydantic import ValidationError
 
+from conclave import fileio
 from conclave.errors import ConclaveError, ConfigError, WorkflowError
 from conclave.settings import AGENT_ROLES, ROLES, Settings
 
@@ -128,6 +130,8 @@ class _Runner:
         note: Note,
         client_factory: ClientFactory | None,
         on_eval_progress: Callable[[Any], None] | None,
+        *,
+        resume_command: str = "",
     ):
         self.workflow = workflow
         self.settings = settings
@@ -138,16 +142,21 @@ class _Runner:
         self.caches = CacheSet(settings, enabled=settings.cache, factory=client_factory)
         self.client_factory = client_factory
         self.on_eval_progress = on_eval_progress
+        self.resume_command = resume_command or f"conclave run --resume {run_id}"
 
     def step_dir(self, step_id: str) -> Path:
+        """The step's folder in the run folder; a ``steps`` or step folder that is a link out of it is refused (a
+        resumed run folder is untrusted: its files must not steer where the run writes)."""
         folder = self.run_dir / "steps" / step_id
+        fileio.check_inside(folder, self.run_dir)
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise runs.RunFolderError(
                 f"cannot create {folder}: {exc.strerror or exc}",
-                hint=f"free disk space or fix permissions, then resume with --resume {self.run_id}",
+                hint=f"free disk space or fix permissions, then resume with: {self.resume_command}",
             ) from exc
+        fileio.check_inside(folder, self.run_dir)
         return folder
 
     async def clients(self) -> dict[str, Any]:
@@ -229,7 +238,7 @@ class _Runner:
         runs.write_json(path, result, run_id=self.run_id)
         if not result["ok"]:
             raise WorkflowError(
-                f"step {step_id}: {result['error']}", hint=f"fix it, then resume with --resume {self.run_id}"
+                f"step {step_id}: {result['error']}", hint=f"fix it, then resume with: {self.resume_command}"
             )
         self.note(f"{step_id}: {result['answer'][:200]}")
         return {"answer": result["answer"], "value": result["value"], "output": str(path)}
@@ -288,6 +297,8 @@ class _Runner:
             seed=args["seed"],
         )
         out = self.step_dir(step_id) / "qa.jsonl"
+        for path in (out, out.with_suffix(".summary.json")):  # synthesize opens them by name
+            fileio.refuse_link(path)
         # Not resumed item by item: a re-run is served from the response cache.
         report = await synthesize(self.settings, config, out, caches=self.caches)
         self.note(f"{step_id}: kept {report.kept} pair(s); rejected {dict(report.rejected)}")
@@ -343,7 +354,9 @@ class _Runner:
         records: list[EvalSample] = []
         several = len(args["runs"]) > 1
         for ref in args["runs"]:
-            for sample in latest_samples(Path(outputs[ref]["run_dir"]) / "items.jsonl"):
+            # An earlier step's output, maybe from the steps.jsonl of a resumed (untrusted) run folder: checked.
+            run_dir = self.policy.check(str(outputs[ref]["run_dir"]), f"{step_id}: runs ({ref})")
+            for sample in latest_samples(run_dir / "items.jsonl"):
                 if several:
                     # Different eval steps may run the same method on different data: keep their cells apart.
                     sample = sample.model_copy(update={"method": f"{ref}/{sample.method}"})
@@ -366,28 +379,56 @@ class _Runner:
 
 @dataclass
 class _Opened:
-    """A workflow to run: parsed, with its text, the folder its paths are relative to, and (resuming) its run."""
+    """A workflow to run: parsed, with its text, the folder its paths are relative to, and (resuming) its run.
+
+    ``base_trusted``: ``base`` is the folder of a workflow file the user named, so the workflow may read under it;
+    false when ``base`` only comes from a resumed run's ``run.json`` (then it says where relative paths start, and
+    nothing more)."""
 
     workflow: Workflow
     text: str
     base: Path
     source: str
     run_dir: Path | None
+    base_trusted: bool = True
+
+    def resume_command(self, run_id: str) -> str:
+        """How to continue this run: with the workflow file when the user named one (its folder is what it reads)."""
+        if self.base_trusted:
+            return f"conclave run {shlex.quote(self.source)} --resume {run_id}"
+        return f"conclave run --resume {run_id}"
 
 
 def _open(path: Path | None, settings: Settings, resume: str | None) -> _Opened:
-    """The workflow file given, or the copy a run being resumed keeps (its original folder stays the base)."""
+    """The workflow file given, or the copy a run being resumed keeps.
+
+    Everything in a run folder is untrusted (it may be shared): what a resumed run may read comes from the
+    workflow file the user gives again (which must be the copy the run started with) and ``--allow-paths``, never
+    from the folder ``run.json`` records."""
     if resume is None:
         if path is None:
             raise ConfigError("no workflow file given", hint="conclave run WORKFLOW.yaml (or --resume RUN_ID)")
         return _Opened(load_workflow(path), path.read_text(encoding="utf-8"), path.resolve().parent, str(path), None)
     run_dir = runs.find_run(settings, resume)
     info = runs.read_json(run_dir / "run.json") if (run_dir / "run.json").is_file() else None
-    if not info or info.get("kind") != "workflow":
+    if not isinstance(info, dict) or info.get("kind") != "workflow":
         raise ConfigError(f"run {resume} is not a workflow run", hint="resume eval runs with `conclave eval --resume`")
-    text = (run_dir / "workflow.yaml").read_text(encoding="utf-8")
-    workflow = parse_workflow(text, info.get("source", str(run_dir / "workflow.yaml")))
-    return _Opened(workflow, text, Path(info["base_dir"]), info.get("source", "workflow"), run_dir)
+    stored = run_dir / "workflow.yaml"
+    try:
+        text = stored.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {stored}", hint="the run folder is damaged; start a new run") from exc
+    if path is not None:
+        if path.read_text(encoding="utf-8") != text:
+            raise ConfigError(
+                f"{path} is not the workflow run {run_dir.name} started with (its copy: {stored})",
+                hint="give the same file, or start a new run with this one (leave out --resume)",
+            )
+        return _Opened(parse_workflow(text, str(path)), text, path.resolve().parent, str(path), run_dir)
+    workflow = parse_workflow(text, str(stored))
+    recorded = info.get("base_dir")
+    base = Path(recorded) if isinstance(recorded, str) and Path(recorded).is_absolute() else run_dir
+    return _Opened(workflow, text, base, str(stored), run_dir, base_trusted=False)
 
 
 def _new_run(settings: Settings, run_settings: Settings, opened: _Opened) -> Path:
@@ -437,7 +478,7 @@ async def _run_steps(
         except ConclaveError as exc:
             raise type(exc)(
                 f"step {plan.id} ({plan.kind}): {exc.message}",
-                hint=(exc.hint or "") + f" — then resume with --resume {result.run_id}",
+                hint=(exc.hint or "") + f" — then resume with: {runner.resume_command}",
             ) from exc
         result.outputs[plan.id] = outputs
         log.append(
@@ -481,7 +522,7 @@ async def run_workflow(
         workflow, settings, opened.source, allow_endpoint_overrides=allow_endpoint_overrides or dry_run
     )
     plans = plan_workflow(workflow)
-    policy = PathPolicy(opened.base, allow_paths, opened.run_dir)
+    policy = PathPolicy(opened.base, allow_paths, opened.run_dir, base_trusted=opened.base_trusted)
     access = describe_access(workflow, run_settings, policy, plans)
     if dry_run:
         for plan in plans:
@@ -490,24 +531,55 @@ async def run_workflow(
         return WorkflowResult(None, None, plans, seconds=time.perf_counter() - started, access=access)
     if run_settings.coa.examples_file is not None and "examples_file" in (workflow.settings.get("coa") or {}):
         policy.check(run_settings.coa.examples_file, "settings.coa.examples_file")
-    for use in access.blocked():
-        policy.check(use.raw, f"{use.step}.{use.field}")  # raises, naming the path and the flag that allows it
-
+    if opened.run_dir is None:
+        _refuse_blocked(access, policy, set())  # before the run folder is made
     run_dir = opened.run_dir or _new_run(settings, run_settings, opened)
     run_id = run_dir.name
-    if on_start is not None:
-        on_start(run_id, run_dir)
-    log = runs.JsonlLog(
-        run_dir / "steps.jsonl", run_id=run_id, on_problem=lambda problem: note(f"skipped a damaged record: {problem}")
-    )
-    finished = {r["step"]: r["outputs"] for r in log.load() if r.get("status") == "finished"}
-    result = WorkflowResult(run_id, run_dir, plans)
-    policy = PathPolicy(opened.base, allow_paths, run_dir)
-    runner = _Runner(workflow, run_settings, run_dir, run_id, policy, note, client_factory, on_eval_progress)
-    try:
-        await _run_steps(runner, result, log, finished, on_step)
-    finally:
-        await runner.caches.close()
+    # One writer per run folder: a second `--resume` of this run stops here instead of repeating its steps.
+    with runs.writer_lock(run_dir, run_id):
+        log = runs.JsonlLog(
+            run_dir / "steps.jsonl",
+            run_id=run_id,
+            on_problem=lambda problem: note(f"skipped a damaged record: {problem}"),
+        )
+        finished = _finished_steps(log.load())
+        _refuse_blocked(access, policy, set(finished))  # a resumed run: the steps still to run, before any starts
+        if on_start is not None:
+            on_start(run_id, run_dir)
+        result = WorkflowResult(run_id, run_dir, plans)
+        policy = PathPolicy(opened.base, allow_paths, run_dir, base_trusted=opened.base_trusted)
+        runner = _Runner(
+            workflow,
+            run_settings,
+            run_dir,
+            run_id,
+            policy,
+            note,
+            client_factory,
+            on_eval_progress,
+            resume_command=opened.resume_command(run_id),
+        )
+        try:
+            await _run_steps(runner, result, log, finished, on_step)
+        finally:
+            await runner.caches.close()
+        runs.write_json(run_dir / "outputs.json", result.outputs, run_id=run_id)
     result.seconds = time.perf_counter() - started
-    runs.write_json(run_dir / "outputs.json", result.outputs, run_id=run_id)
     return result
+
+
+def _refuse_blocked(access: Access, policy: PathPolicy, finished: set[str]) -> None:
+    """Stop, naming the path and the flag that allows it, at the first path outside the allowed folders that a
+    step still to run would read."""
+    for use in access.blocked():
+        if use.step not in finished:
+            policy.check(use.raw, f"{use.step}.{use.field}")
+
+
+def _finished_steps(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The outputs of the steps ``steps.jsonl`` says finished (a record of any other shape is not believed)."""
+    return {
+        r["step"]: r["outputs"]
+        for r in records
+        if r.get("status") == "finished" and isinstance(r.get("step"), str) and isinstance(r.get("outputs"), dict)
+    }

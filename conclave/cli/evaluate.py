@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shlex
 import time
 from pathlib import Path
 from typing import Any
@@ -421,7 +422,9 @@ def run(
             )
         )
     except KeyboardInterrupt:
-        raise _interrupted(state.get("run_id"), "conclave run") from None
+        # The workflow file again: a resumed run reads under the file's folder only when it is given (SECURITY.md).
+        command = f"conclave run {shlex.quote(str(workflow))}" if workflow is not None else "conclave run"
+        raise _interrupted(state.get("run_id"), command) from None
     access = result.access
     if as_json:
         typer.echo(
@@ -599,15 +602,18 @@ def view(
 
 def report_path(folder: Path) -> Path:
     """The run's ``report.html``, rebuilt from ``items.jsonl`` when it is missing or older (an interrupted or resumed
-    evaluation); a workflow run's newest eval or report step's. ConfigError when the run has none."""
+    evaluation); a workflow run's newest eval or report step's. ConfigError when the run has none.
+
+    Viewing writes only into a run folder of your own (the safe writer: never through a link or a planted temporary
+    file); a run folder someone else owns, or one that cannot be written, gets its report rebuilt in a private
+    temporary folder instead (SECURITY.md: run folders)."""
     from conclave.errors import ConfigError
     from conclave.workflows.evaluation.records import latest_samples
-    from conclave.workflows.evaluation.report import write_reports
 
     items = folder / "items.jsonl"
     report = folder / "report.html"
     if items.is_file() and (not report.is_file() or report.stat().st_mtime < items.stat().st_mtime):
-        write_reports(folder, latest_samples(items), run_id=folder.name)
+        return _rebuild_report(folder, latest_samples(items))
     if report.is_file():
         return report
     nested = sorted(folder.glob("steps/*/report.html"), key=lambda p: p.stat().st_mtime)
@@ -617,6 +623,40 @@ def report_path(folder: Path) -> Path:
         f"run {folder.name} has no report (no report.html, no items.jsonl)",
         hint="reports come from `conclave eval` runs and workflows with an eval or report step",
     )
+
+
+def _owns(folder: Path) -> bool:
+    """Whether ``folder`` is a real folder (not a link) that belongs to this user."""
+    import os
+    import stat
+
+    try:
+        info = os.lstat(folder)
+    except OSError:
+        return False
+    return stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid()
+
+
+def _rebuild_report(folder: Path, records: Any) -> Path:
+    import tempfile
+
+    from conclave.errors import ConclaveError
+    from conclave.workflows.evaluation import runs
+    from conclave.workflows.evaluation.report import write_reports
+
+    if _owns(folder):
+        try:
+            write_reports(folder, records, run_id=folder.name)
+            return folder / "report.html"
+        except ConclaveError:
+            pass  # a read-only copy of a run: render it elsewhere
+    private = Path(tempfile.mkdtemp(prefix=f"conclave-view-{folder.name[:40]}-"))
+    manifest = folder / "manifest.json"
+    if manifest.is_file():  # the report's header (data set, configuration) comes from it
+        runs.write_json(private / "manifest.json", runs.read_json(manifest))
+    write_reports(private, records, run_id=folder.name)
+    err.print(f"[dim]report rebuilt outside the run folder (not yours, or not writable): {escape(private)}[/]")
+    return private / "report.html"
 
 
 def report_server(report: Path, port: int = 0) -> Any:

@@ -207,7 +207,7 @@ async def test_workflow_runs_steps_writes_outputs_and_resumes(tmp_path: Path, co
     steps: list[tuple[str, str]] = []
     resumed_factory = Factory()
     result = await run_workflow(
-        None,
+        path,  # given again: a resumed run reads under the file's folder only then (SECURITY.md: run folders)
         settings,
         resume=run_dir.name,
         client_factory=resumed_factory,

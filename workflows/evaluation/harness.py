@@ -316,47 +316,54 @@ async def run_eval(
                 ) from exc
         fresh = True
 
-    if on_start is not None:
-        on_start(run_id, run_dir)
-    run_settings = settings.model_copy(
-        update={"cache": resolved.cache, **({"collection": matrix.plan.collection} if matrix.plan.collection else {})}
-    )
-    caches = CacheSet(run_settings, enabled=resolved.cache, factory=client_factory)
-    try:
-        judge_spec = None
-        if needs_judge(matrix.plan.scorers):
-            from conclave.models import role_spec
+    # One writer per run folder: a second `--resume` of this run stops here instead of repeating its items.
+    with runs.writer_lock(run_dir, run_id):
+        if on_start is not None:
+            on_start(run_id, run_dir)
+        run_settings = settings.model_copy(
+            update={
+                "cache": resolved.cache,
+                **({"collection": matrix.plan.collection} if matrix.plan.collection else {}),
+            }
+        )
+        caches = CacheSet(run_settings, enabled=resolved.cache, factory=client_factory)
+        try:
+            judge_spec = None
+            if needs_judge(matrix.plan.scorers):
+                from conclave.models import role_spec
 
-            judge_spec = resolved.judge or await role_spec(settings, "judge")
-        if fresh:
-            runs.write_json(run_dir / "config.json", resolved.model_dump(mode="json"), run_id=run_id)
-            models = {
-                "cells": resolved.models,
-                "judge": judge_spec,
-                "roles": {role: settings.role_model(role) for role in ROLES},
-            }
-            manifest = runs.build_manifest(
-                run_settings, kind="eval", run_id=run_id, config=resolved.model_dump(mode="json"), models=models
+                judge_spec = resolved.judge or await role_spec(settings, "judge")
+            if fresh:
+                runs.write_json(run_dir / "config.json", resolved.model_dump(mode="json"), run_id=run_id)
+                models = {
+                    "cells": resolved.models,
+                    "judge": judge_spec,
+                    "roles": {role: settings.role_model(role) for role in ROLES},
+                }
+                manifest = runs.build_manifest(
+                    run_settings, kind="eval", run_id=run_id, config=resolved.model_dump(mode="json"), models=models
+                )
+                manifest["dataset"] = {
+                    "kind": matrix.dataset.kind,
+                    "path": str(matrix.dataset.path.resolve()),
+                    "items_total": len(matrix.dataset.items),
+                    "items_selected": len(matrix.items),
+                    "contexts": len(matrix.dataset.contexts),
+                    "problems": [str(p) for p in matrix.dataset.problems],
+                    "collection": matrix.plan.collection,
+                }
+                runs.write_json(run_dir / "manifest.json", manifest, run_id=run_id)
+            for problem in matrix.dataset.problems[:10]:
+                note(f"skipped malformed record: {matrix.dataset.path}: {problem}")
+            if len(matrix.dataset.problems) > 10:
+                note(f"... and {len(matrix.dataset.problems) - 10} more malformed records")
+            records = await _execute(
+                matrix, run_settings, caches, run_dir, run_id, judge_spec, on_progress, started, note
             )
-            manifest["dataset"] = {
-                "kind": matrix.dataset.kind,
-                "path": str(matrix.dataset.path.resolve()),
-                "items_total": len(matrix.dataset.items),
-                "items_selected": len(matrix.items),
-                "contexts": len(matrix.dataset.contexts),
-                "problems": [str(p) for p in matrix.dataset.problems],
-                "collection": matrix.plan.collection,
-            }
-            runs.write_json(run_dir / "manifest.json", manifest, run_id=run_id)
-        for problem in matrix.dataset.problems[:10]:
-            note(f"skipped malformed record: {matrix.dataset.path}: {problem}")
-        if len(matrix.dataset.problems) > 10:
-            note(f"... and {len(matrix.dataset.problems) - 10} more malformed records")
-        records = await _execute(matrix, run_settings, caches, run_dir, run_id, judge_spec, on_progress, started, note)
-    finally:
-        await caches.close()
-    summary = report.write_reports(run_dir, records, run_id=run_id)
-    return EvalResult(run_id, run_dir, records, summary, caches.backend_calls(), time.perf_counter() - started)
+        finally:
+            await caches.close()
+        summary = report.write_reports(run_dir, records, run_id=run_id)
+        return EvalResult(run_id, run_dir, records, summary, caches.backend_calls(), time.perf_counter() - started)
 
 
 async def _execute(

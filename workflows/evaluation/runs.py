@@ -7,6 +7,7 @@ to JSONL and fsynced as they finish, so a killed process loses at most the item 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -15,13 +16,14 @@ import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
+from conclave import fileio
 from conclave.errors import ConclaveError, ConfigError
 from conclave.settings import Settings
 
@@ -38,8 +40,11 @@ __all__ = [
     "package_versions",
     "read_json",
     "read_jsonl",
+    "resumable",
     "scan_jsonl",
     "write_json",
+    "write_text",
+    "writer_lock",
 ]
 
 log = logging.getLogger(__name__)
@@ -62,12 +67,42 @@ class RunFolderError(ConclaveError):
     """The run folder cannot be written (permissions, disk full); finished items stay on disk."""
 
 
+def resumable(folder: Path) -> bool:
+    """Whether ``--resume`` can find and continue the run in ``folder``: it holds a manifest and a configuration
+    (``config.json`` for an evaluation, ``run.json`` for a workflow)."""
+    return (folder / "manifest.json").is_file() and any((folder / n).is_file() for n in ("config.json", "run.json"))
+
+
+def _run_folder_of(path: Path, run_id: str) -> Path | None:
+    return next((p for p in (path, *path.parents) if p.name == run_id), None)
+
+
 def _write_error(path: Path, exc: OSError, run_id: str | None = None) -> RunFolderError:
     reason = exc.strerror or str(exc)
-    resume = f"; finished items are kept: resume with --resume {run_id}" if run_id else ""
-    return RunFolderError(
-        f"cannot write {path}: {reason}", hint=f"free disk space or make CONCLAVE_HOME writable{resume}"
-    )
+    folder = _run_folder_of(path, run_id) if run_id else None
+    if folder is not None and resumable(folder):
+        hint = f"free disk space or make CONCLAVE_HOME writable; finished items are kept: resume with --resume {run_id}"
+    else:  # nothing that --resume could find: naming it would only earn a "no run" error
+        hint = "free disk space or make CONCLAVE_HOME writable (or set CONCLAVE_HOME to a folder with room), then start the run again"
+    return RunFolderError(f"cannot write {path}: {reason}", hint=hint)
+
+
+@contextlib.contextmanager
+def writer_lock(run_dir: Path, run_id: str) -> Iterator[None]:
+    """One writer per run folder: a second ``--resume`` of a run still being written stops with one line."""
+    held = contextlib.ExitStack()
+    try:
+        held.enter_context(
+            fileio.exclusive_lock(
+                run_dir,
+                f"run {run_id}",
+                hint="wait for it to finish (or stop it), then resume; two writers would repeat items and calls",
+            )
+        )
+    except OSError as exc:
+        raise _write_error(run_dir / fileio.LOCK_FILE, exc, run_id) from exc
+    with held:
+        yield
 
 
 def new_run_id(prefix: str) -> str:
@@ -109,26 +144,19 @@ def find_run(settings: Settings, run: str) -> Path:
     )
 
 
-def write_json(path: Path, data: Any, *, run_id: str | None = None) -> None:
-    """Write JSON atomically (temp file + rename), so a reader never sees half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
+def write_json(path: Path, data: Any, *, run_id: str | None = None, within: Path | None = None) -> None:
+    """Write JSON atomically (:func:`conclave.fileio.atomic_write`: a reader never sees half a file, and a link or
+    a planted temporary file in the run folder is replaced, never written through)."""
     try:
-        with tmp.open("w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2, ensure_ascii=False, default=str)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        fileio.write_json(path, data, within=within)
     except OSError as exc:
         raise _write_error(path, exc, run_id) from exc
 
 
-def write_text(path: Path, text: str, *, run_id: str | None = None) -> None:
-    """Write a text file atomically."""
-    tmp = path.with_name(f".{path.name}.tmp")
+def write_text(path: Path, text: str, *, run_id: str | None = None, within: Path | None = None) -> None:
+    """Write a text file atomically (as :func:`write_json`)."""
     try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+        fileio.write_text(path, text, within=within)
     except OSError as exc:
         raise _write_error(path, exc, run_id) from exc
 
@@ -267,24 +295,26 @@ class JsonlLog:
                 log.warning("%s", problem)
         if self.path.is_file():
             try:
-                if scan.torn:
-                    with self.path.open("r+b") as fh:
+                fd = fileio.open_regular(self.path, os.O_RDWR)
+                with os.fdopen(fd, "r+b") as fh:
+                    if scan.torn:
                         fh.truncate(scan.end)
                         os.fsync(fh.fileno())
-                self._terminate_last_line()
+                    self._terminate_last_line(fh)
             except OSError as exc:
                 raise _write_error(self.path, exc, self.run_id) from exc
         return scan.records
 
-    def _terminate_last_line(self) -> None:
-        with self.path.open("a+b") as fh:
-            if fh.seek(0, os.SEEK_END) == 0:
-                return
-            fh.seek(-1, os.SEEK_END)
-            if fh.read(1) != b"\n":
-                fh.write(b"\n")
-                fh.flush()
-                os.fsync(fh.fileno())
+    @staticmethod
+    def _terminate_last_line(fh: BinaryIO) -> None:
+        if fh.seek(0, os.SEEK_END) == 0:
+            return
+        fh.seek(-1, os.SEEK_END)
+        if fh.read(1) != b"\n":
+            fh.seek(0, os.SEEK_END)
+            fh.write(b"\n")
+            fh.flush()
+            os.fsync(fh.fileno())
 
     def append(self, record: dict[str, Any]) -> None:
         """Write one record durably, on a line of its own even when the file ends in an unfinished line.
@@ -294,7 +324,8 @@ class JsonlLog:
 
         data = (redact_secrets(json.dumps(record, ensure_ascii=False, default=str)) + "\n").encode("utf-8")
         try:
-            with self.path.open("a+b") as fh:
+            fd = fileio.open_regular(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND)
+            with os.fdopen(fd, "a+b") as fh:
                 if fh.seek(0, os.SEEK_END) > 0:
                     fh.seek(-1, os.SEEK_END)
                     if fh.read(1) != b"\n":
