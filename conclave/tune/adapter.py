@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -70,7 +72,10 @@ def write_adapter(
         raise ConfigError("writing the adapter needs the gguf package", hint="pip install 'conclave[tune]'") from exc
     if not pairs:
         raise ValueError("no LoRA weights to write")
-    writer_path = path.with_name(path.name + ".tmp")
+    # GGUFWriter opens its file by name, following links: it writes into a folder made for it alone (mkdtemp: new,
+    # private, random name), never at a fixed name a resumed run folder could have planted.
+    private = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+    writer_path = private / path.name
     writer = gguf.GGUFWriter(str(writer_path), info.arch)
     writer.add_string("general.type", "adapter")
     writer.add_string("adapter.type", "lora")
@@ -92,8 +97,9 @@ def write_adapter(
         writer.close()
         os.replace(writer_path, path)
     except OSError as exc:
-        writer_path.unlink(missing_ok=True)
         raise ConfigError(f"cannot write the adapter {path}: {exc.strerror or exc}", hint="check free space") from exc
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
     return path
 
 

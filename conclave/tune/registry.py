@@ -9,11 +9,11 @@ runs the base GGUF with the adapter applied (llama.cpp's ``lora_path``). Nothing
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any
 
+from conclave import fileio
 from conclave.errors import ConfigError
 from conclave.models.spec import EMBEDDED_NAMES, TUNED_NAME
 from conclave.models.weights import sha256_file
@@ -28,7 +28,8 @@ def tuned_root(home: Path) -> Path:
 
 def check_name(name: str) -> str:
     """The name, if it can name a tuned model; else ConfigError."""
-    if not TUNED_NAME.match(name or ""):
+    # fullmatch: the pattern's `$` would let a final newline through (a name lands in commands and file names).
+    if not isinstance(name, str) or not TUNED_NAME.fullmatch(name):
         raise ConfigError(
             f"{name!r} cannot name a tuned model",
             hint="use letters, digits, - and _ (up to 64, no dots or slashes), e.g. --name smol-coa",
@@ -38,11 +39,10 @@ def check_name(name: str) -> str:
     return name
 
 
-def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically (a temporary file renamed into place): a reader never sees half a manifest."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+def write_json(path: Path, data: Any, *, within: Path | None = None) -> None:
+    """Write JSON atomically (:func:`conclave.fileio.write_json`): a reader never sees half a manifest, and a link
+    or a planted temporary file is replaced, never written through."""
+    fileio.write_json(path, data, within=within)
 
 
 def register(home: Path, name: str, adapter: Path, manifest: dict[str, Any]) -> Path:
@@ -51,10 +51,9 @@ def register(home: Path, name: str, adapter: Path, manifest: dict[str, Any]) -> 
     folder = tuned_root(home) / name
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / ADAPTER_FILE
-    tmp = folder / (ADAPTER_FILE + ".tmp")
     try:
-        shutil.copyfile(adapter, tmp)
-        os.replace(tmp, target)
+        with adapter.open("rb") as source:
+            fileio.atomic_write(target, lambda fh: shutil.copyfileobj(source, fh, 1 << 20))
         record = dict(manifest, name=name, adapter=ADAPTER_FILE, adapter_sha256=sha256_file(target))
         write_json(folder / MANIFEST_FILE, record)
     except OSError as exc:

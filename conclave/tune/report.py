@@ -102,8 +102,6 @@ def render_html(
 
 
 def write_report(run_dir: Path, **parts: Any) -> Path:
-    path = run_dir / "report.html"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(render_html(**parts), encoding="utf-8")
-    tmp.replace(path)
-    return path
+    from conclave import fileio
+
+    return fileio.write_text(run_dir / "report.html", render_html(**parts), within=run_dir)

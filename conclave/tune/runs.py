@@ -9,12 +9,14 @@ evaluate the tuned model).
 from __future__ import annotations
 
 import json
+import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from conclave import fileio
 from conclave.errors import ConfigError
 from conclave.tune import registry
 from conclave.tune.train import TuneConfig
@@ -45,9 +47,57 @@ def find_run(home: Path, run: str) -> Path:
     raise ConfigError(f"no tuning run {run!r} to resume", hint=f"see the folders in {runs_root(home)}")
 
 
+def _problem(stored: Any) -> str | None:
+    """What is wrong with a resumed run's ``config.json`` (None: nothing), field by field."""
+    if not isinstance(stored, dict):
+        return "not a JSON object"
+    texts = ("name", "base_spec", "base_path")
+    for key in texts:
+        value = stored.get(key)
+        if not isinstance(value, str) or not value or any(ord(c) < 32 or ord(c) == 127 for c in value):
+            return f"{key} is not a one-line string"
+    if not Path(stored["base_path"]).is_absolute():
+        return "base_path is not an absolute path"
+    if not isinstance(stored.get("base_size"), int):
+        return "base_size is not a number"
+    data = stored.get("data")
+    if not isinstance(data, list) or not data or not all(isinstance(p, str) and Path(p).is_absolute() for p in data):
+        return "data is not a list of absolute paths"
+    hashes = stored.get("data_sha256")
+    if not isinstance(hashes, dict) or not all(isinstance(v, str) for v in hashes.values()):
+        return "data_sha256 is not a table of hashes"
+    if not isinstance(stored.get("config"), dict):
+        return "config is not a JSON object"
+    return None
+
+
+def read_stored_run(run_dir: Path) -> dict[str, Any]:
+    """A run's ``config.json``, every value checked: the run folder may come from anyone, and its name and base
+    spec end up in file names, the tuned-model registry and the shell lines of ``commands.txt``."""
+    path = run_dir / "config.json"
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read {path}", hint="the run folder is damaged; start a new run") from exc
+    problem = _problem(stored)
+    if problem is None:
+        try:
+            registry.check_name(stored["name"])
+            cfg = TuneConfig.from_dict(stored["config"])
+        except (ConfigError, TypeError, ValueError) as exc:
+            problem = exc.message if isinstance(exc, ConfigError) else f"config: {exc}"
+        else:
+            if cfg.form not in FORM_METHOD:
+                problem = f"config.form {cfg.form!r} is not one of {', '.join(FORM_METHOD)}"
+    if problem is not None:
+        raise ConfigError(f"{path} is not a tuning run's configuration: {problem}", hint="start a new run")
+    return dict(stored)
+
+
 def eval_commands(name: str, form: str, base_spec: str, dataset: str = GSM8K_DEV) -> list[str]:
     """How to evaluate the tuned model against its base (GSM8K dev 1-100, paired)."""
     method = FORM_METHOD.get(form, "coa")
+    base_spec, dataset = shlex.quote(base_spec), shlex.quote(dataset)  # shell lines: one argument each
     return [
         "# GSM8K dev items 1-100, base vs tuned, from the repository root (another copy of GSM8K: change the path)",
         f"conclave eval -d {dataset} -n 100 --concurrency 1 --method {method} -m {base_spec}   # the base (RUN_A)",
@@ -102,9 +152,10 @@ def tune(
     from conclave.tune.report import write_report
     from conclave.tune.train import train
 
+    checkpoint: dict[str, Any] | None = None
     if resume:
         run_dir = find_run(home, resume)
-        stored = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+        stored = read_stored_run(run_dir)  # every value checked before anything is written
         name = stored["name"]
         cfg = TuneConfig.from_dict(stored["config"])
         if config is not None and config.threads:
@@ -121,6 +172,9 @@ def tune(
         if not base_path.is_file() or base_path.stat().st_size != stored.get("base_size"):
             raise ConfigError(f"the base model {base_path} changed since run {run_dir.name} started")
         base_spec = stored["base_spec"]
+        from conclave.tune.train import CHECKPOINT, read_checkpoint
+
+        checkpoint = read_checkpoint(run_dir / CHECKPOINT)  # a bad one is refused before any write
     else:
         if not name:
             raise ConfigError("the tuned model needs a name", hint="add --name NAME (then use --model embedded:NAME)")
@@ -160,7 +214,7 @@ def tune(
             "config": asdict(cfg),
             "started": datetime.now(UTC).isoformat(timespec="seconds"),
         }
-        registry.write_json(run_dir / "config.json", stored)
+        registry.write_json(run_dir / "config.json", stored, within=run_dir)
     data_summary = {
         "files": report.files,
         "conversations": report.conversations,
@@ -171,9 +225,9 @@ def tune(
         "tokens": sum(len(e) for e in examples),
         "assistant_tokens": sum(e.learnt for e in examples),
     }
-    registry.write_json(run_dir / "data.json", data_summary)
+    registry.write_json(run_dir / "data.json", data_summary, within=run_dir)
     commands = eval_commands(str(name), cfg.form, str(base_spec))
-    (run_dir / "commands.txt").write_text("\n".join(commands) + "\n", encoding="utf-8")
+    fileio.write_text(run_dir / "commands.txt", "\n".join(commands) + "\n", within=run_dir)
 
     result = train(
         run_dir,
@@ -182,6 +236,7 @@ def tune(
         info,
         pad_id=encoder.pad_id,
         resume=bool(resume),
+        checkpoint=checkpoint,
         resume_hint=f"continue with: conclave tune --resume {run_dir if out is not None else run_dir.name}",
         model=model,
         on_step=on_step,
@@ -205,7 +260,7 @@ def tune(
         "threads": result.threads,
         "adapter": str(result.adapter),
     }
-    registry.write_json(run_dir / "result.json", summary)
+    registry.write_json(run_dir / "result.json", summary, within=run_dir)
     write_report(
         run_dir,
         run_id=run_dir.name,

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from conclave import fileio
 from conclave.errors import ConclaveError, ConfigError
 from conclave.tune.data import IGNORE, Example, batches_from, collate
 from conclave.tune.load import BaseInfo
@@ -72,10 +73,43 @@ class TuneConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TuneConfig:
+        """The configuration a run folder recorded; ValueError naming the first field of the wrong kind (the file
+        is data from the run folder, not something to trust)."""
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         if "targets" in known:
-            known["targets"] = tuple(known["targets"])
+            targets = known["targets"]
+            if not isinstance(targets, list | tuple) or not all(
+                isinstance(t, str) and t.isidentifier() for t in targets
+            ):
+                raise ValueError("targets is not a list of module names")
+            known["targets"] = tuple(targets)
+        for key, value in known.items():
+            kinds = _FIELD_KINDS.get(key)
+            if kinds is not None and (isinstance(value, bool) is not (bool in kinds) or not isinstance(value, kinds)):
+                raise ValueError(f"{key} is not {' or '.join(_KIND_WORDS[k] for k in kinds)}")
         return cls(**known)
+
+
+_FIELD_KINDS: dict[str, tuple[type, ...]] = {
+    "base_spec": (str,),
+    "form": (str,),
+    "steps": (int, type(None)),
+    "epochs": (int, float),
+    "lr": (int, float),
+    "rank": (int,),
+    "alpha": (int, float),
+    "dropout": (int, float),
+    "batch_size": (int,),
+    "max_length": (int,),
+    "checkpoint_every": (int,),
+    "warmup": (int,),
+    "seed": (int,),
+    "gradient_checkpointing": (bool,),
+    "device": (str,),
+    "threads": (int, type(None)),
+}
+"""The JSON kinds of :class:`TuneConfig`'s fields (``targets`` is checked on its own)."""
+_KIND_WORDS = {str: "a string", int: "a whole number", float: "a number", bool: "true or false", type(None): "null"}
 
 
 @dataclass
@@ -151,9 +185,42 @@ def _save_checkpoint(path: Path, state: dict[str, Any], need: int) -> None:
     import torch
 
     ensure_space(path.parent, need, "checkpoint")
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    fileio.atomic_write(path, lambda fh: torch.save(state, fh), within=path.parent)
+
+
+_CHECKPOINT_KEYS = {"step": int, "lora": dict, "optimizer": dict, "scheduler": dict}
+
+
+def read_checkpoint(path: Path) -> dict[str, Any] | None:
+    """A run's checkpoint, checked; ``None`` when there is none (a run stopped before its first one starts again).
+
+    A file under CONCLAVE_HOME is data, never code: torch's restricted loader (tensors, numbers, strings, lists,
+    dicts) refuses anything a full unpickle would execute, and a file that loads but lacks the parts a resume needs
+    is refused too, so ``tune --resume`` can check it before it writes anything."""
+    import torch
+
+    if not path.exists() and not path.is_symlink():
+        return None
+    try:
+        fd = fileio.open_regular(path, os.O_RDONLY)
+        with os.fdopen(fd, "rb") as fh:
+            state = torch.load(fh, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a checkpoint that cannot be read is never half-written (see _save_checkpoint)
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]  # torch explains at length
+        raise ConfigError(f"cannot read {path}: {reason}", hint="start a new run") from exc
+    wrong = (
+        ["not a dict"]
+        if not isinstance(state, dict)
+        else [k for k, kind in _CHECKPOINT_KEYS.items() if not isinstance(state.get(k), kind)]
+    )
+    if not wrong and (state["step"] < 0 or not isinstance(state.get("rng"), torch.Tensor)):
+        wrong = ["step" if state["step"] < 0 else "rng"]
+    if wrong:
+        raise ConfigError(
+            f"cannot read {path}: not a tuning checkpoint ({', '.join(wrong)} missing or wrong)",
+            hint="start a new run",
+        )
+    return state
 
 
 def _lora_state(model: Any) -> dict[str, Any]:
@@ -166,10 +233,13 @@ def _lora_state(model: Any) -> dict[str, Any]:
 
 
 def _read_losses(path: Path, up_to: int) -> list[dict[str, Any]]:
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         return []
+    fd = fileio.open_regular(path, os.O_RDONLY)  # a link planted in the run folder is refused, not read
+    with os.fdopen(fd, "r", encoding="utf-8", errors="replace") as fh:
+        text = fh.read()
     out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in text.splitlines():
         try:
             entry = json.loads(line)
         except json.JSONDecodeError:
@@ -177,6 +247,12 @@ def _read_losses(path: Path, up_to: int) -> list[dict[str, Any]]:
         if isinstance(entry, dict) and isinstance(entry.get("step"), int) and entry["step"] <= up_to:
             out.append(entry)
     return out
+
+
+def _append_line(path: Path, line: str) -> None:
+    fd = fileio.open_regular(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    with os.fdopen(fd, "a", encoding="utf-8") as fh:
+        fh.write(line + "\n")
 
 
 class _StopFlag:
@@ -212,6 +288,7 @@ def train(
     *,
     pad_id: int,
     resume: bool = False,
+    checkpoint: dict[str, Any] | None = None,
     resume_hint: str = "run the same command with --resume",
     model: Any = None,
     on_step: Callable[[int, float], None] | None = None,
@@ -222,7 +299,8 @@ def train(
     """Train a LoRA on ``examples`` in ``run_dir`` and write ``adapter.gguf`` there.
 
     ``model``: a loaded base model (tests share one); ``on_step(step, loss)`` runs after each step (a test raises
-    KeyboardInterrupt from it). Raises :class:`TuneInterrupted` after saving a checkpoint when stopped."""
+    KeyboardInterrupt from it). ``checkpoint``: the state :func:`read_checkpoint` returned for a resumed run (read
+    here when not given). Raises :class:`TuneInterrupted` after saving a checkpoint when stopped."""
     import torch
     from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
 
@@ -237,14 +315,7 @@ def train(
     checkpoint_path = run_dir / CHECKPOINT
     loss_path = run_dir / LOSS_FILE
 
-    state: dict[str, Any] | None = None
-    if resume and checkpoint_path.is_file():  # stopped before its first checkpoint: it starts again at step 0
-        try:
-            # A file under CONCLAVE_HOME is data, never code: torch's restricted loader (tensors, numbers, strings,
-            # lists, dicts) refuses anything a full unpickle would execute.
-            state = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # a checkpoint that cannot be read is never half-written (see _save_checkpoint)
-            raise ConfigError(f"cannot read {checkpoint_path}: {exc}", hint="start a new run") from exc
+    state = checkpoint if checkpoint is not None or not resume else read_checkpoint(checkpoint_path)
 
     if model is None:
         model = load_base(info, dtype=dtype, device=device)
@@ -285,7 +356,7 @@ def train(
         torch.set_rng_state(state["rng"])
         step, tokens, seconds = int(state["step"]), int(state.get("tokens", 0)), float(state.get("seconds", 0.0))
     losses = _read_losses(loss_path, step)
-    loss_path.write_text("".join(json.dumps(e) + "\n" for e in losses), encoding="utf-8")
+    fileio.write_text(loss_path, "".join(json.dumps(e) + "\n" for e in losses), within=run_dir)
 
     def snapshot() -> dict[str, Any]:
         return {
@@ -335,8 +406,7 @@ def train(
                     "seconds": round(elapsed, 3),
                 }
                 losses.append(entry)
-                with loss_path.open("a", encoding="utf-8") as fh:
-                    fh.write(json.dumps(entry) + "\n")
+                _append_line(loss_path, json.dumps(entry))
                 bar.update(task, completed=step, loss=value, rate=tokens / seconds if seconds else 0.0)
                 if config.checkpoint_every and step % config.checkpoint_every == 0 and step < total:
                     _save_checkpoint(checkpoint_path, snapshot(), need)
