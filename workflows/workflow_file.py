@@ -159,6 +159,9 @@ class EvalArgs(_Strict):
     strict: bool = False
     collection: str | None = None
     judge: str | None = None
+    search: Literal["scoped", "open"] | None = Field(
+        None, description="scoped: each question searches only its own document (tatqa's default); open: all"
+    )
 
     @field_validator("models")
     @classmethod

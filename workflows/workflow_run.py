@@ -325,6 +325,7 @@ class _Runner:
             strict=args["strict"],
             collection=args["collection"],
             judge=args["judge"],
+            search=args.get("search"),
         )
         result = await run_eval(
             config,

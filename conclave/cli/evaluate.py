@@ -60,7 +60,7 @@ eval_app = typer.Typer(
 def eval_main(
     ctx: typer.Context,
     dataset: str | None = typer.Option(
-        None, "--dataset", "-d", help="The data set; KIND = gsm8k, svamp, squad, hotpotqa or jsonl."
+        None, "--dataset", "-d", help="The data set; KIND = gsm8k, svamp, squad, hotpotqa, tatqa or jsonl."
     ),
     method: list[str] = typer.Option(
         [],
@@ -113,6 +113,11 @@ def eval_main(
         None, "--judge", help="Model spec for the judge scorers (default: the judge role)."
     ),
     k: int | None = typer.Option(None, "--k", min=1, max=50, help="recall@k cut-off (default: top_k)."),
+    search: str | None = typer.Option(
+        None,
+        "--search",
+        help="scoped: each question searches only its own document (tatqa's default); open: the whole collection.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Run methods x models over the same items; writes items.jsonl, summary.json, report.md, report.html."""
@@ -126,6 +131,8 @@ def eval_main(
 
     if executor not in ("local", "ray"):
         raise ConfigError(f"unknown executor {executor!r}", hint="use --executor local or --executor ray")
+    if search not in (None, "scoped", "open"):
+        raise ConfigError(f"unknown search {search!r}", hint="use --search scoped or --search open")
     if address is not None and executor != "ray":
         raise ConfigError("--address names a Ray cluster", hint="add --executor ray, or leave --address out")
     config = EvalConfig(
@@ -143,6 +150,7 @@ def eval_main(
         collection=collection,
         judge=judge,
         k=k,
+        search=search,
     )
     if resume and (dataset or method or model):
         err.print(f"[dim]resuming {escape(resume)}: its recorded data set, methods and models are used[/]")

@@ -1,8 +1,8 @@
-"""Data sets for evaluation: GSM8K, SVAMP, SQuAD, HotpotQA (the formats in ``shared/data``) and generic JSONL.
+"""Data sets for evaluation: GSM8K, SVAMP, SQuAD, HotpotQA, TAT-QA (the formats in ``shared/data``) and generic JSONL.
 
 A data set is named ``KIND:PATH``. Every loader returns the same :class:`Dataset`: items with a question, the gold
-answers and the ids of the gold contexts, plus every context to ingest (SQuAD, HotpotQA, JSONL with ``contexts``), so
-retrieval is part of what is scored. Malformed lines are collected with their line numbers; the valid ones still run
+answers and the ids of the gold contexts, plus every context to ingest (SQuAD, HotpotQA, TAT-QA, JSONL with
+``contexts``), so retrieval is part of what is scored. Malformed lines are collected with their line numbers; the valid ones still run
 unless ``strict``.
 """
 
@@ -12,7 +12,7 @@ import json
 import random
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,6 +27,7 @@ __all__ = [
     "load_dataset",
     "parse_dataset_spec",
     "select_items",
+    "stratified_order",
 ]
 
 AnswerKind = Literal["number", "text"]
@@ -41,17 +42,28 @@ class Context:
     id: str
     text: str
     title: str = ""
+    source: str = ""
+    """The ``source`` its passages carry in the store (default: the data set's name); a scoped search filters on it."""
+    chunked: bool = False
+    """A whole Markdown document (a TAT-QA report), cut into chunks like an ingested file, not one passage."""
 
 
 @dataclass(frozen=True)
 class Item:
-    """One question with its gold answers (any of them counts) and gold context ids."""
+    """One question with its gold answers (any of them counts, unless its scorer says otherwise) and gold context
+    ids."""
 
     id: str
     question: str
     answers: tuple[str, ...]
     answer_kind: AnswerKind = "text"
     gold_ids: tuple[str, ...] = ()
+    labels: dict[str, str] = field(default_factory=dict)
+    """What the scorers and the report's breakdown read besides the answers (TAT-QA: answer_type, answer_from,
+    scale)."""
+    scope: str | None = None
+    """The source of the one document the question is asked of (TAT-QA: its report); a scoped run searches only
+    that document's passages."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +86,8 @@ class Dataset:
     items: list[Item]
     contexts: list[Context] = field(default_factory=list)
     problems: list[LineProblem] = field(default_factory=list)
+    stratify_by: str | None = None
+    """The label a sample keeps in proportion (TAT-QA: answer_type), see :func:`select_items`."""
 
     @property
     def name(self) -> str:
@@ -289,11 +303,19 @@ def _load_jsonl(path: Path) -> Dataset:
     return data
 
 
+def _load_tatqa(path: Path) -> Dataset:
+    from conclave.workflows.evaluation.tatqa import load_tatqa
+
+    data: Dataset = load_tatqa(path)
+    return data
+
+
 _LOADERS: dict[str, Callable[[Path], Dataset]] = {
     "gsm8k": _load_gsm8k,
     "svamp": _load_svamp,
     "squad": _load_squad,
     "hotpotqa": _load_hotpotqa,
+    "tatqa": _load_tatqa,
     "jsonl": _load_jsonl,
 }
 DATASET_KINDS = tuple(_LOADERS)
@@ -345,20 +367,51 @@ def load_dataset(spec: str, *, strict: bool = False) -> Dataset:
         for item in data.items:
             n = counts.get(item.id, 0)
             counts[item.id] = n + 1
-            unique.append(
-                item if n == 0 else Item(f"{item.id}~{n}", item.question, item.answers, item.answer_kind, item.gold_ids)
-            )
+            unique.append(item if n == 0 else replace(item, id=f"{item.id}~{n}"))
         data.items = unique
     return data
 
 
-def select_items(items: list[Item], *, limit: int | None = None, seed: int | None = None, skip: int = 0) -> list[Item]:
+STRATIFIED_SEED = 0
+"""The seed of a stratified sample when none is given: ``--limit N`` alone draws the same items every time."""
+
+
+def select_items(
+    items: list[Item],
+    *,
+    limit: int | None = None,
+    seed: int | None = None,
+    skip: int = 0,
+    stratify_by: str | None = None,
+) -> list[Item]:
     """The first ``limit`` items after the first ``skip`` (held-out items for checking a choice made on the first
-    ones), or with a ``seed`` a reproducible random sample of them."""
+    ones), or with a ``seed`` a reproducible random sample of them.
+
+    With ``stratify_by`` (a label, e.g. TAT-QA's answer_type) a sample is drawn stratified, by ``seed`` or
+    :data:`STRATIFIED_SEED`: every prefix of the order keeps the label's proportions, so ``limit`` N and ``skip`` N
+    both keep them."""
     chosen = list(items)
-    if seed is not None:
+    if stratify_by is not None and (limit is not None or skip or seed is not None):
+        chosen = stratified_order(chosen, stratify_by, STRATIFIED_SEED if seed is None else seed)
+    elif seed is not None:
         chosen = random.Random(seed).sample(chosen, len(chosen))
     chosen = chosen[max(0, skip) :]
     if limit is not None:
         chosen = chosen[: max(0, limit)]
     return chosen
+
+
+def stratified_order(items: list[Item], label: str, seed: int) -> list[Item]:
+    """The items shuffled within each stratum (by ``seed``), then interleaved by their relative position in their
+    stratum: the i-th of n items ranks at (i + 0.5) / n, so any prefix holds each stratum in proportion."""
+    strata: dict[str, list[Item]] = {}
+    for item in items:
+        strata.setdefault(item.labels.get(label, ""), []).append(item)
+    rng = random.Random(seed)
+    ranked: list[tuple[float, str, Item]] = []
+    for name in sorted(strata):
+        members = strata[name]
+        rng.shuffle(members)
+        ranked += [((i + 0.5) / len(members), name, item) for i, item in enumerate(members)]
+    ranked.sort(key=lambda entry: (entry[0], entry[1]))
+    return [item for _, _, item in ranked]

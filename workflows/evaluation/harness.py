@@ -48,7 +48,7 @@ class EvalConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    dataset: str = Field(..., description="KIND:PATH, KIND one of gsm8k, svamp, squad, hotpotqa, jsonl")
+    dataset: str = Field(..., description="KIND:PATH, KIND one of gsm8k, svamp, squad, hotpotqa, tatqa, jsonl")
     methods: list[str] = Field(default_factory=lambda: ["cot"], min_length=1)
     models: list[str] = Field(default_factory=list, description="model specs; empty = the configured roles")
     scorers: list[str] = Field(default_factory=list, description="empty = the data set's defaults")
@@ -62,6 +62,11 @@ class EvalConfig(BaseModel):
     judge: str | None = Field(None, description="model spec for the judge (default: the judge role)")
     k: int | None = Field(None, ge=1, le=50, description="recall@k cut-off (default: settings.top_k)")
     use_roles: bool = Field(False, description="no --model given: each role runs on its configured model")
+    search: Literal["scoped", "open"] | None = Field(
+        None,
+        description="scoped: each question searches only its own document (the default where items name one, "
+        "tatqa); open: the whole collection",
+    )
     executor: Literal["local", "ray"] = Field(
         "local", description="where units run: this process, or Ray workers (settings.ray_address; distributed.py)"
     )
@@ -207,6 +212,8 @@ class UnitPlan:
     k: int
     scorers: tuple[str, ...]
     use_roles: bool
+    scoped: bool = False
+    """Each item's searches see only the passages of its own document (``Item.scope``)."""
 
 
 class _Matrix:
@@ -231,6 +238,18 @@ def _validate(config: EvalConfig) -> None:
     resolve_scorers(config.scorers)
 
 
+def _scoped(config: EvalConfig, dataset: Dataset) -> bool:
+    """Whether each question searches only its own document: ``search`` when given, else wherever the items name
+    one (TAT-QA). Scoped search over items that name none is refused."""
+    names_documents = any(item.scope for item in dataset.items)
+    if config.search == "scoped" and not names_documents:
+        raise ConfigError(
+            f"--search scoped needs items that name their own document, and {dataset.kind} items do not",
+            hint="use --search open, or a data set kind such as tatqa",
+        )
+    return names_documents if config.search is None else config.search == "scoped"
+
+
 async def _resolve(
     config: EvalConfig, settings: Settings, on_note: Callable[[str], None]
 ) -> tuple[EvalConfig, _Matrix]:
@@ -238,7 +257,10 @@ async def _resolve(
 
     _validate(config)
     dataset = load_dataset(config.dataset, strict=config.strict)
-    items = select_items(dataset.items, limit=config.limit, seed=config.seed, skip=config.skip)
+    items = select_items(
+        dataset.items, limit=config.limit, seed=config.seed, skip=config.skip, stratify_by=dataset.stratify_by
+    )
+    scoped = _scoped(config, dataset)
     has_gold = any(i.gold_ids for i in items)
     numeric = all(i.answer_kind == "number" for i in items)
     scorers = resolve_scorers(config.scorers) or default_scorers(dataset.kind, numeric=numeric, has_gold_ids=has_gold)
@@ -256,7 +278,7 @@ async def _resolve(
     resolved = config.model_copy(
         update={"models": models, "scorers": scorers, "collection": collection, "use_roles": use_roles}
     )
-    plan = UnitPlan(collection, config.k or settings.top_k, tuple(scorers), use_roles)
+    plan = UnitPlan(collection, config.k or settings.top_k, tuple(scorers), use_roles, scoped)
     matrix = _Matrix(resolved, dataset, items, plan)
     if resolved.executor == "ray":  # refused here, before the caller writes anything for the run
         from conclave.workflows.evaluation.distributed import preflight
@@ -567,6 +589,7 @@ async def run_unit(
                 settings,
                 method=method,
                 collection=plan.collection,
+                source=item.scope if plan.scoped else None,
                 knowledge=plan.collection is not None,
                 clients=await _clients_for(caches, model, settings, plan.use_roles),
             )
@@ -603,7 +626,7 @@ async def build_sample(
         # No answer is scored as no answer: a notice that no chain worked may still hold a number or the gold words.
         outcome = dataclasses.replace(outcome, text="", value=None)
     scores: dict[str, Score] = {}
-    seen = ScoreInput(item.question, outcome, item.answers, item.gold_ids, plan.k)
+    seen = ScoreInput(item.question, outcome, item.answers, item.gold_ids, plan.k, item.labels)
     for name in plan.scorers:
         scorer = SCORERS.get(name)
         if not scorer.judge:
@@ -623,6 +646,7 @@ async def build_sample(
         question=item.question,
         gold=list(item.answers),
         gold_ids=list(item.gold_ids),
+        labels=dict(item.labels),
         answer=answer_text,
         value=answer_value,
         correct=primary.passed,

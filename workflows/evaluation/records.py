@@ -32,6 +32,8 @@ class EvalSample(BaseModel):
     question: str = ""
     gold: list[str] = Field(default_factory=list)
     gold_ids: list[str] = Field(default_factory=list)
+    labels: dict[str, str] = Field(default_factory=dict)
+    """The item's labels (TAT-QA: answer_type, answer_from, scale): the report breaks its scores down by them."""
     answer: str = ""
     value: str | None = None
     correct: bool | None = None

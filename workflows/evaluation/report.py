@@ -23,7 +23,7 @@ from conclave.workflows.evaluation.records import EvalSample, as_samples
 
 from conclave.terminal import clip
 
-__all__ = ["summarize", "render_markdown", "render_html", "wilson_interval", "write_reports"]
+__all__ = ["breakdown", "summarize", "render_markdown", "render_html", "wilson_interval", "write_reports"]
 
 _PALETTE = ("#4269d0", "#efb118", "#ff725c", "#6cc5b0", "#3ca951", "#ff8ab7", "#a463f2", "#97bbf5", "#9c6b4e")
 
@@ -59,10 +59,35 @@ def _cells(records: Sequence[EvalSample]) -> dict[tuple[str, str], list[EvalSamp
     return cells
 
 
+def breakdown(recs: Sequence[EvalSample], scorers: Sequence[str]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Scores per value of each item label (TAT-QA: answer_type, answer_from, scale): label -> value -> items,
+    passes of the primary scorer, and every scorer's mean. Empty when the items carry no labels."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for label in dict.fromkeys(key for r in recs for key in r.labels):
+        groups: dict[str, list[EvalSample]] = {}
+        for r in recs:
+            if label in r.labels:
+                groups.setdefault(r.labels[label] or "(none)", []).append(r)
+        out[label] = {}
+        for value in sorted(groups):
+            group = groups[value]
+            scored = [r for r in group if r.correct is not None]
+            out[label][value] = {
+                "items": len(group),
+                "accuracy": round(sum(1 for r in scored if r.correct) / len(scored), 4) if scored else None,
+                "scores": {
+                    name: _mean([v for r in group if (v := r.score_of(name).get("value")) is not None])
+                    for name in scorers
+                },
+            }
+    return out
+
+
 def summarize(
     records: Sequence[EvalSample | Mapping[str, Any]], *, run_id: str = "", meta: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """Per (method, model): accuracy with its interval, every scorer's mean, latency, tokens, calls, failures."""
+    """Per (method, model): accuracy with its interval, every scorer's mean, latency, tokens, calls, failures, and
+    the scores per value of each item label (``breakdown``, when items carry labels)."""
     samples = as_samples(records)
     scorers: list[str] = []
     for record in samples:
@@ -116,6 +141,7 @@ def summarize(
                 "critic_rounds_mean": _mean([r.critic_rounds for r in recs]),
                 "backend_calls": sum(r.backend_calls for r in recs),
                 "cached_items": sum(1 for r in recs if r.cached),
+                **({"breakdown": groups} if (groups := breakdown(recs, scorers)) else {}),
             }
         )
     comparisons = []
@@ -215,6 +241,7 @@ def render_markdown(summary: dict[str, Any]) -> str:
                 ]
             )
         )
+    lines += _breakdown_markdown(summary)
     if summary["comparisons"]:
         head = ["A", "B", "paired", "A won", "A lost", "p-value", "verdict"]
         lines += ["", "## Paired comparisons (McNemar's exact test)", "", _md_row(head), _md_row(["---"] * len(head))]
@@ -234,6 +261,43 @@ def render_markdown(summary: dict[str, Any]) -> str:
             )
     lines.append("")
     return "\n".join(lines)
+
+
+def _breakdown_rows(summary: dict[str, Any]) -> dict[str, list[list[str]]]:
+    """Label -> table rows (method, model, value, items, accuracy, every scorer's mean) of every cell's breakdown."""
+    tables: dict[str, list[list[str]]] = {}
+    for cell in summary["cells"]:
+        for label, values in (cell.get("breakdown") or {}).items():
+            for value, group in values.items():
+                tables.setdefault(label, []).append(
+                    [
+                        cell["method"],
+                        cell["model"],
+                        value,
+                        str(group["items"]),
+                        _pct(group["accuracy"]),
+                        *(_num(group["scores"].get(s), 3) for s in summary["scorers"]),
+                    ]
+                )
+    return tables
+
+
+def _breakdown_markdown(summary: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
+    for label, rows in _breakdown_rows(summary).items():
+        head = ["method", "model", label, "n", "accuracy", *summary["scorers"]]
+        lines += ["", f"## By {label}", "", _md_row(head), _md_row(["---"] * len(head))]
+        lines += [_md_row(row) for row in rows]
+    return lines
+
+
+def _breakdown_html(summary: dict[str, Any]) -> str:
+    parts = []
+    for label, rows in _breakdown_rows(summary).items():
+        head = "".join(f"<th>{_esc(h)}</th>" for h in ["method", "model", label, "n", "accuracy", *summary["scorers"]])
+        body = "".join("<tr>" + "".join(f"<td>{_esc(c)}</td>" for c in row) + "</tr>" for row in rows)
+        parts.append(f"<h2>By {_esc(label)}</h2><table><tr>{head}</tr>{body}</table>")
+    return "\n".join(parts)
 
 
 def _md_row(cells: Sequence[Any]) -> str:
@@ -463,6 +527,7 @@ served wholly from cache {summary["cached_units"]}, failed {summary["failed_unit
 <table><tr><th>method</th><th>model</th><th>accuracy</th><th>95% CI</th><th>n</th>{score_heads}<th>latency p50 (s)</th>
 <th>p90 (s)</th><th>tokens/item</th><th>LLM calls</th><th>tool calls</th><th>re-plans</th><th>critic rounds</th><th>failed</th></tr>
 {"".join(md_rows)}</table>
+{_breakdown_html(summary)}
 <div class="plots">
 {accuracy_svg(cells)}
 {distribution_svg(latency, "Latency per item", "s")}

@@ -1,4 +1,5 @@
-"""Scorers: numbers, SQuAD exact match and token F1, contains, retrieval recall@k, and two model-graded scores.
+"""Scorers: numbers, SQuAD exact match and token F1, TAT-QA's EM and F1 with the scale, contains, retrieval recall@k,
+and two model-graded scores.
 
 Every scorer returns a :class:`Score`: a value (``None`` when the score does not apply or could not be obtained) and
 whether it counts as a pass. The first scorer of a run is its *primary* one: accuracy is the share of its passes.
@@ -10,7 +11,7 @@ from __future__ import annotations
 import re
 import string
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -203,14 +204,15 @@ def recall_at_k(retrieved_ids: Sequence[str], gold_ids: Sequence[str], k: int) -
 
 @dataclass(frozen=True)
 class ScoreInput:
-    """What a scorer sees of one item: the question, the run's outcome, the gold answers and context ids, and the
-    recall cut-off ``k``."""
+    """What a scorer sees of one item: the question, the run's outcome, the gold answers and context ids, the
+    recall cut-off ``k``, and the item's labels (TAT-QA: answer_type, answer_from, scale)."""
 
     question: str
     outcome: Outcome
     golds: Sequence[str]
     gold_ids: Sequence[str] = ()
     k: int = 4
+    labels: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -267,6 +269,29 @@ def _recall(item: ScoreInput) -> Score:
     return Score(round(recall, 4), recall == 1.0)
 
 
+def tatqa_score(item: ScoreInput) -> tuple[Any, str]:
+    """TAT-QA's EM and F1 of the item's answer, read into value and scale, against its gold answer and scale."""
+    from conclave.workflows.evaluation.tatqa import parse_prediction, score_answer
+
+    answer_type = item.labels.get("answer_type", "span")
+    predicted, scale = parse_prediction(
+        candidate_answer(item.outcome), context=_strip_markup(item.outcome.text), answer_type=answer_type
+    )
+    result = score_answer(predicted, scale, item.golds, item.labels.get("scale", ""), answer_type)
+    shown = f"{' | '.join(predicted) or '(none)'}{f' {scale}' if scale else ''}"
+    return result, f"{shown} -> {result.predicted or '(nothing)'} vs {result.gold}"
+
+
+def _tatqa_em(item: ScoreInput) -> Score:
+    result, detail = tatqa_score(item)
+    return Score(result.em, result.em == 1.0, detail)
+
+
+def _tatqa_f1(item: ScoreInput) -> Score:
+    result, detail = tatqa_score(item)
+    return Score(result.f1, result.f1 >= F1_PASS, detail)
+
+
 async def _correctness(item: ScoreInput, judge: Any) -> Score:
     return await judge.correctness(item.question, item.golds, item.outcome)
 
@@ -282,6 +307,8 @@ for _scorer, _aliases in (
     ),
     (Scorer("exact_match", _exact, "SQuAD exact match of the short answer"), ("em", "exact")),
     (Scorer("f1", _f1_score, f"SQuAD token F1 of the short answer (pass at {F1_PASS})"), ()),
+    (Scorer("tatqa_em", _tatqa_em, "TAT-QA's exact match: the answer and its scale, numbers rounded"), ("tatqa",)),
+    (Scorer("tatqa_f1", _tatqa_f1, f"TAT-QA's numeracy-focused F1 (F1 = EM for numbers; pass at {F1_PASS})"), ()),
     (Scorer("contains", _contains, "a gold answer occurs, as whole words, in the answer"), ()),
     (Scorer("recall", _recall, "share of gold contexts among the retrieved passages (recall@k)"), ("recall@k",)),
     (
@@ -327,6 +354,8 @@ def needs_judge(names: Sequence[str]) -> bool:
 
 def default_scorers(kind: str, *, numeric: bool, has_gold_ids: bool) -> list[str]:
     """The scorers a data set kind gets when none are named (the first is the primary one)."""
+    if kind == "tatqa":
+        return ["tatqa_em", "tatqa_f1"] + (["recall"] if has_gold_ids else [])
     if kind in ("gsm8k", "svamp") or numeric:
         return ["numeric"]
     out = ["exact_match", "f1"] if kind in ("squad", "hotpotqa") else ["exact_match", "f1", "contains"]
