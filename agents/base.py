@@ -84,6 +84,9 @@ class TeamState:
     """Self-consistency with early stopping is under way: the reifier asks for more chains until enough agree."""
     answer_text: str = ""
     answer_value: str | None = None
+    answer_basis: str = ""
+    """What the answer value rests on: ``chain`` (a reified chain) or ``passages`` (no chain validated; the writer's
+    answer, which the passages support)."""
     sources: list[Passage] = field(default_factory=list)
     failure: str | None = None
 

@@ -76,7 +76,13 @@ def tool_lines(tools: dict[str, Any]) -> str:
 
 _PROGRAM_BLOCK = re.compile(r"```python\n.*?```", re.S)
 _EXAMPLE_TOOL = re.compile(r'"tool"\s*:\s*"([^"]+)"')
-_EXAMPLE_CALL = re.compile(r"\b(search_knowledge|vector_math)\(")
+_EXAMPLE_CALL = re.compile(r"\b(search_knowledge|vector_math|read_value)\(")
+DOCUMENTS_RULE = (
+    "- a number, rate or formula that the documents hold is read with read_value (one value) or search_knowledge, "
+    "never written from memory: every number comes from the question or from a tool;"
+)
+"""The provenance rule, shown where the run can read values from documents (a run without them keeps the prompt
+that GSM8K was measured with)."""
 
 
 def examples_for_tools(prompt: str, tools: dict[str, Any]) -> str:
@@ -91,16 +97,61 @@ def examples_for_tools(prompt: str, tools: dict[str, Any]) -> str:
     return "\n\n".join(kept)
 
 
-_NUMBER = re.compile(r"(?<![\w.])\d[\d,]*(?:\.\d+)?")
+_LINE_REF = re.compile(r"\bline \d+: ")
+_NUMBER = re.compile(r"(?<![\w.\-])[-\u2212]?\d[\d,]*(?:\.\d+)?(?![\w\-])")
+_YEAR = re.compile(r"^(1[5-9]|20)\d\d$")
+_YEARS = re.compile(r"\b(?:1[5-9]|20)\d\d\b")
+_MONTH = re.compile(
+    r"(jan(uary)?|feb(ruary)?|mar(ch)?|apr(il)?|may|june?|july?|aug(ust)?|sept?(ember)?|oct(ober)?|nov(ember)?|"
+    r"dec(ember)?)\b\.?,?",
+    re.I,
+)
+_NOT_A_NAME = frozenset({"what", "how", "if", "a", "an", "the", "with", "by", "of", "for", "is", "and"})
+_COMPUTE = re.compile(
+    r"\b(percent(age)?|per ?cent|change (in|from|between)|difference|increase (in|from)|decrease (in|from)|"
+    r"growth rate|ratio|average|sum of|combined|altogether|in all|times (as|more)|more than|fewer than|"
+    r"how (much|many) (more|less|fewer|longer|shorter|larger|smaller|bigger)|by how much|proportion of)\b|%",
+    re.I,
+)
+_CHANGE = re.compile(r"\b(increase|decrease|change|grow|growth|decline|rise)\b", re.I)
+_EXPLAIN = re.compile(r"^\s*(why|explain|what happens|compare|how does|how do)\b", re.I)
+
+
+def operands(question: str) -> list[str]:
+    """The numbers a question gives to compute with: not years, dates (``19 October``) or numbers that are part of
+    a name (``Super Bowl 50``, ``Apollo 11``)."""
+    out = []
+    for match in _NUMBER.finditer(question):
+        number = match.group(0).replace(",", "").lstrip("-\u2212")
+        words = question[: match.start()].split()
+        previous = words[-1] if words else ""
+        if _YEAR.match(number) or _MONTH.match(question[match.end() :].lstrip()) or _MONTH.fullmatch(previous):
+            continue
+        if previous[:1].isupper() and previous.isalpha() and previous.lower() not in _NOT_A_NAME:
+            continue
+        out.append(number)
+    return out
+
+
+def needs_arithmetic(question: str) -> bool:
+    """Whether answering means computing, decided by what the question asks rather than by counting its digits: a
+    number given to compute with, a question about a change between two years, or the words of a computation
+    (percentage, difference, average, how much more, ...). An explanation (why, how does, what happens if, compare)
+    computes only when it gives two numbers. Measured per kind of question in docs/QUALITY.md (routing)."""
+    if _CHANGE.search(question) and len(_YEARS.findall(question)) >= 2:
+        return True
+    given = operands(question)
+    if _EXPLAIN.search(question):
+        return len(given) >= 2
+    return bool(given) or bool(_COMPUTE.search(question))
 
 
 def is_lookup_question(question: str, tools: dict[str, Any]) -> bool:
-    """A question over a collection that gives arithmetic nothing to work on (at most one number in it): its chain is
-    lookups only. Such a question is shown only the lookup examples and not the passages: the chain stays abstract
-    (its searches fetch the facts, which the writer reads), the prompt is a cached prefix plus the question, and a
-    small model is not tempted to copy an arithmetic example (Qwen2.5-Coder-1.5B answered a SQuAD question about
-    Super Bowl 50 with the clips example's 48 / 2)."""
-    return "search_knowledge" in tools and len(_NUMBER.findall(question)) <= 1
+    """A question over a collection that needs no computation (:func:`needs_arithmetic`): its chain is lookups only.
+    Such a question is shown only the lookup examples and not the passages: the chain stays abstract (its searches
+    fetch the facts, which the writer reads), the prompt is a cached prefix plus the question, and a small model is
+    not tempted to copy an arithmetic example into a lookup."""
+    return "search_knowledge" in tools and not needs_arithmetic(question)
 
 
 def lookup_examples(prompt: str) -> str:
@@ -148,6 +199,8 @@ class Reasoner(RoleAgent):
         if self.lookup:
             text = lookup_examples(text)
         text = text.replace("{tools}", tool_lines(self.state.tools))
+        rule = DOCUMENTS_RULE if "read_value" in self.state.tools else ""
+        text = text.replace("{documents_rule}\n", f"{rule}\n" if rule else "")
         placeholders = self.kit.placeholders
         if form == "program-y" and placeholders is not None:
             text = _PROGRAM_BLOCK.sub(
@@ -207,6 +260,7 @@ class Reasoner(RoleAgent):
             # Repeated samples of a form, and revisions (at temperature 0 a model tends to write the rejected chain
             # again), are drawn warm.
             extra.update({"temperature": settings.coa.sample_temperature, "seed": candidate.sample + 100 * revision})
+        previous: list[str] = []
         for attempt in range(attempt_base, attempt_base + settings.coa.max_replans + 1):
             try:
                 raw, finish = await self._generate(candidate.messages, extra, cancellation_token, candidate)
@@ -226,6 +280,11 @@ class Reasoner(RoleAgent):
                 errors.append(
                     f"the chain ran past {settings.coa.max_steps} steps (or repeated itself) and was "
                     f"stopped: solve it in at most {settings.coa.max_steps} distinct steps"
+                )
+            elif finish.startswith("repeat"):
+                errors.append(
+                    f"the chain started repeating itself ({finish.partition(': ')[2]}) and was stopped: write each "
+                    "step once, with its own new name"
                 )
             elif finish == "length" and errors:
                 errors.append("the chain was cut off at the length limit: write fewer, shorter steps")
@@ -251,6 +310,11 @@ class Reasoner(RoleAgent):
                 return
             candidate.chain, candidate.errors = None, errors
             await state.publish(ChainRejected(errors=errors, attempt=attempt, sample=candidate.sample))
+            faults = sorted({_LINE_REF.sub("", e) for e in errors})
+            if faults == previous:
+                # The same faults as the last draft: a re-plan would only repeat what the model was already told.
+                return
+            previous = faults
             if attempt < attempt_base + settings.coa.max_replans:
                 # Re-plan cheaply: the broken chain and its exact errors, nothing else of the conversation.
                 candidate.messages = candidate.messages[:2] + [
@@ -319,6 +383,9 @@ class Reasoner(RoleAgent):
                     if len(program.steps) > state.settings.coa.max_steps:
                         finish = "budget"
                         break
+                    if program.looping is not None:
+                        finish = "repeat: " + program.looping
+                        break
                     if program.closed:
                         break  # the closing fence: the rest would be prose
                 elif budget.exceeded("".join(parts)):
@@ -327,7 +394,11 @@ class Reasoner(RoleAgent):
         finally:
             await stream.aclose()
         raw = "".join(parts)
-        if finish == "budget" or (program is not None and program.closed and result is None):
+        if (
+            finish == "budget"
+            or finish.startswith("repeat")
+            or (program is not None and program.closed and result is None)
+        ):
             remember_stopped_stream(self.client, messages, extra, parts)  # a repeated run replays it from the cache
         if result is not None:
             finish = result.finish_reason if result.finish_reason == "length" else finish

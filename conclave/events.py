@@ -98,6 +98,8 @@ class StepFinished(Event):
     started: float = 0.0
     ended: float = 0.0
     sample: int = 0
+    source: str | None = None
+    """Where the value came from, for a value read from the documents (document, table, row, column, cell)."""
 
 
 @dataclass(frozen=True)
@@ -157,6 +159,11 @@ class AnswerReady(Event):
     sources: list[Passage] = field(default_factory=list)
     value: str | None = None
     """The bare answer value (e.g. the reified number) when the method has one."""
+    chain: str = ""
+    """The filled-in chain the answer rests on (coa), for the trace and ``--json``: the answer itself is prose."""
+    basis: str = ""
+    """What ``value`` rests on (coa): ``chain``, or ``passages`` when no chain validated and the writer's answer is
+    one the passages support (an explanation needs no arithmetic)."""
 
 
 @dataclass(frozen=True)

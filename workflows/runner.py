@@ -148,7 +148,9 @@ def answer_problem(method: str, answer: AnswerReady | None, critique: Critique |
     answer either. The prose methods answer when they wrote something."""
     if answer is None:
         return "no answer: the method gave none"
-    rejected = critique is not None and critique.verdict == "reject"
+    # A reject with no chain at all is the critic saying that no chain validated; an answer the passages support
+    # still stands then (the writer's reading, ``basis == "passages"``). A chain that ran and was rejected does not.
+    rejected = critique is not None and critique.verdict == "reject" and answer.basis != "passages"
     from conclave.workflows.methods import METHODS
 
     if METHODS.get(method).value:

@@ -119,6 +119,7 @@ def available_tools(
     if store is None:
         # Offering a search that can only fail invites the model to "look up" what it should compute.
         tools.pop("search_knowledge", None)
+        tools.pop("read_value", None)
     return tools
 
 
@@ -158,7 +159,15 @@ async def run_coa(ctx: RunContext) -> AsyncIterator[Event]:
         raise errors[0]
     if crashed:
         raise BackendError(f"the team stopped: {crashed[0]}", hint="run again with --debug for details")
-    yield AnswerReady(text=state.answer_text, sources=list(state.sources), value=state.answer_value)
+    chosen = state.chosen
+    filled = chosen.reified.filled_text() if chosen is not None and chosen.reified is not None else ""
+    yield AnswerReady(
+        text=state.answer_text,
+        sources=list(state.sources),
+        value=state.answer_value,
+        chain=filled,
+        basis=state.answer_basis,
+    )
 
 
 __all__ = ["Passage", "build_team", "run_coa"]

@@ -3,6 +3,7 @@ read), streaming it, with the chain's value as the answer's value."""
 
 from __future__ import annotations
 
+import re
 from itertools import zip_longest
 from typing import Any
 
@@ -42,8 +43,14 @@ class Writer(RoleAgent):
                 f"- {e}" for e in errors
             )
             if state.passages:
-                # The passages were still found: answer from them, and say plainly that no chain checked it.
+                # The passages were still found: answer from them. An answer whose words and numbers the passages hold
+                # is an answer (an explanation needs no chain); otherwise say plainly that no chain checked it.
                 await self.compose(cancellation_token, worked=None)
+                rejected = state.verdict == "reject" and chosen is not None  # a chain ran and was judged wrong
+                supported = None if rejected else supported_value(state.answer_text, self.reading())
+                if supported is not None:
+                    state.answer_value, state.answer_basis = supported, "passages"
+                    return "answer: from the passages"
                 note = "\n\n_" + failure.replace("\n", " ") + "_"
                 state.answer_text += note
                 await state.publish(AnswerDelta(text=note, agent="writer"))
@@ -53,6 +60,7 @@ class Writer(RoleAgent):
             return "answer: no chain"
         reified = chosen.reified
         state.answer_value = None if reified.answer_value is None else str(reified.answer_value)
+        state.answer_basis = "chain"
         if self.used_knowledge():
             await self.compose(cancellation_token)
             if self.answer_is_lookup():
@@ -60,14 +68,11 @@ class Writer(RoleAgent):
                 # reading of them: its "Answer:" line, else its whole answer (never the raw passages).
                 state.answer_value = answer_value(state.answer_text) or state.answer_text or None
         else:
-            filled = reified.filled_text().strip()
-            # The filled chain ends with its own "Answer: value" line; the bold line is added only when it does not.
-            last = filled.splitlines()[-1] if filled else ""
-            state.answer_text = (
-                filled
-                if last.lower().startswith("answer") and (state.answer_value or "") in last
-                else f"{filled}\n\n**Answer: {state.answer_value}**"
-            )
+            # A computed answer is read by a person: one sentence with the value and where its values were read; the
+            # filled-in chain is in the trace.
+            reads = values_read(chosen.chain, reified)
+            state.answer_text = computed_sentence(chosen.chain, state.answer_value, reads)
+            state.sources = [source for _, _, source in reads]
             await state.publish(AnswerDelta(text=state.answer_text, agent="writer"))
         return "answer: written"
 
@@ -127,3 +132,64 @@ class Writer(RoleAgent):
         text = call.text
         state.answer_text = text.strip()
         state.sources = cited_passages(text, passages) or list(passages[:3])
+
+
+_NOT_FOUND = re.compile(
+    r"\b(not (?:stated|given|mentioned|found|say|said|contain\w*|provided|specified|known)|no (?:information|mention)|"
+    r"unknown|cannot (?:be )?(?:determine|answer|tell)\w*|do(?:es)? not (?:say|state|contain|mention|give))\b",
+    re.I,
+)
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+_WORD = re.compile(r"[a-z][a-z-]{3,}")
+
+
+def supported_value(text: str, passages: list[Passage]) -> str | None:
+    """The value of an answer written from ``passages`` when they support it, else None: an answer that says the
+    passages do not hold it is none, every number in it must appear in them (a number the writer worked out itself
+    is what a chain is for), and most of its words must be theirs."""
+    value = answer_value(text)
+    if value is None or _NOT_FOUND.search(value):
+        return None
+    source = " ".join(p.text for p in passages).lower().replace(",", "")
+    if any(n not in _NUMBER.findall(source) for n in _NUMBER.findall(value.replace(",", ""))):
+        return None
+    words = set(_WORD.findall(value.lower()))
+    if words and sum(w in source for w in words) * 2 < len(words):
+        return None
+    return value
+
+
+def values_read(chain: Any, reified: Any) -> list[tuple[str, Any, Passage]]:
+    """The values a chain read from the documents (``read_value``), in order: (name, result, its source as a
+    passage for the answer's citations)."""
+    out = []
+    for step in chain.steps:
+        result = reified.results.get(step.id)
+        found = getattr(result, "value", None) if result is not None and result.ok else None
+        source = getattr(found, "source", None)
+        if source is None:
+            continue
+        name = chain.names.get(step.id, step.id).replace("_", " ")
+        text = source.sentence or f"{source.row} | {source.column}: {source.cell}"
+        passage = Passage(source.chunk_id or f"{source.document}#{step.id}", source.document, text, 1.0, source.table)
+        out.append((name, found, passage))
+    return out
+
+
+def computed_sentence(chain: Any, value: str | None, reads: list[tuple[str, Any, Passage]] | None = None) -> str:
+    """The answer to a chain of calculations as a sentence: what the chain's answer names, and its value (``the
+    change is **14**.``; a placeholder name such as ``y3`` reads as "the answer"), then the values it read from the
+    documents with their unit, scale and source, cited as [1], [2], ..."""
+    step = chain.answer_step if chain is not None else None
+    name = chain.names.get(step.id, "") if step is not None else ""
+    plain = name.replace("_", " ").strip()
+    subject = "the answer" if not plain or re.fullmatch(r"[yY]\d+|answer|result", name) else f"the {plain}"
+    thought = " ".join(step.thought.split()) if step is not None and step.thought else ""
+    sentence = f"{subject[0].upper()}{subject[1:]} is **{value}**" + (f" ({thought})." if thought else ".")
+    if not reads:
+        return sentence
+    parts = []
+    for index, (name, found, passage) in enumerate(reads, 1):
+        extra = " ".join(p for p in (found.unit, f"in {found.scale}s" if found.scale else "") if p)
+        parts.append(f"{name} = {found.text}{f' ({extra})' if extra else ''} from {passage.source} [{index}]")
+    return f"{sentence} Values read: " + "; ".join(parts) + "."

@@ -118,7 +118,9 @@ async def test_accept_on_first_try_answers_14() -> None:
     assert k[0] == "run_started" and k[-1] == "run_finished"
     assert k.index("plan") < k.index("chain") < k.index("step_started") < k.index("critique") < k.index("answer")
     assert answer(events).value == "14"
-    assert answer(events).text.endswith("Answer: 14") and answer(events).text.count("Answer: 14") == 1
+    # The answer is a sentence with the value; the filled-in chain travels beside it, for the trace.
+    assert "**14**" in answer(events).text and "[" not in answer(events).text
+    assert "[50 - 36 = 14]" in answer(events).chain
     steps = [e for e in events if e.kind == "step_finished"]
     assert [(s.step_id, s.value, s.status) for s in steps] == [("y1", "36", "ok"), ("y2", "14", "ok")]
     finished = events[-1]
@@ -154,7 +156,8 @@ async def test_invalid_chain_is_sent_back_and_replanned() -> None:
 async def test_prose_instead_of_json_ends_with_could_not_build_a_chain() -> None:
     prose = "The answer is fourteen dollars because pens are cheap."
     events, _ = await run([PLAN, prose, prose, prose], max_tokens=512)
-    assert len([e for e in events if e.kind == "replan"]) == 3  # first try + 2 re-plans
+    # The first try and one re-plan: the re-plan repeated the same faults, so a second would have nothing new to say.
+    assert len([e for e in events if e.kind == "replan"]) == 2
     final = answer(events)
     assert final.value is None
     assert "could not build a valid chain" in final.text
@@ -266,7 +269,7 @@ async def test_a_looping_chain_is_stopped_by_the_step_budget() -> None:
     # The replay client serves a reply again when its stream is closed early, so every attempt loops here.
     events, _ = await run([PLAN, looping, looping, looping], coa={"max_steps": 3})
     rejected = [e for e in events if e.kind == "replan"]
-    assert len(rejected) == 3
+    assert len(rejected) == 2  # the second draft looped the same way: no third
     assert all(any("ran past 3 steps" in err for err in r.errors) for r in rejected)
     drafted = [e for e in events if e.kind == "chain"]
     assert all(d.text.count('"id"') <= 4 for d in drafted)  # stopped at the budget, not at the token limit
@@ -406,7 +409,7 @@ async def test_by_default_an_arithmetic_question_takes_one_model_call() -> None:
 async def test_no_valid_chain_still_answers_from_passages_and_says_so() -> None:
     prose = "Adam is great."
     events, _ = await run_with_store(
-        [KNOWLEDGE_PLAN, prose, prose, prose, "Adam combines momentum and RMSprop [1]."], "What does Adam combine?"
+        [KNOWLEDGE_PLAN, prose, prose, "Adam combines momentum and RMSprop [1]."], "What does Adam combine?"
     )
     final = answer(events)
     assert final.text.startswith("Adam combines momentum and RMSprop [1].")

@@ -31,6 +31,7 @@ import io
 import re
 import textwrap
 import tokenize
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -38,6 +39,8 @@ from typing import Any
 from conclave.workflows.coa.model import CALCULATOR, Arg, Chain, Concat, Lit, Ref, Step, expression_arg
 from conclave.workflows.coa.parse import MATH_FUNCTIONS
 from conclave.workflows.coa.validate import find_tool, tool_fields
+
+from conclave.terminal import clip
 
 __all__ = [
     "MAX_LINE_CHARS",
@@ -603,6 +606,9 @@ class ProgramStream:
     tools: Mapping[str, Any] | None = None
     text: str = ""
     closed: bool = False
+    looping: str | None = None
+    """Why decoding should stop now: the reply has started repeating itself (a line written for the third time, or a
+    name assigned again, an error no later line can repair). A small model in such a loop runs to its token limit."""
     _emitted: list[Step] = field(default_factory=list)
     _parsed: int = -1  # length of the complete lines last parsed: a delta that completes no line re-parses nothing
 
@@ -625,6 +631,7 @@ class ProgramStream:
         if len(complete) == self._parsed:
             return []
         self._parsed = len(complete)
+        self.looping = repetition(complete)
         try:
             chain = _prefix_chain(complete, self.tools)
         except ProgramError:
@@ -641,6 +648,32 @@ class ProgramStream:
     @property
     def steps(self) -> list[Step]:
         return list(self._emitted)
+
+
+_ASSIGNED = re.compile(r"^[ \t]*([A-Za-z_]\w*)[ \t]*=(?!=)")
+REPEATS = 3
+"""How many times the same line may appear before a reply counts as looping (a program repeats short lines such as
+``)`` legitimately, so only lines with a word in them are counted)."""
+
+
+def repetition(code: str) -> str | None:
+    """Why ``code`` (complete lines of a program reply) is looping, or None: a name assigned a second time, or the
+    same line written :data:`REPEATS` times."""
+    counts: Counter[str] = Counter()
+    assigned: set[str] = set()
+    for line in code.splitlines():
+        match = _ASSIGNED.match(line)
+        if match:
+            name = match.group(1)
+            if name in assigned:
+                return f"{name!r} is assigned again"
+            assigned.add(name)
+        text = " ".join(line.split())
+        if re.search(r"[A-Za-z]", text) and not text.startswith("```"):
+            counts[text] += 1
+            if counts[text] >= REPEATS:
+                return f"the line {clip(text, 60)!r} is written {REPEATS} times"
+    return None
 
 
 def _prefix_chain(code: str, tools: Mapping[str, Any] | None) -> Chain:

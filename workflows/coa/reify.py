@@ -188,18 +188,7 @@ async def reify(
             await emit(StepStarted(step_id=step.id, tool=tool_name, args=args, sample=sample))
             result = await _call(step, tool_name, tools[tool_name], args, timeout, level)
         results[step.id] = result
-        await emit(
-            StepFinished(
-                step_id=step.id,
-                tool=tool_name,
-                status=result.status,
-                value=result.text,
-                error=result.error,
-                started=result.started,
-                ended=result.ended,
-                sample=sample,
-            )
-        )
+        await emit(step_finished(result, sample))
 
     started = time.perf_counter()
     for level, ids in enumerate(levels):
@@ -261,18 +250,7 @@ class EagerRun:
             args = {name: _substitute(arg, deps) for name, arg in step.args.items()}
             await self._emit(StepStarted(step_id=step.id, tool=tool_name, args=args, sample=self.sample))
             result = await _call(step, tool_name, self.tools[tool_name], args, self.timeout, 0)
-        await self._emit(
-            StepFinished(
-                step_id=step.id,
-                tool=tool_name,
-                status=result.status,
-                value=result.text,
-                error=result.error,
-                started=result.started,
-                ended=result.ended,
-                sample=self.sample,
-            )
-        )
+        await self._emit(step_finished(result, self.sample))
         return result
 
     async def _emit(self, event: Event) -> None:
@@ -342,6 +320,29 @@ def _error_text(exc: BaseException) -> str:
     text = f"{message} ({hint})" if hint else message
     text = " ".join(text.split())
     return text if len(text) <= 500 else text[:497] + "..."
+
+
+def step_finished(result: StepResult, sample: int) -> StepFinished:
+    """The event of a finished step (the one place both the level-by-level and the eager run make it)."""
+    return StepFinished(
+        step_id=result.step_id,
+        tool=result.tool,
+        status=result.status,
+        value=result.text,
+        error=result.error,
+        started=result.started,
+        ended=result.ended,
+        sample=sample,
+        source=provenance(result.value),
+    )
+
+
+def provenance(value: Any) -> str | None:
+    """Where a tool's value came from, in words, when the tool says (a value read from the documents carries its
+    document, table, row, column and cell); None otherwise."""
+    source = getattr(value, "source", None)
+    describe = getattr(source, "describe", None)
+    return describe() if callable(describe) else None
 
 
 def value_text(value: Any) -> str:

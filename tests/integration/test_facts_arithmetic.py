@@ -1,0 +1,109 @@
+"""A facts + arithmetic question end to end (issue 27): a real ingest of a document with a table into real Chroma,
+the real ``read_value`` tool, a scripted reasoner's chain (orchestration: the model is scripted), and the answer a
+person reads: a sentence with the value and the sources of the values it used; the filled chain in the trace."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conclave.tools.ingest import ingest
+from conclave.tools.registry import build_tools
+from conclave.tools.store import KnowledgeStore
+from conclave.workflows.runner import build_context, run_question
+from conclave.workflows.team import available_tools
+
+from conclave.settings import load_settings
+from tests.integration.test_store import FakeEmbedder
+from tests.unit.test_knowledge_answers import Recording
+
+pytestmark = pytest.mark.integration
+
+REPORT = """# Annual report 2020
+
+Operating costs (in thousands)
+
+| Cost | 2020 | 2019 |
+|---|---|---|
+| Rent | 3,400 | 3,100 |
+| Utilities | 1,250 | (40) |
+| Travel | 820 | 910 |
+"""
+
+PROGRAM = """```python
+# read the 2020 rent from the report
+rent_2020 = read_value("rent 2020")
+# read the 2020 utilities cost
+utilities_2020 = read_value("utilities 2020")
+# how much more was spent on rent
+difference = rent_2020 - utilities_2020
+answer = difference
+```"""
+
+
+async def test_a_facts_and_arithmetic_chain_reads_its_values_and_answers_with_their_sources(
+    tmp_path: Path, conclave_home: Path
+) -> None:
+    settings = load_settings(coa={"form": "program", "use_critic": False, "plan": "never"})
+    store = KnowledgeStore.open(settings, embedder=FakeEmbedder())
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "costs.md").write_text(REPORT)
+    assert ingest([docs], "reports", settings, store=store).files_ingested == 1
+    client = Recording([PROGRAM])
+    ctx = await build_context(
+        "How much more did the firm spend on rent than on utilities in 2020?",
+        settings,
+        method="coa",
+        collection="reports",
+        clients={role: client for role in ("planner", "reasoner", "critic", "writer")},
+        tools=build_tools(settings, store, collection="reports"),
+    )
+    ctx.store = store
+    events = [e async for e in run_question(ctx)]
+    final = next(e for e in events if e.kind == "answer")
+    assert final.value == "2150", [e.to_dict() for e in events if e.kind in ("replan", "step_finished")]
+    assert events[-1].ok
+    # The reasoner was told where numbers come from: the provenance rule is in its prompt when read_value is offered.
+    assert "never written from memory" in str(client.calls[0][0].content)
+    # A sentence a person reads, with each value's unit/scale and source; no rendered chain.
+    assert final.text.startswith("The difference is **2150**")
+    assert "rent 2020 = 3400 (in thousands) from costs.md [1]" in final.text, final.text
+    assert "[3400 - 1250" not in final.text
+    assert [s.source for s in final.sources] == ["costs.md", "costs.md"]
+    assert "3400 - 1250" in final.chain
+    # Each value's source reaches the trace.
+    reads = [e for e in events if e.kind == "step_finished" and e.tool == "read_value"]
+    assert [e.value for e in reads] == ["3400", "1250"]
+    assert all(e.source and "costs.md" in e.source and "2020" in e.source for e in reads), [e.source for e in reads]
+
+
+async def test_a_value_not_in_the_documents_is_not_found_and_the_run_is_not_ok(
+    tmp_path: Path, conclave_home: Path
+) -> None:
+    settings = load_settings(coa={"form": "program", "use_critic": False, "plan": "never", "max_replans": 0})
+    store = KnowledgeStore.open(settings, embedder=FakeEmbedder())
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "costs.md").write_text(REPORT)
+    ingest([docs], "reports", settings, store=store)
+    program = PROGRAM.replace("utilities 2020", "insurance premiums 2020")
+    client = Recording([program, "The report does not give insurance costs.\nAnswer: not stated"])
+    ctx = await build_context(
+        "How much more did the firm spend on rent than on insurance in 2020?",
+        settings,
+        method="coa",
+        collection="reports",
+        clients={role: client for role in ("planner", "reasoner", "critic", "writer")},
+        tools=build_tools(settings, store, collection="reports"),
+    )
+    ctx.store = store
+    events = [e async for e in run_question(ctx)]
+    failed = [e for e in events if e.kind == "step_finished" and e.tool == "read_value" and e.status == "failed"]
+    assert failed and "not found" in (failed[0].error or "").lower(), [e.to_dict() for e in failed]
+    assert not events[-1].ok, "an honest not found, never a made-up number"
+
+
+def test_without_a_store_the_document_tools_are_not_offered(conclave_home: Path) -> None:
+    tools = available_tools(load_settings(), None)
+    assert "read_value" not in tools and "search_knowledge" not in tools and "calculator" in tools

@@ -1,0 +1,119 @@
+"""The questions users bring (issue 27): no question loops (decoding stops at a repeating pattern, a re-plan is sent
+only with something new to say), an answer the passages support is an answer even when no chain validated, and a
+computed answer reads as a sentence. Scripted models: orchestration only (quality is measured in docs/QUALITY.md)."""
+
+from __future__ import annotations
+
+import pytest
+from conclave.workflows.coa.program import ProgramStream, repetition
+from conclave.workflows.writer import computed_sentence, supported_value
+
+from conclave.events import Passage
+from tests.unit.test_knowledge_answers import answer, run
+
+LOOP = "```python\n" + "# the reason is stated in the notes about the optimiser\n" * 40 + "answer = reason\n```"
+"""What a small model wrote for an explanation question: one comment line, over and over, until its token limit."""
+
+
+def test_repetition_names_a_reassigned_name_and_a_line_written_three_times() -> None:
+    assert repetition("a = 1\nb = a + 1\n") is None
+    assert repetition("a = 1\nb = a + 1\na = 2\n") == "'a' is assigned again"
+    assert repetition("# look it up\nx = 1\n# look it up\n") is None
+    assert "written 3 times" in (repetition("# look it up\n# look it up\n#  look  it up\n") or "")
+    # Lines without a word (closing brackets) repeat legitimately.
+    assert repetition(")\n)\n)\n)\n") is None
+
+
+def test_the_stream_flags_a_loop_as_soon_as_the_repeating_line_is_complete() -> None:
+    stream = ProgramStream()
+    text = "```python\nrate = 3\nrate = 4\n"
+    seen = []
+    for ch in text:
+        stream.feed(ch)
+        seen.append(stream.looping)
+    assert seen[-1] == "'rate' is assigned again"
+    assert seen.index("'rate' is assigned again") == len(text) - 1, "flagged at the end of the repeating line"
+
+
+async def test_an_explanation_that_loops_is_stopped_and_answered_from_the_passages() -> None:
+    reply = "Adam combines momentum with RMSprop scaling [1].\nAnswer: momentum with RMSprop scaling"
+    events, client, _ = await run("coa", [LOOP, LOOP, reply], "Why does Adam work well?")
+    rejected = [e for e in events if e.kind == "replan"]
+    # The first draft is stopped at the third copy of the line; the second repeats the same fault, so no third draft.
+    assert len(rejected) == 2, [e.to_dict() for e in rejected]
+    assert "repeating itself" in " ".join(rejected[0].errors)
+    assert len(client.calls) == 3, "two drafts and the writer, not a third draft"
+    final = answer(events)
+    assert final.value == "momentum with RMSprop scaling"
+    assert "could not build a valid chain" not in final.text
+    assert events[-1].ok, events[-1].to_dict()
+
+
+async def test_an_answer_the_passages_do_not_hold_is_still_a_failure() -> None:
+    # The writer worked a number out itself: nothing in the passages says 42.
+    reply = "Adam needs about 42 steps [1].\nAnswer: 42"
+    events, _, _ = await run("coa", [LOOP, LOOP, reply], "Why does Adam converge quickly?")
+    assert not events[-1].ok
+    assert "could not build a valid chain" in answer(events).text
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("It combines them [1].\nAnswer: momentum and RMSprop scaling", "momentum and RMSprop scaling"),
+        ("The passages do not say.\nAnswer: not stated in the passages", None),
+        ("Answer: unknown", None),
+        ("Answer: 42", None),
+        ("Answer: 0.9 and 0.999", "0.9 and 0.999"),
+        ("No answer line at all", None),
+        ("Answer: gradient clipping of transformers", None),
+    ],
+)
+def test_supported_value(text: str, value: str | None) -> None:
+    passages = [Passage("p#1", "notes.md", "Adam combines momentum with RMSprop scaling; betas 0.9 and 0.999.", 0.9)]
+    assert supported_value(text, passages) == value
+
+
+async def test_a_computed_answer_is_a_sentence_and_the_chain_stays_in_the_trace() -> None:
+    program = "```python\ncost = 3 * 12\n# what is left of the 50 dollars\nchange = 50 - cost\nanswer = change\n```"
+    events, _, _ = await run(
+        "coa", [program], "Tom buys 12 pens at 3 dollars each and pays with 50 dollars. What is his change?"
+    )
+    final = answer(events)
+    assert final.value == "14"
+    assert final.text == "The change is **14** (what is left of the 50 dollars)."
+    assert "[" not in final.text and "50 - 36" not in final.text
+    assert "50 - 36" in final.chain and "50 - 36" in str(final.to_dict()), "the filled-in chain is in the trace"
+
+
+def test_a_placeholder_name_reads_as_the_answer() -> None:
+    from conclave.workflows.coa.model import Chain, Step
+
+    chain = Chain(steps=(Step(id="y1", tool="calculator"),), answer="y1", names={"y1": "y1"})
+    assert computed_sentence(chain, "7") == "The answer is **7**."
+
+
+@pytest.mark.parametrize(
+    ("question", "computes"),
+    [
+        # One number that is an operand: a formula or value from the notes, then a computation.
+        ("What variance does He initialisation give a layer with 512 inputs?", True),
+        # A change between two years is a computation, whatever the digits.
+        ("What is the increase/ (decrease) in rent from 2018 to 2019?", True),
+        ("What was the percentage of staff in sales?", True),
+        ("By how much did costs fall?", True),
+        # Numbers that are names, dates or a single year are not operands.
+        ("Which team won Super Bowl 50?", False),
+        ("What degree did he receive on 19 October, 1512?", False),
+        ("What was the revenue in 2019?", False),
+        # Explanations read, unless they give two numbers to compute with.
+        ("Why does the learning rate decrease over time?", False),
+        ("How does dropout change the network?", False),
+        ("Tom buys 12 pens at 3 dollars each. What does he pay?", True),
+    ],
+)
+def test_routing_follows_what_the_question_needs(question: str, computes: bool) -> None:
+    from conclave.agents.reasoner import is_lookup_question, needs_arithmetic
+
+    assert needs_arithmetic(question) is computes
+    assert is_lookup_question(question, {"search_knowledge": object()}) is (not computes)
