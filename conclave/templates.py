@@ -7,13 +7,13 @@ only what the command line could say (no endpoints, no keys, no paths).
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from conclave import nesting
 from conclave.errors import ConfigError
 
 __all__ = [
@@ -105,7 +105,7 @@ def load_template(home: Path, name: str) -> Template:
         known = ", ".join(n for n, _ in list_templates(home)) or "none saved yet"
         raise ConfigError(f"no template {name!r} ({known})", hint="save one with: conclave ask --save NAME ...")
     try:
-        return Template.model_validate(json.loads(path.read_text(encoding="utf-8")))
+        return Template.model_validate(nesting.loads(path.read_text(encoding="utf-8")))
     except (ValueError, UnicodeDecodeError) as exc:
         detail = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
         raise ConfigError(

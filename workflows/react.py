@@ -23,6 +23,7 @@ from conclave.agents.prompting import answer_prompt
 from conclave.workflows.methods import answer_value
 from conclave.workflows.runner import RunContext
 
+from conclave import nesting
 from conclave.events import AnswerDelta, AnswerReady, Event, ToolCalled, Usage
 from conclave.models import client_name
 
@@ -77,7 +78,7 @@ async def run_react(ctx: RunContext) -> AsyncIterator[Event]:
         elif isinstance(item, ToolCallRequestEvent):
             for call in item.content:
                 try:
-                    args = json.loads(call.arguments or "{}")
+                    args = nesting.loads(call.arguments or "{}")
                 except json.JSONDecodeError:
                     args = {"raw": call.arguments}
                 pending[call.id] = (call.name, args)

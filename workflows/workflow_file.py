@@ -17,6 +17,7 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator
 
 from conclave.errors import WorkflowError
+from conclave.nesting import TooDeep, check_yaml
 
 __all__ = [
     "STEP_KINDS",
@@ -473,14 +474,22 @@ def _fail(problems: list[Problem]) -> WorkflowError:
 MAX_WORKFLOW_BYTES = 1_000_000
 
 
-def _refuse_aliases(text: str, source: str) -> None:
+def _refuse_bombs(text: str, source: str) -> None:
     """YAML aliases (``*name``) let a few hundred bytes expand into gigabytes (an "alias bomb"); a workflow has no
-    need for them, so they are refused from the event stream, before anything is composed."""
+    need for them, so they are refused from the event stream, before anything is composed. Deep nesting is refused
+    before that: PyYAML's scanner slows with the depth, and its composer recurses once per level."""
     if len(text.encode("utf-8", "surrogatepass")) > MAX_WORKFLOW_BYTES:
         raise WorkflowError(
             f"{source}: the workflow file is larger than {MAX_WORKFLOW_BYTES:,} bytes",
             hint="a workflow names steps; keep data in the files its steps read",
         )
+    try:
+        check_yaml(text)
+    except TooDeep as exc:
+        raise WorkflowError(
+            f"{source}:{exc.lineno}:{exc.colno}: YAML: {exc}",
+            hint="a workflow needs a few levels of nesting: write it out as steps and settings",
+        ) from None
     for event in yaml.parse(text, Loader=yaml.SafeLoader):
         if isinstance(event, yaml.AliasEvent):
             problem = Problem(
@@ -492,7 +501,7 @@ def _refuse_aliases(text: str, source: str) -> None:
 def parse_workflow(text: str, source: str = "<workflow>") -> Workflow:
     """Parse and validate workflow YAML; WorkflowError at file:line:column otherwise."""
     try:
-        _refuse_aliases(text, source)
+        _refuse_bombs(text, source)
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:

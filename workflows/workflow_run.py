@@ -24,7 +24,7 @@ from conclave.workflows.workflow_access import Access, PathPolicy, describe_acce
 from conclave.workflows.workflow_file import REFERENCE, Workflow, load_workflow, parse_workflow, step_kind
 from pydantic import ValidationError
 
-from conclave import fileio
+from conclave import fileio, nesting
 from conclave.errors import ConclaveError, ConfigError, WorkflowError
 from conclave.settings import AGENT_ROLES, ROLES, Settings
 
@@ -253,7 +253,7 @@ class _Runner:
                 continue
             if path.suffix.lower() in (".jsonl", ".json"):
                 try:
-                    record = json.loads(line)
+                    record = nesting.loads(line)
                     question = record["question"]
                     if not isinstance(question, str) or not question.strip():
                         raise KeyError("question")

@@ -16,6 +16,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
+from conclave import nesting
 from conclave.cli import cli_settings
 from conclave.errors import ConclaveError, ConfigError
 from conclave.terminal import clip
@@ -91,7 +92,7 @@ def logs(
 def _read(path: Path) -> Any:
     """A JSON file of a run folder, or None when it is missing or not JSON (a listing must not stop at one)."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return nesting.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
 

@@ -41,6 +41,7 @@ from autogen_core.models import (
 from autogen_core.tools import Tool, ToolSchema
 from pydantic import BaseModel
 
+from conclave import nesting
 from conclave.errors import BackendError, ConfigError
 from conclave.models.capabilities import EMBEDDED
 
@@ -456,7 +457,7 @@ class InProcessChatClient(ChatCompletionClient):
         )
         if tool_mode:
             try:
-                data = json.loads(text)
+                data = nesting.loads(text)
             except json.JSONDecodeError:
                 data = None
             if isinstance(data, dict) and "tool" in data:

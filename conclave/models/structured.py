@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from autogen_core.models import ChatCompletionClient, CreateResult, LLMMessage
 from pydantic import BaseModel, ValidationError
 
+from conclave import nesting
 from conclave.errors import BackendError
 from conclave.models.capabilities import capabilities_of
 from conclave.models.embedded import grammar_safe
@@ -76,11 +77,11 @@ def extract_json(text: str) -> Any:
     if fenced:
         text = fenced.group(1).strip()
     try:
-        return json.loads(text)
+        return nesting.loads(text)
     except json.JSONDecodeError:
         start, end = text.find("{"), text.rfind("}")
         if start != -1 and end > start:
-            return json.loads(text[start : end + 1])
+            return nesting.loads(text[start : end + 1])
         raise
 
 

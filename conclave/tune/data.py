@@ -18,6 +18,7 @@ from typing import Any
 
 from conclave.errors import ConfigError
 from conclave.models.weights import sha256_file
+from conclave.nesting import loads
 
 IGNORE = -100
 """The label of a token the loss ignores (PyTorch's cross-entropy default)."""
@@ -84,7 +85,7 @@ def read_conversations(paths: Sequence[Path], report: DataReport | None = None) 
 
 def _messages(raw: str, where: str) -> list[dict[str, str]]:
     try:
-        record = json.loads(raw)
+        record = loads(raw)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{where}: not a JSON line ({exc.msg})", hint=_FORMAT_HINT) from exc
     messages = record.get("messages") if isinstance(record, dict) else None

@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from conclave import fileio
+from conclave import fileio, nesting
 from conclave.errors import ConfigError
 from conclave.models.spec import EMBEDDED_NAMES, TUNED_NAME
 from conclave.models.weights import sha256_file
@@ -73,7 +73,7 @@ def manifest(home: Path, name: str) -> dict[str, Any]:
             hint="see `conclave tune list`; a GGUF file in this folder is `embedded:./NAME`",
         )
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = nesting.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise ConfigError(f"tuned model {name!r}: cannot read {path}", hint="tune it again") from exc
     if not isinstance(data, dict) or "base_spec" not in data:

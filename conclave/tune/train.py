@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from conclave import fileio
+from conclave import fileio, nesting
 from conclave.errors import ConclaveError, ConfigError
 from conclave.tune.data import IGNORE, Example, batches_from, collate
 from conclave.tune.load import BaseInfo
@@ -241,7 +241,7 @@ def _read_losses(path: Path, up_to: int) -> list[dict[str, Any]]:
     out = []
     for line in text.splitlines():
         try:
-            entry = json.loads(line)
+            entry = nesting.loads(line)
         except json.JSONDecodeError:
             continue  # a line cut short by a crash
         if isinstance(entry, dict) and isinstance(entry.get("step"), int) and entry["step"] <= up_to:

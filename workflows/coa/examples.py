@@ -16,6 +16,7 @@ import numpy as np
 from conclave.workflows.coa.gsm8k import GSM8KConversionError, convert_gsm8k_answer
 from conclave.workflows.coa.render import render, render_json
 
+from conclave import nesting
 from conclave.errors import ConfigError
 
 
@@ -36,7 +37,7 @@ def load_examples(path: Path, *, limit: int | None = None) -> list[Example]:
             if limit is not None and len(out) >= limit:
                 break
             try:
-                item = json.loads(line)
+                item = nesting.loads(line)
                 chain = convert_gsm8k_answer(item["question"], item["answer"])
             except (json.JSONDecodeError, KeyError, TypeError, GSM8KConversionError):
                 continue

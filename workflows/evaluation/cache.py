@@ -36,6 +36,7 @@ from autogen_core.models import ChatCompletionClient, CreateResult, LLMMessage
 from autogen_core.tools import Tool, ToolSchema
 from pydantic import BaseModel, ValidationError
 
+from conclave import nesting
 from conclave.errors import ConfigError
 from conclave.models.delegating import DelegatingClient
 from conclave.models.spec import parse_spec
@@ -172,7 +173,7 @@ def _encode(value: CacheValue) -> str:
 
 def _decode(raw: bytes) -> CacheValue:
     """Parse one entry; raise :class:`_BadEntry` (or a ``ValueError``) for anything but a well-formed response."""
-    document = json.loads(raw.decode("utf-8"))
+    document = nesting.loads(raw.decode("utf-8"))
     if not isinstance(document, dict) or document.get("v") != _FORMAT or len(document) != 2:
         raise _BadEntry("not a response entry")
     if isinstance(document.get("result"), dict):

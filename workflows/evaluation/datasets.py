@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from conclave.errors import ConfigError
+from conclave.nesting import loads
 
 __all__ = [
     "DATASET_KINDS",
@@ -105,7 +106,7 @@ def _jsonl(path: Path) -> Iterator[tuple[int, Any]]:
             if not line.strip():
                 continue
             try:
-                yield number, json.loads(line)
+                yield number, loads(line)
             except json.JSONDecodeError as exc:
                 yield number, _Bad(f"not valid JSON ({exc.msg} at column {exc.colno})")
 
@@ -174,7 +175,7 @@ def _load_svamp(path: Path) -> Dataset:
 def _load_squad(path: Path) -> Dataset:
     data = Dataset("squad", path, [])
     try:
-        root = json.loads(path.read_text(encoding="utf-8"))
+        root = loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise ConfigError(
             f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})",

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from conclave import nesting
 from conclave.errors import ConfigError
 
 __all__ = ["ExportReport", "accepted_chain", "export_chains", "export_traces", "gsm8k_chain_lines"]
@@ -183,7 +184,7 @@ def gsm8k_chain_lines(
             if not raw.strip():
                 continue
             try:
-                item = json.loads(raw)
+                item = nesting.loads(raw)
                 chain = convert_gsm8k_answer(item["question"], item["answer"])
                 gold = gsm8k_gold(item["answer"])
             except (json.JSONDecodeError, KeyError, TypeError, GSM8KConversionError):

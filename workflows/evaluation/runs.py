@@ -23,7 +23,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from conclave import fileio
+from conclave import fileio, nesting
 from conclave.errors import ConclaveError, ConfigError
 from conclave.settings import Settings
 
@@ -164,7 +164,7 @@ def write_text(path: Path, text: str, *, run_id: str | None = None, within: Path
 def read_json(path: Path) -> Any:
     """Parse a JSON file; ConfigError naming the file when it is missing or broken."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return nesting.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise ConfigError(f"{path} is missing", hint="is this a Conclave run folder?") from exc
     except json.JSONDecodeError as exc:
@@ -226,7 +226,7 @@ def scan_jsonl(path: Path) -> JsonlScan:
         number += 1
         if line.strip():
             try:
-                value = json.loads(line)
+                value = nesting.loads(line)
             except ValueError as exc:  # JSONDecodeError, or bytes that are not UTF-8
                 if last:
                     scan.torn = True

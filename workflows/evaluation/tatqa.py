@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from conclave import nesting
 from conclave.errors import ConfigError
 
 __all__ = [
@@ -340,7 +341,7 @@ def load_tatqa(path: Path) -> Any:
     from conclave.workflows.evaluation.datasets import Context, Dataset, Item, LineProblem
 
     try:
-        root = json.loads(path.read_text(encoding="utf-8"))
+        root = nesting.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise ConfigError(
             f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})",
