@@ -110,9 +110,10 @@ def endpoint_of(spec: str | None, settings: Any) -> str:
     if not spec:
         return "chosen at run time (embedded when nothing else is configured)"
     from conclave.models.backends import BACKENDS
+    from conclave.redact import redact
 
     parsed = parse_spec(spec)
-    return BACKENDS.get(parsed.provider).endpoint(parsed, settings)
+    return redact(BACKENDS.get(parsed.provider).endpoint(parsed, settings))  # no credentials written into URLs
 
 
 @dataclass

@@ -172,3 +172,13 @@ def test_sessions_keep_no_configured_key(conclave_home: Path) -> None:
     rows = sqlite3.connect(conclave_home / "sessions.sqlite").execute("SELECT content FROM messages").fetchall()
     assert rows and all(KEY not in row[0] for row in rows)
     assert KEY not in _everything_under(conclave_home)
+
+
+def test_a_dry_runs_endpoint_list_shows_no_url_credentials() -> None:
+    """`conclave run --dry-run` names every endpoint: with the URL's credentials redacted."""
+    from conclave.workflows.workflow_access import endpoint_of
+
+    shown = endpoint_of("openai/m", load_settings(openai_base_url=URL))
+    assert PASSWORD not in shown and QUERY_KEY not in shown and "127.0.0.1:9/v1" in shown
+    pooled = endpoint_of("openai/m", load_settings(openai_base_urls=[URL, "http://127.0.0.1:8/v1"]))
+    assert PASSWORD not in pooled and "127.0.0.1:8/v1" in pooled
