@@ -25,7 +25,9 @@ log = logging.getLogger(__name__)
 class Registry(Generic[T]):
     """Named entries of one kind. ``kind`` names them in messages ("method"); ``group`` is the entry-point group
     plugins use; ``adapt(name, loaded)`` turns what a plugin's entry point loads into an entry (``ValueError`` or
-    ``TypeError`` when it cannot: the plugin is skipped with a warning, the rest keep working)."""
+    ``TypeError`` when it cannot). A plugin that fails to import or adapt, whatever it raises (``SystemExit``
+    included; only Ctrl-C goes through), is skipped with a warning and listed in :attr:`plugin_errors`; the rest
+    keep working."""
 
     def __init__(self, kind: str, group: str, adapt: Callable[[str, object], T] | None = None):
         self.kind = kind
@@ -36,6 +38,8 @@ class Registry(Generic[T]):
         self._plugins_loaded = False
         self.plugin_errors: list[str] = []
         """One line per plugin entry that could not be loaded (shown by the listings)."""
+        self._origins: dict[str, str] = {}
+        """Plugin name -> what its entry point names (``module:attr``), for messages."""
 
     def add(self, name: str, entry: T, *, aliases: tuple[str, ...] = ()) -> T:
         """Register ``entry`` under ``name`` (and ``aliases``); a name taken twice is a programming error."""
@@ -57,11 +61,22 @@ class Registry(Generic[T]):
             if ep.name in self._entries or ep.name in self._aliases:
                 self.plugin_errors.append(f"{ep.name} ({ep.value}): the name is taken by a built-in {self.kind}")
                 continue
+            self._origins[ep.name] = ep.value
             try:
                 self._entries[ep.name] = self._adapt(ep.name, ep.load())
-            except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the built-ins
-                self.plugin_errors.append(f"{ep.name} ({ep.value}): {type(exc).__name__}: {exc}")
-                log.warning("%s plugin %s (%s) not loaded: %s", self.kind, ep.name, ep.value, exc)
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:  # noqa: BLE001 - a plugin's SystemExit or crash must not stop Conclave
+                self.report(ep.name, exc)
+
+    def report(self, name: str, problem: BaseException | str) -> None:
+        """Record that plugin ``name`` failed (to load, or later: a tools plugin making its tools): one line in
+        :attr:`plugin_errors` for the listings, and one warning."""
+        what = problem if isinstance(problem, str) else f"{type(problem).__name__}: {problem}"
+        line = f"{name} ({self._origins.get(name, self.group)}): {what}"
+        if line not in self.plugin_errors:
+            self.plugin_errors.append(line)
+            log.warning("%s plugin not loaded: %s", self.kind, line)
 
     def canonical(self, name: str) -> str:
         """The registered name ``name`` (or an alias of it) stands for; ConfigError naming the choices otherwise."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from conclave.tools.calculator import evaluate
@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from conclave.errors import ConfigError, ToolFailed, ToolInputError
 from conclave.events import Passage
+from conclave.registry import Registry
 
 if TYPE_CHECKING:
     from conclave.tools.store import KnowledgeStore
@@ -96,29 +97,40 @@ PLUGIN_GROUP = "conclave.tools"
 (``examples/plugin`` is one)."""
 
 
-def plugin_tools(settings: Settings) -> dict[str, BaseTool]:
-    """The tools of every installed plugin (entry-point group :data:`PLUGIN_GROUP`). Plugins are packages you
-    installed, so they run as code; one that fails to load is an error that names it, not a silent gap."""
-    from importlib.metadata import entry_points
+def _tools_factory(name: str, loaded: object) -> Callable[[Settings], Iterable[BaseTool]]:
+    if not callable(loaded):
+        raise TypeError(f"{loaded!r} is not a function settings -> list of LangChain tools")
+    return loaded  # type: ignore[return-value]
 
+
+TOOL_PLUGINS: Registry[Callable[[Settings], Iterable[BaseTool]]] = Registry("tools", PLUGIN_GROUP, _tools_factory)
+"""The tools plugins, loaded like every other group's (``conclave.registry``): a plugin that fails is listed in
+``TOOL_PLUGINS.plugin_errors`` (``conclave tools`` shows them) and skipped."""
+
+
+def plugin_tools(settings: Settings, taken: Iterable[str] = ()) -> dict[str, BaseTool]:
+    """The tools of every installed plugin (entry-point group :data:`PLUGIN_GROUP`). Plugins are packages you
+    installed, so they run as code; one that fails to load or to make its tools (whatever it raises, SystemExit
+    included), or gives something that is not a tool, is reported and skipped, and so is a tool whose name is
+    ``taken`` (a built-in's) or another plugin's: the built-ins and the other plugins keep working."""
     out: dict[str, BaseTool] = {}
-    for entry in sorted(entry_points(group=PLUGIN_GROUP), key=lambda e: e.name):
+    for name in TOOL_PLUGINS.names():
         try:
-            provided = list(entry.load()(settings))
-        except Exception as exc:
-            raise ConfigError(
-                f"the tools plugin {entry.name!r} ({entry.value}) failed: {type(exc).__name__}: {exc}",
-                hint="fix it or uninstall its package (pip uninstall ...)",
-            ) from exc
+            provided = list(TOOL_PLUGINS.get(name)(settings))
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - a broken plugin must not stop the built-in tools
+            TOOL_PLUGINS.report(name, exc)
+            continue
+        bad = [tool for tool in provided if not isinstance(tool, BaseTool) or not str(tool.name).isidentifier()]
+        if bad:
+            TOOL_PLUGINS.report(name, f"gave {bad[0]!r}, not a LangChain tool with a name a chain can write")
+            continue
         for tool in provided:
-            if not isinstance(tool, BaseTool) or not str(tool.name).isidentifier():
-                raise ConfigError(
-                    f"the tools plugin {entry.name!r} gave {tool!r}, not a LangChain tool with a name a "
-                    "chain can write",
-                    hint="fix it or uninstall its package",
-                )
-            if tool.name in out:
-                raise ConfigError(f"two plugins offer a tool named {tool.name}", hint="uninstall one of them")
+            if tool.name in taken or tool.name in out:
+                owner = "a built-in tool" if tool.name in taken else "another plugin's tool"
+                TOOL_PLUGINS.report(name, f"its tool {tool.name} has the name of {owner}: left out")
+                continue
             out[tool.name] = tool
     return out
 
@@ -194,7 +206,7 @@ def build_tools(
         read_value_tool(get_store, bound_collection, bound_k),
     ]
     registered = {t.name: t for t in tools}
-    _add(registered, plugin_tools(settings), "plugin", "rename it in the plugin, or uninstall the plugin")
+    registered.update(plugin_tools(settings, taken=registered))
     if settings.mcp_servers:
         from conclave.tools.mcp import mcp_tools
 

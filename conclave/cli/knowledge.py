@@ -183,8 +183,8 @@ def forget(
 
 
 def list_tools(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """List the tools with their argument schemas."""
-    from conclave.tools.registry import build_tools, tool_schemas
+    """List the tools with their argument schemas (and the tools plugins that could not be loaded)."""
+    from conclave.tools.registry import TOOL_PLUGINS, build_tools, tool_schemas
 
     schemas = tool_schemas(build_tools(cli_settings()))
     if as_json:
@@ -205,6 +205,8 @@ def list_tools(as_json: bool = typer.Option(False, "--json", help="Print JSON.")
         )
         table.add_row(escape(name), escape(arguments), escape(info["description"]))
     _out.print(table)
+    for line in TOOL_PLUGINS.plugin_errors:
+        _out.print(f"[yellow]plugin not loaded:[/] {escape(line)}")
 
 
 def run_one_tool(
