@@ -30,10 +30,18 @@ def demo_notes_path() -> Path:
 
 
 async def ensure_demo_collection(settings: Settings, store: KnowledgeStore) -> bool:
-    """Ingest the demo notes into collection ``demo`` when the store has no collections; True if it did."""
-    if await store.list_collections():
-        return False
+    """Ingest the demo notes into collection ``demo`` when the store has no collections; True if it did.
+
+    The check and the ingest hold the collection's writer lock together, so units of a run starting at once wait
+    for the first one's ingest instead of searching a half-filled collection (or filling it again)."""
+    return await asyncio.to_thread(_ensure_demo_collection, settings, store)
+
+
+def _ensure_demo_collection(settings: Settings, store: KnowledgeStore) -> bool:
     from conclave.tools.ingest import ingest
 
-    await asyncio.to_thread(ingest, [demo_notes_path()], DEMO_COLLECTION, settings, store=store)
+    with store.writing(DEMO_COLLECTION):
+        if store.list_collections_sync():
+            return False
+        ingest([demo_notes_path()], DEMO_COLLECTION, settings, store=store)
     return True

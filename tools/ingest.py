@@ -6,10 +6,16 @@ and nothing extra means *unchanged*; otherwise the missing chunks are embedded a
 of them are in are the file's stale chunks deleted. A kill at any moment therefore leaves, per file, either its
 old chunks, or its old chunks plus some new ones; a re-run adds what is missing and deletes what is stale, ending
 with exactly the ids of a clean ingest. Nothing else records progress: the chunk ids in the store are the manifest.
+One ingest at a time writes a collection (``KnowledgeStore.writing``): a second waits, then finds the chunks in.
+
+What is read (``tools/reading.py``): regular files only, after links are followed, of at most ``max_file_mb``; in a
+folder, a link whose target lies outside the folder is skipped unless ``follow_links``. Everything skipped is
+listed in the report with its reason.
 """
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import os
 import time
@@ -19,7 +25,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from conclave.tools.chunking import Chunk, SkipFile, chunk_id, load_document, split_document
+from conclave.tools.chunking import Chunk, SkipFile, chunk_id, split_document
+from conclave.tools.reading import load_file
 
 from conclave.errors import ConfigError
 
@@ -97,6 +104,8 @@ class _File:
     path: Path
     name: str
     explicit: bool
+    root: Path
+    """The folder it was found in (resolved), or the file itself when it was named."""
 
     @property
     def source(self) -> str:
@@ -123,7 +132,7 @@ def discover_files(
     for raw in paths:
         root = Path(raw).expanduser()
         if not root.exists():
-            raise ConfigError(f"no such file or folder: {raw}", hint="check the path (ingest takes files and folders)")
+            _missing(raw, root)
         root = root.resolve()
         roots.append(root)
         if root.is_file():
@@ -136,6 +145,7 @@ def discover_files(
                     for d in dirnames
                     if not d.startswith(".") and d not in _SKIP_DIRS and not (Path(dirpath, d) / "pyvenv.cfg").exists()
                 )
+                # Everything that is not a folder, devices and pipes included: the reader skips and lists them.
                 for filename in sorted(filenames):
                     if filename.startswith("."):
                         continue
@@ -146,9 +156,20 @@ def discover_files(
                 continue
             if exclude and _matches(name, exclude):
                 continue
-            if full.is_file() or full.is_symlink():
-                files.setdefault(full, _File(full, name, explicit))
+            files.setdefault(full, _File(full, name, explicit, root))
     return sorted(files.values(), key=lambda f: f.source), roots
+
+
+def _missing(raw: str | Path, path: Path) -> None:
+    """The ConfigError for a path that does not exist, naming a symbolic link loop as one."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ConfigError(
+                f"symbolic link loop: {raw}", hint="a link on this path leads back to itself; point it at a real file"
+            ) from exc
+    raise ConfigError(f"no such file or folder: {raw}", hint="check the path (ingest takes files and folders)")
 
 
 @dataclass
@@ -198,15 +219,23 @@ class _Batcher:
         self.on_batch(batch[-1][3].file.name)
 
 
-def _confined(files: list[_File], confine_to: Sequence[Path], report: IngestReport) -> list[_File]:
-    """The files that really lie in one of ``confine_to`` (links followed); the others are reported as skipped."""
-    allowed = [Path(p).resolve() for p in confine_to]
+def _confined(
+    files: list[_File], confine_to: Sequence[Path] | None, follow_links: bool, report: IngestReport
+) -> list[_File]:
+    """The files that really lie (links followed) in one of ``confine_to`` and, unless ``follow_links``, in the
+    folder they were found in; the others are reported as skipped."""
+    allowed = None if confine_to is None else [Path(p).resolve() for p in confine_to]
     inside = []
     for file in files:
-        if _under_any(str(file.path.resolve()), allowed):
-            inside.append(file)
-        else:
+        real = os.path.realpath(file.path)
+        if allowed is not None and not _under_any(real, allowed):
             report.skipped.append(SkippedFile(file.name, "a link to a file outside the allowed folders"))
+        elif not follow_links and not file.explicit and not _under_any(real, [file.root]):
+            report.skipped.append(
+                SkippedFile(file.name, "a link to a file outside the folder (--follow-links reads it)")
+            )
+        else:
+            inside.append(file)
     return inside
 
 
@@ -216,7 +245,7 @@ def _ingest_file(
     """Queue one file's new chunks (its unchanged ones stay, its stale ones go once the new ones are in); False when
     the file was skipped (unreadable, empty)."""
     try:
-        doc = load_document(file.path, explicit=file.explicit)
+        doc = load_file(file.path, settings.max_file_mb * 2**20, explicit=file.explicit)
         chunks = split_document(doc, settings.chunk_size, settings.chunk_overlap, name=file.path.name)
         if not chunks:
             raise SkipFile("empty")
@@ -275,13 +304,16 @@ def ingest(
     store: KnowledgeStore | None = None,
     batch_size: int = BATCH_SIZE,
     confine_to: Sequence[Path] | None = None,
+    follow_links: bool = False,
     on_warning: Callable[[str], None] | None = None,
 ) -> IngestReport:
     """Ingest files and folders into ``collection``; re-running is idempotent (see the module docstring).
 
     ``confine_to``: folders every file must really lie in (after links are followed); a file linked from outside
-    them is skipped (a workflow file's ingest step reads only what the user allowed). ``on_warning`` hears, before
-    anything is embedded, when the input would take long (an estimate from its size).
+    them is skipped (a workflow file's ingest step reads only what the user allowed). ``follow_links``: also read
+    a file in a given folder that is a link to a file outside it (skipped and listed otherwise). ``on_warning``
+    hears, before anything is embedded, when the input would take long (an estimate from its size), and when
+    another ingest into the collection has to finish first.
     """
     from conclave.tools.store import KnowledgeStore, validate_collection_name
 
@@ -294,12 +326,29 @@ def ingest(
         )
     files, roots = discover_files(paths, include, exclude)
     report = IngestReport(collection=collection, files_seen=len(files))
-    if confine_to is not None:
-        files = _confined(files, confine_to, report)
+    files = _confined(files, confine_to, follow_links, report)
     if on_warning is not None and (warning := size_warning(files, settings)):
         on_warning(warning)
     store = store or KnowledgeStore.open(settings)
-    col = store.get_or_create_collection(collection)
+    with store.writing(collection, on_wait=on_warning):
+        _ingest_locked(store, files, roots, report, settings, prune, progress, batch_size, started)
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _ingest_locked(
+    store: KnowledgeStore,
+    files: list[_File],
+    roots: list[Path],
+    report: IngestReport,
+    settings: Settings,
+    prune: bool,
+    progress: Callable[[IngestProgress], None] | None,
+    batch_size: int,
+    started: float,
+) -> None:
+    """The part of :func:`ingest` that reads and writes the collection (its writer lock held)."""
+    col = store.get_or_create_collection(report.collection)
     existing: dict[str, set[str]] = {}
     for cid, meta in store.all_metadata(col).items():
         existing.setdefault(str(meta.get("source", "")), set()).add(cid)
@@ -322,9 +371,7 @@ def ingest(
     if prune:
         _prune(store, col, existing, kept, roots, report)
     report.chunks_total = int(store.call(col.count))
-    report.seconds = time.monotonic() - started
     tick("")
-    return report
 
 
 def size_warning(files: Sequence[_File], settings: Settings) -> str | None:

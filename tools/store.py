@@ -4,22 +4,33 @@ A store is a persistent Chroma client under ``settings.chroma_path`` or, when ``
 HTTP client to a Chroma server (``chroma run --path ...``). Every collection records the embedder that filled it
 and the vector dimension; searching it with another embedder is an error naming the right one. The async methods
 run Chroma (and the embedding model) in a worker thread so they never block an event loop.
+
+Concurrency: Chroma's clients are thread-safe once made, and all clients of one folder (or one server) in a process
+share one Chroma "system"; making two at the same moment is not safe (the second can use the shared system before
+the first has started it: "could not connect to tenant", "no attribute 'bindings'"), so clients are made one at a
+time (``_CLIENT_LOCK``), and any number of stores, in any threads, may then search at once. Writers take
+:meth:`KnowledgeStore.writing`: one writer per collection, across threads and processes (``fcntl.flock`` on a file
+in ``chroma.locks/`` beside the store), so two ingests of one folder never both count the same chunks as added.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
+import os
 import re
 import shlex
 import threading
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlparse
 
 from conclave.errors import ConclaveError, ConfigError, StoreError
 from conclave.events import Passage
+from conclave.fileio import open_regular
 
 if TYPE_CHECKING:
     from conclave.embeddings import Embedder
@@ -36,6 +47,8 @@ _NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{1,510})[A-Za-z0-9]$")
 MAX_K = 100
 QUERY_HITS_PER_CALL = 8192  # queries x k per Chroma query call (see search_many_sync)
 _PAGE = 1000
+_CLIENT_LOCK = threading.Lock()
+_LOCK_NAME_CHARS = 200  # a collection name may be 512 characters; a file name may not
 
 
 @dataclass(frozen=True)
@@ -139,6 +152,53 @@ def _forget_failed_client(path: Path) -> None:
                 pass
 
 
+@dataclass
+class _WriterLock:
+    """One collection's writer lock: ``thread`` orders this process's writers (re-entrant, so a caller holding it
+    may call ingest, which takes it again); the first level also holds ``flock`` on ``path`` against other
+    processes."""
+
+    path: Path
+    thread: threading.RLock = field(default_factory=threading.RLock)
+    depth: int = 0
+    fd: int | None = None
+
+
+_WRITER_LOCKS: dict[Path, _WriterLock] = {}
+_WRITER_LOCKS_GUARD = threading.Lock()
+
+
+def _writer_lock(path: Path) -> _WriterLock:
+    with _WRITER_LOCKS_GUARD:
+        return _WRITER_LOCKS.setdefault(path, _WriterLock(path))
+
+
+def _flock(path: Path, waiting: Callable[[], None]) -> int | None:
+    """A descriptor holding an exclusive ``flock`` on ``path`` (created if need be; never through a link), waiting
+    for another process's; None where there is no ``fcntl`` (Windows: threads are still ordered)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        return None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = open_regular(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise StoreError(
+            f"cannot create the lock file {path}: {exc.strerror or exc}", hint="check the folder's permissions"
+        ) from exc
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            waiting()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def _is_connection_error(exc: BaseException) -> bool:
     import httpx
 
@@ -175,17 +235,27 @@ class KnowledgeStore:
                 )
             port = parsed.port or (443 if parsed.scheme == "https" else 8000)
             try:
-                client = chromadb.HttpClient(
-                    host=parsed.hostname, port=port, ssl=parsed.scheme == "https", settings=chroma_settings
-                )
+                with _CLIENT_LOCK:
+                    client = chromadb.HttpClient(
+                        host=parsed.hostname, port=port, ssl=parsed.scheme == "https", settings=chroma_settings
+                    )
             except Exception as exc:  # chromadb raises ValueError when the server does not answer
                 raise cls._server_down(url, settings) from exc
             return cls(settings, client, embedder=embedder, location=url)
         path = settings.chroma_path
+        with _CLIENT_LOCK:
+            client = cls._persistent_client(path, chroma_settings)
+        return cls(settings, client, embedder=embedder, location=str(path))
+
+    @staticmethod
+    def _persistent_client(path: Path, chroma_settings: Any) -> Any:
+        """A Chroma client on the folder, or StoreError; the caller holds ``_CLIENT_LOCK``."""
+        import chromadb
+
         _check_store_folder(path)
         try:
             path.mkdir(parents=True, exist_ok=True)
-            client = chromadb.PersistentClient(path=str(path), settings=chroma_settings)
+            return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
         except OSError as exc:
             raise StoreError(
                 f"cannot open the knowledge store at {path}: {exc}", hint="check the folder's permissions"
@@ -199,7 +269,6 @@ class KnowledgeStore:
                 hint=f"if this persists the folder may be damaged: move it aside (mv {shlex.quote(str(path))} "
                 f"{shlex.quote(f'{path}.bak')}) and ingest again",
             ) from exc
-        return cls(settings, client, embedder=embedder, location=str(path))
 
     @staticmethod
     def _server_down(url: str, settings: Settings) -> StoreError:
@@ -259,6 +328,48 @@ class KnowledgeStore:
         self.call(
             collection.add, ids=list(ids), embeddings=vectors, documents=list(documents), metadatas=list(metadatas)
         )
+
+    # ------------------------------------------------------------ one writer per collection
+
+    def lock_path(self, collection: str) -> Path:
+        """The file whose ``flock`` a writer of ``collection`` holds: in ``chroma.locks/`` beside the store folder
+        (a server's collections are told apart by its URL)."""
+        name = validate_collection_name(collection)
+        if self.settings.chroma_url:
+            name = hashlib.sha256(self.settings.chroma_url.encode()).hexdigest()[:12] + "-" + name
+        if len(name) > _LOCK_NAME_CHARS:
+            name = name[:_LOCK_NAME_CHARS] + "-" + hashlib.sha256(name.encode()).hexdigest()[:16]
+        return self.settings.chroma_path.with_name("chroma.locks") / f"{name}.lock"
+
+    @contextlib.contextmanager
+    def writing(self, collection: str, on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
+        """Be the only writer of ``collection`` while the block runs: other threads and processes wait (``on_wait``
+        hears once that this one does). A thread that holds it may take it again."""
+        lock = _writer_lock(self.lock_path(collection))
+        told = False
+
+        def waiting() -> None:
+            nonlocal told
+            if on_wait is not None and not told:
+                on_wait(f"another ingest into collection {collection!r} is running; waiting for it to finish")
+            told = True
+
+        if not lock.thread.acquire(blocking=False):
+            waiting()
+            lock.thread.acquire()
+        try:
+            if lock.depth == 0:
+                lock.fd = _flock(lock.path, waiting)
+            lock.depth += 1
+            try:
+                yield
+            finally:
+                lock.depth -= 1
+                if lock.depth == 0 and lock.fd is not None:
+                    os.close(lock.fd)  # releases the flock
+                    lock.fd = None
+        finally:
+            lock.thread.release()
 
     # ------------------------------------------------------------ collections
 

@@ -60,9 +60,18 @@ def ingest(
     include: list[str] = typer.Option([], "--include", help="Only files matching this glob (repeatable)."),
     exclude: list[str] = typer.Option([], "--exclude", help="Skip files matching this glob (repeatable)."),
     prune: bool = typer.Option(False, "--prune", help="Remove chunks of files under PATHS that are gone."),
+    follow_links: bool = typer.Option(
+        False,
+        "--follow-links",
+        help="Also read links in the folders that point at files outside them (skipped and listed otherwise).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
-    """Ingest Markdown, text, reST, HTML, PDF and source files; unchanged files are skipped."""
+    """Ingest Markdown, text, reST, HTML, PDF and source files; unchanged files are skipped.
+
+    Only regular files are read (after links), each of at most max_file_mb (CONCLAVE_MAX_FILE_MB, default 50);
+    a link in a folder whose file lies outside that folder is skipped unless --follow-links. The report lists
+    every skipped file with its reason."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from conclave.tools.ingest import IngestProgress
@@ -100,6 +109,7 @@ def ingest(
             include=include,
             exclude=exclude,
             prune=prune,
+            follow_links=follow_links,
             progress=on_progress,
             on_warning=lambda message: _err.print(f"[yellow]warning:[/] {escape(message)}"),
         )

@@ -144,8 +144,9 @@ def test_links_inside_an_ingested_folder_are_not_followed_out_of_it(tmp_path: Pa
     report = ingest([folder / "docs"], "wfdocs", settings, store=store, confine_to=[folder])
     assert report.files_ingested == 1
     assert [(s.path, s.reason) for s in report.skipped] == [("key.md", "a link to a file outside the allowed folders")]
-    # Without confinement (the user's own `conclave ingest`), a link the user made is followed as before.
-    assert ingest([folder / "docs"], "mydocs", settings, store=store).files_ingested == 2
+    # The user's own `conclave ingest` skips a link out of the folder too, unless asked to follow it.
+    assert ingest([folder / "docs"], "mydocs", settings, store=store).files_ingested == 1
+    assert ingest([folder / "docs"], "mydocs", settings, store=store, follow_links=True).files_ingested == 1
 
 
 def test_a_large_input_gets_a_warning_with_an_estimate(tmp_path: Path) -> None:
