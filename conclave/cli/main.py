@@ -133,6 +133,7 @@ def ask(
     try:
         if question is None:
             question = _question_from_stdin(ctx)
+        _check_question_size(len(question.encode("utf-8", "surrogatepass")))
 
         from conclave.settings import load_settings
         from conclave.templates import Template, load_template, parse_options, save_template
@@ -221,12 +222,31 @@ def _cancelled(*, streaming: bool = False, exit: Any = os._exit) -> None:
     exit(130)
 
 
+MAX_QUESTION_BYTES = 32 * 1024
+"""The longest question ``ask`` takes (UTF-8 bytes), from the command line or stdin: a question is sent to every
+model call of a run and logged, and a long text is something to ingest and search, not to ask."""
+
+
+def _check_question_size(size: int) -> None:
+    """ConfigError when a question of ``size`` bytes is over :data:`MAX_QUESTION_BYTES`."""
+    if size > MAX_QUESTION_BYTES:
+        from conclave.errors import ConfigError
+
+        raise ConfigError(
+            f"the question is longer than {MAX_QUESTION_BYTES:,} bytes",
+            hint="ask it in fewer words; for a long text, `conclave ingest` it and ask about it with --collection",
+        )
+
+
 def _question_from_stdin(ctx: typer.Context) -> str:
-    """The question piped on stdin (``echo "..." | conclave ask``); a usage error when there is none."""
+    """The question piped on stdin (``echo "..." | conclave ask``); a usage error when there is none, ConfigError
+    when it is over the bound (no more than the bound and one byte is read)."""
     text = ""
     stdin = sys.stdin
     if stdin is not None and not stdin.closed and not stdin.isatty():
-        text = stdin.buffer.read().decode("utf-8", errors="replace")
+        raw = stdin.buffer.read(MAX_QUESTION_BYTES + 1)
+        _check_question_size(len(raw))
+        text = raw.decode("utf-8", errors="replace")
     if not text.strip():
         ctx.fail('Missing question: give it as an argument, or pipe it on stdin (echo "What is 2+2?" | conclave ask).')
     return text.strip()

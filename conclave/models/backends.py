@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from conclave.errors import ConfigError
 from conclave.models.capabilities import EMBEDDED, OLLAMA, OPENAI, Capabilities
@@ -168,10 +169,22 @@ def _remote(
 # --------------------------------------------------------------------------------------------------- ollama
 
 
+def _ollama_host(host: str) -> str:
+    """The Ollama host without a trailing slash; ConfigError saying how to set it when it is not an http(s) URL
+    (the request would fail with the HTTP library's words and no fix)."""
+    parts = urlsplit(host.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in parts.netloc):
+        raise ConfigError(
+            f"ollama_host is not an http(s) URL: {host!r}",
+            hint="set OLLAMA_HOST (or ollama_host in settings.toml) to the server's URL, e.g. http://127.0.0.1:11434",
+        )
+    return host.strip().rstrip("/")
+
+
 async def _build_ollama(spec: ModelSpec, settings: Settings) -> ChatCompletionClient:
     from conclave.models.ollama import build_ollama_client
 
-    host = settings.ollama_host.rstrip("/")
+    host = _ollama_host(settings.ollama_host)
     inner = await build_ollama_client(
         spec.name,
         host=host,

@@ -18,6 +18,7 @@ import contextlib
 import importlib.util
 import json
 import os
+import re
 import threading
 import time
 import uuid
@@ -302,6 +303,26 @@ def tool_instructions(tools: Sequence[Tool | ToolSchema], *, allow_answer: bool)
     return "\n".join(lines)
 
 
+_CONTEXT_OVERFLOW = re.compile(r"Requested tokens \((\d+)\) exceed context window of (\d+)")
+"""llama-cpp-python's words for a prompt longer than the context the model was loaded with."""
+
+
+def embedded_failure(exc: BaseException) -> BackendError:
+    """A generation's exception as an error with its fix; a prompt over the context says what to shorten or raise."""
+    overflow = _CONTEXT_OVERFLOW.search(str(exc))
+    if overflow:
+        return BackendError(
+            f"the prompt is {overflow[1]} tokens, more than the context of {overflow[2]} tokens the embedded model "
+            "was loaded with",
+            hint="shorten the question (or search fewer passages: top_k), or raise context_length "
+            "(ask -o context_length=8192) within what the model was trained on",
+        )
+    return BackendError(
+        f"the embedded model failed: {type(exc).__name__}: {exc}",
+        hint="run again with --debug for the traceback, and report it",
+    )
+
+
 Post = Callable[[tuple[str, Any]], None]
 """How a generation thread hands ``("delta", text)``, ``("done", result)`` or ``("error", exception)`` to the loop."""
 
@@ -332,7 +353,7 @@ async def relay_thread(
             if kind == "error":
                 if isinstance(payload, BackendError):
                     raise payload
-                raise BackendError(f"the embedded model failed: {payload}") from payload
+                raise embedded_failure(payload) from payload
             yield kind, payload
             if kind == "done":
                 return

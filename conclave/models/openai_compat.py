@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from autogen_core.models import ModelInfo
@@ -10,6 +11,10 @@ from conclave.errors import AuthenticationFailed
 from conclave.settings import Settings
 
 OPENAI_DEFAULT_BASE = "https://api.openai.com/v1"
+
+# AutoGen warns when a stream held nothing (an HTML page or cut-off JSON read as a stream); ResilientClient turns that
+# reply into an error with its fix, so the warning would only repeat it as a Python traceback line on the terminal.
+warnings.filterwarnings("ignore", message="No text content or tool calls are available", category=UserWarning)
 
 
 def is_official_openai(base_url: str | None) -> bool:

@@ -232,14 +232,12 @@ class ResilientClient(DelegatingClient):
         stopped at once says why (``stop``/``length``) and is left to the method to judge."""
         return self.remote and not chunks and not result.content and result.finish_reason == "unknown"
 
-    def _empty_reply(self) -> _Transient:
-        """Retried like a dropped connection (nothing reached the caller); the last one is the error."""
-        return _Transient(
-            BackendError(
-                f"{self.where} sent an empty reply for {self.spec} (no text and no tool call): it is probably not an "
-                "OpenAI-compatible/Ollama endpoint, or the reply was cut off",
-                hint="check the base URL (OpenAI-compatible ones usually end in /v1) and the server's log",
-            )
+    def _empty_reply(self) -> BackendError:
+        """Not transient: a server that answers with an HTML page or broken JSON answers the same way again."""
+        return BackendError(
+            f"{self.where} sent an empty reply for {self.spec} (no text and no tool call): it is probably not an "
+            "OpenAI-compatible/Ollama endpoint, or the reply was cut off",
+            hint="check the base URL (OpenAI-compatible ones usually end in /v1) and the server's log",
         )
 
     async def create(
