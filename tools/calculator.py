@@ -19,8 +19,9 @@ Syntax and rules (also in the README, "Calculator"):
   write ``2**2``.
 * Results are exact decimals when the value terminates. Otherwise (``1/3``, ``sqrt(2)``) the text is rounded to 12
   decimal places (more for values below 1, so that at least 12 significant digits remain), and ``exact`` is False.
-  Inexact values of 1e15 or more, or below 1e-6, are written in scientific notation with 12 significant digits, and
-  so is any value whose decimal text would have more than 5,000 digits (``2**-16000``; ``exact`` is then False).
+  Rounded values below 1e-6 (``(1/3)**8000``), and values of 1e15 or more that were computed approximately (not as
+  exact fractions: ``e**100``), are written in scientific notation with 12 significant digits, and so is any value
+  whose decimal text would have more than 5,000 digits (``2**-16000``; ``exact`` is then False).
 
 Limits keep every evaluation fast (microseconds for ordinary input, under a second even for 10,000 characters
 built to be slow): input length (10,000 characters), nesting depth (64), number literals (at most 4,932 digits,
@@ -704,7 +705,8 @@ def format_fraction(value: Fraction, exact: bool = True) -> tuple[str, bool]:
     if value == 0:
         return "0", False
     magnitude = abs(value)
-    if not exact and (magnitude >= 10**15 or magnitude < Fraction(1, 10**6)):
+    # Below 1e-6 a rounded text is mostly leading zeros (an exact 3**-8000 would be 3,800 of them).
+    if magnitude < Fraction(1, 10**6) or (not exact and magnitude >= 10**15):
         return _scientific(value), False
     places = DISPLAY_DECIMALS
     if magnitude < 1:

@@ -202,6 +202,19 @@ class _Evaluator:
         finally:
             self.depth -= 1
 
+    def _chain(self, node: ast.BinOp) -> Value:
+        """A left-leaning chain (``a + b - c @ d ...``, which Python parses as nested operations) evaluated left to
+        right in a loop: a long sum is long, not deep; only its operands count towards the nesting limit."""
+        links = []
+        left: ast.AST = node
+        while isinstance(left, ast.BinOp) and not isinstance(left.op, ast.Pow):
+            links.append(left)
+            left = left.left
+        value = self.eval(left)
+        for link in reversed(links):
+            value = _check(_binary(link.op, value, self.eval(link.right)))
+        return value
+
     def _eval(self, node: ast.AST) -> Value:
         if isinstance(node, ast.Expression):
             return self.eval(node.body)
@@ -217,7 +230,9 @@ class _Evaluator:
             known = ", ".join(sorted(self.variables)) or "none given"
             raise _error(f"unknown name {node.id!r} (variables: {known})")
         if isinstance(node, ast.BinOp):
-            return _binary(node.op, self.eval(node.left), self.eval(node.right))
+            if isinstance(node.op, ast.Pow):  # right-associative: a tower of powers is nesting
+                return _binary(node.op, self.eval(node.left), self.eval(node.right))
+            return self._chain(node)
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
             value = np.asarray(self.eval(node.operand), dtype=float)
             return -value if isinstance(node.op, ast.USub) else value

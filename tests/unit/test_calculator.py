@@ -490,3 +490,14 @@ def test_any_input_gives_a_result_or_a_tool_input_error(expression: str) -> None
     if isinstance(outcome, CalcResult):
         assert outcome.text
         assert "\n" not in outcome.text
+
+
+def test_a_tiny_rounded_value_is_written_in_scientific_notation() -> None:
+    """Below 1e-6 a rounded text is scientific, as the module promises, even for an exact fraction: (1/3)**8000 is
+    exact, and its plain text ran to 3,831 characters of leading zeros."""
+    assert evaluate("(1/3)**8000").text == "1.07142615205e-3817"
+    assert evaluate("1/3**20").text == "2.86797199079e-10"
+    assert evaluate("-1/3**20").text == "-2.86797199079e-10"
+    tiny_exact = evaluate("1/2**30")  # a terminating value is still written out exactly
+    assert tiny_exact.text == "0.000000000931322574615478515625" and tiny_exact.exact
+    assert evaluate("1/7").text == "0.142857142857"

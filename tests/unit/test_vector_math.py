@@ -208,3 +208,12 @@ def _vector_expressions(draw: st.DrawFn, depth: int = 3) -> str:
 @given(_vector_expressions(), st.sampled_from([3, 10**309, 0.5, [1, 2], [[1, 2], [3, 4]]]))
 def test_any_expression_gives_json_or_a_tool_input_error(expression: str, s: object) -> None:
     _outcome(expression, {"a": [1.0, -2.0], "M": [[1, 2], [3, 4]], "s": s})
+
+
+def test_a_long_flat_chain_of_operators_is_not_nesting() -> None:
+    """``1+1+...`` parses as nested additions, but it is one level of the expression: only real nesting counts."""
+    assert evaluate_vector("+".join(["1"] * 40), {}) == "40"
+    assert evaluate_vector("-".join(["1"] * 999), {}) == "-997"
+    assert json.loads(evaluate_vector("x" + " + x" * 300 + " - 2*x @ [[1, 0], [0, 1]]", {"x": [1, 2]})) == [299, 598]
+    with pytest.raises(ToolInputError, match="nested too deeply"):
+        evaluate_vector("2 * (1 + " * 40 + "1" + ")" * 40, {})  # each level inside the one before: real nesting
