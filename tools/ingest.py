@@ -222,15 +222,16 @@ class _Batcher:
 def _confined(
     files: list[_File], confine_to: Sequence[Path] | None, follow_links: bool, report: IngestReport
 ) -> list[_File]:
-    """The files that really lie (links followed) in one of ``confine_to`` and, unless ``follow_links``, in the
-    folder they were found in; the others are reported as skipped."""
+    """The files that really lie (links followed) in one of ``confine_to`` when it is given (a workflow's allowed
+    folders decide alone), else, unless ``follow_links``, in the folder they were found in; the others are reported
+    as skipped."""
     allowed = None if confine_to is None else [Path(p).resolve() for p in confine_to]
     inside = []
     for file in files:
         real = os.path.realpath(file.path)
         if allowed is not None and not _under_any(real, allowed):
             report.skipped.append(SkippedFile(file.name, "a link to a file outside the allowed folders"))
-        elif not follow_links and not file.explicit and not _under_any(real, [file.root]):
+        elif allowed is None and not follow_links and not file.explicit and not _under_any(real, [file.root]):
             report.skipped.append(
                 SkippedFile(file.name, "a link to a file outside the folder (--follow-links reads it)")
             )

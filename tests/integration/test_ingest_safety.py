@@ -127,6 +127,19 @@ def test_links_out_of_the_folder_are_skipped_unless_follow_links(tmp_path: Path,
     assert "PRIVATE" in documents(settings, "links")["key.md"]
 
 
+def test_a_workflows_allowed_folders_decide_which_links_it_follows(tmp_path: Path, docs: Path) -> None:
+    """A workflow's ingest step is confined to its allowed folders (``--allow-paths``), not to the folder itself."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "glossary.md").write_text("# Glossary\n\nA gradient is a vector of partial derivatives.")
+    os.symlink(shared / "glossary.md", docs / "glossary.md")
+    settings = load_settings()
+    allowed = ingest([docs], "wf-allowed", settings, store=fake(settings), confine_to=[docs, shared])
+    assert allowed.skipped == [] and allowed.files_ingested == 2
+    confined = ingest([docs], "wf-confined", settings, store=fake(settings), confine_to=[docs])
+    assert reasons(confined) == {"glossary.md": "a link to a file outside the allowed folders"}
+
+
 def test_cli_ingest_lists_a_link_out_and_reads_it_with_follow_links(
     tmp_path: Path, docs: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
