@@ -155,3 +155,34 @@ async def test_a_worker_builds_its_clients_once_for_units_that_arrive_together(
         stub.stop()
     assert starts == [1]
     assert [r["value"] for r in records] == ["42", "42", "42"] and all(r["ok"] for r in records)
+
+
+class _RecordingRay:
+    """Stands in for the ray module: records how ray.init was called and whether RAY_ADDRESS was visible then."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[dict[str, Any], str | None]] = []
+
+    def init(self, **kwargs: Any) -> None:
+        import os
+
+        self.calls.append((kwargs, os.environ.get("RAY_ADDRESS")))
+
+
+def test_without_an_address_a_local_ray_is_started_whatever_ray_address_says(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no address, ``ray.init()`` would join RAY_ADDRESS or the machine's latest `ray start` cluster; Conclave
+    starts a local Ray of its own (address "local"), with RAY_ADDRESS kept from it and the processes it starts."""
+    from conclave.workflows.evaluation.distributed import start_ray
+
+    monkeypatch.setenv("RAY_ADDRESS", "10.1.2.3:6379")
+    ray = _RecordingRay()
+    start_ray(ray, None)  # type: ignore[arg-type]
+    ((kwargs, seen),) = ray.calls
+    assert kwargs["address"] == "local" and kwargs["include_dashboard"] is False
+    assert seen is None
+    import os
+
+    assert os.environ["RAY_ADDRESS"] == "10.1.2.3:6379"  # the user's environment is left as it was
+
+    start_ray(ray, "ray.example:6379")  # type: ignore[arg-type]
+    assert ray.calls[1][0]["address"] == "ray.example:6379"

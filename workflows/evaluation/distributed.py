@@ -18,11 +18,12 @@ once more on a restarted worker, and if that fails too it is recorded as an erro
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import ModuleType
 from typing import Any
 
@@ -227,6 +228,18 @@ class RayUnits(UnitRunner):
         await asyncio.to_thread(_stop, self.ray, self.workers, self.started_ray)
 
 
+@contextlib.contextmanager
+def _without_ray_address() -> Iterator[None]:
+    """RAY_ADDRESS hidden while the local Ray starts, so that the processes it starts do not inherit it; put back
+    after (the user's environment is theirs)."""
+    saved = os.environ.pop("RAY_ADDRESS", None)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.environ["RAY_ADDRESS"] = saved
+
+
 def start_ray(ray: ModuleType, address: str | None) -> None:
     """Connect to the cluster at ``address``, or start a local Ray (no dashboard, its logs kept out of ours)."""
     try:
@@ -234,8 +247,10 @@ def start_ray(ray: ModuleType, address: str | None) -> None:
             ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
         else:
             # Ray's servers listen on every interface; its token authentication, the default for local clusters
-            # since 2.59 (the ray extra's floor), keeps other machines from running code on this one.
-            ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+            # since 2.59 (the ray extra's floor), keeps other machines from running code on this one. "local":
+            # a plain ray.init() would join RAY_ADDRESS or this machine's latest `ray start` cluster instead.
+            with _without_ray_address():
+                ray.init(address="local", include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     except (ConnectionError, RuntimeError, TimeoutError) as exc:
         raise ConfigError(
             f"cannot start Ray{f' on the cluster at {address}' if address else ''}: {exc}",
