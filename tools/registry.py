@@ -100,7 +100,7 @@ PLUGIN_GROUP = "conclave.tools"
 def _tools_factory(name: str, loaded: object) -> Callable[[Settings], Iterable[BaseTool]]:
     if not callable(loaded):
         raise TypeError(f"{loaded!r} is not a function settings -> list of LangChain tools")
-    return loaded  # type: ignore[return-value]
+    return loaded
 
 
 TOOL_PLUGINS: Registry[Callable[[Settings], Iterable[BaseTool]]] = Registry("tools", PLUGIN_GROUP, _tools_factory)
