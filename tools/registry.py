@@ -203,7 +203,7 @@ def build_tools(
             description="Vector/matrix arithmetic over named arrays (dot, transpose, @, mean, sum, norm); returns JSON.",
             args_schema=VectorMathArgs,
         ),
-        read_value_tool(get_store, bound_collection, bound_k),
+        read_value_tool(get_store, bound_collection, bound_k, bound_where),
     ]
     registered = {t.name: t for t in tools}
     registered.update(plugin_tools(settings, taken=registered))
