@@ -232,13 +232,16 @@ class ResilientClient(DelegatingClient):
         stopped at once says why (``stop``/``length``) and is left to the method to judge."""
         return self.remote and not chunks and not result.content and result.finish_reason == "unknown"
 
-    def _empty_reply(self) -> BackendError:
-        """Not transient: a server that answers with an HTML page or broken JSON answers the same way again."""
-        return BackendError(
+    def _empty_reply(self, attempt: int) -> ConclaveError | _Transient:
+        """Tried once more, never more: llama.cpp's server cuts off a stream it is too busy to serve (two samples
+        sent at once), which the next attempt gets; an HTML page or broken JSON answers the same way again, so a
+        second empty reply is the error, whatever ``max_retries`` allows."""
+        error = BackendError(
             f"{self.where} sent an empty reply for {self.spec} (no text and no tool call): it is probably not an "
             "OpenAI-compatible/Ollama endpoint, or the reply was cut off",
             hint="check the base URL (OpenAI-compatible ones usually end in /v1) and the server's log",
         )
+        return _Transient(error) if attempt == 0 else error
 
     async def create(
         self,
@@ -269,7 +272,7 @@ class ResilientClient(DelegatingClient):
                 )
                 continue
             if self._is_empty(result, 0):
-                await self._retry_or_raise(self._empty_reply(), attempt, started, False, None)
+                await self._retry_or_raise(self._empty_reply(attempt), attempt, started, False, None)
                 continue
             return without_secrets(result)
         raise AssertionError("unreachable")
@@ -323,7 +326,7 @@ class ResilientClient(DelegatingClient):
                 raise
             except Exception as exc:
                 error = (
-                    self._empty_reply()
+                    self._empty_reply(attempt)
                     if isinstance(exc, _EmptyReply)
                     else classify(exc, spec=self.spec, where=self.where)
                 )

@@ -40,7 +40,7 @@ def test_tools_lists_schemas(app: typer.Typer) -> None:
     result = runner.invoke(app, ["tools", "--json"])
     assert result.exit_code == 0, result.output
     schemas = json.loads(result.stdout)
-    assert set(schemas) == {"search_knowledge", "calculator", "vector_math"}
+    assert set(schemas) == {"search_knowledge", "calculator", "vector_math", "read_value"}
     assert schemas["calculator"]["parameters"]["required"] == ["expression"]
     assert list(schemas["search_knowledge"]["parameters"]["properties"]) == ["query"]
     text = runner.invoke(app, ["tools"], terminal_width=160).stdout
