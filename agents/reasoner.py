@@ -83,6 +83,12 @@ DOCUMENTS_RULE = (
 )
 """The provenance rule, shown where the run can read values from documents (a run without them keeps the prompt
 that GSM8K was measured with)."""
+LOOKUP_RULE = (
+    '- this question asks for facts: find each one with `name = search_knowledge("what to find")`, and never write '
+    "a fact yourself as text or a number;"
+)
+"""The rule for a lookup question (nothing to compute): a small model otherwise writes the fact it remembers as a
+text literal, which no tool checks."""
 
 
 def examples_for_tools(prompt: str, tools: dict[str, Any]) -> str:
@@ -199,8 +205,9 @@ class Reasoner(RoleAgent):
         if self.lookup:
             text = lookup_examples(text)
         text = text.replace("{tools}", tool_lines(self.state.tools))
-        rule = DOCUMENTS_RULE if "read_value" in self.state.tools else ""
-        text = text.replace("{documents_rule}\n", f"{rule}\n" if rule else "")
+        rules = [LOOKUP_RULE] if self.lookup else []
+        rules += [DOCUMENTS_RULE] if "read_value" in self.state.tools and not self.lookup else []
+        text = text.replace("{documents_rule}\n", "".join(f"{r}\n" for r in rules))
         placeholders = self.kit.placeholders
         if form == "program-y" and placeholders is not None:
             text = _PROGRAM_BLOCK.sub(

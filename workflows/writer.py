@@ -140,6 +140,7 @@ _NOT_FOUND = re.compile(
     re.I,
 )
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
+_CITATION = re.compile(r"\s*\[\d+\](?:,\s*\[\d+\])*")
 _WORD = re.compile(r"[a-z][a-z-]{3,}")
 
 
@@ -148,7 +149,11 @@ def supported_value(text: str, passages: list[Passage]) -> str | None:
     passages do not hold it is none, every number in it must appear in them (a number the writer worked out itself
     is what a chain is for), and most of its words must be theirs."""
     value = answer_value(text)
-    if value is None or _NOT_FOUND.search(value):
+    if value is None:
+        # A small model sometimes leaves out the "Answer:" line: its first sentence, without citations, stands in.
+        lines = _CITATION.sub("", text).strip().splitlines()
+        value = lines[0].strip().rstrip(".") if lines else None
+    if not value or _NOT_FOUND.search(value):
         return None
     source = " ".join(p.text for p in passages).lower().replace(",", "")
     if any(n not in _NUMBER.findall(source) for n in _NUMBER.findall(value.replace(",", ""))):

@@ -406,14 +406,21 @@ async def test_by_default_an_arithmetic_question_takes_one_model_call() -> None:
     assert set(events[-1].usage) == {"reasoner", "critic"}
 
 
-async def test_no_valid_chain_still_answers_from_passages_and_says_so() -> None:
+async def test_no_valid_chain_still_answers_from_the_passages_that_support_it() -> None:
     prose = "Adam is great."
     events, _ = await run_with_store(
         [KNOWLEDGE_PLAN, prose, prose, "Adam combines momentum and RMSprop [1]."], "What does Adam combine?"
     )
     final = answer(events)
-    assert final.text.startswith("Adam combines momentum and RMSprop [1].")
-    assert "could not build a valid chain" in final.text and final.value is None
+    # No Answer line: the first sentence stands in, and the passages hold its words.
+    assert final.text == "Adam combines momentum and RMSprop [1]."
+    assert (final.value, final.basis) == ("Adam combines momentum and RMSprop", "passages") and events[-1].ok
+    # One whose words the passages do not hold still says that no chain worked, and is no answer.
+    events, _ = await run_with_store(
+        [KNOWLEDGE_PLAN, prose, prose, "Adam was invented on Mars [1]."], "What does Adam combine?"
+    )
+    final = answer(events)
+    assert "could not build a valid chain" in final.text and final.value is None and not events[-1].ok
 
 
 async def test_a_revision_that_repeats_the_chain_ends_the_loop() -> None:

@@ -66,6 +66,8 @@ async def test_an_answer_the_passages_do_not_hold_is_still_a_failure() -> None:
         ("Answer: 42", None),
         ("Answer: 0.9 and 0.999", "0.9 and 0.999"),
         ("No answer line at all", None),
+        # Without an Answer line, the first sentence (citations dropped) is what the passages must hold.
+        ("Adam combines momentum with RMSprop scaling [1], [2]", "Adam combines momentum with RMSprop scaling"),
         ("Answer: gradient clipping of transformers", None),
     ],
 )
@@ -117,3 +119,14 @@ def test_routing_follows_what_the_question_needs(question: str, computes: bool) 
 
     assert needs_arithmetic(question) is computes
     assert is_lookup_question(question, {"search_knowledge": object()}) is (not computes)
+
+
+async def test_a_lookup_question_is_told_to_search_and_an_arithmetic_one_is_not() -> None:
+    program = '```python\nfound = search_knowledge("what Adam combines")\nanswer = found\n```'
+    _, client, _ = await run(
+        "coa", [program, "It combines momentum with RMSprop scaling [1].\nAnswer: both"], "What does Adam combine?"
+    )
+    assert "find each one with `name = search_knowledge" in str(client.calls[0][0].content)
+    arithmetic = "```python\ncost = 3 * 12\nanswer = cost\n```"
+    _, client, _ = await run("coa", [arithmetic], "Tom buys 12 pens at 3 dollars each. What does he pay?")
+    assert "find each one with" not in str(client.calls[0][0].content)
