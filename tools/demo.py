@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
     from conclave.settings import Settings
 
-__all__ = ["DEMO_COLLECTION", "demo_notes_path", "ensure_demo_collection"]
+__all__ = ["DEMO_COLLECTION", "demo_notes_path", "ensure_demo_collection", "ensure_demo_named"]
 
 DEMO_COLLECTION = "demo"
 
@@ -42,6 +42,18 @@ def _ensure_demo_collection(settings: Settings, store: KnowledgeStore) -> bool:
 
     with store.writing(DEMO_COLLECTION):
         if store.list_collections_sync():
+            return False
+        ingest([demo_notes_path()], DEMO_COLLECTION, settings, store=store)
+    return True
+
+
+def ensure_demo_named(settings: Settings, store: KnowledgeStore) -> bool:
+    """Ingest the demo notes into collection ``demo`` when a command names it and it does not exist yet, whatever
+    else the store holds (the user asked for it by name); True if it did."""
+    from conclave.tools.ingest import ingest
+
+    with store.writing(DEMO_COLLECTION):
+        if any(info.name == DEMO_COLLECTION for info in store.list_collections_sync()):
             return False
         ingest([demo_notes_path()], DEMO_COLLECTION, settings, store=store)
     return True

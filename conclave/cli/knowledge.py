@@ -153,11 +153,15 @@ def search(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Show the passages most similar to QUERY, best first, with scores and sources."""
+    from conclave.tools.demo import DEMO_COLLECTION, ensure_demo_named
     from conclave.tools.store import KnowledgeStore
 
     settings = cli_settings()
     name = settings.collection if collection is None else collection
-    passages = KnowledgeStore.open(settings).search_sync(query, k, name)
+    store = KnowledgeStore.open(settings)
+    if name == DEMO_COLLECTION and ensure_demo_named(settings, store):
+        _err.print(f"[dim]ingested the demo notes into collection {DEMO_COLLECTION!r} (first use)[/]")
+    passages = store.search_sync(query, k, name)
     if as_json:
         typer.echo(json.dumps([p.__dict__ for p in passages], ensure_ascii=False))
         return

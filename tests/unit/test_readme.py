@@ -25,3 +25,20 @@ def test_readme_opens_with_exactly_two_commands() -> None:
 def test_ci_runs_the_readme_test_command() -> None:
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
     assert readme_commands()[1] in ci
+
+
+def readme_sections() -> set[str]:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    return {heading.strip() for heading in re.findall(r"^#{1,6} (.+)$", text, re.MULTILINE)}
+
+
+def test_every_readme_section_an_error_names_exists() -> None:
+    """Hints such as "see README 'Configuration'" send the user to a heading that is there (issue 29)."""
+    named: dict[str, str] = {}
+    for folder in ("conclave", "agents", "tools", "workflows", "tui"):
+        for path in (ROOT / folder).rglob("*.py"):
+            for section in re.findall(r"README[ ,(]*'([^']+)'", path.read_text(encoding="utf-8")):
+                named[section] = str(path.relative_to(ROOT))
+    assert "Data sets" in named, "the data set error should name the README section on formats"
+    missing = {section: where for section, where in named.items() if section not in readme_sections()}
+    assert not missing, f"README has no such section: {missing}"

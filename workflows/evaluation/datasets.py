@@ -358,7 +358,7 @@ def load_dataset(spec: str, *, strict: bool = False) -> Dataset:
         first = f": {data.problems[0]}" if data.problems else ""
         raise ConfigError(
             f"{path} holds no usable {kind} items{first}",
-            hint=f"check that the file is in the {kind} format (see README 'Evaluation')",
+            hint=f"check that the file is in the {kind} format (README, 'Data sets')",
         )
     ids = [item.id for item in data.items]
     if len(set(ids)) != len(ids):
