@@ -463,6 +463,21 @@ def _origin_of(origins: dict[str, str], loc: tuple[Any, ...]) -> str:
     return "default"
 
 
+def _invalid_settings(exc: ValidationError, origins: dict[str, str]) -> ConfigError:
+    """One error for the values that failed validation. Our validators' messages already say what to use, so they
+    are shown without pydantic's "Value error, " prefix; a single bad command-line value is named by its message
+    alone (the user just typed the option)."""
+    problems = [
+        (".".join(str(p) for p in err["loc"]), _origin_of(origins, tuple(err["loc"])), err["msg"])
+        for err in exc.errors()
+    ]
+    problems = [(where, origin, msg.removeprefix("Value error, ")) for where, origin, msg in problems]
+    if len(problems) == 1 and problems[0][1] == "command line":
+        return ConfigError(problems[0][2], hint="correct the option (each command's --help lists its options)")
+    listed = "; ".join(f"{where} ({origin}): {msg}" for where, origin, msg in problems)
+    return ConfigError(f"invalid settings: {listed}", hint="see `conclave config show` and README 'Configuration'")
+
+
 def _names_a_file(spec: Any) -> bool:
     """Whether a model spec names a GGUF file (``embedded:./weights.gguf``), not a built-in or tuned model."""
     if not isinstance(spec, str) or not spec.strip().startswith("embedded:"):
@@ -597,13 +612,7 @@ def load_settings_with_origins(
     try:
         settings = Settings.model_validate(merged)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])} ({_origin_of(origins, tuple(err['loc']))}): {err['msg']}"
-            for err in exc.errors()
-        )
-        raise ConfigError(
-            f"invalid settings: {problems}", hint="see `conclave config show` and README 'Configuration'"
-        ) from exc
+        raise _invalid_settings(exc, origins) from exc
     for name in Settings.model_fields:
         origins.setdefault(name, "default")
     settings.register_secrets()

@@ -142,7 +142,7 @@ async def synthesize(
     """Generate up to ``config.n`` filtered pairs from ``config.collection`` into ``out`` (JSONL).
 
     Each kept pair is written (and flushed) as it is kept, so an interrupted or failed run leaves the pairs it had;
-    ``out.summary.json`` says what was kept, what was rejected by which check, and why it stopped, on every exit.
+    ``out.with_suffix(".summary.json")`` (``qa.jsonl`` -> ``qa.summary.json``) says what was kept, what was rejected by which check, and why it stopped, on every exit.
     ``on_progress`` hears after every question checked."""
     from conclave.embeddings import get_embedder
     from conclave.models import StructuredOutputError, complete_structured, role_spec

@@ -495,7 +495,13 @@ def synth(
         None, "--collection", "-c", help="Collection whose chunks to use (default: the configured one)."
     ),
     n: int = typer.Option(50, "-n", "--count", min=1, max=10000, help="Pairs to keep."),
-    output: Path = typer.Option(..., "--output", "-o", help="Output JSONL (question, answer, gold_ids)."),
+    output: Path = typer.Option(
+        ...,
+        "--output",
+        "-o",
+        help="The JSONL file of kept pairs (question, answer, gold_ids); its summary goes beside it with the "
+        "extension .summary.json (-o qa.jsonl: qa.summary.json).",
+    ),
     model: str | None = typer.Option(None, "--model", "-m", help="Model that writes and answers the questions."),
     judge: str | None = typer.Option(None, "--judge", help="Model that rates the pairs (default: the judge role)."),
     per_chunk: int = typer.Option(2, "--per-chunk", min=1, max=5, help="Questions to ask per chunk."),
@@ -512,8 +518,9 @@ def synth(
 ) -> None:
     """Synthesize question-answer pairs from a collection's chunks, keeping only grounded ones.
 
-    Progress (questions checked, kept, rejected by which check) shows on stderr; kept pairs are written as they
-    come, so Ctrl-C keeps them; OUTPUT.summary.json says why pairs were rejected and why it stopped."""
+    Writes two files: the kept pairs, one JSON object per line, to --output as they come (so Ctrl-C keeps them), and
+    beside it a summary with the extension .summary.json (-o qa.jsonl: qa.summary.json) of why pairs were rejected and
+    why it stopped. Progress (questions checked, kept, rejected by which check) shows on stderr."""
     from conclave.workflows.synth import SynthConfig, synthesize
 
     settings = cli_settings(cache=False if no_cache else None)

@@ -158,7 +158,7 @@ def runs_list(as_json: bool = typer.Option(False, "--json", help="Print JSON."))
         return
     if not infos:
         err.print(
-            f"no runs yet under {escape(settings.runs_path)} (`conclave eval` and `conclave workflow run` make them)"
+            f"no runs yet under {escape(settings.runs_path)} (`conclave eval` and `conclave run` make them)"
         )
         return
     table = Table(title=f"Runs in {escape(settings.runs_path)}", title_justify="left")

@@ -13,8 +13,9 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+from conclave.errors import ConfigError
 from conclave.models import weights
-from conclave.models.spec import ModelSpec
+from conclave.models.spec import EMBEDDED_NAMES, ModelSpec, closest
 
 SMOLLM2 = "smollm2"
 QWEN = "qwen"
@@ -53,6 +54,7 @@ def gguf_for(
     if spec.tuned:
         from conclave.tune.registry import base_gguf
 
+        check_tuned_exists(spec.tuned, home)
         return base_gguf(home, spec.tuned)  # its adapter: adapter_for
     if builtin_of(spec) == SMOLLM2:
         from conclave.models.embedded import bundled_model_path
@@ -69,4 +71,21 @@ def adapter_for(spec: ModelSpec, home: Path) -> Path | None:
         return None
     from conclave.tune.registry import adapter_path
 
+    check_tuned_exists(spec.tuned, home)
     return adapter_path(home, spec.tuned)
+
+
+def check_tuned_exists(name: str, home: Path) -> None:
+    """ConfigError when no tuned model ``name`` is registered, suggesting the built-in or tuned name it is most
+    likely a typo of (``embedded:smollm`` -> ``embedded:smollm2``)."""
+    from conclave.tune.registry import MANIFEST_FILE, list_tuned, tuned_root
+
+    if (tuned_root(home) / name / MANIFEST_FILE).is_file():
+        return
+    guess = closest(name, [*EMBEDDED_NAMES, *(str(m.get("name", "")) for m in list_tuned(home))])
+    mean = f": did you mean embedded:{guess}?" if guess else ""
+    raise ConfigError(
+        f"no tuned model named {name!r} (and no built-in model of that name){mean}",
+        hint="`conclave models` lists the built-in models, `conclave tune list` the tuned ones; a GGUF file in this "
+        "folder is `embedded:./NAME`",
+    )

@@ -8,7 +8,9 @@ tuned model (``conclave tune``, ``CONCLAVE_HOME/tuned/NAME``); a GGUF file so na
 
 from __future__ import annotations
 
+import difflib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,4 +88,12 @@ def parse_spec(spec: str) -> ModelSpec:
         return ModelSpec(BACKENDS.canonical(prefix), name.strip())
     plugins = [n for n in BACKENDS.names() if n not in ("embedded", "ollama", "openai")]
     more = f" (or {', '.join(f'{n}/<model>' for n in plugins)})" if plugins else ""
-    raise ConfigError(f"unknown model spec {spec!r}", hint=SPEC_HELP + more)
+    guess = closest(prefix, BACKENDS.names()) if sep else None
+    mean = f": did you mean {guess}/{name.strip()}?" if guess else ""
+    raise ConfigError(f"unknown model spec {spec!r}{mean}", hint=SPEC_HELP + more)
+
+
+def closest(word: str, choices: Iterable[str]) -> str | None:
+    """The choice ``word`` is most likely a typo of (as ``conclave aks`` suggests ``ask``), or ``None``."""
+    found = difflib.get_close_matches(word.lower(), list(choices), n=1, cutoff=0.6)
+    return found[0] if found else None
