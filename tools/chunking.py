@@ -29,7 +29,6 @@ from conclave.tools.tables import (
 from conclave.errors import ConfigError
 
 __all__ = [
-    "MAX_FILE_BYTES",
     "TABLE_META_KEYS",
     "Chunk",
     "Document",
@@ -37,12 +36,10 @@ __all__ = [
     "chunk_id",
     "detect_kind",
     "html_to_text",
-    "load_document",
     "split_document",
     "split_markdown_sections",
 ]
 
-MAX_FILE_BYTES = 50 * 1024 * 1024
 
 _MARKDOWN = {".md", ".markdown", ".mdown", ".mkd"}
 _TEXT = {".txt", ".text", ".log"}
@@ -179,46 +176,6 @@ def detect_kind(path: Path, *, explicit: bool = False) -> tuple[str, str] | None
         return "text", ""
     # A file named on the command line is read as text if it is text, whatever its name.
     return ("text", "") if explicit else None
-
-
-def _decode(data: bytes) -> str:
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        # Latin-1 never fails; legacy 8-bit text still becomes searchable.
-        return data.decode("latin-1")
-
-
-def load_document(path: Path, *, explicit: bool = False) -> Document:
-    """Read a file into a :class:`Document`; raise :class:`SkipFile` for empty, binary or unreadable files."""
-    kind_lang = detect_kind(path, explicit=explicit)
-    if kind_lang is None:
-        raise SkipFile(f"unsupported file type ({path.suffix or 'no extension'})")
-    kind, language = kind_lang
-    try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise SkipFile(f"too large ({size / 1e6:.0f} MB; the limit is {MAX_FILE_BYTES // 2**20} MiB)")
-        data = path.read_bytes()
-    except SkipFile:
-        raise
-    except OSError as exc:
-        raise SkipFile(f"unreadable ({exc.strerror or exc})") from exc
-    if not data.strip():
-        raise SkipFile("empty")
-    if kind == "pdf":
-        text, title = _pdf_text(path, data)
-    else:
-        if b"\x00" in data[:8192]:
-            raise SkipFile("binary file")
-        text = _decode(data)
-        title = ""
-        if kind == "html":
-            title, text = html_to_text(text)
-            kind = "markdown"  # headings were converted to Markdown headings
-    if not text.strip():
-        raise SkipFile("empty" if kind != "pdf" else "no extractable text (scanned PDF?)")
-    return Document(text=text, kind=kind, title=title, language=language)
 
 
 def _pdf_text(path: Path, data: bytes) -> tuple[str, str]:

@@ -12,10 +12,10 @@ from conclave.tools.chunking import (
     chunk_id,
     detect_kind,
     html_to_text,
-    load_document,
     split_document,
     split_markdown_sections,
 )
+from conclave.tools.reading import load_file
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -182,9 +182,9 @@ def test_detect_kind(name: str, kind: str | None) -> None:
 def test_explicit_files_of_unknown_type_are_read_as_text(tmp_path: Path) -> None:
     path = tmp_path / "notes.weird"
     path.write_text("plain words")
-    assert load_document(path, explicit=True).text == "plain words"
+    assert load_file(path, 2**20, explicit=True).text == "plain words"
     with pytest.raises(SkipFile, match="unsupported file type"):
-        load_document(path)
+        load_file(path, 2**20)
 
 
 @pytest.mark.parametrize(
@@ -203,7 +203,7 @@ def test_unusable_files_are_skipped_with_reason(tmp_path: Path, name: str, conte
     path = tmp_path / name
     path.write_bytes(content)
     with pytest.raises(SkipFile) as info:
-        load_document(path)
+        load_file(path, 2**20)
     assert reason in info.value.reason
 
 
@@ -211,15 +211,15 @@ def test_unreadable_file_is_skipped(tmp_path: Path) -> None:
     link = tmp_path / "dangling.md"
     os.symlink(tmp_path / "missing-target.md", link)
     with pytest.raises(SkipFile, match="unreadable"):
-        load_document(link)
+        load_file(link, 2**20)
 
 
 def test_pdf_and_latin1_text(tmp_path: Path) -> None:
     pdf = tmp_path / "doc.pdf"
     pdf.write_bytes(make_pdf(["Backpropagation applies the chain rule.", "Layer by layer."], title="Backprop"))
-    doc = load_document(pdf)
+    doc = load_file(pdf, 2**20)
     assert doc.kind == "pdf" and doc.title == "Backprop"
     assert "chain rule" in doc.text
     latin = tmp_path / "old.txt"
     latin.write_bytes("caf\xe9 na\xefve".encode("latin-1"))
-    assert load_document(latin).text == "café naïve"
+    assert load_file(latin, 2**20).text == "café naïve"

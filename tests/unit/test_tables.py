@@ -8,7 +8,8 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from conclave.tools.chunking import Chunk, Document, SkipFile, detect_kind, load_document, split_document
+from conclave.tools.chunking import Chunk, Document, SkipFile, detect_kind, split_document
+from conclave.tools.reading import load_file
 from conclave.tools.tables import (
     MAX_CELL_CHARS,
     detect_scale,
@@ -155,7 +156,7 @@ HTML = """<html><body><h1>Results</h1><p>Intro.</p>
 def test_html_tables_keep_caption_header_and_cells(tmp_path: Path) -> None:
     path = tmp_path / "results.html"
     path.write_text(HTML)
-    doc = load_document(path)
+    doc = load_file(path, 2**20)
     chunks = split_document(doc, 800, 100, name=path.name)
     tables = [c for c in chunks if c.meta.get("is_table")]
     assert len(tables) == 1
@@ -175,7 +176,7 @@ def test_csv_and_tsv_files_are_tables(tmp_path: Path, suffix: str, sep: str) -> 
     path = tmp_path / f"costs{suffix}"
     lines = [["Costs in thousands"], ["Item", "2019", "2018"], ["Rent", "1,000", "(20)"], ["Staff", "12.5%", ""]]
     path.write_text("\n".join(sep.join(f'"{c}"' if sep == "," else c for c in line) for line in lines))
-    doc = load_document(path)
+    doc = load_file(path, 2**20)
     assert doc.kind == "table"
     chunks = split_document(doc, 800, 100, name=path.name)
     assert len(chunks) == 1 and chunks[0].meta["is_table"] is True
@@ -204,7 +205,7 @@ def test_an_empty_csv_gives_no_chunks(tmp_path: Path) -> None:
     empty = tmp_path / "empty.csv"
     empty.write_text("\n\n")
     with pytest.raises(SkipFile, match="empty"):
-        load_document(empty)
+        load_file(empty, 2**20)
 
 
 def test_ten_thousand_rows_chunk_quickly_with_the_header_in_every_chunk() -> None:
