@@ -178,6 +178,8 @@ def test_the_harness_loads_every_item_as_written() -> None:
         assert list(loaded.answers) == [g.strip() for g in _golds(item)]
         if item["kind"] in ARITHMETIC_KINDS:
             assert loaded.answer_kind == "number", item["id"]
+        # The kind travels as a label, so the report breaks the scores down by kind.
+        assert loaded.labels == {"kind": item["kind"]}, item["id"]
 
 
 async def test_an_evaluation_scores_the_gold_answers_as_right(conclave_home: Path) -> None:

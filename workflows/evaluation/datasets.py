@@ -297,7 +297,9 @@ def _load_jsonl(path: Path) -> Dataset:
             for ctx in contexts:
                 seen.setdefault(ctx.id, ctx)
             kind: AnswerKind = "number" if all(_NUMBER_ONLY.match(a) for a in answers) else "text"
-            data.items.append(Item(item_id, question.strip(), answers, kind, gold))
+            # A record's own "kind" (lookup, explanation, ...) is a label: the report breaks scores down by it.
+            labels = {"kind": record["kind"].strip()[:40]} if isinstance(record.get("kind"), str) else {}
+            data.items.append(Item(item_id, question.strip(), answers, kind, gold, labels=labels))
         except _Bad as exc:
             data.problems.append(LineProblem(line, str(exc)))
     data.contexts = list(seen.values())
