@@ -264,13 +264,20 @@ def _print_summary(summary: dict[str, Any], result: Any, seconds: float) -> None
     out.print(f"report: {escape(result.run_dir / 'report.html')}")
 
 
+_RUN_SELECTOR_HELP = (
+    "A run id (or folder) as `conclave eval` printed it; RUN\\[:METHOD\\[@MODEL]] picks one of its result sets, "
+    "e.g. RUN:coa or RUN:cot@embedded."
+)
+
+
 @eval_app.command("compare")
 def eval_compare(
-    run_a: str = typer.Argument(..., help="RUN[:METHOD[@MODEL]]"),
-    run_b: str = typer.Argument(..., help="RUN[:METHOD[@MODEL]]"),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    run_a: str = typer.Argument(..., metavar="RUN_A", help=_RUN_SELECTOR_HELP),
+    run_b: str = typer.Argument(..., metavar="RUN_B", help=_RUN_SELECTOR_HELP),
+    as_json: bool = typer.Option(False, "--json", help='Print JSON (the flipped items under "flips").'),
 ) -> None:
-    """Paired comparison of two runs on the same items: won, lost, McNemar's exact test."""
+    """Paired comparison of two runs on the same items: won, lost, McNemar's exact test, and every item that
+    flipped (right on one side, wrong on the other) with its question and both answers."""
     from conclave.workflows.evaluation import compare_runs
 
     comparisons = compare_runs(cli_settings(), run_a, run_b)
@@ -294,6 +301,26 @@ def eval_compare(
             f"McNemar exact p = {c.p_value:.3g}"
         )
         out.print(f"  {escape(c.verdict())}")
+        _print_flips(c.flips)
+
+
+def _print_flips(flips: Any) -> None:
+    """Each flipped item: which side got it right, its id and question, and both answers (one line each)."""
+    if not flips:
+        return
+    out.print(f"  flipped items ({len(flips)}):")
+    for flip in flips:
+        won = "A right, B wrong" if flip.winner == "A" else "B right, A wrong"
+        out.print(f"  [bold]{escape(flip.item_id)}[/] ({won}) {escape(_one_line(flip.question, 160))}")
+        out.print(f"      gold: {escape(_one_line(' | '.join(flip.gold), 80))}")
+        out.print(f"      A: {escape(_one_line(flip.a_answer, 160))}")
+        out.print(f"      B: {escape(_one_line(flip.b_answer, 160))}")
+
+
+def _one_line(text: str, limit: int) -> str:
+    from conclave.terminal import clip
+
+    return clip(" ".join(str(text).split()), limit)
 
 
 @eval_app.command("export-traces")

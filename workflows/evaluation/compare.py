@@ -8,7 +8,7 @@ both are equally good each discordant item is a fair coin, so the exact two-side
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from math import comb
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ from conclave.workflows.evaluation.records import EvalSample, as_samples, latest
 
 from conclave.errors import ConfigError
 
-__all__ = ["Comparison", "compare_records", "compare_runs", "load_cells", "mcnemar_exact"]
+__all__ = ["Comparison", "Flip", "compare_records", "compare_runs", "load_cells", "mcnemar_exact"]
 
 
 def mcnemar_exact(b: int, c: int) -> float:
@@ -30,6 +30,19 @@ def mcnemar_exact(b: int, c: int) -> float:
     k = min(b, c)
     tail = sum(comb(n, i) for i in range(k + 1)) / 2**n
     return min(1.0, 2 * tail)
+
+
+@dataclass(frozen=True)
+class Flip:
+    """An item right on one side and wrong on the other: what the counts are made of."""
+
+    item_id: str
+    question: str
+    gold: list[str]
+    a_answer: str
+    b_answer: str
+    winner: str
+    """``A`` or ``B``: the side that got it right."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +62,8 @@ class Comparison:
     b_accuracy: float | None
     p_value: float
     unpaired: int = 0
+    flips: list[Flip] = field(default_factory=list)
+    """The discordant items (``a_only`` + ``b_only``), by item id."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -70,13 +85,17 @@ def compare_records(
     b_name: str = "B",
 ) -> Comparison:
     """Pair records by item id; items either side could not score (judge missing) are left out."""
-    right_a = {r.item_id: r.correct for r in as_samples(a) if r.correct is not None}
-    right_b = {r.item_id: r.correct for r in as_samples(b) if r.correct is not None}
-    common = sorted(set(right_a) & set(right_b))
+    scored_a = {r.item_id: r for r in as_samples(a) if r.correct is not None}
+    scored_b = {r.item_id: r for r in as_samples(b) if r.correct is not None}
+    common = sorted(set(scored_a) & set(scored_b))
     table = {"both": 0, "a": 0, "b": 0, "none": 0}
+    flips = []
     for item in common:
-        x, y = right_a[item], right_b[item]
-        table["both" if x and y else "a" if x else "b" if y else "none"] += 1
+        x, y = scored_a[item], scored_b[item]
+        cell = "both" if x.correct and y.correct else "a" if x.correct else "b" if y.correct else "none"
+        table[cell] += 1
+        if cell in ("a", "b"):
+            flips.append(Flip(item, x.question or y.question, x.gold, x.answer, y.answer, cell.upper()))
     n = len(common)
     return Comparison(
         a=a_name,
@@ -89,7 +108,8 @@ def compare_records(
         a_accuracy=(table["both"] + table["a"]) / n if n else None,
         b_accuracy=(table["both"] + table["b"]) / n if n else None,
         p_value=mcnemar_exact(table["a"], table["b"]),
-        unpaired=len(set(right_a) ^ set(right_b)),
+        unpaired=len(set(scored_a) ^ set(scored_b)),
+        flips=flips,
     )
 
 

@@ -296,7 +296,7 @@ def _breakdown_html(summary: dict[str, Any]) -> str:
     for label, rows in _breakdown_rows(summary).items():
         head = "".join(f"<th>{_esc(h)}</th>" for h in ["method", "model", label, "n", "accuracy", *summary["scorers"]])
         body = "".join("<tr>" + "".join(f"<td>{_esc(c)}</td>" for c in row) + "</tr>" for row in rows)
-        parts.append(f"<h2>By {_esc(label)}</h2><table><tr>{head}</tr>{body}</table>")
+        parts.append(f'<h2>By {_esc(label)}</h2><div class="wide"><table><tr>{head}</tr>{body}</table></div>')
     return "\n".join(parts)
 
 
@@ -448,7 +448,8 @@ def _tick(value: float) -> str:
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1100px;padding:0 1rem;color:#222}
 table{border-collapse:collapse;margin:1rem 0;font-size:13px}th,td{border:1px solid #ddd;padding:4px 8px;text-align:left;
-vertical-align:top}th{background:#f5f5f5}td.ok{color:#1a7f37}td.bad{color:#c62828}.plots svg{display:block;margin:1rem 0}
+vertical-align:top}th{background:#f5f5f5}td.ok{color:#1a7f37}td.bad{color:#c62828}
+.wide{overflow-x:auto;max-width:100%}.plots svg{display:block;margin:1rem 0;max-width:100%;height:auto}
 code{background:#f5f5f5;padding:0 3px}details{margin:1rem 0}.muted{color:#666}
 .drill>label{margin-right:.8rem}.drill .sep{margin:0 .8rem 0 0;color:#999}
 .items details.item{margin:0;border-top:1px solid #eee;padding:3px 0}.items summary{cursor:pointer}
@@ -524,16 +525,16 @@ def render_html(summary: dict[str, Any], records: Sequence[EvalSample | Mapping[
 Primary scorer <code>{_esc(summary["primary_scorer"])}</code>. Units {summary["units"]}, backend calls {summary["backend_calls"]},
 served wholly from cache {summary["cached_units"]}, failed {summary["failed_units"]}. Generated {_esc(summary["generated"])}.</p>
 {problem_html}
-<table><tr><th>method</th><th>model</th><th>accuracy</th><th>95% CI</th><th>n</th>{score_heads}<th>latency p50 (s)</th>
+<div class="wide"><table><tr><th>method</th><th>model</th><th>accuracy</th><th>95% CI</th><th>n</th>{score_heads}<th>latency p50 (s)</th>
 <th>p90 (s)</th><th>tokens/item</th><th>LLM calls</th><th>tool calls</th><th>re-plans</th><th>critic rounds</th><th>failed</th></tr>
-{"".join(md_rows)}</table>
+{"".join(md_rows)}</table></div>
 {_breakdown_html(summary)}
 <div class="plots">
 {accuracy_svg(cells)}
 {distribution_svg(latency, "Latency per item", "s")}
 {distribution_svg(tokens, "Tokens per item (prompt + completion)", "")}
 </div>
-{("<h2>Paired comparisons (McNemar exact)</h2><table><tr><th>A</th><th>B</th><th>paired</th><th>A won</th><th>A lost</th><th>p</th><th>verdict</th></tr>" + comp_rows + "</table>") if comp_rows else ""}
+{("<h2>Paired comparisons (McNemar exact)</h2><div class='wide'><table><tr><th>A</th><th>B</th><th>paired</th><th>A won</th><th>A lost</th><th>p</th><th>verdict</th></tr>" + comp_rows + "</table></div>") if comp_rows else ""}
 <h2>Items</h2>
 <p class="muted">Open an item for its full question, gold and answer, the scorers' detail and its trace
 (the same records as items.jsonl next to this file).</p>
@@ -607,7 +608,7 @@ def _item_html(r: dict[str, Any], method_index: int) -> str:
     rows = [
         ("question", f'<span class="text">{_text(r.get("question", ""))}</span>'),
         ("gold", " <b>|</b> ".join(f'<span class="text">{_text(g)}</span>' for g in gold) or "–"),
-        ("extracted answer", _text(value) if value is not None else '<span class="muted">none</span>'),
+        ("compared answer", _compared_answer(r)),
         ("answer", f'<span class="text">{_text(r.get("answer", ""))}</span>'),
         ("outcome", _outcome_html(outcome, r.get("error"))),
         ("scores", _scores_html(r.get("scores"))),
@@ -620,6 +621,21 @@ def _item_html(r: dict[str, Any], method_index: int) -> str:
         f'<details class="{" ".join(classes)}"><summary>{summary}</summary><div class="item-body"><dl>{body}</dl>'
         f"<h4>Trace</h4>{trace_html}</div></details>"
     )
+
+
+def _compared_answer(r: dict[str, Any]) -> str:
+    """What the scorers compared with the gold: the method's value when it gave one; else, for a numeric scorer, the
+    last number of the answer text (as the scorer reads it); else the whole answer."""
+    from conclave.workflows.evaluation.scorers import Outcome, answer_number, format_decimal
+
+    value = r.get("value")
+    if value is not None:
+        return f'{_text(value)} <span class="muted">(the value the method gave)</span>'
+    scores = r.get("scores") if isinstance(r.get("scores"), dict) else {}
+    number = answer_number(Outcome(text=str(r.get("answer") or "")))
+    if number is not None and "numeric" in scores:
+        return f'{_esc(format_decimal(number))} <span class="muted">(the last number in the answer)</span>'
+    return '<span class="muted">the whole answer (the method gave no separate value)</span>'
 
 
 def _outcome_html(outcome: str, error: Any) -> str:

@@ -125,8 +125,8 @@ def candidate_answer(outcome: Outcome) -> str:
     return _strip_markup(outcome.value if outcome.value not in (None, "") else outcome.text)
 
 
-def numeric_match(outcome: Outcome, golds: Sequence[str]) -> Score:
-    """1 when the answer's number equals a gold number (value first, else the last number in the text)."""
+def answer_number(outcome: Outcome) -> Decimal | None:
+    """The number an answer gives: its method's value when that holds one, else the last number in its text."""
     got = None
     if outcome.value:
         got = parse_number(outcome.value)
@@ -134,6 +134,12 @@ def numeric_match(outcome: Outcome, golds: Sequence[str]) -> Score:
             got = extract_number(outcome.value)
     if got is None:
         got = extract_number(_strip_markup(outcome.text))
+    return got
+
+
+def numeric_match(outcome: Outcome, golds: Sequence[str]) -> Score:
+    """1 when the answer's number equals a gold number (value first, else the last number in the text)."""
+    got = answer_number(outcome)
     if got is None:
         return Score(0.0, False, "no number in the answer")
     for gold in golds:
@@ -141,11 +147,12 @@ def numeric_match(outcome: Outcome, golds: Sequence[str]) -> Score:
         if want is None:
             want = extract_number(gold)
         if want is not None and numbers_equal(got, want):
-            return Score(1.0, True, f"{_fmt(got)}")
-    return Score(0.0, False, f"{_fmt(got)} != {golds[0] if golds else '?'}")
+            return Score(1.0, True, f"{format_decimal(got)}")
+    return Score(0.0, False, f"{format_decimal(got)} != {golds[0] if golds else '?'}")
 
 
-def _fmt(number: Decimal) -> str:
+def format_decimal(number: Decimal) -> str:
+    """``12.0`` -> ``12``, ``0.50`` -> ``0.5``: a number as a scorer's detail writes it."""
     return format(number.normalize(), "f") if number == number.to_integral_value() else str(number.normalize())
 
 
