@@ -196,6 +196,19 @@ class LogStore:
                 raise _store_error(self.path, "read", exc) from exc
         return [self._record(row) for row in rows]
 
+    def get(self, record_id: int) -> LogRecord:
+        """One logged answer by its id (the first column of ``conclave logs``); ConfigError when there is none."""
+        with self._lock:
+            try:
+                row = self._db.execute(
+                    f"SELECT {', '.join(_COLUMNS)} FROM answers WHERE id = ?", (record_id,)
+                ).fetchone()
+            except sqlite3.Error as exc:
+                raise _store_error(self.path, "read", exc) from exc
+        if row is None:
+            raise ConfigError(f"no logged answer {record_id}", hint="see `conclave logs` for the ids")
+        return self._record(row)
+
     def _record(self, row: tuple[Any, ...]) -> LogRecord:
         data = dict(zip(_COLUMNS, row, strict=True))
         for name in _JSON_COLUMNS:
@@ -225,6 +238,7 @@ def record_from_ask(result: dict[str, Any], *, failure: dict[str, Any] | None = 
         seconds=(result.get("timings") or {}).get("seconds"),
         trace=[e for e in result.get("trace") or [] if e.get("kind") != "answer_delta"],
         origin="ask",
+        session=None if result.get("session") is None else str(result["session"]),
     )
 
 

@@ -42,14 +42,25 @@ def _when(ts: Any) -> str:
 # ---------------------------------------------------------------------------------------------------- logs
 
 
+logs_app = typer.Typer(
+    help="The latest answers of `conclave ask` and the chat, newest first; `logs show ID` prints one whole.",
+    invoke_without_command=True,
+)
+
+
+@logs_app.callback()
 def logs(
+    ctx: typer.Context,
     number: int = typer.Option(20, "--number", "-n", min=1, help="How many answers to show (the latest first)."),
     as_json: bool = typer.Option(False, "--json", help="Print the full records (trace included) as a JSON list."),
     search: str | None = typer.Option(
         None, "--search", "-s", help="Only answers whose question or answer contains TEXT."
     ),
 ) -> None:
-    """The latest answers of `conclave ask` and the chat, newest first (logged in $CONCLAVE_HOME/logs.sqlite)."""
+    """The latest answers of `conclave ask` and the chat, newest first (logged in $CONCLAVE_HOME/logs.sqlite);
+    `conclave logs show ID` prints one whole: question, answer, chain, sources, usage."""
+    if ctx.invoked_subcommand is not None:
+        return
     from rich.table import Table
 
     from conclave.logs import LogStore
@@ -69,12 +80,14 @@ def logs(
             + " (`conclave ask` and the chat log every answer)"
         )
         return
-    table = Table(title=f"Latest answers ({len(records)})", title_justify="left")
+    table = Table(title=f"Latest answers ({len(records)}; `conclave logs show ID` prints one)", title_justify="left")
+    table.add_column("id", no_wrap=True, justify="right")
     for column in ("time", "from", "method", "model", "ok", "question", "answer"):
         table.add_column(column, overflow="fold")
     for r in records:
         answer = r.answer if r.answer.strip() else (r.error or "")
         table.add_row(
+            str(r.id),
             _when(r.created),
             escape(r.origin),
             escape(r.method),
@@ -84,6 +97,84 @@ def logs(
             escape(clip(answer, 80)),
         )
     out.print(table)
+
+
+def _answer_event(trace: list[Any]) -> dict[str, Any]:
+    """The trace's answer event (the last), or an empty one."""
+    answers = [e for e in trace if isinstance(e, dict) and e.get("kind") == "answer"]
+    return answers[-1] if answers else {}
+
+
+def _record_data(record: Any) -> dict[str, Any]:
+    """A logged answer whole: the record, with the sources and the chain its trace holds."""
+    answer = _answer_event(record.trace)
+    chain = str(answer.get("chain") or "")
+    if not chain:  # no filled-in chain (it failed, or a prose method): the last drafted one, if any
+        drafted = [e for e in record.trace if isinstance(e, dict) and e.get("kind") == "chain"]
+        chain = str(drafted[-1].get("text") or "") if drafted else ""
+    sources = [s for s in answer.get("sources") or [] if isinstance(s, dict)]
+    return {**record.to_dict(), "chain": chain, "sources": sources}
+
+
+def _total_usage(usage: dict[str, Any]) -> dict[str, Any]:
+    """The run's total usage: ``ask`` logs it (``total``); the chat logs the agents' usage only."""
+    if isinstance(usage.get("total"), dict):
+        return dict(usage["total"])
+    total: dict[str, Any] = {}
+    for agent in usage.values():
+        if isinstance(agent, dict):
+            for key in ("calls", "prompt_tokens", "completion_tokens"):
+                if isinstance(agent.get(key), int):
+                    total[key] = total.get(key, 0) + agent[key]
+    return total
+
+
+@logs_app.command("show")
+def logs_show(
+    record_id: int = typer.Argument(..., metavar="ID", help="The answer's id (the first column of `conclave logs`)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the record (trace included) as JSON."),
+) -> None:
+    """One logged answer whole: question, answer, value, the chain, the sources, models, usage and time."""
+    from conclave.logs import LogStore
+
+    store = LogStore.open(cli_settings())
+    try:
+        record = store.get(record_id)
+    finally:
+        store.close()
+    data = _record_data(record)
+    if as_json:
+        typer.echo(json.dumps(data, ensure_ascii=False, default=str))
+        return
+    state = "[green]ok[/]" if record.ok else f"[red]failed[/]: {escape(record.error or 'no answer')}"
+    facts = [_when(record.created), escape(record.origin), escape(record.method), state]
+    if record.session:
+        facts.append(f"conversation {escape(record.session)}")
+    out.print(f"[bold]answer {record.id}[/] · " + " · ".join(f for f in facts if f))
+    out.print(f"[bold]question:[/] {escape(record.question)}")
+    out.print("[bold]answer:[/]")
+    out.print(escape(record.answer) if record.answer.strip() else "(none)")
+    if record.value is not None:
+        out.print(f"[bold]value:[/] {escape(record.value)}")
+    if data["chain"]:
+        out.print("[bold]chain:[/]")
+        for line in data["chain"].splitlines():
+            out.print(f"  {escape(line)}")
+    if data["sources"]:
+        out.print("[bold]sources:[/]")
+        for i, p in enumerate(data["sources"], 1):
+            out.print(
+                f"  {escape(f'[{i}]')} {escape(p.get('source', '?'))} — {escape(clip(str(p.get('text', '')), 160))}"
+            )
+    models = sorted({str(m) for m in record.models.values()}) or [record.model]
+    out.print(f"[bold]models:[/] {escape(', '.join(m for m in models if m))}")
+    total = _total_usage(record.usage)
+    if total:
+        seconds = f" · {float(record.seconds):.1f} s" if isinstance(record.seconds, (int, float)) else ""
+        out.print(
+            f"[bold]usage:[/] {escape(total.get('calls', 0))} model call(s) · {escape(total.get('prompt_tokens', 0))}"
+            f" prompt + {escape(total.get('completion_tokens', 0))} completion tokens{seconds}"
+        )
 
 
 # ---------------------------------------------------------------------------------------------------- runs
@@ -157,9 +248,7 @@ def runs_list(as_json: bool = typer.Option(False, "--json", help="Print JSON."))
         typer.echo(json.dumps(infos, ensure_ascii=False, default=str))
         return
     if not infos:
-        err.print(
-            f"no runs yet under {escape(settings.runs_path)} (`conclave eval` and `conclave run` make them)"
-        )
+        err.print(f"no runs yet under {escape(settings.runs_path)} (`conclave eval` and `conclave run` make them)")
         return
     table = Table(title=f"Runs in {escape(settings.runs_path)}", title_justify="left")
     table.add_column("id", no_wrap=True, min_width=max(len(i["id"]) for i in infos))  # whole: it is what you type
@@ -281,5 +370,5 @@ def runs_rm(
 
 def register(app: typer.Typer) -> None:
     """Add ``logs`` and ``runs`` to the main app."""
-    app.command("logs")(logs)
+    app.add_typer(logs_app, name="logs")
     app.add_typer(runs_app, name="runs")

@@ -7,7 +7,12 @@ import importlib
 import json
 import logging
 import os
+import signal
+import stat
 import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -115,9 +120,20 @@ def ask(
         "--save",
         help="Save this command's system, model, method, collection and options as a template, and answer.",
     ),
+    continue_last: bool = typer.Option(
+        False,
+        "--continue",
+        "-C",
+        help="Continue the last conversation (the latest logged answer, or the latest chat session).",
+    ),
+    session: str | None = typer.Option(
+        None, "--session", help="Continue this conversation: a session id (or unique prefix) of `conclave sessions`."
+    ),
 ) -> None:
-    """Answer a question, streaming the answer, then the model and token usage; the stage and elapsed time show on
-    stderr while it runs (in a terminal). Every answer is logged (see `conclave logs`) unless --no-log.
+    """Answer a question: the answer alone on stdout; the method and model before it, the token usage after it and
+    the trace (--trace) on stderr, with the stage and elapsed time while it runs (in a terminal). Text piped on stdin
+    with a question is its context (cat notes.md | conclave ask "Summarise the key points"). Every answer is logged
+    (see `conclave logs`) unless --no-log.
 
     Exit status: 0 answered, 1 no answer or a failed run (--json: "ok": false), 2 bad usage, 130 interrupted."""
     from conclave.cli.render import AskProgress, TraceRenderer
@@ -127,12 +143,18 @@ def ask(
             "--json and --jsonl cannot be used together: --json prints one object at the end, --jsonl streams "
             "every event."
         )
+    if continue_last and session is not None:
+        ctx.fail("--continue and --session cannot be used together: --continue picks the last conversation.")
     quiet = as_json or as_jsonl
     renderer = TraceRenderer(out, err, trace=trace and not quiet, stream=not quiet)
     progress = AskProgress(err, enabled=not quiet and err.is_terminal)
+    conversation = None
     try:
+        context = None
         if question is None:
             question = _question_from_stdin(ctx)
+        else:
+            context = _context_from_stdin()
         _check_question_size(len(question.encode("utf-8", "surrogatepass")))
 
         from conclave.settings import load_settings
@@ -160,13 +182,37 @@ def ask(
         if samples is not None:
             overrides["coa"] = {**load_settings().coa.model_dump(), "samples": samples}
         settings = settings_from_cli(**overrides)
+        if context is not None:
+            _check_context_use(method or settings.method, collection=collection, source=source)
         if source is not None:
             from conclave.tools.sources import find_source
 
             source = find_source(settings, settings.collection, source)
-        result = asyncio.run(
-            _ask(question, settings, renderer, method, progress=progress, jsonl=as_jsonl, source=source)
-        )
+        from conclave.cli.conversation import open_conversation
+
+        conversation = open_conversation(settings, session=session, continue_last=continue_last)
+        history = conversation.history() if conversation is not None else []
+        if conversation is not None and not quiet:
+            err.print(f"[dim]conversation {escape_markup(conversation.id)} ({len(history)} earlier answer(s))[/]")
+
+        def interrupted() -> None:
+            progress.stop()
+            _cancelled(streaming=renderer._streaming)
+
+        with _exit_on_interrupt(interrupted):
+            result = asyncio.run(
+                _ask(
+                    question,
+                    settings,
+                    renderer,
+                    method,
+                    progress=progress,
+                    jsonl=as_jsonl,
+                    source=source,
+                    context=context,
+                    history=history,
+                )
+            )
     except KeyboardInterrupt:
         progress.stop()
         _cancelled(streaming=renderer._streaming)
@@ -174,6 +220,9 @@ def ask(
     finally:
         progress.stop()
     failure = result.pop("failure", None)
+    result["session"] = conversation.id if conversation is not None else None
+    if conversation is not None:
+        _save_turn(conversation, result, failure)
     if not no_log and settings.log_answers:
         _log(settings, result, failure)
     if failure is not None:
@@ -188,6 +237,21 @@ def ask(
                 "(--model ollama/NAME) may answer"
             )
         raise typer.Exit(1)
+
+
+def _save_turn(conversation: Any, result: dict[str, Any], failure: dict[str, Any] | None) -> None:
+    """Add the question and its answer to the conversation; when the session cannot be written, one warning line on
+    stderr (the answer stands, and is logged)."""
+    try:
+        conversation.save(result, failure)
+    except ConclaveError as exc:
+        fix = f"; fix: {exc.hint}" if exc.hint else ""
+        err.print(
+            f"[yellow]warning:[/] not saved to conversation {escape_markup(conversation.id)}: "
+            f"{escape_markup(exc.message)}{escape_markup(fix)}"
+        )
+    finally:
+        conversation.close()
 
 
 def _log(settings: Any, result: dict[str, Any], failure: dict[str, Any] | None) -> None:
@@ -208,18 +272,40 @@ def _cancelled(*, streaming: bool = False, exit: Any = os._exit) -> None:
 
     ``os._exit``: the interpreter is not torn down around a model thread still in native code (loading or generating),
     which can hang or crash it after the answer was abandoned; nothing of an unfinished ``ask`` needs saving."""
+    # From a signal handler a stream may be mid-write on this very thread (RuntimeError: reentrant call).
     try:
         if streaming:
             sys.stdout.write("\n")
         sys.stdout.flush()
-    except (OSError, ValueError):
+    except (OSError, ValueError, RuntimeError):
         pass
     try:
         sys.stderr.write("cancelled\n")
         sys.stderr.flush()
-    except (OSError, ValueError):
+    except (OSError, ValueError, RuntimeError):
         pass
     exit(130)
+
+
+@contextmanager
+def _exit_on_interrupt(on_interrupt: Callable[[], None]) -> Iterator[None]:
+    """Ctrl-C (SIGINT) calls ``on_interrupt`` right away instead of raising KeyboardInterrupt into the event loop.
+
+    asyncio.run answers a KeyboardInterrupt by cancelling every task and waiting for them and for its worker threads:
+    AutoGen's runtime then logs a traceback of its own (``task_done() called too many times``), and a model call
+    in a worker thread holds the exit until it is done. ``on_interrupt`` exits without that (see :func:`_cancelled`).
+    Only the main thread can take signals; elsewhere (and when a handler of someone else's is set) this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread() or (
+        signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, lambda _signum, _frame: on_interrupt())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 MAX_QUESTION_BYTES = 32 * 1024
@@ -235,6 +321,67 @@ def _check_question_size(size: int) -> None:
         raise ConfigError(
             f"the question is longer than {MAX_QUESTION_BYTES:,} bytes",
             hint="ask it in fewer words; for a long text, `conclave ingest` it and ask about it with --collection",
+        )
+
+
+MAX_CONTEXT_BYTES = 256 * 1024
+"""The most text ``ask`` takes on stdin as its question's context (UTF-8 bytes): it is chunked and embedded for the run
+(seconds per hundred kilobytes); a larger text is something to ingest once and ask about with --collection."""
+
+
+def _piped_stdin() -> Any:
+    """stdin's byte stream when something was piped or redirected into it (a pipe or a file), else None: a
+    terminal, /dev/null, a closed or a missing stdin hold no text to read."""
+    stdin = sys.stdin
+    if stdin is None or stdin.closed:
+        return None
+    try:
+        if stdin.isatty():
+            return None
+        mode = os.fstat(stdin.fileno()).st_mode
+    except (OSError, ValueError, AttributeError):  # a replaced stdin (a test runner's) is read as a stream
+        return getattr(stdin, "buffer", None)
+    return stdin.buffer if stat.S_ISFIFO(mode) or stat.S_ISREG(mode) else None
+
+
+def _context_from_stdin() -> str | None:
+    """Text piped on stdin along with a question (``cat notes.md | conclave ask "..."``): the question's context, or
+    None when nothing was piped; ConfigError over :data:`MAX_CONTEXT_BYTES` (no more than that and one byte is read).
+    """
+    stream = _piped_stdin()
+    if stream is None:
+        return None
+    raw = stream.read(MAX_CONTEXT_BYTES + 1)
+    if len(raw) > MAX_CONTEXT_BYTES:
+        from conclave.errors import ConfigError
+
+        raise ConfigError(
+            f"the text piped on stdin is longer than {MAX_CONTEXT_BYTES:,} bytes",
+            hint="`conclave ingest FILE --collection NAME` it once and ask with --collection NAME, "
+            "or pipe a part of it (head -c 200000 FILE | conclave ask ...)",
+        )
+    text = raw.decode("utf-8", errors="replace")
+    return text if text.strip() else None
+
+
+def _check_context_use(method: str, *, collection: str | None, source: str | None) -> None:
+    """ConfigError when piped context would be ignored: a method that reads no documents, or a collection or document
+    given as well (the piped text is what the run reads)."""
+    from conclave.errors import ConfigError
+    from conclave.workflows.methods import searches_knowledge
+    from conclave.workflows.runner import parse_method
+
+    name = parse_method(method)[0]
+    if not searches_knowledge(name):
+        raise ConfigError(
+            f"--method {name} reads no documents, so the text piped on stdin would be ignored",
+            hint="use --method rag (or coa, react) to answer from the piped text, or ask without piping",
+        )
+    if collection is not None or source is not None:
+        flag = "--collection" if collection is not None else "--source"
+        raise ConfigError(
+            f"{flag} and text piped on stdin cannot be used together: the run reads the piped text",
+            hint=f"leave out {flag} to answer from the piped text, or do not pipe to search the collection",
         )
 
 
@@ -261,15 +408,24 @@ async def _ask(
     progress: Any = None,
     jsonl: bool = False,
     source: str | None = None,
+    context: str | None = None,
+    history: list[tuple[str, str]] | None = None,
 ) -> dict[str, Any]:
-    """Run one question (searching only the document ``source`` when given); the ``--json`` result, with
-    ``failure`` ({error, hint}) when the run failed."""
+    """Run one question (searching only the document ``source`` when given, only the piped ``context`` when given,
+    after the conversation's ``history``); the ``--json`` result, with ``failure`` ({error, hint}) when the run
+    failed."""
     from conclave.events import collect
     from conclave.workflows.runner import build_context, run_question, total_usage
 
     if progress is not None:
         progress.start()
-    ctx = await build_context(question, settings, method=method, source=source)
+    if context is None:
+        ctx = await build_context(question, settings, method=method, source=source, history=history)
+    else:
+        from conclave.tools.piped import PIPED_COLLECTION, piped_store
+
+        ctx = await build_context(question, settings, method=method, collection=PIPED_COLLECTION, history=history)
+        ctx.store = await asyncio.to_thread(piped_store, context, ctx.settings)
     events = []
     async for event in run_question(ctx):
         events.append(event)

@@ -1,4 +1,5 @@
-"""Print run events to a terminal: the streamed answer on stdout, the trace (when asked) as it happens.
+"""Print run events to a terminal: the streamed answer alone on stdout; the run's frame (method and model, usage),
+its sources and the trace (when asked) on stderr, so that ``conclave ask "..." > out.txt`` holds the answer only.
 
 Everything in an event came from a model, a document or a server: it is printed as text (Rich markup escaped) and
 without terminal escape sequences (``escape`` here is :func:`conclave.terminal.escape_markup`)."""
@@ -35,7 +36,8 @@ from conclave.workflows.methods import searches_knowledge
 
 
 class TraceRenderer:
-    """Consumes events; ``stream`` prints answer deltas as they arrive, ``trace`` prints every other event."""
+    """Consumes events; ``stream`` prints answer deltas as they arrive (on ``out``) and the run's frame (on ``err``),
+    ``trace`` prints every other event (on ``err``)."""
 
     def __init__(self, out: Console, err: Console, *, trace: bool, stream: bool):
         self.out = out
@@ -47,10 +49,13 @@ class TraceRenderer:
         self._headed = False
 
     def _line(self, text: str) -> None:
-        if self._streaming:
+        """One line of the frame or the trace, on stderr. When stdout and stderr share a terminal, the answer's
+        unfinished line is ended first; a redirected answer is never cut by a line that is not part of it."""
+        if self._streaming and self.out.is_terminal and self.err.is_terminal:
             self.out.file.write("\n")
+            self.out.file.flush()
             self._streaming = False
-        self.out.print(text)
+        self.err.print(text)
 
     def handle(self, event: Event) -> None:
         """Print one event: the answer as it streams and the run's frame when ``stream``, the rest when ``trace``."""
@@ -73,7 +78,7 @@ class TraceRenderer:
             return
         if not self._headed and self.trace:
             # Once: trace lines may come between the answer's pieces (the writer's usage, then its notice).
-            self.out.print("[bold]answer:[/]")
+            self._line("[bold]answer:[/]")
             self._headed = True
         text = safe_text(event.text)
         self.out.file.write(text)
@@ -86,13 +91,14 @@ class TraceRenderer:
             if self.trace and not self._headed:
                 self._line("[bold]answer:[/]")
                 self._headed = True
-            self._line(escape(event.text))
+            self.out.print(escape(event.text))
         elif self._streaming:
             self.out.file.write("\n")
+            self.out.file.flush()
             self._streaming = False
         if self.stream and event.sources:
             cited = ", ".join(f"{s.source}#{s.id[:8]}" for s in event.sources)
-            self.out.print(f"[dim]sources: {escape(cited)}[/]")
+            self._line(f"[dim]sources: {escape(cited)}[/]")
 
 
 def _started(event: RunStarted) -> str:

@@ -40,7 +40,15 @@ def cli_env(**extra: str) -> dict[str, str]:
 
 
 def run_cli(*args: str, timeout: float = 180, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*cli_command(), *args], env=cli_env(**env), capture_output=True, text=True, timeout=timeout)
+    # stdin is /dev/null: `ask` reads a piped stdin as its question's context, and an inherited one may never end.
+    return subprocess.run(
+        [*cli_command(), *args],
+        env=cli_env(**env),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def assert_clean_error(proc: subprocess.CompletedProcess[str], *, code: int | None = None) -> tuple[str, str]:
@@ -176,7 +184,7 @@ def test_ctrl_c_while_streaming_exits_130_without_traceback() -> None:
         [*cli_command(), "ask", "--model", "embedded:smollm2", "--method", "direct",
          "Write a long story about a dragon who lives in a castle."],
         env=cli_env(CONCLAVE_MAX_TOKENS="3000", CONCLAVE_CONTEXT_LENGTH="4096"),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=default_sigint,
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=default_sigint,
     )  # fmt: skip
     assert proc.stdout is not None
     try:

@@ -20,6 +20,8 @@ class StubEndpoint:
         self.model = model
         self.answer = answer
         self.served = 0
+        self.requests: list[dict[str, object]] = []
+        """The decoded body of every chat request, in order."""
         self.in_flight = 0
         self.peak = 0
         self._lock = threading.Lock()
@@ -55,6 +57,7 @@ class StubEndpoint:
                 length = int(self.headers.get("Content-Length") or 0)
                 request = json.loads(self.rfile.read(length) or b"{}")
                 with stub._lock:
+                    stub.requests.append(request)
                     stub.in_flight += 1
                     stub.peak = max(stub.peak, stub.in_flight)
                 try:

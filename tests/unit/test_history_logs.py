@@ -203,7 +203,7 @@ def test_the_spinner_shows_the_stage_on_stderr_and_never_on_stdout() -> None:
     assert stages[4:] == [None, None, None]  # gone for good once the answer streams
     assert "reasoner writing the chain ·" in stderr.getvalue() and " s" in stderr.getvalue()
     shown = stdout.getvalue()
-    assert "The answer is 2." in shown and "plan" in shown
+    assert "The answer is 2." in shown and "plan" in stderr.getvalue()  # the trace is on stderr
     for stage in ("getting ready", "writing the chain ·", "loading the model"):
         assert stage not in shown
 

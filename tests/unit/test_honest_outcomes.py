@@ -200,12 +200,13 @@ def test_ask_with_no_question_anywhere_is_a_usage_error(scripted_ask: list[list[
 def rendered(events: list[Event], *, trace: bool) -> str:
     from conclave.cli.render import TraceRenderer
 
-    buffer = io.StringIO()
+    buffer, err_buffer = io.StringIO(), io.StringIO()
     console = Console(file=buffer, width=100_000, highlight=False, soft_wrap=True, emoji=False)
-    renderer = TraceRenderer(console, Console(file=io.StringIO()), trace=trace, stream=True)
+    err = Console(file=err_buffer, width=100_000, highlight=False, soft_wrap=True, emoji=False)
+    renderer = TraceRenderer(console, err, trace=trace, stream=True)
     for event in events:
         renderer.handle(event)
-    return buffer.getvalue()
+    return buffer.getvalue() + err_buffer.getvalue()  # what a terminal shows: the answer (stdout) and the trace
 
 
 def no_chain_but_passages() -> list[Event]:

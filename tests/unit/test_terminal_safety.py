@@ -128,15 +128,15 @@ def test_cli_trace_and_answer_print_no_escape_sequences() -> None:
     for stream in (stdout, stderr):
         assert "\x1b" not in stream and "\x07" not in stream and "\u202e" not in stream, repr(stream)
     assert "The answer is " in stdout and "42." in stdout
-    assert "line two" in stdout and "boom" in stdout and "res" in stdout
+    assert "line two" in stderr and "boom" in stderr and "res" in stderr  # the trace is on stderr
 
 
 def test_cli_trace_shows_markup_in_model_output_literally() -> None:
     evil = "[/][black on black]secret"
-    stdout, _ = _render(_run_events(evil))  # a MarkupError here is the bug
+    stdout, stderr = _render(_run_events(evil))  # a MarkupError here is the bug
     assert "[black on black]secret" in stdout
     for needle in ("embedded[/]", "calc[/]", "accept[/]", "tool[/]", "reasoner[/]"):
-        assert needle in stdout, needle
+        assert needle in stderr, needle  # the trace is on stderr
 
 
 def test_cli_answer_without_stream_is_printed_as_text() -> None:
