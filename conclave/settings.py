@@ -180,7 +180,8 @@ class McpServer(_Frozen):
     env: dict[str, str] = Field(default_factory=dict)
     """Extra environment for a stdio server."""
     allow: list[str] = Field(default_factory=list)
-    """Tools the server does not mark read-only that chains may still call (they can change things)."""
+    """Tools the server does not mark read-only that chains may still call (they can change things), each by the
+    server's name (``append_note``) or as ``conclave tools`` shows it (``notes_append_note``)."""
     timeout: float = Field(30.0, gt=0)
     cwd: Path | None = None
     """The folder a stdio server starts in. A server from settings.toml starts in that file's folder unless this says

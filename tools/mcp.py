@@ -20,6 +20,7 @@ once per process and server.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import tempfile
 import threading
@@ -158,7 +159,7 @@ async def _list(server: McpServer, name: str) -> list[McpTool]:
                     (tool.description or tool.name).strip(),
                     dict(tool.input_schema or {"type": "object", "properties": {}}),
                     read_only,
-                    read_only or tool.name in server.allow,
+                    read_only or tool.name in server.allow or tool_name(name, tool.name) in server.allow,
                 )
             )
         return out
@@ -235,6 +236,20 @@ def as_langchain(settings: Settings, tool: McpTool) -> BaseTool:
         args_schema=_args_model(tool),
         description=f"{tool.description} (MCP server {tool.server})",
         handle_tool_error=False,
+    )
+
+
+def hidden_tools(settings: Settings) -> list[McpTool]:
+    """The tools of every configured server that no run may call: not marked read-only, not named by ``allow``."""
+    return [tool for name in settings.mcp_servers for tool in list_server(settings, name) if not tool.allowed]
+
+
+def why_hidden(settings: Settings, tool: McpTool) -> str:
+    """Why a hidden tool is hidden and the exact setting that allows it (the server's ``allow`` list, grown by it)."""
+    allow = [*settings.mcp_servers[tool.server].allow, tool.name]
+    return (
+        f"hidden: not marked read-only by MCP server {tool.server!r}, and not in its allow list; to let runs call "
+        f"it, set in settings.toml: [mcp_servers.{tool.server}] allow = {json.dumps(allow)}"
     )
 
 

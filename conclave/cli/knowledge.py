@@ -198,9 +198,11 @@ def forget(
 
 def list_tools(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """List the tools with their argument schemas (and the tools plugins that could not be loaded)."""
+    from conclave.tools.mcp import hidden_tools, why_hidden
     from conclave.tools.registry import TOOL_PLUGINS, build_tools, tool_schemas
 
-    schemas = tool_schemas(build_tools(cli_settings()))
+    settings = cli_settings()
+    schemas = tool_schemas(build_tools(settings))
     if as_json:
         typer.echo(json.dumps(schemas))
         return
@@ -218,9 +220,28 @@ def list_tools(as_json: bool = typer.Option(False, "--json", help="Print JSON.")
             for arg, spec in (params.get("properties") or {}).items()
         )
         table.add_row(escape(name), escape(arguments), escape(info["description"]))
+    hidden = hidden_tools(settings)
+    for tool in hidden:
+        reason, _, _ = why_hidden(settings, tool).partition("; ")
+        table.add_row(f"[dim]{escape(tool.conclave_name)}[/]", "", escape(reason))
     _out.print(table)
+    for tool in hidden:  # one line each, so the setting can be copied whole
+        _, _, fix = why_hidden(settings, tool).partition("; ")
+        _out.print(f"[yellow]{escape(tool.conclave_name)}[/]: {escape(fix)}")
     for line in TOOL_PLUGINS.plugin_errors:
         _out.print(f"[yellow]plugin not loaded:[/] {escape(line)}")
+
+
+def _refuse_hidden(settings: Any, registry: Any, name: str) -> None:
+    """A hidden MCP tool is named as such, with the setting that allows it (not as an unknown tool)."""
+    if name in registry or not settings.mcp_servers:
+        return
+    from conclave.tools.mcp import hidden_tools, why_hidden
+
+    for tool in hidden_tools(settings):
+        if name in (tool.conclave_name, tool.name):
+            reason, _, fix = why_hidden(settings, tool).partition("; ")
+            raise ToolInputError(f"{name} is {reason}", hint=fix)
 
 
 def run_one_tool(
@@ -244,7 +265,9 @@ def run_one_tool(
                 f"search_knowledge: k must be a whole number from 1 to 50, got {bound['k']!r}",
                 hint="e.g. --arg k=5",
             )
-    registry = build_tools(cli_settings(), collection=bound.get("collection"), k=bound.get("k"))
+    settings = cli_settings()
+    registry = build_tools(settings, collection=bound.get("collection"), k=bound.get("k"))
+    _refuse_hidden(settings, registry, name)
     schema = tool_schemas(registry).get(name, {}).get("parameters")
     args = parse_tool_args(arg, schema)
     result = run_tool(registry, name, args)
