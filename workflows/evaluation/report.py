@@ -631,9 +631,9 @@ def _compared_answer(r: dict[str, Any]) -> str:
     value = r.get("value")
     if value is not None:
         return f'{_text(value)} <span class="muted">(the value the method gave)</span>'
-    scores = r.get("scores") if isinstance(r.get("scores"), dict) else {}
+    scores = r.get("scores")
     number = answer_number(Outcome(text=str(r.get("answer") or "")))
-    if number is not None and "numeric" in scores:
+    if number is not None and isinstance(scores, dict) and "numeric" in scores:
         return f'{_esc(format_decimal(number))} <span class="muted">(the last number in the answer)</span>'
     return '<span class="muted">the whole answer (the method gave no separate value)</span>'
 
