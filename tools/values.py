@@ -79,6 +79,16 @@ class ReadValueArgs(BaseModel):
         max_length=500,
         description="what the value is, by its row, column and table: e.g. 'services revenue 2019'",
     )
+    # A small model names the parts of a cell as arguments of their own (read_value(query="sales", year="2019")):
+    # they are words of the query, not a reason to throw the chain away.
+    row: str = Field("", max_length=200, description="optional: the row label")
+    column: str = Field("", max_length=200, description="optional: the column (a year)")
+    table: str = Field("", max_length=200, description="optional: the table")
+    year: str = Field("", max_length=20, description="optional: the year")
+
+    def words(self) -> str:
+        """The query with the parts given on their own, as one query."""
+        return " ".join(part.strip() for part in (self.query, self.row, self.column, self.year, self.table) if part)
 
 
 class ValueSource(BaseModel):
@@ -478,11 +488,15 @@ def read_value_tool(
     """The ``read_value`` tool over ``collection`` and the chunks ``where`` selects (all bound by the run, as for
     ``search_knowledge``); ``k`` passages are read for sentences."""
 
-    def read_value(query: str) -> ValueResult:
-        return _read(get_store(), collection, k, where, query)
+    def read_value(query: str, row: str = "", column: str = "", table: str = "", year: str = "") -> ValueResult:
+        words = ReadValueArgs(query=query, row=row, column=column, table=table, year=year).words()
+        return _read(get_store(), collection, k, where, words)
 
-    async def read_value_async(query: str) -> ValueResult:
-        return await asyncio.to_thread(_read, get_store(), collection, k, where, query)
+    async def read_value_async(
+        query: str, row: str = "", column: str = "", table: str = "", year: str = ""
+    ) -> ValueResult:
+        words = ReadValueArgs(query=query, row=row, column=column, table=table, year=year).words()
+        return await asyncio.to_thread(_read, get_store(), collection, k, where, words)
 
     return StructuredTool.from_function(
         func=read_value,

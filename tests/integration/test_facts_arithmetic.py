@@ -107,3 +107,26 @@ async def test_a_value_not_in_the_documents_is_not_found_and_the_run_is_not_ok(
 def test_without_a_store_the_document_tools_are_not_offered(conclave_home: Path) -> None:
     tools = available_tools(load_settings(), None)
     assert "read_value" not in tools and "search_knowledge" not in tools and "calculator" in tools
+
+
+def test_tatqa_reports_reach_the_store_with_their_table_rows(conclave_home: Path) -> None:
+    """The harness ingests a TAT-QA report's table as a table (rows in the chunk's metadata), or read_value finds no
+    cell in an evaluation: every report has a table chunk, and the collection name changes with the rows."""
+    import json
+
+    from conclave.workflows.evaluation.datasets import load_dataset
+    from conclave.workflows.evaluation.knowledge import collection_for, passages_of
+
+    from tests.conftest import SHARED_DATA
+
+    path = SHARED_DATA / "tatqa" / "tatqa_dataset_dev.json"
+    if not path.exists():
+        pytest.skip(f"TAT-QA is not at {path} (CI clones have ../shared/data beside the repository)")
+    data = load_dataset(f"tatqa:{path}")
+    data.contexts = data.contexts[:5]
+    passages = passages_of(data, load_settings())
+    tables = [p for p in passages if p.metadata.get("is_table")]
+    assert {p.metadata["context_id"] for p in tables} == {c.id for c in data.contexts}
+    assert all(json.loads(p.metadata["table_rows"])["rows"] for p in tables)
+    plain = [type(p)(p.id, p.embed_text, p.text, {"context_id": p.metadata["context_id"]}) for p in passages]
+    assert collection_for(data, passages) != collection_for(data, plain)

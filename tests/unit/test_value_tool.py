@@ -113,10 +113,20 @@ def test_result_feeds_arithmetic_as_a_number(sales: list[TableSource]) -> None:
     assert data["source"]["cell"] == "(56.7)" and data["status"] == "found"
 
 
-def test_read_value_is_registered_with_the_query_only() -> None:
+def test_read_value_is_registered_with_words_only() -> None:
+    # The model chooses what to read (a query, and optionally the row, column, year and table as words of it); the
+    # collection, k and the document scope are the run's and are not offered.
     tools = build_tools(load_settings())
     schema = tool_schemas(tools)["read_value"]["parameters"]
-    assert set(schema["properties"]) == {"query"} and schema["required"] == ["query"]
+    assert set(schema["properties"]) == {"query", "row", "column", "table", "year"}
+    assert schema["required"] == ["query"]
+
+
+def test_the_parts_of_a_cell_given_as_arguments_are_words_of_the_query() -> None:
+    from conclave.tools.values import ReadValueArgs
+
+    args = ReadValueArgs(query="sales", year="2019", table="segment results")
+    assert args.words() == "sales 2019 segment results"
 
 
 @pytest.mark.integration

@@ -14,6 +14,7 @@ import asyncio
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from conclave.workflows.evaluation.datasets import Dataset
 
@@ -31,7 +32,7 @@ class Passage:
     id: str
     embed_text: str
     text: str
-    metadata: dict[str, str]
+    metadata: dict[str, Any]
 
 
 def passages_of(dataset: Dataset, settings: Settings) -> list[Passage]:
@@ -50,7 +51,8 @@ def passages_of(dataset: Dataset, settings: Settings) -> list[Passage]:
         chunks = split_document(
             Document(ctx.text, "markdown", ctx.title), settings.chunk_size, settings.chunk_overlap, name=ctx.title
         )
-        out += [Passage(f"{ctx.id}#{c.index}", c.embed_text, c.text, meta) for c in chunks]
+        # A table chunk's rows travel in its metadata (tools.tables): read_value finds cells through them.
+        out += [Passage(f"{ctx.id}#{c.index}", c.embed_text, c.text, {**meta, **c.meta}) for c in chunks]
     return out
 
 
@@ -65,6 +67,8 @@ def collection_for(dataset: Dataset, passages: Sequence[Passage] | None = None) 
     for passage in passages or ():
         if passage.id != passage.metadata.get("context_id"):
             digest.update(f"\0{passage.id}\0{passage.text}".encode())
+            if passage.metadata.get("is_table"):
+                digest.update(str(passage.metadata.get("table_rows", "")).encode())
     return f"eval-{dataset.kind}-{digest.hexdigest()[:10]}"
 
 
