@@ -11,6 +11,7 @@ from autogen_core import CancellationToken
 from autogen_core.models import SystemMessage, UserMessage
 from conclave.agents.base import RoleAgent, TeamState, cited_passages, passages_block
 from conclave.agents.prompting import answer_prompt
+from conclave.workflows.coa.scale import answer_scale
 from conclave.workflows.methods import SHORT_ANSWER, StreamedCall, answer_value, passages_shot
 
 from conclave.events import AnswerDelta, Passage
@@ -71,6 +72,11 @@ class Writer(RoleAgent):
             # A computed answer is read by a person: one sentence with the value and where its values were read; the
             # filled-in chain is in the trace.
             reads = values_read(chosen.chain, reified)
+            scale = answer_scale(chosen.chain, reified.results, state.question)
+            if scale is not None and state.answer_value is not None:
+                # The value in the scale its inputs were counted in ("1729 million", "5.42%"), never a bare number
+                # a thousand or a million times off.
+                state.answer_value += "%" if scale == "percent" else f" {scale}"
             state.answer_text = computed_sentence(chosen.chain, state.answer_value, reads)
             state.sources = [source for _, _, source in reads]
             await state.publish(AnswerDelta(text=state.answer_text, agent="writer"))

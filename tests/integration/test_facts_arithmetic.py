@@ -62,12 +62,13 @@ async def test_a_facts_and_arithmetic_chain_reads_its_values_and_answers_with_th
     ctx.store = store
     events = [e async for e in run_question(ctx)]
     final = next(e for e in events if e.kind == "answer")
-    assert final.value == "2150", [e.to_dict() for e in events if e.kind in ("replan", "step_finished")]
+    # The values were read in thousands ("Operating costs (in thousands)"): so is their difference.
+    assert final.value == "2150 thousand", [e.to_dict() for e in events if e.kind in ("replan", "step_finished")]
     assert events[-1].ok
     # The reasoner was told where numbers come from: the provenance rule is in its prompt when read_value is offered.
     assert "never written from memory" in str(client.calls[0][0].content)
     # A sentence a person reads, with each value's unit/scale and source; no rendered chain.
-    assert final.text.startswith("The difference is **2150**")
+    assert final.text.startswith("The difference is **2150 thousand**")
     assert "rent 2020 = 3400 (in thousands) from costs.md [1]" in final.text, final.text
     assert "[3400 - 1250" not in final.text
     assert [s.source for s in final.sources] == ["costs.md", "costs.md"]
