@@ -91,6 +91,45 @@ LOOKUP_RULE = (
 text literal, which no tool checks."""
 
 
+COMMON_CONSTANTS = frozenset({"0", "1", "2", "7", "10", "12", "24", "52", "60", "100", "365", "1000", "3600"})
+"""Numbers a chain may write without a source (halves, per cent, minutes, months, days, thousands): common knowledge,
+used only beside a value from the question or a tool."""
+_LITERAL = re.compile(r"(?<![\w.])\d+(?:\.\d+)?(?![\w.])")
+_REF = re.compile(r"\b[yY]\d+\b")
+
+
+def _plain(number: str) -> str:
+    """``2.50`` -> ``2.5``, ``3.0`` -> ``3``; integers as they are."""
+    return (number.rstrip("0").rstrip(".") or "0") if "." in number else number
+
+
+def unsourced_numbers(chain: Any, question: str) -> list[str]:
+    """The provenance rule over documents: every number in a calculation comes from the question, from a tool's
+    result (a name), or is a common constant beside one. A number the documents hold and the chain wrote itself is
+    recalled, not looked up; a calculation of constants alone computes from nothing."""
+    given = {_plain(n.replace(",", "").lstrip("-\u2212")) for n in _NUMBER.findall(question)}
+    problems: list[str] = []
+    for step in chain.steps:
+        arg = step.args.get("expression") if step.tool == "calculator" else None
+        expression = getattr(arg, "value", None)
+        if not isinstance(expression, str):
+            continue
+        literals = [_plain(n) for n in _LITERAL.findall(expression)]
+        foreign = [n for n in literals if n not in given and n not in COMMON_CONSTANTS]
+        uses_a_value = bool(_REF.search(_LITERAL.sub(" ", expression))) or any(n in given for n in literals)
+        name = chain.names.get(step.id, step.id)
+        if foreign:
+            problems.append(
+                f"{name}: the number(s) {', '.join(foreign)} are in neither the question nor a tool's result: read "
+                "each value the documents hold with read_value (or search_knowledge) and use its name"
+            )
+        elif literals and not uses_a_value:
+            problems.append(
+                f"{name} computes with constants alone: read the values it needs with read_value and use their names"
+            )
+    return problems
+
+
 def examples_for_tools(prompt: str, tools: dict[str, Any]) -> str:
     """The prompt without the worked examples that call a tool this run does not offer (an example of a knowledge
     search, with no collection to search, only tempts a small model to "look up" what it should compute)."""
@@ -280,6 +319,8 @@ class Reasoner(RoleAgent):
             try:
                 chain = self.kit.parse(raw)
                 errors = self.kit.validate(chain)
+                if not errors and "read_value" in state.tools:
+                    errors = unsourced_numbers(chain, state.question)
                 shown = self.kit.render(chain)
             except Exception as exc:  # parse errors are the model's mistakes: they go back to it
                 chain, errors, shown = None, [str(exc)], raw

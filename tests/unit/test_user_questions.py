@@ -4,6 +4,8 @@ computed answer reads as a sentence. Scripted models: orchestration only (qualit
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from conclave.workflows.coa.program import ProgramStream, repetition
 from conclave.workflows.writer import computed_sentence, supported_value
@@ -130,3 +132,63 @@ async def test_a_lookup_question_is_told_to_search_and_an_arithmetic_one_is_not(
     arithmetic = "```python\ncost = 3 * 12\nanswer = cost\n```"
     _, client, _ = await run("coa", [arithmetic], "Tom buys 12 pens at 3 dollars each. What does he pay?")
     assert "find each one with" not in str(client.calls[0][0].content)
+
+
+def test_numbers_in_a_chain_over_documents_come_from_somewhere() -> None:
+    from conclave.agents.reasoner import unsourced_numbers
+    from conclave.workflows.coa.model import Chain, Lit, Step
+
+    def calc(*expressions: str) -> Chain:
+        steps = tuple(
+            Step(id=f"y{i}", tool="calculator", args={"expression": Lit(e)}) for i, e in enumerate(expressions, 1)
+        )
+        return Chain(
+            steps=steps, answer=f"y{len(expressions)}", names={f"y{i}": f"v{i}" for i in range(1, len(expressions) + 1)}
+        )
+
+    question = "What is the change in rent from 2018 to 2019, for 3 offices?"
+    # Tool results (placeholders), the question's numbers, and common constants beside them are fine.
+    assert unsourced_numbers(calc("(y1 - y2) / y2 * 100", "y3 * 3"), question) == []
+    assert unsourced_numbers(calc("2019 - 2018"), question) == []
+    # A value the documents hold, written from memory, is not.
+    recalled = unsourced_numbers(calc("4500 - y1"), question)
+    assert len(recalled) == 1 and "4500" in recalled[0] and "read_value" in recalled[0]
+    # Constants alone compute from nothing (a lookup question answered with 12 + 100 + 1000).
+    assert "constants alone" in unsourced_numbers(calc("12 + 100 + 1000"), "What do the tax fees comprise?")[0]
+
+
+async def test_the_provenance_rule_sends_a_recalled_number_back(tmp_path: Any, conclave_home: Any) -> None:
+    """Over documents (read_value offered) a chain with a number from nowhere is sent back with the rule; without
+    documents (GSM8K) the same chain stands."""
+    from conclave.tools.registry import build_tools
+    from conclave.tools.store import KnowledgeStore
+    from conclave.workflows.runner import build_context, run_question
+
+    from conclave.settings import load_settings
+    from tests.integration.test_store import FakeEmbedder
+    from tests.unit.test_knowledge_answers import Recording
+
+    recalled = "```python\n# rent from memory\nrent = 4500\nafter = rent - 300\nanswer = after\n```"
+    fixed = '```python\nrent = read_value("rent 2020")\nafter = rent - 300\nanswer = after\n```'
+    settings = load_settings(coa={"form": "program", "use_critic": False, "plan": "never"})
+    store = KnowledgeStore.open(settings, embedder=FakeEmbedder())
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "rent.md").write_text("# Rent\n\n| Cost | 2020 |\n|---|---|\n| Rent | 4,200 |\n")
+    from conclave.tools.ingest import ingest
+
+    ingest([notes], "empty", settings, store=store)
+    client = Recording([recalled, fixed])
+    ctx = await build_context(
+        "What is the rent after a discount of 300?", settings, method="coa", collection="empty",
+        clients={r: client for r in ("planner", "reasoner", "critic", "writer")},
+        tools=build_tools(settings, store, collection="empty"),
+    )  # fmt: skip
+    ctx.store = store
+    events = [e async for e in run_question(ctx)]
+    replans = [e for e in events if e.kind == "replan"]
+    assert replans and "4500" in replans[0].errors[0], [
+        e.to_dict() for e in events if e.kind in ("replan", "run_failed")
+    ]
+    finals = [e for e in events if e.kind == "answer"]
+    assert finals and finals[0].value == "3900", [e.to_dict() for e in events if e.kind != "answer_delta"]
