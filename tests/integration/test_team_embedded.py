@@ -38,7 +38,9 @@ async def test_coa_team_runs_end_to_end_on_the_embedded_model() -> None:
     answer = next(e for e in events if e.kind == "answer")
     verdict = [e for e in events if e.kind == "critique"][-1].verdict
     if finished.ok:
-        assert answer.value is not None and verdict == "accept" and finished.reason is None
+        # Accepted, or no chain validated and the writer's answer is one the passages support (issue 27).
+        assert answer.value is not None and finished.reason is None
+        assert verdict == "accept" or answer.basis == "passages", (verdict, answer.basis)
     else:
         assert verdict != "accept" or answer.value is None
         assert finished.reason and finished.reason.startswith("no answer")
