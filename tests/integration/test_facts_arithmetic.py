@@ -41,18 +41,19 @@ answer = difference
 ```"""
 
 
-async def test_a_facts_and_arithmetic_chain_reads_its_values_and_answers_with_their_sources(
-    tmp_path: Path, conclave_home: Path
-) -> None:
-    settings = load_settings(coa={"form": "program", "use_critic": False, "plan": "never"})
+async def ask_over_the_report(
+    tmp_path: Path, question: str, replies: list[str], **coa: object
+) -> tuple[list, Recording]:
+    """Ingest REPORT into a real store (collection ``reports``), then run ``coa`` with a scripted model."""
+    settings = load_settings(coa={"form": "program", "use_critic": False, "plan": "never", **coa})
     store = KnowledgeStore.open(settings, embedder=FakeEmbedder())
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "costs.md").write_text(REPORT)
     assert ingest([docs], "reports", settings, store=store).files_ingested == 1
-    client = Recording([PROGRAM])
+    client = Recording(replies)
     ctx = await build_context(
-        "How much more did the firm spend on rent than on utilities in 2020?",
+        question,
         settings,
         method="coa",
         collection="reports",
@@ -60,7 +61,15 @@ async def test_a_facts_and_arithmetic_chain_reads_its_values_and_answers_with_th
         tools=build_tools(settings, store, collection="reports"),
     )
     ctx.store = store
-    events = [e async for e in run_question(ctx)]
+    return [e async for e in run_question(ctx)], client
+
+
+async def test_a_facts_and_arithmetic_chain_reads_its_values_and_answers_with_their_sources(
+    tmp_path: Path, conclave_home: Path
+) -> None:
+    events, client = await ask_over_the_report(
+        tmp_path, "How much more did the firm spend on rent than on utilities in 2020?", [PROGRAM]
+    )
     final = next(e for e in events if e.kind == "answer")
     # The values were read in thousands ("Operating costs (in thousands)"): so is their difference.
     assert final.value == "2150 thousand", [e.to_dict() for e in events if e.kind in ("replan", "step_finished")]
@@ -83,24 +92,13 @@ async def test_a_facts_and_arithmetic_chain_reads_its_values_and_answers_with_th
 async def test_a_value_not_in_the_documents_is_not_found_and_the_run_is_not_ok(
     tmp_path: Path, conclave_home: Path
 ) -> None:
-    settings = load_settings(coa={"form": "program", "use_critic": False, "plan": "never", "max_replans": 0})
-    store = KnowledgeStore.open(settings, embedder=FakeEmbedder())
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    (docs / "costs.md").write_text(REPORT)
-    ingest([docs], "reports", settings, store=store)
     program = PROGRAM.replace("utilities 2020", "insurance premiums 2020")
-    client = Recording([program, "The report does not give insurance costs.\nAnswer: not stated"])
-    ctx = await build_context(
+    events, _ = await ask_over_the_report(
+        tmp_path,
         "How much more did the firm spend on rent than on insurance in 2020?",
-        settings,
-        method="coa",
-        collection="reports",
-        clients={role: client for role in ("planner", "reasoner", "critic", "writer")},
-        tools=build_tools(settings, store, collection="reports"),
+        [program, "The report does not give insurance costs.\nAnswer: not stated"],
+        max_replans=0,
     )
-    ctx.store = store
-    events = [e async for e in run_question(ctx)]
     failed = [e for e in events if e.kind == "step_finished" and e.tool == "read_value" and e.status == "failed"]
     assert failed and "not found" in (failed[0].error or "").lower(), [e.to_dict() for e in failed]
     assert not events[-1].ok, "an honest not found, never a made-up number"
