@@ -124,6 +124,7 @@ async def test_a_second_writer_of_a_run_is_told_who_holds_it(settings: Settings,
             "import fcntl, os, sys, time\n"
             "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)\n"
             "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+            "os.ftruncate(fd, 0)\n"  # as exclusive_lock does: a longer pid written before must not show through
             "os.write(fd, str(os.getpid()).encode())\n"
             "print('held', flush=True)\n"
             "time.sleep(60)\n",
