@@ -84,12 +84,12 @@ def refuse_link(path: Path) -> Path:
     return path
 
 
-def _create_temp(folder: Path, name: str) -> tuple[int, Path]:
+def _create_temp(folder: Path, name: str, mode: int = 0o666) -> tuple[int, Path]:
     """A new, empty file beside the target that no one else can have prepared (exclusive create, random name)."""
     for _ in range(16):
         tmp = folder / f".{name}.{secrets.token_hex(6)}.tmp"
         try:
-            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, 0o666), tmp
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, mode), tmp
         except FileExistsError:
             continue
     raise FileExistsError(errno.EEXIST, "no free temporary name", str(folder))
@@ -101,16 +101,18 @@ def atomic_write(
     *,
     within: Path | None = None,
     sync: bool = True,
+    mode: int = 0o666,
 ) -> Path:
     """Replace ``path`` with ``data`` (bytes, text as UTF-8, or a function writing to a binary file) atomically.
 
     Never writes through a link at ``path`` or at a fixed temporary name: the temporary file is created exclusively
     under a random name, and the rename replaces whatever ``path`` was. ``within``: refuse (UnsafePathError) when
-    ``path``'s folder lies outside that folder after links. OSError (disk full, permissions) is the caller's to word.
+    ``path``'s folder lies outside that folder after links. ``mode``: the new file's permissions (before the umask;
+    0o600 for a file only its owner may read). OSError (disk full, permissions) is the caller's to word.
     """
     if within is not None:
         check_inside(path.parent, within)
-    fd, tmp = _create_temp(path.parent, path.name)
+    fd, tmp = _create_temp(path.parent, path.name, mode)
     try:
         with os.fdopen(fd, "wb") as fh:
             if callable(data):

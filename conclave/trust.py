@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from conclave import fileio
 from conclave.errors import ConfigError
 
 __all__ = ["TrustEntry", "allow", "entries", "file_digest", "is_allowed", "revoke", "store_path"]
@@ -86,15 +85,7 @@ def _write(store: Path, files: dict[str, dict[str, Any]]) -> None:
     text = json.dumps({"format": _FORMAT, "files": files}, indent=2, ensure_ascii=False) + "\n"
     try:
         store.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".trusted-env.", dir=store.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(text)
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, store)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        fileio.atomic_write(store, text, mode=0o600)  # the list of allowed files is the user's alone
     except OSError as exc:
         raise ConfigError(
             f"cannot write {store}: {exc.strerror or exc}", hint="check the folder's permissions and free space"

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from conclave import nesting
+from conclave import fileio, nesting
 from conclave.errors import ConfigError
 
 __all__ = ["ExportReport", "accepted_chain", "export_chains", "export_traces", "gsm8k_chain_lines"]
@@ -199,9 +199,8 @@ def gsm8k_chain_lines(
 def _write(out: Path, lines: list[str]) -> None:
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(out.name + ".part")
-        tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-        tmp.replace(out)
+        # Atomic, and never through a link planted at the output or at a fixed temporary name.
+        fileio.write_text(out, "".join(line + "\n" for line in lines))
     except OSError as exc:
         raise ConfigError(f"cannot write {out}: {exc.strerror or exc}", hint="choose a writable output path") from exc
 
