@@ -145,7 +145,7 @@ async def scripted(repeats: int) -> dict[str, Any]:
 
 def _bucket(filename: str) -> str:
     path = filename.replace("\\", "/")
-    for pkg in ("conclave", "agents", "workflows", "tools", "tui"):
+    for pkg in ("conclave", "agents", "workflows", "tools", "tui", "cli"):
         if path.startswith(f"{common.REPO.as_posix()}/{pkg}/"):
             return "Conclave (conclave/, agents/, workflows/, tools/)"
     if "/autogen_agentchat/" in path or "/autogen_core/" in path or "/autogen_ext/" in path:

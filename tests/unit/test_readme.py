@@ -35,7 +35,7 @@ def readme_sections() -> set[str]:
 def test_every_readme_section_an_error_names_exists() -> None:
     """Hints such as "see README 'Configuration'" send the user to a heading that is there (issue 29)."""
     named: dict[str, str] = {}
-    for folder in ("conclave", "agents", "tools", "workflows", "tui"):
+    for folder in ("conclave", "agents", "tools", "workflows", "tui", "cli"):
         for path in (ROOT / folder).rglob("*.py"):
             for section in re.findall(r"README[ ,(]*'([^']+)'", path.read_text(encoding="utf-8")):
                 named[section] = str(path.relative_to(ROOT))
