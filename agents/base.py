@@ -67,6 +67,8 @@ class TeamState:
     emit: Emit
     source: str | None = None
     """Search only this document's passages (``RunContext.source``)."""
+    answer_style: str = "short"
+    """How the writer's "Answer:" line is written (``RunContext.answer_style``)."""
     history: list[tuple[str, str]] = field(default_factory=list)
     subquestions: list[SubQuestion] = field(default_factory=list)
     passages: list[Passage] = field(default_factory=list)

@@ -492,7 +492,10 @@ def _markdown_parts(body: str, path: list[str]) -> list[str | Table]:
     position = 0
     for start, end, rows in found:
         before = "\n".join(lines[position:start])
-        table = table_from_grid(rows, caption=_caption_above(lines[position:start], path))
+        above = [line for line in lines[position:start] if line.strip()][-2:]
+        table = table_from_grid(
+            rows, caption=_caption_above(lines[position:start], path), context="\n".join([*path, *above])
+        )
         if not table.rows:
             continue  # a header without rows stays in the text around it
         if before.strip():

@@ -27,6 +27,7 @@ __all__ = [
     "Table",
     "TableChunk",
     "detect_scale",
+    "stated_scale",
     "find_markdown_tables",
     "is_blank_cell",
     "parse_delimited",
@@ -186,6 +187,22 @@ def detect_scale(*texts: str) -> str:
     return ""
 
 
+# A scale stated in the sentence that introduces a table rather than in its caption or header: "(in thousands,
+# except per share data)", "(Dollars in millions)", "consisted of the following (in thousands):", "amounts in
+# millions:". Stricter than the caption patterns: prose above a table says "of 3 million shares" about other things.
+_STATED_SCALE = re.compile(
+    r"\(\s*(?:[^()]{0,40}?\s)?in\s+(?P<a>thousands|millions|billions)\b"
+    r"|\bin\s+(?P<b>thousands|millions|billions)(?:\s+of\s+[^\s,:;()]+)?\s*(?:[,:;)]|$)",
+    re.I,
+)
+
+
+def stated_scale(text: str) -> str:
+    """The scale the text just above a table states for it (see ``_STATED_SCALE``), or "" when it states none."""
+    found = _STATED_SCALE.search(text)
+    return (found.group("a") or found.group("b")).lower().rstrip("s") if found else ""
+
+
 # ------------------------------------------------------------------ tables
 
 
@@ -324,9 +341,13 @@ def _is_year(text: str) -> bool:
     return len(text) == 4 and text.isdigit() and 1900 <= int(text) <= 2100
 
 
-def table_from_grid(grid: Sequence[Sequence[str]], *, caption: str = "", header_rows: int | None = None) -> Table:
+def table_from_grid(
+    grid: Sequence[Sequence[str]], *, caption: str = "", header_rows: int | None = None, context: str = ""
+) -> Table:
     """A table from rows of cell texts (ragged rows are padded). ``header_rows`` None: the first row is a header
-    unless it holds values, and the rows after it that have no label (``| | 2019 | 2018 |``) are header rows too."""
+    unless it holds values, and the rows after it that have no label (``| | 2019 | 2018 |``) are header rows too.
+    ``context``: the text just above the table (its section's headings, the sentence introducing it), which gives
+    the scale when the caption and header state none (:func:`stated_scale`)."""
     rows = [[" ".join(str(c).split()) for c in row] for row in grid]
     rows = [r for r in rows if any(r)]
     width = max((len(r) for r in rows), default=0)
@@ -344,7 +365,7 @@ def table_from_grid(grid: Sequence[Sequence[str]], *, caption: str = "", header_
     header = [r for r in rows[:header_rows] if any(r)]
     body = rows[header_rows:]
     caption = " — ".join(p for p in (caption, *lead) if p)
-    scale = detect_scale(caption, " ".join(c for r in header for c in r))
+    scale = detect_scale(caption, " ".join(c for r in header for c in r)) or stated_scale(context)
     return Table(
         header=tuple(tuple(r) for r in header),
         rows=tuple(tuple(r) for r in body),

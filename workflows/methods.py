@@ -37,6 +37,37 @@ SHORT_ANSWER = (
 )
 
 
+ANSWER_STYLES = ("short", "span")
+"""How the "Answer:" line is written: ``short`` (a few words: what SQuAD-style scorers and a quick reader want) or
+``span`` (the passages' own words in full, several values listed: TAT-QA's spans are whole clauses)."""
+
+_SPAN_ANSWER = (
+    "Answer in one to three sentences, citing the passages you used as [1], [2], ...; then write one last "
+    'line "Answer: <the answer alone, in the passages\' own words, in full>" (several values asked together: all '
+    'of them on that line, separated by "; ").'
+)
+
+# A table chunk opens with its context line ("Table: Inventories (in thousands)", tools/tables.py).
+_TABLE_LINE = re.compile(r"^\s*Table:[^\n]*")
+
+
+def answer_instruction(passages: Sequence[Passage] = (), style: str = "short") -> str:
+    """The last words of a question over passages (see ``SHORT_ANSWER``), and when a passage is a table that states
+    its scale, the reminder to carry it: 23,363 read from a table in thousands is 23,363 thousand, and a bare
+    "23,363" is a thousand times off."""
+    text = _SPAN_ANSWER if style == "span" else SHORT_ANSWER
+    from conclave.tools.tables import detect_scale
+
+    for passage in passages:
+        line = _TABLE_LINE.match(passage.text)
+        if line and detect_scale(line.group(0)):
+            return (
+                f"{text} A number read from a table that states its scale (in thousands, in millions) is written "
+                'with that scale after it: "1,250 thousand", not "1,250".'
+            )
+    return text
+
+
 def passages_shot() -> list[LLMMessage]:
     """One worked exchange in the passages-answer format (what rag and the coa writer write): a 1.5B model copies a
     shown answer's shape where it ignores a stated one. Static, so it sits in the cached prompt prefix."""
@@ -181,7 +212,10 @@ async def run_rag(ctx: RunContext) -> AsyncIterator[Event]:
         SystemMessage(content=answer_prompt("rag", ctx.settings)),
         *passages_shot(),
         *history_messages(ctx),
-        UserMessage(content=f"{context}\n\nQuestion: {ctx.question}\n\n{SHORT_ANSWER}", source="user"),
+        UserMessage(
+            content=f"{context}\n\nQuestion: {ctx.question}\n\n{answer_instruction(passages, ctx.answer_style)}",
+            source="user",
+        ),
     ]
     call = StreamedCall(ctx.clients["reasoner"], messages, agent="reasoner")
     async for event in call.events():

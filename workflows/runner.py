@@ -97,6 +97,8 @@ class RunContext:
     """The knowledge store; opened on demand when None."""
     source: str | None = None
     """Search only the passages of this one document (their ``source``), not the whole collection."""
+    answer_style: str = "short"
+    """How the answer's "Answer:" line is written (``methods.ANSWER_STYLES``): a data set can ask for its own."""
 
 
 async def build_context(
@@ -110,6 +112,7 @@ async def build_context(
     tools: dict[str, Any] | None = None,
     knowledge: bool = True,
     source: str | None = None,
+    answer_style: str = "short",
 ) -> RunContext:
     """Resolve roles to clients (shared when roles name the same spec). ``collection`` defaults to the configured
     one; ``knowledge=False`` answers with no collection at all (arithmetic data sets); ``source`` limits every
@@ -136,6 +139,7 @@ async def build_context(
         history=list(history or []),
         tools=tools,
         source=source if knowledge else None,
+        answer_style=answer_style,
     )
 
 

@@ -72,6 +72,7 @@ async def build_team(
         tools=tools,
         collection=ctx.collection if store else None,
         source=ctx.source,
+        answer_style=ctx.answer_style,
         emit=emit,
         history=ctx.history,
     )

@@ -12,9 +12,12 @@ from autogen_core.models import SystemMessage, UserMessage
 from conclave.agents.base import RoleAgent, TeamState, cited_passages, passages_block
 from conclave.agents.prompting import answer_prompt
 from conclave.workflows.coa.scale import answer_scale
-from conclave.workflows.methods import SHORT_ANSWER, StreamedCall, answer_value, passages_shot
+from conclave.workflows.methods import StreamedCall, answer_instruction, answer_value, passages_shot
 
 from conclave.events import AnswerDelta, Passage
+
+READING_TOOLS = frozenset({"search_knowledge", "read_value"})
+"""The tools whose results come from the user's documents."""
 
 
 class Writer(RoleAgent):
@@ -59,6 +62,18 @@ class Writer(RoleAgent):
                 state.answer_text = failure
                 await state.publish(AnswerDelta(text=state.answer_text, agent="writer"))
             return "answer: no chain"
+        if self.looked_up_nothing():
+            # A question that needs no computation, answered by a chain that read nothing from the documents: its
+            # numbers came from nowhere. The passages answer it, or nothing does.
+            await self.compose(cancellation_token, worked=None)
+            supported = supported_value(state.answer_text, self.reading())
+            if supported is not None:
+                state.answer_value, state.answer_basis = supported, "passages"
+                return "answer: from the passages"
+            note = "\n\n_The chain computed without looking anything up; nothing checked this answer._"
+            state.answer_text += note
+            await state.publish(AnswerDelta(text=note, agent="writer"))
+            return "answer: unchecked"
         reified = chosen.reified
         state.answer_value = None if reified.answer_value is None else str(reified.answer_value)
         state.answer_basis = "chain"
@@ -81,6 +96,18 @@ class Writer(RoleAgent):
             state.sources = [source for _, _, source in reads]
             await state.publish(AnswerDelta(text=state.answer_text, agent="writer"))
         return "answer: written"
+
+    def looked_up_nothing(self) -> bool:
+        """Whether a lookup question (one that needs no computation: ``agents.reasoner.is_lookup_question``) got a
+        chain that read nothing from the documents, while the retriever found passages for it."""
+        from conclave.agents.reasoner import is_lookup_question
+
+        chosen = self.state.chosen
+        if chosen is None or chosen.chain is None or not self.state.passages:
+            return False
+        if not is_lookup_question(self.state.question, self.state.tools):
+            return False
+        return not any(s.tool in READING_TOOLS for s in chosen.chain.steps)
 
     def reading(self) -> list[Passage]:
         """The passages the writer reads: the retriever's (its search for the question: what ``rag`` reads) and what
@@ -124,7 +151,8 @@ class Writer(RoleAgent):
             # A chain of lookups only is not shown: its values are the passages, which the writer reads anyway.
             work = f"Worked chain:\n{chosen.reified.filled_text(limit=300)}\n\n"
         passages = self.reading()
-        user = f"Passages:\n{passages_block(passages)}\n\n{work}Question: {state.question}\n\n{SHORT_ANSWER}"
+        instruction = answer_instruction(passages, state.answer_style)
+        user = f"Passages:\n{passages_block(passages)}\n\n{work}Question: {state.question}\n\n{instruction}"
         messages = [
             SystemMessage(content=answer_prompt("writer", state.settings)),
             *passages_shot(),

@@ -224,3 +224,18 @@ def test_wide_tables_still_fit_the_chunk_size() -> None:
     grid = [["Item", *[f"Quarter {i} of the fiscal year" for i in range(40)]], ["Rent", *[str(i) for i in range(40)]]]
     chunks = table_chunks(table_from_grid(grid), 300)
     assert chunks and all(len(c.text) <= 300 for c in chunks)
+
+
+def test_the_scale_stated_above_a_table_is_read_but_prose_about_other_amounts_is_not() -> None:
+    from conclave.tools.tables import stated_scale
+
+    assert stated_scale("Deferred charges consisted of the following (in thousands):") == "thousand"
+    assert stated_scale("NOTES TO FINANCIAL STATEMENTS (in thousands, except per share data)") == "thousand"
+    assert stated_scale("(Dollars in millions)") == "million"
+    assert stated_scale("Amounts are in billions:") == "billion"
+    assert stated_scale("We sold 3 million shares in thousands of stores across the country.") == ""
+    assert stated_scale("Revenue grew in millions of units sold") == ""
+    # A table whose caption and header state no scale takes the one stated just above it.
+    grid = [["", "2019", "2018"], ["Raw materials", "23,363", "25,746"]]
+    assert table_from_grid(grid, caption="Inventories").scale == ""
+    assert table_from_grid(grid, caption="Inventories", context="Inventories (in thousands):").scale == "thousand"

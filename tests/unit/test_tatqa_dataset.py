@@ -98,19 +98,41 @@ def test_questions_become_items_with_labels_scope_and_gold(tmp_path: Path) -> No
     ]
 
 
-def test_a_report_renders_as_a_captioned_markdown_table_then_its_paragraphs(tmp_path: Path) -> None:
+def test_a_report_renders_its_table_under_the_paragraph_that_introduces_it(tmp_path: Path) -> None:
     data = load_dataset(f"tatqa:{write_tatqa(tmp_path / 'dev.json', [ACME])}")
     lines = data.contexts[0].text.splitlines()
-    assert lines[0].startswith("Table: ")
+    # The paragraphs up to the one that introduces the table come first, then the table (no made-up caption).
+    assert lines[:4] == ["Acme sells anvils and rockets.", "", "The table shows revenue by type (in millions):", ""]
     # The two heading rows are one header row; the heading that spans the years names every year's column.
-    assert lines[2] == (
+    assert lines[4] == (
         "|  | Years Ended December 31, 2019 | Years Ended December 31, 2018 | Years Ended December 31, 2017 |"
     )
-    assert lines[3] == "| --- | --- | --- | --- |"
-    assert lines[4] == "| Product revenue | $ 1,452.4 | $ 1,146.2 | $ 1,036.9 |"
-    assert lines[5] == "| Service \\| support | 44.1 | (56.7) | 70.8 |"  # a pipe in a cell cannot split the row
+    assert lines[5] == "| --- | --- | --- | --- |"
+    assert lines[6] == "| Product revenue | $ 1,452.4 | $ 1,146.2 | $ 1,036.9 |"
+    assert lines[7] == "| Service \\| support | 44.1 | (56.7) | 70.8 |"  # a pipe in a cell cannot split the row
+
+
+def test_without_an_introduction_the_table_follows_the_reports_headings(tmp_path: Path) -> None:
+    notes = report(
+        "notes-2019",
+        [["", "2019", "2018"], ["Raw materials", "23,363", "25,746"]],
+        [
+            "NOTES TO FINANCIAL STATEMENTS (in thousands, except per share data)",
+            "NOTE 4 — Inventories",
+            "Inventories are stated at the lower of cost and net realisable value.",
+        ],
+        [question("notes-q1", "What were raw materials in 2019?", ["23,363"], "span", "table", "thousand")],
+    )
+    data = load_dataset(f"tatqa:{write_tatqa(tmp_path / 'dev.json', [notes])}")
     text = data.contexts[0].text
-    assert text.index("Acme sells anvils") < text.index("revenue by type (in millions)")
+    assert text.startswith("# NOTES TO FINANCIAL STATEMENTS (in thousands, except per share data)\n\n## NOTE 4")
+    assert text.index("| Raw materials |") < text.index("Inventories are stated")
+    # Ingested, every chunk of the table carries the scale its report states in a heading above it.
+    from conclave.tools.chunking import Document, split_document
+
+    chunks = split_document(Document(text=text, kind="markdown", title="notes"), 1000, 100)
+    tables = [c for c in chunks if c.meta.get("is_table")]
+    assert tables and all("(in thousands" in c.text.splitlines()[0] for c in tables)
 
 
 def test_a_malformed_question_is_a_located_problem_and_the_rest_load(tmp_path: Path) -> None:
@@ -180,7 +202,7 @@ def test_the_real_dev_set_loads_and_samples_in_proportion(shared_data: Path) -> 
     drawn = Counter(i.labels["answer_type"] for i in sample)
     for kind, n in kinds.items():
         assert abs(drawn[kind] - 100 * n / 1668) <= 1, (kind, drawn)
-    assert all(c.text.startswith("Table: ") and "\n| --- |" in c.text for c in data.contexts)
+    assert all("\n| --- |" in c.text for c in data.contexts)
 
 
 def test_reports_become_chunked_passages_that_carry_their_report_as_source(tmp_path: Path) -> None:
@@ -232,3 +254,19 @@ def test_the_summary_and_report_break_scores_down_by_answer_type_and_source() ->
     # Data sets without labels get no breakdown.
     plain = EvalSample(key="x|cot|m", item_id="x", method="cot", model="m")
     assert "breakdown" not in summarize([plain])["cells"][0]
+
+
+def test_tatqa_asks_for_the_passages_own_words_and_a_tables_scale(tmp_path: Path) -> None:
+    from conclave.workflows.methods import SHORT_ANSWER, answer_instruction
+
+    from conclave.events import Passage
+
+    data = load_dataset(f"tatqa:{write_tatqa(tmp_path / 'dev.json', [ACME])}")
+    assert data.answer_style == "span"
+    prose = Passage("p1", "notes.md", "Acme sells anvils and rockets.", 1.0)
+    table = Passage("t1", "acme", "Table: Revenue by type (in millions)\n\n| | 2019 |\n| Product | 1,452.4 |", 1.0)
+    assert answer_instruction([prose]) == SHORT_ANSWER
+    assert "in the passages' own words, in full" in answer_instruction([prose], "span")
+    assert '"1,250 thousand", not "1,250"' in answer_instruction([prose, table])
+    unscaled = Passage("t2", "acme", "Table: Headcount\n\n| | 2019 |\n| Engineers | 120 |", 1.0)
+    assert answer_instruction([unscaled]) == SHORT_ANSWER

@@ -423,6 +423,24 @@ async def test_no_valid_chain_still_answers_from_the_passages_that_support_it() 
     assert "could not build a valid chain" in final.text and final.value is None and not events[-1].ok
 
 
+async def test_a_lookup_answered_by_a_chain_that_read_nothing_is_answered_from_the_passages() -> None:
+    """A question that needs no computation, given a chain of calculations over numbers from nowhere: the writer
+    answers from the passages, or the answer says that nothing checked it."""
+    program = "```python\nfees = 12 + 100\nanswer = fees\n```"
+    defaults = {"plan": "auto", "form": "program", "use_critic": "auto"}
+    events, _ = await run_with_store(
+        [program, "Adam combines momentum and RMSprop-style scaling [1].\nAnswer: momentum and RMSprop"],
+        "What does Adam combine?",
+        **defaults,
+    )
+    final = answer(events)
+    assert (final.value, final.basis) == ("momentum and RMSprop", "passages") and events[-1].ok
+    assert "112" not in final.text
+    events, _ = await run_with_store([program, "Adam combines 112 things [1]."], "What does Adam combine?", **defaults)
+    final = answer(events)
+    assert "nothing checked this answer" in final.text and final.value is None and not events[-1].ok
+
+
 async def test_a_revision_that_repeats_the_chain_ends_the_loop() -> None:
     revise = json.dumps({"verdict": "revise", "reasons": ["check y1"]})
     events, _ = await run([PLAN, GOOD_CHAIN, revise, GOOD_CHAIN, revise, GOOD_CHAIN])

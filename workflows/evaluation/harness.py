@@ -214,6 +214,8 @@ class UnitPlan:
     use_roles: bool
     scoped: bool = False
     """Each item's searches see only the passages of its own document (``Item.scope``)."""
+    answer_style: str = "short"
+    """How the data set asks for answers (``Dataset.answer_style``)."""
 
 
 class _Matrix:
@@ -278,7 +280,7 @@ async def _resolve(
     resolved = config.model_copy(
         update={"models": models, "scorers": scorers, "collection": collection, "use_roles": use_roles}
     )
-    plan = UnitPlan(collection, config.k or settings.top_k, tuple(scorers), use_roles, scoped)
+    plan = UnitPlan(collection, config.k or settings.top_k, tuple(scorers), use_roles, scoped, dataset.answer_style)
     matrix = _Matrix(resolved, dataset, items, plan)
     if resolved.executor == "ray":  # refused here, before the caller writes anything for the run
         from conclave.workflows.evaluation.distributed import preflight
@@ -590,6 +592,7 @@ async def run_unit(
                 method=method,
                 collection=plan.collection,
                 source=item.scope if plan.scoped else None,
+                answer_style=plan.answer_style,
                 knowledge=plan.collection is not None,
                 clients=await _clients_for(caches, model, settings, plan.use_roles),
             )

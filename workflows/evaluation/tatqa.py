@@ -2,8 +2,8 @@
 
 Three parts, all model-free:
 
-- loading: every report becomes one :class:`Context` (the table as a Markdown table under a caption line, then the
-  paragraphs in order), chunked at ingestion like a Markdown file; every question becomes an :class:`Item` whose
+- loading: every report becomes one :class:`Context` (its headings and paragraphs in order, the table as a Markdown
+  table under the paragraph that introduces it), chunked at ingestion like a Markdown file; every question becomes an :class:`Item` whose
   labels carry the answer type (arithmetic, span, multi-span, count), where the answer is found (table, text,
   table-text) and the scale (thousand, million, billion, percent), and whose scope is its own report.
 - the metric: the data set's exact match and numeracy-focused F1, with the semantics of ``tatqa_metric.py`` in the
@@ -294,19 +294,47 @@ def render_table(rows: Sequence[Sequence[Any]], caption: str) -> str:
         if len(named) == 1:  # one heading over every column ("Years Ended September 30,"), wherever it sits
             row[1:] = [row[named[0]]] * (width - 1)
     header = [" ".join(r[col] for r in cells[:heads] if r[col]) for col in range(width)]
-    lines = [caption, "", "| " + " | ".join(header) + " |", "|" + " --- |" * width]
+    lines = [caption, ""] if caption else []
+    lines += ["| " + " | ".join(header) + " |", "|" + " --- |" * width]
     lines += ["| " + " | ".join(row) + " |" for row in cells[heads:]]
     return "\n".join(lines)
 
 
-def render_report(report: dict[str, Any], caption: str) -> str:
-    """A report as one Markdown document: its table, then its paragraphs in their order."""
+# The paragraph that introduces a report's table ("... as follows (in thousands):", "The following table shows
+# ..."): in the report the table comes right after it, and it states the table's scale more often than the header.
+_INTRODUCES_TABLE = re.compile(
+    r":\s*$|\b(?:following|below) table\b|\btable below\b|\bas follows\b|\bthe following\b", re.I
+)
+
+
+def _is_title(text: str) -> bool:
+    """A report's heading ("Note 15. Deferred Charges and Other Assets", "Interest Expense"), not a sentence."""
+    return len(text.split()) <= 16 and not text.rstrip().endswith((".", ":", ";", ","))
+
+
+def render_report(report: dict[str, Any], caption: str = "") -> str:
+    """A report as one Markdown document in the order a reader meets it: its headings (as Markdown headings) and the
+    paragraphs up to the one that introduces the table, the table, then the other paragraphs. TAT-QA keeps the
+    paragraphs' order but not the table's place; putting the table under its introduction keeps the scale and the
+    description stated there beside its rows (the chunker reads a table's caption and scale from the lines above)."""
     table = report.get("table") or {}
     rows = table.get("table") if isinstance(table, dict) else None
-    parts = [render_table(rows, caption)] if isinstance(rows, list) and rows else []
     paragraphs = [p for p in report.get("paragraphs") or [] if isinstance(p, dict) and str(p.get("text", "")).strip()]
     paragraphs.sort(key=lambda p: _order(p.get("order")))
-    parts += [" ".join(str(p["text"]).split()) for p in paragraphs]
+    texts = [" ".join(str(p["text"]).split()) for p in paragraphs]
+    intro = next((i for i, text in enumerate(texts) if _INTRODUCES_TABLE.search(text)), None)
+    if intro is None:  # no introduction: the table follows the report's leading headings
+        intro = -1
+        while intro + 1 < len(texts) and _is_title(texts[intro + 1]):
+            intro += 1
+    parts, level = [], "#"  # the first heading is the report's section, later ones its subsections
+    for text in texts[: intro + 1]:
+        if _is_title(text):
+            text, level = f"{level} {text}", "##"
+        parts.append(text)
+    if isinstance(rows, list) and rows:
+        parts.append(render_table(rows, caption))
+    parts += texts[intro + 1 :]
     return "\n\n".join(p for p in parts if p)
 
 
@@ -349,7 +377,7 @@ def load_tatqa(path: Path) -> Any:
         ) from exc
     if not isinstance(root, list):
         raise ConfigError(f"{path} is not a list of reports", hint="give the TAT-QA file, e.g. tatqa_dataset_dev.json")
-    data = Dataset("tatqa", path, [], stratify_by="answer_type")
+    data = Dataset("tatqa", path, [], stratify_by="answer_type", answer_style="span")
     for r_index, report in enumerate(root):
         where = f"[{r_index}]"
         table = report.get("table") if isinstance(report, dict) else None
@@ -357,7 +385,7 @@ def load_tatqa(path: Path) -> Any:
         if not uid:
             data.problems.append(LineProblem(0, f"{where}: the report has no table uid"))
             continue
-        text = render_report(report, f"Table: financial figures of report {uid[:8]}")
+        text = render_report(report)
         if not text:
             data.problems.append(LineProblem(0, f"{where}: the report has no table rows or paragraphs"))
             continue
