@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from conclave.workflows.methods import method_help
 
 from conclave.terminal import escape_markup, safe_text
-from conclave.workflows.methods import method_help
 
 __all__ = ["register"]
 
@@ -56,6 +56,7 @@ def chat(
 
 def _store() -> Any:
     from conclave.cli.main import settings_from_cli
+
     from conclave.sessions import SessionStore
 
     return SessionStore.open(settings_from_cli())
@@ -64,9 +65,9 @@ def _store() -> Any:
 @sessions_app.command("list")
 def sessions_list(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """List saved sessions, most recent first."""
+    from conclave.cli.main import out
     from rich.table import Table
 
-    from conclave.cli.main import out
     from conclave.sessions import SessionInfo
 
     sessions: list[SessionInfo] = _store().list_sessions()

@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
-
 from conclave.cli import cli_settings
-from conclave.terminal import escape_markup as escape
 from conclave.workflows.evaluation.scorers import SCORERS
 from conclave.workflows.methods import method_help
+from rich.console import Console
+
+from conclave.terminal import escape_markup as escape
 
 out = Console(highlight=False, soft_wrap=True, emoji=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
@@ -126,8 +126,9 @@ def eval_main(
     if dataset is None and resume is None:
         typer.echo(ctx.get_help())
         raise typer.Exit(0)
-    from conclave.errors import ConfigError
     from conclave.workflows.evaluation import EvalConfig
+
+    from conclave.errors import ConfigError
 
     if executor not in ("local", "ray"):
         raise ConfigError(f"unknown executor {executor!r}", hint="use --executor local or --executor ray")
@@ -196,9 +197,8 @@ def eval_main(
 
 
 async def _run_eval(config: Any, settings: Any, resume: str | None, state: dict[str, Any], *, quiet: bool) -> Any:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from conclave.workflows.evaluation import run_eval
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     progress = Progress(
         TextColumn("[bold]{task.description}"),
@@ -343,9 +343,10 @@ def eval_export(
 ) -> None:
     """CoA chains as chat-format JSONL (question -> chain) for fine-tuning: accepted chains of evaluation runs and
     GSM8K training answers converted to chains."""
-    from conclave.errors import ConfigError
     from conclave.workflows.evaluation import export_chains
     from conclave.workflows.evaluation.runs import find_run
+
+    from conclave.errors import ConfigError
 
     settings = cli_settings()
     folders = [find_run(settings, r) for r in run or []]
@@ -649,8 +650,9 @@ def report_path(folder: Path) -> Path:
     Viewing writes only into a run folder of your own (the safe writer: never through a link or a planted temporary
     file); a run folder someone else owns, or one that cannot be written, gets its report rebuilt in a private
     temporary folder instead (SECURITY.md: run folders)."""
-    from conclave.errors import ConfigError
     from conclave.workflows.evaluation.records import latest_samples
+
+    from conclave.errors import ConfigError
 
     items = folder / "items.jsonl"
     report = folder / "report.html"
@@ -682,9 +684,10 @@ def _owns(folder: Path) -> bool:
 def _rebuild_report(folder: Path, records: Any) -> Path:
     import tempfile
 
-    from conclave.errors import ConclaveError
     from conclave.workflows.evaluation import runs
     from conclave.workflows.evaluation.report import write_reports
+
+    from conclave.errors import ConclaveError
 
     if _owns(folder):
         try:

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from conclave.cli import cli_settings
 from rich.console import Console
 
 from conclave import nesting
-from conclave.cli import cli_settings
 from conclave.errors import ConclaveError, ConfigError
 from conclave.terminal import clip
 from conclave.terminal import escape_markup as escape

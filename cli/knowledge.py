@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from conclave.cli import cli_settings
 from rich.console import Console
 
-from conclave.cli import cli_settings
 from conclave.errors import ToolInputError
 from conclave.terminal import escape_markup as escape
 from conclave.terminal import safe_text
@@ -72,10 +72,9 @@ def ingest(
     Only regular files are read (after links), each of at most max_file_mb (CONCLAVE_MAX_FILE_MB, default 50);
     a link in a folder whose file lies outside that folder is skipped unless --follow-links. The report lists
     every skipped file with its reason."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from conclave.tools.ingest import IngestProgress
     from conclave.tools.ingest import ingest as run_ingest
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     settings = cli_settings()
     name = settings.collection if collection is None else collection
@@ -121,9 +120,8 @@ def ingest(
 
 def collections(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """List collections with their chunk counts and embedders."""
-    from rich.table import Table
-
     from conclave.tools.store import KnowledgeStore
+    from rich.table import Table
 
     settings = cli_settings()
     infos = KnowledgeStore.open(settings).list_collections_sync()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from conclave.workflows.methods import searches_knowledge
 from rich.console import Console
 
 from conclave.events import (
@@ -32,7 +33,6 @@ from conclave.events import (
 from conclave.terminal import CHAIN_LINE_CHARS, REASON_CHARS, safe_text
 from conclave.terminal import clip as _short
 from conclave.terminal import escape_markup as escape
-from conclave.workflows.methods import searches_knowledge
 
 
 class TraceRenderer:

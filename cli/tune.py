@@ -8,9 +8,9 @@ import json
 from pathlib import Path
 
 import typer
+from conclave.cli import cli_settings
 from rich.console import Console
 
-from conclave.cli import cli_settings
 from conclave.errors import ConfigError
 from conclave.terminal import escape_markup as escape
 

@@ -467,9 +467,8 @@ def test_skip_leaves_out_the_first_items_for_a_held_out_check() -> None:
 def test_the_eta_times_each_method_on_its_own_items() -> None:
     from collections import Counter
 
-    from conclave.workflows.evaluation.harness import Eta
-
     from conclave.cli.evaluate import clock
+    from conclave.workflows.evaluation.harness import Eta
 
     eta = Eta(
         Counter({("direct", "embedded"): 10, ("coa", "embedded"): 10, ("coa", "openai/x"): 8}),
