@@ -1,6 +1,6 @@
 """The methods Conclave can answer with, all on the same models and tools so they can be compared.
 
-``direct`` (one call), ``cot`` (chain of thought, no tools), ``rag`` (the question's passages, one call that answers
+``direct`` (one call), ``cot`` (chain of thought, no tools; over a collection it reads the question's passages), ``rag`` (the question's passages, one call that answers
 from them with citations), ``react`` (tool calls interleaved with reasoning) and ``coa`` (the team: plan, retrieve,
 abstract chain, reify, critique). Each is an async generator of events.
 """
@@ -16,11 +16,14 @@ from typing import TYPE_CHECKING, Any
 from conclave.agents.prompting import answer_prompt
 from conclave.workflows.runner import RunContext
 
+from conclave.errors import ConfigError
 from conclave.events import AnswerDelta, AnswerReady, Event, Passage, Retrieved, Usage
 from conclave.registry import Registry
 
 if TYPE_CHECKING:
     from autogen_core.models import CreateResult, LLMMessage
+
+    from conclave.settings import Settings
 
 # AutoGen is imported where a method runs, not here: every command reads this module's registry at start-up (help
 # strings, settings validation), and autogen_core alone would double the CLI's start-up time.
@@ -56,16 +59,20 @@ def answer_instruction(passages: Sequence[Passage] = (), style: str = "short") -
     its scale, the reminder to carry it: 23,363 read from a table in thousands is 23,363 thousand, and a bare
     "23,363" is a thousand times off."""
     text = _SPAN_ANSWER if style == "span" else SHORT_ANSWER
+    return f"{text} {SCALE_REMINDER}" if states_a_scale(passages) else text
+
+
+SCALE_REMINDER = (
+    "A number read from a table that states its scale (in thousands, in millions) is written with that scale after "
+    'it: "1,250 thousand", not "1,250".'
+)
+
+
+def states_a_scale(passages: Sequence[Passage]) -> bool:
+    """Whether one of the passages is a table chunk whose context line states a scale."""
     from conclave.tools.tables import detect_scale
 
-    for passage in passages:
-        line = _TABLE_LINE.match(passage.text)
-        if line and detect_scale(line.group(0)):
-            return (
-                f"{text} A number read from a table that states its scale (in thousands, in millions) is written "
-                'with that scale after it: "1,250 thousand", not "1,250".'
-            )
-    return text
+    return any((line := _TABLE_LINE.match(p.text)) is not None and detect_scale(line.group(0)) for p in passages)
 
 
 def passages_shot() -> list[LLMMessage]:
@@ -162,6 +169,7 @@ class StreamedCall:
             prompt_tokens=usage.prompt_tokens if usage else 0,
             completion_tokens=usage.completion_tokens if usage else 0,
             seconds=time.perf_counter() - started,
+            finish_reason=str(self.result.finish_reason or "") if self.result is not None else "",
         )
 
 
@@ -187,10 +195,47 @@ async def run_direct(ctx: RunContext) -> AsyncIterator[Event]:
         yield event
 
 
+_COT_OVER_PASSAGES = (
+    "Use only the passages. Think step by step, writing out each value you take from them (cite it as [1], [2], "
+    '...) and each calculation; then write one last line "Answer: <the answer>".'
+)
+
+
 async def run_cot(ctx: RunContext) -> AsyncIterator[Event]:
-    """Chain of thought: think step by step, no tools."""
-    async for event in _one_call(ctx, "cot"):
+    """Chain of thought: think step by step, no tools. Over a collection it is given the question's passages (the
+    same ones ``rag`` reads), so that chain-of-thought and chain-of-abstraction are compared on the same facts."""
+    if not ctx.collection:
+        async for event in _one_call(ctx, "cot"):
+            yield event
+        return
+    from autogen_core.models import SystemMessage, UserMessage
+    from conclave.agents.base import cited_passages, passages_block
+
+    passages = await question_passages(ctx)
+    yield Retrieved(query=ctx.question, passages=passages)
+    instruction = f"{_COT_OVER_PASSAGES} {SCALE_REMINDER}" if states_a_scale(passages) else _COT_OVER_PASSAGES
+    context = f"Passages:\n{passages_block(passages)}" if passages else "Passages: (none were found)"
+    messages: list[LLMMessage] = [
+        SystemMessage(content=answer_prompt("cot", ctx.settings)),
+        *history_messages(ctx),
+        UserMessage(content=f"{context}\n\nQuestion: {ctx.question}\n\n{instruction}", source="user"),
+    ]
+    call = StreamedCall(ctx.clients["reasoner"], messages, agent="reasoner")
+    async for event in call.events():
         yield event
+    yield AnswerReady(
+        text=call.text.strip(), value=answer_value(call.text), sources=cited_passages(call.text, passages)
+    )
+
+
+async def question_passages(ctx: RunContext) -> list[Passage]:
+    """The question's own top-k passages (in its document only when ``ctx.source`` is set): what ``rag`` reads."""
+    from conclave.tools.registry import source_filter
+    from conclave.workflows.team import open_store
+
+    store = ctx.store if ctx.store is not None else await open_store(ctx)
+    scope = {"where": source_filter(ctx.source)} if ctx.source else {}
+    return list(await store.search(ctx.question, k=ctx.settings.top_k, collection=ctx.collection, **scope))
 
 
 async def run_rag(ctx: RunContext) -> AsyncIterator[Event]:
@@ -198,14 +243,10 @@ async def run_rag(ctx: RunContext) -> AsyncIterator[Event]:
     passages, then one call that answers from them with citations."""
     from autogen_core.models import SystemMessage, UserMessage
     from conclave.agents.base import cited_passages, passages_block
-    from conclave.tools.registry import source_filter
-    from conclave.workflows.team import open_store
 
     passages: list[Passage] = []
     if ctx.collection:
-        store = ctx.store if ctx.store is not None else await open_store(ctx)
-        scope = {"where": source_filter(ctx.source)} if ctx.source else {}
-        passages = list(await store.search(ctx.question, k=ctx.settings.top_k, collection=ctx.collection, **scope))
+        passages = await question_passages(ctx)
         yield Retrieved(query=ctx.question, passages=passages)
     context = f"Passages:\n{passages_block(passages)}" if passages else "Passages: (none were found)"
     messages: list[LLMMessage] = [
@@ -294,3 +335,18 @@ def method_help() -> str:
     """``coa (default), cot, rag, react or direct`` (and any plugin methods)."""
     names = [f"{n} (default)" if n == "coa" else n for n in METHODS.names()]
     return ", ".join(names[:-1]) + f" or {names[-1]}" if len(names) > 1 else names[0]
+
+
+def check_method_setting(settings: Settings, origin: str = "command line") -> Settings:
+    """``settings`` if its method is registered, else the registry's line as a ConfigError. Settings load without
+    the method registry (the core does not import this layer), so every interface checks here before it runs
+    anything. ``origin`` is where the method came from (``LoadedSettings.origins``), named unless it was a flag."""
+    name = settings.method
+    if name in METHODS:
+        return settings
+    problem = f"unknown method {name!r}: use {method_help()} (conclave methods lists them)"
+    if origin == "command line":
+        raise ConfigError(problem, hint="correct the option (each command's --help lists its options)")
+    raise ConfigError(
+        f"invalid settings: method ({origin}): {problem}", hint="see `conclave config show` and README 'Configuration'"
+    )
