@@ -9,6 +9,9 @@ __all__ = ["cli_settings"]
 
 def cli_settings(**overrides: Any) -> Any:
     """The settings a command runs with: files and environment, then the command's flags (``None``: not given)."""
-    from conclave.settings import load_settings
+    from conclave.workflows.methods import check_method_setting
 
-    return load_settings(**{k: v for k, v in overrides.items() if v is not None})
+    from conclave.settings import load_settings_with_origins
+
+    loaded = load_settings_with_origins(**{k: v for k, v in overrides.items() if v is not None})
+    return check_method_setting(loaded.settings, loaded.origins.get("method", "default"))

@@ -17,13 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from conclave.cli import cli_settings
+from conclave.cli.metavars import ReadableGroup
+from conclave.workflows.methods import method_help
 from rich.console import Console
 
 from conclave import __version__
-from conclave.cli.metavars import ReadableGroup
 from conclave.errors import ConclaveError
 from conclave.terminal import escape_markup, safe_text
-from conclave.workflows.methods import method_help
 
 app = typer.Typer(
     name="conclave",
@@ -77,9 +78,7 @@ def _root(
 
 def settings_from_cli(**overrides: Any) -> Any:
     """Settings with command-line overrides on top (None values are ignored)."""
-    from conclave.settings import load_settings
-
-    return load_settings(**{k: v for k, v in overrides.items() if v is not None})
+    return cli_settings(**overrides)
 
 
 # --------------------------------------------------------------------------------------------------- ask
@@ -367,9 +366,10 @@ def _context_from_stdin() -> str | None:
 def _check_context_use(method: str, *, collection: str | None, source: str | None) -> None:
     """ConfigError when piped context would be ignored: a method that reads no documents, or a collection or document
     given as well (the piped text is what the run reads)."""
-    from conclave.errors import ConfigError
     from conclave.workflows.methods import searches_knowledge
     from conclave.workflows.runner import parse_method
+
+    from conclave.errors import ConfigError
 
     name = parse_method(method)[0]
     if not searches_knowledge(name):
@@ -414,8 +414,9 @@ async def _ask(
     """Run one question (searching only the document ``source`` when given, only the piped ``context`` when given,
     after the conversation's ``history``); the ``--json`` result, with ``failure`` ({error, hint}) when the run
     failed."""
-    from conclave.events import collect
     from conclave.workflows.runner import build_context, run_question, total_usage
+
+    from conclave.events import collect
 
     if progress is not None:
         progress.start()

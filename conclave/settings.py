@@ -264,11 +264,11 @@ class Settings(_Frozen):
 
     @field_validator("method")
     @classmethod
-    def _known_method(cls, value: str) -> str:
-        from conclave.workflows.methods import METHODS, method_help
-
-        if value.strip() not in METHODS:
-            raise ValueError(f"unknown method {value!r}: use {method_help()} (conclave methods lists them)")
+    def _method_named(cls, value: str) -> str:
+        # Whether a method of that name exists is checked where methods are known (workflows/methods.py:
+        # check_method_setting): the core does not import the layers above it.
+        if not value.strip():
+            raise ValueError("the method name is empty (conclave methods lists them)")
         return value.strip()
 
     @field_validator("collection")

@@ -45,7 +45,10 @@ def create_app(
 
     from conclave.sessions import SessionStore
 
-    settings = settings or load_settings()
+    if settings is None:
+        from conclave.workflows.methods import check_method_setting
+
+        settings = check_method_setting(load_settings(), "settings")
     store = store or SessionStore.open(settings)
     if session_id is not None:
         session_id = store.resolve(session_id)

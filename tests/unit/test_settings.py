@@ -82,13 +82,26 @@ def test_settings_are_frozen() -> None:
 
 @pytest.mark.parametrize(
     ("toml", "needle"),
-    [("chunk_size = 5", "chunk_size"), ('method = "magic"', "method"), ("this is not toml", "not valid TOML")],
+    [("chunk_size = 5", "chunk_size"), ('method = ""', "method"), ("this is not toml", "not valid TOML")],
 )
 def test_invalid_settings_name_the_field_and_source(conclave_home: Path, toml: str, needle: str) -> None:
     write_toml(conclave_home, toml)
     with pytest.raises(ConfigError) as info:
         load_settings()
     assert needle in info.value.message
+
+
+def test_an_unknown_method_is_refused_where_methods_are_known(conclave_home: Path) -> None:
+    """The core loads settings without the method registry (it imports no layer above it); the interfaces check
+    the method when they load settings, naming the file it came from."""
+    from conclave.cli import cli_settings
+
+    write_toml(conclave_home, 'method = "magic"')
+    assert load_settings().method == "magic"
+    with pytest.raises(ConfigError) as info:
+        cli_settings()
+    assert "unknown method 'magic'" in info.value.message and "settings.toml" in info.value.message
+    assert cli_settings(method="cot").method == "cot", "a flag above the file wins, as for every setting"
 
 
 def test_json_values_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
