@@ -117,6 +117,7 @@ async def tracked_create(
             prompt_tokens=result.usage.prompt_tokens,
             completion_tokens=result.usage.completion_tokens,
             seconds=time.perf_counter() - started,
+            finish_reason=str(result.finish_reason or ""),
         )
     )
     return result

@@ -466,6 +466,7 @@ class Reasoner(RoleAgent):
                 prompt_tokens=prompt,
                 completion_tokens=completion,
                 seconds=time.perf_counter() - started,
+                finish_reason=finish.partition(":")[0],
             )
         )
         return raw, finish

@@ -52,8 +52,16 @@ def _version(value: bool) -> None:
 def _root(
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks and debug logs."),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+    otel: bool = typer.Option(
+        False,
+        "--otel",
+        help="Print an OpenTelemetry trace of every question on stderr (OTEL_EXPORTER_OTLP_ENDPOINT sends them "
+        "to a collector instead).",
+    ),
 ) -> None:
     """Conclave: planner, retriever, reasoner and critic answer together, on local or remote models."""
+    if otel:
+        os.environ["CONCLAVE_OTEL"] = "console"  # the setting, for this process and the workers it starts
     _DEBUG["on"] = debug or bool(os.environ.get("CONCLAVE_DEBUG"))
     logging.basicConfig(
         level=logging.DEBUG if _DEBUG["on"] else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"

@@ -150,6 +150,8 @@ class Usage(Event):
     completion_tokens: int
     calls: int = 1
     seconds: float = 0.0
+    finish_reason: str = ""
+    """Why the model stopped (``stop``, ``length``, ...; the reasoner's own ``budget`` or ``repeat``), when known."""
 
 
 @dataclass(frozen=True)

@@ -66,6 +66,7 @@ DOTENV_GATED_FIELDS: dict[str, str] = {
     "chroma_url": "documents and searches would be sent to that Chroma server",
     "ray_address": "eval --executor ray would send its items, settings and API key to that Ray cluster",
     "openai_api_key": "requests would be made with that key",
+    "otel_content": "questions, answers and tool results would go into traces, to the OTLP endpoint",
 }
 """Settings a ``.env`` file may set only once the user allowed the file (``conclave trust``), and what each would
 do."""
@@ -214,6 +215,13 @@ class Settings(_Frozen):
     log_answers: bool = True
     """Keep every ``ask`` and chat answer in ``CONCLAVE_HOME/logs.sqlite`` (``conclave logs``); ``ask --no-log``
     skips one."""
+    otel: Literal["auto", "console", "off"] = "auto"
+    """OpenTelemetry traces of every question (``conclave/tracing.py``): ``auto`` sends them over OTLP when
+    ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or another ``OTEL_*`` variable) asks for it, else none; ``console`` prints them
+    on stderr (``--otel``); ``off`` never traces."""
+    otel_content: bool = False
+    """Record the question, the answer and tool arguments and results in traces (they may hold private text);
+    without it a trace holds names, times, statuses, models and token counts."""
     top_k: int = Field(4, ge=1, le=50)
     ollama_host: str = "http://127.0.0.1:11434"
     openai_base_url: str | None = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,6 +100,10 @@ class RunContext:
     """Search only the passages of this one document (their ``source``), not the whole collection."""
     answer_style: str = "short"
     """How the answer's "Answer:" line is written (``methods.ANSWER_STYLES``): a data set can ask for its own."""
+    turns: list[Any] = field(default_factory=list)
+    """Each team agent's turn as it ends (``conclave.tracing.AgentTurn``), for the question's trace."""
+    trace_attributes: dict[str, str] = field(default_factory=dict)
+    """What the caller adds to the question's trace (an evaluation unit: its item and model)."""
 
 
 async def build_context(
@@ -127,6 +132,9 @@ async def build_context(
         from conclave.tools.store import validate_collection_name
 
         validate_collection_name(collection)  # '' is an error, never a stand-in for the default collection
+    from conclave.tracing import tracing_for
+
+    tracing_for(settings)  # a bad OTEL_* variable is one line now, before a model loads
     resolved = await role_clients(settings, lambda spec: make_client(spec, settings), AGENT_ROLES, clients)
     models: dict[str, str] = {role: client_name(resolved[role]) for role in AGENT_ROLES}
     return RunContext(
@@ -173,7 +181,27 @@ def answer_problem(method: str, answer: AnswerReady | None, critique: Critique |
 
 async def run_question(ctx: RunContext) -> AsyncIterator[Event]:
     """Run ``ctx.method`` and yield its events, framed by RunStarted and RunFinished/RunFailed. The run is ok when
-    it did not fail and produced an answer (:func:`answer_problem`)."""
+    it did not fail and produced an answer (:func:`answer_problem`). Every entry point (ask, chat, workflows,
+    evaluation units, servers) runs a question here, so this is where its trace is made (``conclave/tracing.py``:
+    one per question when tracing is on, exported when the question ends, however it ends)."""
+    from conclave.tracing import question_trace
+
+    trace = question_trace(ctx)
+    if trace is None:
+        async with aclosing(_run_question(ctx)) as events:
+            async for event in events:
+                yield event
+        return
+    try:
+        async with aclosing(_run_question(ctx)) as events:
+            async for event in events:
+                trace.add(event)
+                yield event
+    finally:
+        trace.finish()
+
+
+async def _run_question(ctx: RunContext) -> AsyncIterator[Event]:
     from conclave.workflows import methods
 
     started = time.perf_counter()

@@ -12,6 +12,7 @@ typed events onto one queue, which :func:`run_coa` yields while the flow runs.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -51,6 +52,23 @@ def _guard(agent: RoleAgent, errors: list[BaseException]) -> RoleAgent:
     return agent
 
 
+def _timed(agent: RoleAgent, turns: list[Any]) -> RoleAgent:
+    """Record each turn of ``agent`` (name, start, end) in ``turns``: the question's trace has a span per turn."""
+    from conclave.tracing import AgentTurn
+
+    act = agent.act
+
+    async def timed(cancellation_token: CancellationToken) -> str:
+        started = time.time()
+        try:
+            return await act(cancellation_token)
+        finally:
+            turns.append(AgentTurn(agent.name, started, time.time()))
+
+    agent.act = timed  # type: ignore[method-assign]
+    return agent
+
+
 async def open_store(ctx: RunContext) -> Any:
     """The knowledge store, with the demo collection ingested on first use."""
     from conclave.tools.demo import ensure_demo_collection
@@ -86,7 +104,7 @@ async def build_team(
     writer = _guard(Writer(state, ctx.clients["writer"]), errors)
     builder = DiGraphBuilder()
     for agent in (planner, retriever, reasoner, reifier, critic, writer):
-        builder.add_node(agent)
+        builder.add_node(_timed(agent, ctx.turns))
     builder.add_edge(planner, retriever)
     builder.add_edge(retriever, reasoner, activation_group="first_draft")
     builder.add_edge(reasoner, reifier)

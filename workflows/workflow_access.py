@@ -31,8 +31,10 @@ ENDPOINT_SETTINGS = (
     "ollama_host",
     "chroma_url",
     "ray_address",
+    "otel_content",
 )
-"""Settings that decide where requests, documents and credentials are sent."""
+"""Settings that decide where requests, documents and credentials are sent (``otel_content``: questions, answers and
+tool results into traces, to the OTLP endpoint)."""
 
 
 def _within(path: Path, root: Path) -> bool:

@@ -596,6 +596,7 @@ async def run_unit(
                 knowledge=plan.collection is not None,
                 clients=await _clients_for(caches, model, settings, plan.use_roles),
             )
+            ctx.trace_attributes = {"conclave.eval.item_id": item.id, "conclave.eval.model": model}
             async for event in run_question(ctx):
                 if event.kind != "answer_delta":
                     events.append(event)
