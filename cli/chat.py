@@ -36,7 +36,7 @@ def chat(
         if parse_method(method)[1]:
             variant, method = method, None  # a coa variant: applied to the app's settings below
     if model is not None:
-        from conclave.models.spec import parse_spec
+        from conclave.models.backends import parse_spec
 
         parse_spec(model)
     flags: dict[str, Any] = {"model": model, "method": method, "collection": collection}

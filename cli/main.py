@@ -479,7 +479,7 @@ def models_default(
     spec: str = typer.Argument(..., help="Model spec: embedded, embedded:smollm2, ollama/NAME, openai/NAME."),
 ) -> None:
     """Make SPEC the default model (`model` in $CONCLAVE_HOME/settings.toml); every role without its own runs it."""
-    from conclave.models.spec import parse_spec
+    from conclave.models.backends import parse_spec
     from conclave.settings import load_settings, set_toml_value
 
     parse_spec(spec)  # a spec that does not parse is refused before anything is written

@@ -29,7 +29,7 @@ def _home() -> Path:
 def _list(as_json: bool) -> None:
     from rich.table import Table
 
-    from conclave.tune.registry import list_tuned
+    from conclave.models.tuned import list_tuned
 
     models = list_tuned(_home())
     if as_json:

@@ -642,7 +642,7 @@ def params_changes(settings: Settings, values: dict[str, str]) -> dict[str, Any]
     coa options too) and ``shown`` (a summary for the conversation). Bad values raise ConfigError; nothing applies."""
     from conclave.workflows.runner import parse_method
 
-    from conclave.models.spec import parse_spec
+    from conclave.models.backends import parse_spec
     from conclave.templates import parse_options
 
     changes: dict[str, Any] = {}

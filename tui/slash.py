@@ -85,7 +85,7 @@ class SlashCommands:
         self.app.set_method(args[0].lower())
 
     async def _slash_model(self, args: list[str]) -> None:
-        from conclave.models.spec import parse_spec
+        from conclave.models.backends import parse_spec
 
         if not args:
             lines = [

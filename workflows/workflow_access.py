@@ -107,7 +107,7 @@ def refuse_endpoint_overrides(settings: dict[str, Any], source: str) -> None:
 
 def endpoint_of(spec: str | None, settings: Any) -> str:
     """Where requests for a model spec go, in words."""
-    from conclave.models.spec import parse_spec
+    from conclave.models.backends import parse_spec
 
     if not spec:
         return "chosen at run time (embedded when nothing else is configured)"

@@ -74,7 +74,7 @@ def _spec(value: str | None) -> str | None:
     if value is None:
         return None
     from conclave.errors import ConclaveError
-    from conclave.models.spec import parse_spec
+    from conclave.models.backends import parse_spec
 
     try:
         return str(parse_spec(value))

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from conclave.errors import ConfigError
 from conclave.models.capabilities import EMBEDDED, OLLAMA, OPENAI, Capabilities
-from conclave.models.spec import ModelSpec
+from conclave.models.spec import SPEC_HELP, ModelSpec, closest, parse_embedded
 from conclave.registry import Registry
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
     from conclave.settings import Settings
 
-__all__ = ["BACKENDS", "Backend", "endpoint_url"]
+__all__ = ["BACKENDS", "Backend", "capabilities_for", "endpoint_url", "parallel_requests", "parse_spec"]
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,7 @@ def _embedded_model_identity(spec: ModelSpec, settings: Settings) -> dict[str, A
     from conclave.models.embedded import BUNDLED_FILE, bundled_model_path
 
     if spec.tuned:  # base + LoRA adapter: the two files' hashes are its identity (re-tuning changes it)
-        from conclave.tune.registry import identity
+        from conclave.models.tuned import identity
 
         return identity(settings.home, spec.tuned)
     path = spec.gguf_path
@@ -330,3 +330,38 @@ for _backend in (
     ),
 ):
     BACKENDS.add(_backend.name, _backend)
+
+
+def capabilities_for(spec: str) -> Capabilities:
+    """The capabilities of the backend a spec string names (before any client exists, e.g. to size a limiter)."""
+    return BACKENDS.get(parse_spec(spec).provider).capabilities
+
+
+def parallel_requests(spec: str, settings: Settings) -> int | None:
+    """How many requests the model a spec names can usefully serve at once (before any client exists): 1 on the
+    embedded backend's llama-cpp-python engine (one at a time), ``embedded_parallel`` on its xllamacpp engine (its
+    slots), None for a remote backend (no limit of its own: the server decides)."""
+    if not capabilities_for(spec).in_process:
+        return None
+    if parse_spec(spec).provider == "embedded" and settings.embedded_engine == "xllamacpp":
+        return settings.embedded_parallel
+    return 1
+
+
+def parse_spec(spec: str) -> ModelSpec:
+    """Parse a spec string by its prefix, through the backend registry; raise :class:`ConfigError` naming the
+    accepted forms."""
+    embedded = parse_embedded(spec)
+    if embedded is not None:
+        return embedded
+    text = spec.strip()
+    prefix, sep, name = text.partition("/")
+    if sep and prefix != "embedded" and prefix in BACKENDS:
+        if not name.strip():
+            raise ConfigError(f"model spec {spec!r} names no model", hint=SPEC_HELP)
+        return ModelSpec(BACKENDS.canonical(prefix), name.strip())
+    plugins = [n for n in BACKENDS.names() if n not in ("embedded", "ollama", "openai")]
+    more = f" (or {', '.join(f'{n}/<model>' for n in plugins)})" if plugins else ""
+    guess = closest(prefix, BACKENDS.names()) if sep else None
+    mean = f": did you mean {guess}/{name.strip()}?" if guess else ""
+    raise ConfigError(f"unknown model spec {spec!r}{mean}", hint=SPEC_HELP + more)

@@ -1,26 +1,22 @@
 """What a model backend can do, as a property of its client rather than a guess from a spec prefix or a class name.
 
 Every client :func:`conclave.models.make_client` returns carries one :class:`Capabilities` (the backend decides it
-once, in ``models/registry.py``); code that has to treat backends differently asks :func:`capabilities_of`.
+once, in ``models/backends.py``, which also answers for a spec before any client exists: ``capabilities_for``,
+``parallel_requests``); code that has to treat backends differently asks :func:`capabilities_of`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
-
-if TYPE_CHECKING:
-    from conclave.settings import Settings
+from typing import Any, Literal
 
 __all__ = [
     "EMBEDDED",
     "OLLAMA",
     "OPENAI",
     "Capabilities",
-    "capabilities_for",
     "capabilities_of",
     "parallel_of",
-    "parallel_requests",
 ]
 
 
@@ -28,7 +24,7 @@ __all__ = [
 class Capabilities:
     in_process: bool = False
     """The model runs inside this process: nothing transient to retry, no network, and a bounded number of requests
-    at once (:func:`parallel_requests`: one on llama-cpp-python, where parallel requests only queue)."""
+    at once (``backends.parallel_requests``: one on llama-cpp-python, where parallel requests only queue)."""
     structured: Literal["grammar", "format", "response_format"] = "response_format"
     """How output is constrained to a JSON schema: a llama.cpp grammar (``json_schema``), Ollama's ``format``, or
     OpenAI's ``response_format`` (falling back to ``json_object`` where a host refuses ``json_schema``)."""
@@ -43,14 +39,6 @@ OLLAMA = Capabilities(structured="format")
 OPENAI = Capabilities(structured="response_format", stream_usage=True, local_token_count=False)
 
 
-def capabilities_for(spec: str) -> Capabilities:
-    """The capabilities of the backend a spec string names (before any client exists, e.g. to size a limiter)."""
-    from conclave.models.backends import BACKENDS
-    from conclave.models.spec import parse_spec
-
-    return BACKENDS.get(parse_spec(spec).provider).capabilities
-
-
 def capabilities_of(client: Any) -> Capabilities:
     """The capabilities a client carries, looked up through wrappers (retries, response cache, usage recorders)."""
     seen = 0
@@ -61,19 +49,6 @@ def capabilities_of(client: Any) -> Capabilities:
         client = getattr(client, "inner", None) or getattr(client, "client", None) or getattr(client, "_client", None)
         seen += 1
     return Capabilities()
-
-
-def parallel_requests(spec: str, settings: Settings) -> int | None:
-    """How many requests the model a spec names can usefully serve at once (before any client exists): 1 on the
-    embedded backend's llama-cpp-python engine (one at a time), ``embedded_parallel`` on its xllamacpp engine (its
-    slots), None for a remote backend (no limit of its own: the server decides)."""
-    if not capabilities_for(spec).in_process:
-        return None
-    from conclave.models.spec import parse_spec
-
-    if parse_spec(spec).provider == "embedded" and settings.embedded_engine == "xllamacpp":
-        return settings.embedded_parallel
-    return 1
 
 
 def parallel_of(client: Any) -> int | None:

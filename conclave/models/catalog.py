@@ -14,8 +14,8 @@ import threading
 from pathlib import Path
 
 from conclave.errors import ConfigError
-from conclave.models import weights
-from conclave.models.spec import EMBEDDED_NAMES, ModelSpec, closest
+from conclave.models import tuned, weights
+from conclave.models.spec import EMBEDDED_NAMES, ModelSpec, closest, parse_embedded
 
 SMOLLM2 = "smollm2"
 QWEN = "qwen"
@@ -52,10 +52,8 @@ def gguf_for(
     if spec.gguf_path is not None:
         return spec.gguf_path
     if spec.tuned:
-        from conclave.tune.registry import base_gguf
-
         check_tuned_exists(spec.tuned, home)
-        return base_gguf(home, spec.tuned)  # its adapter: adapter_for
+        return tuned_base_gguf(home, spec.tuned)  # its adapter: adapter_for
     if builtin_of(spec) == SMOLLM2:
         from conclave.models.embedded import bundled_model_path
 
@@ -69,20 +67,38 @@ def adapter_for(spec: ModelSpec, home: Path) -> Path | None:
     """The LoRA adapter GGUF a tuned model's spec (``embedded:NAME``) applies to its base; ``None`` for other specs."""
     if not spec.tuned:
         return None
-    from conclave.tune.registry import adapter_path
-
     check_tuned_exists(spec.tuned, home)
-    return adapter_path(home, spec.tuned)
+    return tuned.adapter_path(home, spec.tuned)
+
+
+def tuned_base_gguf(home: Path, name: str) -> Path:
+    """The base GGUF tuned model ``name`` runs on, checked to be the file it was tuned from (by size)."""
+    data = tuned.manifest(home, name)
+    base = parse_embedded(str(data["base_spec"]))  # only embedded models are tuned
+    if base is not None and base.gguf_path is None and not base.tuned:
+        path = gguf_for(base, home)  # a built-in model: wherever this installation keeps it
+    else:
+        path = Path(str(data.get("base_path") or (base and base.gguf_path))).expanduser()
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise ConfigError(
+            f"tuned model {name!r}: its base model {path} is missing", hint="restore the GGUF file or tune again"
+        ) from exc
+    if data.get("base_size") not in (None, size):
+        raise ConfigError(
+            f"tuned model {name!r}: its base model {path} is not the file it was tuned on (size differs)",
+            hint="restore the original GGUF file, or tune again on this one",
+        )
+    return path
 
 
 def check_tuned_exists(name: str, home: Path) -> None:
     """ConfigError when no tuned model ``name`` is registered, suggesting the built-in or tuned name it is most
     likely a typo of (``embedded:smollm`` -> ``embedded:smollm2``)."""
-    from conclave.tune.registry import MANIFEST_FILE, list_tuned, tuned_root
-
-    if (tuned_root(home) / name / MANIFEST_FILE).is_file():
+    if (tuned.tuned_root(home) / name / tuned.MANIFEST_FILE).is_file():
         return
-    guess = closest(name, [*EMBEDDED_NAMES, *(str(m.get("name", "")) for m in list_tuned(home))])
+    guess = closest(name, [*EMBEDDED_NAMES, *(str(m.get("name", "")) for m in tuned.list_tuned(home))])
     mean = f": did you mean embedded:{guess}?" if guess else ""
     raise ConfigError(
         f"no tuned model named {name!r} (and no built-in model of that name){mean}",

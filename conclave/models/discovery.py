@@ -9,9 +9,9 @@ import httpx
 
 from conclave.errors import BackendError, ConclaveError
 from conclave.models import weights
+from conclave.models.backends import parse_spec
 from conclave.models.catalog import LABELS, QWEN, SMOLLM2, default_builtin, qwen_target
 from conclave.models.embedded import bundled_model_path, check_gguf
-from conclave.models.spec import parse_spec
 from conclave.models.speed import measured, speed_path
 from conclave.settings import Settings
 
@@ -194,7 +194,7 @@ async def _openai(settings: Settings) -> list[ModelEntry]:
 
 def _tuned(settings: Settings) -> list[ModelEntry]:
     """The models ``conclave tune`` registered: a base GGUF with a LoRA adapter each."""
-    from conclave.tune.registry import list_tuned
+    from conclave.models.tuned import list_tuned
 
     out = []
     for found in list_tuned(settings.home):

@@ -8,8 +8,9 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from autogen_core.models import ChatCompletionClient
 
 from conclave.errors import BackendError
+from conclave.models.backends import parse_spec
 from conclave.models.resilience import ResilientClient
-from conclave.models.spec import ModelSpec, parse_spec
+from conclave.models.spec import ModelSpec
 from conclave.settings import Role, Settings
 
 log = logging.getLogger(__name__)

@@ -41,7 +41,7 @@ from conclave.errors import (
     ConclaveError,
     ModelNotFound,
 )
-from conclave.models.capabilities import Capabilities, capabilities_for
+from conclave.models.capabilities import Capabilities
 from conclave.models.delegating import DelegatingClient
 from conclave.redact import SecretStream, redact_secrets
 from conclave.terminal import clip
@@ -198,8 +198,8 @@ class ResilientClient(DelegatingClient):
         """How long one attempt may take at most (the backend's request timeout), for the retry budget."""
         self.retry_budget = retry_budget
         """No retry starts unless it could end within this many seconds of the first attempt's start."""
-        self.conclave_capabilities = capabilities or capabilities_for(spec)
-        """What the backend can do (``models/capabilities.py``); make_client names it, a bare spec implies it."""
+        self.conclave_capabilities = capabilities or Capabilities()
+        """What the backend can do (``models/capabilities.py``): each backend names its own; unnamed, a remote one."""
         self.remote = not self.conclave_capabilities.in_process
 
     def _delay(self, attempt: int) -> float:

@@ -23,7 +23,7 @@ EMBEDDED_NAMES = ("qwen", "smollm2")
 """The built-in embedded models, by the name ``embedded:<name>`` gives them."""
 
 TUNED_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-"""``embedded:<name>`` of a tuned model (conclave/tune/registry.py): no dot or slash, so never a file's path."""
+"""``embedded:<name>`` of a tuned model (conclave/models/tuned.py): no dot or slash, so never a file's path."""
 
 SPEC_HELP = (
     "use `embedded` (or `embedded:qwen`, `embedded:smollm2`), `embedded:/path/to/model.gguf`, `ollama/<model>` "
@@ -65,8 +65,8 @@ class ModelSpec:
         return Path(self.name).expanduser()
 
 
-def parse_spec(spec: str) -> ModelSpec:
-    """Parse a spec string; raise :class:`ConfigError` naming the accepted forms."""
+def parse_embedded(spec: str) -> ModelSpec | None:
+    """An ``embedded[:NAME|:PATH]`` spec parsed (no backend registry needed); ``None`` for any other prefix."""
     text = (spec or "").strip()
     if not text:
         raise ConfigError("empty model spec", hint=SPEC_HELP)
@@ -79,18 +79,7 @@ def parse_spec(spec: str) -> ModelSpec:
         if path.lower() in EMBEDDED_NAMES:
             path = path.lower()
         return ModelSpec("embedded", path)
-    from conclave.models.backends import BACKENDS
-
-    prefix, sep, name = text.partition("/")
-    if sep and prefix != "embedded" and prefix in BACKENDS:
-        if not name.strip():
-            raise ConfigError(f"model spec {spec!r} names no model", hint=SPEC_HELP)
-        return ModelSpec(BACKENDS.canonical(prefix), name.strip())
-    plugins = [n for n in BACKENDS.names() if n not in ("embedded", "ollama", "openai")]
-    more = f" (or {', '.join(f'{n}/<model>' for n in plugins)})" if plugins else ""
-    guess = closest(prefix, BACKENDS.names()) if sep else None
-    mean = f": did you mean {guess}/{name.strip()}?" if guess else ""
-    raise ConfigError(f"unknown model spec {spec!r}{mean}", hint=SPEC_HELP + more)
+    return None
 
 
 def closest(word: str, choices: Iterable[str]) -> str | None:

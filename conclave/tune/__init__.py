@@ -5,9 +5,8 @@
 * :mod:`conclave.tune.load`: the base weights read from the GGUF itself by transformers (Llama and Qwen2);
 * :mod:`conclave.tune.train`: the LoRA training loop (peft): length bucketing, checkpoints, ``--resume``, Ctrl-C;
 * :mod:`conclave.tune.adapter`: the trained LoRA written as a llama.cpp GGUF adapter;
-* :mod:`conclave.tune.registry`: tuned models under ``CONCLAVE_HOME/tuned/NAME`` (``--model embedded:NAME``);
 * :mod:`conclave.tune.report`: the run folder's loss curve (HTML, inline SVG).
 
-Only :mod:`~conclave.tune.registry` is imported by the base install (to run a tuned model); the rest needs the
-``tune`` extra (torch, transformers, peft, gguf).
+Every module here needs the ``tune`` extra (torch, transformers, peft, gguf); the store of tuned models, which
+running one needs, is :mod:`conclave.models.tuned`.
 """

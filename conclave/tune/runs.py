@@ -18,7 +18,7 @@ from typing import Any
 
 from conclave import fileio
 from conclave.errors import ConfigError
-from conclave.tune import registry
+from conclave.models import tuned
 from conclave.tune.train import TuneConfig
 
 RUNS_DIR = "tune-runs"
@@ -73,7 +73,7 @@ def _problem(stored: Any) -> str | None:
 
 def read_stored_run(run_dir: Path) -> dict[str, Any]:
     """A run's ``config.json``, every value checked: the run folder may come from anyone, and its name and base
-    spec end up in file names, the tuned-model registry and the shell lines of ``commands.txt``."""
+    spec end up in file names, the store of tuned models and the shell lines of ``commands.txt``."""
     path = run_dir / "config.json"
     try:
         stored = json.loads(path.read_text(encoding="utf-8"))
@@ -82,7 +82,7 @@ def read_stored_run(run_dir: Path) -> dict[str, Any]:
     problem = _problem(stored)
     if problem is None:
         try:
-            registry.check_name(stored["name"])
+            tuned.check_name(stored["name"])
             cfg = TuneConfig.from_dict(stored["config"])
         except (ConfigError, TypeError, ValueError) as exc:
             problem = exc.message if isinstance(exc, ConfigError) else f"config: {exc}"
@@ -107,9 +107,9 @@ def eval_commands(name: str, form: str, base_spec: str, dataset: str = GSM8K_DEV
 
 
 def _base_gguf(base_spec: str, home: Path) -> tuple[str, Path]:
+    from conclave.models.backends import parse_spec
     from conclave.models.catalog import gguf_for
     from conclave.models.embedded import check_gguf
-    from conclave.models.spec import parse_spec
 
     spec = parse_spec(base_spec)
     if spec.provider != "embedded":
@@ -178,7 +178,7 @@ def tune(
     else:
         if not name:
             raise ConfigError("the tuned model needs a name", hint="add --name NAME (then use --model embedded:NAME)")
-        registry.check_name(name)
+        tuned.check_name(name)
         if not base_spec:
             raise ConfigError("no base model given", hint="e.g. conclave tune embedded:smollm2 chains.jsonl --name X")
         base_spec, base_path = _base_gguf(base_spec, home)
@@ -214,7 +214,7 @@ def tune(
             "config": asdict(cfg),
             "started": datetime.now(UTC).isoformat(timespec="seconds"),
         }
-        registry.write_json(run_dir / "config.json", stored, within=run_dir)
+        fileio.write_json(run_dir / "config.json", stored, within=run_dir)
     data_summary = {
         "files": report.files,
         "conversations": report.conversations,
@@ -225,7 +225,7 @@ def tune(
         "tokens": sum(len(e) for e in examples),
         "assistant_tokens": sum(e.learnt for e in examples),
     }
-    registry.write_json(run_dir / "data.json", data_summary, within=run_dir)
+    fileio.write_json(run_dir / "data.json", data_summary, within=run_dir)
     commands = eval_commands(str(name), cfg.form, str(base_spec))
     fileio.write_text(run_dir / "commands.txt", "\n".join(commands) + "\n", within=run_dir)
 
@@ -260,7 +260,7 @@ def tune(
         "threads": result.threads,
         "adapter": str(result.adapter),
     }
-    registry.write_json(run_dir / "result.json", summary, within=run_dir)
+    fileio.write_json(run_dir / "result.json", summary, within=run_dir)
     write_report(
         run_dir,
         run_id=run_dir.name,
@@ -284,5 +284,5 @@ def tune(
         "result": summary,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    registry.register(home, str(name), result.adapter, manifest)
+    tuned.register(home, str(name), result.adapter, manifest)
     return TuneOutcome(run_dir, str(name), summary, commands)

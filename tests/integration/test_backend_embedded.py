@@ -220,7 +220,8 @@ async def test_xllamacpp_reuses_a_cached_prompt_prefix(embedded_spec: str) -> No
 
 def test_xllamacpp_parallel_setting_reaches_the_server(tmp_path: Path) -> None:
     """``embedded_parallel`` slots, each of ``context_length`` tokens, as the server reports them."""
-    from conclave.models.capabilities import parallel_of, parallel_requests
+    from conclave.models.backends import parallel_requests
+    from conclave.models.capabilities import parallel_of
 
     settings = embedded_settings("xllamacpp", embedded_parallel=3)
     assert parallel_requests("embedded", settings) == 3

@@ -216,7 +216,6 @@ def test_readme_command_runs(line: Line, readme_home: Path, tmp_path: Path) -> N
 def parse_command_line(argv: tuple[str, ...]) -> tuple[Any, dict[str, Any]]:
     """The command a line reaches and its parsed parameters, through the real parser (nothing runs)."""
     import typer.main
-
     from conclave.cli.main import app
 
     command: Any = typer.main.get_command(app)  # typer's own click: duck-typed, not click.Group
@@ -249,7 +248,7 @@ def test_readme_command_parses_and_names_what_exists(line: Line) -> None:
     from conclave.workflows.evaluation.datasets import load_dataset, parse_dataset_spec
     from conclave.workflows.runner import parse_method
 
-    from conclave.models.spec import parse_spec
+    from conclave.models.backends import parse_spec
 
     _, params = parse_command_line(line.argv)
     for spec in _values(params, "dataset"):

@@ -93,7 +93,7 @@ def chains(tmp_path: Path) -> Path:
 def test_tune_a_few_steps_then_answer_through_embedded_name(
     base: Any, chains: Path, conclave_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from conclave.tune.registry import list_tuned
+    from conclave.models.tuned import list_tuned
     from conclave.tune.runs import tune
 
     outcome = tune(

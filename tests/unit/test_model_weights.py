@@ -22,8 +22,8 @@ from typer.testing import CliRunner
 
 from conclave.errors import ConfigError
 from conclave.models import catalog, speed, weights
+from conclave.models.backends import parse_spec
 from conclave.models.embedded import bundled_model_path
-from conclave.models.spec import parse_spec
 from conclave.models.weights import PartedWeights, WeightsError
 
 

@@ -58,7 +58,8 @@ def test_methods_and_scorers_come_from_their_registries() -> None:
 
 
 def test_backend_capabilities_are_properties_of_the_client() -> None:
-    from conclave.models.capabilities import EMBEDDED, OLLAMA, OPENAI, Capabilities, capabilities_for, capabilities_of
+    from conclave.models.backends import capabilities_for
+    from conclave.models.capabilities import EMBEDDED, OLLAMA, OPENAI, Capabilities, capabilities_of
     from conclave.models.resilience import ResilientClient
     from conclave.models.structured import schema_args
 
@@ -77,7 +78,8 @@ def test_backend_capabilities_are_properties_of_the_client() -> None:
 def test_parallel_requests_per_backend_and_engine(tmp_path) -> None:
     """How many requests a model serves at once: 1 on llama-cpp-python, its slots on xllamacpp, no limit of its own
     for a remote backend; a client says the same through its wrappers."""
-    from conclave.models.capabilities import EMBEDDED, OLLAMA, parallel_of, parallel_requests
+    from conclave.models.backends import parallel_requests
+    from conclave.models.capabilities import EMBEDDED, OLLAMA, parallel_of
     from conclave.models.resilience import ResilientClient
     from conclave.settings import Settings
 
@@ -101,8 +103,7 @@ def test_parallel_requests_per_backend_and_engine(tmp_path) -> None:
 def test_the_xllamacpp_engine_caches_its_answers_apart(tmp_path) -> None:
     """Engines may answer the same GGUF differently at temperature 0: xllamacpp's identity says so; the default
     engine's identity is what it was before the setting existed (existing caches stay valid)."""
-    from conclave.models.backends import BACKENDS
-    from conclave.models.spec import parse_spec
+    from conclave.models.backends import BACKENDS, parse_spec
     from conclave.settings import Settings
 
     identity = BACKENDS.get("embedded").identity
@@ -121,9 +122,8 @@ async def test_a_backend_plugin_is_a_spec_prefix_everywhere(monkeypatch: pytest.
     from conclave.workflows.workflow_access import endpoint_of
 
     from conclave.models import make_client
-    from conclave.models.backends import BACKENDS, _plugin_backend
+    from conclave.models.backends import BACKENDS, _plugin_backend, parse_spec
     from conclave.models.resilience import ResilientClient
-    from conclave.models.spec import parse_spec
     from conclave.settings import Settings
 
     made: list[str] = []

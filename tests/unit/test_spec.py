@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from conclave.errors import ConfigError
-from conclave.models.spec import ModelSpec, parse_spec
+from conclave.models.backends import parse_spec
+from conclave.models.spec import ModelSpec
 
 
 @pytest.mark.parametrize(

@@ -214,7 +214,7 @@ def test_cot_form_is_gsm8k_rationale_with_the_answer_line(tmp_path: Path) -> Non
 
 
 def test_tuned_model_specs() -> None:
-    from conclave.models.spec import parse_spec
+    from conclave.models.backends import parse_spec
 
     assert parse_spec("embedded:smol-coa").tuned == "smol-coa"
     assert parse_spec("embedded:smol-coa").gguf_path is None
@@ -225,9 +225,9 @@ def test_tuned_model_specs() -> None:
 
 
 def test_tuned_names_and_a_missing_tuned_model(conclave_home: Path) -> None:
+    from conclave.models.backends import parse_spec
     from conclave.models.catalog import adapter_for, builtin_of, gguf_for
-    from conclave.models.spec import parse_spec
-    from conclave.tune.registry import check_name
+    from conclave.models.tuned import check_name
 
     for bad in ("a/b", "x.gguf", "", "qwen", "-x"):
         with pytest.raises(ConfigError):

@@ -20,8 +20,8 @@ pytest.importorskip("torch")
 pytest.importorskip("gguf")
 
 from conclave.errors import ConfigError  # noqa: E402
+from conclave.models import tuned  # noqa: E402
 from conclave.models.weights import sha256_file  # noqa: E402
-from conclave.tune import registry  # noqa: E402
 from conclave.tune.runs import eval_commands, tune  # noqa: E402
 from conclave.tune.train import TuneConfig  # noqa: E402
 
@@ -140,8 +140,8 @@ def test_the_run_files_replace_planted_links_instead_of_writing_through_them(
 
 def test_a_name_with_a_final_newline_is_not_a_tuned_model_name() -> None:
     with pytest.raises(ConfigError, match="cannot name a tuned model"):
-        registry.check_name("smol\n")
-    assert registry.check_name("smol-coa") == "smol-coa"
+        tuned.check_name("smol\n")
+    assert tuned.check_name("smol-coa") == "smol-coa"
 
 
 def test_the_commands_quote_the_base_spec_and_data_set() -> None:

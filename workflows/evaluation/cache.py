@@ -38,8 +38,8 @@ from pydantic import BaseModel, ValidationError
 
 from conclave import nesting
 from conclave.errors import ConfigError
+from conclave.models.backends import parse_spec
 from conclave.models.delegating import DelegatingClient
-from conclave.models.spec import parse_spec
 from conclave.settings import Settings
 
 __all__ = [

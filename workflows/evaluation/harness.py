@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from conclave.errors import ConclaveError, ConfigError
 from conclave.events import Event
-from conclave.models.capabilities import capabilities_for, parallel_requests
+from conclave.models.backends import capabilities_for, parallel_requests
 from conclave.settings import AGENT_ROLES, ROLES, Settings
 
 __all__ = ["EvalConfig", "EvalProgress", "EvalResult", "outcome_from_events", "run_eval", "unit_key"]
@@ -523,7 +523,7 @@ async def _clients_for(caches: CacheSet, model: str, settings: Settings, use_rol
 
 def model_parallel(spec: str, concurrency: int, settings: Settings) -> int:
     """Units of one model in flight at once: the run's concurrency, capped by what the model can serve at once
-    (``capabilities.parallel_requests``: one on the embedded llama-cpp-python engine, where parallel items would only
+    (``backends.parallel_requests``: one on the embedded llama-cpp-python engine, where parallel items would only
     queue and distort each other's latency; its slots on xllamacpp; no cap of its own for a remote backend)."""
     own = parallel_requests(spec, settings)
     return concurrency if own is None else max(1, min(concurrency, own))

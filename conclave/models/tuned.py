@@ -1,9 +1,10 @@
-"""Tuned models: ``CONCLAVE_HOME/tuned/NAME/`` holds ``adapter.gguf`` and ``manifest.json``.
+"""The store of tuned models: ``CONCLAVE_HOME/tuned/NAME/`` holds ``adapter.gguf`` and ``manifest.json``.
 
 The manifest records the base model (its spec, GGUF path, size and SHA-256), the adapter file, the chain form and
 the data it was tuned on (file hashes), the training configuration and the loss curve. ``--model embedded:NAME``
-runs the base GGUF with the adapter applied (llama.cpp's ``lora_path``). Nothing here needs the
-``tune`` extra: running a tuned model needs no training dependencies.
+runs the base GGUF with the adapter applied (llama.cpp's ``lora_path``; ``catalog.gguf_for`` finds the base). It
+lives with the models, not in ``conclave/tune/``: running a tuned model needs no training dependencies, and
+resolving a spec needs this store.
 """
 
 from __future__ import annotations
@@ -39,12 +40,6 @@ def check_name(name: str) -> str:
     return name
 
 
-def write_json(path: Path, data: Any, *, within: Path | None = None) -> None:
-    """Write JSON atomically (:func:`conclave.fileio.write_json`): a reader never sees half a manifest, and a link
-    or a planted temporary file is replaced, never written through."""
-    fileio.write_json(path, data, within=within)
-
-
 def register(home: Path, name: str, adapter: Path, manifest: dict[str, Any]) -> Path:
     """Install ``adapter`` and ``manifest`` as tuned model ``name`` (replacing an older one of that name)."""
     check_name(name)
@@ -55,7 +50,7 @@ def register(home: Path, name: str, adapter: Path, manifest: dict[str, Any]) -> 
         with adapter.open("rb") as source:
             fileio.atomic_write(target, lambda fh: shutil.copyfileobj(source, fh, 1 << 20))
         record = dict(manifest, name=name, adapter=ADAPTER_FILE, adapter_sha256=sha256_file(target))
-        write_json(folder / MANIFEST_FILE, record)
+        fileio.write_json(folder / MANIFEST_FILE, record)
     except OSError as exc:
         raise ConfigError(
             f"cannot register tuned model {name!r} in {folder}: {exc.strerror or exc}",
@@ -99,32 +94,6 @@ def adapter_path(home: Path, name: str) -> Path:
     path = tuned_root(home) / name / str(data.get("adapter") or ADAPTER_FILE)
     if not path.is_file():
         raise ConfigError(f"tuned model {name!r} has lost its adapter file {path}", hint="tune it again")
-    return path
-
-
-def base_gguf(home: Path, name: str) -> Path:
-    """The base GGUF tuned model ``name`` runs on, checked to be the file it was tuned from (by size)."""
-    from conclave.models.spec import parse_spec
-
-    data = manifest(home, name)
-    base = parse_spec(str(data["base_spec"]))
-    if base.gguf_path is None and base.provider == "embedded" and not base.tuned:
-        from conclave.models.catalog import gguf_for
-
-        path = gguf_for(base, home)  # a built-in model: wherever this installation keeps it
-    else:
-        path = Path(str(data.get("base_path") or base.gguf_path)).expanduser()
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise ConfigError(
-            f"tuned model {name!r}: its base model {path} is missing", hint="restore the GGUF file or tune again"
-        ) from exc
-    if data.get("base_size") not in (None, size):
-        raise ConfigError(
-            f"tuned model {name!r}: its base model {path} is not the file it was tuned on (size differs)",
-            hint="restore the original GGUF file, or tune again on this one",
-        )
     return path
 
 
