@@ -20,8 +20,8 @@ from autogen_agentchat.messages import (
     ToolCallSummaryMessage,
 )
 from conclave.agents.prompting import answer_prompt
-from conclave.workflows.methods import answer_value
-from conclave.workflows.runner import RunContext
+from conclave.workflows.answers import answer_value
+from conclave.workflows.context import RunContext
 
 from conclave import nesting
 from conclave.events import AnswerDelta, AnswerReady, Event, ToolCalled, Usage

@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing
-from dataclasses import dataclass, field
 from typing import Any
+
+from conclave.workflows.context import RunContext
 
 from conclave.errors import ConclaveError, ConfigError
 from conclave.events import AnswerReady, Critique, Event, RunFailed, RunFinished, RunStarted, Usage
@@ -14,7 +15,6 @@ from conclave.settings import Settings
 from conclave.terminal import REASON_CHARS, clip
 
 __all__ = [
-    "RunContext",
     "answer_problem",
     "apply_method",
     "build_context",
@@ -79,31 +79,6 @@ def apply_method(settings: Settings, spec: str) -> tuple[str, Settings]:
             hint="see `conclave config show` for the coa settings and their values",
         ) from exc
     return name, settings.model_copy(update={"coa": coa})
-
-
-@dataclass
-class RunContext:
-    """What a method needs: settings, the question, the chat history, and model clients per role."""
-
-    settings: Settings
-    question: str
-    method: str
-    models: dict[str, str]
-    clients: dict[str, Any]
-    collection: str | None
-    history: list[tuple[str, str]] = field(default_factory=list)
-    """Earlier (question, answer) pairs of the conversation."""
-    tools: dict[str, Any] | None = None
-    store: Any = None
-    """The knowledge store; opened on demand when None."""
-    source: str | None = None
-    """Search only the passages of this one document (their ``source``), not the whole collection."""
-    answer_style: str = "short"
-    """How the answer's "Answer:" line is written (``methods.ANSWER_STYLES``): a data set can ask for its own."""
-    turns: list[Any] = field(default_factory=list)
-    """Each team agent's turn as it ends (``conclave.tracing.AgentTurn``), for the question's trace."""
-    trace_attributes: dict[str, str] = field(default_factory=dict)
-    """What the caller adds to the question's trace (an evaluation unit: its item and model)."""
 
 
 async def build_context(

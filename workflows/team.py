@@ -24,9 +24,9 @@ from conclave.agents.critic import build_critic
 from conclave.agents.planner import build_planner
 from conclave.agents.reasoner import build_reasoner
 from conclave.agents.retriever import build_retriever
+from conclave.workflows.context import RunContext
 from conclave.workflows.kit import chain_kit
 from conclave.workflows.reifier import Reifier
-from conclave.workflows.runner import RunContext
 from conclave.workflows.writer import Writer
 
 from conclave.errors import BackendError, ConclaveError

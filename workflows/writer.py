@@ -11,8 +11,8 @@ from autogen_core import CancellationToken
 from autogen_core.models import SystemMessage, UserMessage
 from conclave.agents.base import RoleAgent, TeamState, cited_passages, passages_block
 from conclave.agents.prompting import answer_prompt
+from conclave.workflows.answers import StreamedCall, answer_instruction, answer_value, passages_shot
 from conclave.workflows.coa.scale import answer_scale
-from conclave.workflows.methods import StreamedCall, answer_instruction, answer_value, passages_shot
 
 from conclave.events import AnswerDelta, Passage
 

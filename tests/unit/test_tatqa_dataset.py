@@ -257,7 +257,7 @@ def test_the_summary_and_report_break_scores_down_by_answer_type_and_source() ->
 
 
 def test_tatqa_asks_for_the_passages_own_words_and_a_tables_scale(tmp_path: Path) -> None:
-    from conclave.workflows.methods import SHORT_ANSWER, answer_instruction
+    from conclave.workflows.answers import SHORT_ANSWER, answer_instruction
 
     from conclave.events import Passage
 

@@ -188,8 +188,8 @@ def test_not_enough_disk_space_is_refused(tmp_path: Path, monkeypatch: pytest.Mo
 
 
 def test_cot_form_is_gsm8k_rationale_with_the_answer_line(tmp_path: Path) -> None:
+    from conclave.workflows.answers import answer_value
     from conclave.workflows.evaluation.export import gsm8k_chain_lines
-    from conclave.workflows.methods import answer_value
 
     item = {
         "question": "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "

@@ -90,7 +90,7 @@ class Dataset:
     stratify_by: str | None = None
     """The label a sample keeps in proportion (TAT-QA: answer_type), see :func:`select_items`."""
     answer_style: str = "short"
-    """How answers are asked for (``methods.ANSWER_STYLES``): TAT-QA scores whole clauses, so its items ask for the
+    """How answers are asked for (``answers.ANSWER_STYLES``): TAT-QA scores whole clauses, so its items ask for the
     passages' own words in full."""
 
     @property
