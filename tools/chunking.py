@@ -178,9 +178,12 @@ def detect_kind(path: Path, *, explicit: bool = False) -> tuple[str, str] | None
     return ("text", "") if explicit else None
 
 
-def _pdf_text(path: Path, data: bytes) -> tuple[str, str]:
+def _pdf_text(path: Path, data: bytes) -> tuple[str, str, int]:
+    """A PDF's text layer, its title, and how many tables it holds: pages with aligned columns of numbers are read
+    in layout mode and their tables written as Markdown tables (tools/pdf_tables.py); others as plain text."""
     import io
 
+    from conclave.tools.pdf_tables import layout_to_markdown
     from pypdf import PdfReader
     from pypdf.errors import PdfReadError
 
@@ -193,7 +196,15 @@ def _pdf_text(path: Path, data: bytes) -> tuple[str, str]:
                 reader.decrypt("")
             except Exception as exc:  # pypdf raises several types for unsupported encryption
                 raise SkipFile("encrypted PDF") from exc
-        pages = [page.extract_text() or "" for page in reader.pages]
+        pages, tables = [], 0
+        for page in reader.pages:
+            plain = page.extract_text() or ""
+            try:
+                text, found = layout_to_markdown(page.extract_text(extraction_mode="layout") or "")
+            except (ValueError, KeyError, TypeError, IndexError, ZeroDivisionError):  # layout mode is the fragile one
+                text, found = plain, 0
+            pages.append(text if found else plain)
+            tables += found
         title = ""
         if reader.metadata is not None and reader.metadata.title:
             title = str(reader.metadata.title)
@@ -201,7 +212,7 @@ def _pdf_text(path: Path, data: bytes) -> tuple[str, str]:
         raise
     except (PdfReadError, ValueError, KeyError, TypeError, OSError) as exc:
         raise SkipFile(f"unreadable PDF ({exc})") from exc
-    return "\n\n".join(p.strip() for p in pages if p.strip()), title
+    return "\n\n".join(p.strip() for p in pages if p.strip()), title, tables
 
 
 class _HTMLTable:

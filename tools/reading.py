@@ -146,12 +146,15 @@ def load_file(path: Path, limit: int, *, explicit: bool = False) -> Document:
         raise SkipFile("empty")
     title = ""
     if kind == "pdf":
-        text, title = _pdf_text(path, data)
+        text, title, tables = _pdf_text(path, data)
+        if tables:
+            kind = "markdown"  # its tables were written as Markdown tables, which the Markdown chunker keeps whole
     else:
         text = decode_text(data)
         if kind == "html":
             title, text = html_to_text(text)
             kind = "markdown"  # headings were converted to Markdown headings
     if not text.strip():
-        raise SkipFile("empty" if kind != "pdf" else "no extractable text (scanned PDF?)")
+        # A scanned page is an image: without a text layer there are no words or table cells to read (no OCR here).
+        raise SkipFile("empty" if kind_lang[0] != "pdf" else "no text layer (a scanned PDF?): nothing to read, no OCR")
     return Document(text=text, kind=kind, title=title, language=language)

@@ -22,9 +22,12 @@ from hypothesis import strategies as st
 from conclave.errors import ConfigError
 
 
-def make_pdf(lines: list[str], title: str = "") -> bytes:
-    """A minimal one-page PDF with text lines in Helvetica (enough for pypdf to extract)."""
+def make_pdf(lines: list[str], title: str = "", *, placed: list[tuple[int, int, str]] | None = None) -> bytes:
+    """A minimal one-page PDF with text lines in Helvetica (enough for pypdf to extract); ``placed``: pieces of text
+    at (x, y) positions instead, as a PDF lays out a table's cells."""
     content = "BT /F1 12 Tf 72 720 Td 14 TL " + " ".join(f"({line}) Tj T*" for line in lines) + " ET"
+    if placed is not None:
+        content = "\n".join(f"BT /F1 10 Tf {x} {y} Td ({text}) Tj ET" for x, y, text in placed)
     objects = [
         "<< /Type /Catalog /Pages 2 0 R >>",
         "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
