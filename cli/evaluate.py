@@ -1,5 +1,5 @@
-"""CLI for scripted runs and evaluation: ``run``, ``workflow schema``, ``eval`` (+ ``compare``, ``export-traces``),
-``synth``.
+"""CLI for scripted runs and evaluation: ``run``, ``workflow schema``, ``eval`` (+ ``compare``, ``export-traces``,
+``export``), ``synth``.
 
 ``eval`` is a command group whose callback runs an evaluation when no subcommand follows, so both
 ``conclave eval --dataset ...`` and ``conclave eval compare A B`` work. Heavy imports happen inside the commands.
@@ -368,6 +368,37 @@ def eval_export(
             f"converted from training data: {report.converted}; {report.not_convertible} item(s) without "
             "usable calculator notes left out"
         )
+
+
+@eval_app.command("export")
+def eval_export_run(
+    run: str = typer.Argument(..., metavar="RUN", help=_RUN_SELECTOR_HELP),
+    fmt: str = typer.Option(
+        ..., "--format", "-f", help="inspect (Inspect AI eval logs, for `inspect view`) or csv (one row per item)."
+    ),
+    output: Path | None = typer.Option(
+        None,
+        "--output",
+        "-o",
+        help="A file (csv; inspect with one result set: .eval or .json) or, for inspect, a folder for one log per "
+        "result set (default: RUN/inspect/ or RUN/results.csv).",
+    ),
+) -> None:
+    """A run in the formats other tools read: Inspect AI eval logs (samples with input, target, output, scores,
+    usage, and the chain as metadata) or CSV (one row per item and method)."""
+    from conclave.workflows.evaluation.interop import export_run
+    from conclave.workflows.evaluation.runs import find_run
+
+    name, _, selector = run.partition(":")
+    result = export_run(find_run(cli_settings(), name), fmt.strip().lower(), output, selector=selector or None)
+    for path in result.paths:
+        out.print(f"wrote {escape(path)}")
+    note = (
+        f"; {result.skipped_lines} line(s) of items.jsonl that are not results left out" if result.skipped_lines else ""
+    )
+    out.print(f"{result.samples} result(s){note}")
+    if fmt.strip().lower() == "inspect":
+        out.print(f"view: inspect view --log-dir {escape(result.paths[0].parent)}")
 
 
 # ------------------------------------------------------------------------------------------------ workflows

@@ -121,9 +121,11 @@ def load_cells(run_dir: Path) -> dict[tuple[str, str], list[EvalSample]]:
     return cells
 
 
-def _select(
+def select_cells(
     cells: dict[tuple[str, str], list[EvalSample]], selector: str | None, run: str
 ) -> dict[tuple[str, str], list[EvalSample]]:
+    """The result sets a ``METHOD[@MODEL]`` selector picks (all of them without one); ConfigError naming the run's
+    result sets when it picks none."""
     if not selector:
         return cells
     method, _, model = selector.partition("@")
@@ -145,7 +147,7 @@ def compare_runs(settings: Any, run_a: str, run_b: str) -> list[Comparison]:
         cells = load_cells(folder)
         if not cells:
             raise ConfigError(f"run {run} has no finished items", hint="run or resume it first")
-        return folder.name, _select(cells, selector or None, run)
+        return folder.name, select_cells(cells, selector or None, run)
 
     name_a, cells_a = open_run(run_a)
     name_b, cells_b = open_run(run_b)
