@@ -41,6 +41,7 @@ for _name, _value in (
     os.environ.setdefault(_name, _value)
 
 PACKAGES = (
+    "xllamacpp",
     "llama-cpp-python",
     "chromadb",
     "autogen-agentchat",

@@ -243,9 +243,10 @@ class Settings(_Frozen):
     embedded_threads: int | None = Field(None, ge=1, le=256)
     """llama.cpp threads for the embedded backend; default: the CPUs this process may run on. On a machine shared
     with other heavy work, fewer threads than cores avoids llama.cpp's threads waiting on each other."""
-    embedded_engine: Literal["llama-cpp-python", "xllamacpp"] = "llama-cpp-python"
-    """What runs the embedded backend's GGUF models: llama-cpp-python (one request at a time) or xllamacpp
-    (llama.cpp's server code in-process: ``embedded_parallel`` requests decoded together; ``models/xllama.py``)."""
+    embedded_engine: Literal["llama-cpp-python", "xllamacpp"] = "xllamacpp"
+    """What runs the embedded backend's GGUF models: xllamacpp (llama.cpp's server code in-process, from wheels:
+    ``embedded_parallel`` requests decoded together; ``models/xllama.py``) or llama-cpp-python (one request at a
+    time; the ``llama-cpp`` extra, which compiles from source). docs/PERFORMANCE.md compares them."""
     embedded_parallel: int = Field(4, ge=1, le=64)
     """Requests the xllamacpp engine decodes at once (its slots; each has ``context_length`` tokens, so its KV cache
     holds context_length × embedded_parallel). Unused by llama-cpp-python."""

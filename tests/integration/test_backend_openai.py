@@ -1,4 +1,5 @@
-"""The OpenAI-compatible backend against llama-cpp-python's own server (bundled model) on loopback."""
+"""The OpenAI-compatible backend against llama.cpp's OpenAI-compatible servers (xllamacpp's, and llama-cpp-python's where
+installed) with the bundled model on loopback."""
 
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ async def test_smollm2_by_name_answers_and_shares_one_model(conclave_home: Path)
     plain = await make_client("embedded", settings)
     await check_chat(named)
     assert named.inner.path == plain.inner.path == bundled_model_path().resolve()  # type: ignore[attr-defined]
-    assert named.inner._model() is plain.inner._model()  # type: ignore[attr-defined]
+    assert named.inner._server() is plain.inner._server()  # type: ignore[attr-defined]
 
     counting = [
         SystemMessage(content="You are a helpful assistant."),

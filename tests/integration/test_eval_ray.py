@@ -1,6 +1,6 @@
 """Evaluation on Ray (issue 19 §2: ``conclave eval --executor ray``), on a real local Ray and real loopback servers.
 
-* Two llama-cpp-python servers with the bundled SmolLM2, pooled as one model: the Ray run gives each item the same
+* Two llama.cpp servers (xllamacpp's) with the bundled SmolLM2, pooled as one model: the Ray run gives each item the same
   answer as a local run (temperature 0).
 * An endpoint SIGKILLed mid-run loses no item: its requests move to the other endpoint and the run completes.
 * The driver SIGKILLed mid-run: ``--resume`` finishes the run with every unit once in ``items.jsonl``.
@@ -23,7 +23,13 @@ import pytest
 from conclave.workflows.evaluation import EvalConfig, run_eval
 
 from conclave.settings import load_settings
-from tests.fixtures.servers import OPENAI_SERVER_MODEL, ServerProcess, free_port, start_server
+from tests.fixtures.servers import (
+    OPENAI_SERVER_MODEL,
+    ServerProcess,
+    free_port,
+    openai_server_command,
+    start_server,
+)
 from tests.unit.test_harness import write_gsm8k
 
 pytest.importorskip("ray", reason="the ray extra is not installed (pip install -e '.[ray]')")
@@ -58,13 +64,7 @@ def two_llama_servers(smollm_path: Path, tmp_path_factory: pytest.TempPathFactor
     try:
         for n in range(2):
             port = free_port()
-            cmd = [
-                sys.executable, "-m", "llama_cpp.server",
-                "--model", str(smollm_path), "--model_alias", OPENAI_SERVER_MODEL,
-                "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--n_threads", "1",
-                "--interrupt_requests", "False",  # its default ends a stream when another request waits
-                "--verbose", "False",
-            ]  # fmt: skip
+            cmd = openai_server_command("xllamacpp", smollm_path, port, threads=1)
             servers.append(start_server(cmd, f"http://127.0.0.1:{port}/v1/models", folder / f"server{n}.log"))
             urls.append(f"http://127.0.0.1:{port}/v1")
         yield urls

@@ -405,7 +405,7 @@ async def test_a_crashing_unit_is_recorded_and_the_run_goes_on(settings: Setting
 
 def test_outcome_and_statistics_come_from_events_only() -> None:
     from conclave.tools.registry import format_passages
-    from conclave.workflows.evaluation.harness import outcome_from_events
+    from conclave.workflows.evaluation.units import outcome_from_events
 
     from conclave.events import (
         AnswerReady,
@@ -486,9 +486,9 @@ def test_the_eta_times_each_method_on_its_own_items() -> None:
 
 
 def test_units_in_flight_per_model_follow_what_the_model_serves_at_once() -> None:
-    from conclave.workflows.evaluation.harness import model_parallel
+    from conclave.workflows.evaluation.units import model_parallel
 
-    serial = load_settings()
+    serial = load_settings(embedded_engine="llama-cpp-python")
     slots = serial.model_copy(update={"embedded_engine": "xllamacpp", "embedded_parallel": 3})
     assert model_parallel("embedded:smollm2", 8, serial) == 1, "llama-cpp-python: one at a time"
     assert model_parallel("embedded:smollm2", 8, slots) == 3, "xllamacpp: its slots"

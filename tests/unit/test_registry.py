@@ -83,7 +83,7 @@ def test_parallel_requests_per_backend_and_engine(tmp_path) -> None:
     from conclave.models.resilience import ResilientClient
     from conclave.settings import Settings
 
-    serial = Settings(home=tmp_path)
+    serial = Settings(home=tmp_path, embedded_engine="llama-cpp-python")
     slots = Settings(home=tmp_path, embedded_engine="xllamacpp", embedded_parallel=6)
     assert parallel_requests("embedded", serial) == 1 and parallel_requests("embedded:smollm2", slots) == 6
     assert parallel_requests("openai/gpt-4o", slots) is None and parallel_requests("ollama/qwen", serial) is None
@@ -101,17 +101,17 @@ def test_parallel_requests_per_backend_and_engine(tmp_path) -> None:
 
 
 def test_the_xllamacpp_engine_caches_its_answers_apart(tmp_path) -> None:
-    """Engines may answer the same GGUF differently at temperature 0: xllamacpp's identity says so; the default
-    engine's identity is what it was before the setting existed (existing caches stay valid)."""
+    """Engines may answer the same GGUF differently at temperature 0: xllamacpp's identity (the default engine)
+    says so; llama-cpp-python's identity is what it was before the setting existed (its caches stay valid)."""
     from conclave.models.backends import BACKENDS, parse_spec
     from conclave.settings import Settings
 
     identity = BACKENDS.get("embedded").identity
     spec = parse_spec("embedded:smollm2")
-    default = identity(spec, Settings(home=tmp_path))
-    other = identity(spec, Settings(home=tmp_path, embedded_engine="xllamacpp"))
-    assert "engine" not in default and set(default) == {"provider", "model", "size"}
-    assert other == {**default, "engine": "xllamacpp"}
+    llama = identity(spec, Settings(home=tmp_path, embedded_engine="llama-cpp-python"))
+    other = identity(spec, Settings(home=tmp_path))
+    assert "engine" not in llama and set(llama) == {"provider", "model", "size"}
+    assert other == {**llama, "engine": "xllamacpp"}
     assert identity(spec, Settings(home=tmp_path, embedded_engine="xllamacpp", embedded_parallel=2)) == other
 
 

@@ -185,7 +185,7 @@ def test_a_retriever_role_is_refused_with_the_reason(tmp_path) -> None:
 
 def test_the_embedded_engine_settings_and_their_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = load_settings()
-    assert settings.embedded_engine == "llama-cpp-python" and settings.embedded_parallel == 4
+    assert settings.embedded_engine == "xllamacpp" and settings.embedded_parallel == 4  # wheels: no compiler
     monkeypatch.setenv("CONCLAVE_EMBEDDED_ENGINE", "xllamacpp")
     monkeypatch.setenv("CONCLAVE_EMBEDDED_PARALLEL", "8")
     loaded = load_settings_with_origins()

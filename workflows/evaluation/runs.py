@@ -54,6 +54,7 @@ _PACKAGES = (
     "autogen-agentchat",
     "autogen-core",
     "autogen-ext",
+    "xllamacpp",
     "llama-cpp-python",
     "langchain-core",
     "chromadb",
