@@ -85,10 +85,9 @@ class ConclaveCommands(Provider):
     """The chat's actions in the command palette (Ctrl+P)."""
 
     def _actions(self) -> list[tuple[str, str, object]]:
-        from conclave.tui.app import ConclaveApp
-
+        # The chat's app by what it offers: app.py imports this module, so importing ConclaveApp back would be a cycle.
         app = self.app
-        return palette_actions(app) if isinstance(app, ConclaveApp) else []
+        return palette_actions(app) if hasattr(app, "run_slash") and hasattr(app, "set_method") else []  # type: ignore[arg-type]
 
     async def discover(self) -> Hits:
         """Every action, when the palette opens with an empty query."""

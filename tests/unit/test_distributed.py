@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conclave.cli.main import app
 from conclave.workflows.evaluation import EvalConfig, run_eval
 from conclave.workflows.evaluation.distributed import _host_port, check_address, import_ray
 from conclave.workflows.workflow_file import parse_workflow
 from typer.testing import CliRunner
 
-from conclave.cli.main import app
 from conclave.errors import ConfigError
 from conclave.models.pool import Endpoint, EndpointPool, shard
 from conclave.settings import load_settings
@@ -129,26 +129,26 @@ async def test_a_worker_builds_its_clients_once_for_units_that_arrive_together(
     routing apart). The actor class is exercised directly here, in this process, against a loopback stub."""
     import asyncio
 
-    from conclave.workflows.evaluation import harness
+    from conclave.workflows.evaluation import units
     from conclave.workflows.evaluation.datasets import Item
     from conclave.workflows.evaluation.distributed import _Worker
 
     from tests.servers.openai_stub import StubEndpoint
 
     starts: list[int] = []
-    real_start = harness.LocalUnits.start
+    real_start = units.LocalUnits.start
 
     async def slow_start(*args: Any, **kwargs: Any) -> Any:
         starts.append(1)
         await asyncio.sleep(0.05)  # building clients awaits (a judge's client, a pool's /models check)
         return await real_start(*args, **kwargs)
 
-    monkeypatch.setattr(harness.LocalUnits, "start", staticmethod(slow_start))
+    monkeypatch.setattr(units.LocalUnits, "start", staticmethod(slow_start))
     stub = StubEndpoint().start()
     try:
         info = {"stub": {"function_calling": False, "json_output": True, "structured_output": True}}
         settings = load_settings(openai_base_url=stub.base_url, openai_model_info=info, cache=False)
-        worker = _Worker(harness.UnitPlan(None, 4, ("numeric",), False), settings, None, 3, (0, 1))
+        worker = _Worker(units.UnitPlan(None, 4, ("numeric",), False), settings, None, 3, (0, 1))
         items = [Item(f"q{i}", "What is 6 times 7?", ("42",), "number") for i in range(3)]
         records = await asyncio.gather(*(worker.run(item, "direct", "openai/stub") for item in items))
     finally:

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from conclave.workflows.evaluation.tatqa import ANSWER_TYPES, NUMERIC_TYPES, SCALES, gold_answers, render_report
+
 from conclave.errors import ConfigError
 from conclave.nesting import loads
 
@@ -310,10 +312,60 @@ def _load_jsonl(path: Path) -> Dataset:
 
 
 def _load_tatqa(path: Path) -> Dataset:
-    from conclave.workflows.evaluation.tatqa import load_tatqa
-
-    data: Dataset = load_tatqa(path)
+    """The TAT-QA JSON (a list of reports, each with its questions) as a :class:`Dataset`; questions that cannot be
+    read are problems located by report and question index (the metric and the report's text: ``tatqa.py``)."""
+    try:
+        root = loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})",
+            hint="give the TAT-QA file itself, e.g. tatqa_dataset_dev.json",
+        ) from exc
+    if not isinstance(root, list):
+        raise ConfigError(f"{path} is not a list of reports", hint="give the TAT-QA file, e.g. tatqa_dataset_dev.json")
+    data = Dataset("tatqa", path, [], stratify_by="answer_type", answer_style="span")
+    for r_index, report in enumerate(root):
+        where = f"[{r_index}]"
+        table = report.get("table") if isinstance(report, dict) else None
+        uid = str(table.get("uid") or "").strip() if isinstance(table, dict) else ""
+        if not uid:
+            data.problems.append(LineProblem(0, f"{where}: the report has no table uid"))
+            continue
+        text = render_report(report)
+        if not text:
+            data.problems.append(LineProblem(0, f"{where}: the report has no table rows or paragraphs"))
+            continue
+        data.contexts.append(Context(uid, text, f"report {uid[:8]}", source=uid, chunked=True))
+        for q_index, question in enumerate(report.get("questions") or []):
+            try:
+                data.items.append(_tatqa_item(question, uid))
+            except ValueError as exc:
+                data.problems.append(LineProblem(0, f"{where}.questions[{q_index}]: {exc}"))
     return data
+
+
+def _tatqa_item(question: Any, report: str) -> Item:
+    if not isinstance(question, dict):
+        raise ValueError("expected a JSON object")
+    text = question.get("question")
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError("missing field 'question'")
+    kind = question.get("answer_type")
+    if kind not in ANSWER_TYPES:
+        raise ValueError(f"answer_type must be one of {', '.join(ANSWER_TYPES)} (got {kind!r})")
+    scale = question.get("scale") or ""
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {', '.join(repr(s) for s in SCALES)} (got {scale!r})")
+    labels = {"answer_type": kind, "answer_from": str(question.get("answer_from") or "unknown"), "scale": scale}
+    return Item(
+        str(question.get("uid") or f"{report}-q{question.get('order', '')}"),
+        text.strip(),
+        gold_answers(question),
+        "number" if kind in NUMERIC_TYPES else "text",
+        (report,),
+        labels=labels,
+        scope=report,
+    )
 
 
 _LOADERS: dict[str, Callable[[Path], Dataset]] = {

@@ -28,8 +28,8 @@ from types import ModuleType
 from typing import Any
 
 from conclave.workflows.evaluation.datasets import Item
-from conclave.workflows.evaluation.harness import UnitPlan, UnitRunner, build_sample
 from conclave.workflows.evaluation.records import EvalSample
+from conclave.workflows.evaluation.units import UnitPlan, UnitRunner, build_sample
 
 from conclave.errors import ConfigError
 from conclave.settings import Settings
@@ -138,7 +138,7 @@ class _Worker:
 
     async def run(self, item: Item, method: str, model: str) -> dict[str, Any]:
         from conclave.workflows.evaluation.cache import CacheSet
-        from conclave.workflows.evaluation.harness import LocalUnits
+        from conclave.workflows.evaluation.units import LocalUnits
 
         async with self.starting:
             if self.units is None:

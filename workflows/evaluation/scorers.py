@@ -270,7 +270,7 @@ def _recall(item: ScoreInput) -> Score:
         return Score(None, None, "no gold contexts")
     if not item.outcome.retrieved:
         return Score(None, None, "no retrieval")
-    # The ids are already each search's top k (see harness.outcome_from_events).
+    # The ids are already each search's top k (see units.outcome_from_events).
     recall = recall_at_k(item.outcome.retrieved_ids, item.gold_ids, len(item.outcome.retrieved_ids))
     assert recall is not None
     return Score(round(recall, 4), recall == 1.0)

@@ -15,23 +15,17 @@ Three parts, all model-free:
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import string
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
-
-from conclave import nesting
-from conclave.errors import ConfigError
 
 __all__ = [
     "ANSWER_TYPES",
     "SCALES",
     "TatqaScore",
-    "load_tatqa",
     "normalize_answer",
     "parse_prediction",
     "render_report",
@@ -361,62 +355,3 @@ def gold_answers(question: dict[str, Any]) -> tuple[str, ...]:
     if kind == "count":
         return (str(int(float(answer))),)
     return (str(answer),)
-
-
-def load_tatqa(path: Path) -> Any:
-    """The TAT-QA JSON (a list of reports, each with its questions) as a :class:`Dataset`; questions that cannot be
-    read are problems located by report and question index."""
-    from conclave.workflows.evaluation.datasets import Context, Dataset, Item, LineProblem
-
-    try:
-        root = nesting.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ConfigError(
-            f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})",
-            hint="give the TAT-QA file itself, e.g. tatqa_dataset_dev.json",
-        ) from exc
-    if not isinstance(root, list):
-        raise ConfigError(f"{path} is not a list of reports", hint="give the TAT-QA file, e.g. tatqa_dataset_dev.json")
-    data = Dataset("tatqa", path, [], stratify_by="answer_type", answer_style="span")
-    for r_index, report in enumerate(root):
-        where = f"[{r_index}]"
-        table = report.get("table") if isinstance(report, dict) else None
-        uid = str(table.get("uid") or "").strip() if isinstance(table, dict) else ""
-        if not uid:
-            data.problems.append(LineProblem(0, f"{where}: the report has no table uid"))
-            continue
-        text = render_report(report)
-        if not text:
-            data.problems.append(LineProblem(0, f"{where}: the report has no table rows or paragraphs"))
-            continue
-        data.contexts.append(Context(uid, text, f"report {uid[:8]}", source=uid, chunked=True))
-        for q_index, question in enumerate(report.get("questions") or []):
-            try:
-                data.items.append(_item(question, uid, Item))
-            except ValueError as exc:
-                data.problems.append(LineProblem(0, f"{where}.questions[{q_index}]: {exc}"))
-    return data
-
-
-def _item(question: Any, report: str, item_type: Any) -> Any:
-    if not isinstance(question, dict):
-        raise ValueError("expected a JSON object")
-    text = question.get("question")
-    if not isinstance(text, str) or not text.strip():
-        raise ValueError("missing field 'question'")
-    kind = question.get("answer_type")
-    if kind not in ANSWER_TYPES:
-        raise ValueError(f"answer_type must be one of {', '.join(ANSWER_TYPES)} (got {kind!r})")
-    scale = question.get("scale") or ""
-    if scale not in SCALES:
-        raise ValueError(f"scale must be one of {', '.join(repr(s) for s in SCALES)} (got {scale!r})")
-    labels = {"answer_type": kind, "answer_from": str(question.get("answer_from") or "unknown"), "scale": scale}
-    return item_type(
-        str(question.get("uid") or f"{report}-q{question.get('order', '')}"),
-        text.strip(),
-        gold_answers(question),
-        "number" if kind in NUMERIC_TYPES else "text",
-        (report,),
-        labels=labels,
-        scope=report,
-    )
