@@ -236,7 +236,7 @@ def shutdown(timeout: float = EXIT_FLUSH_SECONDS) -> None:
 
 
 def question_trace(ctx: Any) -> QuestionTrace | None:
-    """A trace for the question ``ctx`` runs (``workflows.runner.RunContext``), or None when tracing is off."""
+    """A trace for the question ``ctx`` runs (``workflows.context.RunContext``), or None when tracing is off."""
     tracing = tracing_for(ctx.settings)
     return None if tracing is None else QuestionTrace(tracing, ctx)
 

@@ -117,7 +117,7 @@ def test_tune_a_few_steps_then_answer_through_embedded_name(
     monkeypatch.setenv("CONCLAVE_EMBEDDED_THREADS", "1")
     from autogen_core.models import UserMessage
 
-    from conclave.models.registry import make_client
+    from conclave.models.clients import make_client
     from conclave.settings import load_settings
 
     async def ask() -> str:

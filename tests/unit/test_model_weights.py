@@ -370,7 +370,7 @@ async def test_a_cancelled_run_stops_assembling_and_leaves_no_partial_file(
     import asyncio
     import time
 
-    from conclave.models import registry
+    from conclave.models import clients
     from conclave.settings import load_settings
 
     started = threading.Event()
@@ -384,7 +384,7 @@ async def test_a_cancelled_run_stops_assembling_and_leaves_no_partial_file(
         yield advance
 
     monkeypatch.setattr(weights, "rich_progress", slow)
-    task = asyncio.ensure_future(registry.make_client("embedded", load_settings()))
+    task = asyncio.ensure_future(clients.make_client("embedded", load_settings()))
     assert await asyncio.to_thread(started.wait, 5.0)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):

@@ -1,4 +1,5 @@
-"""Spec string -> ``ChatCompletionClient``: a registry keyed by the spec's prefix, SDKs imported lazily."""
+"""Spec string -> ``ChatCompletionClient`` (the backend registry, ``backends.py``, builds it by the prefix); a role's
+client, its name in usage, and the default model when none is set."""
 
 from __future__ import annotations
 
