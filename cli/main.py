@@ -608,6 +608,7 @@ def _register_subcommands() -> None:
         "conclave.cli.registries",
         "conclave.cli.tune",
         "conclave.cli.trust",
+        "conclave.cli.serve",
     ):
         try:
             mod = importlib.import_module(module)

@@ -54,7 +54,7 @@ _ALIASES = {
     "openai_base_url": "OPENAI_BASE_URL",
     "openai_api_key": "OPENAI_API_KEY",
 }
-_SECRET_FIELDS = {"openai_api_key"}
+_SECRET_FIELDS = {"openai_api_key", "serve_api_key"}
 _URL_FIELDS = ("openai_base_url", "ollama_host", "chroma_url", "ray_address")
 """Settings that hold one endpoint URL (``openai_base_urls`` holds several): credentials written into them are
 redacted wherever settings are shown or stored, and registered as secrets."""
@@ -67,6 +67,7 @@ DOTENV_GATED_FIELDS: dict[str, str] = {
     "ray_address": "eval --executor ray would send its items, settings and API key to that Ray cluster",
     "openai_api_key": "requests would be made with that key",
     "otel_content": "questions, answers and tool results would go into traces, to the OTLP endpoint",
+    "serve_api_key": "whoever knows that key could use `conclave serve` bound beyond this machine",
 }
 """Settings a ``.env`` file may set only once the user allowed the file (``conclave trust``), and what each would
 do."""
@@ -236,6 +237,9 @@ class Settings(_Frozen):
     """``(i, n)``: this process is worker i of n of a distributed run (set by the Ray executor, not by hand); an
     endpoint pool sends its requests to its own share of the endpoints first (``models/pool.py``)."""
     openai_api_key: SecretStr | None = None
+    serve_api_key: SecretStr | None = None
+    """The key clients of `conclave serve` must send (``Authorization: Bearer KEY``); required to bind beyond
+    loopback. ``serve --api-key`` wins over it."""
     openai_model_info: dict[str, ModelInfoOverride] = Field(default_factory=dict)
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     max_tokens: int = Field(768, ge=16, le=32768)
@@ -338,8 +342,10 @@ class Settings(_Frozen):
         written into endpoint URLs, and the secret-named environment of MCP servers."""
         from conclave.redact import is_secret_variable, register_secret, register_url_secrets
 
-        if self.openai_api_key is not None:
-            register_secret(self.openai_api_key.get_secret_value())
+        for name in _SECRET_FIELDS:
+            secret = getattr(self, name)
+            if secret is not None:
+                register_secret(secret.get_secret_value())
         for url in [*(getattr(self, name) for name in _URL_FIELDS), *self.openai_base_urls]:
             register_url_secrets(url)
         for server in self.mcp_servers.values():
@@ -501,7 +507,7 @@ def _names_a_file(spec: Any) -> bool:
 def _shown(key: str, value: Any) -> str:
     from conclave.redact import redact, redact_url
 
-    if key == "openai_api_key":
+    if key in _SECRET_FIELDS:
         return mask_secret(str(value))
     if isinstance(value, list):
         return ", ".join(redact_url(str(v)) for v in value)
