@@ -605,7 +605,7 @@ def _register_subcommands() -> None:
         "conclave.cli.evaluate",
         "conclave.cli.history",
         "conclave.cli.templates",
-        "conclave.cli.registries",
+        "conclave.cli.listings",
         "conclave.cli.tune",
         "conclave.cli.trust",
         "conclave.cli.serve",
