@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from autogen_core import CancellationToken
 from conclave.agents.base import RoleAgent, TeamState
-from conclave.tools.registry import source_filter
+from conclave.tools.toolset import source_filter
 
 from conclave.events import Passage, Retrieved
 

@@ -197,7 +197,7 @@ def forget(
 def list_tools(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """List the tools with their argument schemas (and the tools plugins that could not be loaded)."""
     from conclave.tools.mcp import hidden_tools, why_hidden
-    from conclave.tools.registry import TOOL_PLUGINS, build_tools, tool_schemas
+    from conclave.tools.toolset import TOOL_PLUGINS, build_tools, tool_schemas
 
     settings = cli_settings()
     schemas = tool_schemas(build_tools(settings))
@@ -251,7 +251,7 @@ def run_one_tool(
 
     For search_knowledge, `--arg collection=NAME` and `--arg k=N` choose what a run would bind (a model calling
     the tool can pass only `query`)."""
-    from conclave.tools.registry import build_tools, run_tool, tool_schemas
+    from conclave.tools.toolset import build_tools, run_tool, tool_schemas
 
     bound: dict[str, Any] = {}
     if name == "search_knowledge":

@@ -1,7 +1,7 @@
 """Tools from Model Context Protocol servers, as LangChain tools beside the built-in ones.
 
 ``settings.mcp_servers`` names each server: a stdio command (``command = ["python", "server.py"]``) or a
-streamable-HTTP ``url``. Their tools join :func:`tools.registry.build_tools` as ``SERVER_TOOL`` (an identifier, so
+streamable-HTTP ``url``. Their tools join :func:`tools.toolset.build_tools` as ``SERVER_TOOL`` (an identifier, so
 a program-form chain can call it), with an argument model built from the tool's JSON schema, so chains, react,
 ``conclave tool`` and ``conclave tools`` treat them like the others.
 

@@ -1,7 +1,7 @@
 """One ingested document as the scope of a search (``conclave ask --source FILE``, a workflow step's ``source:``).
 
 Every chunk carries its document's ``source`` in the store (an ingested file's resolved path, a TAT-QA report's
-id); a scoped search filters on it (``tools.registry.source_filter``). This module finds the stored source a user
+id); a scoped search filters on it (``tools.toolset.source_filter``). This module finds the stored source a user
 means: the name as stored, or a path resolved the way ``conclave ingest`` resolved it.
 """
 

@@ -52,7 +52,7 @@ def _warm_imports(method: str) -> None:
     from conclave.workflows.methods import searches_knowledge
 
     if searches_knowledge(method):
-        modules += ["conclave.workflows.team", "conclave.tools.store", "conclave.tools.registry", "chromadb"]
+        modules += ["conclave.workflows.team", "conclave.tools.store", "conclave.tools.toolset", "chromadb"]
     for name in modules:
         try:
             importlib.import_module(name)

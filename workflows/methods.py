@@ -105,7 +105,7 @@ async def run_cot(ctx: RunContext) -> AsyncIterator[Event]:
 
 async def question_passages(ctx: RunContext) -> list[Passage]:
     """The question's own top-k passages (in its document only when ``ctx.source`` is set): what ``rag`` reads."""
-    from conclave.tools.registry import source_filter
+    from conclave.tools.toolset import source_filter
     from conclave.workflows.team import open_store
 
     store = ctx.store if ctx.store is not None else await open_store(ctx)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from autogen_agentchat.agents import AssistantAgent
 from autogen_agentchat.base import TaskResult
@@ -27,12 +28,14 @@ from conclave import nesting
 from conclave.events import AnswerDelta, AnswerReady, Event, ToolCalled, Usage
 from conclave.models import client_name
 
+if TYPE_CHECKING:
+    from langchain_core.tools import BaseTool
+
 MAX_TOOL_ITERATIONS = 6
 
 
 async def run_react(ctx: RunContext) -> AsyncIterator[Event]:
     """Answer with a tool-calling assistant; yields tool calls, usage and the streamed answer."""
-    from conclave.tools.registry import to_autogen_tools
     from conclave.workflows.team import available_tools
 
     store = ctx.store
@@ -96,3 +99,11 @@ async def run_react(ctx: RunContext) -> AsyncIterator[Event]:
     if final and not streamed:
         yield AnswerDelta(text=final, agent="reasoner")
     yield AnswerReady(text=final.strip(), value=answer_value(final))
+
+
+def to_autogen_tools(tools: Mapping[str, BaseTool] | Iterable[BaseTool]) -> list[Any]:
+    """The tools wrapped for AutoGen agents (autogen-ext's LangChainToolAdapter); AutoGen stays out of ``tools/``."""
+    from autogen_ext.tools.langchain import LangChainToolAdapter
+
+    items = tools.values() if isinstance(tools, Mapping) else tools
+    return [LangChainToolAdapter(t) for t in items]

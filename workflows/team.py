@@ -132,7 +132,7 @@ def available_tools(
 ) -> dict[str, Any]:
     """The registered tools, without knowledge search when there is no collection to search; the search is bound
     to ``collection`` (the run's), ``settings.top_k`` and, when given, one document (``source``)."""
-    from conclave.tools.registry import build_tools
+    from conclave.tools.toolset import build_tools
 
     tools = build_tools(settings, store=store, collection=collection, source=source)
     if store is None:

@@ -115,7 +115,7 @@ class Writer(RoleAgent):
         chain's lookups add evidence (a two-hop chain's second search finds what the question alone does not) without
         crowding out the question's own passages: on HotpotQA, reading the chain's searches alone lost 3.7 F1 to
         ``rag`` (docs/QUALITY.md)."""
-        from conclave.tools.registry import parse_passages
+        from conclave.tools.toolset import parse_passages
 
         state = self.state
         chosen = state.chosen

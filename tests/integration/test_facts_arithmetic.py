@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 from conclave.tools.ingest import ingest
-from conclave.tools.registry import build_tools
 from conclave.tools.store import KnowledgeStore
+from conclave.tools.toolset import build_tools
 from conclave.workflows.runner import build_context, run_question
 from conclave.workflows.team import available_tools
 

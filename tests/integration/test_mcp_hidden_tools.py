@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from conclave.tools.registry import build_tools, run_tool
+from conclave.cli.main import app
+from conclave.tools.toolset import build_tools, run_tool
 from typer.testing import CliRunner
 
-from conclave.cli.main import app
 from conclave.settings import load_settings
 from tests.integration.test_mcp_tools import SERVER, notes_server
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conclave.tools.registry import build_tools, run_tool
+from conclave.tools.toolset import build_tools, run_tool
 from typer.testing import CliRunner
 
 from conclave.errors import ConfigError, ToolFailed, WorkflowError

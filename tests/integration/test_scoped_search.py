@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 
 import pytest
-from conclave.tools.registry import build_tools, parse_passages
 from conclave.tools.store import KnowledgeStore
+from conclave.tools.toolset import build_tools, parse_passages
 from conclave.workflows.evaluation import EvalConfig, run_eval
 from conclave.workflows.evaluation.datasets import load_dataset
 from conclave.workflows.evaluation.knowledge import ensure_contexts

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 from conclave.tools.ingest import ingest
-from conclave.tools.registry import build_tools, run_tool
 from conclave.tools.store import KnowledgeStore
 from conclave.tools.tables import parse_number
+from conclave.tools.toolset import build_tools, run_tool
 from conclave.tools.values import ValueResult
 
 from conclave.settings import Settings, load_settings

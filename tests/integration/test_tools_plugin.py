@@ -63,7 +63,7 @@ def test_an_installed_plugin_adds_its_tool(plugin_path: Path, tmp_path: Path) ->
 
 
 def test_without_the_plugin_the_tool_is_absent(tmp_path: Path) -> None:
-    from conclave.tools.registry import build_tools
+    from conclave.tools.toolset import build_tools
 
     from conclave.settings import load_settings
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from conclave.tools.registry import build_tools
+from conclave.tools.toolset import build_tools
 from conclave.workflows.coa.model import Chain, Concat, Lit, Ref
 from conclave.workflows.coa.parse import parse_chain
 from conclave.workflows.coa.program import (

@@ -157,7 +157,7 @@ async def test_concatenation_and_structured_values(rec: Recorder) -> None:
 async def test_a_ranked_search_result_enters_a_later_query_as_its_top_passage() -> None:
     """A two-hop chain's second query gets the first search's top passage (clipped), not the ranked list with its
     ids, sources and scores; a plain value still enters whole."""
-    from conclave.tools.registry import format_passages
+    from conclave.tools.toolset import format_passages
     from conclave.workflows.coa.reify import GIST_CHARS
 
     from conclave.events import Passage
@@ -291,7 +291,7 @@ def test_value_text(value: Any, text: str) -> None:
 
 async def test_with_the_registered_tools() -> None:
     """The real tool registry: validation against its schemas, and the pens example through its calculator."""
-    from conclave.tools.registry import build_tools
+    from conclave.tools.toolset import build_tools
     from conclave.workflows.coa import validate
 
     from conclave.settings import load_settings

@@ -158,7 +158,7 @@ def test_embedded_model_decodes_a_chain_under_the_grammar(smollm_path: Path) -> 
 
 def test_registered_tools_schema_compiles() -> None:
     llama_cpp = pytest.importorskip("llama_cpp")
-    from conclave.tools.registry import build_tools
+    from conclave.tools.toolset import build_tools
 
     from conclave.settings import load_settings
 

@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from conclave.cli.main import app
 from typer.testing import CliRunner
 
-from conclave.cli.main import app
 from conclave.errors import ConfigError
 from conclave.settings import load_settings, load_settings_with_origins
 
@@ -69,7 +69,7 @@ def test_config_show_names_the_source_of_each_nested_value(conclave_home: Path, 
 def test_a_relative_mcp_command_runs_beside_the_settings_file(tmp_path: Path, conclave_home: Path) -> None:
     """`command = ["python", "server.py"]` from settings.toml used to run ./server.py of whatever folder the user
     stood in."""
-    from conclave.tools.registry import build_tools
+    from conclave.tools.toolset import build_tools
 
     (conclave_home / "server.py").write_text(NOTES_SERVER.read_text(encoding="utf-8"), encoding="utf-8")
     (conclave_home / "settings.toml").write_text(

@@ -404,7 +404,7 @@ async def test_a_crashing_unit_is_recorded_and_the_run_goes_on(settings: Setting
 
 
 def test_outcome_and_statistics_come_from_events_only() -> None:
-    from conclave.tools.registry import format_passages
+    from conclave.tools.toolset import format_passages
     from conclave.workflows.evaluation.units import outcome_from_events
 
     from conclave.events import (

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from conclave.cli.main import app
 from conclave.workflows.evaluation import EvalConfig, run_eval
 from conclave.workflows.evaluation.export import accepted_chain, export_traces
 from typer.testing import CliRunner
 
-from conclave.cli.main import app
 from conclave.errors import ConfigError, WorkflowError
 from conclave.settings import load_settings
 from tests.unit.test_harness import Factory, write_gsm8k
@@ -131,7 +131,7 @@ def test_export_traces_writes_chat_jsonl(tmp_path: Path, conclave_home: Path) ->
 
 
 def test_export_converts_gsm8k_training_answers_and_combines_with_runs(tmp_path: Path, conclave_home: Path) -> None:
-    from conclave.tools.registry import build_tools
+    from conclave.tools.toolset import build_tools
     from conclave.workflows.coa import parse_chain, reify
     from conclave.workflows.coa.render import render
 

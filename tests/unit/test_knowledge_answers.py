@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from autogen_core.models import CreateResult
-from conclave.tools.registry import format_passages, parse_passages
+from conclave.tools.toolset import format_passages, parse_passages
 from conclave.workflows.answers import answer_value
 from conclave.workflows.runner import build_context, run_question
 from langchain_core.tools import StructuredTool

@@ -12,8 +12,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conclave.tools import registry as tool_registry
-from conclave.tools.registry import PLUGIN_GROUP, build_tools
+from conclave.tools import toolset
+from conclave.tools.toolset import PLUGIN_GROUP, build_tools
 
 from conclave.registry import Registry
 from conclave.settings import load_settings
@@ -65,9 +65,9 @@ def on_path(site: Path) -> str:
 @pytest.fixture
 def fresh_tool_plugins(monkeypatch: pytest.MonkeyPatch) -> Registry:
     """The tools plugin registry as a new process has it (nothing loaded yet)."""
-    plugins = tool_registry.TOOL_PLUGINS
+    plugins = toolset.TOOL_PLUGINS
     fresh = Registry(plugins.kind, plugins.group, plugins._adapt)
-    monkeypatch.setattr(tool_registry, "TOOL_PLUGINS", fresh)
+    monkeypatch.setattr(toolset, "TOOL_PLUGINS", fresh)
     return fresh
 
 

@@ -160,8 +160,8 @@ def test_numbers_in_a_chain_over_documents_come_from_somewhere() -> None:
 async def test_the_provenance_rule_sends_a_recalled_number_back(tmp_path: Any, conclave_home: Any) -> None:
     """Over documents (read_value offered) a chain with a number from nowhere is sent back with the rule; without
     documents (GSM8K) the same chain stands."""
-    from conclave.tools.registry import build_tools
     from conclave.tools.store import KnowledgeStore
+    from conclave.tools.toolset import build_tools
     from conclave.workflows.runner import build_context, run_question
 
     from conclave.settings import load_settings

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from conclave.tools.registry import build_tools, run_tool, tool_schemas
 from conclave.tools.tables import table_chunks, table_from_grid, table_from_json
+from conclave.tools.toolset import build_tools, run_tool, tool_schemas
 from conclave.tools.values import AmbiguousValue, TableSource, ValueNotFound, ValueResult, lookup_value
 
 from conclave.errors import ToolFailed

@@ -384,7 +384,7 @@ GIST_CHARS = 200
 
 
 def _gist(text: str) -> str:
-    from conclave.tools.registry import parse_passages
+    from conclave.tools.toolset import parse_passages
 
     found = parse_passages(text)
     return found[0].text[:GIST_CHARS] if found else text

@@ -114,7 +114,7 @@ WARM_MODULES = (
     "conclave.workflows.team",
     "conclave.workflows.react",
     "conclave.models.openai_compat",
-    "conclave.tools.registry",
+    "conclave.tools.toolset",
 )
 
 

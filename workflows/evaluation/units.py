@@ -44,7 +44,7 @@ def outcome_from_events(events: Sequence[Event], k: int | None = None) -> tuple[
     Retrieved ids are the top ``k`` passages of every search the run made (a multi-hop question searches more
     than once), so recall@k asks: did any search put the gold context in its top k?
     """
-    from conclave.tools.registry import parse_passages
+    from conclave.tools.toolset import parse_passages
 
     from conclave.events import ChainRejected, Critique, Retrieved, StepFinished, ToolCalled, collect
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 from autogen_core import CancellationToken
-from conclave.tools.registry import build_tools, format_passages, run_tool, to_autogen_tools, tool_schemas
+from conclave.tools.toolset import build_tools, format_passages, run_tool, tool_schemas
+from conclave.workflows.react import to_autogen_tools
 from langchain_core.tools import BaseTool
 
 from conclave.errors import StoreError, ToolInputError

@@ -1,4 +1,4 @@
-"""The tool registry: LangChain tools keyed by name, their AutoGen adapters, and a validated runner.
+"""The toolset of a run: LangChain tools keyed by name (built-ins, plugins, MCP servers), and a validated runner.
 
 Later layers build chain schemas from ``build_tools(...)`` (names, descriptions and pydantic argument schemas) and
 run one tool call through :func:`run_tool`, which turns schema violations into ToolInputError (chains validate their
@@ -35,7 +35,6 @@ __all__ = [
     "format_passages",
     "run_tool",
     "source_filter",
-    "to_autogen_tools",
     "tool_schemas",
 ]
 
@@ -276,11 +275,3 @@ def _as_text(result: Any) -> str:
     if isinstance(result, BaseModel):  # a structured result (read_value's value with its source)
         return result.model_dump_json(exclude_none=True)
     return result if isinstance(result, str) else json.dumps(result)
-
-
-def to_autogen_tools(tools: Mapping[str, BaseTool] | Iterable[BaseTool]) -> list[Any]:
-    """The tools wrapped for AutoGen agents (autogen-ext's LangChainToolAdapter)."""
-    from autogen_ext.tools.langchain import LangChainToolAdapter
-
-    items = tools.values() if isinstance(tools, Mapping) else tools
-    return [LangChainToolAdapter(t) for t in items]
