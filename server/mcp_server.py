@@ -136,9 +136,15 @@ def create_server(team: Team, *, allow_ingest: Path | None = None) -> Any:
     if allow_ingest is not None:
         root = allow_ingest.resolve()
 
-        @server.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True))
+        @server.tool(
+            annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True),
+            description="Add files (Markdown, text, HTML, PDF, source) under "
+            f"{root} to a collection; unchanged files are skipped.",
+        )
         async def ingest(
-            path: Annotated[str, Field(min_length=1, description=f"A file or folder under {root}.")],
+            path: Annotated[
+                str, Field(min_length=1, description="A file or folder under the allowed folder (or relative to it).")
+            ],
             collection: Annotated[str | None, Field(description="A collection from list_collections.")] = None,
         ) -> IngestResult:
             """Add files (Markdown, text, HTML, PDF, source) to a collection; unchanged files are skipped."""
