@@ -25,7 +25,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
@@ -248,7 +248,7 @@ def _ns(seconds: float) -> int:
 def _provider_and_model(spec: str) -> tuple[str, str]:
     """``gen_ai.provider.name`` and ``gen_ai.request.model`` of a model spec (``embedded:qwen``, ``ollama/x``)."""
     if spec == "embedded" or spec.startswith("embedded:"):
-        name = spec.partition(":")[2] or "default"
+        name = spec.partition(":")[2] or "embedded"  # plain `embedded`: the default built-in model
         return "llama.cpp", os.path.basename(name)  # a GGUF path names the file, not the user's folders
     provider, slash, model = spec.partition("/")
     return (provider, model) if slash else ("unknown", spec)
@@ -263,6 +263,7 @@ class QuestionTrace:
         self.content = tracing.config.content
         self.events: list[Event] = []
         self.started = time.time()
+        self._redact: Callable[[str], str] = str
 
     def add(self, event: Event) -> None:
         if event.kind != "answer_delta":  # the answer arrives whole in AnswerReady
@@ -278,11 +279,10 @@ class QuestionTrace:
     # ----------------------------------------------------------------------------------------- attributes
 
     def _text(self, value: Any) -> str:
-        from conclave.redact import redact
         from conclave.terminal import clip
 
         text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
-        return redact(clip(text, CONTENT_CHARS))
+        return self._redact(clip(text, CONTENT_CHARS))
 
     def _content(self, attributes: dict[str, Any], **texts: Any) -> None:
         """Add what the user or a tool wrote, only when recording content was asked for."""
@@ -298,6 +298,9 @@ class QuestionTrace:
         from opentelemetry.trace import Status, StatusCode
 
         from conclave.events import AnswerReady, RunFailed, RunFinished, RunStarted
+        from conclave.redact import redactor
+
+        self._redact = redactor()
 
         events = self.events
         first = next((e for e in events if isinstance(e, RunStarted)), None)
