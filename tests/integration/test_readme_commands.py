@@ -43,8 +43,12 @@ REAL = {("models",), ("config", "show"), ("ingest",), ("search",), ("tool",), ("
 """Commands that need no model: run for real. Also: ``trust`` (in a folder holding a ``.env``), ``run --dry-run``
 and ``eval export-traces`` of training data without a run id."""
 
-PARSED = {("ask",), ("chat",), ("eval",), ("eval", "compare"), ("eval", "export-traces"), ("synth",), ("tune",)}
-"""Commands that need a model, a terminal or an earlier run: parsed, with what they name checked."""
+PARSED = {
+    ("ask",), ("chat",), ("eval",), ("eval", "compare"), ("eval", "export-traces"), ("synth",), ("tune",),
+    ("serve",), ("mcp",),
+}  # fmt: skip
+"""Commands that need a model, a terminal or an earlier run, or serve until stopped: parsed, with what they name
+checked."""
 
 PLACEHOLDER = re.compile(r"\b[A-Z][A-Z_]*[A-Z]\b")
 """``RUN``, ``RUN_A``, ``PATH``: a value the reader fills in; such a line is parsed, not run."""
@@ -91,6 +95,8 @@ _SUBCOMMANDS = {
     "synth",
     "run",
     "trust",
+    "serve",
+    "mcp",
 }
 
 
