@@ -409,7 +409,7 @@ workflow_app = typer.Typer(help="Workflow files (see `conclave run`).", no_args_
 @workflow_app.command("schema")
 def workflow_schema() -> None:
     """Print the JSON schema of workflow YAML files."""
-    from conclave.workflows.workflow_file import workflow_json_schema
+    from conclave.workflows.files.schema import workflow_json_schema
 
     typer.echo(json.dumps(workflow_json_schema(), indent=2))
 
@@ -417,7 +417,7 @@ def workflow_schema() -> None:
 @workflow_app.command("validate")
 def workflow_validate(path: Path = typer.Argument(..., help="Workflow YAML file.")) -> None:
     """Check a workflow file; errors point at file:line:column."""
-    from conclave.workflows.workflow_file import load_workflow
+    from conclave.workflows.files.schema import load_workflow
 
     workflow = load_workflow(path)
     out.print(f"{escape(path)}: valid ({len(workflow.steps)} steps: {escape(', '.join(workflow.step_ids()))})")
@@ -447,7 +447,7 @@ def run(
 
     A workflow file is untrusted (SECURITY.md): it cannot change where requests and keys go, nor read outside its own
     folder, unless you allow it with the options below. `--dry-run` lists what it would touch."""
-    from conclave.workflows.workflow_run import run_workflow
+    from conclave.workflows.files.run import run_workflow
 
     if workflow is None and resume is None:
         from conclave.errors import ConfigError

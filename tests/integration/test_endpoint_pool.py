@@ -113,8 +113,8 @@ async def test_a_callers_error_is_not_retried_elsewhere(
 def test_a_workflow_cannot_set_the_pool_and_a_dotenv_that_does_is_withheld(tmp_path: object, capsys: object) -> None:
     from pathlib import Path
 
-    from conclave.workflows.workflow_file import load_workflow
-    from conclave.workflows.workflow_run import workflow_settings
+    from conclave.workflows.files.run import workflow_settings
+    from conclave.workflows.files.schema import load_workflow
 
     from conclave.errors import WorkflowError
     from conclave.settings import load_settings_with_origins

@@ -110,8 +110,8 @@ def test_a_working_folders_env_cannot_name_mcp_servers(tmp_path: Path, conclave_
 
 
 def test_a_workflow_file_cannot_name_mcp_servers(tmp_path: Path) -> None:
-    from conclave.workflows.workflow_file import load_workflow
-    from conclave.workflows.workflow_run import workflow_settings
+    from conclave.workflows.files.run import workflow_settings
+    from conclave.workflows.files.schema import load_workflow
 
     path = tmp_path / "wf.yaml"
     path.write_text(

@@ -11,7 +11,7 @@ import pytest
 from conclave.cli.main import app
 from conclave.workflows.evaluation import EvalConfig, run_eval
 from conclave.workflows.evaluation.distributed import _host_port, check_address, import_ray
-from conclave.workflows.workflow_file import parse_workflow
+from conclave.workflows.files.schema import parse_workflow
 from typer.testing import CliRunner
 
 from conclave.errors import ConfigError

@@ -11,13 +11,13 @@ import time
 from pathlib import Path
 
 import pytest
+from conclave.cli.main import app
 from conclave.workflows.evaluation import run_eval
 from conclave.workflows.evaluation.datasets import load_dataset
 from conclave.workflows.evaluation.runs import read_jsonl
-from conclave.workflows.workflow_file import parse_workflow
+from conclave.workflows.files.schema import parse_workflow
 from typer.testing import CliRunner
 
-from conclave.cli.main import app
 from conclave.errors import ConfigError, WorkflowError
 from conclave.nesting import MAX_DEPTH, TooDeep, check_json, check_yaml, loads
 from conclave.settings import load_settings

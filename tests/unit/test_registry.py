@@ -119,7 +119,7 @@ async def test_a_backend_plugin_is_a_spec_prefix_everywhere(monkeypatch: pytest.
     """A function (model, settings) -> client under the conclave.backends group becomes `NAME/model`: parsed, built
     with retries, keyed in the response cache and described to workflow users."""
     from conclave.workflows.evaluation.cache import cache_identity
-    from conclave.workflows.workflow_access import endpoint_of
+    from conclave.workflows.files.access import endpoint_of
 
     from conclave.models import make_client
     from conclave.models.backends import BACKENDS, _plugin_backend, parse_spec

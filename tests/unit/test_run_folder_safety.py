@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conclave.cli.main import app
 from conclave.workflows.evaluation import run_eval
-from conclave.workflows.workflow_run import run_workflow
+from conclave.workflows.files.run import run_workflow
 from typer.testing import CliRunner
 
-from conclave.cli.main import app
 from conclave.errors import ConclaveError, WorkflowError
 from conclave.settings import Settings, load_settings
 from tests.unit.test_harness import QUESTIONS, Factory, config, write_gsm8k

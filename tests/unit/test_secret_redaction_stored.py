@@ -11,10 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conclave.cli.main import app
 from typer.testing import CliRunner
 
 from conclave import redact as redaction
-from conclave.cli.main import app
 from conclave.settings import load_settings
 from tests.servers.openai_stub import StubEndpoint
 from tests.unit.test_harness import write_gsm8k
@@ -176,7 +176,7 @@ def test_sessions_keep_no_configured_key(conclave_home: Path) -> None:
 
 def test_a_dry_runs_endpoint_list_shows_no_url_credentials() -> None:
     """`conclave run --dry-run` names every endpoint: with the URL's credentials redacted."""
-    from conclave.workflows.workflow_access import endpoint_of
+    from conclave.workflows.files.access import endpoint_of
 
     shown = endpoint_of("openai/m", load_settings(openai_base_url=URL))
     assert PASSWORD not in shown and QUERY_KEY not in shown and "127.0.0.1:9/v1" in shown

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from conclave.workflows.workflow_file import STEP_KINDS, load_workflow, parse_workflow, workflow_json_schema
-from conclave.workflows.workflow_run import run_workflow, workflow_settings
+from conclave.workflows.files.run import run_workflow, workflow_settings
+from conclave.workflows.files.schema import STEP_KINDS, load_workflow, parse_workflow, workflow_json_schema
 
 from conclave.errors import ConfigError, WorkflowError
 from conclave.settings import load_settings

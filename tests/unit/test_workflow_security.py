@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conclave.workflows.workflow_file import parse_workflow
-from conclave.workflows.workflow_run import run_workflow, workflow_settings
+from conclave.workflows.files.run import run_workflow, workflow_settings
+from conclave.workflows.files.schema import parse_workflow
 
 from conclave.errors import WorkflowError
 from conclave.settings import load_settings

@@ -187,7 +187,7 @@ def _path_fields(kind: str, args: dict[str, Any]) -> list[tuple[str, str]]:
 
 def describe_access(workflow: Any, run_settings: Any, policy: PathPolicy, steps: Sequence[Any]) -> Access:
     """Endpoints per role, the store, and every path the steps name (``steps``: :class:`StepPlan` list)."""
-    from conclave.workflows.workflow_file import REFERENCE
+    from conclave.workflows.files.schema import REFERENCE
 
     access = Access()
     for role in ROLES:

@@ -20,8 +20,8 @@ from typing import Any
 
 from conclave.workflows.evaluation import runs
 from conclave.workflows.evaluation.cache import CacheSet, ClientFactory
-from conclave.workflows.workflow_access import Access, PathPolicy, describe_access, refuse_endpoint_overrides
-from conclave.workflows.workflow_file import REFERENCE, Workflow, load_workflow, parse_workflow, step_kind
+from conclave.workflows.files.access import Access, PathPolicy, describe_access, refuse_endpoint_overrides
+from conclave.workflows.files.schema import REFERENCE, Workflow, load_workflow, parse_workflow, step_kind
 from pydantic import ValidationError
 
 from conclave import fileio, nesting
@@ -511,7 +511,7 @@ async def run_workflow(
     """Validate and run a workflow (or only validate and plan it with ``dry_run``).
 
     The workflow may not set endpoints or credentials (unless ``allow_endpoint_overrides``) nor read files outside
-    its own folder, the run folder and ``allow_paths`` (see :mod:`workflows.workflow_access`). A dry run returns
+    its own folder, the run folder and ``allow_paths`` (see :mod:`workflows.files.access`). A dry run returns
     every endpoint and path the run would touch in ``result.access``; a path outside the allowed folders is listed
     there and refused by a real run before any step starts.
     """
