@@ -13,6 +13,7 @@ import os
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,7 +25,17 @@ from tests.fixtures.otlp import OtlpReceiver, otlp_receiver  # noqa: F401 - a fi
 from tests.fixtures.servers import free_port
 from tests.integration.test_cli_errors import assert_clean_error, cli_command, cli_env
 from tests.servers.openai_stub import StubEndpoint
-from tests.unit.test_team import GOOD_CHAIN, PLAN, calculator_tool, chain, failing_tool, run
+from tests.unit.test_team import (
+    GOOD_CHAIN,
+    JSON_INFO,
+    PENS,
+    PLAN,
+    WholeStream,
+    calculator_tool,
+    chain,
+    failing_tool,
+    run,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -143,6 +154,34 @@ async def test_a_failed_tool_is_an_error_span_and_its_dependent_is_skipped(
     assert turns.count("invoke_agent reasoner") == 2 and turns.count("invoke_agent reifier") == 2
 
 
+async def test_a_question_its_consumer_abandons_is_still_one_trace(
+    monkeypatch: pytest.MonkeyPatch, otlp_receiver: OtlpReceiver
+) -> None:
+    """A client that goes away mid-answer (`serve`'s disconnect, Ctrl-C in the chat): the trace says so."""
+    from conclave.workflows.runner import build_context, run_question
+
+    _export_to(monkeypatch, otlp_receiver.url)
+    client = WholeStream([PLAN, GOOD_CHAIN, ACCEPT], model_info=JSON_INFO)
+    ctx = await build_context(
+        PENS,
+        load_settings(coa={"plan": "always", "form": "auto", "use_critic": True}),
+        method="coa",
+        clients={role: client for role in ("planner", "reasoner", "critic", "writer")},
+        tools={"calculator": calculator_tool()},
+        knowledge=False,
+    )
+    stream = run_question(ctx)
+    async for event in stream:
+        if event.kind == "chain":
+            break
+    await stream.aclose()
+    spans = _flushed(otlp_receiver, 3)
+    (root,) = [s for s in spans if s["parent_id"] is None]
+    assert root["status"] == 2 and root["status_message"] == "abandoned before it finished"
+    assert root["attributes"]["conclave.ok"] is False
+    assert "invoke_agent planner" in {s["name"] for s in spans}
+
+
 async def test_content_only_when_asked_and_never_a_secret(
     monkeypatch: pytest.MonkeyPatch, otlp_receiver: OtlpReceiver
 ) -> None:
@@ -194,6 +233,21 @@ def test_an_otel_variable_conclave_cannot_honour_is_one_line(variable: str, valu
     env = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318", variable: value}
     with pytest.raises(ConfigError, match=named):
         tracing.trace_config(load_settings(), env=env)
+
+
+def test_an_untrusted_env_file_or_a_workflow_cannot_turn_content_on(tmp_path: Path) -> None:
+    from conclave.workflows.files.access import refuse_endpoint_overrides
+
+    from conclave.errors import WorkflowError
+    from conclave.settings import load_settings_with_origins
+
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("CONCLAVE_OTEL_CONTENT=true\nCONCLAVE_OTEL=console\n", encoding="utf-8")
+    loaded = load_settings_with_origins(env={"CONCLAVE_HOME": str(tmp_path / "home")}, dotenv_path=dotenv)
+    assert loaded.settings.otel_content is False and [w.key for w in loaded.withheld] == ["otel_content"]
+    assert loaded.settings.otel == "console"  # printing on stderr sends nothing anywhere: a .env may ask for it
+    with pytest.raises(WorkflowError, match="otel_content"):
+        refuse_endpoint_overrides({"otel_content": True}, "wf.yaml")
 
 
 # -- an endpoint that is down ------------------------------------------------------------------------------------
