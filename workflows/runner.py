@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
@@ -176,7 +176,7 @@ async def run_question(ctx: RunContext) -> AsyncIterator[Event]:
         trace.finish()
 
 
-async def _run_question(ctx: RunContext) -> AsyncIterator[Event]:
+async def _run_question(ctx: RunContext) -> AsyncGenerator[Event, None]:
     from conclave.workflows import methods
 
     started = time.perf_counter()
