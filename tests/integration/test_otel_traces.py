@@ -182,6 +182,24 @@ async def test_a_question_its_consumer_abandons_is_still_one_trace(
     assert "invoke_agent planner" in {s["name"] for s in spans}
 
 
+async def test_each_evaluation_unit_is_its_own_trace(
+    monkeypatch: pytest.MonkeyPatch, otlp_receiver: OtlpReceiver, tmp_path: Path
+) -> None:
+    from conclave.workflows.evaluation import run_eval
+
+    from tests.unit.test_harness import Factory, config, write_gsm8k
+
+    _export_to(monkeypatch, otlp_receiver.url)
+    data = write_gsm8k(tmp_path / "dev.jsonl")
+    await run_eval(config(f"gsm8k:{data}"), load_settings(model="openai/scripted"), client_factory=Factory())
+    spans = _flushed(otlp_receiver, 16)
+    roots = [s for s in spans if s["parent_id"] is None]
+    units = sorted((r["attributes"]["conclave.eval.item_id"], r["attributes"]["conclave.method"]) for r in roots)
+    assert units == sorted((i, m) for i in ("q1", "q2", "q3", "q4") for m in ("cot", "direct"))
+    assert len({r["trace_id"] for r in roots}) == 8
+    assert all(r["attributes"]["conclave.eval.model"] == "openai/scripted" for r in roots)
+
+
 async def test_content_only_when_asked_and_never_a_secret(
     monkeypatch: pytest.MonkeyPatch, otlp_receiver: OtlpReceiver
 ) -> None:
