@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conclave.workflows.coa.program import ProgramStream, repetition
+from conclave.workflows.coa.program import ProgramStream, repeated_sentence, repetition
 from conclave.workflows.writer import computed_sentence, supported_value
 
 from conclave.events import Passage
@@ -35,6 +35,32 @@ def test_the_stream_flags_a_loop_as_soon_as_the_repeating_line_is_complete() -> 
         seen.append(stream.looping)
     assert seen[-1] == "'rate' is assigned again"
     assert seen.index("'rate' is assigned again") == len(text) - 1, "flagged at the end of the repeating line"
+
+
+SMOLLM2_PROSE = (
+    "The Adam optimizer is a type of optimization algorithm that combines steps with their own new name. "
+    "The Adam optimizer is a type of optimization algorithm that combines steps with their own new name. "
+)
+"""What SmolLM2-135M wrote as its second draft for the README's question: one sentence, on one line, over and over
+(no line ever completes, so the line rule never saw it; it ran to the 768-token limit)."""
+
+
+def test_the_stream_flags_a_sentence_repeated_within_one_line() -> None:
+    stream = ProgramStream()
+    for ch in SMOLLM2_PROSE:
+        stream.feed(ch)
+    assert stream.looping is None, "two copies are not a loop"
+    for ch in SMOLLM2_PROSE[: SMOLLM2_PROSE.index(". ") + 2]:
+        stream.feed(ch)
+    assert stream.looping is not None and "is written 3 times" in stream.looping, stream.looping
+    # A program whose lines share words is not a loop, nor are short sentences repeated (``Done.``).
+    program = ProgramStream()
+    for (
+        ch
+    ) in '```python\nx = search_knowledge("What is Adam? Explain it.")\ny = search_knowledge("What is RMSprop?")\n':
+        program.feed(ch)
+    assert program.looping is None
+    assert repeated_sentence("Done. Done. Done. Done.") is None
 
 
 async def test_an_explanation_that_loops_is_stopped_and_answered_from_the_passages() -> None:

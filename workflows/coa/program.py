@@ -629,9 +629,11 @@ class ProgramStream:
         # Only complete lines count: the last line may still be growing.
         complete = body[: body.rfind("\n") + 1] if not self.closed else body + "\n"
         if len(complete) == self._parsed:
+            # Sentences too: a prose reply repeating itself on one line completes no line until its token limit.
+            self.looping = self.looping or repeated_sentence(body)
             return []
         self._parsed = len(complete)
-        self.looping = repetition(complete)
+        self.looping = repetition(complete) or repeated_sentence(body)
         try:
             chain = _prefix_chain(complete, self.tools)
         except ProgramError:
@@ -673,6 +675,24 @@ def repetition(code: str) -> str | None:
             counts[text] += 1
             if counts[text] >= REPEATS:
                 return f"the line {clip(text, 60)!r} is written {REPEATS} times"
+    return None
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n")
+
+
+def repeated_sentence(text: str) -> str | None:
+    """Why ``text`` is looping within its lines, or None: a sentence of four words or more written :data:`REPEATS`
+    times (SmolLM2 repeats one prose sentence on a single line until its token limit)."""
+    counts: Counter[str] = Counter()
+    for sentence in _SENTENCE_END.split(text):
+        words = sentence.split()
+        if len(words) < 4 or not re.search(r"[A-Za-z]", sentence):
+            continue
+        key = " ".join(words)
+        counts[key] += 1
+        if counts[key] >= REPEATS:
+            return f"the sentence {clip(key, 60)!r} is written {REPEATS} times"
     return None
 
 
