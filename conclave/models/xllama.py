@@ -14,7 +14,7 @@ Python lock is held around a generation: each request runs in its own thread ins
 
 llama.cpp's server also listens on HTTP (it cannot be switched off): here on 127.0.0.1, an ephemeral port, behind a
 random API key that only this process knows; requests from this process go through direct calls, not HTTP, except
-token counting (``/tokenize``, which the Python binding does not expose).
+token counting and the model's own description (``/tokenize``, ``/props``: the Python binding does not expose them).
 """
 
 from __future__ import annotations
@@ -40,12 +40,13 @@ from conclave.errors import BackendError, ConfigError
 from conclave.models.embedded import (
     InProcessChatClient,
     Post,
+    check_gguf,
     count_prompt_tokens,
     default_threads,
     relay_thread,
 )
 
-__all__ = ["PROMPT_CACHE_MIB", "XLlamaChatCompletionClient", "serve"]
+__all__ = ["PROMPT_CACHE_MIB", "Vocabulary", "XLlamaChatCompletionClient", "serve"]
 
 PROMPT_CACHE_MIB = 512
 """Host memory llama.cpp's server may spend on saved prompt states (prefixes evicted from a slot and found again
@@ -136,29 +137,61 @@ def _start(path: Path, n_ctx: int, n_threads: int | None, slots: int, lora_path:
         return shared
 
 
-def _token_count(shared: _SharedServer, text: str) -> int:
-    """How many tokens the model's tokenizer makes of ``text`` (with BOS), from the server's own ``/tokenize``."""
+def _request(shared: _SharedServer, method: str, route: str, body: Mapping[str, Any] | None = None) -> Any:
+    """One request to the server's own HTTP listener (loopback, its key), for what the binding does not expose:
+    ``/tokenize`` and ``/props``. The reply's JSON, or BackendError."""
     address = str(shared.server.listening_address).removeprefix("http://")
     host, _, port = address.rpartition(":")
     connection = http.client.HTTPConnection(host, int(port), timeout=30)  # never through a proxy: it is loopback
     try:
         connection.request(
-            "POST",
-            "/tokenize",
-            body=json.dumps({"content": text, "add_special": True}),
+            method,
+            route,
+            body=json.dumps(body) if body is not None else None,
             headers={"Authorization": f"Bearer {shared.api_key}", "Content-Type": "application/json"},
         )
         reply = connection.getresponse()
-        body = reply.read()
+        data = reply.read()
     except OSError as exc:
-        raise BackendError(f"the embedded model's tokenizer did not answer: {exc}") from exc
+        raise BackendError(f"the embedded model did not answer {route}: {exc}") from exc
     finally:
         connection.close()
     try:
-        tokens = json.loads(body)["tokens"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise BackendError(f"the embedded model's tokenizer answered HTTP {reply.status}: {body[:200]!r}") from exc
-    return len(tokens)
+        if reply.status != 200:
+            raise ValueError(reply.status)
+        return json.loads(data)
+    except ValueError as exc:
+        raise BackendError(f"the embedded model answered {route} with HTTP {reply.status}: {data[:200]!r}") from exc
+
+
+def _token_count(shared: _SharedServer, text: str) -> int:
+    """How many tokens the model's tokenizer makes of ``text`` (with BOS), from the server's own ``/tokenize``."""
+    return len(_request(shared, "POST", "/tokenize", {"content": text, "add_special": True})["tokens"])
+
+
+class Vocabulary:
+    """A GGUF's chat template, its BOS and EOS tokens and its tokenizer, as llama.cpp loads them (a one-slot server
+    of a small context; what ``conclave tune`` encodes its training examples with)."""
+
+    def __init__(self, path: Path, n_threads: int | None = None):
+        self._shared = _start(check_gguf(path), 512, n_threads, 1)
+        props = _request(self._shared, "GET", "/props")
+        self.chat_template = str(props.get("chat_template") or "")
+        self.bos_token = str(props.get("bos_token") or "")
+        self.eos_token = str(props.get("eos_token") or "")
+        eos = self.tokenize(self.eos_token) if self.eos_token else []
+        self.eos_id = eos[0] if len(eos) == 1 else -1
+
+    def tokenize(self, text: str) -> list[int]:
+        """Token ids of ``text``, special tokens parsed (``<|im_end|>`` is one token), no BOS added."""
+        reply = _request(
+            self._shared, "POST", "/tokenize", {"content": text, "add_special": False, "parse_special": True}
+        )
+        return [int(token) for token in reply["tokens"]]
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        """The text of ``tokens``, special tokens written out."""
+        return str(_request(self._shared, "POST", "/detokenize", {"tokens": list(tokens)})["content"])
 
 
 @atexit.register

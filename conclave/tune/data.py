@@ -1,8 +1,9 @@
 """Training examples: chat JSONL -> token ids and labels, the loss on the assistant turns only.
 
 Each line is ``{"messages": [{"role": ..., "content": ...}, ...]}`` (what ``conclave eval export-traces`` writes).
-A conversation is rendered with the GGUF's own chat template, through llama-cpp-python's Jinja formatter, and
-tokenized by llama.cpp from the same file: exactly the tokens the embedded backend feeds the model at inference.
+A conversation is rendered with the GGUF's own chat template (Jinja, compiled as llama-cpp-python's formatter
+compiles it), and tokenized by llama.cpp from the same file (xllamacpp): the tokens the embedded backend feeds the
+model at inference.
 The prompt part of each assistant turn (everything the template writes before the reply, including its generation
 prompt) is masked out; the reply and the template's end-of-turn marker are learnt, so the tuned model stops there.
 """
@@ -13,6 +14,7 @@ import json
 import random
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -119,7 +121,7 @@ class ChatEncoder:
     """Conversations -> :class:`Example`, with a chat template and a tokenizer.
 
     ``render(messages, add_generation_prompt)`` gives the prompt text; ``tokenize(text)`` its ids (special tokens
-    parsed, no BOS added: the template writes its own, as llama-cpp-python's formatter does).
+    parsed, no BOS added: the template writes its own).
     """
 
     def __init__(
@@ -136,41 +138,31 @@ class ChatEncoder:
 
     @classmethod
     def from_gguf(cls, path: Path) -> ChatEncoder:
-        """The chat template and the tokenizer of a GGUF file, as llama-cpp-python uses them at inference."""
-        try:
-            from llama_cpp import Llama
-            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-        except ImportError as exc:  # pragma: no cover - a dependency of the package
-            raise ConfigError("llama-cpp-python is not installed", hint="pip install llama-cpp-python") from exc
-        from llama_cpp._utils import suppress_stdout_stderr
+        """The chat template and the tokenizer of a GGUF file, as llama.cpp loads them for inference."""
+        from conclave.models.xllama import Vocabulary
 
-        try:
-            with suppress_stdout_stderr(disable=False):  # llama.cpp's notes about the context a vocabulary lacks
-                vocab = Llama(model_path=str(path), vocab_only=True, verbose=False)
-        except (ValueError, RuntimeError) as exc:
-            raise ConfigError(f"llama.cpp cannot read the vocabulary of {path}: {exc}", hint="check the file") from exc
-        template = vocab.metadata.get("tokenizer.chat_template")
-        if not template:
+        vocab = Vocabulary(path)
+        if not vocab.chat_template:
             raise ConfigError(
                 f"{path.name} carries no chat template", hint="tune an instruction model whose GGUF has one"
             )
-
-        def token_text(token: int) -> str:
-            return vocab._model.token_get_text(token) if token != -1 else ""
-
-        eos, bos = token_text(vocab.token_eos()), token_text(vocab.token_bos())
-        formatters = {
-            flag: Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos, add_generation_prompt=flag)
-            for flag in (False, True)
-        }
+        template = chat_template(vocab.chat_template)
 
         def render(messages: list[dict[str, str]], add_generation_prompt: bool) -> str:
-            return formatters[add_generation_prompt](messages=messages).prompt  # type: ignore[arg-type]
+            return template.render(
+                messages=messages,
+                eos_token=vocab.eos_token,
+                bos_token=vocab.bos_token,
+                add_generation_prompt=add_generation_prompt,
+                raise_exception=_raise_exception,
+                strftime_now=lambda f: datetime.now().strftime(f),
+                functions=None,
+                function_call=None,
+                tools=None,
+                tool_choice=None,
+            )
 
-        def tokenize(text: str) -> list[int]:
-            return list(vocab.tokenize(text.encode("utf-8"), add_bos=False, special=True))
-
-        encoder = cls(render, tokenize, pad_id=max(0, vocab.token_eos()))
+        encoder = cls(render, vocab.tokenize, pad_id=max(0, vocab.eos_id))
         encoder._keep = vocab  # the vocabulary lives as long as the encoder
         return encoder
 
@@ -193,6 +185,41 @@ class ChatEncoder:
             labels += list(part) if message["role"] == "assistant" else [IGNORE] * len(part)
             done = through
         return Example(ids, labels)
+
+
+def chat_template(source: str) -> Any:
+    """A GGUF's Jinja chat template, compiled as llama-cpp-python's formatter and Transformers compile one: a
+    sandbox (the template is data from the model file), trimmed blocks, loop controls, ``{% generation %}`` passed
+    through, ``tojson`` without ASCII escapes."""
+    import jinja2
+    import jinja2.ext
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    class IgnoreGenerationTags(jinja2.ext.Extension):
+        tags = {"generation"}
+
+        def parse(self, parser: Any) -> Any:
+            parser.stream.skip(1)
+            return parser.parse_statements(("name:endgeneration",), drop_needle=True)
+
+    environment = ImmutableSandboxedEnvironment(
+        loader=jinja2.BaseLoader(),
+        trim_blocks=True,
+        lstrip_blocks=True,
+        extensions=[IgnoreGenerationTags, jinja2.ext.loopcontrols],
+    )
+    environment.filters["tojson"] = lambda x, ensure_ascii=False, indent=None, separators=None, sort_keys=False: (
+        json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+    )
+    try:
+        return environment.from_string(source)
+    except jinja2.TemplateError as exc:
+        raise ConfigError(f"the model's chat template does not compile: {exc}", hint="tune another model") from exc
+
+
+def _raise_exception(message: str) -> None:
+    """What a chat template calls to refuse a conversation (``raise_exception('...')``)."""
+    raise ConfigError(f"the model's chat template refused the conversation: {message}")
 
 
 def _extension(done: str, text: str) -> str:

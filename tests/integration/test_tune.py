@@ -204,7 +204,10 @@ def test_no_room_for_the_checkpoint(
 
 
 def _llama_logits(gguf: Path, tokens: list[int], lora: Path | None = None) -> np.ndarray:
-    from llama_cpp import Llama
+    # Every position's logits: llama-cpp-python's logits_all (xllamacpp's server gives only the last position's).
+    Llama = pytest.importorskip(  # noqa: N806 - the class, by its own name
+        "llama_cpp", reason="llama-cpp-python (the llama-cpp extra) is not installed: it reads every position's logits"
+    ).Llama
 
     llm = Llama(
         model_path=str(gguf),

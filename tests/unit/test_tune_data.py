@@ -43,7 +43,6 @@ def _chat(messages: list[dict[str, str]]) -> str:
 
 @pytest.fixture(scope="module")
 def smollm2_encoder() -> ChatEncoder:
-    pytest.importorskip("llama_cpp")
     from conclave.models.embedded import bundled_model_path
 
     return ChatEncoder.from_gguf(bundled_model_path())
@@ -52,18 +51,39 @@ def smollm2_encoder() -> ChatEncoder:
 def test_loss_mask_covers_only_assistant_tokens_with_the_real_template(smollm2_encoder: ChatEncoder) -> None:
     enc = smollm2_encoder
     example = enc.encode(CONVERSATION)
-    # The ids are exactly what llama-cpp-python feeds the model for the whole conversation.
+    # The ids are exactly what llama.cpp's tokenizer makes of the whole conversation.
     assert example.input_ids == enc.tokenize(enc.render(CONVERSATION, False))
     learnt = [t for t, label in zip(example.input_ids, example.labels, strict=True) if label != IGNORE]
     assert all(label in (IGNORE, t) for t, label in zip(example.input_ids, example.labels, strict=True))
-    text = enc._keep.detokenize(learnt, special=True).decode("utf-8")
+    text = enc._keep.detokenize(learnt)
     # Both replies and their end-of-turn markers, nothing of the system, user or template's prompt text.
     assert text == (CONVERSATION[2]["content"] + "<|im_end|>\n" + CONVERSATION[4]["content"] + "<|im_end|>\n"), text
     masked = enc._keep.detokenize(
-        [t for t, label in zip(example.input_ids, example.labels, strict=True) if label == IGNORE], special=True
-    ).decode("utf-8")
+        [t for t, label in zip(example.input_ids, example.labels, strict=True) if label == IGNORE]
+    )
     assert "Natalia" in masked and "And in May alone?" in masked and "<|im_start|>assistant\n" in masked
     assert "y1 = 48 / 2" not in masked and "Answer: 24" not in masked
+
+
+def test_the_same_ids_as_llama_cpp_python_renders_and_tokenizes(smollm2_encoder: ChatEncoder) -> None:
+    """The encoder no longer needs llama-cpp-python; where it is installed (the llama-cpp extra), its Jinja formatter
+    and tokenizer give the same ids for the whole conversation and for the generation prompt."""
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python (the llama-cpp extra) is not installed")
+    from llama_cpp import Llama
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    from conclave.models.embedded import bundled_model_path
+
+    vocab = Llama(model_path=str(bundled_model_path()), vocab_only=True, verbose=False)
+    template = vocab.metadata["tokenizer.chat_template"]
+    eos, bos = (vocab._model.token_get_text(t) for t in (vocab.token_eos(), vocab.token_bos()))
+    for messages, generation in ((CONVERSATION, False), (CONVERSATION[:2], True)):
+        text = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos, add_generation_prompt=generation)(
+            messages=messages  # type: ignore[arg-type]
+        ).prompt
+        assert smollm2_encoder.render(messages, generation) == text
+        assert smollm2_encoder.tokenize(text) == vocab.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+    assert smollm2_encoder.pad_id == vocab.token_eos()
 
 
 def test_the_generation_prompt_is_masked_so_training_matches_inference(smollm2_encoder: ChatEncoder) -> None:
