@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -128,6 +129,65 @@ async def test_http_ingest_only_under_its_folder(http_server: tuple[str, Path]) 
         passages = _data(await session.call_tool("search", {"query": "When did Kestrel ship?", "k": 3}))
         assert passages and all("vault" not in p["text"] for p in passages)
         assert "14 March" in passages[0]["text"]
+
+
+def _raw_call_never_read(url: str, session_id: str, index: int) -> socket.socket:
+    """A client that sends a tools/call on a connection of its own and never reads the reply."""
+    host, port = url.removeprefix("http://").split("/")[0].split(":")
+    body = json.dumps(
+        {
+            "jsonrpc": "2.0",
+            "id": 100 + index,
+            "method": "tools/call",
+            "params": {"name": "search", "arguments": {"query": f"ingest queue {index}", "k": 50}},
+        }
+    ).encode()
+    head = (
+        f"POST /mcp HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+        f"Accept: application/json, text/event-stream\r\nmcp-session-id: {session_id}\r\n"
+        f"mcp-protocol-version: 2025-06-18\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    sock = socket.create_connection((host, int(port)))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.sendall(head + body)
+    return sock
+
+
+async def test_clients_that_never_read_their_replies_hold_up_no_one(http_server: tuple[str, Path]) -> None:
+    import httpx
+    from mcp import Client
+
+    url, _ = http_server
+    async with Client(url) as client:
+        _data(await client.session.call_tool("ingest", {"path": "kestrel.md"}))
+    headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+    init = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "mute", "version": "0"}},
+    }
+    reply = httpx.post(url, json=init, headers=headers, timeout=30)
+    session_id = reply.headers["mcp-session-id"]
+    httpx.post(
+        url,
+        json={"jsonrpc": "2.0", "method": "notifications/initialized"},
+        headers={**headers, "mcp-session-id": session_id, "mcp-protocol-version": "2025-06-18"},
+        timeout=30,
+    )
+    mute = [_raw_call_never_read(url, session_id, i) for i in range(20)]
+    try:
+        started = time.monotonic()
+        with anyio.fail_after(60):
+            async with Client(url) as client:
+                collections = _data(await client.session.call_tool("list_collections", {}))
+                assert collections[0]["name"] == "notes"
+                passages = _data(await client.session.call_tool("search", {"query": "When did Kestrel ship?"}))
+                assert "14 March" in passages[0]["text"]
+        assert time.monotonic() - started < 60
+    finally:
+        for sock in mute:
+            sock.close()
 
 
 async def test_a_cancelled_call_stops_the_run_and_the_session_goes_on(tmp_path: Path) -> None:
