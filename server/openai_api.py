@@ -19,6 +19,7 @@ With an API key, every request must bring it (``Authorization: Bearer KEY``, com
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import time
@@ -42,6 +43,8 @@ MAX_BODY_BYTES = 1024 * 1024
 MAX_MESSAGE_BYTES = 32 * 1024
 """The longest question (UTF-8 bytes), as ``ask`` takes: a long text is something to ingest and search."""
 PREFIX = "conclave"
+DISCONNECT_POLL_S = 0.5
+"""How often a non-streamed request checks that its client is still there."""
 
 # Fields of OpenAI's chat completion request that a front-end may send: accepted, and ignored where the team decides
 # for itself (sampling, logprobs, the store, ...). Anything else is refused by name.
@@ -371,7 +374,7 @@ def create_app(team: Team, *, api_key: str | None = None, warm_up: bool = True) 
     from contextlib import asynccontextmanager
 
     from fastapi import Depends, FastAPI
-    from fastapi.responses import JSONResponse, StreamingResponse
+    from fastapi.responses import JSONResponse, Response, StreamingResponse
     from starlette.background import BackgroundTask
 
     @asynccontextmanager
@@ -440,7 +443,8 @@ def create_app(team: Team, *, api_key: str | None = None, warm_up: bool = True) 
                 background=BackgroundTask(release),  # also when the client left before the stream began
             )
         try:
-            await _answer(team, request, reply)
+            if not await _answer_while_connected(http, team, request, reply):
+                return Response(status_code=499)  # nobody reads it: the client closed the connection
         finally:
             release()
         error = _failure_error(reply)
@@ -449,6 +453,27 @@ def create_app(team: Team, *, api_key: str | None = None, warm_up: bool = True) 
         return reply.completion()
 
     return app
+
+
+async def _answer_while_connected(http: HttpRequest, team: Team, request: Request, reply: _Reply) -> bool:
+    """Run ``request`` into ``reply`` unless the client goes away first (then the run is cancelled, which stops the
+    model, and the result is False): a client that timed out must not keep a model slot busy."""
+    answering = asyncio.ensure_future(_answer(team, request, reply))
+
+    async def disconnected() -> None:
+        while not await http.is_disconnected():
+            await asyncio.sleep(DISCONNECT_POLL_S)
+
+    watching = asyncio.ensure_future(disconnected())
+    try:
+        done, _ = await asyncio.wait({answering, watching}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (answering, watching):
+            task.cancel()
+        await asyncio.gather(answering, watching, return_exceptions=True)
+    if answering in done and answering.exception() is not None:
+        raise answering.exception()  # type: ignore[misc]
+    return answering in done
 
 
 async def _answer(team: Team, request: Request, reply: _Reply) -> None:

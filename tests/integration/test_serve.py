@@ -230,6 +230,15 @@ def test_a_client_that_leaves_mid_stream_stops_the_generation(scripted: tuple[st
     assert (reply.choices[0].message.content or "").startswith("word0")
 
 
+def test_a_client_that_times_out_before_a_plain_answer_stops_the_generation(scripted: tuple[str, Path]) -> None:
+    url, marker = scripted
+    client = openai.OpenAI(base_url=url, api_key="none", max_retries=0, timeout=1.0)
+    with pytest.raises(openai.APITimeoutError):
+        client.chat.completions.create(model="conclave", messages=_ask())
+    report = _wait_for(marker)
+    assert report["finished"] is False and int(str(report["produced"])) < 150, report
+
+
 def test_past_the_queue_bound_a_request_gets_429_with_retry_after(scripted: tuple[str, Path]) -> None:
     url, _ = scripted
     results: list[int] = []
