@@ -69,6 +69,8 @@ class TeamState:
     """Search only this document's passages (``RunContext.source``)."""
     answer_style: str = "short"
     """How the writer's "Answer:" line is written (``RunContext.answer_style``)."""
+    no_plan: str = ""
+    """Why no chain is written for this question (an explanation answered from its passages), or empty."""
     history: list[tuple[str, str]] = field(default_factory=list)
     subquestions: list[SubQuestion] = field(default_factory=list)
     passages: list[Passage] = field(default_factory=list)

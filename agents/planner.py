@@ -47,6 +47,13 @@ class Planner(RoleAgent):
 
     async def act(self, cancellation_token: CancellationToken) -> str:
         state = self.state
+        if no_plan_needed(state):
+            state.no_plan = "no plan: an explanation is answered from its passages (coa.explain_from_passages)"
+            state.subquestions = fallback_plan(state.question, True)
+            await state.publish(
+                PlanMade(subquestions=[vars(s) for s in state.subquestions], raw="", route=state.no_plan)
+            )
+            return state.no_plan
         if not self.needs_model():
             state.subquestions = fallback_plan(state.question, state.collection is not None)
             await state.publish(PlanMade(subquestions=[vars(s) for s in state.subquestions], raw=""))
@@ -80,6 +87,20 @@ class Planner(RoleAgent):
             state.subquestions = fallback_plan(state.question, state.collection is not None)
         await state.publish(PlanMade(subquestions=[vars(s) for s in state.subquestions], raw=raw))
         return "plan: " + "; ".join(f"{s.question} ({s.needs})" for s in state.subquestions)
+
+
+def no_plan_needed(state: TeamState) -> bool:
+    """An explanation asked of a collection, with nothing to compute and no conversation to resolve: a chain would
+    only write the lookups the retriever makes anyway (``coa.explain_from_passages``)."""
+    from conclave.agents.reasoner import is_explanation, needs_arithmetic
+
+    return (
+        state.settings.coa.explain_from_passages
+        and state.collection is not None
+        and not state.history
+        and is_explanation(state.question)
+        and not needs_arithmetic(state.question)
+    )
 
 
 def build_planner(state: TeamState, client: ChatCompletionClient) -> Planner:

@@ -162,6 +162,11 @@ _CHANGE = re.compile(r"\b(increase|decrease|change|grow|growth|decline|rise)\b",
 _EXPLAIN = re.compile(r"^\s*(why|explain|what happens|compare|how does|how do)\b", re.I)
 
 
+def is_explanation(question: str) -> bool:
+    """A why / how does / what happens if / compare question."""
+    return bool(_EXPLAIN.search(question))
+
+
 def operands(question: str) -> list[str]:
     """The numbers a question gives to compute with: not years, dates (``19 October``) or numbers that are part of
     a name (``Super Bowl 50``, ``Apollo 11``)."""

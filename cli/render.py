@@ -118,7 +118,8 @@ def _totals(event: RunFinished) -> str:
 def trace_lines(event: Event) -> list[str]:
     """The trace's lines (Rich markup, every value escaped) for one event of the team's work; none for the rest."""
     if isinstance(event, PlanMade):
-        return ["[bold cyan]plan[/]"] + [
+        route = [f"  [dim]{escape(event.route)}[/]"] if event.route else []
+        return ["[bold cyan]plan[/]", *route] + [
             f"  {i}. {escape(_short(sub.get('question', ''), REASON_CHARS))} [dim]({escape(sub.get('needs', '?'))})[/]"
             for i, sub in enumerate(event.subquestions, 1)
         ]

@@ -39,6 +39,8 @@ class PlanMade(Event):
     subquestions: list[dict[str, Any]]
     """Each: {"question": str, "needs": "knowledge" | "calculation" | "none", "query": str | None}."""
     raw: str = ""
+    route: str = ""
+    """Empty when a chain will be written; otherwise why none is (``no plan: ...``)."""
 
 
 @dataclass(frozen=True)

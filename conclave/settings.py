@@ -122,6 +122,10 @@ class CoASettings(_Frozen):
     plan: Literal["auto", "always", "never"] = "auto"
     """Whether the planner calls the model: ``auto`` does when there is a conversation to resolve; otherwise the
     question goes straight to the reasoner, whose chain writes its own lookups."""
+    explain_from_passages: bool = True
+    """An explanation over a collection (why / how does / what happens if / compare, nothing to compute) needs no
+    chain: the writer answers it from the retriever's passages and the reasoner is not asked (the plan event says
+    so). Off: the reasoner writes a chain of lookups for it like any other question."""
     sample_temperature: float = Field(0.7, ge=0.0, le=2.0)
     max_replans: int = Field(2, ge=0, le=5)
     max_critic_rounds: int = Field(2, ge=0, le=5)

@@ -106,7 +106,10 @@ async def build_team(
     for agent in (planner, retriever, reasoner, reifier, critic, writer):
         builder.add_node(_timed(agent, ctx.turns))
     builder.add_edge(planner, retriever)
-    builder.add_edge(retriever, reasoner, activation_group="first_draft")
+    builder.add_edge(retriever, reasoner, condition=lambda _: not state.no_plan, activation_group="first_draft")
+    # An explanation needs no chain (the planner set ``no_plan``): the writer answers from the passages. The writer
+    # has two ways in, so either one starts it.
+    builder.add_edge(retriever, writer, condition=lambda _: bool(state.no_plan), activation_condition="any")
     builder.add_edge(reasoner, reifier)
     # The loops route on the team state the agents have just set, not on the words of their summaries: the reifier
     # keeps `sampling` on while early-stopping self-consistency wants another chain, and the critic's verdict is
@@ -114,7 +117,7 @@ async def build_team(
     builder.add_edge(reifier, reasoner, condition=lambda _: state.sampling, activation_group="sampling")
     builder.add_edge(reifier, critic, condition=lambda _: not state.sampling)
     builder.add_edge(critic, reasoner, condition=lambda _: state.verdict == "revise", activation_group="revision")
-    builder.add_edge(critic, writer, condition=lambda _: state.verdict != "revise")
+    builder.add_edge(critic, writer, condition=lambda _: state.verdict != "revise", activation_condition="any")
     builder.set_entry_point(planner)
     # One pass is 6 messages plus the task; each revision adds 3, each extra sampling round 2. The bound is a
     # backstop: the critic and the reifier enforce theirs first.

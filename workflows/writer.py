@@ -38,6 +38,8 @@ class Writer(RoleAgent):
     async def act(self, cancellation_token: CancellationToken) -> str:
         state = self.state
         chosen = state.chosen
+        if state.no_plan:
+            return await self.from_passages(cancellation_token)
         if chosen is None or chosen.reified is None or state.verdict == "reject":
             if state.verdict == "reject":
                 errors = state.reasons or ["the chain was rejected"]
@@ -96,6 +98,20 @@ class Writer(RoleAgent):
             state.sources = [source for _, _, source in reads]
             await state.publish(AnswerDelta(text=state.answer_text, agent="writer"))
         return "answer: written"
+
+    async def from_passages(self, cancellation_token: CancellationToken) -> str:
+        """An answer with no chain by design (``TeamState.no_plan``): the writer's reading of the passages, which is
+        an answer when they support it (its words are theirs) and otherwise says nothing checked it."""
+        state = self.state
+        await self.compose(cancellation_token, worked=None)
+        supported = supported_value(state.answer_text, self.reading()) if state.passages else None
+        if supported is not None:
+            state.answer_value, state.answer_basis = supported, "passages"
+            return "answer: from the passages"
+        note = "\n\n_The passages found do not support this answer._"
+        state.answer_text += note
+        await state.publish(AnswerDelta(text=note, agent="writer"))
+        return "answer: unsupported"
 
     def looked_up_nothing(self) -> bool:
         """Whether a lookup question (one that needs no computation: ``agents.reasoner.is_lookup_question``) got a

@@ -441,6 +441,37 @@ async def test_a_lookup_answered_by_a_chain_that_read_nothing_is_answered_from_t
     assert "nothing checked this answer" in final.text and final.value is None and not events[-1].ok
 
 
+async def test_an_explanation_is_answered_from_its_passages_without_a_chain() -> None:
+    """Why / how does / compare over a collection: no reasoner call, the writer answers from the passages, and the
+    plan event says why no chain was written."""
+    defaults = {"plan": "auto", "form": "program", "use_critic": "auto"}
+    events, _ = await run_with_store(
+        ["Adam combines momentum with RMSprop scaling, so steps adapt per weight [1]."],
+        "Why does Adam adapt its steps?",
+        **defaults,
+    )
+    plan = next(e for e in events if e.kind == "plan")
+    assert plan.route.startswith("no plan: an explanation")
+    assert "chain" not in kinds(events) and set(events[-1].usage) == {"writer"}
+    final = answer(events)
+    assert final.basis == "passages" and final.value and events[-1].ok
+    # Switched off, the reasoner writes its chain of lookups as before.
+    program = '```python\nadam = search_knowledge("Adam steps")\nanswer = adam\n```'
+    events, _ = await run_with_store(
+        [program, "Adam scales each weight's step [1]."],
+        "Why does Adam adapt its steps?",
+        **defaults,
+        explain_from_passages=False,
+    )
+    assert "chain" in kinds(events) and set(events[-1].usage) == {"reasoner", "writer"}
+    assert next(e for e in events if e.kind == "plan").route == ""
+    # A question that computes is not an explanation to answer from passages.
+    events, _ = await run_with_store(
+        ["```python\nanswer = 3 * 4\n```"], "How does 3 times 4 compare with 10?", **defaults
+    )
+    assert next(e for e in events if e.kind == "plan").route == ""
+
+
 async def test_a_revision_that_repeats_the_chain_ends_the_loop() -> None:
     revise = json.dumps({"verdict": "revise", "reasons": ["check y1"]})
     events, _ = await run([PLAN, GOOD_CHAIN, revise, GOOD_CHAIN, revise, GOOD_CHAIN])

@@ -63,9 +63,10 @@ def test_the_stream_flags_a_sentence_repeated_within_one_line() -> None:
     assert repeated_sentence("Done. Done. Done. Done.") is None
 
 
-async def test_an_explanation_that_loops_is_stopped_and_answered_from_the_passages() -> None:
+async def test_a_chain_that_loops_is_stopped_and_answered_from_the_passages() -> None:
+    # A "why" question no longer reaches the reasoner (coa.explain_from_passages); this one still asks for a chain.
     reply = "Adam combines momentum with RMSprop scaling [1].\nAnswer: momentum with RMSprop scaling"
-    events, client, _ = await run("coa", [LOOP, LOOP, reply], "Why does Adam work well?")
+    events, client, _ = await run("coa", [LOOP, LOOP, reply], "What makes Adam work well?")
     rejected = [e for e in events if e.kind == "replan"]
     # The first draft is stopped at the third copy of the line; the second repeats the same fault, so no third draft.
     assert len(rejected) == 2, [e.to_dict() for e in rejected]
@@ -80,7 +81,7 @@ async def test_an_explanation_that_loops_is_stopped_and_answered_from_the_passag
 async def test_an_answer_the_passages_do_not_hold_is_still_a_failure() -> None:
     # The writer worked a number out itself: nothing in the passages says 42.
     reply = "Adam needs about 42 steps [1].\nAnswer: 42"
-    events, _, _ = await run("coa", [LOOP, LOOP, reply], "Why does Adam converge quickly?")
+    events, _, _ = await run("coa", [LOOP, LOOP, reply], "What makes Adam converge quickly?")
     assert not events[-1].ok
     assert "could not build a valid chain" in answer(events).text
 

@@ -712,7 +712,8 @@ def _event_html(e: dict[str, Any], args: dict[tuple[str, str], Any]) -> str:
             for s in subs
             if isinstance(s, dict)
         )
-        return f'<span class="k">Plan</span><ol>{listed}</ol>'
+        route = f' <span class="muted">{_esc(e.get("route"))}</span>' if e.get("route") else ""
+        return f'<span class="k">Plan</span>{route}<ol>{listed}</ol>'
     if kind == "retrieval":
         passages = v if isinstance(v := e.get("passages"), list) else []
         listed = "".join(
