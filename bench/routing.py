@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import common
-from conclave.agents.reasoner import needs_arithmetic
+from conclave.agents.reasoner import is_explanation, needs_arithmetic
 
 NOTES_QA = common.REPO / "examples" / "datasets" / "notes-qa.jsonl"
 _DIGITS = re.compile(r"(?<![\w.])\d[\d,]*(?:\.\d+)?")
@@ -59,6 +59,19 @@ def score(rule: Callable[[str], bool], items: list[tuple[str, bool]]) -> tuple[i
     return (sum(map(rule, compute)), len(compute), sum(not rule(q) for q in lookups), len(lookups))
 
 
+def no_plan(question: str) -> bool:
+    """The route with no chain (``agents.planner.no_plan_needed`` over a collection, with no conversation)."""
+    return is_explanation(question) and not needs_arithmetic(question)
+
+
+def explanations() -> dict[str, tuple[int, int, int, int]]:
+    """notes-qa by its own kinds: (explanations routed to no plan, explanations, others routed to no plan, others)."""
+    rows = [(r["question"], r["kind"] == "explanation") for r in _jsonl(NOTES_QA)]
+    wanted = [q for q, e in rows if e]
+    others = [q for q, e in rows if not e]
+    return {"notes-qa": (sum(map(no_plan, wanted)), len(wanted), sum(map(no_plan, others)), len(others))}
+
+
 def _share(right: int, total: int) -> str:
     return "—" if total == 0 else f"{right}/{total} ({100 * right / total:.1f}%)"
 
@@ -68,14 +81,18 @@ def main() -> None:
     rows, data = [], {}
     for kind, items in labelled().items():
         old, new = score(digit_count_rule, items), score(needs_arithmetic, items)
-        data[kind] = {"digit_count_rule": old, "needs_arithmetic": new}
+        skipped = sum(no_plan(q) for q, _ in items)
+        data[kind] = {"digit_count_rule": old, "needs_arithmetic": new, "no_plan": skipped}
         rows.append(
             [kind, len(items), _share(old[0], old[1]), _share(new[0], new[1]), _share(old[2], old[3]),
-             _share(new[2], new[3])]
+             _share(new[2], new[3]), _share(skipped, len(items))]
         )  # fmt: skip
     table = common.md_table(
-        ["kind", "items", "compute → arithmetic (before)", "(after)", "lookup → lookup (before)", "(after)"], rows
-    )
+        ["kind", "items", "compute → arithmetic (before)", "(after)", "lookup → lookup (before)", "(after)",
+         "no plan (explanation)"], rows
+    )  # fmt: skip
+    wanted, total, stray, others = explanations()["notes-qa"]
+    data["notes-qa explanations"] = {"routed": wanted, "of": total, "others_routed": stray, "others": others}
     common.emit(
         "routing",
         "Routing by what the question needs (before: at most one number is a lookup)",
@@ -84,6 +101,9 @@ def main() -> None:
             "no model is run; every item of each development file is routed",
             "a computing question routed to lookup never sees an arithmetic example (the costly error); a lookup "
             "routed to arithmetic sees every example and the passages, and can still write searches",
+            f"no plan: over a collection, an explanation (why / how does / what happens / compare, nothing to "
+            f"compute) is answered from its passages without a chain; notes-qa's explanations routed there: "
+            f"{_share(wanted, total)}, its other kinds: {_share(stray, others)}",
         ],
         data=data,
         info=common.machine(),
