@@ -8,16 +8,16 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import shlex
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_origin
 
 import typer
 from conclave.cli import cli_settings
-from conclave.workflows.evaluation.scorers import SCORERS
-from conclave.workflows.methods import method_help
+from conclave.workflows.evaluation.options import CLI_FLAGS, NEGATED, EvalOptions
 from rich.console import Console
 
 from conclave.terminal import escape_markup as escape
@@ -56,41 +56,73 @@ eval_app = typer.Typer(
 )
 
 
+def _option_parameters() -> list[inspect.Parameter]:
+    """One option per evaluation option (``workflows/evaluation/options.py``): its flags, help, default and bounds
+    come from the field, so the command and a workflow's eval step cannot drift apart."""
+    from annotated_types import Ge, Le
+
+    params = []
+    for name, field in EvalOptions.model_fields.items():
+        bounds: dict[str, Any] = {}
+        for rule in field.metadata:
+            if isinstance(rule, Ge):
+                bounds["min"] = rule.ge
+            elif isinstance(rule, Le):
+                bounds["max"] = rule.le
+        annotation: Any
+        text = field.description or ""
+        if name in NEGATED:
+            annotation, default, text = bool, False, NEGATED[name]
+        elif field.annotation is bool:
+            annotation, default = bool, field.default
+        elif get_origin(field.annotation) is list:
+            annotation, default, text = list[str], [], f"{text} (repeatable)"
+        else:
+            kinds = {a for a in get_args(field.annotation) if a is not type(None)} or {field.annotation}
+            annotation = int if kinds == {int} else str
+            default = None if field.is_required() else field.default
+            if default is None:
+                annotation = annotation | None
+        option = typer.Option(default, *CLI_FLAGS[name], help=text, **bounds)
+        params.append(
+            inspect.Parameter(
+                _param(name), inspect.Parameter.POSITIONAL_OR_KEYWORD, default=option, annotation=annotation
+            )
+        )
+    return params
+
+
+def _param(field: str) -> str:
+    """The parameter of ``eval`` that sets evaluation option ``field``: named by its long flag (``--model``: model,
+    ``--no-cache``: no_cache), so the metavars and the help read as the command line does."""
+    return CLI_FLAGS[field][0].removeprefix("--").replace("-", "_")
+
+
+def _eval_options(given: dict[str, Any]) -> dict[str, Any]:
+    """The evaluation options given on the command line (the rest keep their defaults); a value outside a closed
+    set gets the command's own words."""
+    from conclave.errors import ConfigError
+
+    values: dict[str, Any] = {}
+    for name in EvalOptions.model_fields:
+        value = given[_param(name)]
+        if name in NEGATED:
+            values[name] = not value
+            continue
+        if value is None or value == []:
+            continue
+        allowed = get_args(EvalOptions.model_fields[name].annotation)
+        allowed = tuple(v for a in allowed for v in (get_args(a) or (a,)) if isinstance(v, str))
+        if allowed and value not in allowed:
+            flag = CLI_FLAGS[name][0]
+            raise ConfigError(f"unknown {name} {value!r}", hint="use " + " or ".join(f"{flag} {v}" for v in allowed))
+        values[name] = value
+    return values
+
+
 @eval_app.callback()
 def eval_main(
     ctx: typer.Context,
-    dataset: str | None = typer.Option(
-        None, "--dataset", "-d", help="The data set; KIND = gsm8k, svamp, squad, hotpotqa, tatqa or jsonl."
-    ),
-    method: list[str] = typer.Option(
-        [],
-        "--method",
-        help=f"Method(s) to run: {method_help()}; coa variants such as coa:k=3 (repeatable).",
-    ),
-    model: list[str] = typer.Option([], "--model", "-m", help="Model spec(s), each runs every role (repeatable)."),
-    scorer: list[str] = typer.Option(
-        [],
-        "--scorer",
-        help=f"{', '.join(SCORERS.names())} (repeatable; the first decides accuracy).",
-    ),
-    limit: int | None = typer.Option(None, "--limit", "-n", min=1, help="Run only this many items."),
-    skip: int = typer.Option(
-        0, "--skip", min=0, help="Leave out the first N items (e.g. --skip 100 -n 50: items 101-150)."
-    ),
-    seed: int | None = typer.Option(
-        None, "--seed", help="Sample the items at random with this seed (default: the first N)."
-    ),
-    concurrency: int = typer.Option(
-        4,
-        "--concurrency",
-        min=1,
-        max=64,
-        help="Units in flight (per model at most what it serves at once: 1 on the embedded llama-cpp-python engine, "
-        "embedded_parallel on xllamacpp).",
-    ),
-    executor: str = typer.Option(
-        "local", "--executor", help="Where units run: local (this process) or ray (Ray workers; the ray extra)."
-    ),
     address: str | None = typer.Option(
         None,
         "--address",
@@ -101,58 +133,27 @@ def eval_main(
         "--endpoint",
         help="An OpenAI-compatible base URL serving the openai/ model(s); repeat it for a pool (openai_base_urls).",
     ),
-    no_cache: bool = typer.Option(False, "--no-cache", help="Do not use or fill the LLM response cache."),
     resume: str | None = typer.Option(
         None, "--resume", help="Continue the run with this id (its recorded configuration wins)."
     ),
-    strict: bool = typer.Option(False, "--strict", help="Fail on any malformed record instead of skipping it."),
-    collection: str | None = typer.Option(
-        None, "--collection", "-c", help="Search this collection (for data sets without contexts)."
-    ),
-    judge: str | None = typer.Option(
-        None, "--judge", help="Model spec for the judge scorers (default: the judge role)."
-    ),
-    k: int | None = typer.Option(None, "--k", min=1, max=50, help="recall@k cut-off (default: top_k)."),
-    search: str | None = typer.Option(
-        None,
-        "--search",
-        help="scoped: each question searches only its own document (tatqa's default); open: the whole collection.",
-    ),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    **options: Any,
 ) -> None:
     """Run methods x models over the same items; writes items.jsonl, summary.json, report.md, report.html."""
     if ctx.invoked_subcommand is not None:
         return
-    if dataset is None and resume is None:
+    if options["dataset"] is None and resume is None:
         typer.echo(ctx.get_help())
         raise typer.Exit(0)
     from conclave.workflows.evaluation import EvalConfig
 
     from conclave.errors import ConfigError
 
-    if executor not in ("local", "ray"):
-        raise ConfigError(f"unknown executor {executor!r}", hint="use --executor local or --executor ray")
-    if search not in (None, "scoped", "open"):
-        raise ConfigError(f"unknown search {search!r}", hint="use --search scoped or --search open")
-    if address is not None and executor != "ray":
+    values = _eval_options(options)
+    if address is not None and values.get("executor", "local") != "ray":
         raise ConfigError("--address names a Ray cluster", hint="add --executor ray, or leave --address out")
-    config = EvalConfig(
-        dataset=dataset or "jsonl:-",
-        methods=method or ["cot"],
-        models=model,
-        scorers=scorer,
-        limit=limit,
-        skip=skip,
-        seed=seed,
-        concurrency=concurrency,
-        executor=executor,
-        cache=not no_cache,
-        strict=strict,
-        collection=collection,
-        judge=judge,
-        k=k,
-        search=search,
-    )
+    config = EvalConfig.model_validate({"dataset": "jsonl:-", **values})
+    dataset, method, model = options["dataset"], options["method"], options["model"]
     if resume and (dataset or method or model):
         err.print(f"[dim]resuming {escape(resume)}: its recorded data set, methods and models are used[/]")
     settings = cli_settings(ray_address=address, openai_base_urls=endpoint or None)
@@ -194,6 +195,10 @@ def eval_main(
             f"every item failed: {first}",
             hint=f"fix the backend and resume with `conclave eval --resume {result.run_id}`",
         )
+
+
+_ctx, *_own = [p for p in inspect.signature(eval_main).parameters.values() if p.kind is not p.VAR_KEYWORD]
+eval_main.__signature__ = inspect.Signature([_ctx, *_option_parameters(), *_own])  # type: ignore[attr-defined]
 
 
 async def _run_eval(config: Any, settings: Any, resume: str | None, state: dict[str, Any], *, quiet: bool) -> Any:

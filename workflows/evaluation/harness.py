@@ -14,11 +14,12 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from conclave.workflows.evaluation import runs
 from conclave.workflows.evaluation.cache import CacheSet, ClientFactory
 from conclave.workflows.evaluation.datasets import Dataset, Item, load_dataset, select_items
+from conclave.workflows.evaluation.options import EvalOptions
 from conclave.workflows.evaluation.records import EvalSample, samples_from
 from conclave.workflows.evaluation.scorers import (
     default_scorers,
@@ -32,7 +33,7 @@ from conclave.workflows.evaluation.units import (
     model_parallel,
     unit_key,
 )
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from conclave.errors import ConclaveError, ConfigError
 from conclave.models.backends import capabilities_for
@@ -41,33 +42,11 @@ from conclave.settings import ROLES, Settings
 __all__ = ["EvalConfig", "EvalProgress", "EvalResult", "run_eval"]
 
 
-class EvalConfig(BaseModel):
-    """What an evaluation run does; stored as ``config.json`` so ``--resume`` repeats it exactly."""
+class EvalConfig(EvalOptions):
+    """What an evaluation run does (the options, ``options.py``, and what the harness resolves); stored as
+    ``config.json`` so ``--resume`` repeats it exactly."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    dataset: str = Field(..., description="KIND:PATH, KIND one of gsm8k, svamp, squad, hotpotqa, tatqa, jsonl")
-    methods: list[str] = Field(default_factory=lambda: ["cot"], min_length=1)
-    models: list[str] = Field(default_factory=list, description="model specs; empty = the configured roles")
-    scorers: list[str] = Field(default_factory=list, description="empty = the data set's defaults")
-    limit: int | None = Field(None, ge=1)
-    skip: int = Field(0, ge=0, description="leave out the first N items (run items N+1 ...)")
-    seed: int | None = None
-    concurrency: int = Field(4, ge=1, le=64)
-    cache: bool = True
-    strict: bool = False
-    collection: str | None = Field(None, description="search this collection (data sets without their own contexts)")
-    judge: str | None = Field(None, description="model spec for the judge (default: the judge role)")
-    k: int | None = Field(None, ge=1, le=50, description="recall@k cut-off (default: settings.top_k)")
-    use_roles: bool = Field(False, description="no --model given: each role runs on its configured model")
-    search: Literal["scoped", "open"] | None = Field(
-        None,
-        description="scoped: each question searches only its own document (the default where items name one, "
-        "tatqa); open: the whole collection",
-    )
-    executor: Literal["local", "ray"] = Field(
-        "local", description="where units run: this process, or Ray workers (settings.ray_address; distributed.py)"
-    )
+    use_roles: bool = Field(False, description="no model given: each role runs on its configured model")
 
 
 @dataclass(frozen=True)

@@ -306,27 +306,15 @@ class _Runner:
 
     async def eval(self, step_id: str, args: dict[str, Any]) -> dict[str, Any]:
         from conclave.workflows.evaluation import EvalConfig, run_eval
+        from conclave.workflows.evaluation.options import EvalOptions
 
         dataset = args["dataset"]
         kind, _, raw_path = dataset.partition(":")
         dataset = f"{kind}:{self.policy.check(raw_path.strip(), f'{step_id}: data set')}"
         models = args["models"] or []
-        config = EvalConfig(
-            dataset=dataset,
-            methods=args["methods"],
-            models=models,
-            scorers=args["scorers"],
-            limit=args["limit"],
-            skip=args["skip"],
-            seed=args["seed"],
-            concurrency=args["concurrency"],
-            executor=args["executor"],
-            cache=args["cache"],
-            strict=args["strict"],
-            collection=args["collection"],
-            judge=args["judge"],
-            search=args.get("search"),
-        )
+        # Every evaluation option the step names (EvalArgs is EvalOptions), its data set under the workflow's paths.
+        options = {name: args[name] for name in EvalOptions.model_fields if name in args}
+        config = EvalConfig.model_validate({**options, "dataset": dataset, "models": models})
         result = await run_eval(
             config,
             self.settings,

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
+from conclave.workflows.evaluation.options import EvalOptions
 from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator
 
 from conclave.errors import WorkflowError
@@ -142,27 +143,14 @@ class SynthesizeArgs(_Strict):
     seed: int = 0
 
 
-class EvalArgs(_Strict):
-    """Evaluate methods x models on a data set (see ``conclave eval``)."""
+class EvalArgs(EvalOptions):
+    """Evaluate methods x models on a data set: ``conclave eval``'s options (``evaluation/options.py``), checked
+    when the file is read so a typo fails before any step runs."""
 
-    dataset: str = Field(..., description="KIND:PATH")
-    methods: list[Method] = Field(default_factory=lambda: ["cot"], min_length=1)
-    models: list[str] = Field(default_factory=list, description="default: the workflow's models")
-    scorers: list[str] = Field(default_factory=list)
-    limit: int | None = Field(None, ge=1)
-    skip: int = Field(0, ge=0, description="leave out the first N items")
-    seed: int | None = None
-    concurrency: int = Field(4, ge=1, le=64)
-    executor: Literal["local", "ray"] = Field(
-        "local", description="ray: run the items on Ray workers, at the user's ray_address (a workflow cannot set it)"
-    )
-    cache: bool = True
-    strict: bool = False
-    collection: str | None = None
-    judge: str | None = None
-    search: Literal["scoped", "open"] | None = Field(
-        None, description="scoped: each question searches only its own document (tatqa's default); open: all"
-    )
+    @field_validator("methods")
+    @classmethod
+    def _methods(cls, value: list[str]) -> list[str]:
+        return [_method(v) for v in value]
 
     @field_validator("models")
     @classmethod
