@@ -189,6 +189,7 @@ def ask(
         if samples is not None:
             overrides["coa"] = {**load_settings().coa.model_dump(), "samples": samples}
         settings = settings_from_cli(**overrides)
+        method = _fit_method(method, settings)
         if context is not None:
             _check_context_use(method or settings.method, collection=collection, source=source)
         if source is not None:
@@ -369,6 +370,22 @@ def _context_from_stdin() -> str | None:
         )
     text = raw.decode("utf-8", errors="replace")
     return text if text.strip() else None
+
+
+def _fit_method(method: str | None, settings: Any) -> str | None:
+    """The method to run: on a model known not to write chains, a default ``coa`` becomes the method that answers on
+    it (and a chosen ``coa`` is run after a warning); either way one line on stderr says so before any model call."""
+    from conclave.models.catalog import method_for_model
+    from conclave.models.clients import role_spec
+    from conclave.settings import load_settings_with_origins
+
+    spec = asyncio.run(role_spec(settings, "reasoner"))
+    chosen = method is not None or load_settings_with_origins().origins.get("method", "default") != "default"
+    fitted, note = method_for_model(method or settings.method, spec, chosen=chosen)
+    if note is None:
+        return method
+    err.print(f"[yellow]{'warning' if chosen else 'note'}:[/] {escape_markup(note)}")
+    return fitted
 
 
 def _check_context_use(method: str, *, collection: str | None, source: str | None) -> None:

@@ -4,6 +4,7 @@ team's writer, which sit above it."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -109,6 +110,24 @@ def history_messages(ctx: RunContext) -> list[LLMMessage]:
     return out
 
 
+_SENTENCE_ENDS = re.compile(r"[.!?\n]")
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|\n")
+
+
+def _before_the_loop(text: str) -> str:
+    """``text`` up to the second copy of its first repeated sentence (of four words or more)."""
+    seen: set[str] = set()
+    start = 0
+    for match in _SENTENCE_BREAK.finditer(text + "\n"):
+        key = " ".join(text[start : match.start()].split())
+        if len(key.split()) >= 4:
+            if key in seen:
+                return text[:start].rstrip()
+            seen.add(key)
+        start = match.end()
+    return text
+
+
 class StreamedCall:
     """Stream one model call as AnswerDelta events; afterwards ``text`` and ``result`` hold the outcome."""
 
@@ -130,29 +149,44 @@ class StreamedCall:
         self.cancellation_token = cancellation_token
         self.text = ""
         self.result: CreateResult | None = None
+        self.looping = False
+        """Decoding was stopped at a sentence written for the third time; ``text`` ends before its second copy."""
 
     async def events(self) -> AsyncIterator[Event]:
-        from autogen_core.models import CreateResult
+        from autogen_core.models import CreateResult, RequestUsage
+        from conclave.workflows.coa.program import repeated_sentence
 
         from conclave.models import client_name
 
         started = time.perf_counter()
         parts: list[str] = []
-        async for item in self.client.create_stream(
+        stream = self.client.create_stream(
             self.messages, extra_create_args=self.extra, cancellation_token=self.cancellation_token
-        ):
-            if isinstance(item, CreateResult):
-                self.result = item
-            else:
-                parts.append(item)
-                if self.emit:
-                    yield AnswerDelta(text=item, agent=self.agent)
-        self.text = "".join(parts)
+        )
+        async with contextlib.aclosing(stream):  # leaving early stops the model's decoding
+            async for item in stream:
+                if isinstance(item, CreateResult):
+                    self.result = item
+                else:
+                    parts.append(item)
+                    if self.emit:
+                        yield AnswerDelta(text=item, agent=self.agent)
+                    if _SENTENCE_ENDS.search(item) and repeated_sentence("".join(parts)):
+                        # A small model in a loop writes the same sentence to its token limit (minutes on SmolLM2).
+                        self.looping = True
+                        break
+        self.text = _before_the_loop("".join(parts)) if self.looping else "".join(parts)
         if self.result is not None and isinstance(self.result.content, str) and not self.text:
             self.text = self.result.content
             if self.emit and self.text:
                 yield AnswerDelta(text=self.text, agent=self.agent)
         usage = self.result.usage if self.result is not None else None
+        if usage is None and self.looping:  # stopped before the engine reported usage: count what it did
+            try:
+                prompt = int(self.client.count_tokens(self.messages))
+            except Exception:  # a count is nice to have; a backend without one must not fail the run
+                prompt = 0
+            usage = RequestUsage(prompt_tokens=prompt, completion_tokens=len(parts))
         yield Usage(
             agent=self.agent,
             model=client_name(self.client),
