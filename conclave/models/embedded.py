@@ -318,20 +318,32 @@ def tool_instructions(tools: Sequence[Tool | ToolSchema], *, allow_answer: bool)
     return "\n".join(lines)
 
 
-_CONTEXT_OVERFLOW = re.compile(r"Requested tokens \((\d+)\) exceed context window of (\d+)")
-"""llama-cpp-python's words for a prompt longer than the context the model was loaded with."""
+_CONTEXT_OVERFLOW = (
+    re.compile(r"Requested tokens \((\d+)\) exceed context window of (\d+)"),
+    re.compile(r"request \((\d+) tokens\) exceeds the available context size \((\d+) tokens\)"),
+)
+"""llama-cpp-python's and llama.cpp's server's (xllamacpp) words for a prompt longer than the context the model was
+loaded with."""
+
+
+def context_overflow(text: str) -> BackendError | None:
+    """The error with its fix when ``text`` (an engine's error) says the prompt is longer than the context."""
+    overflow = next((m for m in (p.search(text) for p in _CONTEXT_OVERFLOW) if m), None)
+    if overflow is None:
+        return None
+    return BackendError(
+        f"the prompt is {overflow[1]} tokens, more than the context of {overflow[2]} tokens the embedded model "
+        "was loaded with",
+        hint="shorten the question (or search fewer passages: top_k), or raise context_length "
+        "(ask -o context_length=8192) within what the model was trained on",
+    )
 
 
 def embedded_failure(exc: BaseException) -> BackendError:
     """A generation's exception as an error with its fix; a prompt over the context says what to shorten or raise."""
-    overflow = _CONTEXT_OVERFLOW.search(str(exc))
-    if overflow:
-        return BackendError(
-            f"the prompt is {overflow[1]} tokens, more than the context of {overflow[2]} tokens the embedded model "
-            "was loaded with",
-            hint="shorten the question (or search fewer passages: top_k), or raise context_length "
-            "(ask -o context_length=8192) within what the model was trained on",
-        )
+    overflow = context_overflow(str(exc))
+    if overflow is not None:
+        return overflow
     return BackendError(
         f"the embedded model failed: {type(exc).__name__}: {exc}",
         hint="run again with --debug for the traceback, and report it",

@@ -41,6 +41,7 @@ from conclave.models.embedded import (
     InProcessChatClient,
     Post,
     check_gguf,
+    context_overflow,
     count_prompt_tokens,
     default_threads,
     relay_thread,
@@ -321,7 +322,8 @@ class XLlamaChatCompletionClient(InProcessChatClient):
                     raise BackendError("the embedded model was shut down (the program is exiting)")
                 server.handle_chat_completions(request, on_chunk)
                 if state["error"] is not None:
-                    raise BackendError(f"the embedded model failed: {state['error']}")
+                    error = str(state["error"])
+                    raise context_overflow(error) or BackendError(f"the embedded model failed: {error}")
                 outcome = ("done", state)
             except Exception as exc:  # surfaced in the event loop below
                 outcome = ("error", exc)
