@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -21,6 +21,7 @@ from autogen_core.tools import Tool, ToolSchema
 from pydantic import BaseModel
 
 from conclave.errors import AuthenticationFailed, BackendError, ConfigError, ModelNotFound
+from conclave.models.attempts import Failed, first_result, first_stream
 from conclave.models.capabilities import OPENAI
 
 __all__ = ["Endpoint", "EndpointPool", "shard"]
@@ -140,7 +141,8 @@ class EndpointPool(ChatCompletionClient):
         cancellation_token: CancellationToken | None = None,
     ) -> CreateResult:
         failures: list[tuple[Endpoint, BackendError]] = []
-        for endpoint in self._order():
+
+        async def attempt(endpoint: Endpoint) -> CreateResult:
             endpoint.in_flight += 1
             try:
                 result = await endpoint.client.create(
@@ -151,19 +153,12 @@ class EndpointPool(ChatCompletionClient):
                     extra_create_args=extra_create_args,
                     cancellation_token=cancellation_token,
                 )
-            except (asyncio.CancelledError, KeyboardInterrupt):
-                raise
-            except BackendError as exc:
-                if _final(exc):
-                    raise
-                self._take_out(endpoint)
-                failures.append((endpoint, exc))
-                continue
             finally:
                 endpoint.in_flight -= 1
             endpoint.served += 1
             return result
-        raise self._all_failed(failures)
+
+        return await first_result(self._order(), attempt, self._failed(failures), lambda: self._all_failed(failures))
 
     async def create_stream(
         self,
@@ -176,8 +171,8 @@ class EndpointPool(ChatCompletionClient):
         cancellation_token: CancellationToken | None = None,
     ) -> AsyncGenerator[str | CreateResult, None]:
         failures: list[tuple[Endpoint, BackendError]] = []
-        for endpoint in self._order():
-            yielded = False
+
+        async def attempt(endpoint: Endpoint) -> AsyncIterator[str | CreateResult]:
             endpoint.in_flight += 1
             try:
                 async for item in endpoint.client.create_stream(
@@ -188,21 +183,28 @@ class EndpointPool(ChatCompletionClient):
                     extra_create_args=extra_create_args,
                     cancellation_token=cancellation_token,
                 ):
-                    yielded = True
                     yield item
-            except (asyncio.CancelledError, KeyboardInterrupt, GeneratorExit):
-                raise
-            except BackendError as exc:
-                if yielded or _final(exc):
-                    raise
-                self._take_out(endpoint)
-                failures.append((endpoint, exc))
-                continue
             finally:
                 endpoint.in_flight -= 1
             endpoint.served += 1
-            return
-        raise self._all_failed(failures)
+
+        async for item in first_stream(
+            self._order(), attempt, self._failed(failures), lambda: self._all_failed(failures)
+        ):
+            yield item
+
+    def _failed(self, failures: list[tuple[Endpoint, BackendError]]) -> Failed[Endpoint]:
+        """On to the next endpoint after a backend error that is not the caller's, before anything streamed; the
+        endpoint rests meanwhile."""
+
+        async def failed(endpoint: Endpoint, exc: Exception, started: bool) -> bool:
+            if not isinstance(exc, BackendError) or started or _final(exc):
+                return False
+            self._take_out(endpoint)
+            failures.append((endpoint, exc))
+            return True
+
+        return failed
 
     async def close(self) -> None:
         await asyncio.gather(*(e.client.close() for e in self.endpoints), return_exceptions=True)

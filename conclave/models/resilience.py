@@ -21,7 +21,7 @@ import dataclasses
 import json
 import logging
 import time
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from typing import Any, Literal
 
 from autogen_core import CancellationToken, FunctionCall
@@ -41,6 +41,7 @@ from conclave.errors import (
     ConclaveError,
     ModelNotFound,
 )
+from conclave.models.attempts import Failed, first_result, first_stream
 from conclave.models.capabilities import Capabilities
 from conclave.models.delegating import DelegatingClient
 from conclave.redact import SecretStream, redact_secrets
@@ -51,6 +52,10 @@ log = logging.getLogger(__name__)
 
 class _EmptyReply(Exception):
     """A stream that ended with nothing in it (see ``ResilientClient._is_empty``)."""
+
+
+def _unreachable() -> BaseException:
+    return AssertionError("unreachable: the last failed attempt raises its error")
 
 
 class _Transient(Exception):
@@ -253,29 +258,22 @@ class ResilientClient(DelegatingClient):
         extra_create_args: Mapping[str, Any] = {},
         cancellation_token: CancellationToken | None = None,
     ) -> CreateResult:
-        started = time.monotonic()
-        for attempt in range(self.max_retries + 1):
-            try:
-                result = await self.inner.create(
-                    messages,
-                    tools=tools,
-                    tool_choice=tool_choice,
-                    json_output=json_output,
-                    extra_create_args=extra_create_args,
-                    cancellation_token=cancellation_token,
-                )
-            except (asyncio.CancelledError, KeyboardInterrupt):
-                raise
-            except Exception as exc:
-                await self._retry_or_raise(
-                    classify(exc, spec=self.spec, where=self.where), attempt, started, False, exc
-                )
-                continue
+        began = time.monotonic()
+
+        async def attempt(number: int) -> CreateResult:
+            result = await self.inner.create(
+                messages,
+                tools=tools,
+                tool_choice=tool_choice,
+                json_output=json_output,
+                extra_create_args=extra_create_args,
+                cancellation_token=cancellation_token,
+            )
             if self._is_empty(result, 0):
-                await self._retry_or_raise(self._empty_reply(attempt), attempt, started, False, None)
-                continue
+                raise _EmptyReply
             return without_secrets(result)
-        raise AssertionError("unreachable")
+
+        return await first_result(range(self.max_retries + 1), attempt, self._failed(began), _unreachable)
 
     async def create_stream(
         self,
@@ -290,47 +288,49 @@ class ResilientClient(DelegatingClient):
         stream_kwargs: dict[str, Any] = {}
         if self.conclave_capabilities.stream_usage:
             stream_kwargs["include_usage"] = True  # hosts that honour stream_options report real usage
-        began = time.monotonic()
-        for attempt in range(self.max_retries + 1):
-            started = False
+
+        async def attempt(number: int) -> AsyncIterator[str | CreateResult]:
             chunks = 0
             secrets = SecretStream()  # what is held back is dropped with a failed attempt: it never reached anyone
-            try:
-                async for item in self.inner.create_stream(
-                    messages,
-                    tools=tools,
-                    tool_choice=tool_choice,
-                    json_output=json_output,
-                    extra_create_args=extra_create_args,
-                    cancellation_token=cancellation_token,
-                    **stream_kwargs,
-                ):
-                    if isinstance(item, CreateResult):
-                        if self._is_empty(item, chunks):
-                            raise _EmptyReply
-                        held = secrets.flush()
-                        if held:
-                            started = True
-                            yield held
-                        item = without_secrets(self._with_usage(item, messages, chunks))
-                    else:
-                        chunks += 1
-                        passed = secrets.feed(item)
-                        if item and not passed:
-                            continue  # all of it may be the start of a secret: the next piece decides
-                        item = passed
-                    started = True
-                    yield item
-                return
-            except (asyncio.CancelledError, KeyboardInterrupt, GeneratorExit):
-                raise
-            except Exception as exc:
-                error = (
-                    self._empty_reply(attempt)
-                    if isinstance(exc, _EmptyReply)
-                    else classify(exc, spec=self.spec, where=self.where)
-                )
-                await self._retry_or_raise(error, attempt, began, started, exc)
+            async for item in self.inner.create_stream(
+                messages,
+                tools=tools,
+                tool_choice=tool_choice,
+                json_output=json_output,
+                extra_create_args=extra_create_args,
+                cancellation_token=cancellation_token,
+                **stream_kwargs,
+            ):
+                if isinstance(item, CreateResult):
+                    if self._is_empty(item, chunks):
+                        raise _EmptyReply
+                    held = secrets.flush()
+                    if held:
+                        yield held
+                    item = without_secrets(self._with_usage(item, messages, chunks))
+                else:
+                    chunks += 1
+                    passed = secrets.feed(item)
+                    if item and not passed:
+                        continue  # all of it may be the start of a secret: the next piece decides
+                    item = passed
+                yield item
+
+        began = time.monotonic()
+        async for item in first_stream(range(self.max_retries + 1), attempt, self._failed(began), _unreachable):
+            yield item
+
+    def _failed(self, began: float) -> Failed[int]:
+        """After a failed attempt: wait and go on while a retry is allowed (transient, nothing streamed, within
+        ``max_retries`` and ``retry_budget``); otherwise raise the error in Conclave's words."""
+
+        async def failed(number: int, exc: Exception, started: bool) -> bool:
+            empty = isinstance(exc, _EmptyReply)
+            error = self._empty_reply(number) if empty else classify(exc, spec=self.spec, where=self.where)
+            await self._retry_or_raise(error, number, began, started, exc)
+            return True
+
+        return failed
 
     def _with_usage(self, result: CreateResult, messages: Sequence[LLMMessage], chunks: int) -> CreateResult:
         """Hosts that send no usage with a stream (llama.cpp's server among them) get an estimate, not zeros."""
