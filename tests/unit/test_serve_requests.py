@@ -158,3 +158,27 @@ async def test_a_key_is_required_when_set_and_compared_whole() -> None:
             assert (await client.get("/v1/models", headers={"Authorization": wrong})).status_code == 401
         ok = await client.get("/v1/models", headers={"Authorization": "Bearer s3cret-key"})
         assert ok.status_code == 200 and ok.json()["data"][0]["id"] == "conclave"
+
+
+class Broken(Prompted):
+    """A model whose endpoint is down."""
+
+    async def create_stream(self, messages: Sequence[Any], **kwargs: Any) -> AsyncGenerator[str | CreateResult, None]:
+        from conclave.errors import BackendUnavailable
+
+        raise BackendUnavailable("the model endpoint refused the connection", hint="start it")
+        yield  # an async generator
+
+
+async def test_a_run_that_fails_is_an_error_reply_streamed_or_not() -> None:
+    app = create_app(_team(Broken(["x"])), warm_up=False)
+    transport = httpx.ASGITransport(app=app)
+    ask = {"model": "conclave", "messages": [{"role": "user", "content": "hi"}]}
+    async with httpx.AsyncClient(transport=transport, base_url="http://serve") as client:
+        reply = await client.post("/v1/chat/completions", json=ask)
+        assert reply.status_code == 502
+        assert "refused the connection" in reply.json()["error"]["message"]
+        streamed = await client.post("/v1/chat/completions", json={**ask, "stream": True})
+    lines = [line for line in streamed.text.splitlines() if line.startswith("data: ")]
+    assert '"error"' in lines[-1] and "refused the connection" in lines[-1]
+    assert "[DONE]" not in streamed.text, "a failed stream does not end as if it had answered"
