@@ -12,17 +12,20 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from autogen_agentchat.agents import BaseChatAgent
 from autogen_agentchat.base import Response
 from autogen_agentchat.messages import BaseChatMessage, TextMessage
 from autogen_core import CancellationToken
 from autogen_core.models import ChatCompletionClient, CreateResult, LLMMessage
+from pydantic import BaseModel
 
 from conclave.events import Event, Passage, Usage
 from conclave.models import client_name
 from conclave.settings import Settings
+
+M = TypeVar("M", bound=BaseModel)
 
 Emit = Callable[[Event], Awaitable[None] | None]
 
@@ -148,6 +151,40 @@ async def tracked_structured(
         extra,
         lambda args: tracked_create(state, agent, client, messages, extra=args, cancellation_token=cancellation_token),
     )
+
+
+async def structured_reply(
+    state: TeamState,
+    agent: str,
+    client: ChatCompletionClient,
+    messages: Sequence[LLMMessage],
+    model: type[M],
+    name: str,
+    *,
+    max_tokens: int,
+    cancellation_token: CancellationToken | None = None,
+) -> tuple[M | None, str]:
+    """The agent's reply read as ``model`` (:func:`tracked_structured` with its schema), and the reply's text;
+    ``None`` when the host refused the schema or the reply is not a valid one, so the caller takes its fallback."""
+    from conclave.models import StructuredOutputError
+    from conclave.models.structured import extract_json
+
+    raw = ""
+    try:
+        result = await tracked_structured(
+            state,
+            agent,
+            client,
+            messages,
+            model.model_json_schema(),
+            name,
+            extra={"max_tokens": max_tokens},
+            cancellation_token=cancellation_token,
+        )
+        raw = result.content if isinstance(result.content, str) else ""
+        return model.model_validate(extract_json(raw)), raw
+    except (StructuredOutputError, ValueError):
+        return None, raw
 
 
 class RoleAgent(BaseChatAgent):

@@ -6,13 +6,11 @@ from typing import Literal
 
 from autogen_core import CancellationToken
 from autogen_core.models import ChatCompletionClient, LLMMessage, SystemMessage, UserMessage
-from conclave.agents.base import RoleAgent, TeamState, passages_block, tracked_structured
+from conclave.agents.base import RoleAgent, TeamState, passages_block, structured_reply
 from conclave.agents.prompting import load_prompt
 from pydantic import BaseModel, Field
 
 from conclave.events import Critique
-from conclave.models import StructuredOutputError
-from conclave.models.structured import extract_json
 
 
 class Verdict(BaseModel):
@@ -151,22 +149,18 @@ class Critic(RoleAgent):
             SystemMessage(content=load_prompt("critic")),
             UserMessage(content="\n\n".join(parts), source="user"),
         ]
-        try:
-            result = await tracked_structured(
-                state,
-                "critic",
-                self.client,
-                messages,
-                Verdict.model_json_schema(),
-                "verdict",
-                extra={"max_tokens": 160},
-                cancellation_token=cancellation_token,
-            )
-            raw = result.content if isinstance(result.content, str) else ""
-            return Verdict.model_validate(extract_json(raw))
-        except (StructuredOutputError, ValueError):
-            # An unreadable verdict is not a reason to throw away a chain that reified cleanly.
-            return Verdict(verdict="accept", reasons=["the critic's reply was not a valid verdict"])
+        verdict, _ = await structured_reply(
+            state,
+            "critic",
+            self.client,
+            messages,
+            Verdict,
+            "verdict",
+            max_tokens=160,
+            cancellation_token=cancellation_token,
+        )
+        # An unreadable verdict is not a reason to throw away a chain that reified cleanly.
+        return verdict or Verdict(verdict="accept", reasons=["the critic's reply was not a valid verdict"])
 
 
 def build_critic(state: TeamState, client: ChatCompletionClient) -> Critic:

@@ -6,13 +6,11 @@ from typing import Literal
 
 from autogen_core import CancellationToken
 from autogen_core.models import ChatCompletionClient, LLMMessage, SystemMessage, UserMessage
-from conclave.agents.base import RoleAgent, SubQuestion, TeamState, tracked_structured
+from conclave.agents.base import RoleAgent, SubQuestion, TeamState, structured_reply
 from conclave.agents.prompting import load_prompt
 from pydantic import BaseModel, Field
 
 from conclave.events import PlanMade
-from conclave.models import StructuredOutputError
-from conclave.models.structured import extract_json
 
 
 # No string length limits in these schemas: llama.cpp expands maxLength into nested grammar rules, which makes
@@ -66,25 +64,15 @@ class Planner(RoleAgent):
             SystemMessage(content=load_prompt("planner")),
             UserMessage(content=user, source="user"),
         ]
-        raw = ""
-        try:
-            result = await tracked_structured(
-                state,
-                "planner",
-                self.client,
-                messages,
-                Plan.model_json_schema(),
-                "plan",
-                extra={"max_tokens": 256},
-                cancellation_token=cancellation_token,
-            )
-            raw = result.content if isinstance(result.content, str) else ""
-            plan = Plan.model_validate(extract_json(raw))
+        plan, raw = await structured_reply(
+            state, "planner", self.client, messages, Plan, "plan", max_tokens=256, cancellation_token=cancellation_token
+        )
+        if plan is None:
+            state.subquestions = fallback_plan(state.question, state.collection is not None)
+        else:
             state.subquestions = [
                 SubQuestion(p.question[:300], p.needs, (p.query or p.question)[:200]) for p in plan.subquestions
             ]
-        except (StructuredOutputError, ValueError):
-            state.subquestions = fallback_plan(state.question, state.collection is not None)
         await state.publish(PlanMade(subquestions=[vars(s) for s in state.subquestions], raw=raw))
         return "plan: " + "; ".join(f"{s.question} ({s.needs})" for s in state.subquestions)
 
