@@ -162,12 +162,6 @@ async def reify(
     results: dict[str, StepResult] = {}
     reused: set[str] = set()  # steps whose eager run (on the same inputs) stands
 
-    async def emit(event: Event) -> None:
-        if on_event is not None:
-            outcome = on_event(event)
-            if inspect.isawaitable(outcome):
-                await outcome
-
     async def run(step: Step, level: int) -> None:
         tool_name = find_tool(step.tool, tools) or step.tool
         early = eager.task_for(step) if eager is not None else None
@@ -176,19 +170,9 @@ async def reify(
             results[step.id] = replace(result, level=level)
             reused.add(step.id)
             return  # its events went out when it ran
-        missing = [ref for ref in step.refs() if not results[ref].ok]
-        if missing:
-            now = time.perf_counter()
-            reason = ", ".join(f"{ref} ({results[ref].status})" for ref in missing)
-            result = StepResult(
-                step.id, tool_name, "skipped", error=f"not run: it needs {reason}", started=now, ended=now, level=level
-            )
-        else:
-            args = {name: _substitute(arg, results) for name, arg in step.args.items()}
-            await emit(StepStarted(step_id=step.id, tool=tool_name, args=args, sample=sample))
-            result = await _call(step, tool_name, tools[tool_name], args, timeout, level)
-        results[step.id] = result
-        await emit(step_finished(result, sample))
+        results[step.id] = await _run_step(
+            step, tool_name, tools, results, timeout=timeout, level=level, sample=sample, on_event=on_event
+        )
 
     started = time.perf_counter()
     for level, ids in enumerate(levels):
@@ -239,25 +223,9 @@ class EagerRun:
 
     async def _run(self, step: Step, tool_name: str) -> StepResult:
         deps = {ref: await self.tasks[ref] for ref in step.refs()}
-        missing = [ref for ref, result in deps.items() if not result.ok]
-        if missing:
-            now = time.perf_counter()
-            reason = ", ".join(f"{ref} ({deps[ref].status})" for ref in missing)
-            result = StepResult(
-                step.id, tool_name, "skipped", error=f"not run: it needs {reason}", started=now, ended=now
-            )
-        else:
-            args = {name: _substitute(arg, deps) for name, arg in step.args.items()}
-            await self._emit(StepStarted(step_id=step.id, tool=tool_name, args=args, sample=self.sample))
-            result = await _call(step, tool_name, self.tools[tool_name], args, self.timeout, 0)
-        await self._emit(step_finished(result, self.sample))
-        return result
-
-    async def _emit(self, event: Event) -> None:
-        if self.on_event is not None:
-            outcome = self.on_event(event)
-            if inspect.isawaitable(outcome):
-                await outcome
+        return await _run_step(
+            step, tool_name, self.tools, deps, timeout=self.timeout, level=0, sample=self.sample, on_event=self.on_event
+        )
 
     def task_for(self, step: Step) -> asyncio.Task[StepResult] | None:
         """The eager run of ``step`` if the final chain's (bound) step is exactly what was started."""
@@ -320,6 +288,41 @@ def _error_text(exc: BaseException) -> str:
     text = f"{message} ({hint})" if hint else message
     text = " ".join(text.split())
     return text if len(text) <= 500 else text[:497] + "..."
+
+
+async def _run_step(
+    step: Step,
+    tool_name: str,
+    tools: Mapping[str, Any],
+    done: Mapping[str, StepResult],
+    *,
+    timeout: float | None,
+    level: int,
+    sample: int,
+    on_event: EventCallback | None,
+) -> StepResult:
+    """One step, after the steps it uses (``done``): skipped when one of them failed, else its tool called with their
+    values filled in; its step events go to ``on_event`` (a chain's reification and an eager run emit the same)."""
+    missing = [ref for ref in step.refs() if not done[ref].ok]
+    if missing:
+        now = time.perf_counter()
+        reason = ", ".join(f"{ref} ({done[ref].status})" for ref in missing)
+        result = StepResult(
+            step.id, tool_name, "skipped", error=f"not run: it needs {reason}", started=now, ended=now, level=level
+        )
+    else:
+        args = {name: _substitute(arg, done) for name, arg in step.args.items()}
+        await _emit(on_event, StepStarted(step_id=step.id, tool=tool_name, args=args, sample=sample))
+        result = await _call(step, tool_name, tools[tool_name], args, timeout, level)
+    await _emit(on_event, step_finished(result, sample))
+    return result
+
+
+async def _emit(on_event: EventCallback | None, event: Event) -> None:
+    if on_event is not None:
+        outcome = on_event(event)
+        if inspect.isawaitable(outcome):
+            await outcome
 
 
 def step_finished(result: StepResult, sample: int) -> StepFinished:
