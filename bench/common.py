@@ -336,75 +336,11 @@ async def warm_up(spec: str, settings: Any) -> float:
 # ------------------------------------------------------------------------------------------------ servers
 
 
-def free_port() -> int:
-    """A currently free TCP port on 127.0.0.1."""
-    import socket
+# The test suite's own (tests/fixtures/servers.py, tests/fixtures/chroma.py): one way to start a server on loopback,
+# wait for it and stop it. ``Server`` is the name the bench scripts use for ``start_server``.
+sys.path.insert(0, str(REPO))
+from tests.fixtures.chroma import start_chroma_server as start_chroma_server  # noqa: E402
+from tests.fixtures.servers import free_port as free_port  # noqa: E402
+from tests.fixtures.servers import start_server  # noqa: E402
 
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _answers(url: str) -> bool:
-    import urllib.error
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(url, timeout=2) as reply:
-            return bool(200 <= reply.status < 500)
-    except urllib.error.HTTPError as exc:
-        return exc.code < 500
-    except (urllib.error.URLError, OSError):
-        return False
-
-
-class Server:
-    """A server subprocess on loopback (``chroma run``, ``llama_cpp.server``): started, waited for, stopped."""
-
-    def __init__(self, cmd: list[str], ready_url: str, log_path: Path, timeout: float = 180.0):
-        import signal
-
-        self._signal = signal
-        self.cmd = cmd
-        self.log_path = log_path
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        with log_path.open("wb") as log:
-            self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout
-        while not _answers(ready_url):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                tail = log_path.read_text(errors="replace")[-2000:]
-                raise SystemExit(f"{' '.join(cmd[:4])} did not answer {ready_url} (exit {self.proc.poll()}):\n{tail}")
-            time.sleep(0.2)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(self._signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=15)
-
-    def __enter__(self) -> Server:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-def chroma_server(folder: Path) -> tuple[Server, str]:
-    """``chroma run`` (the executable next to this Python) on a free loopback port with its data in ``folder``."""
-    exe = Path(sys.executable).with_name("chroma")
-    if not exe.exists():
-        raise SystemExit(f"the chroma executable is not installed next to {sys.executable}")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    server = Server(
-        [str(exe), "run", "--host", "127.0.0.1", "--port", str(port), "--path", str(folder / "db")],
-        f"{url}/api/v2/heartbeat",
-        folder / "chroma-server.log",
-        timeout=60,
-    )
-    return server, url
+Server = start_server

@@ -25,43 +25,14 @@ from typing import Any
 
 import common
 
-JSON_INFO = {
-    "vision": False,
-    "function_calling": False,
-    "json_output": True,
-    "structured_output": True,
-    "family": "unknown",
-}
-PENS = (
-    "A shop sells pens at 3 dollars each. Tom buys 12 pens and pays with a 50 dollar bill. How much change does he get?"
-)
-PLAN = json.dumps(
-    {
-        "subquestions": [
-            {"question": "What do 12 pens cost?", "needs": "calculation", "query": ""},
-            {"question": "What is the change from 50 dollars?", "needs": "calculation", "query": ""},
-        ]
-    }
-)
+# The scripted question, plan, chain and verdict of the team's own tests (tests/unit/test_team.py), not copies.
+from tests.unit.test_team import ACCEPT, GOOD_CHAIN, JSON_INFO, PENS, PLAN, chain  # noqa: E402
 
-
-def chain(*steps: tuple[str, str, str, dict[str, Any]], answer: str) -> str:
-    return json.dumps(
-        {"steps": [{"thought": t, "id": i, "tool": tool, "args": a} for t, i, tool, a in steps], "answer": answer}
-    )
-
-
-GOOD_CHAIN = chain(
-    ("12 pens at 3 dollars each", "y1", "calculator", {"expression": "3 * 12"}),
-    ("change from the 50 dollar bill", "y2", "calculator", {"expression": "50 - y1"}),
-    answer="y2",
-)
 WRONG_CHAIN = chain(
     ("pens", "y1", "calculator", {"expression": "3 + 12"}),
     ("change", "y2", "calculator", {"expression": "50 - y1"}),
     answer="y2",
 )
-ACCEPT = json.dumps({"verdict": "accept", "reasons": ["the steps match the question"]})
 REVISE = json.dumps({"verdict": "revise", "reasons": ["step y1 adds the price and the count; multiply them"]})
 
 # name -> (method, coa settings, script, what it exercises)
@@ -80,7 +51,7 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], list[str], str]] = {
     ),
     "coa, one revision round": (
         "coa",
-        {"plan": "always"},
+        {"plan": "always", "use_critic": True},  # critic auto accepts a chain that reified cleanly without a call
         [PLAN, WRONG_CHAIN, REVISE, GOOD_CHAIN, ACCEPT],
         "critic sends the chain back once: reasoner, reifier, critic run twice",
     ),

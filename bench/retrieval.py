@@ -192,7 +192,8 @@ def latency_sweep(
     try:
         overrides: dict[str, Any] = {"home": home}
         if backend == "server":
-            server, url = common.chroma_server(home / "server")
+            server = common.start_chroma_server(home / "server")
+            url = server.url
             overrides["chroma_url"] = url
         settings = load_settings(**overrides)
         store = KnowledgeStore.open(settings)
