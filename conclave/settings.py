@@ -133,15 +133,15 @@ class CoASettings(_Frozen):
     tool_timeout: float = Field(30.0, gt=0)
     use_critic: bool | Literal["auto"] = "auto"
     """Whether the critic's model judges the chosen chain. ``auto`` skips the call for a chain that reified cleanly
-    with the calculator alone (on 200 measured GSM8K/SVAMP items the critic changed no outcome, at ~6 s an item) or
-    whose answer is retrieved text (the writer answers from the passages and cites them); a chain with a failed
+    with the calculator alone (measured, the critic changed no outcome there at several seconds an item: docs/QUALITY.md,
+    'Decisions, by measurement') or whose answer is retrieved text (the writer answers from the passages and cites them); a chain with a failed
     step always goes back to the reasoner, whatever this says."""
     form: Literal["auto", "program", "program-y", "json", "text"] = "program"
     """How the reasoner writes chains: ``program`` (Python assignments with descriptive names, free decoding, parsed
     and reified as they stream), ``program-y`` (the same with placeholders ``y1, y2, ...`` for names), ``json``
     (grammar-constrained), ``text`` (brackets); ``auto``: json where the backend has structured output, text
-    otherwise. The default is ``program``: on GSM8K dev 1-100 with Qwen2.5-Coder-1.5B one program-form chain
-    scored 57% against the JSON form's 39%, at a third of its tokens (docs/QUALITY.md)."""
+    otherwise. The default is ``program``: it scored well above the JSON form at a third of its tokens
+    (docs/QUALITY.md, 'Decisions, by measurement')."""
     forms: tuple[Literal["program", "program-y", "json", "text"], ...] = ()
     """Self-consistency with candidates of different forms: sample ``i`` is written in ``forms[i]`` (the last form
     repeats). A form's first sample is drawn at the configured temperature, its later ones warm. Empty: every sample

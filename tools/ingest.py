@@ -39,6 +39,8 @@ __all__ = ["BATCH_SIZE", "IngestProgress", "IngestReport", "SkippedFile", "disco
 
 BATCH_SIZE = 64
 CHUNKS_PER_SECOND = 16.5
+"""Ingest's rate on a small CPU machine (docs/PERFORMANCE.md, '4. Retrieval'), for the warning before a large
+ingest."""
 """Measured ingest throughput with the local embedder on 2 cores (docs/PERFORMANCE.md, table 4): for estimates."""
 WARN_ABOVE_SECONDS = 120.0
 _SKIP_DIRS = {"node_modules", "__pycache__", "venv", "site-packages", "dist", "build"}

@@ -129,8 +129,8 @@ class Writer(RoleAgent):
         """The passages the writer reads: the retriever's (its search for the question: what ``rag`` reads) and what
         each of the chosen chain's searches found, interleaved by rank, without repeats, ``top_k`` + 2 in all. The
         chain's lookups add evidence (a two-hop chain's second search finds what the question alone does not) without
-        crowding out the question's own passages: on HotpotQA, reading the chain's searches alone lost 3.7 F1 to
-        ``rag`` (docs/QUALITY.md)."""
+        crowding out the question's own passages: on HotpotQA, reading the chain's searches alone lost to ``rag``
+        (docs/QUALITY.md, 'Knowledge answers')."""
         from conclave.tools.toolset import parse_passages
 
         state = self.state

@@ -112,7 +112,7 @@ def _embedded_identity(spec: ModelSpec, settings: Settings) -> dict[str, Any]:
     identity = _embedded_model_identity(spec, settings)
     if settings.embedded_engine != "llama-cpp-python":
         # The same GGUF may answer differently on xllamacpp at temperature 0 (the server's own chat-template code and
-        # batched kernels; 1 of 8 short SmolLM2 answers differed), so its answers are cached apart. llama-cpp-python's
+        # batched kernels word some short answers differently), so its answers are cached apart. llama-cpp-python's
         # identity is unchanged: caches made before the engine setting existed stay valid for it.
         identity["engine"] = settings.embedded_engine
     return identity

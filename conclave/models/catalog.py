@@ -111,7 +111,7 @@ NO_CHAINS = {
     SMOLLM2: "SmolLM2-135M wrote no chain that validated on 100 GSM8K questions (docs/QUALITY.md, fine-tuning)",
 }
 """The built-in models known (measured) not to write chains that ``coa`` can run, and the measurement. A tuned model
-is not listed: tuning on chains is what teaches it (36 of 60 validated after 12 minutes)."""
+is not listed: tuning on chains is what teaches it (docs/QUALITY.md, 'Fine-tuning')."""
 
 FALLBACK_METHOD = "rag"
 """What ``ask`` answers with on such a model when no method was chosen: one call over the question's passages."""

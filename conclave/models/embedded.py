@@ -125,8 +125,8 @@ class _SharedModel:
 def _BoundedStateCache(max_entries: int) -> Any:  # noqa: N802 - a class built on first use (lazy import)
     """llama-cpp-python's RAM prompt cache, bounded by entries.
 
-    Its own byte bound relies on a size figure that under-reports: measured here with Qwen2.5-1.5B, the process grew
-    about 200 MB per call and reached 19 GB over 100 calls. Four saved states are enough for what the cache is for:
+    Its own byte bound relies on a size figure that under-reports, so a long evaluation's process grew with every
+    call until memory ran out. Four saved states are enough for what the cache is for:
     each role's static prompt prefix (system text, tools, examples) is found again on that role's next call.
     """
     from llama_cpp import LlamaRAMCache
@@ -142,8 +142,8 @@ def _BoundedStateCache(max_entries: int) -> Any:  # noqa: N802 - a class built o
 
 def remember_prefix(llama: Any) -> None:
     """Save the evaluated tokens' state in the prompt cache. llama-cpp-python saves it only when a generation runs to
-    its end, and the reasoner stops decoding at a program's closing fence: without this its static prompt prefix was
-    evaluated afresh on every call (7-8 s of a lookup's 15 on 2 cores)."""
+    its end, and the reasoner stops decoding at a program's closing fence: without this its static prompt prefix would
+    be evaluated afresh on every call, most of a lookup's time (docs/QUALITY.md, 'Knowledge answers')."""
     if llama.cache is None or not llama.n_tokens:
         return
     try:

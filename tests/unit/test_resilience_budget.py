@@ -56,5 +56,5 @@ async def test_default_settings_give_up_on_a_hung_endpoint_within_the_budget(mon
     with pytest.raises(BackendError, match="retry_budget"):
         await client.create(question())
     waited = clock.now - 1000.0
-    assert inner.calls == 2, inner.calls  # was 4 attempts (486 s) before the budget
+    assert inner.calls == 2, inner.calls  # the third would end past the budget
     assert waited <= settings.retry_budget, waited
