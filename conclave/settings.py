@@ -133,9 +133,9 @@ class CoASettings(_Frozen):
     tool_timeout: float = Field(30.0, gt=0)
     use_critic: bool | Literal["auto"] = "auto"
     """Whether the critic's model judges the chosen chain. ``auto`` skips the call for a chain that reified cleanly
-    with the calculator alone (measured, the critic changed no outcome there at several seconds an item: docs/QUALITY.md,
-    'Decisions, by measurement') or whose answer is retrieved text (the writer answers from the passages and cites them); a chain with a failed
-    step always goes back to the reasoner, whatever this says."""
+    with the calculator alone (measured, the critic changed no outcome there at several seconds an item:
+    docs/QUALITY.md, 'Decisions, by measurement') or whose answer is retrieved text (the writer answers from the
+    passages and cites them); a chain with a failed step always goes back to the reasoner, whatever this says."""
     form: Literal["auto", "program", "program-y", "json", "text"] = "program"
     """How the reasoner writes chains: ``program`` (Python assignments with descriptive names, free decoding, parsed
     and reified as they stream), ``program-y`` (the same with placeholders ``y1, y2, ...`` for names), ``json``
