@@ -70,6 +70,7 @@ def _option_parameters() -> list[inspect.Parameter]:
             elif isinstance(rule, Le):
                 bounds["max"] = rule.le
         annotation: Any
+        default: Any
         text = field.description or ""
         if name in NEGATED:
             annotation, default, text = bool, False, NEGATED[name]
