@@ -375,7 +375,8 @@ def _context_from_stdin() -> str | None:
 def _fit_method(method: str | None, settings: Any) -> str | None:
     """The method to run: on a model known not to write chains, a default ``coa`` becomes the method that answers on
     it (and a chosen ``coa`` is run after a warning); either way one line on stderr says so before any model call."""
-    from conclave.models.catalog import method_for_model
+    from conclave.workflows.runner import method_for_model
+
     from conclave.models.clients import role_spec
     from conclave.settings import load_settings_with_origins
 

@@ -15,9 +15,11 @@ from conclave.settings import Settings
 from conclave.terminal import REASON_CHARS, clip
 
 __all__ = [
+    "FALLBACK_METHOD",
     "answer_problem",
     "apply_method",
     "build_context",
+    "method_for_model",
     "parse_method",
     "run_question",
     "total_usage",
@@ -59,6 +61,27 @@ def parse_method(spec: str) -> tuple[str, dict[str, Any]]:
             )
         options[key] = value
     return name, options
+
+
+FALLBACK_METHOD = "rag"
+"""What ``ask`` answers with on a model known not to write chains (``models/catalog.py``: ``NO_CHAINS``) when no
+method was chosen: one call over the question's passages."""
+
+
+def method_for_model(method: str | None, spec: str, *, chosen: bool) -> tuple[str | None, str | None]:
+    """The method ``ask`` runs on model ``spec`` and a one-line note for the user (or None). On a model that writes
+    no chains, the default ``coa`` would spend minutes on drafts that never validate: unless the user chose ``coa``,
+    the fallback method answers instead; when they did, they are told before it starts."""
+
+    from conclave.models.catalog import chain_shortfall
+
+    name = parse_method(method or "coa")[0]
+    why = chain_shortfall(spec) if name == "coa" else None
+    if why is None:
+        return method, None
+    if chosen:
+        return method, f"{why}: coa will most likely end without an answer (--method {FALLBACK_METHOD} answers)"
+    return FALLBACK_METHOD, f"{why}: answering with --method {FALLBACK_METHOD} (--method coa to try anyway)"
 
 
 def apply_method(settings: Settings, spec: str) -> tuple[str, Settings]:

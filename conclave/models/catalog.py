@@ -113,35 +113,14 @@ NO_CHAINS = {
 """The built-in models known (measured) not to write chains that ``coa`` can run, and the measurement. A tuned model
 is not listed: tuning on chains is what teaches it (docs/QUALITY.md, 'Fine-tuning')."""
 
-FALLBACK_METHOD = "rag"
-"""What ``ask`` answers with on such a model when no method was chosen: one call over the question's passages."""
-
 
 def chain_shortfall(spec: str) -> str | None:
     """Why the built-in model an embedded spec names (``embedded:smollm2``) is known not to write chains, or None
     (Qwen, a tuned model, a GGUF file, another backend: not known not to). Plain ``embedded`` is not judged: what it
     runs depends on the installation, and without the qwen extra the test suite runs its ``coa`` on SmolLM2."""
-    from conclave.errors import ConclaveError
-    from conclave.models.backends import parse_spec
-
     try:
-        parsed = parse_spec(spec)
-    except ConclaveError:
+        parsed = parse_embedded(spec)  # only the embedded backend has built-in models
+    except ConfigError:
         return None
-    named = parsed.builtin if parsed.provider == "embedded" and not parsed.tuned and not parsed.gguf_path else None
+    named = parsed.builtin if parsed is not None and not parsed.tuned and not parsed.gguf_path else None
     return NO_CHAINS.get(named) if named else None
-
-
-def method_for_model(method: str | None, spec: str, *, chosen: bool) -> tuple[str | None, str | None]:
-    """The method ``ask`` runs on model ``spec`` and a one-line note for the user (or None). On a model that writes
-    no chains, the default ``coa`` would spend minutes on drafts that never validate: unless the user chose ``coa``,
-    the fallback method answers instead; when they did, they are told before it starts."""
-    from conclave.workflows.runner import parse_method
-
-    name = parse_method(method or "coa")[0]
-    why = chain_shortfall(spec) if name == "coa" else None
-    if why is None:
-        return method, None
-    if chosen:
-        return method, f"{why}: coa will most likely end without an answer (--method {FALLBACK_METHOD} answers)"
-    return FALLBACK_METHOD, f"{why}: answering with --method {FALLBACK_METHOD} (--method coa to try anyway)"

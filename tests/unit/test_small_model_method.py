@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 from autogen_core.models import CreateResult, RequestUsage, UserMessage
 from conclave.workflows.answers import StreamedCall
+from conclave.workflows.runner import FALLBACK_METHOD, method_for_model
 
-from conclave.models.catalog import FALLBACK_METHOD, chain_shortfall, method_for_model
+from conclave.models.catalog import chain_shortfall
 
 
 def test_smollm2_is_known_not_to_write_chains_and_qwen_is_not() -> None:
