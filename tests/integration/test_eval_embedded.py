@@ -37,7 +37,8 @@ async def test_embedded_run_on_five_gsm8k_items_writes_every_output_and_repeats_
         assert (folder / name).stat().st_size > 0, name
     records = [EvalSample.model_validate_json(line) for line in (folder / "items.jsonl").read_text().splitlines()]
     first_five = [item.id for item in load_dataset(config.dataset).items[:5]]
-    assert [r.item_id for r in records] == first_five
+    # Written as each item finishes: the default engine (xllamacpp) runs as many at once as it has slots.
+    assert sorted(r.item_id for r in records) == sorted(first_five)
     for record in records:
         assert record.ok, record.error
         assert record.answer.strip()
@@ -53,7 +54,7 @@ async def test_embedded_run_on_five_gsm8k_items_writes_every_output_and_repeats_
     second = await run_eval(config, settings)
     assert second.backend_calls == {"embedded": 0}
     assert second.summary["cached_units"] == 5
-    assert [r.answer for r in second.records] == [r.answer for r in records]
+    assert {r.item_id: r.answer for r in second.records} == {r.item_id: r.answer for r in records}
     assert second.seconds < first.seconds
 
 
