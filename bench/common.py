@@ -300,6 +300,17 @@ def require(path: Path, what: str) -> Path:
     return path
 
 
+def require_llama_cpp_python(what: str) -> None:
+    """Exit with one line naming the extra when llama-cpp-python (``llama_cpp.server``) is not installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("llama_cpp") is None:
+        raise SystemExit(
+            f"{what} needs llama-cpp-python, which is not installed: pip install -e '.[llama-cpp]' (it compiles "
+            "llama.cpp: a C++ compiler and minutes), or use --engine xllamacpp"
+        )
+
+
 def load_jsonl(path: Path, limit: int | None = None) -> list[dict[str, Any]]:
     rows = []
     with path.open(encoding="utf-8") as fh:

@@ -2,15 +2,15 @@
 an OpenAI-compatible server on loopback or the embedded backend in-process, and the speed-up of a repeated run
 served from the cache; and whether the answers stay the same as at concurrency 1.
 
-Starts ``python -m llama_cpp.server`` (the bundled SmolLM2-135M GGUF unless ``--gguf``) on a free 127.0.0.1 port
+Starts llama.cpp's OpenAI-compatible server (the bundled SmolLM2-135M GGUF unless ``--gguf``) on a free 127.0.0.1
+port: by default xllamacpp's (``python -m conclave.models.xllama``, as many slots as the highest concurrency,
+continuous batching); with ``--engine llama-cpp-python`` (the ``llama-cpp`` extra) ``python -m llama_cpp.server``
 with ``--interrupt_requests False`` (its default, True, ends a streaming response early as soon as another request
-waits, which would make concurrent runs look fast by truncating answers), then runs ``workflows.evaluation.run_eval``
+waits, which would make concurrent runs look fast by truncating answers). Then it runs ``workflows.evaluation.run_eval``
 on the first GSM8K dev items with the model ``openai/bench`` at each concurrency (response cache off), and finally
 the same run twice with the cache on in a fresh CONCLAVE_HOME: cold (filling it), then warm (served from it).
 llama-cpp-python's server runs one request at a time (one model behind a lock): concurrency can only overlap what is
-not generation (HTTP, prompt building, tools, orchestration). ``--engine xllamacpp`` serves with llama.cpp's own
-server code instead (``python -m conclave.models.xllama``: as many slots as the highest concurrency, continuous
-batching). ``--backend embedded`` skips the server: the model ``embedded:<GGUF>`` runs in the bench's process on
+not generation (HTTP, prompt building, tools, orchestration). ``--backend embedded`` skips the server: the model ``embedded:<GGUF>`` runs in the bench's process on
 the chosen engine (``embedded_engine``; ``embedded_parallel`` = the highest concurrency).
 
 At temperature 0 every level should give each item the same answer: the runs' values are compared item by item
@@ -19,7 +19,7 @@ with the first level's (same repeat), and the items that differ are counted and 
     python bench/eval_throughput.py                          # coa, 16 items, concurrency 1 2 4 8, 2 repeats
     python bench/eval_throughput.py --gguf bench/models/qwen2.5-coder-1.5b-instruct-q4.gguf --limit 8
     python bench/eval_throughput.py --backend embedded --engine xllamacpp --method cot   # in-process, parallel slots
-    python bench/eval_throughput.py --engine xllamacpp       # xllamacpp's HTTP server instead of llama_cpp.server
+    python bench/eval_throughput.py --engine llama-cpp-python   # llama_cpp.server (the llama-cpp extra)
     python bench/eval_throughput.py --quick                  # cot, 2 items, concurrency 1 2, max_tokens 64
 """
 
@@ -167,8 +167,9 @@ def main() -> None:
     p.add_argument(
         "--engine",
         choices=["llama-cpp-python", "xllamacpp"],
-        default="llama-cpp-python",
-        help="llama.cpp engine: the server (llama_cpp.server or xllamacpp's) or the embedded backend's engine",
+        default="xllamacpp",
+        help="llama.cpp engine: the server (xllamacpp's or llama_cpp.server) or the embedded backend's engine "
+        "(default xllamacpp, the product's default; llama-cpp-python is the llama-cpp extra)",
     )
     args = p.parse_args()
     common.require(common.GSM8K_DEV, "GSM8K dev")
@@ -189,6 +190,7 @@ def main() -> None:
         cmd = [sys.executable, "-m", "conclave.models.xllama", str(gguf), "--port", str(port), "--alias", ALIAS]
         cmd += ["--slots", str(slots), "--n-ctx", str(args.n_ctx), "--threads", str(args.n_threads)]
     else:
+        common.require_llama_cpp_python("--engine llama-cpp-python")
         cmd = [
             sys.executable,
             "-m",

@@ -109,6 +109,7 @@ def correctness(limit: int, folder: Any) -> dict[str, Any]:
     """Two llama_cpp.server processes with the bundled SmolLM2: the same items locally and through Ray."""
     from conclave.models.embedded import bundled_model_path
 
+    common.require_llama_cpp_python("--servers (two llama_cpp.server processes)")
     servers, urls = [], []
     try:
         for n in range(2):
