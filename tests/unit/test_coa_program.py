@@ -16,6 +16,7 @@ from conclave.workflows.coa.program import (
     looks_like_program,
     parse_program,
     render_program,
+    repetition,
 )
 from conclave.workflows.coa.render import render, render_json
 from conclave.workflows.coa.validate import validate
@@ -205,6 +206,27 @@ def test_an_answer_written_as_a_sentence_answers_with_its_quantity() -> None:
     with pytest.raises(ProgramError, match="arithmetic takes numbers"):
         parse_program('x = 3\nanswer = "x is " + "three"', TOOLS)
     assert parse_program("x = 3\nanswer = x + 2", TOOLS).steps[-1].args == {"expression": Lit("y1 + 2")}
+
+
+def test_a_quantity_formatted_for_display_is_the_quantity() -> None:
+    """Qwen2.5-Coder ends a right TAT-QA computation with a display format (``x = f"{x:.2f}%"`` or ``answer =
+    f"{x:.2f}%"``): the quantity is the answer; the format is the answer's to write, and no second assignment."""
+    base = "a = 3\nb = 4\nchange = (b - a) / a * 100\n"
+    for tail in (
+        'change = f"{change:.2f}%"\nanswer = change',
+        'answer = f"{change:.2f}%"',
+        "answer = f'${change} million'",
+    ):
+        chain = parse_program(base + tail, TOOLS)
+        assert chain.answer == "y3" and len(chain.steps) == 3 and validate(chain, TOOLS) == []
+    # The stream's loop check does not take the display format for a loop.
+    assert repetition(base + 'change = f"{change:.2f}%"\n') is None
+    assert repetition(base + "change = change * 2\n") == "'change' is assigned again"
+    # Anything more than one plain quantity in the string is still refused.
+    with pytest.raises(ProgramError, match="f-strings"):
+        parse_program(base + 'answer = f"{a} to {b}"', TOOLS)
+    with pytest.raises(ProgramError, match="f-strings"):
+        parse_program(base + 'answer = f"{change * 2}"', TOOLS)
 
 
 def test_salvage_keeps_a_programs_own_searches_only_when_they_stand_alone() -> None:

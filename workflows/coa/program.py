@@ -255,7 +255,15 @@ def _statements(module: ast.Module, code: str) -> tuple[list[_Statement], list[s
             if len(node.targets) != 1 or not isinstance(node.targets[0], ast.Name):
                 errors.append(f"{where}: assign to one plain name (name = ...), not {_source(lines, node)!r}")
                 continue
-            out.append(_Statement(node.lineno, node.targets[0].id, node.value, " ".join(thought_lines)))
+            target, value = node.targets[0].id, node.value
+            shown = formatted_name(value)
+            if shown is not None and shown == target:
+                # x = f"{x:.2f}%": the quantity formatted for display. It computes nothing; rounding and the unit or
+                # scale are the answer's to write (workflows/coa/scale.py, the writer), so the line is no step.
+                continue
+            if shown is not None and target == ANSWER:
+                value = ast.Name(id=shown, ctx=ast.Load())  # answer = f"{change:.2f}%": the answer is `change`
+            out.append(_Statement(node.lineno, target, value, " ".join(thought_lines)))
         elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
             continue  # a docstring or a bare string: prose, ignored
         elif (
@@ -528,6 +536,20 @@ class _ToCalculator(ast.NodeTransformer):
         return node
 
 
+def formatted_name(node: ast.expr) -> str | None:
+    """The quantity an f-string only displays (``f"{change:.2f}%"``, ``f"${total} million"``): its one replacement
+    field is a plain name, with at most a format spec; None for anything else."""
+    if not isinstance(node, ast.JoinedStr):
+        return None
+    fields = [v for v in node.values if isinstance(v, ast.FormattedValue)]
+    if len(fields) != 1 or not isinstance(fields[0].value, ast.Name):
+        return None
+    spec = fields[0].format_spec
+    if spec is not None and not all(isinstance(v, ast.Constant) for v in getattr(spec, "values", [])):
+        return None
+    return fields[0].value.id
+
+
 def _is_sentence(node: ast.expr) -> bool:
     """Strings and names joined with + , with at least one of each (``x + " is the answer"``)."""
     parts: list[ast.expr] = []
@@ -653,6 +675,8 @@ class ProgramStream:
 
 
 _ASSIGNED = re.compile(r"^[ \t]*([A-Za-z_]\w*)[ \t]*=(?!=)")
+# x = f"{x:.2f}%": a quantity formatted for display, not a second assignment (the parser drops the line).
+_SELF_FORMAT = re.compile(r"^[ \t]*([A-Za-z_]\w*)[ \t]*=[ \t]*[rR]?[fF][rR]?([\"'])[^{]*\{\1(?=[:!}])")
 REPEATS = 3
 """How many times the same line may appear before a reply counts as looping (a program repeats short lines such as
 ``)`` legitimately, so only lines with a word in them are counted)."""
@@ -665,7 +689,7 @@ def repetition(code: str) -> str | None:
     assigned: set[str] = set()
     for line in code.splitlines():
         match = _ASSIGNED.match(line)
-        if match:
+        if match and not _SELF_FORMAT.match(line):
             name = match.group(1)
             if name in assigned:
                 return f"{name!r} is assigned again"
