@@ -52,7 +52,10 @@ class Writer(RoleAgent):
                 # The passages were still found: answer from them. An answer whose words and numbers the passages hold
                 # is an answer (an explanation needs no chain); otherwise say plainly that no chain checked it.
                 await self.compose(cancellation_token, worked=None)
-                rejected = state.verdict == "reject" and chosen is not None  # a chain ran and was judged wrong
+                # A computation that ran and was judged wrong leaves no answer: the passages cannot check a number
+                # the question asks to work out. A lookup's failed chain (a value not read, a step that broke) does
+                # not make the passages wrong: what they support is still the answer.
+                rejected = state.verdict == "reject" and chosen is not None and not self.is_lookup()
                 supported = None if rejected else supported_value(state.answer_text, self.reading())
                 if supported is not None:
                     state.answer_value, state.answer_basis = supported, "passages"
@@ -113,15 +116,17 @@ class Writer(RoleAgent):
         await state.publish(AnswerDelta(text=note, agent="writer"))
         return "answer: unsupported"
 
+    def is_lookup(self) -> bool:
+        """Whether the question needs no computation (``agents.reasoner.is_lookup_question``)."""
+        from conclave.agents.reasoner import is_lookup_question
+
+        return is_lookup_question(self.state.question, self.state.tools)
+
     def looked_up_nothing(self) -> bool:
         """Whether a lookup question (one that needs no computation: ``agents.reasoner.is_lookup_question``) got a
         chain that read nothing from the documents, while the retriever found passages for it."""
-        from conclave.agents.reasoner import is_lookup_question
-
         chosen = self.state.chosen
-        if chosen is None or chosen.chain is None or not self.state.passages:
-            return False
-        if not is_lookup_question(self.state.question, self.state.tools):
+        if chosen is None or chosen.chain is None or not self.state.passages or not self.is_lookup():
             return False
         return not any(s.tool in READING_TOOLS for s in chosen.chain.steps)
 

@@ -441,6 +441,19 @@ async def test_a_lookup_answered_by_a_chain_that_read_nothing_is_answered_from_t
     assert "nothing checked this answer" in final.text and final.value is None and not events[-1].ok
 
 
+async def test_a_lookups_failed_chain_does_not_unmake_what_the_passages_support() -> None:
+    """A lookup question whose chain ran, failed and was rejected: the writer's answer from the passages stands when
+    they support it (TAT-QA: "What do the tax fees comprise of?" answered rightly, then marked failed)."""
+    broken = '```python\nadam = search_knowledge("Adam")\nratio = 1 / 0\nanswer = ratio\n```'
+    reply = "Adam combines momentum and RMSprop-style scaling [1].\nAnswer: momentum and RMSprop"
+    events, _ = await run_with_store(
+        [broken, broken, reply], "What does Adam combine?", plan="auto", form="program", use_critic="auto"
+    )
+    assert [e.verdict for e in events if e.kind == "critique"][-1] == "reject"
+    final = answer(events)
+    assert (final.value, final.basis) == ("momentum and RMSprop", "passages") and events[-1].ok
+
+
 async def test_an_explanation_is_answered_from_its_passages_without_a_chain() -> None:
     """Why / how does / compare over a collection: no reasoner call, the writer answers from the passages, and the
     plan event says why no chain was written."""
