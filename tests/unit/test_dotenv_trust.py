@@ -104,6 +104,7 @@ def test_a_relative_mcp_command_runs_beside_the_settings_file(tmp_path: Path, co
         ("CONCLAVE_ROLES__CRITIC=embedded:weights/w.gguf", "roles.critic"),
         ("CONCLAVE_RAY_ADDRESS=127.0.0.1:6379", "ray_address"),
         ("CONCLAVE_CHROMA_URL=http://127.0.0.1:8/", "chroma_url"),
+        ("CONCLAVE_SERVE_API_KEY=a-key-the-folder-knows", "serve_api_key"),
     ],
 )
 def test_an_untrusted_dotenv_value_that_steers_requests_is_withheld_and_named(
@@ -120,7 +121,7 @@ def test_an_untrusted_dotenv_value_that_steers_requests_is_withheld_and_named(
     assert [w.key for w in loaded.withheld] == [key]
     err = capsys.readouterr().err
     assert f"{key} = " in err and "conclave trust ./.env" in err
-    assert "sk-folder-key-0123456789" not in err
+    assert "sk-folder-key-0123456789" not in err and "a-key-the-folder-knows" not in err
 
 
 def test_an_untrusted_dotenv_cannot_move_the_home_to_a_prepared_one(
