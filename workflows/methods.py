@@ -1,6 +1,6 @@
 """The methods Conclave can answer with, all on the same models and tools so they can be compared.
 
-``direct`` (one call), ``cot`` (chain of thought, no tools; over a collection it reads the question's passages), ``rag`` (the question's passages, one call that answers
+``direct`` (one call), ``cot`` (chain of thought, no tools), ``rag-cot`` (chain of thought over the question's passages), ``rag`` (the question's passages, one call that answers
 from them with citations), ``react`` (tool calls interleaved with reasoning) and ``coa`` (the team: plan, retrieve,
 abstract chain, reify, critique). Each is an async generator of events. A method plugin builds on the same parts:
 ``StreamedCall`` and ``answer_value`` (from ``answers.py``) are importable from here for it.
@@ -77,10 +77,16 @@ _COT_OVER_PASSAGES = (
 
 
 async def run_cot(ctx: RunContext) -> AsyncIterator[Event]:
-    """Chain of thought: think step by step, no tools. Over a collection it is given the question's passages (the
-    same ones ``rag`` reads), so that chain-of-thought and chain-of-abstraction are compared on the same facts."""
+    """Chain of thought: think step by step, no tools."""
+    async for event in _one_call(ctx, "cot"):
+        yield event
+
+
+async def run_rag_cot(ctx: RunContext) -> AsyncIterator[Event]:
+    """Chain of thought over the question's passages (the same ones ``rag`` reads): the comparison of
+    chain-of-thought with chain-of-abstraction on the same facts. Without a collection it is ``cot``."""
     if not ctx.collection:
-        async for event in _one_call(ctx, "cot"):
+        async for event in run_cot(ctx):
             yield event
         return
     from autogen_core.models import SystemMessage, UserMessage
@@ -196,6 +202,7 @@ for _method in (
     Method("rag", run_rag, "the question's passages, one cited answer (the single-agent baseline)", knowledge=True),
     Method("react", run_react, "tool calls interleaved with reasoning", knowledge=True),
     Method("direct", run_direct, "one call, no tools"),
+    Method("rag-cot", run_rag_cot, "chain of thought over the question's passages (rag's search)", knowledge=True),
 ):
     METHODS.add(_method.name, _method)
 

@@ -28,7 +28,7 @@ def test_a_mistyped_backend_prefix_gets_a_did_you_mean() -> None:
 def test_a_mistyped_method_prints_the_registrys_line_not_pydantics() -> None:
     error, fix = assert_clean_error(run_cli("ask", "--method", "cott", "hi"), code=2)
     assert "Value error" not in error and "invalid settings" not in error
-    assert error.startswith("error: unknown method 'cott': use coa (default), cot, rag, react or direct")
+    assert error.startswith("error: unknown method 'cott': use coa (default), cot, rag, react, direct or rag-cot")
     assert "conclave methods" in error + fix
 
 

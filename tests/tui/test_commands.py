@@ -175,7 +175,7 @@ async def test_help_screen_lists_every_binding_and_command(settings: Settings, s
         text = console.export_text()
         for c in SLASH_COMMANDS:
             assert f"/{c.name}" in text
-        assert "[coa|cot|rag|react|direct]" in text
+        assert "[coa|cot|rag|react|direct|rag-cot]" in text
 
 
 async def test_palette_runs_actions(settings: Settings, store: SessionStore, tmp_path: Path) -> None:

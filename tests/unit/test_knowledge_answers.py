@@ -151,11 +151,12 @@ async def test_rag_and_direct_show_the_answer_format_and_score_the_answer_line()
     assert "Answer: Paris" in text_of(client.calls[0][:-1]) and answer(events).value == "Paris"
 
 
-async def test_cot_over_a_collection_reads_the_same_passages_as_rag() -> None:
-    """Chain-of-thought compared with the team on documents gets the question's passages, as ``rag`` does."""
+async def test_rag_cot_reads_the_same_passages_as_rag() -> None:
+    """Chain-of-thought compared with the team on documents (``rag-cot``) gets the question's passages, as ``rag``
+    does; plain ``cot`` reads none."""
     reply = "Adam combines momentum with RMSprop scaling [1].\nAnswer: momentum and RMSprop"
     rag_events, _, _ = await run("rag", [reply], "What does Adam combine?")
-    events, client, store = await run("cot", [reply], "What does Adam combine?")
+    events, client, store = await run("rag-cot", [reply], "What does Adam combine?")
     assert store.queries == ["What does Adam combine?"]
     retrieved = [e for e in events if e.kind == "retrieval"]
     rag_retrieved = [e for e in rag_events if e.kind == "retrieval"]
@@ -164,6 +165,8 @@ async def test_cot_over_a_collection_reads_the_same_passages_as_rag() -> None:
     assert "Adam combines momentum with RMSprop scaling." in prompt and "Think step by step" in prompt
     final = answer(events)
     assert final.value == "momentum and RMSprop" and [p.id for p in final.sources] == ["opt#1"]
+    events, client, store = await run("cot", [reply], "What does Adam combine?")
+    assert store.queries == [] and "retrieval" not in [e.kind for e in events]
 
 
 async def test_a_lookup_program_that_cannot_run_keeps_its_searches_without_a_replan() -> None:

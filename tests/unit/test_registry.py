@@ -46,7 +46,7 @@ def test_methods_and_scorers_come_from_their_registries() -> None:
     from conclave.workflows.methods import METHODS, method_help, searches_knowledge
 
     assert METHODS.names()[:5] == ("coa", "cot", "rag", "react", "direct")
-    assert method_help().startswith("coa (default), cot, rag, react or direct")
+    assert method_help().startswith("coa (default), cot, rag, react, direct or rag-cot")
     assert [m for m in ("coa", "cot", "rag", "react", "direct", "coa:k=3") if searches_knowledge(m)] == [
         "coa",
         "rag",

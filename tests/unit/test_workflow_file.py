@@ -43,7 +43,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "workflows"
         (
             "name: w\nsteps:\n  - ask:\n      question: q\n      method: magic\n",
             "wf.yaml:5:7: steps[0].ask.method",
-            "unknown method 'magic'; use one of: coa, cot, rag, react, direct",
+            "unknown method 'magic'; use one of: coa, cot, rag, react, direct, rag-cot",
         ),
         (
             "name: w\nsteps:\n  - batch:\n      questions: ${steps.qa.output}\n  - id: qa\n    synthesize: {n: 3}\n",

@@ -50,7 +50,7 @@ Method = Annotated[
     str,
     AfterValidator(_method),
     Field(
-        description="a method (`conclave methods` lists them: coa, cot, rag, react, direct and plugins); coa:k=5,... for a variant"
+        description="a method (`conclave methods` lists them: coa, cot, rag, react, direct, rag-cot and plugins); coa:k=5,... for a variant"
     ),
 ]
 STEP_KINDS = ("ingest", "ask", "batch", "synthesize", "eval", "report")
