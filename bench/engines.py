@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -156,7 +157,7 @@ def main() -> None:
                 med_range([run["first_token_s"] for run in runs[engine]]),
                 med_range([run["first_answer_s"] for run in runs[engine]]),
                 med_range(one),
-                f"{med_range(four)} ({ratio(sorted(four)[len(four) // 2], sorted(one)[len(one) // 2])})",
+                f"{med_range(four)} ({ratio(statistics.median(four), statistics.median(one))})",
                 med_range([run["peak_rss_mib"] for run in runs[engine]], digits=0),
                 same_within(engine),
             ]
