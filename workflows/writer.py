@@ -56,7 +56,7 @@ class Writer(RoleAgent):
                 # the question asks to work out. A lookup's failed chain (a value not read, a step that broke) does
                 # not make the passages wrong: what they support is still the answer.
                 rejected = state.verdict == "reject" and chosen is not None and not self.is_lookup()
-                supported = None if rejected else supported_value(state.answer_text, self.reading())
+                supported = None if rejected else supported_value(state.answer_text, self.reading(), state.question)
                 if supported is not None:
                     state.answer_value, state.answer_basis = supported, "passages"
                     return "answer: from the passages"
@@ -71,7 +71,7 @@ class Writer(RoleAgent):
             # A question that needs no computation, answered by a chain that read nothing from the documents: its
             # numbers came from nowhere. The passages answer it, or nothing does.
             await self.compose(cancellation_token, worked=None)
-            supported = supported_value(state.answer_text, self.reading())
+            supported = supported_value(state.answer_text, self.reading(), state.question)
             if supported is not None:
                 state.answer_value, state.answer_basis = supported, "passages"
                 return "answer: from the passages"
@@ -107,7 +107,7 @@ class Writer(RoleAgent):
         an answer when they support it (its words are theirs) and otherwise says nothing checked it."""
         state = self.state
         await self.compose(cancellation_token, worked=None)
-        supported = supported_value(state.answer_text, self.reading()) if state.passages else None
+        supported = supported_value(state.answer_text, self.reading(), state.question) if state.passages else None
         if supported is not None:
             state.answer_value, state.answer_basis = supported, "passages"
             return "answer: from the passages"
@@ -199,15 +199,46 @@ _CITATION = re.compile(r"\s*\[\d+\](?:,\s*\[\d+\])*")
 _WORD = re.compile(r"[a-z][a-z-]{3,}")
 
 
-def supported_value(text: str, passages: list[Passage]) -> str | None:
+# What joins a restated question to its answer: "Tax fees are comprised of <answer>", "EPS is <answer>". Longer forms
+# first, so "are comprised of" is not read as "are".
+_LINKING = (
+    r"(?:(?:is|are|was|were) (?:comprised|made up) of|consists? of|comprises?(?: of)?|includes?|represents?|"
+    r"refers? to|means?|stands? for|is|are|was|were)"
+)
+_RESTATED = re.compile(rf"^(?P<subject>.+?)\s+{_LINKING}\s+(?P<rest>\S.*)$", re.I | re.S)
+_FIRST_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z(\"'])")
+_TERM = re.compile(r"[a-z0-9]+")
+
+
+def answer_phrase(sentence: str, question: str) -> str:
+    """The part of an answer sentence that answers: without the question it restates first ("Purchase obligations
+    consist of <what they consist of>" -> what they consist of). A sentence whose opening is not the question's own
+    words is returned whole."""
+    found = _RESTATED.match(sentence.strip())
+    if not found or not question:
+        return sentence
+    asked = _TERM.findall(question.lower())
+
+    def in_question(word: str) -> bool:  # "earnings" for "Earning", "comprised" for "comprise"
+        return word in {"the", "a", "an"} or any(
+            word == q or (min(len(word), len(q)) >= 4 and (word.startswith(q) or q.startswith(word))) for q in asked
+        )
+
+    subject = _TERM.findall(found.group("subject").lower())
+    return found.group("rest").strip() if subject and all(map(in_question, subject)) else sentence
+
+
+def supported_value(text: str, passages: list[Passage], question: str = "") -> str | None:
     """The value of an answer written from ``passages`` when they support it, else None: an answer that says the
     passages do not hold it is none, every number in it must appear in them (a number the writer worked out itself
     is what a chain is for), and most of its words must be theirs."""
     value = answer_value(text)
     if value is None:
-        # A small model sometimes leaves out the "Answer:" line: its first sentence, without citations, stands in.
+        # A small model sometimes leaves out the "Answer:" line: its first sentence, without citations and without
+        # the question it restates, stands in.
         lines = _CITATION.sub("", text).strip().splitlines()
-        value = lines[0].strip().rstrip(".") if lines else None
+        first = _FIRST_SENTENCE.split(lines[0].strip())[0] if lines else ""
+        value = answer_phrase(first, question).strip().rstrip(".") or None
     if not value or _NOT_FOUND.search(value):
         return None
     source = " ".join(p.text for p in passages).lower().replace(",", "")

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from conclave.workflows.coa.program import ProgramStream, repeated_sentence, repetition
-from conclave.workflows.writer import computed_sentence, supported_value
+from conclave.workflows.writer import answer_phrase, computed_sentence, supported_value
 
 from conclave.events import Passage
 from tests.unit.test_knowledge_answers import answer, run
@@ -103,6 +103,34 @@ async def test_an_answer_the_passages_do_not_hold_is_still_a_failure() -> None:
 def test_supported_value(text: str, value: str | None) -> None:
     passages = [Passage("p#1", "notes.md", "Adam combines momentum with RMSprop scaling; betas 0.9 and 0.999.", 0.9)]
     assert supported_value(text, passages) == value
+
+
+@pytest.mark.parametrize(
+    ("sentence", "question", "phrase"),
+    [
+        # TAT-QA spans the writer answered without an Answer line, restating the question first.
+        ("Tax fees are comprised of fees for tax returns", "What do the tax fees comprise of?", "fees for tax returns"),
+        ("Purchase obligations consist of contractual obligations", "What do purchase obligations consist of?",
+         "contractual obligations"),
+        ("Earnings Per Share (EPS) is calculated using the two-class method", "How is Earning Per Share (EPS) calculated?",
+         "calculated using the two-class method"),
+        ("The capital of France is Paris", "What is the capital of France?", "Paris"),
+        # An opening that is not the question's words is the answer itself.
+        ("Paris is the capital of France", "What is the capital of France?", "Paris is the capital of France"),
+        ("Adam combines momentum and RMSprop", "What does Adam combine?", "Adam combines momentum and RMSprop"),
+    ],
+)  # fmt: skip
+def test_the_answer_phrase_leaves_out_the_question_a_sentence_restates(
+    sentence: str, question: str, phrase: str
+) -> None:
+    assert answer_phrase(sentence, question) == phrase
+
+
+def test_without_an_answer_line_the_value_is_the_first_sentences_answer_phrase() -> None:
+    passages = [Passage("p#1", "r.md", "Tax fees are fees for tax returns. Audit fees are fees for the audit.", 0.9)]
+    text = "Tax fees are fees for tax returns [1]. Audit fees are fees for the audit [1]."
+    assert supported_value(text, passages, "What are tax fees?") == "fees for tax returns"
+    assert supported_value(text, passages) == "Tax fees are fees for tax returns"
 
 
 async def test_a_computed_answer_is_a_sentence_and_the_chain_stays_in_the_trace() -> None:
