@@ -89,24 +89,12 @@ async def run_rag_cot(ctx: RunContext) -> AsyncIterator[Event]:
         async for event in run_cot(ctx):
             yield event
         return
-    from autogen_core.models import SystemMessage, UserMessage
-    from conclave.agents.base import cited_passages, passages_block
-
-    passages = await question_passages(ctx)
-    yield Retrieved(query=ctx.question, passages=passages)
-    instruction = f"{_COT_OVER_PASSAGES} {SCALE_REMINDER}" if states_a_scale(passages) else _COT_OVER_PASSAGES
-    context = f"Passages:\n{passages_block(passages)}" if passages else "Passages: (none were found)"
-    messages: list[LLMMessage] = [
-        SystemMessage(content=answer_prompt("cot", ctx.settings)),
-        *history_messages(ctx),
-        UserMessage(content=f"{context}\n\nQuestion: {ctx.question}\n\n{instruction}", source="user"),
-    ]
-    call = StreamedCall(ctx.clients["reasoner"], messages, agent="reasoner")
-    async for event in call.events():
+    async for event in _over_passages(ctx, "cot", _cot_instruction, shot=False):
         yield event
-    yield AnswerReady(
-        text=call.text.strip(), value=answer_value(call.text), sources=cited_passages(call.text, passages)
-    )
+
+
+def _cot_instruction(passages: Sequence[Passage]) -> str:
+    return f"{_COT_OVER_PASSAGES} {SCALE_REMINDER}" if states_a_scale(passages) else _COT_OVER_PASSAGES
 
 
 async def question_passages(ctx: RunContext) -> list[Passage]:
@@ -122,6 +110,17 @@ async def question_passages(ctx: RunContext) -> list[Passage]:
 async def run_rag(ctx: RunContext) -> AsyncIterator[Event]:
     """Retrieval-augmented generation, the single-agent baseline the team is compared against: the question's top-k
     passages, then one call that answers from them with citations."""
+    async for event in _over_passages(
+        ctx, "rag", lambda passages: answer_instruction(passages, ctx.answer_style), shot=True
+    ):
+        yield event
+
+
+async def _over_passages(
+    ctx: RunContext, prompt: str, instruction: Callable[[Sequence[Passage]], str], *, shot: bool
+) -> AsyncIterator[Event]:
+    """One streamed call over the question's passages (none without a collection) with the system prompt ``prompt``,
+    the passages-answer example when ``shot``, and ``instruction(passages)`` after the question."""
     from autogen_core.models import SystemMessage, UserMessage
     from conclave.agents.base import cited_passages, passages_block
 
@@ -131,13 +130,10 @@ async def run_rag(ctx: RunContext) -> AsyncIterator[Event]:
         yield Retrieved(query=ctx.question, passages=passages)
     context = f"Passages:\n{passages_block(passages)}" if passages else "Passages: (none were found)"
     messages: list[LLMMessage] = [
-        SystemMessage(content=answer_prompt("rag", ctx.settings)),
-        *passages_shot(),
+        SystemMessage(content=answer_prompt(prompt, ctx.settings)),
+        *(passages_shot() if shot else []),
         *history_messages(ctx),
-        UserMessage(
-            content=f"{context}\n\nQuestion: {ctx.question}\n\n{answer_instruction(passages, ctx.answer_style)}",
-            source="user",
-        ),
+        UserMessage(content=f"{context}\n\nQuestion: {ctx.question}\n\n{instruction(passages)}", source="user"),
     ]
     call = StreamedCall(ctx.clients["reasoner"], messages, agent="reasoner")
     async for event in call.events():

@@ -39,7 +39,7 @@ class Writer(RoleAgent):
         state = self.state
         chosen = state.chosen
         if state.no_plan:
-            return await self.from_passages(cancellation_token)
+            return await self.from_passages(cancellation_token, "The passages found do not support this answer.")
         if chosen is None or chosen.reified is None or state.verdict == "reject":
             if state.verdict == "reject":
                 errors = state.reasons or ["the chain was rejected"]
@@ -70,15 +70,9 @@ class Writer(RoleAgent):
         if self.looked_up_nothing():
             # A question that needs no computation, answered by a chain that read nothing from the documents: its
             # numbers came from nowhere. The passages answer it, or nothing does.
-            await self.compose(cancellation_token, worked=None)
-            supported = supported_value(state.answer_text, self.reading(), state.question)
-            if supported is not None:
-                state.answer_value, state.answer_basis = supported, "passages"
-                return "answer: from the passages"
-            note = "\n\n_The chain computed without looking anything up; nothing checked this answer._"
-            state.answer_text += note
-            await state.publish(AnswerDelta(text=note, agent="writer"))
-            return "answer: unchecked"
+            return await self.from_passages(
+                cancellation_token, "The chain computed without looking anything up; nothing checked this answer."
+            )
         reified = chosen.reified
         state.answer_value = None if reified.answer_value is None else str(reified.answer_value)
         state.answer_basis = "chain"
@@ -102,16 +96,17 @@ class Writer(RoleAgent):
             await state.publish(AnswerDelta(text=state.answer_text, agent="writer"))
         return "answer: written"
 
-    async def from_passages(self, cancellation_token: CancellationToken) -> str:
-        """An answer with no chain by design (``TeamState.no_plan``): the writer's reading of the passages, which is
-        an answer when they support it (its words are theirs) and otherwise says nothing checked it."""
+    async def from_passages(self, cancellation_token: CancellationToken, unsupported: str) -> str:
+        """An answer written from the passages with no chain behind it (an explanation, by design: ``no_plan``; a
+        lookup whose chain read nothing): an answer when they support it (its words and numbers are theirs);
+        otherwise it carries the ``unsupported`` notice and has no value."""
         state = self.state
         await self.compose(cancellation_token, worked=None)
         supported = supported_value(state.answer_text, self.reading(), state.question) if state.passages else None
         if supported is not None:
             state.answer_value, state.answer_basis = supported, "passages"
             return "answer: from the passages"
-        note = "\n\n_The passages found do not support this answer._"
+        note = f"\n\n_{unsupported}_"
         state.answer_text += note
         await state.publish(AnswerDelta(text=note, agent="writer"))
         return "answer: unsupported"
