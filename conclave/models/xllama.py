@@ -374,14 +374,20 @@ def serve(
     n_threads: int | None = None,
     lora_path: Path | None = None,
     alias: str | None = None,
+    cache_prompt: bool = True,
 ) -> Any:
     """llama.cpp's OpenAI-compatible HTTP server on 127.0.0.1:``port`` from this process (the bench's "server"
-    variant): keep the returned object alive while it serves. No API key: for loopback benchmarks only."""
+    variant): keep the returned object alive while it serves. No API key: for loopback benchmarks only. Without
+    ``cache_prompt`` every prompt is evaluated whole, so an answer at temperature 0 does not depend on what the
+    server computed before (a prefix found in the cache is the same arithmetic in another order)."""
     import xllamacpp
 
     params = _params(
         path, n_ctx=n_ctx, threads=n_threads or default_threads(), slots=slots, lora_path=lora_path, port=port
     )
+    if not cache_prompt:
+        params.cache_prompt = False
+        params.cache_ram_mib = 0
     if alias:
         params.model_alias = {alias}
     params.n_threads_http = max(4, slots + 2)  # one HTTP thread per waiting request, or they queue before the slots
@@ -399,9 +405,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--n-ctx", type=int, default=4096, help="tokens per slot (default 4096)")
     parser.add_argument("--threads", type=int, default=None, help="default: the CPUs this process may use")
     parser.add_argument("--alias", default=None, help="the model's name in /v1/models")
+    parser.add_argument(
+        "--no-cache-prompt", action="store_true", help="evaluate every prompt whole (answers independent of history)"
+    )
     args = parser.parse_args(argv)
     running = serve(
-        args.model, port=args.port, n_ctx=args.n_ctx, slots=args.slots, n_threads=args.threads, alias=args.alias
+        args.model,
+        port=args.port,
+        n_ctx=args.n_ctx,
+        slots=args.slots,
+        n_threads=args.threads,
+        alias=args.alias,
+        cache_prompt=not args.no_cache_prompt,
     )
     print(f"serving {args.model} at {running.listening_address}", flush=True)
     threading.Event().wait()
