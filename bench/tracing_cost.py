@@ -161,7 +161,8 @@ async def real(model: str, questions: list[str], repeats: int, receiver: Receive
     from conclave.settings import load_settings
 
     settings = load_settings(model=model, cache=False)
-    await one_question(questions[0], settings, None)  # untimed: loads the model, ingests the demo notes
+    for question in questions:  # untimed: loads the model, ingests the demo notes, each question's first prefill
+        await one_question(question, settings, None)
     rows = []
     for q_index, question in enumerate(questions):
         walls: dict[str, list[float]] = {"off": [], "on": []}
