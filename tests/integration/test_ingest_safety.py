@@ -12,11 +12,11 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from conclave.cli.main import app
 from conclave.tools.ingest import ingest
 from conclave.tools.store import KnowledgeStore
 from typer.testing import CliRunner
 
-from conclave.cli.main import app
 from conclave.errors import ConfigError
 from conclave.settings import Settings, load_settings
 from tests.integration.test_store import FakeEmbedder

@@ -159,10 +159,9 @@ async def test_an_interrupted_run_keeps_the_pairs_it_had(tmp_path: Path, collect
 def test_the_cli_shows_progress_writes_json_and_fails_when_nothing_is_kept(
     tmp_path: Path, collection: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from conclave.cli.main import app
     from conclave.workflows.evaluation import cache as cache_module
     from typer.testing import CliRunner
-
-    from conclave.cli.main import app
 
     factory = Factory({"openai/writer": scripted, "openai/judge": scripted})
     real = cache_module.CacheSet.__init__

@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from conclave.cli.main import app
 from typer.testing import CliRunner
 
-from conclave.cli.main import app
 from conclave.errors import ConfigError
 from conclave.logs import LogRecord, LogStore
 from conclave.sessions import SessionStore

@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conclave.cli.main import app
 from typer.testing import CliRunner
 
-from conclave.cli.main import app
 from conclave.errors import ConfigError
 from conclave.settings import Settings, load_settings
 from conclave.templates import Template, load_template, parse_options, save_template

@@ -10,10 +10,9 @@ from pathlib import Path
 import click
 import pytest
 import typer.main
-from typer.testing import CliRunner
-
 from conclave.cli.main import app
 from conclave.cli.metavars import metavar_for
+from typer.testing import CliRunner
 
 
 def command_paths() -> list[list[str]]:

@@ -7,11 +7,11 @@ import json
 import re
 from pathlib import Path
 
+from conclave.cli.main import app
 from conclave.workflows.evaluation.compare import compare_records
 from conclave.workflows.evaluation.report import render_html, summarize
 from typer.testing import CliRunner
 
-from conclave.cli.main import app
 from tests.unit.test_harness_cli import _two_runs
 from tests.unit.test_report_drilldown import record
 

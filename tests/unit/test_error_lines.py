@@ -10,8 +10,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conclave.cli.main import MAX_QUESTION_BYTES
+
 from tests.integration.test_cli_errors import FAKE_KEY, Flaky, assert_clean_error, cli_command, cli_env, run_cli
 
 CLOSED = "http://127.0.0.1:9/v1"

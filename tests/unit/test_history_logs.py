@@ -12,14 +12,14 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import conclave.cli.main as main_module
 import pytest
+from conclave.cli.main import _cancelled, app
+from conclave.cli.render import AskProgress, TraceRenderer
 from conclave.workflows.evaluation import EvalConfig, run_eval
 from rich.console import Console
 from typer.testing import CliRunner
 
-import conclave.cli.main as main_module
-from conclave.cli.main import _cancelled, app
-from conclave.cli.render import AskProgress, TraceRenderer
 from conclave.errors import ConfigError
 from conclave.events import AnswerDelta, AnswerReady, ChainDrafted, PlanMade, RunFinished, RunStarted, Usage
 from conclave.logs import LogRecord, LogStore, LogStoreError, logs_path, record_from_ask

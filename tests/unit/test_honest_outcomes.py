@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conclave.cli.main import app
 from conclave.workflows.evaluation import run_eval
 from conclave.workflows.evaluation.scorers import Outcome, numeric_match
 from conclave.workflows.runner import answer_problem
 from rich.console import Console
 from typer.testing import CliRunner
 
-from conclave.cli.main import app
 from conclave.events import (
     AnswerDelta,
     AnswerReady,

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 import typer
+from conclave.cli.knowledge import parse_tool_args, register
 from conclave.tools.demo import demo_notes_path
 from typer.testing import CliRunner
 
-from conclave.cli.knowledge import parse_tool_args, register
 from conclave.errors import ConfigError, StoreError, ToolInputError
 
 runner = CliRunner()

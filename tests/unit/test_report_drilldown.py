@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conclave.cli.main import app
 from conclave.workflows.evaluation import run_eval
 from conclave.workflows.evaluation.report import render_html, render_markdown, summarize
 from markdown_it import MarkdownIt
 from typer.testing import CliRunner
 
-from conclave.cli.main import app
 from conclave.errors import ConfigError
 from conclave.settings import load_settings
 from tests.unit.test_harness import Factory, config, write_gsm8k
