@@ -85,6 +85,9 @@ class StubEndpoint:
                             "choices": [],
                             "usage": usage,
                         }
+                        # Counted before the last bytes go out: a client that has its answer sees it counted.
+                        with stub._lock:
+                            stub.served += 1
                         self.wfile.write(f"data: {json.dumps(tail)}\n\ndata: [DONE]\n\n".encode())
                     else:
                         body = {
@@ -101,11 +104,12 @@ class StubEndpoint:
                             ],
                             "usage": usage,
                         }
+                        with stub._lock:
+                            stub.served += 1
                         self._send(200, json.dumps(body).encode(), "application/json")
                 finally:
                     with stub._lock:
                         stub.in_flight -= 1
-                        stub.served += 1
 
             def _send(self, status: int, body: bytes, content_type: str) -> None:
                 self.send_response(status)
